@@ -1,0 +1,3 @@
+fn main() {
+    println!("kompox-apiserver: not yet implemented");
+}

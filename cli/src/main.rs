@@ -1,0 +1,3 @@
+fn main() {
+    println!("kubectl-kompox: not yet implemented");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("kompox-controller: not yet implemented");
+}

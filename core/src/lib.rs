@@ -1,0 +1,4 @@
+//! Kompox core: the API types, compose parsing, rendering, naming and hashing.
+//!
+//! Everything in this crate is pure: no network, no files, no clock. Callers pass
+//! in what the cluster holds and get back values; the servers are thin layers over it.

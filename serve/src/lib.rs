@@ -1,0 +1,1 @@
+//! Shared HTTPS serving for Kompox servers.
