@@ -12,6 +12,14 @@ source "$here/lib/common.sh"
 
 mkdir -p "$KOMPOX_BIN"
 
+# binname <package>: the file go build writes for a main package (etcd's is renamed).
+binname() {
+  case $1 in
+    go.etcd.io/etcd/server/v3) echo etcd ;;
+    *) basename "$1" ;;
+  esac
+}
+
 # build <module dir> <ldflags> <package>...
 build() {
   local mod=$1 ldflags=$2; shift 2
@@ -19,15 +27,15 @@ build() {
   local want
   want=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-64)
   local missing=0 pkg
-  for pkg in "$@"; do [ -x "$KOMPOX_BIN/$(basename "$pkg")" ] || missing=1; done
+  for pkg in "$@"; do [ -x "$KOMPOX_BIN/$(binname "$pkg")" ] || missing=1; done
   if [ "$missing" = 0 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
   log "building $(basename "$mod"): $* (cold builds take minutes)"
   local start=$SECONDS
   (cd "$mod" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$KOMPOX_BIN/" "$@")
-  # etcd's main package is the module root; name its binary etcd.
-  [ -x "$KOMPOX_BIN/v3" ] && mv -f "$KOMPOX_BIN/v3" "$KOMPOX_BIN/etcd"
+  # etcd's main package is its server module's root, which go names "server".
+  if [ -x "$KOMPOX_BIN/server" ]; then mv -f "$KOMPOX_BIN/server" "$KOMPOX_BIN/etcd"; fi
   echo "$want" > "$stamp"
   log "built $(basename "$mod") in $((SECONDS - start))s"
 }
@@ -43,4 +51,19 @@ build "$here/tools/k8s" "$ld" \
 build "$here/tools/etcd" "" go.etcd.io/etcd/server/v3
 [ -x "$KOMPOX_BIN/etcd" ] || die "etcd binary missing after build"
 build "$here/tools/kwok" "" sigs.k8s.io/kwok/cmd/kwok
+
+# kwok needs Stage objects describing node and pod lifecycles. Take kwok's own
+# "fast" stages from the pinned module (the same ones kwokctl uses by default).
+stages="$KOMPOX_BIN/kwok-stages.yaml"
+if [ ! -s "$stages" ] || [ "$stages" -ot "$KOMPOX_BIN/.kwok.stamp" ]; then
+  kwokdir=$(cd "$here/tools/kwok" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  {
+    for f in "$kwokdir"/kustomize/stage/node/fast/node-initialize.yaml \
+      "$kwokdir"/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      "$kwokdir"/kustomize/stage/pod/fast/pod-*.yaml; do
+      echo "---"; cat "$f"
+    done
+  } > "$stages.tmp"
+  mv "$stages.tmp" "$stages"
+fi
 echo "$KOMPOX_BIN"

@@ -1,1 +1,235 @@
-//! Test harness for the local control plane.
+//! Test harness for Kompox's end-to-end tests against the local control plane.
+//!
+//! The control plane is real: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+//! kwok started by `hack/cluster.sh`. [`cluster()`] brings it up once per test binary (reusing it
+//! when it is already up), [`TestNamespace`] gives each test a fresh namespace, and [`wait_until`]
+//! / [`wait_for_condition`] wait with timeouts instead of sleeping.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
+
+/// Where the local control plane keeps what tests need to reach it.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Kubeconfig of the cluster admin (`system:masters`).
+    pub admin_kubeconfig: PathBuf,
+    /// Kubeconfig of the ordinary user `dev`, who has no rights beyond discovery.
+    pub user_kubeconfig: PathBuf,
+    /// The CA that signs kube-apiserver's front-proxy client certificate.
+    pub front_proxy_ca: PathBuf,
+    /// Directory holding kubectl and the other upstream binaries.
+    pub bin_dir: PathBuf,
+}
+
+/// The repository root (the workspace this crate lives in).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cluster_script() -> PathBuf {
+    repo_root().join("hack/cluster.sh")
+}
+
+/// Brings the local control plane up (once per process; reused when already up) and returns how
+/// to reach it.
+///
+/// # Panics
+/// When the control plane cannot be started: every e2e test needs it, so failing loudly with
+/// the script's output is the useful outcome.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| match start_cluster() {
+        Ok(c) => c,
+        Err(e) => panic!("local control plane: {e:#}"),
+    })
+}
+
+fn start_cluster() -> Result<Cluster> {
+    let script = cluster_script();
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("up")
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} up failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let env = Command::new("bash").arg(&script).arg("env").output()?;
+    let text = String::from_utf8_lossy(&env.stdout);
+    let var = |name: &str| -> Result<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("{} env printed no {name}", script.display()))
+    };
+    let bin_dir = var("PATH")?
+        .split(':')
+        .next()
+        .map(PathBuf::from)
+        .context("no bin dir in PATH")?;
+    Ok(Cluster {
+        admin_kubeconfig: var("KUBECONFIG")?.into(),
+        user_kubeconfig: var("KUBECONFIG_USER")?.into(),
+        front_proxy_ca: var("KOMPOX_FRONT_PROXY_CA")?.into(),
+        bin_dir,
+    })
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from(path: &Path) -> Result<Client> {
+    let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A client acting as the cluster admin.
+pub async fn admin_client() -> Result<Client> {
+    client_from(&cluster().admin_kubeconfig).await
+}
+
+/// A client acting as the unprivileged user `dev`.
+pub async fn user_client() -> Result<Client> {
+    client_from(&cluster().user_kubeconfig).await
+}
+
+/// Runs the pinned kubectl against the cluster as admin; returns stdout, fails with stderr.
+pub fn kubectl(args: &[&str]) -> Result<String> {
+    let c = cluster();
+    let out = Command::new(c.bin_dir.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&c.admin_kubeconfig)
+        .args(args)
+        .output()
+        .context("running kubectl")?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A namespace of its own for one test, deleted by [`TestNamespace::cleanup`].
+pub struct TestNamespace {
+    /// The namespace's name.
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    /// Creates `e2e-<prefix>-<random>` with the given extra labels, and waits until its default
+    /// ServiceAccount exists (Pods are rejected before that).
+    pub async fn create(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Result<Self> {
+        let suffix: u32 = rand::random();
+        let name = format!("e2e-{prefix}-{:08x}", suffix);
+        let mut all = serde_json::Map::new();
+        all.insert("kompox.dev/e2e".into(), "true".into());
+        for (k, v) in labels {
+            all.insert((*k).into(), (*v).into());
+        }
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": all},
+        }))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        wait_until(
+            "the default ServiceAccount",
+            Duration::from_secs(60),
+            || {
+                let sas = sas.clone();
+                async move { Ok(sas.get_opt("default").await?.is_some()) }
+            },
+        )
+        .await?;
+        Ok(Self {
+            name,
+            client: client.clone(),
+        })
+    }
+
+    /// A namespaced API in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Deletes the namespace (not waiting for its contents to go).
+    pub async fn cleanup(self) -> Result<()> {
+        Api::<Namespace>::all(self.client)
+            .delete(&self.name, &DeleteParams::background())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Ok(true)`, failing after `timeout` with `what`.
+/// Errors from `check` are retried until the deadline (the last one is reported).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match last_err {
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}: last error: {e:#}")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Watches one object until `cond` holds, failing after `timeout`.
+pub async fn wait_for_condition<K>(
+    api: Api<K>,
+    name: &str,
+    cond: impl Condition<K>,
+    timeout: Duration,
+) -> Result<Option<K>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::time::timeout(timeout, await_condition(api, name, cond))
+        .await
+        .with_context(|| format!("timed out after {timeout:?} waiting on {name}"))?
+        .with_context(|| format!("watching {name}"))
+}

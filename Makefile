@@ -1,0 +1,40 @@
+# Kompox — the two commands a newcomer runs are `make demo` and `make test` (see README.md).
+SHELL := bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build every Kompox binary.
+	$(CARGO) build --workspace --bins
+
+.PHONY: tools
+tools: ## Build the pinned upstream control-plane binaries into the cache (skipped when present).
+	hack/build-tools.sh
+
+.PHONY: up
+up: tools ## Start the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok).
+	hack/cluster.sh up
+
+.PHONY: down
+down: ## Stop the local control plane.
+	hack/cluster.sh down
+
+.PHONY: demo
+demo: build up ## Build, bring the local control plane up and show Kompox at work.
+	hack/demo.sh
+
+.PHONY: fmt-check
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+.PHONY: lint
+lint: fmt-check ## cargo fmt --check and clippy -D warnings.
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: lint up ## Format and lint checks, unit tests, and end-to-end tests against the local control plane.
+	$(CARGO) test --workspace --no-fail-fast
