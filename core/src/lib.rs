@@ -2,3 +2,9 @@
 //!
 //! Everything in this crate is pure: no network, no files, no clock. Callers pass
 //! in what the cluster holds and get back values; the servers are thin layers over it.
+
+pub mod api;
+pub mod hash;
+pub mod naming;
+pub mod provider;
+pub mod redact;

@@ -1,0 +1,486 @@
+//! `KompoxApp`: a Docker Compose application run on the cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube_derive::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{LocalKeyRef, LocalRef, ProviderSpec, conditions_schema};
+use super::validate::{Errors, check_configmap_key, check_label, check_subdomain};
+
+/// Desired state of a Compose application.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "k8s.kompox.dev",
+    version = "v1alpha1",
+    kind = "KompoxApp",
+    plural = "kompoxapps",
+    singular = "kompoxapp",
+    shortname = "kapp",
+    category = "kompox",
+    namespaced,
+    doc = "A Docker Compose application run by Kompox in this namespace.",
+    status = "KompoxAppStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"READY","type":"boolean","jsonPath":".status.ready"}"#,
+    printcolumn = r#"{"name":"HOSTS","type":"string","jsonPath":".status.ingressHosts"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    crates(
+        kube_core = "::kube_core",
+        k8s_openapi = "::k8s_openapi",
+        schemars = "::schemars",
+        serde = "::serde",
+        serde_json = "::serde_json"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KompoxAppSpec {
+    /// Storage/cloud provider used for the app's disks.
+    #[serde(default)]
+    pub provider: ProviderSpec,
+    /// Where the compose file lives.
+    pub compose: ComposeSource,
+    /// Ingress exposure through the cluster's ingress controller (Traefik).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+    /// Placement of the app's workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentSpec>,
+    /// Compose volumes bound to KompoxDisks in the same namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub volumes: Vec<AppVolume>,
+    /// Files projected into the containers from ConfigMaps/Secrets (env_file, configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesSpec>,
+}
+
+/// `spec.compose`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComposeSource {
+    /// ConfigMap key holding compose.yml.
+    pub config_map_ref: LocalKeyRef,
+}
+
+/// `spec.ingress`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// IngressClass name (e.g. traefik).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Extra annotations put on every generated Ingress.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Traefik certificate resolver (e.g. staging, production).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_resolver: Option<String>,
+    /// One rule per exposed port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub rules: Vec<IngressRule>,
+}
+
+/// `spec.ingress.rules[]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRule {
+    /// Rule name (DNS label), used in generated object names.
+    pub name: String,
+    /// Published port of a compose service.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Host names routed to the port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub hosts: Vec<String>,
+}
+
+/// `spec.deployment`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    /// Zone the workloads must run in ("1" or a full zone name); must match the disks' zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// `spec.volumes[]`: binds a compose volume to a disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppVolume {
+    /// Compose volume name.
+    pub name: String,
+    /// KompoxDisk in the same namespace.
+    pub disk_ref: LocalRef,
+}
+
+/// `spec.files`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesSpec {
+    /// Files mounted into the containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub mounts: Vec<FileMount>,
+}
+
+/// `spec.files.mounts[]`: one file taken from exactly one of a Secret or a ConfigMap key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.secretRef) != has(self.configMapRef)",
+    "message": "exactly one of secretRef or configMapRef must be set",
+}]))]
+pub struct FileMount {
+    /// Absolute path of the file inside the containers.
+    pub path: String,
+    /// Secret key providing the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalKeyRef>,
+    /// ConfigMap key providing the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<LocalKeyRef>,
+    /// File mode bits (0-0777, decimal in JSON: 420 = 0644).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 511))]
+    pub mode: Option<i32>,
+}
+
+/// Observed state of a KompoxApp.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KompoxAppStatus {
+    /// True when the app is applied and its workloads are available.
+    #[serde(default)]
+    pub ready: bool,
+    /// Hosts served by the app's Ingresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress_hosts: Vec<String>,
+    /// Standard conditions: Ready, Progressing, Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Hash of the rendered manifests last applied (`sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered_hash: Option<String>,
+    /// Objects applied for this app, used to prune what is no longer rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryEntry>,
+    /// Progress of a switch of an RWO volume to another disk, while one is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_switch: Option<VolumeSwitch>,
+}
+
+/// `status.inventory[]`: one applied object (always in the app's namespace).
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// apiVersion of the object, e.g. apps/v1.
+    pub api_version: String,
+    /// Kind of the object, e.g. Deployment.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+}
+
+/// `status.volumeSwitch`: ScaleDown → Rebind → ScaleUp.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSwitch {
+    /// The app volume being switched.
+    pub volume: String,
+    /// Disk the volume was bound to.
+    pub from_disk: String,
+    /// Disk the volume is being bound to.
+    pub to_disk: String,
+    /// Current phase.
+    pub phase: VolumeSwitchPhase,
+}
+
+/// Phases of an RWO disk switch, in order.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+pub enum VolumeSwitchPhase {
+    // Workloads using the volume are being scaled to zero.
+    #[default]
+    ScaleDown,
+    // The PVC is being rebound to the new disk's PV.
+    Rebind,
+    // Workloads are being scaled back up.
+    ScaleUp,
+}
+
+impl KompoxAppSpec {
+    /// Checks what the schema cannot: names, uniqueness, paths, exactly-one refs.
+    ///
+    /// # Errors
+    ///
+    /// [`super::Error::Invalid`] listing every problem, each naming its field
+    /// (`spec.volumes[1].name: ...`).
+    pub fn validate(&self) -> Result<(), super::Error> {
+        let mut errs = Errors::default();
+        if let Some(r) = &self.provider.credentials_secret_ref {
+            check_subdomain(
+                &mut errs,
+                "spec.provider.credentialsSecretRef.name",
+                &r.name,
+            );
+        }
+        let cm = &self.compose.config_map_ref;
+        check_subdomain(&mut errs, "spec.compose.configMapRef.name", &cm.name);
+        check_configmap_key(&mut errs, "spec.compose.configMapRef.key", &cm.key);
+
+        if let Some(ing) = &self.ingress {
+            for k in ing.annotations.keys() {
+                if k.is_empty() {
+                    errs.push(
+                        "spec.ingress.annotations",
+                        "annotation key must not be empty",
+                    );
+                }
+            }
+            if let Some(c) = &ing.class_name {
+                check_subdomain(&mut errs, "spec.ingress.className", c);
+            }
+            let mut names = BTreeSet::new();
+            let mut hosts = BTreeSet::new();
+            for (i, rule) in ing.rules.iter().enumerate() {
+                let f = format!("spec.ingress.rules[{i}]");
+                check_label(&mut errs, &format!("{f}.name"), &rule.name);
+                if !names.insert(rule.name.as_str()) {
+                    errs.push(
+                        format!("{f}.name"),
+                        format!("duplicate rule name {:?}", rule.name),
+                    );
+                }
+                if !(1..=65535).contains(&rule.port) {
+                    errs.push(
+                        format!("{f}.port"),
+                        format!("port {} is not in 1..65535", rule.port),
+                    );
+                }
+                if rule.hosts.is_empty() {
+                    errs.push(format!("{f}.hosts"), "at least one host is required");
+                }
+                for (j, h) in rule.hosts.iter().enumerate() {
+                    let hf = format!("{f}.hosts[{j}]");
+                    let bare = h.strip_prefix("*.").unwrap_or(h);
+                    check_subdomain(&mut errs, &hf, bare);
+                    if !hosts.insert(h.as_str()) {
+                        errs.push(hf, format!("host {h:?} is used by more than one rule"));
+                    }
+                }
+            }
+        }
+
+        if let Some(zone) = self.deployment.as_ref().and_then(|d| d.zone.as_ref())
+            && zone.trim().is_empty()
+        {
+            errs.push("spec.deployment.zone", "must not be empty when set");
+        }
+
+        let mut vols = BTreeSet::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            let f = format!("spec.volumes[{i}]");
+            check_label(&mut errs, &format!("{f}.name"), &v.name);
+            if !vols.insert(v.name.as_str()) {
+                errs.push(
+                    format!("{f}.name"),
+                    format!("duplicate volume name {:?}", v.name),
+                );
+            }
+            check_subdomain(&mut errs, &format!("{f}.diskRef.name"), &v.disk_ref.name);
+        }
+
+        if let Some(files) = &self.files {
+            let mut paths = BTreeSet::new();
+            for (i, m) in files.mounts.iter().enumerate() {
+                let f = format!("spec.files.mounts[{i}]");
+                check_mount_path(&mut errs, &format!("{f}.path"), &m.path);
+                if !paths.insert(m.path.as_str()) {
+                    errs.push(format!("{f}.path"), format!("duplicate path {:?}", m.path));
+                }
+                match (&m.secret_ref, &m.config_map_ref) {
+                    (Some(r), None) => {
+                        check_subdomain(&mut errs, &format!("{f}.secretRef.name"), &r.name);
+                        check_configmap_key(&mut errs, &format!("{f}.secretRef.key"), &r.key);
+                    }
+                    (None, Some(r)) => {
+                        check_subdomain(&mut errs, &format!("{f}.configMapRef.name"), &r.name);
+                        check_configmap_key(&mut errs, &format!("{f}.configMapRef.key"), &r.key);
+                    }
+                    _ => errs.push(
+                        f.clone(),
+                        "exactly one of secretRef or configMapRef must be set",
+                    ),
+                }
+                if let Some(mode) = m.mode
+                    && !(0..=0o777).contains(&mode)
+                {
+                    errs.push(
+                        format!("{f}.mode"),
+                        format!("mode {mode} is not in 0..=0777 (511)"),
+                    );
+                }
+            }
+        }
+        errs.finish()
+    }
+}
+
+fn check_mount_path(errs: &mut Errors, field: &str, path: &str) {
+    if !path.starts_with('/') {
+        errs.push(field, format!("path {path:?} must be absolute"));
+    } else if path.ends_with('/') {
+        errs.push(
+            field,
+            format!("path {path:?} must name a file, not a directory"),
+        );
+    } else if path.split('/').any(|seg| seg == "..") {
+        errs.push(field, format!("path {path:?} must not contain '..'"));
+    } else if path.contains('\0') {
+        errs.push(field, "path must not contain NUL");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> KompoxAppSpec {
+        KompoxAppSpec {
+            compose: ComposeSource {
+                config_map_ref: LocalKeyRef {
+                    name: "app1-compose".into(),
+                    key: "compose.yml".into(),
+                },
+            },
+            ingress: Some(IngressSpec {
+                class_name: Some("traefik".into()),
+                rules: vec![IngressRule {
+                    name: "main".into(),
+                    port: 3000,
+                    hosts: vec!["gitea.example.com".into()],
+                }],
+                ..Default::default()
+            }),
+            volumes: vec![AppVolume {
+                name: "default".into(),
+                disk_ref: LocalRef {
+                    name: "default".into(),
+                },
+            }],
+            files: Some(FilesSpec {
+                mounts: vec![FileMount {
+                    path: "/etc/kompox/env/app1.env".into(),
+                    secret_ref: Some(LocalKeyRef {
+                        name: "app1-env".into(),
+                        key: "app1.env".into(),
+                    }),
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn roadmap_example_parses_and_validates() {
+        let yaml = r#"
+provider:
+  type: auto
+compose:
+  configMapRef:
+    name: app1-compose
+    key: compose.yml
+ingress:
+  className: traefik
+  annotations: {}
+  certResolver: staging
+  rules:
+    - name: main
+      port: 3000
+      hosts: ["gitea.example.com"]
+deployment:
+  zone: "1"
+volumes:
+  - name: default
+    diskRef:
+      name: default
+"#;
+        let spec: KompoxAppSpec = serde_saphyr::from_str(yaml).unwrap_or_default();
+        assert_eq!(spec.compose.config_map_ref.key, "compose.yml");
+        assert_eq!(spec.ingress.as_ref().map(|i| i.rules.len()), Some(1));
+        assert_eq!(spec.validate(), Ok(()));
+        assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_names_fields() {
+        let mut s = valid();
+        s.volumes.push(s.volumes[0].clone());
+        s.files = Some(FilesSpec {
+            mounts: vec![FileMount {
+                path: "etc/x".into(),
+                mode: Some(4096),
+                ..Default::default()
+            }],
+        });
+        if let Some(i) = s.ingress.as_mut() {
+            i.rules[0].port = 0;
+            i.rules[0].hosts.push("Bad_Host".into());
+        }
+        let msg = s
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        for want in [
+            "spec.volumes[1].name: duplicate volume name \"default\"",
+            "spec.files.mounts[0].path: path \"etc/x\" must be absolute",
+            "spec.files.mounts[0]: exactly one of secretRef or configMapRef must be set",
+            "spec.files.mounts[0].mode",
+            "spec.ingress.rules[0].port: port 0 is not in 1..65535",
+            "spec.ingress.rules[0].hosts[1]",
+        ] {
+            assert!(msg.contains(want), "missing {want:?} in {msg}");
+        }
+    }
+
+    #[test]
+    fn wildcard_host_is_accepted() {
+        let mut s = valid();
+        if let Some(i) = s.ingress.as_mut() {
+            i.rules[0].hosts = vec!["*.example.com".into()];
+        }
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn volume_switch_phase_wire_names() {
+        let v = serde_json::to_value(VolumeSwitchPhase::ScaleDown).unwrap_or_default();
+        assert_eq!(v, serde_json::json!("ScaleDown"));
+    }
+}

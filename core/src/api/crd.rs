@@ -1,0 +1,33 @@
+//! The CustomResourceDefinitions for the Kompox resources, as objects and as YAML.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube_core::CustomResourceExt;
+
+use super::{Error, KompoxApp, KompoxDisk, KompoxSnapshot};
+
+/// The command that regenerates `manifests/crds/kompox.yaml`.
+pub const REGENERATE_COMMAND: &str = "KOMPOX_UPDATE_GOLDEN=1 cargo test -p kompox-core --test crds";
+
+/// The three CRDs, in the order KompoxApp, KompoxDisk, KompoxSnapshot.
+#[must_use]
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![KompoxApp::crd(), KompoxDisk::crd(), KompoxSnapshot::crd()]
+}
+
+/// [`crds`] as one multi-document YAML string, keys sorted at every level so the output is
+/// the same whatever serde_json features the build enables.
+///
+/// # Errors
+///
+/// [`Error::Yaml`] if serialization fails (it does not for these types).
+pub fn crds_yaml() -> Result<String, Error> {
+    let docs = crds()
+        .iter()
+        .map(|c| serde_json::to_value(c).map(|v| crate::hash::canonical_json(&v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Yaml(e.to_string()))?;
+    let body = serde_saphyr::to_string_multiple(&docs).map_err(|e| Error::Yaml(e.to_string()))?;
+    Ok(format!(
+        "# Generated from kompox-core (core/src/api) — do not edit.\n# Regenerate: {REGENERATE_COMMAND}\n{body}"
+    ))
+}
