@@ -1,1 +1,51 @@
-//! Shared HTTPS serving for Kompox servers.
+//! Shared HTTPS serving for Kompox servers (the aggregated API server and the admission
+//! webhook): one rustls setup, certificate reload, accept loop and graceful shutdown.
+//!
+//! - [`tls`]: PEM → rustls [`rustls::ServerConfig`], [`ReloadableTls`], [`FileReloader`].
+//! - [`server`]: [`serve`] / [`serve_with`], [`ConnInfo`] with the verified client chain,
+//!   [`peer_common_name`].
+//! - [`respond`]: [`read_body_limited`], [`json`], [`text`].
+//! - [`health`] and [`metrics`]: `/healthz` `/livez` `/readyz`, `/metrics`.
+//! - [`certs`]: CA and leaf certificate generation (rcgen).
+//!
+//! A minimal server:
+//!
+//! ```no_run
+//! # async fn run() -> kompox_serve::Result<()> {
+//! use kompox_serve::{Health, ReloadableTls, TlsFiles, serve, text};
+//! use http::StatusCode;
+//!
+//! let files = TlsFiles { cert: "tls.crt".into(), key: "tls.key".into(), client_ca: None };
+//! let tls = ReloadableTls::from_files(&files)?;
+//! let health = Health::new();
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await.map_err(|source| {
+//!     kompox_serve::Error::Io { path: "0.0.0.0:8443".into(), source }
+//! })?;
+//! health.set_ready(true);
+//! let h = health.clone();
+//! serve(listener, tls, move |req, _conn| {
+//!     let h = h.clone();
+//!     async move { h.respond(&req).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found")) }
+//! }, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod certs;
+mod error;
+pub mod health;
+pub mod metrics;
+pub mod respond;
+pub mod server;
+pub mod tls;
+
+pub use certs::{CertKeyPem, CertifiedCa, generate_ca, issue_client_cert, issue_serving_cert};
+pub use error::{Error, Result};
+pub use health::Health;
+pub use metrics::Metrics;
+pub use respond::{BodyError, json, read_body_limited, text};
+pub use server::{
+    BoxError, ConnInfo, ServeOptions, peer_common_name, peer_organizations, serve, serve_with,
+};
+pub use tls::{FileReloader, ReloadableTls, TlsFiles, cert_fingerprint_sha256, server_config};

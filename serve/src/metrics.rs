@@ -1,0 +1,202 @@
+//! Prometheus metrics shared by the servers: request count and latency, plus whatever each
+//! server registers in the same registry, served at `/metrics`.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::error::Result;
+use crate::respond::{text, with_type};
+
+/// `Content-Type` of [`Metrics::response`] (prometheus-client encodes OpenMetrics text).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// A Prometheus registry with the two HTTP metrics every server records:
+///
+/// - `<prefix>_http_requests_total{route,method,code}` (counter)
+/// - `<prefix>_http_request_duration_seconds{route,method}` (histogram)
+///
+/// Cheap to clone; clones share the registry. Servers add their own metrics with
+/// [`Metrics::register`].
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<RwLock<Registry>>,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A registry whose metric names all start with `prefix` (e.g. `kompox_webhook`).
+    #[must_use]
+    pub fn new(prefix: &str) -> Self {
+        let mut registry = Registry::with_prefix(prefix);
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests handled, by route, method and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request handling latency in seconds, by route and method",
+            duration.clone(),
+        );
+        Self {
+            registry: Arc::new(RwLock::new(registry)),
+            requests,
+            duration,
+        }
+    }
+
+    /// Registers a server-specific metric under the same prefix. Keep a clone of `metric`
+    /// to update it (prometheus-client metrics are shared handles).
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(name, help, metric);
+    }
+
+    /// Records one handled request. `route` must be a fixed route name or template
+    /// (`"/apis/{group}/{version}"`, `"mutate"`), never the raw path, to bound cardinality.
+    pub fn observe(&self, route: &str, method: &Method, code: StatusCode, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.as_str().to_owned(),
+                code: code.as_u16(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.as_str().to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The registry in OpenMetrics text format.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::MetricsEncode`] if a metric fails to encode.
+    pub fn encode(&self) -> Result<String> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(
+            &mut out,
+            &self.registry.read().unwrap_or_else(PoisonError::into_inner),
+        )?;
+        Ok(out)
+    }
+
+    /// The `/metrics` response: `200` with [`Metrics::encode`], or `500` if encoding fails.
+    #[must_use]
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        match self.encode() {
+            Ok(body) => with_type(StatusCode::OK, Bytes::from(body), METRICS_CONTENT_TYPE),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding metrics failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding metrics failed\n",
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    #[test]
+    fn encodes_request_metrics_and_extra_metrics() {
+        let m = Metrics::new("kompox_webhook");
+        let extra = Gauge::<i64>::default();
+        m.register("certificate_reloads", "Certificate reloads", extra.clone());
+        extra.set(3);
+        m.observe(
+            "mutate",
+            &Method::POST,
+            StatusCode::OK,
+            Duration::from_millis(3),
+        );
+        m.clone().observe(
+            "mutate",
+            &Method::POST,
+            StatusCode::OK,
+            Duration::from_millis(5),
+        );
+        m.observe(
+            "mutate",
+            &Method::POST,
+            StatusCode::BAD_REQUEST,
+            Duration::from_millis(1),
+        );
+
+        let out = m.encode().unwrap();
+        assert!(
+            out.contains(
+                r#"kompox_webhook_http_requests_total{route="mutate",method="POST",code="200"} 2"#
+            ),
+            "{out}"
+        );
+        assert!(out.contains(r#"code="400"} 1"#), "{out}");
+        assert!(
+            out.contains(
+                r#"kompox_webhook_http_request_duration_seconds_count{route="mutate",method="POST"} 3"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("kompox_webhook_certificate_reloads 3"),
+            "{out}"
+        );
+        assert!(out.ends_with("# EOF\n"), "{out}");
+
+        let resp = m.response();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()[http::header::CONTENT_TYPE],
+            METRICS_CONTENT_TYPE
+        );
+    }
+}

@@ -1,0 +1,612 @@
+//! TLS material: PEM loading, the rustls [`ServerConfig`], and reload without restart.
+//!
+//! - [`server_config`] builds a config from PEM bytes (serving chain, private key, optional
+//!   client-CA bundle).
+//! - [`ReloadableTls`] holds the current config; [`ReloadableTls::update`] swaps in a new
+//!   one atomically. Each new connection uses the config current at accept time; connections
+//!   already established keep theirs.
+//! - [`FileReloader`] polls `--tls-cert-file`-style files and feeds changes to
+//!   [`ReloadableTls::update`]. Callers that watch a Secret or ConfigMap instead call
+//!   `update` themselves with the new PEM.
+//!
+//! Client certificates are optional at the TLS layer: with a client-CA bundle, a client that
+//! presents no certificate is accepted (its [`ConnInfo::peer_certificates`] is `None`), and a
+//! client that presents one must chain to the bundle or the handshake fails.
+//!
+//! [`ConnInfo::peer_certificates`]: crate::ConnInfo::peer_certificates
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest as _, Sha256};
+use tokio_rustls::TlsAcceptor;
+
+use crate::error::{Error, Result};
+
+/// ALPN protocols offered by the server, in preference order.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+const SERVING_CERT: &str = "serving certificate";
+const PRIVATE_KEY: &str = "private key";
+const CLIENT_CA: &str = "client CA bundle";
+
+/// The crypto provider used for every config built here: ring, passed explicitly (no
+/// process-global default is installed, so building twice can never fail).
+#[must_use]
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Names for the three inputs, so errors can say which one (and which file) was bad.
+struct Labels {
+    cert: String,
+    key: String,
+    client_ca: String,
+}
+
+impl Labels {
+    fn in_memory() -> Self {
+        Self {
+            cert: SERVING_CERT.to_owned(),
+            key: PRIVATE_KEY.to_owned(),
+            client_ca: CLIENT_CA.to_owned(),
+        }
+    }
+}
+
+/// Builds a rustls server config from PEM bytes.
+///
+/// - `cert_pem`: the serving certificate chain, leaf first (`CERTIFICATE` blocks).
+/// - `key_pem`: its private key (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`).
+/// - `client_ca_pem`: optional bundle of CA certificates that client certificates must chain
+///   to. Client certificates stay optional (see the module docs). `None` means client
+///   certificates are not requested.
+///
+/// ALPN offers `h2` and `http/1.1`; the ring provider is used.
+///
+/// # Errors
+///
+/// [`Error::Pem`] naming `serving certificate`, `private key` or `client CA bundle` when that
+/// input does not parse or is empty; [`Error::Tls`] when the key does not match the leaf
+/// certificate or a CA certificate is unusable; [`Error::ClientVerifier`] when the client
+/// verifier cannot be built.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<Arc<ServerConfig>> {
+    build(cert_pem, key_pem, client_ca_pem, &Labels::in_memory()).map(|b| b.config)
+}
+
+/// A config together with what is worth logging about it.
+struct Built {
+    config: Arc<ServerConfig>,
+    leaf_fingerprint: String,
+    leaf_not_after: Option<String>,
+}
+
+fn pem_reason(err: &pem::Error) -> String {
+    // Our own wording: the upstream Display of some variants echoes input lines.
+    match err {
+        pem::Error::MissingSectionEnd { .. } => "malformed PEM: a section has no END line".into(),
+        pem::Error::IllegalSectionStart { .. } => "malformed PEM: bad BEGIN line".into(),
+        pem::Error::Base64Decode(_) => "malformed PEM: invalid base64".into(),
+        pem::Error::Io(e) => format!("reading PEM: {e}"),
+        pem::Error::NoItemsFound => "no PEM items found".into(),
+        pem::Error::SectionTooLarge => "malformed PEM: section too large".into(),
+        _ => "malformed PEM".into(),
+    }
+}
+
+/// Parses every `CERTIFICATE` block; errors if there is none.
+pub(crate) fn parse_certs(pem_bytes: &[u8], input: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem_bytes)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Pem {
+            input: input.to_owned(),
+            reason: pem_reason(&e),
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Pem {
+            input: input.to_owned(),
+            reason: "no CERTIFICATE block found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn parse_key(pem_bytes: &[u8], input: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(pem_bytes).map_err(|e| Error::Pem {
+        input: input.to_owned(),
+        reason: match e {
+            pem::Error::NoItemsFound => {
+                "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found".into()
+            }
+            other => pem_reason(&other),
+        },
+    })
+}
+
+fn build(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+    labels: &Labels,
+) -> Result<Built> {
+    let chain = parse_certs(cert_pem, &labels.cert)?;
+    let key = parse_key(key_pem, &labels.key)?;
+
+    let leaf = &chain[0];
+    let leaf_not_after = match x509_parser::parse_x509_certificate(leaf) {
+        Ok((_, x509)) => Some(x509.validity().not_after.to_string()),
+        Err(_) => {
+            return Err(Error::Pem {
+                input: labels.cert.clone(),
+                reason: "first CERTIFICATE block is not a valid X.509 certificate".into(),
+            });
+        }
+    };
+    let leaf_fingerprint = cert_fingerprint_sha256(leaf);
+
+    let provider = crypto_provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| Error::Tls {
+            input: "protocol versions".into(),
+            source,
+        })?;
+
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca_pem) => {
+            let mut roots = RootCertStore::empty();
+            for (i, ca) in parse_certs(ca_pem, &labels.client_ca)?
+                .into_iter()
+                .enumerate()
+            {
+                roots.add(ca).map_err(|source| Error::Tls {
+                    input: format!("{} certificate[{i}]", labels.client_ca),
+                    source,
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|source| match source {
+            rustls::Error::InconsistentKeys(_) => Error::Pem {
+                input: labels.key.clone(),
+                reason: format!("does not match the public key of the {}", labels.cert),
+            },
+            rustls::Error::InvalidCertificate(_) => Error::Tls {
+                input: labels.cert.clone(),
+                source,
+            },
+            source => Error::Tls {
+                input: labels.key.clone(),
+                source,
+            },
+        })?;
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+
+    Ok(Built {
+        config: Arc::new(config),
+        leaf_fingerprint,
+        leaf_not_after,
+    })
+}
+
+/// Hex SHA-256 fingerprint of a DER certificate (lowercase, no separators), as shown by
+/// `openssl x509 -fingerprint -sha256` without the colons.
+#[must_use]
+pub fn cert_fingerprint_sha256(cert: &CertificateDer<'_>) -> String {
+    hex::encode(Sha256::digest(cert.as_ref()))
+}
+
+/// The PEM inputs a config was built from. Kept so one part (serving pair or client CA)
+/// can be replaced while the other stays. `Debug` is not derived: it holds the key.
+#[derive(Clone, PartialEq, Eq)]
+struct Inputs {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+struct State {
+    config: Arc<ServerConfig>,
+    inputs: Inputs,
+}
+
+/// The serving TLS config, swappable at run time. Cheap to clone; clones share the config.
+///
+/// The accept loop calls [`ReloadableTls::current`] once per connection, so a swap affects
+/// new connections only. The serving pair and the client-CA bundle can be updated together
+/// ([`ReloadableTls::update`]) or separately ([`ReloadableTls::update_serving`],
+/// [`ReloadableTls::update_client_ca`]), e.g. certificate files polled by a
+/// [`FileReloader`] and the client CA fed from kube-system's
+/// `extension-apiserver-authentication` ConfigMap.
+#[derive(Clone)]
+pub struct ReloadableTls {
+    state: Arc<RwLock<State>>,
+    /// Serializes updates so a partial update never loses a concurrent one.
+    update_lock: Arc<Mutex<()>>,
+}
+
+impl fmt::Debug for ReloadableTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadableTls").finish_non_exhaustive()
+    }
+}
+
+impl ReloadableTls {
+    /// Builds the initial config from PEM bytes; see [`server_config`] for the inputs.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`].
+    pub fn new(cert_pem: &[u8], key_pem: &[u8], client_ca_pem: Option<&[u8]>) -> Result<Self> {
+        let inputs = Inputs {
+            cert: cert_pem.to_vec(),
+            key: key_pem.to_vec(),
+            client_ca: client_ca_pem.map(<[u8]>::to_vec),
+        };
+        Self::from_inputs(inputs, &Labels::in_memory())
+    }
+
+    fn from_inputs(inputs: Inputs, labels: &Labels) -> Result<Self> {
+        let built = build(
+            &inputs.cert,
+            &inputs.key,
+            inputs.client_ca.as_deref(),
+            labels,
+        )?;
+        log_loaded(
+            &built,
+            inputs.client_ca.is_some(),
+            "TLS serving certificate loaded",
+        );
+        Ok(Self {
+            state: Arc::new(RwLock::new(State {
+                config: built.config,
+                inputs,
+            })),
+            update_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Reads the files once and builds the initial config.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the file that could not be read; otherwise as [`server_config`],
+    /// with the input named after its file.
+    pub fn from_files(files: &TlsFiles) -> Result<Self> {
+        Self::from_inputs(files.read()?, &files.labels())
+    }
+
+    /// The config to use for a connection accepted now.
+    #[must_use]
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .clone()
+    }
+
+    /// A TLS acceptor over [`ReloadableTls::current`].
+    #[must_use]
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current())
+    }
+
+    /// Replaces all inputs: builds a new config from PEM bytes and swaps it in atomically.
+    /// Connections accepted afterwards use it; established connections are unaffected.
+    /// Input identical to the current one is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`]. On error the current config stays in place.
+    pub fn update(
+        &self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        client_ca_pem: Option<&[u8]>,
+    ) -> Result<()> {
+        self.modify(&Labels::in_memory(), |i| {
+            i.cert = cert_pem.to_vec();
+            i.key = key_pem.to_vec();
+            i.client_ca = client_ca_pem.map(<[u8]>::to_vec);
+        })
+        .map(|_| ())
+    }
+
+    /// Replaces the serving certificate chain and key, keeping the client-CA bundle.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`]. On error the current config stays in place.
+    pub fn update_serving(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<()> {
+        self.modify(&Labels::in_memory(), |i| {
+            i.cert = cert_pem.to_vec();
+            i.key = key_pem.to_vec();
+        })
+        .map(|_| ())
+    }
+
+    /// Replaces the client-CA bundle (`None`: stop requesting client certificates), keeping
+    /// the serving pair.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`] (a bad bundle is reported as `client CA bundle: …`). On error
+    /// the current config stays in place.
+    pub fn update_client_ca(&self, client_ca_pem: Option<&[u8]>) -> Result<()> {
+        self.modify(&Labels::in_memory(), |i| {
+            i.client_ca = client_ca_pem.map(<[u8]>::to_vec);
+        })
+        .map(|_| ())
+    }
+
+    /// Applies `change` to a copy of the current inputs and swaps in the rebuilt config.
+    /// Returns whether anything changed.
+    fn modify(&self, labels: &Labels, change: impl FnOnce(&mut Inputs)) -> Result<bool> {
+        let _serial = self
+            .update_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut inputs = self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inputs
+            .clone();
+        let before = inputs.clone();
+        change(&mut inputs);
+        if inputs == before {
+            tracing::trace!("TLS material unchanged");
+            return Ok(false);
+        }
+        let built = build(
+            &inputs.cert,
+            &inputs.key,
+            inputs.client_ca.as_deref(),
+            labels,
+        )?;
+        let client_ca = inputs.client_ca.is_some();
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.config = built.config.clone();
+            state.inputs = inputs;
+        }
+        log_loaded(&built, client_ca, "TLS serving certificate reloaded");
+        Ok(true)
+    }
+}
+
+fn log_loaded(built: &Built, client_ca: bool, msg: &'static str) {
+    tracing::info!(
+        fingerprint = %built.leaf_fingerprint,
+        not_after = built.leaf_not_after.as_deref().unwrap_or("?"),
+        client_ca,
+        "{msg}"
+    );
+}
+
+/// Paths of PEM files, as given by `--tls-cert-file`, `--tls-private-key-file` and
+/// `--client-ca-file`-style flags. With `client_ca: None`, a [`FileReloader`] leaves the
+/// client-CA bundle alone (it may come from elsewhere via
+/// [`ReloadableTls::update_client_ca`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Serving certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key of the leaf.
+    pub key: PathBuf,
+    /// Optional client-CA bundle.
+    pub client_ca: Option<PathBuf>,
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl TlsFiles {
+    fn read(&self) -> Result<Inputs> {
+        Ok(Inputs {
+            cert: read_file(&self.cert)?,
+            key: read_file(&self.key)?,
+            client_ca: self.client_ca.as_deref().map(read_file).transpose()?,
+        })
+    }
+
+    fn labels(&self) -> Labels {
+        Labels {
+            cert: format!("{SERVING_CERT} ({})", self.cert.display()),
+            key: format!("{PRIVATE_KEY} ({})", self.key.display()),
+            client_ca: match &self.client_ca {
+                Some(p) => format!("{CLIENT_CA} ({})", p.display()),
+                None => CLIENT_CA.to_owned(),
+            },
+        }
+    }
+}
+
+/// Polls [`TlsFiles`] and feeds content changes to a [`ReloadableTls`].
+///
+/// A failed reload (unreadable file, half-written rotation, key not matching the new
+/// certificate) keeps the old config; [`FileReloader::run`] logs it at `warn` once per
+/// distinct error and tries again on the next tick. Works with Kubernetes Secret volumes
+/// (atomic symlink swaps) because whole files are re-read each time.
+#[derive(Debug)]
+pub struct FileReloader {
+    tls: ReloadableTls,
+    files: TlsFiles,
+}
+
+impl FileReloader {
+    /// A reloader updating `tls` from `files`.
+    #[must_use]
+    pub fn new(tls: ReloadableTls, files: TlsFiles) -> Self {
+        Self { tls, files }
+    }
+
+    /// Reads the files once and updates the config if their content changed (unchanged
+    /// content costs a file read and a hash). Returns `Ok(true)` when a new config was
+    /// swapped in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a file cannot be read, otherwise as [`server_config`]. The old
+    /// config stays in place.
+    pub fn check(&self) -> Result<bool> {
+        let read = self.files.read()?;
+        let from_files_ca = self.files.client_ca.is_some();
+        self.tls.modify(&self.files.labels(), |i| {
+            i.cert = read.cert;
+            i.key = read.key;
+            if from_files_ca {
+                i.client_ca = read.client_ca;
+            }
+        })
+    }
+
+    /// Calls [`FileReloader::check`] every `interval` until `shutdown` completes. Errors are
+    /// logged (at `warn` when they first appear or change, then at `debug`), never fatal.
+    pub async fn run(self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        let mut last_error: Option<String> = None;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticker.tick() => {}
+            }
+            match self.check() {
+                Ok(_) => last_error = None,
+                Err(e) => {
+                    let msg = e.to_string();
+                    if last_error.as_deref() == Some(msg.as_str()) {
+                        tracing::debug!(error = %msg, "TLS file reload still failing");
+                    } else {
+                        tracing::warn!(error = %msg, "TLS file reload failed; keeping the current certificate");
+                        last_error = Some(msg);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::certs::{generate_ca, issue_serving_cert};
+
+    #[test]
+    fn builds_with_alpn_and_reports_bad_inputs_by_name() {
+        let ca = generate_ca("ca").unwrap();
+        let leaf = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+        let (c, k) = (leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes());
+        let ca_pem = ca.cert_pem().as_bytes();
+
+        // Twice in one process: no global provider state.
+        for client_ca in [None, Some(ca_pem)] {
+            let config = server_config(c, k, client_ca).unwrap();
+            assert_eq!(
+                config.alpn_protocols,
+                [b"h2".to_vec(), b"http/1.1".to_vec()]
+            );
+        }
+
+        let err = |c: &[u8], k: &[u8], ca: Option<&[u8]>| {
+            server_config(c, k, ca).unwrap_err().to_string()
+        };
+        let e = err(b"", k, None);
+        assert_eq!(e, "serving certificate: no CERTIFICATE block found");
+        let e = err(c, b"", None);
+        assert!(e.starts_with("private key: no PRIVATE KEY"), "{e}");
+        let e = err(k, k, None);
+        assert!(e.starts_with("serving certificate: no CERTIFICATE"), "{e}");
+        let e = err(c, k, Some(b"junk"));
+        assert_eq!(e, "client CA bundle: no CERTIFICATE block found");
+        let e = err(
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+            k,
+            None,
+        );
+        assert!(e.starts_with("serving certificate: malformed PEM"), "{e}");
+        let e = err(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            k,
+            None,
+        );
+        assert!(
+            e.starts_with("serving certificate: first CERTIFICATE block is not"),
+            "{e}"
+        );
+        let other = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+        let e = err(c, other.key_pem.as_bytes(), None);
+        assert_eq!(
+            e,
+            "private key: does not match the public key of the serving certificate"
+        );
+        let e = err(
+            c,
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            None,
+        );
+        assert!(e.starts_with("private key:"), "{e}");
+        assert!(!e.contains("AAAA"), "{e}");
+    }
+
+    #[test]
+    fn update_swaps_only_on_valid_changed_input() {
+        let ca = generate_ca("ca").unwrap();
+        let a = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+        let b = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+        let tls = ReloadableTls::new(a.cert_pem.as_bytes(), a.key_pem.as_bytes(), None).unwrap();
+        let first = tls.current();
+        tls.update(a.cert_pem.as_bytes(), a.key_pem.as_bytes(), None)
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &tls.current()),
+            "identical input must not rebuild"
+        );
+        assert!(
+            tls.update(b.cert_pem.as_bytes(), a.key_pem.as_bytes(), None)
+                .is_err()
+        );
+        assert!(
+            Arc::ptr_eq(&first, &tls.current()),
+            "bad input must keep the old config"
+        );
+        let clone = tls.clone();
+        clone
+            .update(b.cert_pem.as_bytes(), b.key_pem.as_bytes(), None)
+            .unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &tls.current()),
+            "clones share the config"
+        );
+    }
+}

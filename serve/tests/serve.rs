@@ -1,0 +1,533 @@
+//! End-to-end tests of the serving module over real TLS on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use kompox_serve::{
+    CertKeyPem, CertifiedCa, FileReloader, ReloadableTls, ServeOptions, TlsFiles, generate_ca,
+    issue_client_cert, issue_serving_cert,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn serving(ca: &CertifiedCa) -> CertKeyPem {
+    issue_serving_cert(
+        ca,
+        &["localhost", "kompox.kompox-system.svc"],
+        &[LOCALHOST],
+        1,
+    )
+    .unwrap()
+}
+
+struct Pki {
+    ca: CertifiedCa,
+    client_ca: CertifiedCa,
+    serving: CertKeyPem,
+}
+
+fn pki() -> Pki {
+    let ca = generate_ca("kompox-serving-ca").unwrap();
+    let client_ca = generate_ca("front-proxy-ca").unwrap();
+    let serving = serving(&ca);
+    Pki {
+        ca,
+        client_ca,
+        serving,
+    }
+}
+
+fn tls_with_client_ca(p: &Pki) -> ReloadableTls {
+    ReloadableTls::new(
+        p.serving.cert_pem.as_bytes(),
+        p.serving.key_pem.as_bytes(),
+        Some(p.client_ca.cert_pem().as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn serving_cert_verifies_for_each_san_and_not_for_others() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    for name in ["localhost", "kompox.kompox-system.svc", "127.0.0.1"] {
+        let mut opts = ClientOpts::new(p.ca.cert_pem());
+        opts.server_name = name;
+        let (status, body) = get_once(server.addr, &opts, "/whoami").await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(body.starts_with("cn=-;orgs=;chain=0;"), "{name}: {body}");
+    }
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.server_name = "other.example";
+    let err = connect(server.addr, &opts).await.unwrap_err();
+    assert!(err.to_string().contains("not valid for name"), "{err}");
+
+    // A client trusting another CA rejects the server.
+    let err = connect(server.addr, &ClientOpts::new(p.client_ca.cert_pem()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_client_cert_is_accepted_with_no_peer_certificates() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    let (status, body) = get_once(server.addr, &ClientOpts::new(p.ca.cert_pem()), "/whoami")
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "cn=-;orgs=;chain=0;version=HTTP/1.1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn verified_client_cert_is_exposed_with_cn_and_orgs() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    let proxy = issue_client_cert(
+        &p.client_ca,
+        "front-proxy-client",
+        &["system:masters", "ops"],
+        1,
+    )
+    .unwrap();
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.identity = Some(&proxy);
+    let (status, body) = get_once(server.addr, &opts, "/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        "cn=front-proxy-client;orgs=system:masters,ops;chain=1;version=HTTP/1.1"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_cert_from_another_ca_is_rejected_at_the_handshake() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    let rogue_ca = generate_ca("rogue").unwrap();
+    let rogue = issue_client_cert(&rogue_ca, "front-proxy-client", &[] as &[&str], 1).unwrap();
+
+    // TLS 1.2: the server's verdict arrives before the client's handshake completes.
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.identity = Some(&rogue);
+    opts.tls12_only = true;
+    let err = connect(server.addr, &opts).await.unwrap_err();
+    assert!(err.to_string().contains("alert"), "{err}");
+
+    // TLS 1.3: the client finishes first, then reads the server's fatal alert.
+    opts.tls12_only = false;
+    let err = get_once(server.addr, &opts, "/whoami").await.unwrap_err();
+    assert!(err.contains("alert") || err.contains("Alert"), "{err}");
+
+    // Neither request reached the handler, and the server still serves.
+    assert_eq!(server.probe.hits.load(Ordering::SeqCst), 0);
+    let (status, _) = get_once(server.addr, &ClientOpts::new(p.ca.cert_pem()), "/whoami")
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_cert_is_ignored_without_client_ca() {
+    let p = pki();
+    let tls = ReloadableTls::new(
+        p.serving.cert_pem.as_bytes(),
+        p.serving.key_pem.as_bytes(),
+        None,
+    )
+    .unwrap();
+    let server = TestServer::start(tls).await;
+    let user = issue_client_cert(&p.client_ca, "alice", &["devs"], 1).unwrap();
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.identity = Some(&user);
+    let (_, body) = get_once(server.addr, &opts, "/whoami").await.unwrap();
+    assert!(body.starts_with("cn=-;orgs=;chain=0;"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_by_alpn() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    let (status, body) = get_h2(server.addr, p.ca.cert_pem(), "/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.ends_with("version=HTTP/2.0"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotation_new_connections_see_new_cert_old_connection_stays_up() {
+    let p = pki();
+    let tls = tls_with_client_ca(&p);
+    let server = TestServer::start(tls.clone()).await;
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let old_fp = fingerprint_of_pem(&p.serving.cert_pem);
+
+    let old_stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(peer_fingerprint(&old_stream), old_fp);
+    let mut old_conn = H1::new(old_stream).await.unwrap();
+    assert_eq!(old_conn.get("/whoami").await.unwrap().0, StatusCode::OK);
+
+    let rotated = serving(&p.ca);
+    let new_fp = fingerprint_of_pem(&rotated.cert_pem);
+    assert_ne!(old_fp, new_fp);
+    tls.update(
+        rotated.cert_pem.as_bytes(),
+        rotated.key_pem.as_bytes(),
+        Some(p.client_ca.cert_pem().as_bytes()),
+    )
+    .unwrap();
+
+    let new_stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(peer_fingerprint(&new_stream), new_fp);
+    let mut new_conn = H1::new(new_stream).await.unwrap();
+    assert_eq!(new_conn.get("/whoami").await.unwrap().0, StatusCode::OK);
+
+    // The connection opened before the rotation keeps working.
+    assert_eq!(old_conn.get("/whoami").await.unwrap().0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_update_keeps_the_old_config() {
+    let p = pki();
+    let tls = tls_with_client_ca(&p);
+    let server = TestServer::start(tls.clone()).await;
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let old_fp = fingerprint_of_pem(&p.serving.cert_pem);
+    let other = serving(&p.ca);
+
+    let err = tls
+        .update(b"garbage", p.serving.key_pem.as_bytes(), None)
+        .unwrap_err();
+    assert!(err.to_string().starts_with("serving certificate:"), "{err}");
+    // New cert with the old key: mismatch.
+    let err = tls
+        .update(
+            other.cert_pem.as_bytes(),
+            p.serving.key_pem.as_bytes(),
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().starts_with("private key:"), "{err}");
+    assert!(err.to_string().contains("does not match"), "{err}");
+
+    let stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(peer_fingerprint(&stream), old_fp);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn file_reloader_picks_up_changed_files_and_survives_bad_ones() {
+    let p = pki();
+    let dir = TempDir::new("reload");
+    let files = TlsFiles {
+        cert: dir.0.join("tls.crt"),
+        key: dir.0.join("tls.key"),
+        client_ca: Some(dir.0.join("ca.crt")),
+    };
+    let write = |c: &CertKeyPem| {
+        std::fs::write(&files.cert, &c.cert_pem).unwrap();
+        std::fs::write(&files.key, &c.key_pem).unwrap();
+    };
+    write(&p.serving);
+    std::fs::write(files.client_ca.as_ref().unwrap(), p.client_ca.cert_pem()).unwrap();
+
+    let tls = ReloadableTls::from_files(&files).unwrap();
+    let server = TestServer::start(tls.clone()).await;
+    let reloader = FileReloader::new(tls.clone(), files.clone());
+    assert!(
+        !reloader.check().unwrap(),
+        "unchanged files must not reload"
+    );
+
+    let rotated = serving(&p.ca);
+    write(&rotated);
+    assert!(reloader.check().unwrap());
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(
+        peer_fingerprint(&stream),
+        fingerprint_of_pem(&rotated.cert_pem)
+    );
+
+    // A half-done rotation (new cert, old key) is refused, naming the file; old config stays.
+    let third = serving(&p.ca);
+    std::fs::write(&files.cert, &third.cert_pem).unwrap();
+    let err = reloader.check().unwrap_err().to_string();
+    assert!(err.contains("tls.key"), "{err}");
+    assert!(
+        !err.contains("PRIVATE KEY-----"),
+        "error leaks key material: {err}"
+    );
+    let stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(
+        peer_fingerprint(&stream),
+        fingerprint_of_pem(&rotated.cert_pem)
+    );
+
+    // A missing file is an I/O error naming it.
+    std::fs::remove_file(&files.key).unwrap();
+    let err = reloader.check().unwrap_err().to_string();
+    assert!(
+        err.starts_with("reading ") && err.contains("tls.key"),
+        "{err}"
+    );
+
+    // Completing the rotation is picked up.
+    std::fs::write(&files.key, &third.key_pem).unwrap();
+    assert!(reloader.check().unwrap());
+    let stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(
+        peer_fingerprint(&stream),
+        fingerprint_of_pem(&third.cert_pem)
+    );
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn file_reloader_run_polls_until_shutdown() {
+    let p = pki();
+    let dir = TempDir::new("run");
+    let files = TlsFiles {
+        cert: dir.0.join("tls.crt"),
+        key: dir.0.join("tls.key"),
+        client_ca: None,
+    };
+    std::fs::write(&files.cert, &p.serving.cert_pem).unwrap();
+    std::fs::write(&files.key, &p.serving.key_pem).unwrap();
+    let tls = ReloadableTls::from_files(&files).unwrap();
+    let before = tls.current();
+
+    let rotated = serving(&p.ca);
+    std::fs::write(&files.cert, &rotated.cert_pem).unwrap();
+    std::fs::write(&files.key, &rotated.key_pem).unwrap();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(FileReloader::new(tls.clone(), files).run(
+        Duration::from_secs(5),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    // With paused time, the runtime advances the clock whenever every task is idle, so
+    // this loop observes ticks deterministically; it is bounded by the step count.
+    let mut swapped = false;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if !std::sync::Arc::ptr_eq(&before, &tls.current()) {
+            swapped = true;
+            break;
+        }
+    }
+    assert!(swapped, "reloader never swapped the config");
+    stop_tx.send(()).unwrap();
+    bounded(task).await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let p = pki();
+    let mut server = TestServer::start(tls_with_client_ca(&p)).await;
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let stream = connect(server.addr, &opts).await.unwrap();
+    let mut conn = H1::new(stream).await.unwrap();
+
+    let probe = server.probe.clone();
+    let started = probe.slow_started.notified();
+    let request = tokio::spawn(async move { conn.get("/slow").await });
+    bounded(started).await;
+
+    server.signal_shutdown();
+    // The accept loop stops and closes the listener while the request is still running.
+    let addr = server.addr;
+    let refused = bounded(async {
+        loop {
+            match TcpStream::connect(addr).await {
+                Err(_) => break,
+                Ok(s) => {
+                    drop(s);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    });
+    refused.await;
+    assert!(
+        !server.task.is_finished(),
+        "serve returned before the request finished"
+    );
+
+    probe.slow_release.notify_one();
+    let (status, body) = bounded(request).await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "slow done"));
+    bounded(&mut server.task).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_grace_bounds_a_stuck_request() {
+    let p = pki();
+    let mut server = TestServer::start_with(
+        tls_with_client_ca(&p),
+        ServeOptions::default().shutdown_grace(Duration::from_millis(200)),
+    )
+    .await;
+    let stream = connect(server.addr, &ClientOpts::new(p.ca.cert_pem()))
+        .await
+        .unwrap();
+    let mut conn = H1::new(stream).await.unwrap();
+    let started = server.probe.slow_started.notified();
+    let request = tokio::spawn(async move { conn.get("/slow").await });
+    bounded(started).await;
+
+    server.signal_shutdown();
+    bounded(&mut server.task).await.unwrap();
+    // The stuck request's connection was dropped.
+    assert!(bounded(request).await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn silent_and_garbage_clients_do_not_block_the_loop() {
+    let p = pki();
+    let server = TestServer::start_with(
+        tls_with_client_ca(&p),
+        ServeOptions::default().handshake_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let opts = ClientOpts::new(p.ca.cert_pem());
+
+    // A client that connects and says nothing.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    // A client that speaks plain HTTP to the TLS port.
+    let mut plain = TcpStream::connect(server.addr).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    // Good clients are served meanwhile.
+    let (status, _) = get_once(server.addr, &opts, "/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    // The garbage connection is closed after a failed handshake; the silent one by the
+    // handshake timeout (read returns EOF or reset).
+    let mut buf = [0u8; 64];
+    let _ = bounded(async {
+        loop {
+            match plain.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let n = bounded(silent.read(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "silent client not disconnected: {n:?}"
+    );
+
+    let (status, _) = get_once(server.addr, &opts, "/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let p = pki();
+    let server = TestServer::start_with(
+        tls_with_client_ca(&p),
+        ServeOptions::default().header_read_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let mut stream = connect(server.addr, &ClientOpts::new(p.ca.cert_pem()))
+        .await
+        .unwrap();
+    stream.write_all(b"GET /whoami HTTP/1.1\r\n").await.unwrap();
+    stream.flush().await.unwrap();
+    let mut buf = Vec::new();
+    // The server closes (possibly after a 408) without the request ever reaching the handler.
+    let _ = bounded(stream.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+    assert_eq!(server.probe.hits.load(Ordering::SeqCst), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn handler_panic_is_a_500_and_the_server_lives_on() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let stream = connect(server.addr, &opts).await.unwrap();
+    let mut conn = H1::new(stream).await.unwrap();
+    let (status, _) = conn.get("/panic").await.unwrap();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // Same connection still usable, and new ones too.
+    assert_eq!(conn.get("/whoami").await.unwrap().0, StatusCode::OK);
+    let (status, _) = get_h2(server.addr, p.ca.cert_pem(), "/panic").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        get_once(server.addr, &opts, "/whoami").await.unwrap().0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_ca_fed_separately_survives_file_reloads_of_the_serving_pair() {
+    let p = pki();
+    let dir = TempDir::new("split");
+    let files = TlsFiles {
+        cert: dir.0.join("tls.crt"),
+        key: dir.0.join("tls.key"),
+        client_ca: None,
+    };
+    std::fs::write(&files.cert, &p.serving.cert_pem).unwrap();
+    std::fs::write(&files.key, &p.serving.key_pem).unwrap();
+    let tls = ReloadableTls::from_files(&files).unwrap();
+    let server = TestServer::start(tls.clone()).await;
+    let user = issue_client_cert(&p.client_ca, "alice", &["devs"], 1).unwrap();
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.identity = Some(&user);
+    let addr = server.addr;
+    let whoami = async |opts: &ClientOpts<'_>| get_once(addr, opts, "/whoami").await.unwrap().1;
+    // No client CA yet: the certificate is not requested.
+    assert!(whoami(&opts).await.starts_with("cn=-;"));
+
+    // The client CA arrives from elsewhere (e.g. a ConfigMap watch).
+    tls.update_client_ca(Some(p.client_ca.cert_pem().as_bytes()))
+        .unwrap();
+    assert!(whoami(&opts).await.starts_with("cn=alice;orgs=devs;"));
+    let err = tls.update_client_ca(Some(b"junk")).unwrap_err().to_string();
+    assert!(err.starts_with("client CA bundle:"), "{err}");
+
+    // Rotating the serving pair through the files keeps that client CA.
+    let rotated = serving(&p.ca);
+    std::fs::write(&files.cert, &rotated.cert_pem).unwrap();
+    std::fs::write(&files.key, &rotated.key_pem).unwrap();
+    assert!(FileReloader::new(tls.clone(), files).check().unwrap());
+    let stream = connect(server.addr, &opts).await.unwrap();
+    assert_eq!(
+        peer_fingerprint(&stream),
+        fingerprint_of_pem(&rotated.cert_pem)
+    );
+    assert!(whoami(&opts).await.starts_with("cn=alice;orgs=devs;"));
+
+    // Dropping the client CA stops requesting certificates.
+    tls.update_client_ca(None).unwrap();
+    assert!(whoami(&opts).await.starts_with("cn=-;"));
+    server.stop().await;
+}
