@@ -20,6 +20,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::tls::ReloadableTls;
 
@@ -205,10 +206,11 @@ pub async fn serve_with<H, Fut, B>(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote_addr)) => {
+                    // The config current at accept time is the one this connection uses.
                     conns.spawn(handle_connection(
                         stream,
                         remote_addr,
-                        tls.clone(),
+                        tls.acceptor(),
                         options.handshake_timeout,
                         http.clone(),
                         handler.clone(),
@@ -265,7 +267,7 @@ fn internal_error() -> Response<RespBody> {
 async fn handle_connection(
     stream: TcpStream,
     remote_addr: SocketAddr,
-    tls: ReloadableTls,
+    acceptor: TlsAcceptor,
     handshake_timeout: Duration,
     http: Arc<auto::Builder<TokioExecutor>>,
     handler: DynHandler,
@@ -274,7 +276,6 @@ async fn handle_connection(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%remote_addr, error = %e, "set_nodelay failed");
     }
-    let acceptor = tls.acceptor();
     let tls_stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
