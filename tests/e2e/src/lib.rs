@@ -131,6 +131,31 @@ pub fn kubectl(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Applies Kompox's CRDs (`manifests/crds/`) with server-side apply and waits until they are
+/// Established. Cheap to call from every test: it runs once per process.
+pub async fn ensure_crds() -> Result<()> {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_try_init(|| async {
+        let dir = repo_root().join("manifests/crds");
+        let dir = dir.to_string_lossy().into_owned();
+        tokio::task::spawn_blocking(move || {
+            kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &dir])?;
+            kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/kompoxapps.k8s.kompox.dev",
+                "crd/kompoxdisks.k8s.kompox.dev",
+                "crd/kompoxsnapshots.k8s.kompox.dev",
+            ])
+        })
+        .await??;
+        Ok(())
+    })
+    .await
+    .map(|_| ())
+}
+
 /// A namespace of its own for one test, deleted by [`TestNamespace::cleanup`].
 pub struct TestNamespace {
     /// The namespace's name.

@@ -106,3 +106,38 @@ async fn deployment_follows_required_zone_affinity_and_runs() -> Result<()> {
     .await?;
     ns.cleanup().await
 }
+
+#[tokio::test]
+async fn kompox_crds_install_and_accept_the_roadmap_disk() -> Result<()> {
+    kompox_e2e::ensure_crds().await?;
+    let client = admin_client().await?;
+    let ns = TestNamespace::create(&client, "crds", &[]).await?;
+    let disks: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::api::ApiResource {
+            group: "k8s.kompox.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "k8s.kompox.dev/v1alpha1".into(),
+            kind: "KompoxDisk".into(),
+            plural: "kompoxdisks".into(),
+        },
+    );
+    let disk: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+        "metadata": {"name": "default"},
+        "spec": {"size": "10Gi", "zone": "1", "deletionPolicy": "Orphan"},
+    }))?;
+    disks.create(&PostParams::default(), &disk).await?;
+    let bad: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+        "metadata": {"name": "bad"},
+        "spec": {"size": "10Gi", "deletionPolicy": "Shred"},
+    }))?;
+    let err = disks
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect_err("an unknown deletionPolicy is rejected by the schema");
+    assert!(err.to_string().contains("deletionPolicy"), "{err}");
+    ns.cleanup().await
+}
