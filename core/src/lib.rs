@@ -4,6 +4,8 @@
 //! in what the cluster holds and get back values; the servers are thin layers over it.
 
 pub mod api;
+pub mod compose;
+pub mod dotenv;
 pub mod hash;
 pub mod naming;
 pub mod provider;

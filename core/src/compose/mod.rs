@@ -1,0 +1,136 @@
+//! The compose-spec parser: YAML text → a validated, typed [`Project`].
+//!
+//! ```text
+//! text ──serde-saphyr──▶ tree ──interpolation──▶ tree ──walk──▶ Project + warnings
+//! ```
+//!
+//! - YAML is read by serde-saphyr with anchors, aliases and `<<` merge keys, duplicate keys
+//!   refused, and a budget against alias bombs and deep nesting (see `yaml.rs`).
+//! - `${VAR}` interpolation applies to string values (never to keys), with variables from
+//!   the caller's `env` function: core never reads the process environment.
+//! - The walk tracks the path of every node, so each diagnostic names it exactly:
+//!   `services.web.ports[1]: invalid port "x"`. All errors are collected, not just the first.
+//! - What happens to each compose key is listed in one table, [`KEYS`].
+//!
+//! Nothing here panics on any input.
+
+mod interpolate;
+mod keys;
+mod model;
+mod mounts;
+mod ports;
+mod service;
+mod top;
+pub mod units;
+mod walk;
+mod yaml;
+
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use keys::{Disposition, KEYS, KeyRule, Scope, keys_markdown, rule_for};
+pub use model::*;
+pub use ports::MAX_PORT_RANGE;
+pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES};
+
+/// A successfully parsed compose file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Parsed {
+    pub project: Project,
+    /// Things accepted but ignored or questionable, each naming its path.
+    pub warnings: Vec<Warning>,
+}
+
+/// A non-fatal finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Where, e.g. `services.web.container_name`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_located(f, &self.path, &self.message)
+    }
+}
+
+/// One error found in the compose file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Where, e.g. `services.web.ports[1]`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_located(f, &self.path, &self.message)
+    }
+}
+
+fn write_located(f: &mut fmt::Formatter<'_>, path: &str, message: &str) -> fmt::Result {
+    if path.is_empty() {
+        f.write_str(message)
+    } else {
+        write!(f, "{path}: {message}")
+    }
+}
+
+/// Why a compose file was refused: every error found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Error {
+    /// Never empty.
+    pub errors: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Error {
+    /// One diagnostic per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a compose file.
+///
+/// `env` supplies interpolation variables (and values for `environment` entries written
+/// without a value); the caller decides where they come from.
+///
+/// # Errors
+/// Every problem found (invalid YAML, invalid values, unresolved references, refused keys,
+/// failed `${VAR:?msg}` interpolations), each naming its path.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, Error> {
+    let mut root = match yaml::load(text) {
+        Ok(root) => root,
+        Err(message) => {
+            return Err(Error {
+                errors: vec![Diagnostic {
+                    path: String::new(),
+                    message: format!("invalid YAML: {message}"),
+                }],
+            });
+        }
+    };
+    let mut ctx = walk::Ctx::new(env);
+    ctx.interpolate_tree(&mut root);
+    let project = top::project(&mut ctx, &root);
+    if ctx.errors.is_empty() {
+        Ok(Parsed {
+            project,
+            warnings: ctx.warnings,
+        })
+    } else {
+        Err(Error { errors: ctx.errors })
+    }
+}

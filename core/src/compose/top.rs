@@ -1,0 +1,328 @@
+//! The top level: project name, volumes, configs, secrets, services, and the checks that
+//! span services (names, depends_on).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::keys::Scope;
+use super::model::{FileObjectDef, FileObjectSource, Project, VolumeDef};
+use super::walk::{Ctx, child, is_dns_label, is_resource_name, normalize_relative};
+use super::yaml::Value;
+
+/// Walks the whole file.
+pub(crate) fn project(ctx: &mut Ctx<'_>, root: &Value) -> Project {
+    let mut project = Project::default();
+    let entries = match root {
+        Value::Map(entries) => entries.as_slice(),
+        Value::Null => &[],
+        other => {
+            ctx.expected("", "a mapping at the top level", other);
+            return project;
+        }
+    };
+    let get = |k: &str| entries.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    // Dispose of every key first (warnings/errors for the ones not supported).
+    for (key, _) in entries {
+        ctx.dispose_key(Scope::TopLevel, "", key);
+    }
+    if let Some(v) = get("name") {
+        project.name = ctx.string("name", v);
+        if let Some(name) = &project.name
+            && !is_project_name(name)
+        {
+            ctx.error(
+                "name",
+                format!("invalid project name {name:?} (lower-case letters, digits, '-' and '_', starting with a letter or digit)"),
+            );
+        }
+    }
+    if let Some(v) = get("volumes") {
+        project.volumes = volume_defs(ctx, "volumes", v);
+    }
+    if let Some(v) = get("configs") {
+        project.configs = file_object_defs(ctx, "configs", v, true);
+    }
+    if let Some(v) = get("secrets") {
+        project.secrets = file_object_defs(ctx, "secrets", v, false);
+    }
+    match get("services") {
+        None => ctx.error("services", "required"),
+        Some(v) => match v {
+            Value::Map(services) => {
+                let mut parsed = BTreeMap::new();
+                for (name, def) in services {
+                    let at = child("services", name);
+                    if !is_dns_label(name) {
+                        ctx.error(
+                            &at,
+                            format!("invalid service name {name:?}: must be a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"),
+                        );
+                    }
+                    let svc = super::service::service(ctx, &at, def, &project);
+                    parsed.insert(name.clone(), svc);
+                }
+                project.services = parsed;
+                check_dependencies(ctx, &project);
+            }
+            other => ctx.expected("services", "a mapping of services", other),
+        },
+    }
+    project
+}
+
+/// Compose project names: `[a-z0-9][a-z0-9_-]*`.
+fn is_project_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn volume_defs(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, VolumeDef> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = ctx.map(path, v) else {
+        return out;
+    };
+    for (name, def) in entries {
+        let at = child(path, name);
+        if !is_resource_name(name) {
+            ctx.error(&at, format!("invalid volume name {name:?}"));
+            continue;
+        }
+        let mut vol = VolumeDef::default();
+        if let Some(fields) = ctx.map(&at, def) {
+            ctx.check_keys(
+                &at,
+                fields,
+                &["external", "name", "driver", "driver_opts", "labels"],
+            );
+            for (key, value) in fields {
+                let kat = child(&at, key);
+                match key.as_str() {
+                    "external" => vol.external = external(ctx, &kat, value),
+                    "name" => vol.name = ctx.string(&kat, value),
+                    "driver" => {
+                        vol.driver = ctx.string(&kat, value);
+                        if vol.driver.as_deref().is_some_and(|d| d != "local") {
+                            ctx.warn(&kat, "ignored: Kompox provisions volumes itself");
+                        }
+                    }
+                    "driver_opts" => ctx.warn(&kat, "ignored: Kompox provisions volumes itself"),
+                    "labels" => vol.labels = ctx.string_map(&kat, value),
+                    _ => {}
+                }
+            }
+        }
+        out.insert(name.clone(), vol);
+    }
+    out
+}
+
+/// `external: true`, or the obsolete `external: {name: …}` (accepted as true).
+fn external(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> bool {
+    match v {
+        Value::Map(_) => {
+            ctx.warn(
+                path,
+                "external: {name} is obsolete: use external: true and name",
+            );
+            true
+        }
+        other => ctx.boolean(path, other).unwrap_or(false),
+    }
+}
+
+/// Top-level `configs` (`allow_content`) or `secrets`.
+fn file_object_defs(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    allow_content: bool,
+) -> BTreeMap<String, FileObjectDef> {
+    let what = if allow_content { "config" } else { "secret" };
+    let mut out = BTreeMap::new();
+    let Some(entries) = ctx.map(path, v) else {
+        return out;
+    };
+    for (name, def) in entries {
+        let at = child(path, name);
+        if !is_resource_name(name) {
+            ctx.error(&at, format!("invalid {what} name {name:?}"));
+            continue;
+        }
+        let fields: &[(String, Value)] = match def {
+            Value::Map(fields) => fields,
+            Value::Null => &[],
+            other => {
+                ctx.expected(&at, "a mapping", other);
+                continue;
+            }
+        };
+        let errors_before = ctx.errors.len();
+        let known: &[&str] = if allow_content {
+            &[
+                "file",
+                "content",
+                "environment",
+                "external",
+                "name",
+                "labels",
+                "driver",
+                "template_driver",
+            ]
+        } else {
+            &[
+                "file",
+                "environment",
+                "external",
+                "name",
+                "labels",
+                "driver",
+                "template_driver",
+            ]
+        };
+        ctx.check_keys(&at, fields, known);
+        let mut sources = Vec::new();
+        let mut name_field = None;
+        let mut labels = BTreeMap::new();
+        for (key, value) in fields {
+            let kat = child(&at, key);
+            match key.as_str() {
+                "file" => {
+                    if let Some(file) = ctx.string(&kat, value) {
+                        if file.starts_with('/') {
+                            sources.push(FileObjectSource::File(file));
+                        } else {
+                            match normalize_relative(&file) {
+                                Some(p) => sources.push(FileObjectSource::File(p)),
+                                None => ctx
+                                    .error(&kat, format!("{file:?} escapes the project directory")),
+                            }
+                        }
+                    }
+                }
+                "content" if allow_content => {
+                    if let Some(c) = ctx.string(&kat, value) {
+                        sources.push(FileObjectSource::Content(c));
+                    }
+                }
+                "environment" => {
+                    if let Some(e) = ctx.string(&kat, value) {
+                        sources.push(FileObjectSource::Environment(e));
+                    }
+                }
+                "external" => {
+                    sources
+                        .extend(external(ctx, &kat, value).then_some(FileObjectSource::External));
+                }
+                "name" => name_field = ctx.string(&kat, value),
+                "labels" => labels = ctx.string_map(&kat, value),
+                "driver" | "template_driver" => ctx.warn(&kat, "ignored"),
+                _ => {}
+            }
+        }
+        if ctx.errors.len() > errors_before {
+            // A field was invalid; "needs one of" would only repeat it.
+            continue;
+        }
+        let source = match sources.len() {
+            1 => sources.pop(),
+            0 => {
+                let opts = if allow_content {
+                    "file, content, environment or external"
+                } else {
+                    "file, environment or external"
+                };
+                ctx.error(&at, format!("needs one of {opts}"));
+                None
+            }
+            _ => {
+                ctx.error(
+                    &at,
+                    "only one of file, content, environment, external may be given",
+                );
+                None
+            }
+        };
+        if let Some(source) = source {
+            out.insert(
+                name.clone(),
+                FileObjectDef {
+                    source,
+                    name: name_field,
+                    labels,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// depends_on names must exist, and the graph must have no cycle.
+fn check_dependencies(ctx: &mut Ctx<'_>, project: &Project) {
+    for (name, svc) in &project.services {
+        for dep in svc.depends_on.keys() {
+            let at = child(&child(&child("services", name), "depends_on"), dep);
+            if dep == name {
+                ctx.error(&at, "a service cannot depend on itself");
+            } else if !project.services.contains_key(dep) {
+                ctx.error(&at, format!("unknown service {dep:?}"));
+            }
+        }
+    }
+    // Cycle detection (iterative DFS; colours: 1 = on stack, 2 = done).
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    let mut reported = BTreeSet::new();
+    for start in project.services.keys() {
+        if state.contains_key(start.as_str()) {
+            continue;
+        }
+        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start.as_str(), deps_of(project, start))];
+        state.insert(start.as_str(), 1);
+        while let Some((node, pending)) = stack.last_mut() {
+            let node = *node;
+            match pending.pop() {
+                None => {
+                    state.insert(node, 2);
+                    stack.pop();
+                }
+                Some(next) => match state.get(next) {
+                    Some(1) => {
+                        if reported.insert(next) {
+                            let cycle: Vec<&str> = stack
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .skip_while(|n| *n != next)
+                                .chain(std::iter::once(next))
+                                .collect();
+                            ctx.error(
+                                &child(&child("services", next), "depends_on"),
+                                format!("dependency cycle: {}", cycle.join(" -> ")),
+                            );
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        state.insert(next, 1);
+                        stack.push((next, deps_of(project, next)));
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Known dependencies of a service (unknown names are reported elsewhere).
+fn deps_of<'p>(project: &'p Project, name: &str) -> Vec<&'p str> {
+    project
+        .services
+        .get(name)
+        .map(|s| {
+            s.depends_on
+                .keys()
+                .filter(|d| *d != name && project.services.contains_key(*d))
+                .map(String::as_str)
+                .collect()
+        })
+        .unwrap_or_default()
+}
