@@ -427,7 +427,7 @@ pub fn keys_markdown() -> String {
             r.scope.as_str(),
             r.key,
             r.disposition.as_str(),
-            r.note
+            r.note.replace('|', "\\|")
         ));
     }
     out

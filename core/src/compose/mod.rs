@@ -13,6 +13,36 @@
 //! - What happens to each compose key is listed in one table, [`KEYS`].
 //!
 //! Nothing here panics on any input.
+//!
+//! ```
+//! use kompox_core::compose::{MountSource, parse};
+//!
+//! let yaml = "
+//! services:
+//!   web:
+//!     image: nginx:${TAG:-1.27}
+//!     ports: [\"8080:80\"]
+//!     volumes: [\"./html:/usr/share/nginx/html:ro\"]
+//! ";
+//! let parsed = parse(yaml, &|name| (name == "TAG").then(|| "1.28".to_owned()))?;
+//! let web = parsed.project.services.get("web").expect("declared above");
+//! assert_eq!(web.image.as_deref(), Some("nginx:1.28"));
+//! assert_eq!(web.ports[0].published, Some(8080));
+//! assert_eq!(web.mounts[0].source, MountSource::RelativeBind { path: "html".into() });
+//!
+//! let err = parse("services:\n  web:\n    ports: [x]\n", &|_| None).unwrap_err();
+//! assert_eq!(err.to_string(), "services.web.ports[0]: invalid port \"x\"");
+//! # Ok::<(), kompox_core::compose::Error>(())
+//! ```
+//!
+//! Choices worth knowing:
+//! - A compose value of `0` for `cpus`/`memory` means "no limit" and becomes `None`.
+//! - Durations need a unit (`10s`); a bare integer other than 0 is an error.
+//! - The legacy `cpus`, `mem_limit`, `mem_reservation` and `scale` fill in the `deploy`
+//!   values; set in both places with different values, they are an error.
+//! - Port ranges are expanded into one [`Port`] per port, up to [`MAX_PORT_RANGE`].
+//! - `environment` entries without a value are looked up with `env`; unset ones are left
+//!   out, with a warning.
 
 mod interpolate;
 mod keys;

@@ -478,7 +478,12 @@ fn key_table_has_no_duplicates() {
             assert!(!(a.scope == b.scope && a.key == b.key), "duplicate {a:?}");
         }
     }
-    assert!(keys_markdown().contains("| `services.*` | `image` | supported |"));
+    let md = keys_markdown();
+    assert!(md.contains("| `services.*` | `image` | supported |"));
+    // Every row has exactly the four columns (pipes in notes are escaped).
+    for line in md.lines() {
+        assert_eq!(line.replace("\\|", "").matches('|').count(), 5, "{line}");
+    }
 }
 
 #[test]
