@@ -4,35 +4,61 @@
 //!
 //! All outputs are `sha256:<64 lowercase hex>`.
 //!
-//! # `env_hash` encoding (v1)
+//! # `env_hash` encoding (v2)
 //!
-//! The webhook and the controller must compute the same value from the same inputs, so the
-//! encoding is fixed here:
+//! The webhook, the controller and the renderer must compute the same value from the same
+//! inputs, so the encoding is fixed here. It is defined over per-value SHA-256 digests, not
+//! over the values themselves, so a cache holding only digests ([`ObjectDigests`]) computes
+//! the same hash as code holding the full objects, and Secret values need not stay in memory.
 //!
-//! 1. Inputs are sorted by (kind, namespace, name, key, value) and exact duplicates removed,
-//!    so neither input order nor referencing the same key twice changes the hash.
-//! 2. The hash is sha256 over the domain tag `kompox-env-hash/v1\0`, the input count (u64
+//! 1. Inputs are sorted by (kind, namespace, name, key, value digest) and exact duplicates
+//!    removed, so neither input order nor referencing the same key twice changes the hash.
+//! 2. The hash is sha256 over the domain tag `kompox-env-hash/v2\0`, the input count (u64
 //!    big-endian), then per input: kind, namespace, name and key each as u64 big-endian byte
-//!    length + bytes, then a presence byte — `0` for a missing optional ref (no value
-//!    follows), `1` for a present value followed by its length and bytes.
+//!    length + bytes, then a presence byte — `0` for an absent key (nothing follows), `1`
+//!    followed by the 32-byte SHA-256 digest of the value.
 //!
-//! Length prefixes make `a=bc` and `ab=c` differ. A missing optional ref and a present but
-//! empty value hash differently on purpose: the container sees "unset" in one case and ""
-//! in the other, so creating an empty key must roll the pods. A whole object that is
-//! referenced but absent is one input with key `""` and no value ([`HashInput::missing`]).
+//! Length prefixes make `a=bc` and `ab=c` differ.
+//!
+//! # Missing references
+//!
+//! What counts is what the container sees:
+//!
+//! - A reference to a **whole object** (`envFrom`, a `secret`/`configMap` volume without
+//!   `items`, a projected source without `items`) whose object does not exist contributes
+//!   nothing — exactly like an existing object with no keys. In both cases the container
+//!   gets no variables (an empty directory), so creating an empty object does not roll pods.
+//!   This is the sense in which missing optional references "count as empty".
+//! - A reference to **one key** (`secretKeyRef`, `configMapKeyRef`, an `items` entry) whose
+//!   object or key does not exist is an *absent* input ([`HashInput::missing`]), which hashes
+//!   differently from a present empty value: the container sees the variable unset in one
+//!   case and `""` in the other, so creating the key, even empty, rolls the pods.
+//!
+//! Whether a reference is `optional` does not matter: a required reference that is missing
+//! keeps the container from starting until the object appears, and the hash then follows the
+//! same rules. [`pod_spec_env_refs`] lists the references of a pod spec and
+//! [`env_hash_for_refs`] applies these rules, so every caller agrees.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, EnvFromSource, EnvVar, KeyToPath, PodSpec, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 /// Prefix of every hash string.
 pub const SHA256_PREFIX: &str = "sha256:";
 
-const ENV_HASH_DOMAIN: &[u8] = b"kompox-env-hash/v1\0";
+/// The ConfigMap kube-controller-manager publishes in every namespace with the cluster CA.
+/// Every Pod with a service account token mounts it (the `kube-api-access-*` projected
+/// volume), so it is not app configuration and [`pod_spec_env_refs`] leaves it out.
+pub const KUBE_ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+
+const ENV_HASH_DOMAIN: &[u8] = b"kompox-env-hash/v2\0";
 
 /// Errors from hashing.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -62,7 +88,32 @@ impl SourceKind {
     }
 }
 
-/// One referenced value: a key of a ConfigMap or Secret, present or missing.
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SHA-256 digest of one value. `Debug` prints `sha256:<hex>`, never the value (which
+/// this type does not hold).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    #[must_use]
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SHA256_PREFIX}{}", hex::encode(self.0))
+    }
+}
+
+/// One referenced value: a key of a ConfigMap or Secret, present (as its digest) or absent.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HashInput {
     /// Kind of the source object.
@@ -71,32 +122,44 @@ pub struct HashInput {
     pub namespace: String,
     /// Name of the source object.
     pub name: String,
-    /// Key in the object; `""` for a whole object that is missing.
+    /// Key in the object.
     pub key: String,
-    /// The bytes, or `None` when the (optional) reference resolved to nothing.
-    pub value: Option<Vec<u8>>,
+    /// The digest of the value, or `None` when the key (or its whole object) does not exist.
+    pub value: Option<Digest>,
 }
 
 impl HashInput {
-    /// A key that exists with `value`.
+    /// A key that exists with `value` (only its digest is kept).
     #[must_use]
     pub fn present(
         kind: SourceKind,
         namespace: impl Into<String>,
         name: impl Into<String>,
         key: impl Into<String>,
-        value: impl Into<Vec<u8>>,
+        value: impl AsRef<[u8]>,
+    ) -> HashInput {
+        HashInput::digested(kind, namespace, name, key, Digest::of(value.as_ref()))
+    }
+
+    /// A key that exists, given the digest of its value.
+    #[must_use]
+    pub fn digested(
+        kind: SourceKind,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        key: impl Into<String>,
+        digest: Digest,
     ) -> HashInput {
         HashInput {
             kind,
             namespace: namespace.into(),
             name: name.into(),
             key: key.into(),
-            value: Some(value.into()),
+            value: Some(digest),
         }
     }
 
-    /// An optional reference that resolved to nothing; `key` is `""` for a whole object.
+    /// A referenced key that does not exist (or whose object does not exist).
     #[must_use]
     pub fn missing(
         kind: SourceKind,
@@ -114,53 +177,244 @@ impl HashInput {
     }
 }
 
-/// The inputs for a Secret: one key (`Some(key)`, missing if absent) or all keys (`None`, as
-/// `envFrom` uses). `stringData` entries override `data` like the apiserver does, so an
-/// object about to be applied hashes like the stored one.
+/// The digest-only form of a Secret or ConfigMap: its identity and one [`Digest`] per key.
+/// Caches keep this instead of the object so that Secret values do not stay in memory;
+/// [`ObjectDigests::inputs`] yields the same [`HashInput`]s as [`secret_inputs`] /
+/// [`config_map_inputs`] on the full object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectDigests {
+    /// Secret or ConfigMap.
+    pub kind: SourceKind,
+    /// Namespace of the object.
+    pub namespace: String,
+    /// Name of the object.
+    pub name: String,
+    /// Key → digest of its value.
+    pub values: BTreeMap<String, Digest>,
+}
+
+impl ObjectDigests {
+    /// Digests a Secret's values. `stringData` entries override `data` like the apiserver
+    /// does, so an object about to be applied hashes like the stored one.
+    #[must_use]
+    pub fn from_secret(secret: &Secret) -> ObjectDigests {
+        let mut values = BTreeMap::new();
+        for (k, v) in secret.data.iter().flatten() {
+            values.insert(k.clone(), Digest::of(&v.0));
+        }
+        for (k, v) in secret.string_data.iter().flatten() {
+            values.insert(k.clone(), Digest::of(v.as_bytes()));
+        }
+        Self::new(SourceKind::Secret, &secret.metadata, values)
+    }
+
+    /// Digests a ConfigMap's values. `data` and `binaryData` keys are disjoint in a valid
+    /// ConfigMap; `data` wins otherwise.
+    #[must_use]
+    pub fn from_config_map(config_map: &ConfigMap) -> ObjectDigests {
+        let mut values = BTreeMap::new();
+        for (k, v) in config_map.binary_data.iter().flatten() {
+            values.insert(k.clone(), Digest::of(&v.0));
+        }
+        for (k, v) in config_map.data.iter().flatten() {
+            values.insert(k.clone(), Digest::of(v.as_bytes()));
+        }
+        Self::new(SourceKind::ConfigMap, &config_map.metadata, values)
+    }
+
+    fn new(kind: SourceKind, meta: &ObjectMeta, values: BTreeMap<String, Digest>) -> Self {
+        ObjectDigests {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            values,
+        }
+    }
+
+    /// The inputs for one key (`Some(key)`: present, or [`HashInput::missing`]) or for all
+    /// keys (`None`, as `envFrom` uses).
+    #[must_use]
+    pub fn inputs(&self, key: Option<&str>) -> Vec<HashInput> {
+        let (kind, ns, name) = (self.kind, &self.namespace, &self.name);
+        match key {
+            Some(k) => vec![match self.values.get(k) {
+                Some(d) => HashInput::digested(kind, ns, name, k, *d),
+                None => HashInput::missing(kind, ns, name, k),
+            }],
+            None => self
+                .values
+                .iter()
+                .map(|(k, d)| HashInput::digested(kind, ns, name, k, *d))
+                .collect(),
+        }
+    }
+}
+
+/// The inputs for a Secret: one key (`Some(key)`, missing if absent) or all keys (`None`).
+/// Same as [`ObjectDigests::from_secret`]`(secret).inputs(key)`.
 #[must_use]
 pub fn secret_inputs(secret: &Secret, key: Option<&str>) -> Vec<HashInput> {
-    let mut values: BTreeMap<&str, &[u8]> = BTreeMap::new();
-    for (k, v) in secret.data.iter().flatten() {
-        values.insert(k, &v.0);
-    }
-    for (k, v) in secret.string_data.iter().flatten() {
-        values.insert(k, v.as_bytes());
-    }
-    object_inputs(SourceKind::Secret, &secret.metadata, &values, key)
+    ObjectDigests::from_secret(secret).inputs(key)
 }
 
 /// The inputs for a ConfigMap: one key (`Some(key)`, missing if absent) or all keys (`None`).
-/// `data` and `binaryData` keys are disjoint in a valid ConfigMap; `data` wins otherwise.
+/// Same as [`ObjectDigests::from_config_map`]`(config_map).inputs(key)`.
 #[must_use]
 pub fn config_map_inputs(config_map: &ConfigMap, key: Option<&str>) -> Vec<HashInput> {
-    let mut values: BTreeMap<&str, &[u8]> = BTreeMap::new();
-    for (k, v) in config_map.binary_data.iter().flatten() {
-        values.insert(k, &v.0);
-    }
-    for (k, v) in config_map.data.iter().flatten() {
-        values.insert(k, v.as_bytes());
-    }
-    object_inputs(SourceKind::ConfigMap, &config_map.metadata, &values, key)
+    ObjectDigests::from_config_map(config_map).inputs(key)
 }
 
-fn object_inputs(
+/// The inputs for a reference whose object does not exist: one absent input for a key
+/// reference, none for a whole-object reference (see the module docs).
+#[must_use]
+pub fn missing_object_inputs(
     kind: SourceKind,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    values: &BTreeMap<&str, &[u8]>,
+    namespace: &str,
+    name: &str,
     key: Option<&str>,
 ) -> Vec<HashInput> {
-    let ns = meta.namespace.clone().unwrap_or_default();
-    let name = meta.name.clone().unwrap_or_default();
     match key {
-        Some(k) => vec![match values.get(k) {
-            Some(v) => HashInput::present(kind, ns, name, k, *v),
-            None => HashInput::missing(kind, ns, name, k),
-        }],
-        None => values
-            .iter()
-            .map(|(k, v)| HashInput::present(kind, ns.clone(), name.clone(), *k, *v))
-            .collect(),
+        Some(k) => vec![HashInput::missing(kind, namespace, name, k)],
+        None => Vec::new(),
     }
+}
+
+/// A reference from a pod spec to a Secret or ConfigMap in the pod's namespace: one key, or
+/// the whole object (`key: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvRef {
+    /// Secret or ConfigMap.
+    pub kind: SourceKind,
+    /// Object name.
+    pub name: String,
+    /// The key, or `None` for every key of the object.
+    pub key: Option<String>,
+}
+
+/// The Secret/ConfigMap references of a pod spec, sorted and without duplicates: `env`
+/// (`secretKeyRef`, `configMapKeyRef`) and `envFrom` of containers, init containers and
+/// ephemeral containers, and `secret`, `configMap` and `projected` volumes (with `items`,
+/// only the listed keys). [`KUBE_ROOT_CA_CONFIG_MAP`] and references with an empty name are
+/// left out.
+#[must_use]
+pub fn pod_spec_env_refs(spec: &PodSpec) -> Vec<EnvRef> {
+    let mut refs = Vec::new();
+    let mut push = |kind: SourceKind, name: Option<&str>, key: Option<&str>| {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return;
+        };
+        if kind == SourceKind::ConfigMap && name == KUBE_ROOT_CA_CONFIG_MAP {
+            return;
+        }
+        refs.push(EnvRef {
+            kind,
+            name: name.to_owned(),
+            key: key.map(str::to_owned),
+        });
+    };
+    let mut env = |env: Option<&Vec<EnvVar>>, env_from: Option<&Vec<EnvFromSource>>| {
+        for e in env.into_iter().flatten() {
+            let Some(from) = &e.value_from else { continue };
+            if let Some(r) = &from.secret_key_ref {
+                push(SourceKind::Secret, Some(&r.name), Some(&r.key));
+            }
+            if let Some(r) = &from.config_map_key_ref {
+                push(SourceKind::ConfigMap, Some(&r.name), Some(&r.key));
+            }
+        }
+        for f in env_from.into_iter().flatten() {
+            if let Some(r) = &f.secret_ref {
+                push(SourceKind::Secret, Some(&r.name), None);
+            }
+            if let Some(r) = &f.config_map_ref {
+                push(SourceKind::ConfigMap, Some(&r.name), None);
+            }
+        }
+    };
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        env(c.env.as_ref(), c.env_from.as_ref());
+    }
+    for c in spec.ephemeral_containers.iter().flatten() {
+        env(c.env.as_ref(), c.env_from.as_ref());
+    }
+    let mut with_items =
+        |kind: SourceKind, name: Option<&str>, items: Option<&Vec<KeyToPath>>| match items {
+            Some(items) if !items.is_empty() => {
+                for i in items {
+                    push(kind, name, Some(&i.key));
+                }
+            }
+            _ => push(kind, name, None),
+        };
+    for v in spec.volumes.iter().flatten() {
+        if let Some(s) = &v.secret {
+            with_items(
+                SourceKind::Secret,
+                s.secret_name.as_deref(),
+                s.items.as_ref(),
+            );
+        }
+        if let Some(c) = &v.config_map {
+            with_items(SourceKind::ConfigMap, Some(&c.name), c.items.as_ref());
+        }
+        for s in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(p) = &s.secret {
+                with_items(SourceKind::Secret, Some(&p.name), p.items.as_ref());
+            }
+            if let Some(p) = &s.config_map {
+                with_items(SourceKind::ConfigMap, Some(&p.name), p.items.as_ref());
+            }
+        }
+    }
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+/// The [`HashInput`]s of `refs` in `namespace`: `resolve(kind, name)` returns the object's
+/// digests if it exists; missing objects follow the module docs' rules.
+#[must_use]
+pub fn env_inputs_for_refs<D>(
+    namespace: &str,
+    refs: &[EnvRef],
+    mut resolve: impl FnMut(SourceKind, &str) -> Option<D>,
+) -> Vec<HashInput>
+where
+    D: Deref<Target = ObjectDigests>,
+{
+    let mut inputs = Vec::new();
+    for r in refs {
+        let key = r.key.as_deref();
+        match resolve(r.kind, &r.name) {
+            Some(obj) => {
+                // Identity comes from the reference, not from whatever the resolver returned.
+                for mut i in obj.inputs(key) {
+                    i.namespace = namespace.to_owned();
+                    i.name.clone_from(&r.name);
+                    inputs.push(i);
+                }
+            }
+            None => inputs.extend(missing_object_inputs(r.kind, namespace, &r.name, key)),
+        }
+    }
+    inputs
+}
+
+/// [`env_hash`] of [`env_inputs_for_refs`]: the env hash of a pod spec's references.
+#[must_use]
+pub fn env_hash_for_refs<D>(
+    namespace: &str,
+    refs: &[EnvRef],
+    resolve: impl FnMut(SourceKind, &str) -> Option<D>,
+) -> String
+where
+    D: Deref<Target = ObjectDigests>,
+{
+    env_hash(&env_inputs_for_refs(namespace, refs, resolve))
 }
 
 /// The env hash of `inputs`; see the module docs for the exact encoding.
@@ -179,22 +433,18 @@ pub fn env_hash(inputs: &[HashInput]) -> String {
             i.name.as_bytes(),
             i.key.as_bytes(),
         ] {
-            put(&mut h, field);
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field);
         }
         match &i.value {
             None => h.update([0u8]),
-            Some(v) => {
+            Some(d) => {
                 h.update([1u8]);
-                put(&mut h, v);
+                h.update(d.0);
             }
         }
     }
     format!("{SHA256_PREFIX}{}", hex::encode(h.finalize()))
-}
-
-fn put(h: &mut Sha256, bytes: &[u8]) {
-    h.update((bytes.len() as u64).to_be_bytes());
-    h.update(bytes);
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -264,14 +514,23 @@ mod tests {
 
     #[test]
     fn env_hash_fixed_vectors() {
-        // Computed independently with python3 (struct.pack(">Q", len) prefixes). Pinned: changing the encoding must be deliberate (webhook and controller agree on it).
+        // Computed independently with python3: sha256(b"kompox-env-hash/v2\0" + struct.pack(">Q", n)
+        // + per input: length-prefixed kind/ns/name/key, then b"\0" or b"\1" + sha256(value)).
+        // Pinned: changing the encoding must be deliberate (webhook, controller and renderer agree).
         assert_eq!(
             env_hash(&[]),
-            "sha256:0ba8279a3fb304ba14b9413766c03e5a3fd9174a293d8dcf2f489eda333301e8"
+            "sha256:0bd86d8d21cb5c3d2203864a9df301d51e21f621746f652f654fde49f1e07a04"
         );
         assert_eq!(
             env_hash(&[sec("A", "1")]),
-            "sha256:eaeaf4d2c402b3392dd5a642191f584e616a066883eedb48bd67fc0cbd816b07"
+            "sha256:a55ef0222e1036a54f94519c61ea30c3d3d9f83ff00af8be613d31fef907667b"
+        );
+        assert_eq!(
+            env_hash(&[
+                HashInput::missing(SourceKind::Secret, "ns", "env", "A"),
+                HashInput::present(SourceKind::ConfigMap, "ns", "cfg", "x", ""),
+            ]),
+            "sha256:b16990b9daee032b5e3e8c148c52733274b96952ac97de36baaf67c142d65d02"
         );
     }
 
@@ -303,13 +562,20 @@ mod tests {
         assert_ne!(env_hash(&[sec("A", "1")]), env_hash(&[sec("A", "2")]));
         assert_ne!(
             env_hash(&[]),
-            env_hash(&[HashInput::missing(SourceKind::Secret, "ns", "env", "")])
+            env_hash(&[HashInput::missing(SourceKind::Secret, "ns", "env", "A")])
         );
     }
 
     #[test]
-    fn object_inputs_agree_with_manual_inputs() {
-        let secret = Secret {
+    fn digests_do_not_show_values() {
+        let d = Digest::of(b"hunter2");
+        let shown = format!("{d:?} {:?}", sec("pw", "hunter2"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains(&hash_bytes(b"hunter2")), "{shown}");
+    }
+
+    fn secret() -> Secret {
+        Secret {
             metadata: ObjectMeta {
                 name: Some("env".into()),
                 namespace: Some("ns".into()),
@@ -324,7 +590,12 @@ mod tests {
             ),
             string_data: Some([("A".to_string(), "1".to_string())].into()),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn object_inputs_agree_with_manual_inputs() {
+        let secret = secret();
         assert_eq!(
             env_hash(&secret_inputs(&secret, None)),
             env_hash(&[sec("A", "1"), sec("B", "2")])
@@ -350,6 +621,129 @@ mod tests {
                 HashInput::present(SourceKind::ConfigMap, "ns", "cfg", "x", "1"),
                 HashInput::present(SourceKind::ConfigMap, "ns", "cfg", "y", vec![0u8, 1]),
             ]
+        );
+    }
+
+    #[test]
+    fn digest_form_hashes_like_the_full_object() {
+        let secret = secret();
+        let digests = ObjectDigests::from_secret(&secret);
+        assert_eq!(digests.values.len(), 2);
+        assert_eq!(digests.values.get("A"), Some(&Digest::of(b"1")));
+        for key in [None, Some("A"), Some("B"), Some("C")] {
+            assert_eq!(digests.inputs(key), secret_inputs(&secret, key), "{key:?}");
+        }
+    }
+
+    fn pod_spec(v: serde_json::Value) -> PodSpec {
+        match serde_json::from_value(v) {
+            Ok(s) => s,
+            Err(e) => panic!("pod spec: {e}"),
+        }
+    }
+
+    fn r(kind: SourceKind, name: &str, key: Option<&str>) -> EnvRef {
+        EnvRef {
+            kind,
+            name: name.into(),
+            key: key.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn pod_spec_refs_cover_env_env_from_and_volumes() {
+        let spec = pod_spec(json!({
+            "containers": [{
+                "name": "a",
+                "env": [
+                    {"name": "X", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k1"}}},
+                    {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "c1", "key": "k2", "optional": true}}},
+                    {"name": "Z", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "L", "value": "literal"},
+                ],
+                "envFrom": [{"secretRef": {"name": "s2"}}, {"configMapRef": {"name": "c2"}}],
+            }],
+            "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "s1"}}]}],
+            "ephemeralContainers": [{"name": "e", "env": [
+                {"name": "E", "valueFrom": {"secretKeyRef": {"name": "s5", "key": "k"}}}]}],
+            "volumes": [
+                {"name": "v1", "secret": {"secretName": "s3", "items": [{"key": "a", "path": "a"}]}},
+                {"name": "v2", "configMap": {"name": "c3"}},
+                {"name": "v3", "projected": {"sources": [
+                    {"secret": {"name": "s4"}},
+                    {"configMap": {"name": "c4", "items": [{"key": "b", "path": "b"}, {"key": "c", "path": "c"}]}},
+                    {"serviceAccountToken": {"path": "token"}},
+                ]}},
+                {"name": "kube-api-access", "projected": {"sources": [
+                    {"configMap": {"name": KUBE_ROOT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                ]}},
+                {"name": "v4", "secret": {}},
+                {"name": "v5", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "v6", "secret": {"secretName": "s2"}},
+            ],
+        }));
+        use SourceKind::{ConfigMap as C, Secret as S};
+        assert_eq!(
+            pod_spec_env_refs(&spec),
+            vec![
+                r(C, "c1", Some("k2")),
+                r(C, "c2", None),
+                r(C, "c3", None),
+                r(C, "c4", Some("b")),
+                r(C, "c4", Some("c")),
+                r(S, "s1", None),
+                r(S, "s1", Some("k1")),
+                r(S, "s2", None),
+                r(S, "s3", Some("a")),
+                r(S, "s4", None),
+                r(S, "s5", Some("k")),
+            ]
+        );
+        let none = pod_spec(json!({"containers": [{"name": "a"}],
+            "volumes": [{"name": "kube-api-access", "projected": {"sources": [
+                {"configMap": {"name": KUBE_ROOT_CA_CONFIG_MAP}}]}}]}));
+        assert!(pod_spec_env_refs(&none).is_empty());
+    }
+
+    #[test]
+    fn refs_resolve_with_missing_object_rules() {
+        use SourceKind::Secret as S;
+        let digests = ObjectDigests::from_secret(&secret());
+        let refs = [
+            r(S, "env", None),
+            r(S, "env", Some("B")),
+            r(S, "gone", None),
+        ];
+        let found = |_: SourceKind, name: &str| (name == "env").then_some(&digests);
+        // The whole-object ref to "gone" contributes nothing; "B" is already among all keys.
+        assert_eq!(
+            env_hash_for_refs("ns", &refs, found),
+            env_hash(&[sec("A", "1"), sec("B", "2")])
+        );
+        // A missing whole object hashes like an empty one.
+        let empty = ObjectDigests {
+            values: BTreeMap::new(),
+            ..digests.clone()
+        };
+        let nothing = |_: SourceKind, _: &str| None::<&ObjectDigests>;
+        assert_eq!(
+            env_hash_for_refs("ns", &[r(S, "env", None)], nothing),
+            env_hash_for_refs("ns", &[r(S, "env", None)], |_, _| Some(&empty))
+        );
+        // A missing key is absent, not empty, whether the object or only the key is missing.
+        let key_ref = [r(S, "env", Some("C"))];
+        let absent = env_hash(&[HashInput::missing(S, "ns", "env", "C")]);
+        assert_eq!(env_hash_for_refs("ns", &key_ref, nothing), absent);
+        assert_eq!(env_hash_for_refs("ns", &key_ref, found), absent);
+        assert_ne!(absent, env_hash(&[sec("C", "")]));
+        // The resolver's idea of the object's identity does not leak into the hash.
+        let elsewhere = ObjectDigests {
+            namespace: "other".into(),
+            ..digests.clone()
+        };
+        assert_eq!(
+            env_hash_for_refs("ns", &refs[..1], |_, _| Some(&elsewhere)),
+            env_hash(&[sec("A", "1"), sec("B", "2")])
         );
     }
 

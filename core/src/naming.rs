@@ -29,6 +29,22 @@ pub const TENANT_LABEL: &str = "kompox.dev/tenant";
 /// Label carrying the compact ID of an app namespace.
 pub const APP_ID_LABEL: &str = "kompox.dev/app-id";
 
+/// Label naming the KompoxDisk behind a volume: set by the storage controller on the static
+/// PersistentVolumes it creates, and optionally by users on a PVC (the disk is then in the
+/// PVC's namespace).
+pub const DISK_LABEL: &str = "kompox.dev/disk";
+/// Label on Kompox static PersistentVolumes (cluster-scoped) carrying the namespace of the
+/// KompoxDisk named by [`DISK_LABEL`].
+pub const DISK_NAMESPACE_LABEL: &str = "kompox.dev/disk-namespace";
+/// Object label opting a Pod, Deployment or StatefulSet out of the admission webhook when set
+/// to [`WEBHOOK_DISABLED`] (the webhook registration's `objectSelector`).
+pub const WEBHOOK_LABEL: &str = "kompox.dev/webhook";
+/// Value of [`WEBHOOK_LABEL`] that opts an object out.
+pub const WEBHOOK_DISABLED: &str = "disabled";
+/// Annotation holding [`crate::hash::env_hash`] of the Secrets/ConfigMaps a pod (template)
+/// references; on a pod template, a new value rolls the pods.
+pub const ENV_HASH_ANNOTATION: &str = "kompox.dev/env-hash";
+
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Base36 digits needed for any 256-bit value.
 const SHA256_BASE36_LEN: usize = 50;
