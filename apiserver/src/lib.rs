@@ -1,0 +1,204 @@
+//! Kompox's aggregated API server: `subresources.k8s.kompox.dev/v1alpha1`, registered with
+//! kube-apiserver by an APIService and reached only through it, with the caller's identity.
+//!
+//! | path (under `/apis/subresources.k8s.kompox.dev/v1alpha1/namespaces/NS/`) | verb | answers |
+//! |---|---|---|
+//! | `kompoxapps/NAME/rendered[?validate=true]` | GET | `v1 List` of the objects the controller would apply, Secrets redacted |
+//! | `kompoxdisks/NAME/attach` body `{"app","volume"}` | POST | the updated KompoxApp |
+//! | `kompoxdisks/NAME/detach` body `{"app","volume"}` | POST | the updated KompoxApp |
+//!
+//! Discovery (`/apis`, `/apis/<group>`, `/apis/<group>/<version>`), `/healthz`, `/livez`,
+//! `/readyz` and `/metrics` need no authentication; everything else needs kube-apiserver's
+//! front-proxy client certificate ([`auth`]) and passes a SubjectAccessReview. Errors are
+//! `metav1.Status` objects ([`status`]).
+//!
+//! Layout: [`handlers`] (HTTP), [`service`] (decisions without I/O), [`auth`], [`state`],
+//! [`discovery`], [`render`] (the single call into the core renderer).
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod discovery;
+pub mod handlers;
+pub mod render;
+pub mod service;
+pub mod state;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kompox_serve::{FileReloader, Health, Metrics, ReloadableTls, TlsFiles};
+use tokio::net::TcpListener;
+
+use crate::auth::SarAuthorizer;
+use crate::state::State;
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, re-read every [`Config::cert_reload_interval`] (rotation without restart).
+    Files(TlsFiles),
+    /// PEM text held in memory (tests, benchmarks).
+    Pem {
+        /// Certificate chain, leaf first.
+        cert: String,
+        /// Private key.
+        key: String,
+    },
+}
+
+/// Server configuration, fully parsed before anything is bound.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Serving certificate.
+    pub tls: TlsSource,
+    /// How often certificate files are checked for changes.
+    pub cert_reload_interval: Duration,
+    /// How long an allowed SubjectAccessReview verdict is reused.
+    pub authz_allow_ttl: Duration,
+    /// How long a denied SubjectAccessReview verdict is reused.
+    pub authz_deny_ttl: Duration,
+    /// Longest a request may take (then 504).
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for everything but the address and certificate: reload every 10 s, cache
+    /// verdicts 10 s, 30 s per request.
+    #[must_use]
+    pub fn new(listen: SocketAddr, tls: TlsSource) -> Self {
+        Self {
+            listen,
+            tls,
+            cert_reload_interval: Duration::from_secs(10),
+            authz_allow_ttl: Duration::from_secs(10),
+            authz_deny_ttl: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The serving certificate could not be loaded.
+    #[error("serving certificate: {0}")]
+    Tls(#[from] kompox_serve::Error),
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    tls: ReloadableTls,
+}
+
+impl Server {
+    /// Loads the certificate and binds the address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`], [`Error::Bind`].
+    pub async fn bind(config: Config) -> Result<Self, Error> {
+        let tls = match &config.tls {
+            TlsSource::Files(files) => ReloadableTls::from_files(files)?,
+            TlsSource::Pem { cert, key } => {
+                ReloadableTls::new(cert.as_bytes(), key.as_bytes(), None)?
+            }
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(Self {
+            config,
+            listener,
+            tls,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    ///
+    /// When the socket has no local address (not expected once bound).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, reading the cluster with `client` (the server's own
+    /// identity). Becomes ready once the front-proxy CA is loaded from
+    /// `kube-system/extension-apiserver-authentication`.
+    pub async fn run(self, client: kube::Client, shutdown: impl std::future::Future<Output = ()>) {
+        let Self {
+            config,
+            listener,
+            tls,
+        } = self;
+        let health = Health::new();
+        let metrics = Metrics::new("kompox_apiserver");
+        let request_header = Arc::new(RwLock::new(None));
+        let authorizer = Arc::new(SarAuthorizer::new(
+            client.clone(),
+            config.authz_allow_ttl,
+            config.authz_deny_ttl,
+        ));
+        let state = Arc::new(State::new(
+            client.clone(),
+            authorizer,
+            request_header.clone(),
+            health.clone(),
+            metrics,
+            config.request_timeout,
+        ));
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let watch = tokio::spawn(auth::watch_request_header_config(
+            client,
+            tls.clone(),
+            request_header,
+            health.clone(),
+            stopped(),
+        ));
+        let reload = match &config.tls {
+            TlsSource::Files(files) => Some(tokio::spawn(
+                FileReloader::new(tls.clone(), files.clone())
+                    .run(config.cert_reload_interval, stopped()),
+            )),
+            TlsSource::Pem { .. } => None,
+        };
+
+        let handler = move |req, conn| handlers::handle(state.clone(), req, conn);
+        let shutdown = async move {
+            shutdown.await;
+            health.set_ready(false);
+            let _ = stop_tx.send(true);
+        };
+        kompox_serve::serve(listener, tls, handler, shutdown).await;
+        let _ = watch.await;
+        if let Some(r) = reload {
+            let _ = r.await;
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! What the handlers share: the client, the authenticator's configuration, the authorizer,
+//! and small caches of cluster facts and API kinds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use kompox_core::api::ProviderType;
+use kompox_core::provider::ClusterFacts;
+use kompox_serve::{Health, Metrics};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+
+use crate::auth::{Authorizer, SharedRequestHeaderConfig};
+use crate::status::ApiError;
+use kompox_cluster::ClusterInfo;
+
+/// How long cluster facts (nodes, CSIDrivers, StorageClasses) are reused before re-reading.
+const FACTS_TTL: Duration = Duration::from_secs(30);
+
+/// Shared state of one server.
+pub struct State {
+    /// The server's own client (its service account).
+    pub client: kube::Client,
+    /// Authorizes requests (SubjectAccessReview in production).
+    pub authorizer: Arc<dyn Authorizer>,
+    /// The front-proxy configuration, `None` until loaded.
+    pub request_header: SharedRequestHeaderConfig,
+    /// Health endpoints.
+    pub health: Health,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Longest a request may take before it is answered 504.
+    pub request_timeout: Duration,
+    facts: tokio::sync::Mutex<Option<(Instant, ClusterFacts)>>,
+    kinds: RwLock<HashMap<GroupVersionKind, (ApiResource, bool)>>,
+}
+
+impl State {
+    /// A state over `client` and `authorizer`.
+    #[must_use]
+    pub fn new(
+        client: kube::Client,
+        authorizer: Arc<dyn Authorizer>,
+        request_header: SharedRequestHeaderConfig,
+        health: Health,
+        metrics: Metrics,
+        request_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            authorizer,
+            request_header,
+            health,
+            metrics,
+            request_timeout,
+            facts: tokio::sync::Mutex::new(None),
+            kinds: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The cluster's provider (`explicit`, or detected) and region, from facts read at most
+    /// [`FACTS_TTL`] ago.
+    ///
+    /// # Errors
+    ///
+    /// 503 when the facts cannot be read.
+    pub async fn cluster_info(&self, explicit: ProviderType) -> Result<ClusterInfo, ApiError> {
+        let mut guard = self.facts.lock().await;
+        let fresh = guard
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FACTS_TTL)
+            .map(|(_, f)| f.clone());
+        let facts = match fresh {
+            Some(f) => f,
+            None => {
+                let f = kompox_cluster::cluster_facts(&self.client)
+                    .await
+                    .map_err(|e| ApiError::unavailable(format!("reading cluster facts: {e}")))?;
+                *guard = Some((Instant::now(), f.clone()));
+                f
+            }
+        };
+        Ok(kompox_cluster::resolve_cluster_info(explicit, &facts))
+    }
+
+    /// The API resource of a kind and whether it is namespaced, by discovery (cached).
+    ///
+    /// # Errors
+    ///
+    /// 422 naming the kind when the API does not serve it; 503 when discovery fails.
+    pub async fn resource_for(
+        &self,
+        gvk: &GroupVersionKind,
+    ) -> Result<(ApiResource, bool), ApiError> {
+        if let Some(hit) = self
+            .kinds
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(gvk)
+        {
+            return Ok(hit.clone());
+        }
+        let (ar, caps): (ApiResource, ApiCapabilities) =
+            kube::discovery::pinned_kind(&self.client, gvk)
+                .await
+                .map_err(|e| {
+                    ApiError::from_kube(
+                        &format!("discovering {}/{} {}", gvk.group, gvk.version, gvk.kind),
+                        &e,
+                    )
+                })?;
+        let entry = (ar, caps.scope == Scope::Namespaced);
+        self.kinds
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(gvk.clone(), entry.clone());
+        Ok(entry)
+    }
+}

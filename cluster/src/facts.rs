@@ -1,0 +1,173 @@
+//! Cluster facts: what the provider detection and zone mapping of `kompox-core` need from
+//! the cluster.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
+use kompox_core::api::ProviderType;
+use kompox_core::provider::{ClusterFacts, REGION_LABEL, resolve};
+use kube::Client;
+use kube::api::{Api, ListParams};
+
+use crate::error::{Error, Result};
+
+/// The provider in use and the cluster's region: what rendering needs to know about the
+/// cluster (zone numbers map to node zone labels through them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// The provider; never `auto` once resolved by [`resolve_cluster_info`].
+    pub provider: ProviderType,
+    /// The region, from the nodes' `topology.kubernetes.io/region` label, if any node has it.
+    pub region: Option<String>,
+}
+
+/// Reads the facts provider detection uses: CSIDriver names, StorageClass provisioners,
+/// node labels and node `spec.providerID`s.
+///
+/// Needs `list` on `csidrivers` and `storageclasses` (storage.k8s.io) and on `nodes`.
+///
+/// # Errors
+///
+/// [`Error::Kube`] naming the list that failed.
+pub async fn cluster_facts(client: &Client) -> Result<ClusterFacts> {
+    let lp = ListParams::default();
+    let csi = Api::<CSIDriver>::all(client.clone());
+    let sc = Api::<StorageClass>::all(client.clone());
+    let nodes = Api::<Node>::all(client.clone());
+    let (csi, sc, nodes) = futures::try_join!(
+        async {
+            csi.list(&lp)
+                .await
+                .map_err(Error::kube("listing CSIDrivers"))
+        },
+        async {
+            sc.list(&lp)
+                .await
+                .map_err(Error::kube("listing StorageClasses"))
+        },
+        async { nodes.list(&lp).await.map_err(Error::kube("listing Nodes")) },
+    )?;
+    let mut facts = ClusterFacts {
+        csi_drivers: csi
+            .items
+            .into_iter()
+            .filter_map(|d| d.metadata.name)
+            .collect(),
+        storage_class_provisioners: sc.items.into_iter().map(|s| s.provisioner).collect(),
+        ..ClusterFacts::default()
+    };
+    for node in nodes.items {
+        facts
+            .node_labels
+            .push(node.metadata.labels.unwrap_or_default());
+        if let Some(id) = node.spec.and_then(|s| s.provider_id)
+            && !id.is_empty()
+        {
+            facts.node_provider_ids.push(id);
+        }
+    }
+    facts.csi_drivers.sort();
+    facts.storage_class_provisioners.sort();
+    Ok(facts)
+}
+
+/// The most common non-empty value of the `topology.kubernetes.io/region` node label; ties
+/// go to the value that sorts first, so the answer does not depend on list order.
+#[must_use]
+pub fn majority_region(facts: &ClusterFacts) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for labels in &facts.node_labels {
+        if let Some(r) = labels.get(REGION_LABEL).map(|r| r.trim())
+            && !r.is_empty()
+        {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    let mut best: Option<(&str, usize)> = None;
+    for (region, n) in counts {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((region, n));
+        }
+    }
+    best.map(|(r, _)| r.to_owned())
+}
+
+/// The decision of [`cluster_info`] without I/O: `explicit` unless it is `auto` (then
+/// [`kompox_core::provider::detect`]), and the [`majority_region`].
+#[must_use]
+pub fn resolve_cluster_info(explicit: ProviderType, facts: &ClusterFacts) -> ClusterInfo {
+    ClusterInfo {
+        provider: resolve(explicit, facts).provider,
+        region: majority_region(facts),
+    }
+}
+
+/// Reads the [`cluster_facts`] and resolves the provider (`explicit`, or detected when it is
+/// `auto`) and the region.
+///
+/// # Errors
+///
+/// As [`cluster_facts`].
+pub async fn cluster_info(client: &Client, explicit: ProviderType) -> Result<ClusterInfo> {
+    let facts = cluster_facts(client).await?;
+    Ok(resolve_cluster_info(explicit, &facts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(region: Option<&str>) -> BTreeMap<String, String> {
+        region
+            .map(|r| [(REGION_LABEL.to_owned(), r.to_owned())].into())
+            .unwrap_or_default()
+    }
+
+    type Case<'a> = (&'a str, Vec<Option<&'a str>>, Option<&'a str>);
+
+    #[test]
+    fn region_is_the_most_common_label() {
+        let cases: [Case; 5] = [
+            ("no nodes", vec![], None),
+            ("no labels", vec![None, None], None),
+            ("majority", vec![Some("b"), Some("a"), Some("b")], Some("b")),
+            ("tie sorts", vec![Some("z"), Some("a")], Some("a")),
+            ("blank ignored", vec![Some(" "), Some("west")], Some("west")),
+        ];
+        for (name, regions, want) in cases {
+            let facts = ClusterFacts {
+                node_labels: regions.into_iter().map(node).collect(),
+                ..ClusterFacts::default()
+            };
+            assert_eq!(majority_region(&facts).as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn explicit_provider_wins_and_auto_detects() {
+        let facts = ClusterFacts {
+            node_provider_ids: vec!["azure:///subscriptions/x/vm".into()],
+            node_labels: vec![node(Some("japaneast"))],
+            ..ClusterFacts::default()
+        };
+        assert_eq!(
+            resolve_cluster_info(ProviderType::Auto, &facts),
+            ClusterInfo {
+                provider: ProviderType::Aks,
+                region: Some("japaneast".into())
+            }
+        );
+        assert_eq!(
+            resolve_cluster_info(ProviderType::Gke, &facts).provider,
+            ProviderType::Gke
+        );
+        assert_eq!(
+            resolve_cluster_info(ProviderType::Auto, &ClusterFacts::default()),
+            ClusterInfo {
+                provider: ProviderType::Csi,
+                region: None
+            }
+        );
+    }
+}

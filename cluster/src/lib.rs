@@ -1,0 +1,28 @@
+//! Kubernetes I/O shared by Kompox's servers (the aggregated API server, the controller) and
+//! the CLI: everything they read from the cluster before calling the pure code in
+//! `kompox-core`.
+//!
+//! - [`inputs`]: [`gather_inputs`] fetches what rendering a [`KompoxApp`] needs — the compose
+//!   ConfigMap, the Secrets and ConfigMaps its `spec.files.mounts` name, and its KompoxDisks —
+//!   into [`OwnedInputs`].
+//! - [`facts`]: [`cluster_facts`] reads [`ClusterFacts`] (CSIDriver names, StorageClass
+//!   provisioners, node labels and providerIDs); [`cluster_info`] resolves them into a
+//!   [`ClusterInfo`] (provider and region), and [`resolve_cluster_info`] is the same decision
+//!   without I/O.
+//!
+//! Reads are plain GETs/LISTs with the caller's [`kube::Client`]; nothing is cached here, so
+//! callers with a watch cache (the controller) can keep their own and still share the
+//! decisions.
+//!
+//! [`KompoxApp`]: kompox_core::api::KompoxApp
+//! [`ClusterFacts`]: kompox_core::provider::ClusterFacts
+
+#![warn(missing_docs)]
+
+mod error;
+pub mod facts;
+pub mod inputs;
+
+pub use error::{Error, Result};
+pub use facts::{ClusterInfo, cluster_facts, cluster_info, majority_region, resolve_cluster_info};
+pub use inputs::{OwnedInputs, SourceRefs, gather_inputs, referenced_disks, referenced_sources};
