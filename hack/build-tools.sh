@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries the local control plane runs (kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok) from the Go module
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok; the CSI stack: the mock CSI
+# driver, csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller) from the Go module
 # proxy into a cache OUTSIDE the checkout, so fresh clones on the same machine reuse it.
-# A tool is rebuilt only when its pinned module (hack/tools/<tool>/go.{mod,sum}) changes.
+# A tool is rebuilt only when its pinned module (hack/tools/<tool>/go.{mod,sum}, plus any
+# Go source of ours in it other than tools.go) changes.
 #
 # Usage: hack/build-tools.sh            # build what is missing, print the bin dir
 set -euo pipefail
@@ -25,11 +27,20 @@ build() {
   local mod=$1 ldflags=$2; shift 2
   local stamp="$KOMPOX_BIN/.$(basename "$mod").stamp"
   local want
-  want=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-64)
+  # tools.go only pins imports; a module with a main package of ours (csi-mock) hashes its
+  # sources too. For the other modules this is exactly go.mod + go.sum, as before.
+  want=$({
+    cat "$mod/go.mod" "$mod/go.sum"
+    find "$mod" -name '*.go' ! -name tools.go -type f | LC_ALL=C sort | xargs -r cat
+  } | sha256sum | cut -c1-64)
   local missing=0 pkg
   for pkg in "$@"; do [ -x "$KOMPOX_BIN/$(binname "$pkg")" ] || missing=1; done
   if [ "$missing" = 0 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
+  fi
+  # main.version as the upstream Makefiles set it (-X main.version=<tag>), from the pin.
+  if [ -n "${ver_module:-}" ]; then
+    ldflags="$ldflags -X main.version=$(cd "$mod" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$ver_module")"
   fi
   log "building $(basename "$mod"): $* (cold builds take minutes)"
   local start=$SECONDS
@@ -65,5 +76,30 @@ if [ ! -s "$stages" ] || [ "$stages" -ot "$KOMPOX_BIN/.kwok.stamp" ]; then
     done
   } > "$stages.tmp"
   mv "$stages.tmp" "$stages"
+fi
+
+# The CSI stack (hack/README.md, "CSI"). The mock driver is upstream Kubernetes' e2e mock
+# CSI service behind a small main of ours (hack/tools/csi-mock/cmd/csi-mock-driver).
+build "$here/tools/csi-mock" "" kompox.dev/hack/tools/csi-mock/cmd/csi-mock-driver
+ver_module=github.com/kubernetes-csi/external-provisioner/v6 \
+  build "$here/tools/csi-provisioner" "" github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+ver_module=github.com/kubernetes-csi/external-resizer/v2 \
+  build "$here/tools/csi-resizer" "" github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer
+ver_module=github.com/kubernetes-csi/external-snapshotter/v8 \
+  build "$here/tools/snapshotter" "" github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter \
+  github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller
+
+# The VolumeSnapshot CRDs, from the pinned external-snapshotter client module (group
+# snapshot CRDs are left out: the mock has no group controller service).
+crds="$KOMPOX_BIN/../snapshot-crds.yaml"
+if [ ! -s "$crds" ] || [ "$crds" -ot "$KOMPOX_BIN/.snapshotter.stamp" ]; then
+  clientdir=$(cd "$here/tools/snapshotter" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' \
+    github.com/kubernetes-csi/external-snapshotter/client/v8)
+  {
+    for r in volumesnapshotclasses volumesnapshotcontents volumesnapshots; do
+      echo "---"; cat "$clientdir/config/crd/snapshot.storage.k8s.io_$r.yaml"
+    done
+  } > "$crds.tmp"
+  mv "$crds.tmp" "$crds"
 fi
 echo "$KOMPOX_BIN"

@@ -2,7 +2,9 @@
 # A real local Kubernetes control plane for Kompox's demo and tests, run as local processes
 # (the way controller-runtime's envtest does, plus kwok so Pods get scheduled and "run"):
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, built from pinned
-# upstream sources by hack/build-tools.sh.
+# upstream sources by hack/build-tools.sh; next to them a CSI stack (the upstream mock CSI
+# driver, csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller, the VolumeSnapshot CRDs,
+# StorageClass and VolumeSnapshotClass "kompox-csi"). hack/csi.sh check proves it works.
 #
 #   hack/cluster.sh up       build what is missing, start everything (harmless when already up)
 #   hack/cluster.sh down     stop exactly the processes `up` started (by pid); --wipe removes all state
@@ -20,13 +22,30 @@ STATE=${KOMPOX_CLUSTER_DIR:-$KOMPOX_CACHE/cluster}
 REGION=${KOMPOX_REGION:-japaneast}
 PKI=$STATE/pki
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# The CSI tier runs on top of the core; `up` (re)starts it alone when the core is fine.
+CSI_COMPONENTS=(csi-mock-driver csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
+CSI_DRIVER=mock.csi.kompox.dev
+CSI_SOCK=$STATE/csi/csi.sock
+SNAPSHOT_CRDS=$KOMPOX_BIN/../snapshot-crds.yaml
 
 pidfile() { echo "$STATE/pids/$1.pid"; }
+
+# alive <pid>: the process exists and is not a zombie. Our processes outlive the shell that
+# started them, so a dead one stays a zombie until init reaps it (seconds, in some sandboxes),
+# and kill -0 alone would still count it.
+alive() {
+  local s
+  kill -0 "$1" 2>/dev/null || return 1
+  [ -r "/proc/$1/stat" ] || return 0
+  read -r s < "/proc/$1/stat" 2>/dev/null || return 1
+  s=${s##*) }
+  [ "${s%% *}" != Z ]
+}
 
 running() {
   local pid
   pid=$(cat "$(pidfile "$1")" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+  [ -n "$pid" ] && alive "$pid"
 }
 
 free_port() {
@@ -102,7 +121,7 @@ EOF
 start() {
   local name=$1 bin=$2; shift 2
   if running "$name"; then return 0; fi
-  setsid "$KOMPOX_BIN/$bin" "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null &
+  setsid "$KOMPOX_BIN/$bin" "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$(pidfile "$name")"
 }
 
@@ -127,7 +146,7 @@ apiserver_ready() {
 
 all_running() {
   local c
-  for c in "${COMPONENTS[@]}"; do running "$c" || return 1; done
+  for c in "$@"; do running "$c" || return 1; done
 }
 
 load_ports() {
@@ -140,7 +159,10 @@ up() {
   "$here/build-tools.sh" > /dev/null
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
   load_ports
-  if all_running && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then
+  if all_running "${COMPONENTS[@]}" && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then
+    if ! all_running "${CSI_COMPONENTS[@]}"; then
+      csi_up
+    fi
     log "already up: API server at https://127.0.0.1:$APISERVER_PORT"
     return 0
   fi
@@ -213,6 +235,7 @@ EOF
   register_nodes
   wait_for "3 Ready kwok nodes" 120 nodes_ready
   wait_for "the default ServiceAccount" 60 kc get serviceaccount default -n default
+  csi_up
   log "up in $((SECONDS - start_t))s: API server at https://127.0.0.1:$APISERVER_PORT, nodes in $REGION-1..3"
 }
 
@@ -240,20 +263,148 @@ EOF
   done
 }
 
+# csi_up: the CSI tier on a running core. A running mock driver is kept (it holds the volumes,
+# in memory) and only missing sidecars start; without it, the whole tier starts afresh.
+csi_up() {
+  local t=$SECONDS fresh=0
+  running csi-mock-driver || fresh=1
+  [ $fresh = 0 ] || stop_components "${CSI_COMPONENTS[@]}"
+  mkdir -p "$STATE/csi"
+  [ ${#CSI_SOCK} -lt 100 ] || die "unix socket path too long (${#CSI_SOCK} chars): $CSI_SOCK"
+  [ -s "$SNAPSHOT_CRDS" ] || die "$SNAPSHOT_CRDS missing: run hack/build-tools.sh"
+  kc apply -f "$SNAPSHOT_CRDS" > /dev/null
+  kc wait --for=condition=Established --timeout=60s crd/volumesnapshotclasses.snapshot.storage.k8s.io \
+    crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshots.snapshot.storage.k8s.io > /dev/null
+
+  # The upstream mock CSI driver (in memory), with zonal topology; -v=3 logs every CSI call.
+  if [ $fresh = 1 ]; then
+    rm -f "$CSI_SOCK"
+    start csi-mock-driver csi-mock-driver -endpoint "$CSI_SOCK" -name "$CSI_DRIVER" \
+      -topology-key topology.kubernetes.io/zone -v=3
+  fi
+  wait_log csi-mock-driver "mock CSI driver serving" 30
+  csi_objects
+  local stale
+  stale=$(kc get pv -o jsonpath="{.items[?(@.spec.csi.driver==\"$CSI_DRIVER\")].metadata.name}" | wc -w)
+  if [ $fresh = 1 ] && [ "$stale" -gt 0 ]; then
+    log "warning: $stale PVs of $CSI_DRIVER predate this mock driver process: their volumes are gone" \
+      "(it keeps them in memory) and new volume IDs will repeat theirs; delete them (or down/up)"
+  fi
+
+  # Controller-side sidecars only: no kubelet, so no node plugin, registrar or attacher.
+  # They use the admin kubeconfig (a local test cluster; no RBAC for them is set up).
+  start csi-provisioner csi-provisioner --csi-address "$CSI_SOCK" \
+    --kubeconfig "$STATE/admin.kubeconfig" --leader-election=false --node-deployment=false \
+    --extra-create-metadata --timeout=30s --retry-interval-max=30s --feature-gates=Topology=true -v=2
+  start csi-resizer csi-resizer --csi-address "$CSI_SOCK" \
+    --kubeconfig "$STATE/admin.kubeconfig" --leader-election=false \
+    --timeout=30s --resize-timeout=30s --retry-interval-max=30s -v=2
+  start csi-snapshotter csi-snapshotter --csi-address "$CSI_SOCK" \
+    --kubeconfig "$STATE/admin.kubeconfig" --leader-election=false --node-deployment=false \
+    --extra-create-metadata --timeout=30s --retry-interval-max=30s \
+    --feature-gates=CSIVolumeGroupSnapshot=false -v=2
+  start snapshot-controller snapshot-controller --kubeconfig "$STATE/admin.kubeconfig" \
+    --leader-election=false --retry-interval-max=30s --feature-gates=CSIVolumeGroupSnapshot=false -v=2
+  wait_log csi-provisioner "Started provisioner controller" 60
+  wait_log csi-resizer "Starting external resizer" 60
+  wait_log csi-snapshotter "Starting CSI snapshotter" 60
+  wait_log snapshot-controller "Starting snapshot controller" 60
+  log "CSI driver $CSI_DRIVER with provisioner, resizer and snapshotter up in $((SECONDS - t))s (StorageClass and VolumeSnapshotClass kompox-csi)"
+}
+
+# wait_log <component> <text> <seconds>: until its log has the text; fails at once if it exits.
+wait_log() {
+  local c=$1 text=$2 deadline=$((SECONDS + $3))
+  until grep -qF "$text" "$STATE/logs/$c.log" 2>/dev/null; do
+    if ! running "$c"; then
+      tail -n 20 "$STATE/logs/$c.log" >&2 || true
+      die "$c exited during start-up (log: $STATE/logs/$c.log)"
+    fi
+    [ $SECONDS -lt "$deadline" ] || die "timed out waiting for $c: \"$text\" (log: $STATE/logs/$c.log)"
+    sleep 0.2
+  done
+}
+
+# csi_objects: CSIDriver, a CSINode per kwok node (what kubelet's node registrar would write:
+# the provisioner takes topology from CSINode topologyKeys + node labels), StorageClass and
+# VolumeSnapshotClass "kompox-csi".
+csi_objects() {
+  local i uid
+  {
+    cat <<EOF
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: $CSI_DRIVER
+spec:
+  attachRequired: false
+  podInfoOnMount: false
+  volumeLifecycleModes: [Persistent]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: kompox-csi
+provisioner: $CSI_DRIVER
+reclaimPolicy: Retain
+volumeBindingMode: Immediate
+allowVolumeExpansion: true
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata:
+  name: kompox-csi
+driver: $CSI_DRIVER
+deletionPolicy: Delete
+EOF
+    for i in 1 2 3; do
+      uid=$(kc get node "kwok-node-$i" -o jsonpath='{.metadata.uid}')
+      cat <<EOF
+---
+apiVersion: storage.k8s.io/v1
+kind: CSINode
+metadata:
+  name: kwok-node-$i
+  ownerReferences:
+  - {apiVersion: v1, kind: Node, name: kwok-node-$i, uid: $uid}
+spec:
+  drivers:
+  - name: $CSI_DRIVER
+    nodeID: kwok-node-$i
+    topologyKeys: [topology.kubernetes.io/zone]
+EOF
+    done
+  } | kc apply -f - > /dev/null
+}
+
 nodes_ready() {
   [ "$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" = 3 ]
 }
 
 stop_all() {
-  local i c pid
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c=${COMPONENTS[$i]}
+  stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"
+  rm -f "$CSI_SOCK"
+  # The stopped processes are zombies until init reaps them; wait (briefly, all at once) so
+  # that nothing of ours is in the process table when down returns.
+  local pid deadline=$((SECONDS + 10))
+  for pid in "${STOPPED[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  done
+}
+
+# stop_components <name>...: stop each by its pid file, last one first; their pids go to STOPPED.
+STOPPED=()
+stop_components() {
+  local names=("$@") i c pid
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+    c=${names[$i]}
     pid=$(cat "$(pidfile "$c")" 2>/dev/null) || continue
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    if [ -n "$pid" ] && alive "$pid"; then
+      STOPPED+=("$pid")
       kill "$pid" 2>/dev/null || true
       local deadline=$((SECONDS + 20))
-      while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-      kill -9 "$pid" 2>/dev/null || true
+      while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+      if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$(pidfile "$c")"
   done
@@ -274,7 +425,7 @@ down() {
 status() {
   load_ports
   local c
-  for c in "${COMPONENTS[@]}"; do
+  for c in "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"; do
     if running "$c"; then echo "$c: running (pid $(cat "$(pidfile "$c")"))"; else echo "$c: stopped"; fi
   done
   if [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then
@@ -292,9 +443,20 @@ env_() {
   echo "export PATH=$KOMPOX_BIN:\$PATH"
 }
 
+# lock: one up/down at a time (several engineers' test runs call `up`); fd 9 is closed for
+# the processes `start` leaves running, so the lock ends with this script.
+lock() {
+  mkdir -p "$STATE"
+  exec 9> "$STATE/.lock"
+  if ! flock -n 9; then
+    log "waiting for another hack/cluster.sh up/down to finish"
+    flock 9
+  fi
+}
+
 case "${1:-}" in
-  up) up ;;
-  down) shift; down "${1:-}" ;;
+  up) lock; up ;;
+  down) shift; lock; down "${1:-}" ;;
   status) status ;;
   env) env_ ;;
   *) echo "usage: $0 up|down [--wipe]|status|env" >&2; exit 2 ;;

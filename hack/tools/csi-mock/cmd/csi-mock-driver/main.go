@@ -1,0 +1,162 @@
+// Command csi-mock-driver serves the upstream Kubernetes mock CSI driver — the one
+// Kubernetes' own "csi-mock" e2e tests embed (k8s.io/kubernetes/test/e2e/storage/drivers/
+// csi-test/{driver,mock/service}) — on a unix socket, so the upstream external-provisioner
+// and csi-snapshotter can drive it next to hack/cluster.sh's local control plane.
+//
+// Upstream has no standalone binary for it any more: csi-test v5 dropped its mock driver
+// (v5's driver package is a gomock double for csi-sanity) and Kubernetes runs the mock
+// inside e2e.test. This file is only the process around it: flags, socket, and, with
+// -topology-key, zonal topology (the upstream mock only knows a fixed per-node key).
+// Volumes and snapshots live in memory: there is no data behind them.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/klog/v2"
+
+	mockdriver "k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/driver"
+	mockservice "k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service"
+)
+
+// zonal answers CreateVolume with one segment of the requested accessibility (the first
+// preferred, else the first requisite), restricted to key, instead of the upstream mock's
+// fixed "io.kubernetes.storage.mock/node" segment. Everything else is the upstream mock.
+type zonal struct {
+	mockservice.Service
+	key string
+}
+
+func (z zonal) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	resp, err := z.Service.CreateVolume(ctx, req)
+	if err != nil || resp.GetVolume() == nil {
+		return resp, err
+	}
+	vol := *resp.Volume // the mock hands out a copy of its stored volume; do not touch that
+	vol.AccessibleTopology = nil
+	ar := req.GetAccessibilityRequirements()
+	for _, t := range append(ar.GetPreferred(), ar.GetRequisite()...) {
+		if v, ok := t.GetSegments()[z.key]; ok {
+			vol.AccessibleTopology = []*csi.Topology{{Segments: map[string]string{z.key: v}}}
+			break
+		}
+	}
+	return &csi.CreateVolumeResponse{Volume: &vol}, nil
+}
+
+func socketPath(endpoint string) string {
+	return strings.TrimPrefix(endpoint, "unix://")
+}
+
+func main() {
+	endpoint := flag.String("endpoint", "", "unix socket to serve CSI on: /path or unix:///path")
+	name := flag.String("name", "mock.csi.kompox.dev", "CSI driver name (GetPluginInfo); the mock also answers NodeGetInfo with it as node id")
+	topologyKey := flag.String("topology-key", "", "if set (e.g. topology.kubernetes.io/zone): advertise VOLUME_ACCESSIBILITY_CONSTRAINTS and give each new volume the first requested segment of this key")
+	list := flag.String("list", "", "client mode: print the driver's volumes|snapshots (ListVolumes/ListSnapshots over -endpoint) and exit")
+	klog.InitFlags(nil)
+	flag.Parse()
+	if *endpoint == "" {
+		klog.Fatal("-endpoint is required")
+	}
+	path := socketPath(*endpoint)
+
+	if *list != "" {
+		if err := listObjects(path, *list); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	svc := mockservice.New(mockservice.Config{
+		DriverName:    *name,
+		DisableAttach: true, // CSIDriver attachRequired=false: no ControllerPublish, no external-attacher
+		// The provisioner only sends accessibility requirements when the plugin advertises them.
+		EnableTopology: *topologyKey != "",
+	})
+	var controller csi.ControllerServer = svc
+	if *topologyKey != "" {
+		controller = zonal{Service: svc, key: *topologyKey}
+	}
+	drv := mockdriver.NewCSIDriver(&mockdriver.CSIDriverServers{Controller: controller, Identity: svc, Node: svc})
+
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		klog.Fatalf("removing stale socket %s: %v", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		klog.Fatalf("listen on %s: %v", path, err)
+	}
+	// nil interceptor: the upstream one, which logs every call as JSON at -v=3.
+	if err := drv.Start(l, nil); err != nil {
+		klog.Fatalf("start: %v", err)
+	}
+	klog.InfoS("mock CSI driver serving", "name", *name, "endpoint", path, "topologyKey", *topologyKey)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	drv.Stop()
+	_ = os.Remove(path)
+	klog.Info("mock CSI driver stopped")
+}
+
+// listObjects prints one line per volume ("<id> <capacity bytes> <name>") or snapshot
+// ("<id> <source volume id>").
+func listObjects(path, what string) error {
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := csi.NewControllerClient(conn)
+	var lines []string
+	token := ""
+	for {
+		switch what {
+		case "volumes":
+			r, err := c.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: token})
+			if err != nil {
+				return err
+			}
+			for _, e := range r.GetEntries() {
+				v := e.GetVolume()
+				lines = append(lines, fmt.Sprintf("%s %d %s", v.GetVolumeId(), v.GetCapacityBytes(), v.GetVolumeContext()["name"]))
+			}
+			token = r.GetNextToken()
+		case "snapshots":
+			r, err := c.ListSnapshots(ctx, &csi.ListSnapshotsRequest{StartingToken: token})
+			if err != nil {
+				return err
+			}
+			for _, e := range r.GetEntries() {
+				lines = append(lines, e.GetSnapshot().GetSnapshotId()+" "+e.GetSnapshot().GetSourceVolumeId())
+			}
+			token = r.GetNextToken()
+		default:
+			return fmt.Errorf("-list: want volumes or snapshots, got %q", what)
+		}
+		if token == "" {
+			break
+		}
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	return nil
+}
