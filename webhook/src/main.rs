@@ -1,3 +1,167 @@
-fn main() {
-    println!("kompox-webhook: not yet implemented");
+//! `kompox-webhook`: flags → [`kompox_webhook::Config`] → [`kompox_webhook::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kompox_webhook::tls::{Managed, SecretTls};
+use kompox_webhook::{Config, TlsSource};
+use tokio::io::AsyncReadExt as _;
+
+/// Kompox's mutating admission webhook: Pods follow their disks' zone; an env-hash annotation
+/// rolls workloads when the Secrets/ConfigMaps they use change.
+#[derive(Debug, Parser)]
+#[command(name = "kompox-webhook", version)]
+struct Args {
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "KOMPOX_WEBHOOK_LISTEN")]
+    listen: SocketAddr,
+
+    /// Serving certificate (PEM, leaf first); polled for changes. Needs --tls-private-key-file.
+    #[arg(long, requires = "tls_private_key_file", conflicts_with = "tls_secret")]
+    tls_cert_file: Option<PathBuf>,
+
+    /// Private key of --tls-cert-file (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+
+    /// Secret holding tls.crt/tls.key (and ca.crt/ca.key when managed), as NAMESPACE/NAME;
+    /// watched for changes.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_secret_ref)]
+    tls_secret: Option<(String, String)>,
+
+    /// Create, renew and rotate the certificates in --tls-secret.
+    #[arg(long, requires = "tls_secret")]
+    tls_manage: bool,
+
+    /// DNS names of a managed serving certificate (repeatable).
+    #[arg(long = "tls-dns-name", requires = "tls_manage", default_values_t = [
+        "kompox-webhook.k4x-system.svc".to_owned(),
+        "kompox-webhook.k4x-system.svc.cluster.local".to_owned(),
+    ])]
+    tls_dns_names: Vec<String>,
+
+    /// MutatingWebhookConfiguration whose caBundle is kept equal to the managed CA bundle.
+    #[arg(long, requires = "tls_manage")]
+    webhook_configuration: Option<String>,
+
+    /// Kubeconfig file; default: in-cluster config or $KUBECONFIG.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Region for mapping zone numbers when no Node has a topology.kubernetes.io/region label.
+    #[arg(long)]
+    region: Option<String>,
+
+    /// Exit when stdin reaches EOF (tests: a killed parent leaves no server behind).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
+}
+
+fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{s:?}: want NAMESPACE/NAME")),
+    }
+}
+
+impl Args {
+    fn config(&self) -> Result<Config, clap::Error> {
+        let tls = match (
+            &self.tls_cert_file,
+            &self.tls_private_key_file,
+            &self.tls_secret,
+        ) {
+            (Some(cert), Some(key), None) => TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None, Some((namespace, name))) => TlsSource::Secret(SecretTls {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                manage: self.tls_manage.then(|| Managed {
+                    dns_names: self.tls_dns_names.clone(),
+                    webhook_configuration: self.webhook_configuration.clone(),
+                }),
+            }),
+            _ => {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "give --tls-cert-file and --tls-private-key-file, or --tls-secret\n",
+                ));
+            }
+        };
+        Ok(Config {
+            listen: self.listen,
+            tls,
+            region: self.region.clone().filter(|r| !r.is_empty()),
+        })
+    }
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+async fn shutdown_signal(exit_on_stdin_close: bool) {
+    let stdin_closed = async {
+        if !exit_on_stdin_close {
+            return std::future::pending().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        () = terminate => tracing::info!("SIGTERM; shutting down"),
+        () = stdin_closed => tracing::info!("stdin closed; shutting down"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Parse everything before binding anything; a bad combination is a usage error.
+    let config = args.config().unwrap_or_else(|e| e.exit());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let client = client(args.kubeconfig.as_ref()).await?;
+    kompox_webhook::run(config, client, shutdown_signal(args.exit_on_stdin_close)).await?;
+    Ok(())
 }
