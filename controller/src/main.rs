@@ -1,3 +1,150 @@
-fn main() {
-    println!("kompox-controller: not yet implemented");
+//! `kompox-controller`: wiring only (flags → config → tracing → run). See the library docs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use kompox_controller::{Config, LeaseConfig, NamespaceScope};
+use std::io::Read;
+
+/// Kompox controller: KompoxDisk/KompoxSnapshot lifecycle through CSI and KompoxApp reconcile.
+#[derive(Debug, Parser)]
+#[command(name = "kompox-controller", version)]
+struct Args {
+    /// Kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Address of the plain-HTTP /healthz /readyz /metrics endpoint.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_listen: SocketAddr,
+    /// Watch only this namespace.
+    #[arg(long, conflicts_with = "namespace_selector")]
+    namespace: Option<String>,
+    /// Watch only namespaces matching this label selector (e.g. `kompox.dev/tenant`).
+    #[arg(long)]
+    namespace_selector: Option<String>,
+    /// Run the controllers only while holding the Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "kompox-controller")]
+    lease_name: String,
+    /// Namespace of the leader-election Lease (must exist).
+    #[arg(long, default_value = "k4x-system")]
+    lease_namespace: String,
+    /// Seconds a Lease stays valid after its last renewal.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_secs: u64,
+    /// Seconds before expiry the holder renews.
+    #[arg(long, default_value_t = 5)]
+    lease_grace_secs: u64,
+    /// Exit when standard input reaches end-of-file (a parent that dies takes us with it).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn instance_name() -> String {
+    let base = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "kompox-controller".into());
+    format!("{base}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+fn config(args: &Args) -> anyhow::Result<Config> {
+    let namespaces = match (&args.namespace, &args.namespace_selector) {
+        (Some(ns), _) => {
+            kompox_core::naming::validate_dns1123_label(ns).context("--namespace")?;
+            NamespaceScope::One(ns.clone())
+        }
+        (None, Some(sel)) if sel.trim().is_empty() => bail!("--namespace-selector: empty"),
+        (None, Some(sel)) => NamespaceScope::Selector(sel.clone()),
+        (None, None) => NamespaceScope::All,
+    };
+    if args.lease_grace_secs == 0 || args.lease_grace_secs >= args.lease_duration_secs {
+        bail!("--lease-grace-secs must be > 0 and < --lease-duration-secs");
+    }
+    let instance = instance_name();
+    Ok(Config {
+        kubeconfig: args
+            .kubeconfig
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty()),
+        metrics_listen: args.metrics_listen,
+        namespaces,
+        leader_election: args.leader_elect.then(|| LeaseConfig {
+            name: args.lease_name.clone(),
+            namespace: args.lease_namespace.clone(),
+            identity: instance.clone(),
+            duration_secs: args.lease_duration_secs,
+            grace_secs: args.lease_grace_secs,
+        }),
+        instance,
+    })
+}
+
+async fn shutdown_signal(watch_stdin: bool) {
+    let stdin_closed = async {
+        if !watch_stdin {
+            return std::future::pending::<()>().await;
+        }
+        // A plain thread, not tokio's stdin: a blocking read in tokio's pool would hold the
+        // runtime open at exit.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("stdin-watch".into())
+            .spawn(move || {
+                let mut stdin = std::io::stdin().lock();
+                let mut buf = [0u8; 256];
+                while let Ok(n) = stdin.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = tx.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = rx.await;
+                tracing::info!("standard input closed");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch standard input");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = stdin_closed => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = config(&args)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    if args.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    tracing::info!(scope = ?config.namespaces, leader_elect = config.leader_election.is_some(), instance = %config.instance, "starting kompox-controller");
+    kompox_controller::run(config, shutdown_signal(args.exit_on_stdin_close)).await?;
+    Ok(())
 }

@@ -1,0 +1,162 @@
+//! Reconcile metrics, registered in the shared [`kompox_serve::Metrics`] registry (prefix
+//! `kompox_controller`):
+//!
+//! - `kompox_controller_reconciles_total{controller}`
+//! - `kompox_controller_reconcile_errors_total{controller,reason}`
+//! - `kompox_controller_reconcile_duration_seconds{controller}` (histogram)
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// Metric name prefix of the controller.
+pub const PREFIX: &str = "kompox_controller";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabel {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: &'static str,
+    reason: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms … ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Reconcile counters and durations per controller. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct ControllerMetrics {
+    http: kompox_serve::Metrics,
+    reconciles: Family<ControllerLabel, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+}
+
+impl std::fmt::Debug for ControllerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ControllerMetrics {
+    /// A fresh registry with the controller metrics registered.
+    #[must_use]
+    pub fn new() -> Self {
+        let http = kompox_serve::Metrics::new(PREFIX);
+        let reconciles = Family::<ControllerLabel, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration =
+            Family::<ControllerLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        http.register(
+            "reconciles",
+            "Reconciliations run, by controller",
+            reconciles.clone(),
+        );
+        http.register(
+            "reconcile_errors",
+            "Reconciliations that failed, by controller and error category",
+            errors.clone(),
+        );
+        http.register(
+            "reconcile_duration_seconds",
+            "Reconciliation duration in seconds, by controller",
+            duration.clone(),
+        );
+        Self {
+            http,
+            reconciles,
+            errors,
+            duration,
+        }
+    }
+
+    /// The underlying registry (served at `/metrics`; register more metrics on it).
+    #[must_use]
+    pub fn registry(&self) -> &kompox_serve::Metrics {
+        &self.http
+    }
+
+    /// Starts timing one reconcile of `controller`; the count and duration are recorded when
+    /// the returned guard drops.
+    #[must_use = "the reconcile is measured until the guard drops"]
+    pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer {
+        self.reconciles
+            .get_or_create(&ControllerLabel { controller })
+            .inc();
+        ReconcileTimer {
+            histogram: self
+                .duration
+                .get_or_create(&ControllerLabel { controller })
+                .clone(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile of `controller` with the error category `reason`.
+    pub fn error(&self, controller: &'static str, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { controller, reason })
+            .inc();
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+pub struct ReconcileTimer {
+    histogram: Histogram,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_times_per_controller() {
+        let m = ControllerMetrics::new();
+        {
+            let _t = m.reconcile("disk");
+        }
+        drop(m.reconcile("disk"));
+        m.error("disk", "Conflict");
+        let out = m.registry().encode().unwrap();
+        assert!(
+            out.contains(r#"kompox_controller_reconciles_total{controller="disk"} 2"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"kompox_controller_reconcile_errors_total{controller="disk",reason="Conflict"} 1"#
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                r#"kompox_controller_reconcile_duration_seconds_count{controller="disk"} 2"#
+            ),
+            "{out}"
+        );
+    }
+}
