@@ -10,3 +10,4 @@ pub mod hash;
 pub mod naming;
 pub mod provider;
 pub mod redact;
+pub mod render;

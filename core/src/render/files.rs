@@ -1,0 +1,624 @@
+//! Files: `spec.files.mounts`, the compose paths that name them (env_file, configs/secrets
+//! `file:`, bind sources), the derived env Secrets and config objects, and the pod volumes
+//! that project Secret/ConfigMap keys as files.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, KeyToPath, Secret, SecretVolumeSource, Volume, VolumeMount,
+};
+
+use super::ctx::{Ctx, generated_volume_name};
+use super::{ErrorReason, PROJECT_DIR, Sources};
+use crate::api::KompoxApp;
+use crate::compose::{EnvFile, FileObjectDef, FileObjectSource, MountSource, Project, Service};
+use crate::hash::SourceKind;
+
+/// File mode of files.mounts entries without `mode` (Kubernetes' default).
+pub(crate) const DEFAULT_FILE_MODE: i32 = 0o644;
+/// File mode of compose configs and secrets without `mode` (compose's default).
+pub(crate) const DEFAULT_COMPOSE_FILE_MODE: i32 = 0o444;
+/// The path of the one projected file inside a file volume (mounted with `subPath`).
+const ITEM_PATH: &str = "file";
+/// Largest data a Secret or ConfigMap may hold.
+const MAX_OBJECT_BYTES: usize = 1024 * 1024;
+
+/// Where a compose path points once resolved: the path a `spec.files.mounts` entry must have
+/// to provide it. Absolute paths are normalized; relative ones are taken from
+/// [`PROJECT_DIR`]. `None` when the path leaves the root or the project directory, or names
+/// a directory (`/`, `.`).
+///
+/// ```
+/// use kompox_core::render::project_path;
+/// assert_eq!(project_path("./gitea.env").as_deref(), Some("/kompox/project/gitea.env"));
+/// assert_eq!(project_path("env/../db.env").as_deref(), Some("/kompox/project/db.env"));
+/// assert_eq!(project_path("/etc/kompox//app.env").as_deref(), Some("/etc/kompox/app.env"));
+/// assert_eq!(project_path("../outside.env"), None);
+/// ```
+#[must_use]
+pub fn project_path(path: &str) -> Option<String> {
+    let (mut parts, floor): (Vec<&str>, usize) = if path.starts_with('/') {
+        (Vec::new(), 0)
+    } else {
+        let base: Vec<&str> = PROJECT_DIR.split('/').filter(|p| !p.is_empty()).collect();
+        let n = base.len();
+        (base, n)
+    };
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.len() <= floor {
+                    return None;
+                }
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.len() <= floor {
+        return None;
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// What a compose path on the host is used for (see [`host_paths`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPathKind {
+    /// `services.*.env_file[i]`.
+    EnvFile,
+    /// A top-level `configs.*.file`.
+    ConfigFile,
+    /// A top-level `secrets.*.file`.
+    SecretFile,
+    /// A relative bind source `services.*.volumes[i]`.
+    Bind,
+}
+
+/// A host path named by a compose file. Kompox has no project directory in the cluster:
+/// each file must come from a `spec.files.mounts` entry at [`HostPath::project_path`], and
+/// a relative bind becomes a directory on the first app volume. Callers with a filesystem
+/// (the CLI) use this list to read files next to the compose file, or to refuse single-file
+/// binds, exactly as the renderer will resolve them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPath {
+    /// The compose field, e.g. `services.web.env_file[0]`.
+    pub field: String,
+    pub kind: HostPathKind,
+    /// The path as the compose file gives it (bind sources and config files normalized
+    /// relative to the project directory by the parser).
+    pub path: String,
+    /// [`project_path`] of `path`.
+    pub project_path: Option<String>,
+    /// Whether rendering fails without it (`env_file` `required: false` is not).
+    pub required: bool,
+}
+
+/// The host paths a compose project names, in file order (services by name).
+#[must_use]
+pub fn host_paths(project: &Project) -> Vec<HostPath> {
+    let mut out = Vec::new();
+    let mut push = |field: String, kind, path: &str, required| {
+        out.push(HostPath {
+            field,
+            kind,
+            path: path.to_owned(),
+            project_path: project_path(path),
+            required,
+        });
+    };
+    for (name, svc) in &project.services {
+        for (i, ef) in svc.env_file.iter().enumerate() {
+            push(
+                format!("services.{name}.env_file[{i}]"),
+                HostPathKind::EnvFile,
+                &ef.path,
+                ef.required,
+            );
+        }
+        for (field, m) in mount_fields(name, svc).into_iter().zip(&svc.mounts) {
+            if let MountSource::RelativeBind { path } = &m.source
+                && path != "."
+            {
+                push(field, HostPathKind::Bind, path, true);
+            }
+        }
+    }
+    for (kind, top, defs) in [
+        (HostPathKind::ConfigFile, "configs", &project.configs),
+        (HostPathKind::SecretFile, "secrets", &project.secrets),
+    ] {
+        for (name, def) in defs {
+            if let FileObjectSource::File(path) = &def.source {
+                push(format!("{top}.{name}.file"), kind, path, true);
+            }
+        }
+    }
+    out
+}
+
+/// The compose field of each entry of `svc.mounts`: `services.<name>.volumes[i]`, or
+/// `services.<name>.tmpfs[j]` for entries of the service's `tmpfs` key. The parser appends
+/// both lists to `mounts` in key order; `tmpfs`-key entries are the tmpfs mounts it creates
+/// with `create_host_path: false` (long-syntax tmpfs volumes keep the default `true`).
+pub(crate) fn mount_fields(name: &str, svc: &Service) -> Vec<String> {
+    let (mut v, mut t) = (0usize, 0usize);
+    svc.mounts
+        .iter()
+        .map(|m| {
+            if matches!(m.source, MountSource::Tmpfs { .. }) && !m.create_host_path {
+                t += 1;
+                format!("services.{name}.tmpfs[{}]", t - 1)
+            } else {
+                v += 1;
+                format!("services.{name}.volumes[{}]", v - 1)
+            }
+        })
+        .collect()
+}
+
+/// One `spec.files.mounts` entry, resolved against the sources the caller passed.
+pub(crate) struct FileEntry {
+    /// `spec.files.mounts[i]`.
+    pub field: String,
+    /// Normalized absolute path.
+    pub path: String,
+    pub kind: SourceKind,
+    /// Secret or ConfigMap name.
+    pub name: String,
+    pub key: String,
+    pub mode: Option<i32>,
+    /// The content; `None` when the object or key is missing (an error was recorded).
+    pub value: Option<Vec<u8>>,
+}
+
+impl FileEntry {
+    /// `Secret "x" key "k"`: names only, never content.
+    pub fn describe(&self) -> String {
+        format!("{} {:?} key {:?}", self.kind, self.name, self.key)
+    }
+}
+
+/// All `spec.files.mounts` entries by path, remembering which ones the compose file used.
+#[derive(Default)]
+pub(crate) struct FileTable {
+    entries: Vec<FileEntry>,
+    by_path: BTreeMap<String, usize>,
+    used: BTreeSet<usize>,
+}
+
+impl FileTable {
+    /// Resolves every mount; a missing Secret/ConfigMap or key is a MissingReference error.
+    pub fn resolve(cx: &mut Ctx, app: &KompoxApp, sources: &Sources) -> FileTable {
+        let mut table = FileTable::default();
+        for (i, m) in app.spec.files.iter().flat_map(|f| &f.mounts).enumerate() {
+            let field = format!("spec.files.mounts[{i}]");
+            let (kind, r, ref_field) = match (&m.secret_ref, &m.config_map_ref) {
+                (Some(r), None) => (SourceKind::Secret, r, format!("{field}.secretRef")),
+                (None, Some(r)) => (SourceKind::ConfigMap, r, format!("{field}.configMapRef")),
+                // Refused by spec validation already.
+                _ => continue,
+            };
+            let Some(path) = project_path(&m.path).filter(|_| m.path.starts_with('/')) else {
+                continue; // refused by spec validation already
+            };
+            let value = match kind {
+                SourceKind::Secret => match sources.secrets.get(&r.name) {
+                    None => Err(format!("Secret {:?} not found", r.name)),
+                    Some(s) => secret_value(s, &r.key)
+                        .ok_or(())
+                        .map_err(|()| format!("Secret {:?} has no key {:?}", r.name, r.key)),
+                },
+                SourceKind::ConfigMap => match sources.config_maps.get(&r.name) {
+                    None => Err(format!("ConfigMap {:?} not found", r.name)),
+                    Some(c) => config_map_value(c, &r.key)
+                        .ok_or(())
+                        .map_err(|()| format!("ConfigMap {:?} has no key {:?}", r.name, r.key)),
+                },
+            };
+            let value = match value {
+                Ok(v) => Some(v),
+                Err(msg) => {
+                    cx.error(ErrorReason::MissingReference, ref_field, msg);
+                    None
+                }
+            };
+            let idx = table.entries.len();
+            table.by_path.entry(path.clone()).or_insert(idx);
+            table.entries.push(FileEntry {
+                field,
+                path,
+                kind,
+                name: r.name.clone(),
+                key: r.key.clone(),
+                mode: m.mode,
+                value,
+            });
+        }
+        table
+    }
+
+    /// The entry at `path` (a [`project_path`]), marked as used by the compose file.
+    pub fn take(&mut self, path: &str) -> Option<&FileEntry> {
+        let idx = *self.by_path.get(path)?;
+        self.used.insert(idx);
+        self.entries.get(idx)
+    }
+
+    /// Entries the compose file did not name: mounted into every service container.
+    pub fn unused(&self) -> impl Iterator<Item = &FileEntry> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.used.contains(i))
+            .map(|(_, e)| e)
+    }
+
+    /// Names of every source object, by kind (to detect clashes with generated names).
+    pub fn source_names(&self) -> impl Iterator<Item = (&FileEntry, SourceKind, &str)> {
+        self.entries.iter().map(|e| (e, e.kind, e.name.as_str()))
+    }
+}
+
+/// The value of a Secret key: `stringData` wins over `data`, as the apiserver does.
+pub(crate) fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = s.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.as_bytes().to_vec());
+    }
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+}
+
+/// The value of a ConfigMap key: `data`, else `binaryData`.
+pub(crate) fn config_map_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = c.data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.as_bytes().to_vec());
+    }
+    c.binary_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+}
+
+/// The merged variables of a service's env files (later files win), or `None` when no env
+/// file was found. Keys set by `environment` are left out: `env` wins anyway.
+pub(crate) fn env_file_data(
+    cx: &mut Ctx,
+    files: &mut FileTable,
+    service: &str,
+    svc: &Service,
+) -> Option<BTreeMap<String, String>> {
+    let mut data: Option<BTreeMap<String, String>> = None;
+    for (i, ef) in svc.env_file.iter().enumerate() {
+        let field = format!("services.{service}.env_file[{i}]");
+        let Some(path) = project_path(&ef.path) else {
+            cx.error(
+                ErrorReason::InvalidCompose,
+                field,
+                format!("env file {:?} is outside the project directory", ef.path),
+            );
+            continue;
+        };
+        let Some(entry) = files.take(&path) else {
+            if ef.required {
+                cx.error(
+                    ErrorReason::MissingReference,
+                    field,
+                    format!(
+                        "env file {:?} not found: add a spec.files.mounts entry with path {path} (a Secret key holding the file)",
+                        ef.path
+                    ),
+                );
+            } else {
+                cx.warn(
+                    field,
+                    format!(
+                        "env file {:?} not found (no spec.files.mounts entry with path {path}); skipped as required: false",
+                        ef.path
+                    ),
+                );
+            }
+            continue;
+        };
+        let Some(bytes) = &entry.value else { continue };
+        let what = format!("env file {path} ({}, {})", entry.field, entry.describe());
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            cx.error(
+                ErrorReason::InvalidSpec,
+                field,
+                format!("{what}: not UTF-8 text"),
+            );
+            continue;
+        };
+        match parse_env_file(ef, text) {
+            Ok(pairs) => {
+                let d = data.get_or_insert_with(BTreeMap::new);
+                for (k, v) in pairs {
+                    d.insert(k, v);
+                }
+            }
+            Err(e) => cx.error(ErrorReason::InvalidSpec, field, format!("{what}: {e}")),
+        }
+    }
+    if let Some(d) = &mut data {
+        d.retain(|k, _| !svc.environment.contains_key(k));
+    }
+    data
+}
+
+/// Parses env file text per its `format`: dotenv by default, `raw` as `KEY=VALUE` lines
+/// taken literally. Errors name lines, never content.
+fn parse_env_file(ef: &EnvFile, text: &str) -> Result<Vec<(String, String)>, String> {
+    match ef.format.as_deref() {
+        None => crate::dotenv::parse_dotenv(text).map_err(|e| e.to_string()),
+        Some("raw") => {
+            let mut out = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let t = line.trim_start();
+                if t.is_empty() || t.starts_with('#') {
+                    continue;
+                }
+                match line.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => {
+                        out.push((k.trim().to_owned(), v.to_owned()));
+                    }
+                    _ => return Err(format!("line {}: expected KEY=VALUE", n + 1)),
+                }
+            }
+            Ok(out)
+        }
+        Some(other) => Err(format!(
+            "unknown env_file format {other:?} (expected raw or none)"
+        )),
+    }
+}
+
+/// A derived object holding compose configs/secrets and env files.
+#[derive(Default)]
+pub(crate) struct Derived {
+    /// `<app>-configs` ConfigMap: configs whose content is not secret.
+    pub configs: BTreeMap<String, Vec<u8>>,
+    /// `<app>-configs` Secret: configs read from a Secret.
+    pub secret_configs: BTreeMap<String, Vec<u8>>,
+    /// `<app>-secrets` Secret: compose secrets.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// Resolved compose configs/secrets: (is_secret_top_level, name) → where the file is.
+    pub resolved: BTreeMap<(bool, String), FileRef>,
+}
+
+/// A file inside a Secret or ConfigMap.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FileRef {
+    pub kind: SourceKind,
+    /// Object name.
+    pub name: String,
+    pub key: String,
+}
+
+/// Resolves the compose configs (`secret == false`) or secrets used by services into the
+/// derived objects.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn resolve_compose_files(
+    cx: &mut Ctx,
+    files: &mut FileTable,
+    derived: &mut Derived,
+    project: &Project,
+    secret: bool,
+    interpolation: &BTreeMap<String, String>,
+    configs_name: &str,
+    secrets_name: &str,
+) {
+    let (top, defs) = if secret {
+        ("secrets", &project.secrets)
+    } else {
+        ("configs", &project.configs)
+    };
+    let used: BTreeSet<&str> = project
+        .services
+        .values()
+        .flat_map(|s| if secret { &s.secrets } else { &s.configs })
+        .map(|m| m.source.as_str())
+        .collect();
+    for (name, def) in defs {
+        if !used.contains(name.as_str()) {
+            continue;
+        }
+        let field = format!("{top}.{name}");
+        let Some((content, from_secret)) =
+            compose_file_content(cx, files, &field, def, interpolation, top)
+        else {
+            continue;
+        };
+        let (kind, obj, map) = if secret {
+            (SourceKind::Secret, secrets_name, &mut derived.secrets)
+        } else if from_secret {
+            (
+                SourceKind::Secret,
+                configs_name,
+                &mut derived.secret_configs,
+            )
+        } else {
+            (SourceKind::ConfigMap, configs_name, &mut derived.configs)
+        };
+        map.insert(name.clone(), content);
+        derived.resolved.insert(
+            (secret, name.clone()),
+            FileRef {
+                kind,
+                name: obj.to_owned(),
+                key: name.clone(),
+            },
+        );
+    }
+}
+
+/// The content of one top-level config/secret, and whether it came from a Secret (or is a
+/// compose secret's environment value).
+fn compose_file_content(
+    cx: &mut Ctx,
+    files: &mut FileTable,
+    field: &str,
+    def: &FileObjectDef,
+    interpolation: &BTreeMap<String, String>,
+    top: &str,
+) -> Option<(Vec<u8>, bool)> {
+    match &def.source {
+        FileObjectSource::Content(c) => Some((c.as_bytes().to_vec(), false)),
+        FileObjectSource::Environment(var) => match interpolation.get(var) {
+            Some(v) => Some((v.as_bytes().to_vec(), top == "secrets")),
+            None => {
+                cx.error(
+                    ErrorReason::MissingReference,
+                    format!("{field}.environment"),
+                    format!("variable {var:?} is not set"),
+                );
+                None
+            }
+        },
+        FileObjectSource::File(path) => {
+            let Some(p) = project_path(path) else {
+                cx.error(
+                    ErrorReason::InvalidCompose,
+                    format!("{field}.file"),
+                    format!("file {path:?} is outside the project directory"),
+                );
+                return None;
+            };
+            match files.take(&p) {
+                Some(e) => e.value.clone().map(|v| (v, e.kind == SourceKind::Secret)),
+                None => {
+                    cx.error(
+                        ErrorReason::MissingReference,
+                        format!("{field}.file"),
+                        format!(
+                            "file {path:?} not found: add a spec.files.mounts entry with path {p}"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        FileObjectSource::External => {
+            cx.error(
+                ErrorReason::InvalidCompose,
+                format!("{field}.external"),
+                format!(
+                    "external {top} are not supported: give the content with `file:` and a spec.files.mounts entry"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Errors when `data` will not fit in one object.
+pub(crate) fn check_size(cx: &mut Ctx, field: &str, what: &str, data: &BTreeMap<String, Vec<u8>>) {
+    let total: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_OBJECT_BYTES {
+        cx.error(
+            ErrorReason::InvalidSpec,
+            field,
+            format!("{what} would hold {total} bytes, more than the {MAX_OBJECT_BYTES} a Kubernetes object can"),
+        );
+    }
+}
+
+/// The pod volumes that project one key of a Secret/ConfigMap as a file, deduplicated.
+#[derive(Default)]
+pub(crate) struct FileVolumes {
+    volumes: BTreeMap<String, Volume>,
+}
+
+impl FileVolumes {
+    /// The volume mount of `file` at `target` with file mode `mode`.
+    pub fn mount(&mut self, file: &FileRef, mode: i32, target: &str) -> VolumeMount {
+        let prefix = match file.kind {
+            SourceKind::Secret => "secret",
+            SourceKind::ConfigMap => "cm",
+        };
+        let name = generated_volume_name(prefix, &format!("{}-{}-{:o}", file.name, file.key, mode));
+        let items = Some(vec![KeyToPath {
+            key: file.key.clone(),
+            path: ITEM_PATH.to_owned(),
+            mode: None,
+        }]);
+        self.volumes.entry(name.clone()).or_insert_with(|| Volume {
+            name: name.clone(),
+            secret: (file.kind == SourceKind::Secret).then(|| SecretVolumeSource {
+                secret_name: Some(file.name.clone()),
+                items: items.clone(),
+                default_mode: Some(mode),
+                optional: None,
+            }),
+            config_map: (file.kind == SourceKind::ConfigMap).then(|| ConfigMapVolumeSource {
+                name: file.name.clone(),
+                items: items.clone(),
+                default_mode: Some(mode),
+                optional: None,
+            }),
+            ..Volume::default()
+        });
+        VolumeMount {
+            name,
+            mount_path: target.to_owned(),
+            sub_path: Some(ITEM_PATH.to_owned()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }
+    }
+
+    pub fn into_volumes(self) -> impl Iterator<Item = Volume> {
+        self.volumes.into_values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_paths() {
+        for (input, want) in [
+            ("gitea.env", Some("/kompox/project/gitea.env")),
+            ("./env/db.env", Some("/kompox/project/env/db.env")),
+            ("a/./b/../c", Some("/kompox/project/a/c")),
+            ("/abs//x/./y", Some("/abs/x/y")),
+            ("/a/../b", Some("/b")),
+            ("..", None),
+            ("a/../..", None),
+            ("/..", None),
+            (".", None),
+            ("/", None),
+            ("", None),
+        ] {
+            assert_eq!(project_path(input).as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn raw_env_files() {
+        let ef = EnvFile {
+            path: "x".into(),
+            required: true,
+            format: Some("raw".into()),
+        };
+        assert_eq!(
+            parse_env_file(&ef, "# c\nA=\"q\" #x\n\nB = 1\n"),
+            Ok(vec![
+                ("A".into(), "\"q\" #x".into()),
+                ("B".into(), " 1".into())
+            ])
+        );
+        assert_eq!(
+            parse_env_file(&ef, "A=1\nnope\n"),
+            Err("line 2: expected KEY=VALUE".into())
+        );
+        let bad = EnvFile {
+            format: Some("yaml".into()),
+            ..ef
+        };
+        assert!(parse_env_file(&bad, "").is_err());
+    }
+}

@@ -1,0 +1,667 @@
+//! The renderer: a KompoxApp, its compose file, its KompoxDisks and the Secrets/ConfigMaps
+//! its `spec.files.mounts` name → an ordered, deterministic list of Kubernetes objects.
+//!
+//! Pure: the caller fetches everything ([`referenced_sources`], [`referenced_disks`] say
+//! what) and applies the result (owner references are the caller's). The CLI renders the
+//! same way offline.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use kompox_core::api::{ComposeSource, KompoxApp, KompoxAppSpec, LocalKeyRef, ProviderType};
+//! use kompox_core::render::{ClusterInfo, RenderInput, Sources, render};
+//!
+//! let compose_ref = LocalKeyRef { name: "hello-compose".into(), key: "compose.yml".into() };
+//! let spec = KompoxAppSpec {
+//!     compose: ComposeSource { config_map_ref: compose_ref },
+//!     ..KompoxAppSpec::default()
+//! };
+//! let app = KompoxApp::new("hello", spec);
+//! let compose = "services:\n  web:\n    image: nginx:1.27\n    ports: [\"8080:80\"]\n";
+//! let rendered = render(&RenderInput {
+//!     app: &app,
+//!     compose,
+//!     disks: &BTreeMap::new(),
+//!     sources: &Sources::default(),
+//!     cluster: &ClusterInfo { provider: ProviderType::K3s, region: None },
+//!     interpolation: &BTreeMap::new(),
+//! })
+//! .expect("renders");
+//! let kinds: Vec<&str> = rendered.objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+//! assert_eq!(kinds, ["Service", "Deployment"]);
+//! assert!(rendered.hash.starts_with("sha256:"));
+//! ```
+//!
+//! # The conversion
+//!
+//! | compose / KompoxApp | Kubernetes |
+//! |---|---|
+//! | the whole project | one Deployment `<app>-app`: `replicas: 1`, strategy `Recreate`, one container per service (name = service name) |
+//! | each service | a headless Service named after it (`clusterIP: None`, `publishNotReadyAddresses: true`), ports from `ports` targets and `expose`; without ports it has none and its name still resolves to the Pod IP (the endpoints controller publishes addresses of headless Services without ports) |
+//! | service name not starting with a letter | no Service (warning); reachable on localhost |
+//! | `spec.ingress.rules[i]` | port of Service `<app>-app` (name = rule name if a valid port name, else `p<port>`), target = the container port published as `rules[i].port`; Ingress `<app>-app` with one rule per host, path `/` Prefix |
+//! | `spec.ingress.className` / `annotations` / `certResolver` | `ingressClassName` / annotations (the user's win) / `router.tls: "true"`, `router.tls.certresolver`, `router.entrypoints: websecure` |
+//! | published port no rule uses | warning (reachable in the cluster only) |
+//! | `spec.volumes[i]` | PVC `<app>-<name>`: `volumeName` = the disk's `status.pvName`, `storageClassName: ""`, RWO, size = disk `spec.size`, label `kompox.dev/disk` |
+//! | `./rel` bind | `subPath: rel` on `spec.volumes[0]`; `.` mounts the whole volume |
+//! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub` |
+//! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` |
+//! | bind whose source is a `spec.files.mounts` path (see [`project_path`]) | the file, read-only, from that Secret/ConfigMap key |
+//! | other absolute bind | error |
+//! | anonymous volume / `tmpfs` / `shm_size` | emptyDir (warning) / emptyDir `Memory` with `sizeLimit` / emptyDir `Memory` at `/dev/shm` |
+//! | `env_file` | derived Secret `<app>-<service>-env` (dotenv parsed; later files win; keys set by `environment` left out) + `envFrom`; each file from the `spec.files.mounts` entry at its [`project_path`]; missing → error unless `required: false` |
+//! | `environment` | `env`, sorted; wins over `envFrom` as over `env_file` in compose |
+//! | `configs` / `secrets` (`file`, `content`, `environment`) | ConfigMap `<app>-configs` (Secret `<app>-configs` when read from a Secret) / Secret `<app>-secrets`, one key per name, mounted with `subPath` and `defaultMode` (`mode`, default 0444); `external` → error; `uid`/`gid` → warning |
+//! | other `spec.files.mounts` entries | mounted read-only at `path` in every service container, `defaultMode` = `mode` (default 0644) |
+//! | `entrypoint` / `command` | `command` / `args` (`$` doubled where Kubernetes would expand `$(…)`) |
+//! | `healthcheck` | readinessProbe + livenessProbe (exec; `CMD-SHELL` as `/bin/sh -c`; interval → periodSeconds, timeout → timeoutSeconds, retries → failureThreshold, start_period → liveness initialDelaySeconds) |
+//! | `depends_on` (`service_started`/`service_healthy`) | the dependency becomes a native sidecar (init container, `restartPolicy: Always`), init containers in dependency order; `service_healthy` adds a startupProbe (every `start_interval`, for `start_period` + `retries` × `interval`) |
+//! | `depends_on` (`service_completed_successfully`) | the dependency becomes a plain init container (run to completion; its healthcheck is dropped with a warning) |
+//! | dependency cycle | error naming the cycle |
+//! | `deploy.resources` (`cpus`, `mem_limit`, …) | `resources.limits` / `resources.requests` |
+//! | `user` `uid[:gid]` | `securityContext.runAsUser`/`runAsGroup` (`root` is 0; other names → warning) |
+//! | `cap_add` / `cap_drop` / `privileged` / `read_only` | `securityContext.capabilities` / `privileged` / `readOnlyRootFilesystem` |
+//! | `working_dir` / `stdin_open` / `tty` / `pull_policy` | `workingDir` / `stdin` / `tty` / `imagePullPolicy` |
+//! | `stop_grace_period` | Pod `terminationGracePeriodSeconds` (the longest) |
+//! | `extra_hosts` | Pod `hostAliases` (`host-gateway` → warning) |
+//! | `restart: no`/`on-failure` | warning: a Deployment's containers always restart |
+//! | `labels`, `annotations`, `hostname`, `profiles`, `build` with `image` | warning (ignored) |
+//! | `build` without `image` | error: Kompox deploys images |
+//! | `spec.deployment.zone`, disk zones | required node affinity on `topology.kubernetes.io/zone` (zone numbers mapped by [`crate::provider::node_zone`]); a mismatch is a `ZoneMismatch` error |
+//!
+//! Always: `enableServiceLinks: false` (compose has no service-link variables),
+//! `automountServiceAccountToken: false`, the pod template annotation
+//! [`ENV_HASH_ANNOTATION`](crate::naming::ENV_HASH_ANNOTATION) =
+//! [`crate::hash::env_hash_for_refs`] over every Secret/ConfigMap the pod references (derived
+//! and sources, computed from the rendered pod spec so the webhook gets the same value).
+//!
+//! # Files and the project directory
+//!
+//! In the cluster there is no project directory. A file the compose file names (`env_file`,
+//! `configs`/`secrets` `file:`, a single-file bind) comes from the `spec.files.mounts` entry
+//! whose `path` is the file's [`project_path`]: absolute paths as written, relative ones under
+//! [`PROJECT_DIR`] (`./gitea.env` → `/kompox/project/gitea.env`). Entries used this way are
+//! not mounted at their own path; the others are mounted into every service container.
+//! Env files and configs are copied into derived objects, so the Pod does not depend on the
+//! source Secrets for them and their values never appear in a container's filesystem.
+//!
+//! # Objects
+//!
+//! Order: Secret, ConfigMap, PersistentVolumeClaim, Service, Deployment, Ingress (Helm's
+//! install order), each kind by name. Every object carries the labels
+//! `app.kubernetes.io/{name,instance}=<app>`, `app.kubernetes.io/managed-by=kompox`,
+//! `kompox.dev/app=<app>` and the annotation `kompox.dev/source` naming what it came from.
+//! Names longer than 63 characters are shortened with a hash
+//! ([`crate::naming::truncate_with_hash`]).
+//!
+//! Nothing here panics on any input, and no Secret value appears in an error or warning.
+
+mod bundle;
+mod ctx;
+mod files;
+mod network;
+mod pod;
+mod storage;
+
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use bundle::{Bundle, fresh_pv_name};
+pub use files::{HostPath, HostPathKind, host_paths, project_path};
+pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
+
+use crate::api::{KompoxApp, KompoxDisk, ProviderType, condition::reasons};
+pub use crate::compose::{Diagnostic, Warning};
+use crate::hash::{ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_refs};
+use crate::naming::ENV_HASH_ANNOTATION;
+use ctx::{AppMeta, Ctx};
+use files::{Derived, FileTable, check_size};
+
+/// Label carrying the app name on every rendered object.
+pub const APP_LABEL: &str = "kompox.dev/app";
+/// `app.kubernetes.io/name`.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/instance`.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/component` (on the Pod template and in selectors).
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Value of [`COMPONENT_LABEL`], and the suffix of the Deployment, Service and Ingress names.
+pub const COMPONENT: &str = "app";
+/// Annotation naming the compose service or App field an object came from.
+pub const SOURCE_ANNOTATION: &str = "kompox.dev/source";
+/// The virtual project directory: relative compose paths resolve under it (see
+/// [`project_path`]).
+pub const PROJECT_DIR: &str = "/kompox/project";
+/// Name of the init container that creates sub-directories on app volumes.
+pub const SUBPATH_INIT_CONTAINER: &str = "init-volume-subpaths";
+/// Image of that init container (`mkdir` only; the same as kompoxops uses).
+pub const SUBPATH_INIT_IMAGE: &str = "busybox:1.36";
+
+/// Everything one render needs. The caller fetched it; nothing is read from anywhere else.
+#[derive(Clone, Copy)]
+pub struct RenderInput<'a> {
+    /// The app; `metadata.name` names the objects, `metadata.namespace` (if any) is set on them.
+    pub app: &'a KompoxApp,
+    /// The compose file text.
+    pub compose: &'a str,
+    /// The KompoxDisks named by `spec.volumes[].diskRef`, by name. A missing one is a
+    /// MissingReference error naming `spec.volumes[i].diskRef`.
+    pub disks: &'a BTreeMap<String, KompoxDisk>,
+    /// The Secrets/ConfigMaps `spec.files.mounts` name ([`referenced_sources`]).
+    pub sources: &'a Sources,
+    /// Facts about the cluster.
+    pub cluster: &'a ClusterInfo,
+    /// Variables for `${VAR}` interpolation (empty in the cluster).
+    pub interpolation: &'a BTreeMap<String, String>,
+}
+
+impl fmt::Debug for RenderInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderInput")
+            .field("app", &self.app.metadata.name)
+            .field("compose_bytes", &self.compose.len())
+            .field("disks", &self.disks.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources)
+            .field("cluster", &self.cluster)
+            .field(
+                "interpolation",
+                &self.interpolation.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The contents of the Secrets and ConfigMaps `spec.files.mounts` name, by name (all in the
+/// app's namespace). `Debug` shows names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct Sources {
+    pub secrets: BTreeMap<String, Secret>,
+    pub config_maps: BTreeMap<String, ConfigMap>,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources")
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("config_maps", &self.config_maps.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Facts about the cluster the renderer needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// The provider, resolved (not `auto`): it maps zone numbers to node zone labels.
+    pub provider: ProviderType,
+    /// The region (node label `topology.kubernetes.io/region`), needed to map zone numbers.
+    pub region: Option<String>,
+}
+
+/// The Secret and ConfigMap names an app's spec refers to (in its namespace).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceRefs {
+    pub secrets: BTreeSet<String>,
+    /// Not including the compose ConfigMap (`spec.compose.configMapRef`).
+    pub config_maps: BTreeSet<String>,
+}
+
+/// The Secrets and ConfigMaps the caller must fetch and pass as [`Sources`]: those named by
+/// `spec.files.mounts`.
+#[must_use]
+pub fn referenced_sources(app: &KompoxApp) -> SourceRefs {
+    let mut refs = SourceRefs::default();
+    for m in app.spec.files.iter().flat_map(|f| &f.mounts) {
+        if let Some(s) = &m.secret_ref {
+            refs.secrets.insert(s.name.clone());
+        }
+        if let Some(c) = &m.config_map_ref {
+            refs.config_maps.insert(c.name.clone());
+        }
+    }
+    refs
+}
+
+/// The KompoxDisks named by `spec.volumes[].diskRef`, sorted, without duplicates.
+#[must_use]
+pub fn referenced_disks(app: &KompoxApp) -> Vec<String> {
+    let set: BTreeSet<&str> = app
+        .spec
+        .volumes
+        .iter()
+        .map(|v| v.disk_ref.name.as_str())
+        .collect();
+    set.into_iter().map(str::to_owned).collect()
+}
+
+/// A successful render.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub struct Rendered {
+    /// Complete objects (apiVersion, kind, metadata with name, namespace, labels,
+    /// annotations), in Helm's install order; the same input gives the same list.
+    pub objects: Vec<Value>,
+    /// Compose warnings, then renderer warnings; each names a path.
+    pub warnings: Vec<Warning>,
+    /// The pod template's `kompox.dev/env-hash`.
+    pub env_hash: String,
+    /// `sha256:<hex>` over the canonical JSON of `objects` (for `status.renderedHash`).
+    pub hash: String,
+}
+
+/// Why an app could not be rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    /// The compose file is invalid or uses something Kompox cannot run.
+    InvalidCompose,
+    /// `spec.deployment.zone` and the disks' zones disagree.
+    ZoneMismatch,
+    /// A KompoxDisk (or its PV), Secret, ConfigMap, key, file or variable is missing.
+    MissingReference,
+    /// The KompoxApp (or a disk or file it points at) is invalid.
+    InvalidSpec,
+}
+
+impl ErrorReason {
+    /// The condition reason (`Degraded`) for this error.
+    #[must_use]
+    pub const fn condition_reason(self) -> &'static str {
+        match self {
+            ErrorReason::InvalidCompose => reasons::INVALID_COMPOSE,
+            ErrorReason::ZoneMismatch => reasons::ZONE_MISMATCH,
+            ErrorReason::MissingReference => reasons::REFERENCE_NOT_FOUND,
+            ErrorReason::InvalidSpec => reasons::INVALID_SPEC,
+        }
+    }
+
+    /// Higher first: the reason reported when errors of several kinds are found.
+    const fn rank(self) -> u8 {
+        match self {
+            ErrorReason::InvalidSpec => 3,
+            ErrorReason::InvalidCompose => 2,
+            ErrorReason::ZoneMismatch => 1,
+            ErrorReason::MissingReference => 0,
+        }
+    }
+}
+
+impl fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorReason::InvalidCompose => "InvalidCompose",
+            ErrorReason::ZoneMismatch => "ZoneMismatch",
+            ErrorReason::MissingReference => "MissingReference",
+            ErrorReason::InvalidSpec => "InvalidSpec",
+        })
+    }
+}
+
+/// Every problem found, each naming its path; `Display` prints one `path: message` per line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct RenderError {
+    /// Never empty, in the order found.
+    pub errors: Vec<Diagnostic>,
+    /// The most fundamental kind among the errors: InvalidSpec, then InvalidCompose, then
+    /// ZoneMismatch, then MissingReference (the one most likely to resolve by itself).
+    pub reason: ErrorReason,
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+fn fail(cx: Ctx) -> RenderError {
+    let reason = cx
+        .errors
+        .iter()
+        .map(|(r, _)| *r)
+        .max_by_key(|r| r.rank())
+        .unwrap_or(ErrorReason::InvalidSpec);
+    RenderError {
+        errors: cx.errors.into_iter().map(|(_, d)| d).collect(),
+        reason,
+    }
+}
+
+/// Renders an app (see the module docs for the conversion).
+///
+/// # Errors
+///
+/// [`RenderError`] listing every problem found, each naming its path, with the
+/// [`ErrorReason`] the controller reports.
+pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
+    let mut cx = Ctx::default();
+    let app = input.app;
+    let name = app.metadata.name.as_deref().unwrap_or_default();
+    if name.is_empty() {
+        cx.error(ErrorReason::InvalidSpec, "metadata.name", "required");
+    } else if let Err(e) = crate::naming::validate_dns1123_subdomain(name) {
+        cx.error(ErrorReason::InvalidSpec, "metadata.name", e.to_string());
+    }
+    match app.spec.validate() {
+        Ok(()) => {}
+        Err(crate::api::Error::Invalid(errs)) => {
+            for e in errs {
+                cx.error(ErrorReason::InvalidSpec, e.field, e.message);
+            }
+        }
+        Err(e) => cx.error(ErrorReason::InvalidSpec, "spec", e.to_string()),
+    }
+    let parsed =
+        match crate::compose::parse(input.compose, &|k| input.interpolation.get(k).cloned()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                for d in e.errors {
+                    cx.error(ErrorReason::InvalidCompose, d.path, d.message);
+                }
+                None
+            }
+        };
+    let Some(parsed) = parsed.filter(|_| !cx.has_errors()) else {
+        return Err(fail(cx));
+    };
+    cx.warnings = parsed.warnings;
+    let project = &parsed.project;
+    let meta = AppMeta::new(name, app.metadata.namespace.as_deref());
+
+    let mut files = FileTable::resolve(&mut cx, app, input.sources);
+    let storage = storage::plan(&mut cx, &meta, app, input.disks, input.cluster);
+
+    // Derived objects: env Secrets per service, configs and secrets.
+    let mut secrets: Vec<Secret> = Vec::new();
+    let mut config_maps: Vec<ConfigMap> = Vec::new();
+    let mut env_secrets = BTreeMap::new();
+    for (sname, svc) in &project.services {
+        if let Some(data) = files::env_file_data(&mut cx, &mut files, sname, svc) {
+            let obj = meta.object_name(&format!("{sname}-env"));
+            let bytes: BTreeMap<String, Vec<u8>> =
+                data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            let field = format!("services.{sname}.env_file");
+            check_size(&mut cx, &field, &format!("Secret {obj:?}"), &bytes);
+            secrets.push(secret(&meta, &obj, &field, bytes));
+            env_secrets.insert(sname.clone(), obj);
+        }
+    }
+    let configs_name = meta.object_name("configs");
+    let secrets_name = meta.object_name("secrets");
+    let mut derived = Derived::default();
+    for secret in [false, true] {
+        files::resolve_compose_files(
+            &mut cx,
+            &mut files,
+            &mut derived,
+            project,
+            secret,
+            input.interpolation,
+            &configs_name,
+            &secrets_name,
+        );
+    }
+    let d = std::mem::take(&mut derived.configs);
+    if !d.is_empty() {
+        check_size(
+            &mut cx,
+            "configs",
+            &format!("ConfigMap {configs_name:?}"),
+            &d,
+        );
+        config_maps.push(config_map(&meta, &configs_name, "configs", d));
+    }
+    for (data, obj, field) in [
+        (
+            std::mem::take(&mut derived.secret_configs),
+            &configs_name,
+            "configs",
+        ),
+        (
+            std::mem::take(&mut derived.secrets),
+            &secrets_name,
+            "secrets",
+        ),
+    ] {
+        if !data.is_empty() {
+            check_size(&mut cx, field, &format!("Secret {obj:?}"), &data);
+            secrets.push(secret(&meta, obj, field, data));
+        }
+    }
+
+    let network = network::plan(&mut cx, &meta, app, project);
+    let pod = pod::build(
+        &mut cx,
+        &pod::PodInputs {
+            project,
+            storage: &storage,
+            spec_volumes: app.spec.volumes.iter().map(|v| v.name.as_str()).collect(),
+            env_secrets: &env_secrets,
+            derived: &derived,
+        },
+        &mut files,
+    );
+
+    // A source object with the name of a generated one would be overwritten.
+    let generated: BTreeSet<(SourceKind, &str)> = secrets
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref().map(|n| (SourceKind::Secret, n)))
+        .chain(config_maps.iter().filter_map(|c| {
+            c.metadata
+                .name
+                .as_deref()
+                .map(|n| (SourceKind::ConfigMap, n))
+        }))
+        .collect();
+    let mut clashes = Vec::new();
+    for (entry, kind, n) in files.source_names() {
+        if generated.contains(&(kind, n)) {
+            let r = match kind {
+                SourceKind::Secret => "secretRef",
+                SourceKind::ConfigMap => "configMapRef",
+            };
+            clashes.push((
+                format!("{}.{r}.name", entry.field),
+                format!(
+                    "{kind} {n:?} has the name of a {kind} Kompox generates for this app: rename it"
+                ),
+            ));
+        }
+    }
+    for (p, m) in clashes {
+        cx.error(ErrorReason::InvalidSpec, p, m);
+    }
+
+    let Some(pod) = pod.filter(|_| !cx.has_errors()) else {
+        return Err(fail(cx));
+    };
+
+    // The env hash, computed from the pod spec like the webhook does.
+    let mut digests: BTreeMap<(SourceKind, String), ObjectDigests> = BTreeMap::new();
+    for s in input.sources.secrets.values() {
+        let d = ObjectDigests::from_secret(s);
+        digests.insert((SourceKind::Secret, d.name.clone()), d);
+    }
+    for c in input.sources.config_maps.values() {
+        let d = ObjectDigests::from_config_map(c);
+        digests.insert((SourceKind::ConfigMap, d.name.clone()), d);
+    }
+    for s in &secrets {
+        let d = ObjectDigests::from_secret(s);
+        digests.insert((SourceKind::Secret, d.name.clone()), d);
+    }
+    for c in &config_maps {
+        let d = ObjectDigests::from_config_map(c);
+        digests.insert((SourceKind::ConfigMap, d.name.clone()), d);
+    }
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let env_hash = env_hash_for_refs(&namespace, &pod_spec_env_refs(&pod), |kind, n| {
+        digests.get(&(kind, n.to_owned()))
+    });
+
+    let dep_name = meta.object_name(COMPONENT);
+    let deployment = Deployment {
+        metadata: meta.meta(&dep_name, "services"),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(meta.selector()),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                rolling_update: None,
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(meta.pod_labels()),
+                    annotations: Some(BTreeMap::from([(
+                        ENV_HASH_ANNOTATION.to_owned(),
+                        env_hash.clone(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    };
+
+    let mut objects: Vec<Value> = Vec::new();
+    let mut push = |cx: &mut Ctx, obj: &dyn erased::Ser| match obj.value() {
+        Ok(v) => objects.push(v),
+        Err(e) => cx.error(ErrorReason::InvalidSpec, "", format!("internal: {e}")),
+    };
+    for s in &secrets {
+        push(&mut cx, s);
+    }
+    for c in &config_maps {
+        push(&mut cx, c);
+    }
+    for p in &storage.pvcs {
+        push(&mut cx, p);
+    }
+    for s in &network.services {
+        push(&mut cx, s);
+    }
+    push(&mut cx, &deployment);
+    if let Some(i) = &network.ingress {
+        push(&mut cx, i);
+    }
+    if cx.has_errors() {
+        return Err(fail(cx));
+    }
+    objects.sort_by_key(sort_key);
+    let all = Value::Array(objects);
+    let hash = crate::hash::hash_bytes(crate::hash::canonical_json_string(&all).as_bytes());
+    let Value::Array(objects) = all else {
+        return Err(fail(cx));
+    };
+    Ok(Rendered {
+        objects,
+        warnings: cx.warnings,
+        env_hash,
+        hash,
+    })
+}
+
+/// `objects` as a multi-document YAML stream (`---` between documents, a final newline):
+/// the form the CLI prints and the samples' golden files hold.
+///
+/// # Errors
+///
+/// The serializer's message if a value cannot be written as YAML.
+pub fn yaml_stream(objects: &[Value]) -> Result<String, String> {
+    let mut s = serde_saphyr::to_string_multiple(objects).map_err(|e| e.to_string())?;
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+/// Kinds in Helm's install order.
+const KIND_ORDER: [&str; 6] = [
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "Service",
+    "Deployment",
+    "Ingress",
+];
+
+fn sort_key(v: &Value) -> (usize, String) {
+    let kind = v["kind"].as_str().unwrap_or_default();
+    let rank = KIND_ORDER
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(KIND_ORDER.len());
+    (
+        rank,
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn secret(meta: &AppMeta, name: &str, source: &str, data: BTreeMap<String, Vec<u8>>) -> Secret {
+    Secret {
+        metadata: meta.meta(name, source),
+        type_: Some("Opaque".to_owned()),
+        data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
+        ..Secret::default()
+    }
+}
+
+fn config_map(
+    meta: &AppMeta,
+    name: &str,
+    source: &str,
+    data: BTreeMap<String, Vec<u8>>,
+) -> ConfigMap {
+    let mut text = BTreeMap::new();
+    let mut binary = BTreeMap::new();
+    for (k, v) in data {
+        match String::from_utf8(v) {
+            Ok(s) => {
+                text.insert(k, s);
+            }
+            Err(e) => {
+                binary.insert(k, ByteString(e.into_bytes()));
+            }
+        }
+    }
+    ConfigMap {
+        metadata: meta.meta(name, source),
+        data: (!text.is_empty()).then_some(text),
+        binary_data: (!binary.is_empty()).then_some(binary),
+        ..ConfigMap::default()
+    }
+}
+
+mod erased {
+    /// Serialize-to-JSON for the objects pushed into the output list.
+    pub trait Ser {
+        fn value(&self) -> Result<serde_json::Value, serde_json::Error>;
+    }
+    impl<T: super::Serialize> Ser for T {
+        fn value(&self) -> Result<serde_json::Value, serde_json::Error> {
+            serde_json::to_value(self)
+        }
+    }
+}

@@ -1,0 +1,1456 @@
+//! Table tests: one per mapping and per error message.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::hash::{ObjectDigests, env_hash_for_refs, pod_spec_env_refs};
+use k8s_openapi::api::core::v1::PodSpec;
+
+/// A test case: a bundle (KompoxApp `app1` in `ns1` plus disk `d1`, with extra spec lines
+/// and documents), a compose file, a cluster and variables.
+struct Fx {
+    bundle: Bundle,
+    compose: String,
+    cluster: ClusterInfo,
+    vars: BTreeMap<String, String>,
+}
+
+const BASE_DISK: &str = "apiVersion: k8s.kompox.dev/v1alpha1
+kind: KompoxDisk
+metadata: {name: d1}
+spec: {size: 1Gi}
+status: {pvName: pv-d1}
+";
+
+/// `spec` lines (indented by two spaces, no `compose:`); without `volumes:` the app gets
+/// `[{name: default, diskRef: {name: d1}}]`.
+fn fx(compose: &str, spec: &str, docs: &str) -> Fx {
+    let mut spec = spec.to_owned();
+    if !spec.contains("volumes:") {
+        spec.push_str("\n  volumes: [{name: default, diskRef: {name: d1}}]");
+    }
+    let text = format!(
+        "apiVersion: k8s.kompox.dev/v1alpha1
+kind: KompoxApp
+metadata: {{name: app1, namespace: ns1}}
+spec:
+  compose: {{configMapRef: {{name: c, key: compose.yml}}}}
+{spec}
+---
+{BASE_DISK}{docs}"
+    );
+    let bundle = match Bundle::parse(&text) {
+        Ok(b) => b,
+        Err(e) => panic!("fixture: {e:?}\n{text}"),
+    };
+    Fx {
+        bundle,
+        compose: compose.to_owned(),
+        cluster: ClusterInfo {
+            provider: ProviderType::Aks,
+            region: Some("japaneast".to_owned()),
+        },
+        vars: BTreeMap::new(),
+    }
+}
+
+impl Fx {
+    fn run(&self) -> Result<Rendered, RenderError> {
+        render(&RenderInput {
+            app: &self.bundle.apps[0],
+            compose: &self.compose,
+            disks: &self.bundle.disks,
+            sources: &self.bundle.sources,
+            cluster: &self.cluster,
+            interpolation: &self.vars,
+        })
+    }
+    fn ok(&self) -> Rendered {
+        match self.run() {
+            Ok(r) => r,
+            Err(e) => panic!("expected success, got:\n{e}"),
+        }
+    }
+    fn err(&self) -> RenderError {
+        match self.run() {
+            Ok(r) => panic!("expected an error, got {} objects", r.objects.len()),
+            Err(e) => e,
+        }
+    }
+    fn app(&mut self) -> &mut KompoxApp {
+        &mut self.bundle.apps[0]
+    }
+}
+
+fn ok(compose: &str) -> Rendered {
+    fx(compose, "", "").ok()
+}
+
+fn obj<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a Value {
+    r.objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:#?}", names(r)))
+}
+
+fn has(r: &Rendered, kind: &str, name: &str) -> bool {
+    r.objects
+        .iter()
+        .any(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+fn names(r: &Rendered) -> Vec<String> {
+    r.objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or(""),
+                o["metadata"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+fn pod(r: &Rendered) -> &Value {
+    &obj(r, "Deployment", "app1-app")["spec"]["template"]["spec"]
+}
+
+/// A container or init container by name.
+fn ctr<'a>(r: &'a Rendered, name: &str) -> &'a Value {
+    let p = pod(r);
+    p["containers"]
+        .as_array()
+        .into_iter()
+        .chain(p["initContainers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn init_names(r: &Rendered) -> Vec<&str> {
+    pod(r)["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
+fn warnings(r: &Rendered) -> Vec<String> {
+    r.warnings.iter().map(ToString::to_string).collect()
+}
+
+/// Warnings other than the unused-volume ones.
+fn other_warnings(r: &Rendered) -> Vec<String> {
+    warnings(r)
+        .into_iter()
+        .filter(|w| !w.starts_with("spec.volumes["))
+        .collect()
+}
+
+fn has_warning(r: &Rendered, want: &str) -> bool {
+    warnings(r).iter().any(|w| w == want)
+}
+
+fn assert_error(e: &RenderError, reason: ErrorReason, want: &str) {
+    let lines: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+    assert!(
+        lines.iter().any(|l| l == want),
+        "missing error {want:?} in {lines:#?}"
+    );
+    assert_eq!(e.reason, reason, "{lines:#?}");
+}
+
+const WEB: &str = "services:\n  web:\n    image: nginx:1.27\n";
+
+#[test]
+fn objects_metadata_and_order() {
+    let r = fx(
+        "services:
+  web:
+    image: nginx:1.27
+    env_file: [./web.env]
+    ports: ['8080:80']
+    volumes: [./html:/usr/share/nginx/html]
+    configs: [site]
+configs:
+  site: {content: hello}
+",
+        "  ingress: {rules: [{name: http, port: 8080, hosts: [a.example.com]}]}
+  files: {mounts: [{path: /kompox/project/web.env, secretRef: {name: src, key: web.env}}]}",
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: src}\nstringData: {web.env: \"A=1\"}\n",
+    )
+    .ok();
+    assert_eq!(
+        names(&r),
+        [
+            "Secret/app1-web-env",
+            "ConfigMap/app1-configs",
+            "PersistentVolumeClaim/app1-default",
+            "Service/app1-app",
+            "Service/web",
+            "Deployment/app1-app",
+            "Ingress/app1-app",
+        ]
+    );
+    let sources: Vec<&str> = r
+        .objects
+        .iter()
+        .filter_map(|o| o["metadata"]["annotations"][SOURCE_ANNOTATION].as_str())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "services.web.env_file",
+            "configs",
+            "spec.volumes[0]",
+            "spec.ingress",
+            "services.web",
+            "services",
+            "spec.ingress"
+        ]
+    );
+    for o in &r.objects {
+        assert_eq!(o["metadata"]["namespace"], "ns1");
+        let l = &o["metadata"]["labels"];
+        assert_eq!(l[NAME_LABEL], "app1");
+        assert_eq!(l[INSTANCE_LABEL], "app1");
+        assert_eq!(l["app.kubernetes.io/managed-by"], "kompox");
+        assert_eq!(l[APP_LABEL], "app1");
+        assert!(o["metadata"].get("ownerReferences").is_none());
+    }
+    let d = obj(&r, "Deployment", "app1-app");
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+    let sel = json!({"app.kubernetes.io/component": "app", "kompox.dev/app": "app1"});
+    assert_eq!(d["spec"]["selector"]["matchLabels"], sel);
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"],
+        "app"
+    );
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["annotations"][crate::naming::ENV_HASH_ANNOTATION],
+        r.env_hash.as_str()
+    );
+    assert_eq!(pod(&r)["enableServiceLinks"], false);
+    assert_eq!(pod(&r)["automountServiceAccountToken"], false);
+    assert_eq!(obj(&r, "Service", "web")["spec"]["selector"], sel);
+    assert!(r.hash.starts_with("sha256:") && r.hash.len() == 71);
+    assert_eq!(
+        r.hash,
+        crate::hash::hash_json(&r.objects).unwrap_or_default()
+    );
+}
+
+#[test]
+fn output_is_deterministic_and_hash_follows_content() {
+    let a = ok(WEB);
+    let b = ok(WEB);
+    assert_eq!(a, b);
+    let c = ok("services:\n  web:\n    image: nginx:1.28\n");
+    assert_ne!(a.hash, c.hash);
+    assert_eq!(a.env_hash, c.env_hash);
+}
+
+#[test]
+fn no_namespace_and_long_names() {
+    let mut f = fx(WEB, "", "");
+    f.app().metadata.namespace = None;
+    let r = f.ok();
+    assert!(
+        r.objects
+            .iter()
+            .all(|o| o["metadata"].get("namespace").is_none())
+    );
+
+    let long = "a".repeat(70);
+    let mut f = fx(WEB, "", "");
+    f.app().metadata.name = Some(long.clone());
+    let r = f.ok();
+    for o in &r.objects {
+        let n = o["metadata"]["name"].as_str().unwrap_or_default();
+        assert!(crate::naming::is_dns1123_label(n), "{n}");
+        assert!(
+            o["metadata"]["labels"][APP_LABEL]
+                .as_str()
+                .unwrap_or_default()
+                .len()
+                <= 63
+        );
+    }
+    assert!(has(
+        &r,
+        "Deployment",
+        &crate::naming::truncate_with_hash(&format!("{long}-app"), 63)
+    ));
+}
+
+#[test]
+fn headless_services() {
+    let r = ok("services:
+  web:
+    image: nginx
+    ports: ['8080:80', {target: 81, app_protocol: http}, '53:53/udp']
+    expose: ['9000', '80']
+  db:
+    image: postgres
+  1st:
+    image: busybox
+");
+    let s = obj(&r, "Service", "web");
+    assert_eq!(s["spec"]["clusterIP"], "None");
+    assert_eq!(s["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(
+        s["spec"]["ports"],
+        json!([
+            {"name": "tcp-80", "port": 80, "targetPort": 80, "protocol": "TCP"},
+            {"name": "tcp-81", "port": 81, "targetPort": 81, "protocol": "TCP", "appProtocol": "http"},
+            {"name": "udp-53", "port": 53, "targetPort": 53, "protocol": "UDP"},
+            {"name": "tcp-9000", "port": 9000, "targetPort": 9000, "protocol": "TCP"},
+        ])
+    );
+    assert_eq!(
+        ctr(&r, "web")["ports"],
+        json!([
+            {"containerPort": 80, "protocol": "TCP"},
+            {"containerPort": 81, "protocol": "TCP"},
+            {"containerPort": 53, "protocol": "UDP"},
+            {"containerPort": 9000, "protocol": "TCP"},
+        ])
+    );
+    let db = obj(&r, "Service", "db");
+    assert!(db["spec"].get("ports").is_none());
+    assert_eq!(db["spec"]["clusterIP"], "None");
+    assert!(!has(&r, "Service", "1st"));
+    assert!(has_warning(
+        &r,
+        "services.1st: no Service: \"1st\" does not start with a letter, as Kubernetes Service names must; other services reach it on localhost"
+    ));
+    assert!(has_warning(
+        &r,
+        "services.web.ports: published port 8080 is not exposed outside the cluster (no spec.ingress.rules entry has port 8080); in the cluster it is web:80"
+    ));
+}
+
+#[test]
+fn ingress_service_and_traefik_annotations() {
+    let compose = "services:
+  web:
+    image: nginx
+    ports: ['8080:80', '9090:9000']
+";
+    let r = fx(
+        compose,
+        "  ingress:
+    className: traefik
+    certResolver: staging
+    annotations: {traefik.ingress.kubernetes.io/router.entrypoints: web, x: y}
+    rules:
+      - {name: http, port: 8080, hosts: [a.example.com, '*.b.example.com']}
+      - {name: admin-console-port, port: 9090, hosts: [admin.example.com]}",
+        "",
+    )
+    .ok();
+    let s = obj(&r, "Service", "app1-app");
+    assert_eq!(s["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        s["spec"]["ports"],
+        json!([
+            {"name": "http", "port": 8080, "targetPort": 80, "protocol": "TCP"},
+            {"name": "p9090", "port": 9090, "targetPort": 9000, "protocol": "TCP"},
+        ])
+    );
+    let i = obj(&r, "Ingress", "app1-app");
+    assert_eq!(i["spec"]["ingressClassName"], "traefik");
+    let a = &i["metadata"]["annotations"];
+    assert_eq!(a[TRAEFIK_ENTRYPOINTS], "web", "the user's annotation wins");
+    assert_eq!(a[TRAEFIK_TLS], "true");
+    assert_eq!(a[TRAEFIK_CERT_RESOLVER], "staging");
+    assert_eq!(a["x"], "y");
+    assert_eq!(a[SOURCE_ANNOTATION], "spec.ingress");
+    let hosts: Vec<&str> = i["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["host"].as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["a.example.com", "*.b.example.com", "admin.example.com"]
+    );
+    assert_eq!(
+        i["spec"]["rules"][2]["http"]["paths"][0],
+        json!({"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "app1-app", "port": {"number": 9090}}}})
+    );
+    assert!(other_warnings(&r).is_empty(), "{:?}", warnings(&r));
+
+    // Without certResolver or className: no TLS annotations, the cluster's default class.
+    let r = fx(
+        compose,
+        "  ingress: {rules: [{name: http, port: 8080, hosts: [a.example.com]}]}",
+        "",
+    )
+    .ok();
+    let i = obj(&r, "Ingress", "app1-app");
+    assert!(i["spec"].get("ingressClassName").is_none());
+    assert_eq!(
+        i["metadata"]["annotations"],
+        json!({SOURCE_ANNOTATION: "spec.ingress"})
+    );
+    // No rules: neither Service nor Ingress.
+    let r = fx(compose, "  ingress: {className: traefik}", "").ok();
+    assert!(!has(&r, "Ingress", "app1-app") && !has(&r, "Service", "app1-app"));
+}
+
+#[test]
+fn ingress_errors() {
+    let compose = "services:
+  a: {image: x, ports: ['8080:80']}
+  b: {image: x, ports: ['8080:81', '53:53/udp']}
+";
+    let e = fx(
+        compose,
+        "  ingress:
+    rules:
+      - {name: one, port: 8080, hosts: [a.example.com]}
+      - {name: two, port: 8080, hosts: [b.example.com]}
+      - {name: three, port: 7000, hosts: [c.example.com]}
+      - {name: four, port: 53, hosts: [d.example.com]}",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.ingress.rules[0].port: port 8080 is published more than once: a (container port 80), b (container port 81)",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.ingress.rules[1].port: port 8080 is already used by rule \"one\": put all its hosts in one rule",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.ingress.rules[2].port: no compose service publishes TCP port 7000 (e.g. ports: [\"7000:8080\"])",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.ingress.rules[3].port: no compose service publishes TCP port 53 (e.g. ports: [\"53:8080\"])",
+    );
+    let e = fx(
+        "services:\n  app1-app: {image: x, ports: ['80:80']}\n",
+        "  ingress: {rules: [{name: h, port: 80, hosts: [a.example.com]}]}",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.app1-app: the Service for this compose service would have the name of the app's ingress Service \"app1-app\": rename the compose service",
+    );
+}
+
+#[test]
+fn port_conflicts_in_one_pod() {
+    let e = fx(
+        "services:\n  a: {image: x, ports: ['80']}\n  b: {image: x, expose: ['80']}\n  c: {image: x, expose: ['80/udp']}\n",
+        "",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.b.ports: container port 80/tcp is also used by service \"a\": all services share one Pod network",
+    );
+    assert_eq!(e.errors.len(), 1);
+}
+
+#[test]
+fn app_volumes_and_pvcs() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    volumes:
+      - ./data/web:/data
+      - .:/project:ro
+      - db/sub/dir:/db
+      - {type: volume, source: db, target: /db2, volume: {subpath: other}}
+      - db:/db3
+volumes:
+  db: {}
+",
+        "  volumes: [{name: default, diskRef: {name: d1}}, {name: db, diskRef: {name: d2}}]",
+        "---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {name: d2}\nspec: {size: 5Gi}\nstatus: {pvName: pv-d2}\n",
+    )
+    .ok();
+    let pvc = obj(&r, "PersistentVolumeClaim", "app1-db");
+    assert_eq!(
+        pvc["spec"],
+        json!({
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "5Gi"}},
+            "storageClassName": "",
+            "volumeMode": "Filesystem",
+            "volumeName": "pv-d2",
+        })
+    );
+    assert_eq!(pvc["metadata"]["labels"]["kompox.dev/disk"], "d2");
+    assert_eq!(
+        pvc["metadata"]["annotations"][SOURCE_ANNOTATION],
+        "spec.volumes[1]"
+    );
+    assert_eq!(
+        ctr(&r, "web")["volumeMounts"],
+        json!([
+            {"name": "default", "mountPath": "/data", "subPath": "data/web"},
+            {"name": "default", "mountPath": "/project", "readOnly": true},
+            {"name": "db", "mountPath": "/db", "subPath": "sub/dir"},
+            {"name": "db", "mountPath": "/db2", "subPath": "other"},
+            {"name": "db", "mountPath": "/db3"},
+        ])
+    );
+    assert_eq!(
+        ctr(&r, SUBPATH_INIT_CONTAINER),
+        &json!({
+            "name": "init-volume-subpaths",
+            "image": "busybox:1.36",
+            "command": ["mkdir", "-p", "-m", "1777", "/work/db/other", "/work/db/sub/dir", "/work/default/data/web"],
+            "volumeMounts": [
+                {"name": "db", "mountPath": "/work/db"},
+                {"name": "default", "mountPath": "/work/default"},
+            ],
+        })
+    );
+    assert_eq!(
+        pod(&r)["volumes"],
+        json!([
+            {"name": "default", "persistentVolumeClaim": {"claimName": "app1-default"}},
+            {"name": "db", "persistentVolumeClaim": {"claimName": "app1-db"}},
+        ])
+    );
+    // Without sub-directories there is no init container.
+    let r = ok("services:\n  web: {image: x, volumes: ['.:/p']}\n");
+    assert!(pod(&r).get("initContainers").is_none());
+}
+
+#[test]
+fn volume_errors_and_warnings() {
+    let e = fx(
+        "services:
+  web:
+    image: x
+    volumes: [/srv/data:/data, 'cache:/cache', './x:/x']
+volumes:
+  cache: {}
+",
+        "  volumes: []",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.volumes[0]: absolute bind \"/srv/data\" is not supported: the cluster has no such host path; use a relative bind (a directory on the first app volume), a named volume, or a spec.files.mounts entry with path /srv/data for a single file",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.volumes[1]: compose volume \"cache\" is not bound to a disk: add {name: cache, diskRef: {name: …}} to spec.volumes",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.volumes[2]: relative bind \"x\" needs an app volume: relative binds are directories on spec.volumes[0], and spec.volumes is empty",
+    );
+
+    let r = fx(
+        "services:\n  web:\n    image: x\n    tmpfs: [/run]\n    volumes: [/anon, {type: tmpfs, target: /t, tmpfs: {size: 1m}}]\n    shm_size: 256m\n",
+        "",
+        "",
+    )
+    .ok();
+    assert!(has_warning(
+        &r,
+        "services.web.volumes[0]: anonymous volume at /anon becomes an emptyDir: its content is lost when the Pod is replaced"
+    ));
+    assert!(has_warning(
+        &r,
+        "spec.volumes[0]: volume \"default\" is not used by any compose service (relative binds use spec.volumes[0])"
+    ));
+    assert_eq!(
+        ctr(&r, "web")["volumeMounts"],
+        json!([
+            {"name": "k4x-tmpfs-web-1", "mountPath": "/run"},
+            {"name": "k4x-anon-web-1", "mountPath": "/anon"},
+            {"name": "k4x-tmpfs-web-2", "mountPath": "/t"},
+            {"name": "k4x-shm-web", "mountPath": "/dev/shm"},
+        ])
+    );
+    assert_eq!(
+        pod(&r)["volumes"],
+        json!([
+            {"name": "k4x-anon-web-1", "emptyDir": {}},
+            {"name": "k4x-shm-web", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+            {"name": "k4x-tmpfs-web-1", "emptyDir": {"medium": "Memory"}},
+            {"name": "k4x-tmpfs-web-2", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        ])
+    );
+}
+
+#[test]
+fn disk_errors() {
+    let mut f = fx(
+        WEB,
+        "  volumes: [{name: a, diskRef: {name: d1}}, {name: b, diskRef: {name: d1}}, {name: c, diskRef: {name: nope}}, {name: d, diskRef: {name: fresh}}, {name: e, diskRef: {name: bad}}]",
+        "---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {name: fresh}\nspec: {size: 1Gi}\n---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {name: bad}\nspec: {size: 0}\nstatus: {pvName: pv}\n",
+    );
+    let e = f.err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.volumes[1].diskRef: KompoxDisk \"d1\" is already used by spec.volumes[0]; a disk backs one volume",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.volumes[2].diskRef: KompoxDisk \"nope\" not found",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.volumes[3].diskRef: KompoxDisk \"fresh\" is not Ready (no status.pvName)",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.volumes[4].diskRef: KompoxDisk \"bad\" is invalid: spec.size: size must be greater than zero",
+    );
+    // Only missing references: the reason says so.
+    f.app().spec.volumes.truncate(4);
+    f.app().spec.volumes.remove(1);
+    let e = f.err();
+    assert_eq!(e.reason, ErrorReason::MissingReference);
+    assert_eq!(e.errors.len(), 2);
+}
+
+#[test]
+fn zones() {
+    let disk = |name: &str, zone: &str, status_zone: &str| {
+        format!(
+            "---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {{name: {name}}}\nspec: {{size: 1Gi{}}}\nstatus: {{pvName: pv-{name}{}}}\n",
+            if zone.is_empty() {
+                String::new()
+            } else {
+                format!(", zone: '{zone}'")
+            },
+            if status_zone.is_empty() {
+                String::new()
+            } else {
+                format!(", zone: '{status_zone}'")
+            },
+        )
+    };
+    let affinity = |r: &Rendered| {
+        pod(r)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0].clone()
+    };
+    let vols = "  volumes: [{name: default, diskRef: {name: z1}}, {name: b, diskRef: {name: z2}}]";
+
+    // The deployment zone (a number) maps through the provider and region.
+    let r = fx(
+        WEB,
+        &format!("  deployment: {{zone: '2'}}\n{vols}"),
+        &(disk("z1", "2", "") + &disk("z2", "", "japaneast-2")),
+    )
+    .ok();
+    assert_eq!(
+        affinity(&r),
+        json!({"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["japaneast-2"]})
+    );
+    // Without it, the disks' zone is used; eks maps numbers to letters.
+    let mut f = fx(WEB, vols, &(disk("z1", "1", "") + &disk("z2", "", "")));
+    f.cluster = ClusterInfo {
+        provider: ProviderType::Eks,
+        region: Some("us-east-1".into()),
+    };
+    assert_eq!(affinity(&f.ok())["values"], json!(["us-east-1a"]));
+    // No zone anywhere: no affinity.
+    let r = fx(WEB, vols, &(disk("z1", "", "") + &disk("z2", "", ""))).ok();
+    assert!(pod(&r).get("affinity").is_none());
+
+    let e = fx(
+        WEB,
+        &format!("  deployment: {{zone: '1'}}\n{vols}"),
+        &(disk("z1", "2", "") + &disk("z2", "", "japaneast-1")),
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::ZoneMismatch,
+        "spec.deployment.zone: zone \"1\" (japaneast-1) does not match zone \"2\" (japaneast-2) of KompoxDisk \"z1\" (spec.volumes[0]); the Pod can only run where its disks are",
+    );
+    assert_eq!(e.errors.len(), 1);
+    let e = fx(
+        WEB,
+        vols,
+        &(disk("z1", "1", "") + &disk("z2", "", "japaneast-3")),
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::ZoneMismatch,
+        "spec.volumes[1].diskRef: KompoxDisk \"z2\" is in zone \"japaneast-3\" but KompoxDisk \"z1\" (spec.volumes[0]) is in zone \"1\" (japaneast-1); one Pod cannot use disks in two zones",
+    );
+    let mut f = fx(
+        WEB,
+        &format!("  deployment: {{zone: '1'}}\n{vols}"),
+        &(disk("z1", "1", "") + &disk("z2", "", "")),
+    );
+    f.cluster.region = None;
+    let e = f.err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.deployment.zone: zone \"1\": provider aks needs the region (node label topology.kubernetes.io/region) to map a zone number",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.volumes[0].diskRef: KompoxDisk \"z1\" spec.zone \"1\": provider aks needs the region (node label topology.kubernetes.io/region) to map a zone number",
+    );
+}
+
+const ENV_DOCS: &str = "---
+apiVersion: v1
+kind: Secret
+metadata: {name: src}
+stringData:
+  a.env: \"# comment\\nexport A=1\\nB='two words'\\nC=from-a\\nSECRET=hunter2\\n\"
+  b.env: \"C=from-b\\nD=\\n\"
+  bad.env: \"OK=1\\nhunter2 secret=x\\n\"
+";
+
+const ENV_MOUNTS: &str = "  files:
+    mounts:
+      - {path: /kompox/project/a.env, secretRef: {name: src, key: a.env}}
+      - {path: /etc/b.env, secretRef: {name: src, key: b.env}}
+      - {path: /kompox/project/bad.env, secretRef: {name: src, key: bad.env}}";
+
+#[test]
+fn env_files_become_a_derived_secret() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    env_file: [./a.env, /etc/b.env, {path: missing.env, required: false}]
+    environment: {SECRET: override, Z: '$$(not-expanded) $$$$'}
+",
+        ENV_MOUNTS,
+        ENV_DOCS,
+    )
+    .ok();
+    let s = obj(&r, "Secret", "app1-web-env");
+    assert_eq!(s["type"], "Opaque");
+    use base64::Engine as _;
+    let enc = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    assert_eq!(
+        s["data"],
+        json!({"A": enc("1"), "B": enc("two words"), "C": enc("from-b"), "D": enc("")}),
+        "later files win; keys set by environment are left out"
+    );
+    assert_eq!(
+        ctr(&r, "web")["envFrom"],
+        json!([{"secretRef": {"name": "app1-web-env"}}])
+    );
+    assert_eq!(
+        ctr(&r, "web")["env"],
+        json!([{"name": "SECRET", "value": "override"}, {"name": "Z", "value": "$$(not-expanded) $$$$"}])
+    );
+    assert!(has_warning(
+        &r,
+        "services.web.env_file[2]: env file \"missing.env\" not found (no spec.files.mounts entry with path /kompox/project/missing.env); skipped as required: false"
+    ));
+    // Env files used by the compose file are not mounted anywhere; the unused entry is.
+    let pod_text = serde_json::to_string(pod(&r)).unwrap_or_default();
+    assert!(!pod_text.contains("/kompox/project/a.env") && !pod_text.contains("/etc/b.env"));
+    assert!(pod_text.contains("/kompox/project/bad.env"));
+}
+
+#[test]
+fn env_file_errors_never_show_values() {
+    let e = fx(
+        "services:
+  web:
+    image: x
+    env_file: [./bad.env, ./none.env, ../up.env, {path: ./a.env, format: yaml}]
+",
+        ENV_MOUNTS,
+        ENV_DOCS,
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.env_file[0]: env file /kompox/project/bad.env (spec.files.mounts[2], Secret \"src\" key \"bad.env\"): line 2: invalid variable name",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.env_file[1]: env file \"./none.env\" not found: add a spec.files.mounts entry with path /kompox/project/none.env (a Secret key holding the file)",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.env_file[2]: env file \"../up.env\" is outside the project directory",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "services.web.env_file[3]: env file /kompox/project/a.env (spec.files.mounts[0], Secret \"src\" key \"a.env\"): unknown env_file format \"yaml\" (expected raw or none)",
+    );
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn file_mount_sources_must_exist() {
+    let e = fx(
+        WEB,
+        "  files:
+    mounts:
+      - {path: /a, secretRef: {name: nope, key: k}}
+      - {path: /b, configMapRef: {name: cm, key: nope}}
+      - {path: /c, secretRef: {name: app1-web-env, key: k}}",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {k: v}\n",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::MissingReference,
+        "spec.files.mounts[0].secretRef: Secret \"nope\" not found",
+    );
+    assert_error(
+        &e,
+        ErrorReason::MissingReference,
+        "spec.files.mounts[1].configMapRef: ConfigMap \"cm\" has no key \"nope\"",
+    );
+    // A source named like a generated object would be overwritten by it.
+    let e = fx(
+        "services:\n  web: {image: x, env_file: [/c]}\n",
+        "  files: {mounts: [{path: /c, secretRef: {name: app1-web-env, key: k}}]}",
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: app1-web-env}\nstringData: {k: A=1}\n",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidSpec,
+        "spec.files.mounts[0].secretRef.name: Secret \"app1-web-env\" has the name of a Secret Kompox generates for this app: rename it",
+    );
+}
+
+#[test]
+fn files_mounts_are_mounted_everywhere_and_binds_can_use_them() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    volumes: ['./nginx.conf:/etc/nginx/nginx.conf:ro', '/etc/site.key:/k']
+    depends_on: [db]
+  db:
+    image: y
+",
+        "  files:
+    mounts:
+      - {path: /etc/ssl/ca.pem, configMapRef: {name: ca, key: ca.pem}}
+      - {path: /kompox/project/nginx.conf, configMapRef: {name: ca, key: nginx.conf}, mode: 256}
+      - {path: /etc/site.key, secretRef: {name: key, key: k}}",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ca}\ndata: {ca.pem: pem, nginx.conf: conf}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: key}\nstringData: {k: v}\n",
+    )
+    .ok();
+    let web = &ctr(&r, "web")["volumeMounts"];
+    assert_eq!(web[0]["mountPath"], "/etc/nginx/nginx.conf");
+    assert_eq!(
+        (web[0]["subPath"].clone(), web[0]["readOnly"].clone()),
+        (json!("file"), json!(true))
+    );
+    assert!(
+        web[0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("k4x-cm-ca-nginx-conf-400-")
+    );
+    assert_eq!(web[1]["mountPath"], "/k");
+    assert_eq!(web[2]["mountPath"], "/etc/ssl/ca.pem");
+    assert_eq!(
+        web.as_array().map(Vec::len),
+        Some(3),
+        "used entries are not mounted at their own path"
+    );
+    assert_eq!(
+        ctr(&r, "db")["volumeMounts"],
+        json!([web[2]]),
+        "sidecars get the global mounts too"
+    );
+    assert!(has_warning(
+        &r,
+        "services.web.volumes[1]: mounted read-only from Secret \"key\" key \"k\" (spec.files.mounts[2])"
+    ));
+    let vols = &pod(&r)["volumes"];
+    let ca = vols
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["configMap"]["items"][0]["key"] == "ca.pem")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        ca["configMap"],
+        json!({"name": "ca", "items": [{"key": "ca.pem", "path": "file"}], "defaultMode": 420})
+    );
+    // The env hash covers the mounted sources: changing one changes it.
+    let mut f = fx(
+        WEB,
+        "  files: {mounts: [{path: /etc/x, configMapRef: {name: ca, key: ca.pem}}]}",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ca}\ndata: {ca.pem: pem}\n",
+    );
+    let before = f.ok().env_hash;
+    if let Some(cm) = f.bundle.sources.config_maps.get_mut("ca") {
+        cm.data = Some(BTreeMap::from([("ca.pem".to_owned(), "other".to_owned())]));
+    }
+    assert_ne!(before, f.ok().env_hash);
+}
+
+#[test]
+fn compose_configs_and_secrets() {
+    let mut f = fx(
+        "services:
+  web:
+    image: x
+    configs:
+      - inline
+      - {source: from-file, target: /etc/app.conf, mode: 0440, uid: '1000'}
+      - {source: from-secret, target: /etc/s.conf}
+      - {source: from-env, target: /etc/e.conf}
+    secrets: [token, {source: token, target: custom}]
+configs:
+  inline: {content: 'a: 1'}
+  from-file: {file: ./app.conf}
+  from-secret: {file: /etc/kompox/s.conf}
+  from-env: {environment: CFG}
+  unused: {external: true}
+secrets:
+  token: {environment: TOKEN}
+",
+        "  files:
+    mounts:
+      - {path: /kompox/project/app.conf, configMapRef: {name: cm, key: app.conf}}
+      - {path: /etc/kompox/s.conf, secretRef: {name: sec, key: s.conf}}",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {app.conf: conf}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: sec}\nstringData: {s.conf: s}\n",
+    );
+    f.vars.insert("CFG".into(), "from-env".into());
+    f.vars.insert("TOKEN".into(), "t0ken".into());
+    let r = f.ok();
+    assert_eq!(
+        obj(&r, "ConfigMap", "app1-configs")["data"],
+        json!({"inline": "a: 1", "from-file": "conf", "from-env": "from-env"})
+    );
+    use base64::Engine as _;
+    let enc = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    assert_eq!(
+        obj(&r, "Secret", "app1-configs")["data"],
+        json!({"from-secret": enc("s")})
+    );
+    assert_eq!(
+        obj(&r, "Secret", "app1-secrets")["data"],
+        json!({"token": enc("t0ken")})
+    );
+    let mounts: Vec<(String, String)> = ctr(&r, "web")["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap_or("").to_owned(),
+                m["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let targets: Vec<&str> = mounts.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/inline",
+            "/etc/app.conf",
+            "/etc/s.conf",
+            "/etc/e.conf",
+            "/run/secrets/token",
+            "/run/secrets/custom"
+        ]
+    );
+    let vol = |name: &str| {
+        pod(&r)["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(vol(&mounts[1].1)["configMap"]["defaultMode"], 0o440);
+    assert_eq!(vol(&mounts[0].1)["configMap"]["defaultMode"], 0o444);
+    assert_eq!(vol(&mounts[2].1)["secret"]["secretName"], "app1-configs");
+    assert_eq!(vol(&mounts[4].1)["secret"]["secretName"], "app1-secrets");
+    assert!(has_warning(
+        &r,
+        "services.web.configs[1]: uid/gid ignored: Kubernetes owns projected files by root (or the Pod's fsGroup)"
+    ));
+
+    let e = fx(
+        "services:
+  web: {image: x, configs: [ext, missing], secrets: [env]}
+configs:
+  ext: {external: true}
+  missing: {file: ./missing.conf}
+secrets:
+  env: {environment: NOPE}
+",
+        "",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "configs.ext.external: external configs are not supported: give the content with `file:` and a spec.files.mounts entry",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "configs.missing.file: file \"missing.conf\" not found: add a spec.files.mounts entry with path /kompox/project/missing.conf",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "secrets.env.environment: variable \"NOPE\" is not set",
+    );
+}
+
+#[test]
+fn healthchecks_become_probes() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    healthcheck:
+      test: curl -f http://localhost/
+      interval: 15s
+      timeout: 1500ms
+      retries: 4
+      start_period: 1m
+  cmd:
+    image: x
+    healthcheck: {test: [CMD, /bin/check, --quick]}
+  none:
+    image: x
+    healthcheck: {interval: 5s}
+  off:
+    image: x
+    healthcheck: {disable: true}
+",
+        "  volumes: []",
+        "",
+    )
+    .ok();
+    let web = ctr(&r, "web");
+    let exec = json!({"command": ["/bin/sh", "-c", "curl -f http://localhost/"]});
+    assert_eq!(
+        web["readinessProbe"],
+        json!({"exec": exec, "periodSeconds": 15, "timeoutSeconds": 2, "failureThreshold": 4})
+    );
+    assert_eq!(
+        web["livenessProbe"],
+        json!({"exec": exec, "periodSeconds": 15, "timeoutSeconds": 2, "failureThreshold": 4, "initialDelaySeconds": 60})
+    );
+    assert!(web.get("startupProbe").is_none());
+    assert_eq!(
+        ctr(&r, "cmd")["readinessProbe"],
+        json!({"exec": {"command": ["/bin/check", "--quick"]}, "periodSeconds": 30, "timeoutSeconds": 30, "failureThreshold": 3})
+    );
+    assert!(ctr(&r, "none").get("readinessProbe").is_none());
+    assert!(ctr(&r, "off").get("livenessProbe").is_none());
+    assert!(has_warning(
+        &r,
+        "services.none.healthcheck: no test: the image's HEALTHCHECK is not run by Kubernetes, so there are no probes"
+    ));
+    assert_eq!(r.warnings.len(), 1, "{:?}", warnings(&r));
+}
+
+#[test]
+fn depends_on_becomes_sidecars_and_init_containers() {
+    let r = ok("services:
+  app:
+    image: app
+    depends_on:
+      db: {condition: service_healthy}
+      migrate: {condition: service_completed_successfully}
+      cache: {condition: service_started}
+  migrate:
+    image: app
+    depends_on: {db: {condition: service_healthy}}
+    healthcheck: {test: [CMD, 'true']}
+  db:
+    image: postgres
+    healthcheck: {test: [CMD, pg_isready], interval: 10s, retries: 5, start_period: 30s, start_interval: 2s}
+  cache:
+    image: redis
+    healthcheck: {test: [CMD, redis-cli, ping]}
+  worker:
+    image: app
+    depends_on: [cache]
+");
+    assert_eq!(init_names(&r), ["cache", "db", "migrate"]);
+    let main: Vec<&str> = pod(&r)["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(main, ["app", "worker"]);
+    assert_eq!(ctr(&r, "db")["restartPolicy"], "Always");
+    assert_eq!(ctr(&r, "cache")["restartPolicy"], "Always");
+    assert!(ctr(&r, "migrate").get("restartPolicy").is_none());
+    assert!(ctr(&r, "migrate").get("readinessProbe").is_none());
+    assert_eq!(
+        ctr(&r, "db")["startupProbe"],
+        json!({"exec": {"command": ["pg_isready"]}, "periodSeconds": 2, "timeoutSeconds": 30, "failureThreshold": 40})
+    );
+    assert!(
+        ctr(&r, "cache").get("startupProbe").is_none(),
+        "service_started needs no startup probe"
+    );
+    assert!(ctr(&r, "cache").get("readinessProbe").is_some());
+    assert!(has_warning(
+        &r,
+        "services.migrate.healthcheck: ignored: the service runs to completion before the others (service_completed_successfully), as an init container without probes"
+    ));
+
+    let e = ok_err(
+        "services:
+  a: {image: x, depends_on: [b]}
+  b: {image: x, depends_on: [c]}
+  c: {image: x, depends_on: [a]}
+  d: {image: x, depends_on: {e: {condition: service_healthy}}}
+  e: {image: x}
+",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.a.depends_on: dependency cycle: a -> b -> c -> a",
+    );
+    assert_eq!(e.errors.len(), 1);
+    let e = ok_err(
+        "services:
+  d: {image: x, depends_on: {e: {condition: service_healthy}}}
+  e: {image: x, healthcheck: {interval: 1s}}
+",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.d.depends_on.e: condition service_healthy needs a healthcheck with a test on service \"e\" (Kubernetes does not run an image's HEALTHCHECK)",
+    );
+}
+
+fn ok_err(compose: &str) -> RenderError {
+    fx(compose, "", "").err()
+}
+
+#[test]
+fn container_settings() {
+    let r = ok("services:
+  web:
+    image: x
+    entrypoint: [/bin/sh, -c]
+    command: 'echo $$(date) $${HOME}'
+    working_dir: /srv
+    stdin_open: true
+    tty: true
+    user: '1000:2000'
+    cap_add: [net_admin, CAP_SYS_TIME]
+    cap_drop: [ALL]
+    privileged: true
+    read_only: true
+    pull_policy: always
+    stop_grace_period: 1m30s
+    extra_hosts: ['db.local:10.0.0.1', 'cache.local=10.0.0.1', 'gw:host-gateway']
+    deploy: {resources: {limits: {cpus: '1.5', memory: 1G}, reservations: {cpus: '0.1', memory: 100M}}}
+  root:
+    image: x
+    user: root
+    pull_policy: missing
+    stop_grace_period: 10s
+  named:
+    image: x
+    user: www-data:staff
+    pull_policy: daily
+    extra_hosts: ['db.local:10.0.0.2']
+");
+    let web = ctr(&r, "web");
+    assert_eq!(web["command"], json!(["/bin/sh", "-c"]));
+    assert_eq!(web["args"], json!(["echo", "$$(date)", "${HOME}"]));
+    assert_eq!(web["workingDir"], "/srv");
+    assert_eq!(
+        (web["stdin"].clone(), web["tty"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(web["imagePullPolicy"], "Always");
+    assert_eq!(
+        web["securityContext"],
+        json!({
+            "runAsUser": 1000, "runAsGroup": 2000, "privileged": true, "readOnlyRootFilesystem": true,
+            "capabilities": {"add": ["NET_ADMIN", "SYS_TIME"], "drop": ["ALL"]},
+        })
+    );
+    assert_eq!(
+        web["resources"],
+        json!({"limits": {"cpu": "1500m", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "100Mi"}})
+    );
+    assert_eq!(ctr(&r, "root")["securityContext"], json!({"runAsUser": 0}));
+    assert_eq!(ctr(&r, "root")["imagePullPolicy"], "IfNotPresent");
+    assert!(ctr(&r, "named").get("securityContext").is_none());
+    assert_eq!(pod(&r)["terminationGracePeriodSeconds"], 90);
+    assert_eq!(
+        pod(&r)["hostAliases"],
+        json!([
+            {"ip": "10.0.0.1", "hostnames": ["cache.local"]},
+            {"ip": "10.0.0.2", "hostnames": ["db.local"]},
+        ])
+    );
+    for w in [
+        "services.named.user: user name \"www-data\" ignored: Kubernetes needs a numeric UID (e.g. user: \"1000:1000\"); the image's user applies",
+        "services.named.user: group name \"staff\" ignored: Kubernetes needs a numeric GID",
+        "services.named.pull_policy: \"daily\" ignored: Kubernetes knows Always, Never and IfNotPresent",
+        "services.web.extra_hosts: gw: host-gateway ignored: a Pod has no Docker host gateway",
+        "services.web.extra_hosts: db.local: 10.0.0.1 ignored: services.named maps it to 10.0.0.2 and all services share one /etc/hosts",
+    ] {
+        assert!(has_warning(&r, w), "missing {w:?} in {:#?}", warnings(&r));
+    }
+}
+
+#[test]
+fn dropped_keys_warn() {
+    let r = ok("services:
+  web:
+    image: x
+    build: .
+    labels: {a: b}
+    annotations: {c: d}
+    hostname: web1
+    profiles: [debug]
+    restart: 'no'
+  job:
+    image: x
+    restart: on-failure:3
+");
+    for w in [
+        "services.web.build: ignored: Kompox deploys the image \"x\"; build and push it first",
+        "services.web.labels: ignored: compose labels are container metadata; Kompox sets the Kubernetes labels and annotations",
+        "services.web.annotations: ignored: compose annotations are container metadata; Kompox sets the Kubernetes labels and annotations",
+        "services.web.hostname: ignored: all services share the Pod's hostname",
+        "services.web.profiles: ignored: Kompox renders every service, whatever its profiles",
+        "services.web.restart: \"no\" is not honoured: Kubernetes restarts the containers of a Deployment's Pod whenever they exit",
+        "services.job.restart: \"on-failure\" is not honoured: Kubernetes restarts the containers of a Deployment's Pod whenever they exit",
+    ] {
+        assert!(has_warning(&r, w), "missing {w:?} in {:#?}", warnings(&r));
+    }
+}
+
+#[test]
+fn compose_and_spec_errors() {
+    let e = ok_err("services:\n  web:\n    build: .\n  other:\n    command: x\n");
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.web.build: Kompox deploys images and does not build them: build and push the image, then set services.web.image",
+    );
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.other.image: required",
+    );
+
+    let e = ok_err("services:\n  web:\n    ports: [x]\n");
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.web.ports[0]: invalid port \"x\"",
+    );
+    let e = ok_err("services: {}\n");
+    assert!(!e.errors.is_empty());
+    assert_eq!(e.reason, ErrorReason::InvalidCompose);
+
+    let mut f = fx("services:\n  web: {ports: [x]}\n", "", "");
+    f.app().metadata.name = None;
+    f.app().spec.compose.config_map_ref.key = String::new();
+    let e = f.err();
+    assert_error(&e, ErrorReason::InvalidSpec, "metadata.name: required");
+    assert!(
+        e.errors
+            .iter()
+            .any(|d| d.path == "spec.compose.configMapRef.key"),
+        "{e}"
+    );
+    assert!(
+        e.errors.iter().any(|d| d.path == "services.web.ports[0]"),
+        "compose errors are reported too: {e}"
+    );
+    assert_eq!(
+        e.to_string().lines().count(),
+        e.errors.len(),
+        "Display prints one path: message per line"
+    );
+
+    let e = fx(
+        "services:\n  init-volume-subpaths: {image: x, volumes: ['./d:/d']}\n",
+        "",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.init-volume-subpaths: the name \"init-volume-subpaths\" is taken by Kompox's init container: rename the service",
+    );
+    let e = fx(
+        "services:\n  web: {image: x, volumes: ['./d:/d', {type: tmpfs, target: /d}]}\n",
+        "",
+        "",
+    )
+    .err();
+    assert_error(
+        &e,
+        ErrorReason::InvalidCompose,
+        "services.web.volumes[1]: /d is already mounted by services.web.volumes[0] in container \"web\"",
+    );
+}
+
+#[test]
+fn reasons_map_to_conditions() {
+    for (r, want) in [
+        (ErrorReason::InvalidCompose, "InvalidCompose"),
+        (ErrorReason::ZoneMismatch, "ZoneMismatch"),
+        (ErrorReason::MissingReference, "ReferenceNotFound"),
+        (ErrorReason::InvalidSpec, "InvalidSpec"),
+    ] {
+        assert_eq!(r.condition_reason(), want);
+    }
+}
+
+#[test]
+fn referenced_objects() {
+    let f = fx(
+        WEB,
+        "  volumes: [{name: a, diskRef: {name: d2}}, {name: b, diskRef: {name: d1}}, {name: c, diskRef: {name: d1}}]
+  files:
+    mounts:
+      - {path: /a, secretRef: {name: s1, key: k}}
+      - {path: /b, configMapRef: {name: c1, key: k}}
+      - {path: /c, secretRef: {name: s1, key: j}}",
+        "",
+    );
+    let refs = referenced_sources(&f.bundle.apps[0]);
+    assert_eq!(refs.secrets.into_iter().collect::<Vec<_>>(), ["s1"]);
+    assert_eq!(refs.config_maps.into_iter().collect::<Vec<_>>(), ["c1"]);
+    assert_eq!(referenced_disks(&f.bundle.apps[0]), ["d1", "d2"]);
+}
+
+/// The webhook computes the env hash from the applied Pod and the objects in the cluster;
+/// it must get the renderer's value.
+#[test]
+fn env_hash_matches_what_the_webhook_computes() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    env_file: [./a.env]
+    configs: [c]
+configs:
+  c: {content: x}
+",
+        "  files:
+    mounts:
+      - {path: /kompox/project/a.env, secretRef: {name: src, key: a.env}}
+      - {path: /etc/ca.pem, configMapRef: {name: ca, key: ca.pem}}",
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: src}\nstringData: {a.env: A=1}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ca}\ndata: {ca.pem: pem}\n",
+    )
+    .ok();
+    let spec: PodSpec = match serde_json::from_value(pod(&r).clone()) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    // What the cluster holds after apply: the rendered Secrets/ConfigMaps and the sources.
+    let mut cluster: BTreeMap<(SourceKind, String), ObjectDigests> = BTreeMap::new();
+    for o in &r.objects {
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        match o["kind"].as_str() {
+            Some("Secret") => {
+                let s: Secret = serde_json::from_value(o.clone()).unwrap_or_default();
+                cluster.insert((SourceKind::Secret, name), ObjectDigests::from_secret(&s));
+            }
+            Some("ConfigMap") => {
+                let c: ConfigMap = serde_json::from_value(o.clone()).unwrap_or_default();
+                cluster.insert(
+                    (SourceKind::ConfigMap, name),
+                    ObjectDigests::from_config_map(&c),
+                );
+            }
+            _ => {}
+        }
+    }
+    let ca = ConfigMap {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("ca".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("ca.pem".into(), "pem".into())])),
+        ..Default::default()
+    };
+    cluster.insert(
+        (SourceKind::ConfigMap, "ca".into()),
+        ObjectDigests::from_config_map(&ca),
+    );
+    let refs = pod_spec_env_refs(&spec);
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    let webhook = env_hash_for_refs("ns1", &refs, |k, n| cluster.get(&(k, n.to_owned())));
+    assert_eq!(webhook, r.env_hash);
+}
+
+#[test]
+fn no_secret_value_in_any_message() {
+    let mut f = fx(
+        "services:
+  web:
+    image: x
+    env_file: [./a.env]
+    secrets: [tok]
+secrets:
+  tok: {environment: TOKEN}
+",
+        "  files: {mounts: [{path: /kompox/project/a.env, secretRef: {name: src, key: a.env}}]}",
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: src}\nstringData: {a.env: \"GOOD=s3cr3t-value\\n'unterminated s3cr3t-value\\n\"}\n",
+    );
+    f.vars.insert("TOKEN".into(), "s3cr3t-value".into());
+    let e = f.err();
+    assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    assert!(!format!("{e:?}").contains("s3cr3t"));
+    assert!(!format!("{:?}", f.bundle.sources).contains("s3cr3t"));
+}
