@@ -12,15 +12,7 @@ use kube::api::{Api, ListParams};
 
 use crate::error::{Error, Result};
 
-/// The provider in use and the cluster's region: what rendering needs to know about the
-/// cluster (zone numbers map to node zone labels through them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterInfo {
-    /// The provider; never `auto` once resolved by [`resolve_cluster_info`].
-    pub provider: ProviderType,
-    /// The region, from the nodes' `topology.kubernetes.io/region` label, if any node has it.
-    pub region: Option<String>,
-}
+pub use kompox_core::render::ClusterInfo;
 
 /// Reads the facts provider detection uses: CSIDriver names, StorageClass provisioners,
 /// node labels and node `spec.providerID`s.

@@ -1,49 +1,15 @@
 //! Gathering what rendering a KompoxApp needs from the cluster.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kompox_core::api::{KompoxApp, KompoxDisk};
+use kompox_core::render::{ClusterInfo, RenderInput, Sources};
+pub use kompox_core::render::{SourceRefs, referenced_disks, referenced_sources};
 use kube::api::Api;
 use kube::{Client, ResourceExt as _};
 
 use crate::error::{Error, Result};
-
-/// The Secrets and ConfigMaps (by name, in the app's namespace) an app's spec refers to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceRefs {
-    /// Secret names.
-    pub secrets: BTreeSet<String>,
-    /// ConfigMap names (not including the compose ConfigMap).
-    pub config_maps: BTreeSet<String>,
-}
-
-/// The Secrets and ConfigMaps named by `spec.files.mounts`.
-#[must_use]
-pub fn referenced_sources(app: &KompoxApp) -> SourceRefs {
-    let mut refs = SourceRefs::default();
-    for m in app.spec.files.iter().flat_map(|f| &f.mounts) {
-        if let Some(s) = &m.secret_ref {
-            refs.secrets.insert(s.name.clone());
-        }
-        if let Some(c) = &m.config_map_ref {
-            refs.config_maps.insert(c.name.clone());
-        }
-    }
-    refs
-}
-
-/// The KompoxDisks named by `spec.volumes[].diskRef`, sorted, without duplicates.
-#[must_use]
-pub fn referenced_disks(app: &KompoxApp) -> Vec<String> {
-    let set: BTreeSet<&str> = app
-        .spec
-        .volumes
-        .iter()
-        .map(|v| v.disk_ref.name.as_str())
-        .collect();
-    set.into_iter().map(str::to_owned).collect()
-}
 
 /// Everything rendering one app needs, owned. Objects that are referenced but do not exist
 /// are simply absent from the maps: deciding what that means (an error naming the field,
@@ -58,10 +24,8 @@ pub struct OwnedInputs {
     pub compose: String,
     /// The app's KompoxDisks that exist, by name.
     pub disks: BTreeMap<String, KompoxDisk>,
-    /// The referenced Secrets that exist, by name.
-    pub secrets: BTreeMap<String, Secret>,
-    /// The referenced ConfigMaps that exist, by name.
-    pub config_maps: BTreeMap<String, ConfigMap>,
+    /// The referenced Secrets and ConfigMaps that exist, by name.
+    pub sources: Sources,
     /// Variables for `${VAR}` interpolation in the compose file. Empty: Kompox does not read
     /// the process environment of any server, so a compose file renders the same everywhere.
     pub interpolation: BTreeMap<String, String>,
@@ -73,15 +37,31 @@ impl std::fmt::Debug for OwnedInputs {
             .field("app", &self.app.metadata.name)
             .field("compose_bytes", &self.compose.len())
             .field("disks", &self.disks.keys().collect::<Vec<_>>())
-            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .field("config_maps", &self.config_maps.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources)
             .finish_non_exhaustive()
+    }
+}
+
+impl OwnedInputs {
+    /// The renderer's view of these inputs for `cluster`:
+    /// `kompox_core::render::render(&inputs.input(&cluster))`.
+    #[must_use]
+    pub fn input<'a>(&'a self, cluster: &'a ClusterInfo) -> RenderInput<'a> {
+        RenderInput {
+            app: &self.app,
+            compose: &self.compose,
+            disks: &self.disks,
+            sources: &self.sources,
+            cluster,
+            interpolation: &self.interpolation,
+        }
     }
 }
 
 /// Fetches the app's compose ConfigMap, the Secrets/ConfigMaps of `spec.files.mounts`
 /// ([`referenced_sources`]) and its KompoxDisks ([`referenced_disks`]), concurrently, from
-/// the app's namespace.
+/// the app's namespace: everything [`kompox_core::render::render`] needs but the
+/// [`ClusterInfo`] (see [`crate::cluster_info`]).
 ///
 /// Needs `get` on configmaps, secrets and kompoxdisks in the app's namespace.
 ///
@@ -131,8 +111,10 @@ pub async fn gather_inputs(client: &Client, app: &KompoxApp) -> Result<OwnedInpu
         app: app.clone(),
         compose,
         disks,
-        secrets,
-        config_maps,
+        sources: Sources {
+            secrets,
+            config_maps,
+        },
         interpolation: BTreeMap::new(),
     })
 }
@@ -154,52 +136,4 @@ where
     });
     let found = futures::future::try_join_all(gets).await?;
     Ok(found.into_iter().flatten().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kompox_core::api::{AppVolume, FileMount, FilesSpec, KompoxAppSpec, LocalKeyRef, LocalRef};
-
-    #[test]
-    fn refs_come_from_mounts_and_volumes() {
-        let key = |n: &str| LocalKeyRef {
-            name: n.into(),
-            key: "k".into(),
-        };
-        let vol = |v: &str, d: &str| AppVolume {
-            name: v.into(),
-            disk_ref: LocalRef { name: d.into() },
-        };
-        let app = KompoxApp::new(
-            "a",
-            KompoxAppSpec {
-                files: Some(FilesSpec {
-                    mounts: vec![
-                        FileMount {
-                            path: "/e".into(),
-                            secret_ref: Some(key("env")),
-                            ..FileMount::default()
-                        },
-                        FileMount {
-                            path: "/c".into(),
-                            config_map_ref: Some(key("conf")),
-                            ..FileMount::default()
-                        },
-                        FileMount {
-                            path: "/e2".into(),
-                            secret_ref: Some(key("env")),
-                            ..FileMount::default()
-                        },
-                    ],
-                }),
-                volumes: vec![vol("data", "d2"), vol("db", "d1"), vol("x", "d2")],
-                ..KompoxAppSpec::default()
-            },
-        );
-        let refs = referenced_sources(&app);
-        assert_eq!(refs.secrets.into_iter().collect::<Vec<_>>(), ["env"]);
-        assert_eq!(refs.config_maps.into_iter().collect::<Vec<_>>(), ["conf"]);
-        assert_eq!(referenced_disks(&app), ["d1", "d2"]);
-    }
 }
