@@ -27,6 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render a compose app to Kubernetes objects, offline (no cluster needed).
+    #[command(after_long_help = render::LONG_HELP)]
     Render(render::RenderArgs),
 }
 

@@ -43,6 +43,25 @@ use kompox_core::render::{
 
 use crate::CliError;
 
+/// Shown by `render --help`.
+pub const LONG_HELP: &str = "\
+Without --app, a default app is assumed: named after the compose `name:` (or the directory),
+one volume `default` on a fresh 10Gi disk `default`, no ingress.
+
+--app takes a YAML stream with one KompoxApp, its KompoxDisks and the Secrets/ConfigMaps its
+spec.files.mounts name. Disks are assumed fresh (status.pvName kompox-<disk>).
+
+Files the compose file names (env_file, configs/secrets `file:`) that no spec.files.mounts entry
+provides are read next to the compose file, or from --env-file PATH=FILE. Relative paths map to
+/kompox/project/<path> in spec.files.mounts.
+
+Secrets are printed redacted (each value as its sha256); use --show-secrets to pipe the output
+into `kubectl apply -f -`. Warnings go to stderr; invalid input exits with status 1.
+
+Example:
+  kubectl kompox render -f samples/gitea/compose.yml --app samples/gitea/app.yml \\
+    --provider aks --region japaneast";
+
 /// Name of the volume and disk of the default app.
 pub const DEFAULT_VOLUME: &str = "default";
 /// Size assumed for disks that are not given.

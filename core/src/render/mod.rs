@@ -40,10 +40,10 @@
 //! | service name not starting with a letter | no Service (warning); reachable on localhost |
 //! | `spec.ingress.rules[i]` | port of Service `<app>-app` (name = rule name if a valid port name, else `p<port>`), target = the container port published as `rules[i].port`; Ingress `<app>-app` with one rule per host, path `/` Prefix |
 //! | `spec.ingress.className` / `annotations` / `certResolver` | `ingressClassName` / annotations (the user's win) / `router.tls: "true"`, `router.tls.certresolver`, `router.entrypoints: websecure` |
-//! | published port no rule uses | warning (reachable in the cluster only) |
+//! | published port no rule uses, `host_ip` | warning (reachable in the cluster only) |
 //! | `spec.volumes[i]` | PVC `<app>-<name>`: `volumeName` = the disk's `status.pvName`, `storageClassName: ""`, RWO, size = disk `spec.size`, label `kompox.dev/disk` |
 //! | `./rel` bind | `subPath: rel` on `spec.volumes[0]`; `.` mounts the whole volume |
-//! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub` |
+//! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub`; warning unless `nocopy` (Kubernetes does not copy the image's files into a new volume) |
 //! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` |
 //! | bind whose source is a `spec.files.mounts` path (see [`project_path`]) | the file, read-only, from that Secret/ConfigMap key |
 //! | other absolute bind | error |

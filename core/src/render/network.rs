@@ -206,6 +206,12 @@ pub(crate) fn plan(cx: &mut Ctx, meta: &AppMeta, app: &KompoxApp, project: &Proj
 
     for (name, svc) in &project.services {
         for p in &svc.ports {
+            if let Some(ip) = &p.host_ip {
+                cx.warn(
+                    format!("services.{name}.ports"),
+                    format!("host_ip {ip} ignored: a Pod publishes no host ports"),
+                );
+            }
             if let Some(published) = p.published
                 && !ingress_ports.contains(&published)
             {

@@ -457,6 +457,15 @@ fn compose_mounts(
             }
             MountSource::Volume { name: vol, subpath } => {
                 if let Some(v) = inp.storage.volume(vol) {
+                    if !m.nocopy {
+                        cx.warn(
+                            &field,
+                            format!(
+                                "the image's files at {} are not copied into the volume as Docker does for a new named volume (volume.nocopy: true silences this)",
+                                m.target
+                            ),
+                        );
+                    }
                     on_volume(vols, &v.name, subpath.as_deref())
                 } else if inp.spec_volumes.contains(vol.as_str()) {
                     continue; // its disk is in error already

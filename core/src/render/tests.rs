@@ -535,6 +535,29 @@ volumes:
             {"name": "db", "persistentVolumeClaim": {"claimName": "app1-db"}},
         ])
     );
+    assert!(has_warning(
+        &r,
+        "services.web.volumes[2]: the image's files at /db are not copied into the volume as Docker does for a new named volume (volume.nocopy: true silences this)"
+    ));
+    assert!(
+        !warnings(&r)
+            .iter()
+            .any(|w| w.starts_with("services.web.volumes[0]")),
+        "binds never copy"
+    );
+    let r = fx(
+        "services:\n  web: {image: x, volumes: [{type: volume, source: db, target: /d, volume: {nocopy: true}}], ports: ['127.0.0.1:80:80']}\nvolumes:\n  db: {}\n",
+        "  volumes: [{name: db, diskRef: {name: d1}}]",
+        "",
+    )
+    .ok();
+    assert_eq!(
+        warnings(&r),
+        [
+            "services.web.ports: host_ip 127.0.0.1 ignored: a Pod publishes no host ports",
+            "services.web.ports: published port 80 is not exposed outside the cluster (no spec.ingress.rules entry has port 80); in the cluster it is web:80",
+        ]
+    );
     // Without sub-directories there is no init container.
     let r = ok("services:\n  web: {image: x, volumes: ['.:/p']}\n");
     assert!(pod(&r).get("initContainers").is_none());
