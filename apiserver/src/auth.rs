@@ -605,6 +605,108 @@ mod tests {
     }
 
     #[test]
+    fn config_map_changes_swap_the_client_ca_and_bad_ones_are_ignored() {
+        let serving_ca = generate_ca("serving").unwrap();
+        let leaf = kompox_serve::issue_serving_cert(&serving_ca, &["localhost"], &[], 1).unwrap();
+        let tls =
+            ReloadableTls::new(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), None).unwrap();
+        let shared: SharedRequestHeaderConfig = Arc::new(RwLock::new(None));
+        let health = Health::new();
+        let cm = |ca_pem: &str| ConfigMap {
+            data: Some({
+                let mut d = data(r#"["front-proxy-client"]"#);
+                d.insert("requestheader-client-ca-file".into(), ca_pem.to_owned());
+                d
+            }),
+            ..ConfigMap::default()
+        };
+        let current_ca = || {
+            shared
+                .read()
+                .unwrap()
+                .as_ref()
+                .map(|c| c.client_ca_pem.clone())
+        };
+
+        let first = generate_ca("proxy-1").unwrap();
+        let before = tls.current();
+        apply_config_map(&cm(first.cert_pem()), &tls, &shared, &health);
+        assert!(health.is_ready());
+        assert_eq!(current_ca().as_deref(), Some(first.cert_pem()));
+        assert!(
+            !Arc::ptr_eq(&before, &tls.current()),
+            "client CA swapped in"
+        );
+
+        let rotated = generate_ca("proxy-2").unwrap();
+        let before = tls.current();
+        apply_config_map(&cm(rotated.cert_pem()), &tls, &shared, &health);
+        assert_eq!(current_ca().as_deref(), Some(rotated.cert_pem()));
+        assert!(
+            !Arc::ptr_eq(&before, &tls.current()),
+            "rotated CA swapped in"
+        );
+
+        let before = tls.current();
+        apply_config_map(&cm("not a certificate"), &tls, &shared, &health);
+        apply_config_map(&ConfigMap::default(), &tls, &shared, &health);
+        assert_eq!(current_ca().as_deref(), Some(rotated.cert_pem()));
+        assert!(
+            Arc::ptr_eq(&before, &tls.current()),
+            "bad input keeps the config"
+        );
+        assert!(health.is_ready());
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_cached_per_user_and_attributes() {
+        // Nothing listens on port 9: a review that is not served from the cache fails.
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let authz = SarAuthorizer::new(client, Duration::from_secs(60), Duration::ZERO);
+        let user = UserInfo {
+            name: "dev".into(),
+            groups: vec!["g".into()],
+            ..UserInfo::default()
+        };
+        let attrs = Attributes {
+            namespace: "ns".into(),
+            verb: "get".into(),
+            group: crate::discovery::GROUP.into(),
+            resource: "kompoxapps".into(),
+            subresource: "rendered".into(),
+            name: "a".into(),
+        };
+        let allow = Decision {
+            allowed: true,
+            reason: String::new(),
+        };
+        authz.store((user.clone(), attrs.clone()), &allow);
+        assert_eq!(authz.authorize(&user, &attrs).await.unwrap(), allow);
+
+        let other_name = Attributes {
+            name: "b".into(),
+            ..attrs.clone()
+        };
+        let e = authz.authorize(&user, &other_name).await.unwrap_err();
+        assert_eq!(e.code, http::StatusCode::SERVICE_UNAVAILABLE, "{e}");
+        let other_groups = UserInfo {
+            groups: vec![],
+            ..user.clone()
+        };
+        assert!(authz.authorize(&other_groups, &attrs).await.is_err());
+
+        // A zero TTL caches nothing.
+        let deny = Decision {
+            allowed: false,
+            reason: "no".into(),
+        };
+        authz.store((user.clone(), other_name.clone()), &deny);
+        assert!(authz.authorize(&user, &other_name).await.is_err());
+    }
+
+    #[test]
     fn denial_names_user_action_and_reason() {
         let user = UserInfo {
             name: "dev".into(),
