@@ -70,12 +70,15 @@ services:
 "#;
 
 fn fifty_services() -> String {
+    // One Pod runs every service, so each listens on its own port.
     let mut s = String::from("services:\n");
     for i in 0..50 {
         s.push_str(&format!(
-            "  svc{i:02}:\n    image: registry.example/svc{i:02}:1\n    environment:\n      INDEX: \"{i}\"\n      PEER: svc{:02}\n    ports: [\"{}:8080\"]\n",
+            "  svc{i:02}:\n    image: registry.example/svc{i:02}:1\n    environment:\n      INDEX: \"{i}\"\n      PEER: svc{:02}:{}\n    ports: [\"{}:{}\"]\n",
             (i + 1) % 50,
-            10000 + i
+            9000 + (i + 1) % 50,
+            10000 + i,
+            9000 + i
         ));
     }
     s
@@ -331,9 +334,8 @@ async fn run(args: Args) -> Result<()> {
     )
     .await?;
     let services = Api::<Service>::namespaced(admin.clone(), SYSTEM_NS);
-    if let Some(existing) = services.get_opt(SERVICE).await?
-        && existing.spec.and_then(|s| s.type_).as_deref() != Some("ExternalName")
-    {
+    // Replaced, not merged: the e2e tests may have left another port.
+    if services.get_opt(SERVICE).await?.is_some() {
         services.delete(SERVICE, &DeleteParams::default()).await?;
     }
     services

@@ -229,9 +229,8 @@ async fn start() -> Result<Aggregated> {
     });
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
-    if let Some(existing) = services.get_opt(SERVICE).await?
-        && existing.spec.and_then(|s| s.type_).as_deref() != Some("ExternalName")
-    {
+    // Replaced, not merged: an earlier run (or the bench) may have left other ports.
+    if services.get_opt(SERVICE).await?.is_some() {
         services.delete(SERVICE, &Default::default()).await?;
     }
     services.patch(SERVICE, &pp, &Patch::Apply(&svc)).await?;
