@@ -29,6 +29,9 @@ pub enum Error {
         #[source]
         source: provider::Error,
     },
+    /// Reading cluster facts failed.
+    #[error(transparent)]
+    Cluster(#[from] kompox_cluster::Error),
     /// An object lacks a field the controller needs (name, namespace, uid).
     #[error("{0}")]
     MissingField(String),
@@ -94,6 +97,7 @@ impl Error {
             },
             Error::Provider { .. } => "ProviderError",
             Error::MissingField(_) => "MissingField",
+            Error::Cluster(_) => "ApiError",
             Error::Serde { .. } => "SerdeError",
             Error::Kubeconfig(_) => "Kubeconfig",
             Error::Lease(_) | Error::LeaseLost(_) => "LeaderElection",
@@ -109,6 +113,13 @@ impl Error {
     pub fn is_conflict(&self) -> bool {
         self.category() == "Conflict"
     }
+}
+
+/// Whether a finalizer error only says the object was already gone when the finalizer was
+/// being removed (a reconcile of a stale cache entry): nothing left to do.
+#[must_use]
+pub fn finalizer_target_gone(e: &kube::runtime::finalizer::Error<Error>) -> bool {
+    matches!(e, kube::runtime::finalizer::Error::RemoveFinalizer(k) if is_not_found(k))
 }
 
 /// `Result` with this crate's [`Error`].

@@ -1,17 +1,16 @@
-//! Provider facts read from the cluster, behind one function ([`cluster_info`]) so it can be
-//! swapped for `kompox-cluster`'s once that crate lands, and the pure choice of a disk's CSI
-//! driver ([`csi_driver`]).
+//! Provider facts read from the cluster (through `kompox-cluster`'s [`cluster_facts`]), cached
+//! briefly, and the pure choice of a disk's CSI driver ([`csi_driver`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
+use kompox_cluster::{cluster_facts, majority_region};
 use kompox_core::api::ProviderType;
-use kompox_core::provider::{self, ClusterFacts, Detection, REGION_LABEL};
-use kube::api::ListParams;
-use kube::{Api, Client};
+use kompox_core::provider::{self, ClusterFacts, Detection, ZONE_LABEL};
+use kube::Client;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What the storage controllers need to know about the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,9 +19,27 @@ pub struct ClusterInfo {
     pub facts: ClusterFacts,
     /// The region (most common `topology.kubernetes.io/region` node label), if any.
     pub region: Option<String>,
+    /// Every `topology.kubernetes.io/zone` value on the nodes.
+    pub zones: BTreeSet<String>,
 }
 
 impl ClusterInfo {
+    /// Builds the info from facts (no I/O).
+    #[must_use]
+    pub fn from_facts(facts: ClusterFacts) -> Self {
+        let region = majority_region(&facts);
+        let zones = facts
+            .node_labels
+            .iter()
+            .filter_map(|l| l.get(ZONE_LABEL).filter(|z| !z.is_empty()).cloned())
+            .collect();
+        Self {
+            facts,
+            region,
+            zones,
+        }
+    }
+
     /// The provider for `explicit` (auto → detected).
     #[must_use]
     pub fn resolve(&self, explicit: ProviderType) -> Detection {
@@ -30,67 +47,55 @@ impl ClusterInfo {
     }
 }
 
-/// Reads [`ClusterInfo`] with LISTs of CSIDrivers, StorageClasses and Nodes.
+/// Reads [`ClusterInfo`] (LISTs of CSIDrivers, StorageClasses and Nodes).
 ///
 /// # Errors
 ///
-/// [`Error::Kube`] when a list fails.
+/// [`crate::Error::Cluster`] when a list fails.
 pub async fn cluster_info(client: &Client) -> Result<ClusterInfo> {
-    let lp = ListParams::default();
-    let drivers = Api::<CSIDriver>::all(client.clone())
-        .list_metadata(&lp)
-        .await
-        .map_err(|e| Error::kube("listing CSIDrivers", e))?;
-    let classes = Api::<StorageClass>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::kube("listing StorageClasses", e))?;
-    let nodes = Api::<Node>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::kube("listing Nodes", e))?;
-    let facts = ClusterFacts {
-        csi_drivers: drivers
-            .items
-            .iter()
-            .filter_map(|d| d.metadata.name.clone())
-            .collect(),
-        storage_class_provisioners: classes
-            .items
-            .iter()
-            .map(|c| c.provisioner.clone())
-            .collect(),
-        node_labels: nodes
-            .items
-            .iter()
-            .map(|n| n.metadata.labels.clone().unwrap_or_default())
-            .collect(),
-        node_provider_ids: nodes
-            .items
-            .iter()
-            .filter_map(|n| n.spec.as_ref().and_then(|s| s.provider_id.clone()))
-            .collect(),
-    };
-    let region = majority_region(&facts.node_labels);
-    Ok(ClusterInfo { facts, region })
+    Ok(ClusterInfo::from_facts(cluster_facts(client).await?))
 }
 
-/// The most common region label value (ties: the smallest name).
-#[must_use]
-pub fn majority_region(node_labels: &[BTreeMap<String, String>]) -> Option<String> {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for l in node_labels {
-        if let Some(r) = l.get(REGION_LABEL).filter(|r| !r.is_empty()) {
-            *counts.entry(r.as_str()).or_default() += 1;
+/// [`cluster_info`] cached for a short time: a burst of reconciles reads the cluster once.
+#[derive(Debug)]
+pub struct InfoCache {
+    ttl: Duration,
+    cached: Mutex<Option<(Instant, ClusterInfo)>>,
+}
+
+impl InfoCache {
+    /// A cache keeping answers for `ttl`.
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            cached: Mutex::new(None),
         }
     }
-    let mut best: Option<(&str, usize)> = None;
-    for (r, n) in counts {
-        if best.is_none_or(|(_, b)| n > b) {
-            best = Some((r, n));
+
+    /// The cached info, or a fresh read.
+    ///
+    /// # Errors
+    ///
+    /// As [`cluster_info`].
+    pub async fn get(&self, client: &Client) -> Result<ClusterInfo> {
+        if let Some((at, info)) = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(info.clone());
         }
+        let info = cluster_info(client).await?;
+        *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), info.clone()));
+        Ok(info)
     }
-    best.map(|(r, _)| r.to_string())
 }
 
 /// The CSI driver of a disk: [`kompox_core::provider::csi_driver`], except that the generic
@@ -157,12 +162,24 @@ mod tests {
     }
 
     #[test]
-    fn region_by_majority() {
-        let l = |r: &str| -> BTreeMap<String, String> {
-            [(REGION_LABEL.to_string(), r.to_string())].into()
+    fn zones_and_region_from_node_labels() {
+        let node = |z: &str| -> BTreeMap<String, String> {
+            [
+                (ZONE_LABEL.to_string(), z.to_string()),
+                (provider::REGION_LABEL.to_string(), "japaneast".to_string()),
+            ]
+            .into()
         };
-        assert_eq!(majority_region(&[l("b"), l("a"), l("b")]), Some("b".into()));
-        assert_eq!(majority_region(&[l("b"), l("a")]), Some("a".into()));
-        assert_eq!(majority_region(&[BTreeMap::new()]), None);
+        let info = ClusterInfo::from_facts(ClusterFacts {
+            node_labels: vec![
+                node("japaneast-1"),
+                node("japaneast-2"),
+                node("japaneast-1"),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(info.region.as_deref(), Some("japaneast"));
+        assert_eq!(info.zones.len(), 2);
+        assert_eq!(info.resolve(ProviderType::Auto).provider, ProviderType::Csi);
     }
 }

@@ -1,39 +1,118 @@
-//! KompoxDisk controller.
+//! KompoxDisk controller: provisions a volume through CSI, binds it to a static PV, keeps the
+//! PV reusable, and deletes or orphans the volume on deletion.
+//!
+//! # Steps (each re-derivable from the cluster, so a restart resumes anywhere)
+//!
+//! 1. Validate the spec; resolve provider (explicit, else the one in `status.provider`, else
+//!    detected), CSI driver, StorageClass parameters and node zone. A problem → `Degraded`
+//!    naming the field, nothing created.
+//! 2. Handle: `status.handle`, else `spec.handle` (adoption), else provision: ensure the
+//!    Kompox-owned StorageClass (`Retain`, `Immediate`, allowed topology = the zone), create the
+//!    provisioning PVC (`dataSource` = the snapshot's VolumeSnapshot for `fromSnapshot`), wait
+//!    until it is Bound, label its dynamic PV back to the disk, and **persist `status.handle`
+//!    before anything is deleted**.
+//! 3. Create the static PV ([`objects::static_pv`]) if missing; verify an existing one.
+//! 4. Remove the provisioning PVC and its dynamic PV (the volume survives: `Retain`).
+//! 5. Housekeeping: clear a `Released` static PV's stale `claimRef` (its PVC is gone) and a
+//!    stale `status.attachedTo` (its KompoxApp is gone).
+//! 6. Status `Ready`, Events on transitions.
+//!
+//! Deletion (finalizer `k8s.kompox.dev/disk`): `Orphan` publishes the handle in an Event and
+//! drops the PV objects it may drop (never one bound to a live PVC), keeping the volume;
+//! `Delete` hands every PV of the disk back to the CSI provisioner
+//! ([`objects::delete_handover_patch`]) and waits until the PVs are gone (the provisioner has
+//! called `DeleteVolume`). A disk whose PV is bound to a live app PVC is not deleted with
+//! `Delete` until that PVC goes.
+
+pub mod objects;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
-use kompox_core::api::KompoxDisk;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kompox_core::api::condition::{self, Status, reasons, types};
+use kompox_core::api::{
+    API_VERSION, DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskStatus, KompoxSnapshot,
+    ProviderType, quantity,
+};
+use kompox_core::provider as core_provider;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
 
-use crate::{Context, Error, ReadyToken, Result};
+pub use objects::pv_name;
+
+use crate::error::{is_conflict, is_not_found};
+use crate::labels::{
+    DISK_FINALIZER, DISK_LABEL, DISK_NAMESPACE_LABEL, DISK_UID_ANNOTATION, ROLE_DELETE, ROLE_LABEL,
+    ROLE_PROVISION,
+};
+use crate::provider::{ClusterInfo, InfoCache};
+use crate::runtime::publish;
+use crate::{Context, Error, FIELD_MANAGER, ReadyToken, Result};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "disk";
+/// Re-check of a Ready disk (stale claims, drift) when nothing else triggers it.
+const RESYNC: Duration = Duration::from_secs(600);
+/// Re-check while waiting on another component (provisioner, PV controller).
+const WAIT: Duration = Duration::from_secs(5);
 
-/// The static PV name of a disk: `k4x-<namespace>-<disk>`, shortened with a hash when longer
-/// than 63 characters.
-#[must_use]
-pub fn pv_name(namespace: &str, disk: &str) -> String {
-    kompox_core::naming::truncate_with_hash(&format!("k4x-{namespace}-{disk}"), 63)
+struct DiskCtx {
+    ctx: Arc<Context>,
+    info: InfoCache,
 }
 
 /// Runs the KompoxDisk controller until shutdown.
+///
+/// Watches KompoxDisks; PVs labelled `kompox.dev/disk` (static and provisioning PVs);
+/// provisioning PVCs; and KompoxApps (a deleted app releases its disks' claims).
 ///
 /// # Errors
 ///
 /// None: reconcile errors are retried by the error policy.
 pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
-    let disks = ctx.scope.api::<KompoxDisk>(ctx.client.clone());
-    let controller = Controller::new(disks, watcher::Config::default().any_semantic())
-        .graceful_shutdown_on(ctx.shutdown.clone().wait());
+    let client = ctx.client.clone();
+    let disks = ctx.scope.api::<KompoxDisk>(client.clone());
+    let controller = Controller::new(disks, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let app_store = store.clone();
+    let controller = controller
+        .watches(
+            Api::<PersistentVolume>::all(client.clone()),
+            ctx.scope
+                .cluster_object_watch(DISK_LABEL, DISK_NAMESPACE_LABEL)
+                .any_semantic(),
+            |pv: PersistentVolume| disk_of_labels(pv.labels(), None),
+        )
+        .watches(
+            ctx.scope.api::<PersistentVolumeClaim>(client.clone()),
+            watcher::Config::default()
+                .labels(&format!("{ROLE_LABEL}={ROLE_PROVISION}"))
+                .any_semantic(),
+            |pvc: PersistentVolumeClaim| disk_of_labels(pvc.labels(), pvc.namespace()),
+        )
+        .watches(
+            ctx.scope.api::<KompoxApp>(client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |app: KompoxApp| disks_claimed_by(&app_store, &app),
+        )
+        .graceful_shutdown_on(ctx.shutdown.clone().wait());
     crate::runtime::report_when_synced(store, ready);
     let shutdown = ctx.shutdown.clone();
+    let dctx = Arc::new(DiskCtx {
+        ctx,
+        info: InfoCache::new(Duration::from_secs(30)),
+    });
     crate::runtime::drive(
-        controller.run(reconcile, error_policy, ctx).for_each(|r| {
+        controller.run(reconcile, error_policy, dctx).for_each(|r| {
             crate::runtime::log_controller_result(CONTROLLER, r);
             futures::future::ready(())
         }),
@@ -43,20 +122,1215 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
     Ok(())
 }
 
-async fn reconcile(disk: Arc<KompoxDisk>, ctx: Arc<Context>) -> Result<Action, Error> {
+fn disk_of_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+    namespace: Option<String>,
+) -> Option<ObjectRef<KompoxDisk>> {
+    let name = labels.get(DISK_LABEL)?;
+    let ns = labels.get(DISK_NAMESPACE_LABEL).cloned().or(namespace)?;
+    Some(ObjectRef::new(name).within(&ns))
+}
+
+fn disks_claimed_by(store: &Store<KompoxDisk>, app: &KompoxApp) -> Vec<ObjectRef<KompoxDisk>> {
+    let ns = app.namespace();
+    let name = app.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|d| d.namespace() == ns)
+        .filter(|d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.attached_to.as_ref())
+                .is_some_and(|a| a.app == name)
+        })
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
+}
+
+async fn reconcile(disk: Arc<KompoxDisk>, dctx: Arc<DiskCtx>) -> Result<Action> {
+    let ctx = &dctx.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let ns = disk.namespace().unwrap_or_default();
+    let ns = disk
+        .namespace()
+        .ok_or_else(|| Error::MissingField("KompoxDisk without namespace".into()))?;
     if !ctx.scope.contains(&ns) {
         return Ok(Action::await_change());
     }
-    Ok(Action::await_change())
+    let key = format!("{ns}/{}", disk.name_any());
+    let api: Api<KompoxDisk> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, DISK_FINALIZER, disk, |event| async {
+        match event {
+            Finalizer::Apply(d) => apply(&d, &dctx).await,
+            Finalizer::Cleanup(d) => cleanup(&d, &dctx).await,
+        }
+    })
+    .await;
+    let result = match result {
+        Err(e) if crate::error::finalizer_target_gone(&e) => Ok(Action::await_change()),
+        r => r.map_err(|e| Error::Finalizer(Box::new(e))),
+    };
+    if result.is_ok() {
+        ctx.reconciled(&key);
+    }
+    result
 }
 
-fn error_policy(disk: Arc<KompoxDisk>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(disk: Arc<KompoxDisk>, err: &Error, dctx: Arc<DiskCtx>) -> Action {
     let key = format!(
         "{}/{}",
         disk.namespace().unwrap_or_default(),
         disk.name_any()
     );
-    ctx.error_action(CONTROLLER, &key, err)
+    dctx.ctx.error_action(CONTROLLER, &key, err)
+}
+
+/// Where a reconcile ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Ready(String),
+    Progressing(&'static str, String),
+    Degraded(&'static str, String),
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// The Ready/Progressing/Degraded triple for a phase (pure).
+fn phase_conditions(phase: &Phase, generation: Option<i64>, at: &Time) -> [Condition; 3] {
+    let c =
+        |t: &str, s: Status, r: &str, m: &str| condition::new(t, s, r, m, generation, at.clone());
+    match phase {
+        Phase::Ready(m) => [
+            c(types::READY, Status::True, reasons::RECONCILED, m),
+            c(types::PROGRESSING, Status::False, reasons::RECONCILED, ""),
+            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
+        ],
+        Phase::Progressing(r, m) => [
+            c(types::READY, Status::False, r, m),
+            c(types::PROGRESSING, Status::True, r, m),
+            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
+        ],
+        Phase::Degraded(r, m) => [
+            c(types::READY, Status::False, r, m),
+            c(types::PROGRESSING, Status::False, r, ""),
+            c(types::DEGRADED, Status::True, r, m),
+        ],
+    }
+}
+
+/// Resolved inputs of one disk.
+struct Resolved {
+    provider: ProviderType,
+    driver: String,
+    parameters: std::collections::BTreeMap<String, String>,
+    zone: Option<String>,
+}
+
+/// Resolves provider, driver, parameters and zone, or says which field is wrong (pure).
+fn resolve(disk: &KompoxDisk, info: &ClusterInfo) -> std::result::Result<Resolved, Phase> {
+    let spec = &disk.spec;
+    if let Err(e) = spec.validate() {
+        return Err(Phase::Degraded(reasons::INVALID_SPEC, e.to_string()));
+    }
+    if disk.name_any().len() > 63 {
+        return Err(Phase::Degraded(
+            reasons::INVALID_SPEC,
+            "metadata.name: at most 63 characters (it is a label value on the disk's PV)".into(),
+        ));
+    }
+    let status = disk.status.clone().unwrap_or_default();
+    let provider = match (spec.provider.type_, status.provider) {
+        (ProviderType::Auto, Some(p)) if p != ProviderType::Auto => p,
+        (ProviderType::Auto, _) => info.resolve(ProviderType::Auto).provider,
+        (p, _) => p,
+    };
+    let driver = crate::provider::csi_driver(provider, &spec.options, &info.facts.csi_drivers)
+        .map_err(|e| {
+            Phase::Degraded(
+                reasons::PROVIDER_UNSUPPORTED,
+                format!("spec.provider.type: {e}"),
+            )
+        })?;
+    let parameters = core_provider::storage_class_parameters(provider, &spec.options)
+        .map_err(|e| Phase::Degraded(reasons::INVALID_SPEC, format!("spec.options: {e}")))?;
+    let zone = match &spec.zone {
+        None => None,
+        Some(z) => {
+            let node_zone = core_provider::node_zone(provider, info.region.as_deref(), z)
+                .map_err(|e| Phase::Degraded(reasons::INVALID_SPEC, format!("spec.zone: {e}")))?;
+            if !info.zones.is_empty() && !info.zones.contains(&node_zone) {
+                return Err(Phase::Degraded(
+                    reasons::INVALID_SPEC,
+                    format!(
+                        "spec.zone: zone {z:?} ({node_zone}) is not a zone of this cluster's {provider} nodes (zones: {})",
+                        info.zones.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            Some(node_zone)
+        }
+    };
+    if let (Some(had), Some(want)) = (&status.zone, &zone)
+        && status.handle.is_some()
+        && had != want
+    {
+        return Err(Phase::Degraded(
+            reasons::INVALID_SPEC,
+            format!("spec.zone: the disk's volume is in zone {had}; a disk cannot move to {want}"),
+        ));
+    }
+    if let (Some(h), Some(s)) = (&status.handle, &spec.handle)
+        && h != s
+    {
+        return Err(Phase::Degraded(
+            reasons::INVALID_SPEC,
+            format!("spec.handle: the disk is bound to volume {h:?}; it cannot change to {s:?}"),
+        ));
+    }
+    Ok(Resolved {
+        provider,
+        driver,
+        parameters,
+        zone,
+    })
+}
+
+/// Writes `status` (without `attachedTo`, which the app controller owns) by server-side apply,
+/// with the conditions of `phase` merged in; publishes Events on transitions.
+async fn finish(
+    disk: &KompoxDisk,
+    dctx: &DiskCtx,
+    mut status: KompoxDiskStatus,
+    phase: Phase,
+) -> Result<Action> {
+    let ctx = &dctx.ctx;
+    let name = disk.name_any();
+    let ns = disk.namespace().unwrap_or_default();
+    let old = disk.status.clone().unwrap_or_default();
+    let generation = disk.metadata.generation;
+    status.conditions = condition::merge_all(
+        &old.conditions,
+        phase_conditions(&phase, generation, &now()),
+    );
+    status.observed_generation = generation;
+    status.attached_to = None;
+    let mut old_cmp = old.clone();
+    old_cmp.attached_to = None;
+    if status != old_cmp {
+        let patch = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": "KompoxDisk",
+            "status": status,
+        });
+        Api::<KompoxDisk>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|e| Error::kube(format!("writing status of KompoxDisk {ns}/{name}"), e))?;
+    }
+    // Events on transitions only.
+    let was =
+        |t: &str| condition::find(&old.conditions, t).map(|c| (c.status.clone(), c.reason.clone()));
+    let reference = disk.object_ref(&());
+    match &phase {
+        Phase::Ready(m) if was(types::READY).map(|w| w.0) != Some("True".into()) => {
+            publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Normal,
+                "Ready",
+                "Reconcile",
+                m.clone(),
+            )
+            .await;
+        }
+        Phase::Degraded(r, m)
+            if was(types::DEGRADED) != Some(("True".into(), (*r).to_string())) =>
+        {
+            publish(
+                &ctx.recorder,
+                &reference,
+                EventType::Warning,
+                r,
+                "Reconcile",
+                m.clone(),
+            )
+            .await;
+        }
+        _ => {}
+    }
+    Ok(match phase {
+        Phase::Ready(_) => Action::requeue(RESYNC),
+        Phase::Progressing(..) => Action::requeue(WAIT),
+        // A user must change something; a spec change triggers a reconcile anyway, cluster
+        // changes (a new CSI driver, nodes) are picked up by this slow re-check.
+        Phase::Degraded(..) => Action::requeue(Duration::from_secs(60)),
+    })
+}
+
+async fn apply(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
+    let ctx = &dctx.ctx;
+    let ns = disk.namespace().unwrap_or_default();
+    let name = disk.name_any();
+    let mut status = disk.status.clone().unwrap_or_default();
+    let info = dctx.info.get(&ctx.client).await?;
+    let r = match resolve(disk, &info) {
+        Ok(r) => r,
+        Err(phase) => return finish(disk, dctx, status, phase).await,
+    };
+    status.provider = Some(r.provider);
+
+    // 2. The handle.
+    let (handle, zone) = match status.handle.clone().or_else(|| disk.spec.handle.clone()) {
+        Some(h) => (h, r.zone.clone().or_else(|| status.zone.clone())),
+        None => match provision(disk, dctx, &r).await? {
+            // Without spec.zone the volume's zone is where the driver put it.
+            Provisioned::Handle(h, volume_zone) => (h, r.zone.clone().or(volume_zone)),
+            Provisioned::Waiting(phase) => return finish(disk, dctx, status, phase).await,
+        },
+    };
+    if status.handle.as_deref() != Some(handle.as_str()) || status.zone != zone {
+        // Persist the handle before creating or deleting anything else.
+        status.handle = Some(handle.clone());
+        status.zone = zone;
+        let phase = Phase::Progressing(
+            reasons::PROVISIONING,
+            format!("volume {handle} created; creating the static PV"),
+        );
+        finish(disk, dctx, status.clone(), phase).await?;
+        return Ok(Action::requeue(Duration::from_millis(1)));
+    }
+
+    // 3. The static PV.
+    let pv_name = pv_name(&ns, &name);
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let zone = status.zone.clone();
+    if let Some(problem) =
+        ensure_static_pv(disk, dctx, &r, &handle, zone.as_deref(), &pv_name).await?
+    {
+        return finish(disk, dctx, status, problem).await;
+    }
+    status.pv_name = Some(pv_name.clone());
+
+    // 4. Provisioning leftovers.
+    let leftovers = remove_provisioning(disk, dctx, &handle).await?;
+
+    // 5. Housekeeping.
+    if let Some(pv) = pvs
+        .get_opt(&pv_name)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolume {pv_name}"), e))?
+    {
+        clear_stale_claim_ref(disk, dctx, &pv).await?;
+    }
+    clear_stale_attachment(disk, dctx).await?;
+
+    if leftovers {
+        let phase = Phase::Progressing(
+            reasons::PROVISIONING,
+            "removing the provisioning PVC and its dynamic PV".into(),
+        );
+        return finish(disk, dctx, status, phase).await;
+    }
+    let msg = format!(
+        "volume {handle} ({}) bound to PersistentVolume {pv_name}",
+        r.driver
+    );
+    finish(disk, dctx, status, Phase::Ready(msg)).await
+}
+
+enum Provisioned {
+    /// The volume handle and the zone of the volume's accessible topology, if any.
+    Handle(String, Option<String>),
+    Waiting(Phase),
+}
+
+async fn ensure_storage_class(dctx: &DiskCtx, r: &Resolved) -> Result<String> {
+    let name = objects::storage_class_name(
+        r.provider.as_str(),
+        &r.driver,
+        &r.parameters,
+        r.zone.as_deref(),
+    );
+    let api: Api<StorageClass> = Api::all(dctx.ctx.client.clone());
+    if api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("reading StorageClass {name}"), e))?
+        .is_none()
+    {
+        let sc = objects::storage_class(&name, &r.driver, &r.parameters, r.zone.as_deref())?;
+        match api.create(&PostParams::default(), &sc).await {
+            Ok(_) => {
+                tracing::info!(storage_class = %name, driver = %r.driver, "created StorageClass")
+            }
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(Error::kube(format!("creating StorageClass {name}"), e)),
+        }
+    }
+    Ok(name)
+}
+
+/// The VolumeSnapshot to restore from and the size the restored disk needs, or why not yet.
+async fn restore_source(
+    disk: &KompoxDisk,
+    dctx: &DiskCtx,
+) -> Result<std::result::Result<(Option<String>, String), Phase>> {
+    let size = disk.spec.size.0.clone();
+    let Some(from) = &disk.spec.from_snapshot else {
+        return Ok(Ok((None, size)));
+    };
+    let ns = disk.namespace().unwrap_or_default();
+    let snaps: Api<KompoxSnapshot> = Api::namespaced(dctx.ctx.client.clone(), &ns);
+    let Some(snap) = snaps
+        .get_opt(&from.name)
+        .await
+        .map_err(|e| Error::kube(format!("reading KompoxSnapshot {ns}/{}", from.name), e))?
+    else {
+        return Ok(Err(Phase::Degraded(
+            reasons::REFERENCE_NOT_FOUND,
+            format!(
+                "spec.fromSnapshot.name: KompoxSnapshot {:?} not found",
+                from.name
+            ),
+        )));
+    };
+    let st = snap.status.clone().unwrap_or_default();
+    if !st.ready_to_use {
+        return Ok(Err(Phase::Progressing(
+            reasons::SNAPSHOT_PENDING,
+            format!(
+                "waiting for KompoxSnapshot {} to be ready to use",
+                from.name
+            ),
+        )));
+    }
+    // The restored volume is at least the snapshot's restore size.
+    let want = quantity::parse_bytes(&size).unwrap_or(0);
+    let restore = st
+        .restore_size
+        .as_ref()
+        .and_then(|q| quantity::parse_bytes(&q.0).ok())
+        .unwrap_or(0);
+    let size = match &st.restore_size {
+        Some(q) if restore > want => q.0.clone(),
+        _ => size,
+    };
+    Ok(Ok((
+        Some(crate::snapshot::volume_snapshot_name(&from.name)),
+        size,
+    )))
+}
+
+async fn provision(disk: &KompoxDisk, dctx: &DiskCtx, r: &Resolved) -> Result<Provisioned> {
+    let ctx = &dctx.ctx;
+    let ns = disk.namespace().unwrap_or_default();
+    let name = disk.name_any();
+    let uid = disk.uid().unwrap_or_default();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    let pvc_name = objects::provision_pvc_name(&name);
+    let existing = pvcs
+        .get_opt(&pvc_name)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolumeClaim {ns}/{pvc_name}"), e))?;
+    let Some(pvc) = existing else {
+        let (source, size) = match restore_source(disk, dctx).await? {
+            Ok(s) => s,
+            Err(phase) => return Ok(Provisioned::Waiting(phase)),
+        };
+        let class = ensure_storage_class(dctx, r).await?;
+        let pvc = objects::provision_pvc(&objects::ProvisionClaim {
+            namespace: &ns,
+            disk: &name,
+            disk_uid: &uid,
+            storage_class: &class,
+            size: &size,
+            from_volume_snapshot: source.as_deref(),
+        })?;
+        match pvcs.create(&PostParams::default(), &pvc).await {
+            Ok(_) => {
+                let note = match &source {
+                    Some(vs) => format!(
+                        "provisioning a {size} volume with {} from VolumeSnapshot {vs} (PVC {pvc_name}, StorageClass {class})",
+                        r.driver
+                    ),
+                    None => format!(
+                        "provisioning a {size} volume with {} (PVC {pvc_name}, StorageClass {class})",
+                        r.driver
+                    ),
+                };
+                publish(
+                    &ctx.recorder,
+                    &disk.object_ref(&()),
+                    EventType::Normal,
+                    reasons::PROVISIONING,
+                    "Provision",
+                    note,
+                )
+                .await;
+            }
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("creating PersistentVolumeClaim {ns}/{pvc_name}"),
+                    e,
+                ));
+            }
+        }
+        return Ok(Provisioned::Waiting(Phase::Progressing(
+            reasons::PROVISIONING,
+            format!(
+                "waiting for the CSI provisioner ({}) to bind PVC {pvc_name}",
+                r.driver
+            ),
+        )));
+    };
+    if pvc.annotations().get(DISK_UID_ANNOTATION) != Some(&uid) {
+        // A leftover of an earlier disk of the same name: not ours to adopt.
+        delete_pvc(&pvcs, &pvc_name).await?;
+        return Ok(Provisioned::Waiting(Phase::Progressing(
+            reasons::PROVISIONING,
+            format!("removing PVC {pvc_name} left by an earlier disk of the same name"),
+        )));
+    }
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty());
+    let (true, Some(volume)) = (bound, volume) else {
+        return Ok(Provisioned::Waiting(Phase::Progressing(
+            reasons::PROVISIONING,
+            format!(
+                "waiting for the CSI provisioner ({}) to bind PVC {pvc_name}",
+                r.driver
+            ),
+        )));
+    };
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let Some(pv) = pvs
+        .get_opt(&volume)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolume {volume}"), e))?
+    else {
+        return Ok(Provisioned::Waiting(Phase::Progressing(
+            reasons::PROVISIONING,
+            format!("waiting for PersistentVolume {volume}"),
+        )));
+    };
+    let Some(handle) = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| c.volume_handle.clone())
+    else {
+        return Ok(Provisioned::Waiting(Phase::Degraded(
+            reasons::PROVIDER_ERROR,
+            format!("PersistentVolume {volume} of PVC {pvc_name} is not a CSI volume"),
+        )));
+    };
+    // Label the dynamic PV back to the disk so cleanup finds it after the PVC is gone.
+    if pv.labels().get(ROLE_LABEL).map(String::as_str) != Some(ROLE_PROVISION) {
+        let patch = serde_json::json!({"metadata": {"labels": {
+            DISK_LABEL: name, DISK_NAMESPACE_LABEL: ns, ROLE_LABEL: ROLE_PROVISION,
+        }}});
+        pvs.patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| Error::kube(format!("labelling PersistentVolume {volume}"), e))?;
+    }
+    Ok(Provisioned::Handle(handle, pv_zone(&pv)))
+}
+
+/// Creates the static PV if missing; `Some(phase)` when an existing PV contradicts the disk.
+async fn ensure_static_pv(
+    disk: &KompoxDisk,
+    dctx: &DiskCtx,
+    r: &Resolved,
+    handle: &str,
+    zone: Option<&str>,
+    pv_name: &str,
+) -> Result<Option<Phase>> {
+    let ns = disk.namespace().unwrap_or_default();
+    let name = disk.name_any();
+    let pvs: Api<PersistentVolume> = Api::all(dctx.ctx.client.clone());
+    if let Some(pv) = pvs
+        .get_opt(pv_name)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolume {pv_name}"), e))?
+    {
+        let pv_handle = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.csi.as_ref())
+            .map(|c| c.volume_handle.as_str());
+        let labels = pv.labels();
+        let ours =
+            labels.get(DISK_LABEL) == Some(&name) && labels.get(DISK_NAMESPACE_LABEL) == Some(&ns);
+        if pv.metadata.deletion_timestamp.is_some() {
+            return Ok(Some(Phase::Progressing(
+                reasons::PROVISIONING,
+                format!("PersistentVolume {pv_name} is being deleted; it is recreated once gone"),
+            )));
+        }
+        if !ours || pv_handle != Some(handle) {
+            return Ok(Some(Phase::Degraded(
+                reasons::PROVIDER_ERROR,
+                format!(
+                    "PersistentVolume {pv_name} exists for volume {:?} of disk {}/{}, not for volume {handle:?}",
+                    pv_handle.unwrap_or(""),
+                    labels.get(DISK_NAMESPACE_LABEL).map_or("?", String::as_str),
+                    labels.get(DISK_LABEL).map_or("?", String::as_str),
+                ),
+            )));
+        }
+        return Ok(None);
+    }
+    // The provisioned volume's context (volumeAttributes) and fsType, from its dynamic PV.
+    let dynamic = pvs
+        .list(&ListParams::default().labels(&format!(
+            "{DISK_LABEL}={name},{DISK_NAMESPACE_LABEL}={ns},{ROLE_LABEL}={ROLE_PROVISION}"
+        )))
+        .await
+        .map_err(|e| Error::kube("listing provisioning PersistentVolumes", e))?
+        .items
+        .into_iter()
+        .filter_map(|pv| pv.spec.and_then(|s| s.csi))
+        .find(|c| c.volume_handle == handle);
+    let fs_type = dynamic
+        .as_ref()
+        .and_then(|c| c.fs_type.clone())
+        .or_else(|| r.parameters.get(objects::FSTYPE_PARAMETER).cloned());
+    let attrs = dynamic.as_ref().and_then(|c| c.volume_attributes.clone());
+    let pv = objects::static_pv(&objects::StaticVolume {
+        namespace: &ns,
+        disk: &name,
+        driver: &r.driver,
+        handle,
+        size: &disk.spec.size.0,
+        zone,
+        fs_type: fs_type.as_deref(),
+        volume_attributes: attrs.as_ref(),
+    })?;
+    match pvs.create(&PostParams::default(), &pv).await {
+        Ok(_) => tracing::info!(pv = %pv_name, handle, "created static PersistentVolume"),
+        Err(e) if is_conflict(&e) => {}
+        Err(e) => {
+            return Err(Error::kube(
+                format!("creating PersistentVolume {pv_name}"),
+                e,
+            ));
+        }
+    }
+    Ok(None)
+}
+
+async fn delete_pvc(api: &Api<PersistentVolumeClaim>, name: &str) -> Result<()> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube(
+            format!("deleting PersistentVolumeClaim {name}"),
+            e,
+        )),
+    }
+}
+
+async fn delete_pv(api: &Api<PersistentVolume>, name: &str) -> Result<()> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube(format!("deleting PersistentVolume {name}"), e)),
+    }
+}
+
+/// PVs carrying the disk's labels with `role`.
+async fn labelled_pvs(
+    dctx: &DiskCtx,
+    ns: &str,
+    name: &str,
+    role: &str,
+) -> Result<Vec<PersistentVolume>> {
+    Api::<PersistentVolume>::all(dctx.ctx.client.clone())
+        .list(&ListParams::default().labels(&format!(
+            "{DISK_LABEL}={name},{DISK_NAMESPACE_LABEL}={ns},{ROLE_LABEL}={role}"
+        )))
+        .await
+        .map(|l| l.items)
+        .map_err(|e| Error::kube("listing PersistentVolumes", e))
+}
+
+/// Deletes the provisioning PVC and the dynamic PVs of `handle`; returns whether any was left.
+async fn remove_provisioning(disk: &KompoxDisk, dctx: &DiskCtx, handle: &str) -> Result<bool> {
+    let ns = disk.namespace().unwrap_or_default();
+    let name = disk.name_any();
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(dctx.ctx.client.clone(), &ns);
+    let pvc_name = objects::provision_pvc_name(&name);
+    let mut left = false;
+    if pvcs
+        .get_opt(&pvc_name)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolumeClaim {ns}/{pvc_name}"), e))?
+        .is_some()
+    {
+        delete_pvc(&pvcs, &pvc_name).await?;
+        left = true;
+    }
+    let pvs: Api<PersistentVolume> = Api::all(dctx.ctx.client.clone());
+    for pv in labelled_pvs(dctx, &ns, &name, ROLE_PROVISION).await? {
+        let pv_handle = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.csi.as_ref())
+            .map(|c| c.volume_handle.as_str());
+        let retain = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+            == Some("Retain");
+        if pv_handle == Some(handle) && retain {
+            // Retain: deleting the object leaves the volume to the static PV.
+            delete_pv(&pvs, &pv.name_any()).await?;
+            left = true;
+        }
+    }
+    Ok(left)
+}
+
+/// Makes a `Released` static PV whose PVC is gone `Available` again.
+async fn clear_stale_claim_ref(
+    disk: &KompoxDisk,
+    dctx: &DiskCtx,
+    pv: &PersistentVolume,
+) -> Result<()> {
+    let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
+    let Some(claim) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
+        return Ok(());
+    };
+    if !released {
+        return Ok(());
+    }
+    let (Some(cns), Some(cname)) = (claim.namespace.as_deref(), claim.name.as_deref()) else {
+        return Ok(());
+    };
+    let live = Api::<PersistentVolumeClaim>::namespaced(dctx.ctx.client.clone(), cns)
+        .get_opt(cname)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolumeClaim {cns}/{cname}"), e))?;
+    if live.is_some_and(|p| p.uid() == claim.uid) {
+        return Ok(()); // the PVC still exists (perhaps terminating): never steal its PV
+    }
+    let pv_name = pv.name_any();
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": pv.resource_version()},
+        "spec": {"claimRef": null},
+    });
+    match Api::<PersistentVolume>::all(dctx.ctx.client.clone())
+        .patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            let note = format!(
+                "PersistentVolume {pv_name} released by PVC {cns}/{cname} (deleted) is available again"
+            );
+            publish(
+                &dctx.ctx.recorder,
+                &disk.object_ref(&()),
+                EventType::Normal,
+                "ClaimReleased",
+                "Rebind",
+                note,
+            )
+            .await;
+            Ok(())
+        }
+        Err(e) => Err(Error::kube(
+            format!("clearing claimRef of PersistentVolume {pv_name}"),
+            e,
+        )),
+    }
+}
+
+/// Clears `status.attachedTo` when the claiming KompoxApp no longer exists.
+async fn clear_stale_attachment(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<()> {
+    let Some(att) = disk.status.as_ref().and_then(|s| s.attached_to.as_ref()) else {
+        return Ok(());
+    };
+    let ns = disk.namespace().unwrap_or_default();
+    let apps: Api<KompoxApp> = Api::namespaced(dctx.ctx.client.clone(), &ns);
+    if apps
+        .get_opt(&att.app)
+        .await
+        .map_err(|e| Error::kube(format!("reading KompoxApp {ns}/{}", att.app), e))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let api: Api<KompoxDisk> = Api::namespaced(dctx.ctx.client.clone(), &ns);
+    crate::claim::clear_attached(&api, disk).await?;
+    let note = format!(
+        "released the claim of app {} volume {} (the app no longer exists)",
+        att.app, att.volume
+    );
+    publish(
+        &dctx.ctx.recorder,
+        &disk.object_ref(&()),
+        EventType::Normal,
+        "ClaimReleased",
+        "Release",
+        note,
+    )
+    .await;
+    Ok(())
+}
+
+/// The single zone a PV's node affinity requires (`topology.kubernetes.io/zone In [z]`).
+fn pv_zone(pv: &PersistentVolume) -> Option<String> {
+    let terms = &pv
+        .spec
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required
+        .as_ref()?
+        .node_selector_terms;
+    let mut zones = terms
+        .iter()
+        .flat_map(|t| t.match_expressions.iter().flatten())
+        .filter(|e| e.key == core_provider::ZONE_LABEL && e.operator == "In")
+        .flat_map(|e| e.values.iter().flatten());
+    let first = zones.next()?.clone();
+    zones.all(|z| *z == first).then_some(first)
+}
+
+fn pv_handle(pv: &PersistentVolume) -> Option<String> {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| c.volume_handle.clone())
+}
+
+/// The PVC a PV is bound to, if that PVC still exists.
+async fn live_claim(dctx: &DiskCtx, pv: &PersistentVolume) -> Result<Option<String>> {
+    let Some(c) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
+        return Ok(None);
+    };
+    let (Some(ns), Some(name)) = (c.namespace.as_deref(), c.name.as_deref()) else {
+        return Ok(None);
+    };
+    let live = Api::<PersistentVolumeClaim>::namespaced(dctx.ctx.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("reading PersistentVolumeClaim {ns}/{name}"), e))?;
+    Ok(live
+        .filter(|p| c.uid.is_none() || p.uid() == c.uid)
+        .map(|_| format!("{ns}/{name}")))
+}
+
+async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
+    let ctx = &dctx.ctx;
+    let _ = ctx; // keep the borrow explicit for readers
+    let ns = disk.namespace().unwrap_or_default();
+    let name = disk.name_any();
+    let pvs: Api<PersistentVolume> = Api::all(dctx.ctx.client.clone());
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(dctx.ctx.client.clone(), &ns);
+    let provision_pvc = objects::provision_pvc_name(&name);
+    let provision_pvc_ref = format!("{ns}/{provision_pvc}");
+
+    // Every PV of the disk: static, provisioning, being deleted, plus the provisioning PVC's
+    // PV if it was not labelled yet.
+    let mut all: Vec<PersistentVolume> = Vec::new();
+    for role in [crate::labels::ROLE_STATIC, ROLE_PROVISION, ROLE_DELETE] {
+        all.extend(labelled_pvs(dctx, &ns, &name, role).await?);
+    }
+    let pvc = pvcs.get_opt(&provision_pvc).await.map_err(|e| {
+        Error::kube(
+            format!("reading PersistentVolumeClaim {provision_pvc_ref}"),
+            e,
+        )
+    })?;
+    if let Some(v) = pvc
+        .as_ref()
+        .and_then(|p| p.spec.as_ref())
+        .and_then(|s| s.volume_name.clone())
+        && !all.iter().any(|pv| pv.name_any() == v)
+        && let Some(pv) = pvs
+            .get_opt(&v)
+            .await
+            .map_err(|e| Error::kube(format!("reading PersistentVolume {v}"), e))?
+    {
+        all.push(pv);
+    }
+    let reference = disk.object_ref(&());
+    let mut handles: Vec<String> = all.iter().filter_map(pv_handle).collect();
+    if let Some(h) = disk.status.as_ref().and_then(|s| s.handle.clone()) {
+        handles.push(h);
+    }
+    handles.sort();
+    handles.dedup();
+    let driver = all
+        .iter()
+        .find_map(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .map(|c| c.driver.clone())
+        })
+        .unwrap_or_default();
+
+    match disk.spec.deletion_policy {
+        DeletionPolicy::Orphan => {
+            let mut kept_bound = Vec::new();
+            for pv in &all {
+                match live_claim(dctx, pv).await? {
+                    Some(claim) if claim != provision_pvc_ref => {
+                        kept_bound.push(format!("{} (bound to PVC {claim})", pv.name_any()))
+                    }
+                    _ => {
+                        if pv
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+                            == Some("Retain")
+                        {
+                            delete_pv(&pvs, &pv.name_any()).await?;
+                        }
+                    }
+                }
+            }
+            delete_pvc(&pvcs, &provision_pvc).await?;
+            if !handles.is_empty() {
+                let mut note = format!(
+                    "deletionPolicy Orphan: kept volume {} ({driver}); adopt it again with spec.handle",
+                    handles.join(", ")
+                );
+                if !kept_bound.is_empty() {
+                    note.push_str(&format!(
+                        "; PersistentVolume {} kept",
+                        kept_bound.join(", ")
+                    ));
+                }
+                publish(
+                    &ctx.recorder,
+                    &reference,
+                    EventType::Normal,
+                    "Orphaned",
+                    "Delete",
+                    note,
+                )
+                .await;
+            }
+            Ok(Action::await_change())
+        }
+        DeletionPolicy::Delete => {
+            let mut waiting = Vec::new();
+            for pv in &all {
+                let pv_name = pv.name_any();
+                let role = pv.labels().get(ROLE_LABEL).cloned().unwrap_or_default();
+                if pv.metadata.deletion_timestamp.is_some() || role == ROLE_DELETE {
+                    waiting.push(pv_name);
+                    continue;
+                }
+                match live_claim(dctx, pv).await? {
+                    Some(claim) if claim == provision_pvc_ref => {
+                        // Dynamic PV still bound to the provisioning PVC: Delete policy, then
+                        // drop the PVC; the provisioner deletes volume and PV.
+                        let patch = serde_json::json!({
+                            "metadata": {"labels": {ROLE_LABEL: ROLE_DELETE, DISK_LABEL: name, DISK_NAMESPACE_LABEL: ns}},
+                            "spec": {"persistentVolumeReclaimPolicy": "Delete"},
+                        });
+                        pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(|e| {
+                                Error::kube(format!("handing PersistentVolume {pv_name} back"), e)
+                            })?;
+                        waiting.push(pv_name);
+                    }
+                    Some(claim) => {
+                        let msg = format!(
+                            "deletionPolicy Delete: PersistentVolume {pv_name} is still bound to PVC {claim}; delete that PVC (the app volume) first"
+                        );
+                        let status = disk.status.clone().unwrap_or_default();
+                        finish(
+                            disk,
+                            dctx,
+                            status,
+                            Phase::Progressing(reasons::DELETING, msg),
+                        )
+                        .await?;
+                        return Ok(Action::requeue(Duration::from_secs(10)));
+                    }
+                    None => {
+                        let d = pv
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.csi.as_ref())
+                            .map(|c| c.driver.clone())
+                            .unwrap_or_default();
+                        let patch = objects::delete_handover_patch(
+                            &d,
+                            &ns,
+                            &name,
+                            &disk.uid().unwrap_or_default(),
+                        );
+                        pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(|e| {
+                                Error::kube(format!("handing PersistentVolume {pv_name} back"), e)
+                            })?;
+                        waiting.push(pv_name);
+                    }
+                }
+            }
+            delete_pvc(&pvcs, &provision_pvc).await?;
+            if !waiting.is_empty() {
+                let msg = format!(
+                    "deletionPolicy Delete: waiting for the CSI provisioner to delete volume {} (PersistentVolume {})",
+                    handles.join(", "),
+                    waiting.join(", ")
+                );
+                let status = disk.status.clone().unwrap_or_default();
+                let was_deleting = disk
+                    .status
+                    .as_ref()
+                    .and_then(|s| condition::find(&s.conditions, types::PROGRESSING))
+                    .is_some_and(|c| c.reason == reasons::DELETING);
+                if !was_deleting {
+                    publish(
+                        &ctx.recorder,
+                        &reference,
+                        EventType::Normal,
+                        reasons::DELETING,
+                        "Delete",
+                        msg.clone(),
+                    )
+                    .await;
+                }
+                finish(
+                    disk,
+                    dctx,
+                    status,
+                    Phase::Progressing(reasons::DELETING, msg),
+                )
+                .await?;
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            if !handles.is_empty() {
+                let note = format!(
+                    "deletionPolicy Delete: volume {} deleted through {driver}",
+                    handles.join(", ")
+                );
+                publish(
+                    &ctx.recorder,
+                    &reference,
+                    EventType::Normal,
+                    "Deleted",
+                    "Delete",
+                    note,
+                )
+                .await;
+            }
+            Ok(Action::await_change())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kompox_core::provider::{ClusterFacts, REGION_LABEL, ZONE_LABEL};
+
+    fn disk(spec: serde_json::Value) -> KompoxDisk {
+        let mut d: KompoxDisk = match serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "KompoxDisk",
+            "metadata": {"name": "data", "namespace": "ns", "generation": 1},
+            "spec": spec,
+        })) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        d.status = None;
+        d
+    }
+
+    fn local() -> ClusterInfo {
+        let node = |z: &str| -> std::collections::BTreeMap<String, String> {
+            [
+                (ZONE_LABEL.to_string(), z.to_string()),
+                (REGION_LABEL.to_string(), "japaneast".to_string()),
+            ]
+            .into()
+        };
+        ClusterInfo::from_facts(ClusterFacts {
+            csi_drivers: vec!["mock.csi.kompox.dev".into()],
+            storage_class_provisioners: vec!["mock.csi.kompox.dev".into()],
+            node_labels: vec![
+                node("japaneast-1"),
+                node("japaneast-2"),
+                node("japaneast-3"),
+            ],
+            node_provider_ids: vec![],
+        })
+    }
+
+    fn degraded(r: std::result::Result<Resolved, Phase>) -> (String, String) {
+        match r {
+            Err(Phase::Degraded(reason, msg)) => (reason.to_string(), msg),
+            Err(p) => panic!("not degraded: {p:?}"),
+            Ok(_) => panic!("resolved"),
+        }
+    }
+
+    #[test]
+    fn resolves_the_local_cluster() {
+        let r = match resolve(
+            &disk(serde_json::json!({"size": "1Gi", "zone": "2"})),
+            &local(),
+        ) {
+            Ok(r) => r,
+            Err(p) => panic!("{p:?}"),
+        };
+        assert_eq!(r.provider, ProviderType::Csi);
+        assert_eq!(r.driver, "mock.csi.kompox.dev");
+        assert_eq!(r.zone.as_deref(), Some("japaneast-2"));
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let info = local();
+        for (spec, reason, field) in [
+            (
+                serde_json::json!({"size": "0"}),
+                reasons::INVALID_SPEC,
+                "spec.size",
+            ),
+            (
+                serde_json::json!({"size": "1Gi", "zone": "9"}),
+                reasons::INVALID_SPEC,
+                "spec.zone",
+            ),
+            (
+                serde_json::json!({"size": "1Gi", "zone": "eu-west-1a"}),
+                reasons::INVALID_SPEC,
+                "spec.zone",
+            ),
+            (
+                serde_json::json!({"size": "1Gi", "zone": "1", "provider": {"type": "oke"}}),
+                reasons::INVALID_SPEC,
+                "spec.zone",
+            ),
+            (
+                serde_json::json!({"size": "1Gi", "provider": {"type": "aks"}, "options": {"sku": "A", "skuName": "B"}}),
+                reasons::INVALID_SPEC,
+                "spec.options",
+            ),
+            (
+                serde_json::json!({"size": "1Gi", "provider": {"type": "k3s"}, "options": {}}),
+                reasons::RECONCILED,
+                "",
+            ),
+        ] {
+            let d = disk(spec.clone());
+            if reason == reasons::RECONCILED {
+                assert!(resolve(&d, &info).is_ok(), "{spec}");
+                continue;
+            }
+            let (r, msg) = degraded(resolve(&d, &info));
+            assert_eq!(r, reason, "{spec}");
+            assert!(msg.starts_with(field), "{spec}: {msg}");
+        }
+        let no_csi = ClusterInfo::default();
+        let (r, msg) = degraded(resolve(&disk(serde_json::json!({"size": "1Gi"})), &no_csi));
+        assert_eq!(r, reasons::PROVIDER_UNSUPPORTED);
+        assert!(msg.starts_with("spec.provider.type"), "{msg}");
+    }
+
+    #[test]
+    fn a_bound_disk_cannot_move_or_change_handle() {
+        let mut d = disk(serde_json::json!({"size": "1Gi", "zone": "2", "handle": "h2"}));
+        d.status = Some(KompoxDiskStatus {
+            handle: Some("h1".into()),
+            zone: Some("japaneast-1".into()),
+            ..Default::default()
+        });
+        let (_, msg) = degraded(resolve(&d, &local()));
+        assert!(
+            msg.starts_with("spec.zone: the disk's volume is in zone japaneast-1"),
+            "{msg}"
+        );
+        d.spec.zone = Some("1".into());
+        let (_, msg) = degraded(resolve(&d, &local()));
+        assert!(msg.starts_with("spec.handle"), "{msg}");
+    }
+
+    #[test]
+    fn provider_is_sticky_once_recorded() {
+        let mut d = disk(
+            serde_json::json!({"size": "1Gi", "options": {"csiDriver": "mock.csi.kompox.dev"}}),
+        );
+        d.status = Some(KompoxDiskStatus {
+            provider: Some(ProviderType::Aks),
+            ..Default::default()
+        });
+        let r = resolve(&d, &local()).ok().map(|r| r.provider);
+        assert_eq!(r, Some(ProviderType::Aks));
+    }
+
+    #[test]
+    fn zone_from_a_dynamic_pv() {
+        let pv = |affinity: serde_json::Value| -> PersistentVolume {
+            match serde_json::from_value(
+                serde_json::json!({"metadata": {"name": "p"}, "spec": {"nodeAffinity": affinity}}),
+            ) {
+                Ok(p) => p,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let term = |values: serde_json::Value| {
+            serde_json::json!({"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": ZONE_LABEL, "operator": "In", "values": values}]}]}})
+        };
+        assert_eq!(
+            pv_zone(&pv(term(serde_json::json!(["japaneast-1"])))).as_deref(),
+            Some("japaneast-1")
+        );
+        assert_eq!(pv_zone(&pv(term(serde_json::json!(["a", "b"])))), None);
+        assert_eq!(pv_zone(&pv(serde_json::json!(null))), None);
+    }
+
+    #[test]
+    fn phases_map_to_conditions() {
+        let t = now();
+        let [ready, progressing, degraded] = phase_conditions(
+            &Phase::Degraded(reasons::INVALID_SPEC, "spec.size: x".into()),
+            Some(3),
+            &t,
+        );
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                progressing.status.as_str(),
+                degraded.status.as_str()
+            ),
+            ("False", "False", "True")
+        );
+        assert_eq!(degraded.reason, reasons::INVALID_SPEC);
+        assert_eq!(degraded.observed_generation, Some(3));
+        let [ready, ..] = phase_conditions(&Phase::Ready("ok".into()), None, &t);
+        assert_eq!(ready.status, "True");
+        let [ready, progressing, _] = phase_conditions(
+            &Phase::Progressing(reasons::PROVISIONING, "w".into()),
+            None,
+            &t,
+        );
+        assert_eq!(
+            (ready.status.as_str(), progressing.status.as_str()),
+            ("False", "True")
+        );
+    }
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod apiserver;
+pub mod controller;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};

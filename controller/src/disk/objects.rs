@@ -1,0 +1,341 @@
+//! The objects the disk controller creates, built without I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kompox_core::naming::{short_hash, truncate_with_hash};
+use kompox_core::provider::ZONE_LABEL;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::labels::{
+    DISK_LABEL, DISK_NAMESPACE_LABEL, DISK_UID_ANNOTATION, HANDLE_ANNOTATION, MANAGED_BY,
+    MANAGED_BY_LABEL, PROVISIONED_BY_ANNOTATION, ROLE_LABEL, ROLE_PROVISION, ROLE_STATIC,
+    ROLE_STORAGE_CLASS,
+};
+
+/// StorageClass parameter the CSI provisioner turns into the PV's `csi.fsType`.
+pub const FSTYPE_PARAMETER: &str = "csi.storage.k8s.io/fstype";
+/// API group of VolumeSnapshots (a PVC `dataSource`).
+pub const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
+
+/// The static PV name of a disk: `k4x-<namespace>-<disk>`, shortened with a hash when longer
+/// than 63 characters (deterministic, so a restarted controller finds it again).
+#[must_use]
+pub fn pv_name(namespace: &str, disk: &str) -> String {
+    truncate_with_hash(&format!("k4x-{namespace}-{disk}"), 63)
+}
+
+/// The provisioning PVC name of a disk (in the disk's namespace).
+#[must_use]
+pub fn provision_pvc_name(disk: &str) -> String {
+    truncate_with_hash(&format!("k4x-provision-{disk}"), 63)
+}
+
+/// A name for the Kompox-owned StorageClass of one provider + driver + parameters + zone:
+/// `k4x-<provider>-<hash>`. Equal inputs give the same class, so disks share classes.
+#[must_use]
+pub fn storage_class_name(
+    provider: &str,
+    driver: &str,
+    parameters: &BTreeMap<String, String>,
+    zone: Option<&str>,
+) -> String {
+    let key = json!({"driver": driver, "parameters": parameters, "zone": zone}).to_string();
+    format!("k4x-{provider}-{}", short_hash(&key))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|source| Error::Serde {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// The Kompox-owned StorageClass: `Retain`, `Immediate`, the provider's parameters and, with
+/// a zone, `allowedTopologies` on it.
+///
+/// # Errors
+///
+/// [`Error::Serde`] only if the object cannot be represented (not expected).
+pub fn storage_class(
+    name: &str,
+    driver: &str,
+    parameters: &BTreeMap<String, String>,
+    zone: Option<&str>,
+) -> Result<StorageClass> {
+    let mut sc = json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": name,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROLE_LABEL: ROLE_STORAGE_CLASS},
+        },
+        "provisioner": driver,
+        "parameters": parameters,
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": true,
+    });
+    if let Some(z) = zone {
+        sc["allowedTopologies"] =
+            json!([{"matchLabelExpressions": [{"key": ZONE_LABEL, "values": [z]}]}]);
+    }
+    from_json("StorageClass", sc)
+}
+
+/// What a provisioning PVC needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionClaim<'a> {
+    /// Disk namespace (the PVC's).
+    pub namespace: &'a str,
+    /// Disk name.
+    pub disk: &'a str,
+    /// Disk UID (annotation; a PVC of an older disk of the same name is not adopted).
+    pub disk_uid: &'a str,
+    /// StorageClass.
+    pub storage_class: &'a str,
+    /// Requested size (quantity).
+    pub size: &'a str,
+    /// VolumeSnapshot to restore from.
+    pub from_volume_snapshot: Option<&'a str>,
+}
+
+/// The short-lived PVC whose dynamic PV gives the disk its volume.
+///
+/// # Errors
+///
+/// [`Error::Serde`] only if the object cannot be represented (not expected).
+pub fn provision_pvc(c: &ProvisionClaim<'_>) -> Result<PersistentVolumeClaim> {
+    let mut pvc = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": provision_pvc_name(c.disk),
+            "namespace": c.namespace,
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY,
+                DISK_LABEL: c.disk,
+                ROLE_LABEL: ROLE_PROVISION,
+            },
+            "annotations": {DISK_UID_ANNOTATION: c.disk_uid},
+        },
+        "spec": {
+            "storageClassName": c.storage_class,
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": "Filesystem",
+            "resources": {"requests": {"storage": c.size}},
+        },
+    });
+    if let Some(vs) = c.from_volume_snapshot {
+        pvc["spec"]["dataSource"] =
+            json!({"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": vs});
+    }
+    from_json("PersistentVolumeClaim", pvc)
+}
+
+/// What a static PV needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticVolume<'a> {
+    /// Disk namespace.
+    pub namespace: &'a str,
+    /// Disk name.
+    pub disk: &'a str,
+    /// CSI driver.
+    pub driver: &'a str,
+    /// Volume handle.
+    pub handle: &'a str,
+    /// Capacity (quantity).
+    pub size: &'a str,
+    /// Node zone label value, for node affinity.
+    pub zone: Option<&'a str>,
+    /// `csi.fsType`.
+    pub fs_type: Option<&'a str>,
+    /// `csi.volumeAttributes` (the volume context the driver returned at creation).
+    pub volume_attributes: Option<&'a BTreeMap<String, String>>,
+}
+
+/// The disk's static PV: `Retain`, `storageClassName: ""`, RWO, labelled back to the disk.
+///
+/// # Errors
+///
+/// [`Error::Serde`] only if the object cannot be represented (not expected).
+pub fn static_pv(v: &StaticVolume<'_>) -> Result<PersistentVolume> {
+    let mut csi = json!({"driver": v.driver, "volumeHandle": v.handle});
+    if let Some(fs) = v.fs_type {
+        csi["fsType"] = json!(fs);
+    }
+    if let Some(attrs) = v.volume_attributes.filter(|a| !a.is_empty()) {
+        csi["volumeAttributes"] = json!(attrs);
+    }
+    let mut pv = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": pv_name(v.namespace, v.disk),
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY,
+                DISK_LABEL: v.disk,
+                DISK_NAMESPACE_LABEL: v.namespace,
+                ROLE_LABEL: ROLE_STATIC,
+            },
+            "annotations": {HANDLE_ANNOTATION: v.handle},
+        },
+        "spec": {
+            "capacity": {"storage": v.size},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "volumeMode": "Filesystem",
+            "csi": csi,
+        },
+    });
+    if let Some(z) = v.zone {
+        pv["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": ZONE_LABEL, "operator": "In", "values": [z]}]}
+        ]}});
+    }
+    from_json("PersistentVolume", pv)
+}
+
+/// The merge patch that hands a static PV back to its CSI provisioner for deletion:
+/// `Delete` policy, `pv.kubernetes.io/provisioned-by: <driver>`, and a `claimRef` to a PVC
+/// that never existed (`uid` = the disk's UID) so the PV controller marks it `Released` and
+/// the external-provisioner calls `DeleteVolume` and removes the PV.
+#[must_use]
+pub fn delete_handover_patch(
+    driver: &str,
+    namespace: &str,
+    disk: &str,
+    disk_uid: &str,
+) -> serde_json::Value {
+    json!({
+        "metadata": {
+            "labels": {ROLE_LABEL: crate::labels::ROLE_DELETE},
+            "annotations": {PROVISIONED_BY_ANNOTATION: driver},
+        },
+        "spec": {
+            "persistentVolumeReclaimPolicy": "Delete",
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": namespace,
+                "name": truncate_with_hash(&format!("k4x-deleted-{disk}"), 63),
+                "uid": disk_uid,
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_bounded() {
+        assert_eq!(pv_name("ns", "data"), "k4x-ns-data");
+        let long = pv_name(&"n".repeat(63), &"d".repeat(253));
+        assert!(long.len() <= 63, "{long}");
+        assert_eq!(long, pv_name(&"n".repeat(63), &"d".repeat(253)));
+        assert_ne!(pv_name("a-b", "c"), pv_name("a", "b-c-x"));
+        assert!(provision_pvc_name(&"d".repeat(253)).len() <= 63);
+        let p: BTreeMap<String, String> = [("skuName".to_string(), "P".to_string())].into();
+        let a = storage_class_name("aks", "disk.csi.azure.com", &p, Some("japaneast-1"));
+        assert!(a.starts_with("k4x-aks-"), "{a}");
+        assert_eq!(
+            a,
+            storage_class_name("aks", "disk.csi.azure.com", &p, Some("japaneast-1"))
+        );
+        assert_ne!(
+            a,
+            storage_class_name("aks", "disk.csi.azure.com", &p, Some("japaneast-2"))
+        );
+        assert_ne!(
+            a,
+            storage_class_name(
+                "aks",
+                "disk.csi.azure.com",
+                &BTreeMap::new(),
+                Some("japaneast-1")
+            )
+        );
+    }
+
+    #[test]
+    fn static_pv_matches_the_contract() -> Result<()> {
+        let attrs: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+        let pv = static_pv(&StaticVolume {
+            namespace: "ns",
+            disk: "data",
+            driver: "d.csi",
+            handle: "vol-1",
+            size: "10Gi",
+            zone: Some("japaneast-1"),
+            fs_type: Some("ext4"),
+            volume_attributes: Some(&attrs),
+        })?;
+        let v = serde_json::to_value(&pv).map_err(|source| Error::Serde {
+            what: "pv".into(),
+            source,
+        })?;
+        assert_eq!(v["metadata"]["name"], "k4x-ns-data");
+        assert_eq!(v["metadata"]["labels"][DISK_LABEL], "data");
+        assert_eq!(v["metadata"]["labels"][DISK_NAMESPACE_LABEL], "ns");
+        assert_eq!(v["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+        assert_eq!(v["spec"]["storageClassName"], "");
+        assert_eq!(v["spec"]["accessModes"][0], "ReadWriteOnce");
+        assert_eq!(v["spec"]["capacity"]["storage"], "10Gi");
+        assert_eq!(v["spec"]["csi"]["volumeHandle"], "vol-1");
+        assert_eq!(v["spec"]["csi"]["fsType"], "ext4");
+        assert_eq!(v["spec"]["csi"]["volumeAttributes"]["k"], "v");
+        let req =
+            &v["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0];
+        assert_eq!(req["key"], ZONE_LABEL);
+        assert_eq!(req["values"][0], "japaneast-1");
+        let nozone = static_pv(&StaticVolume {
+            zone: None,
+            fs_type: None,
+            volume_attributes: None,
+            namespace: "ns",
+            disk: "data",
+            driver: "d",
+            handle: "h",
+            size: "1Gi",
+        })?;
+        assert!(nozone.spec.and_then(|s| s.node_affinity).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn provisioning_objects() -> Result<()> {
+        let pvc = provision_pvc(&ProvisionClaim {
+            namespace: "ns",
+            disk: "data",
+            disk_uid: "u1",
+            storage_class: "k4x-csi-abc",
+            size: "1Gi",
+            from_volume_snapshot: Some("k4x-snap-s"),
+        })?;
+        let spec = pvc.spec.unwrap_or_default();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("k4x-csi-abc"));
+        let ds = spec.data_source.unwrap_or_default();
+        assert_eq!(
+            (ds.kind.as_str(), ds.name.as_str()),
+            ("VolumeSnapshot", "k4x-snap-s")
+        );
+        assert_eq!(ds.api_group.as_deref(), Some(SNAPSHOT_GROUP));
+        let sc = storage_class("k4x-csi-abc", "d", &BTreeMap::new(), Some("z1"))?;
+        assert_eq!(sc.reclaim_policy.as_deref(), Some("Retain"));
+        assert_eq!(sc.volume_binding_mode.as_deref(), Some("Immediate"));
+        assert_eq!(sc.allowed_topologies.map(|t| t.len()), Some(1));
+        let patch = delete_handover_patch("d", "ns", "data", "u1");
+        assert_eq!(patch["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+        assert_eq!(patch["spec"]["claimRef"]["uid"], "u1");
+        assert_eq!(
+            patch["metadata"]["annotations"][PROVISIONED_BY_ANNOTATION],
+            "d"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,848 @@
+//! Storage controller end to end: KompoxDisk and KompoxSnapshot through the real CSI stack of
+//! the local control plane (external-provisioner, csi-snapshotter, snapshot-controller and the
+//! upstream mock CSI driver), with `kompox-controller` as a local process scoped to each test's
+//! namespace and running as its ServiceAccount with `manifests/controller/rbac.yaml`.
+//!
+//! The mock driver keeps volumes in memory: there are no bytes to write and read back. A
+//! restore is verified by the CSI call chain instead: the driver's `CreateVolume` for the
+//! restored disk carries the snapshot's handle as its content source and returned the disk's
+//! handle.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::events::v1::Event;
+use kompox_controller::claim::{Claim, claim, claim_decision};
+use kompox_core::api::condition::{self, reasons, types};
+use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
+use kompox_e2e::controller::{
+    ControllerProcess, Options, driver_calls, driver_snapshots, driver_volumes, volumes_created_in,
+};
+use kompox_e2e::{
+    TestNamespace, admin_client, cluster, ensure_crds, wait_for_condition, wait_until,
+};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    controller: ControllerProcess,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Result<Self> {
+        cluster();
+        ensure_crds().await?;
+        let client = admin_client().await?;
+        let ns = TestNamespace::create(&client, prefix, &[]).await?;
+        let controller = ControllerProcess::start(Options::namespace(&ns.name)).await?;
+        Ok(Self {
+            client,
+            ns,
+            controller,
+        })
+    }
+
+    fn disks(&self) -> Api<KompoxDisk> {
+        self.ns.api()
+    }
+
+    fn snapshots(&self) -> Api<KompoxSnapshot> {
+        self.ns.api()
+    }
+
+    async fn create_disk(&self, name: &str, spec: serde_json::Value) -> Result<KompoxDisk> {
+        let d: KompoxDisk = serde_json::from_value(json!({
+            "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+            "metadata": {"name": name}, "spec": spec,
+        }))?;
+        Ok(self.disks().create(&PostParams::default(), &d).await?)
+    }
+
+    /// Creates a disk from raw JSON (bypassing the typed client, for schema rejections).
+    async fn create_disk_raw(&self, name: &str, spec: serde_json::Value) -> Result<()> {
+        let ar = kube::api::ApiResource::erase::<KompoxDisk>(&());
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.ns.name, &ar);
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+            "metadata": {"name": name}, "spec": spec,
+        }))?;
+        api.create(&PostParams::default(), &obj).await?;
+        Ok(())
+    }
+
+    async fn create_snapshot(&self, name: &str, disk: &str) -> Result<KompoxSnapshot> {
+        let s: KompoxSnapshot = serde_json::from_value(json!({
+            "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxSnapshot",
+            "metadata": {"name": name}, "spec": {"diskRef": {"name": disk}},
+        }))?;
+        Ok(self.snapshots().create(&PostParams::default(), &s).await?)
+    }
+
+    /// Events about `name` in the namespace: (reason, note).
+    async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let evs: Api<Event> = self.ns.api();
+        Ok(evs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect())
+    }
+
+    async fn finish(self) -> Result<()> {
+        let status = self.controller.stop(Duration::from_secs(20)).await?;
+        ensure!(status.success(), "controller exited with {status}");
+        self.ns.cleanup().await
+    }
+}
+
+fn ready(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+    condition::is_true(conds, types::READY)
+}
+
+async fn wait_disk_ready(api: &Api<KompoxDisk>, name: &str) -> Result<KompoxDisk> {
+    wait_for_condition(
+        api.clone(),
+        name,
+        |d: Option<&KompoxDisk>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| ready(&s.conditions))
+        },
+        TIMEOUT,
+    )
+    .await?
+    .with_context(|| format!("KompoxDisk {name} gone"))
+}
+
+/// Waits for `Degraded=True` with `reason`; returns its message.
+async fn wait_disk_degraded(api: &Api<KompoxDisk>, name: &str, reason: &str) -> Result<String> {
+    let d = wait_for_condition(
+        api.clone(),
+        name,
+        |d: Option<&KompoxDisk>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| condition::find(&s.conditions, types::DEGRADED))
+                .is_some_and(|c| c.status == "True" && c.reason == reason)
+        },
+        TIMEOUT,
+    )
+    .await?
+    .with_context(|| format!("KompoxDisk {name} gone"))?;
+    Ok(d.status
+        .and_then(|s| condition::find(&s.conditions, types::DEGRADED).map(|c| c.message.clone()))
+        .unwrap_or_default())
+}
+
+async fn wait_snapshot_ready(api: &Api<KompoxSnapshot>, name: &str) -> Result<KompoxSnapshot> {
+    wait_for_condition(
+        api.clone(),
+        name,
+        |s: Option<&KompoxSnapshot>| {
+            s.and_then(|s| s.status.as_ref())
+                .is_some_and(|s| s.ready_to_use && ready(&s.conditions))
+        },
+        TIMEOUT,
+    )
+    .await?
+    .with_context(|| format!("KompoxSnapshot {name} gone"))
+}
+
+async fn delete_and_wait<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    wait_until(&format!("{name} deleted"), TIMEOUT, || async {
+        Ok(api.get_opt(name).await?.is_none())
+    })
+    .await
+}
+
+fn handle_of(d: &KompoxDisk) -> Result<String> {
+    d.status
+        .as_ref()
+        .and_then(|s| s.handle.clone())
+        .context("no status.handle")
+}
+
+fn pv_of(d: &KompoxDisk) -> Result<String> {
+    d.status
+        .as_ref()
+        .and_then(|s| s.pv_name.clone())
+        .context("no status.pvName")
+}
+
+/// An "app" PVC bound to a disk's static PV by volumeName (what the app controller creates).
+async fn bind_pvc(env: &Env, name: &str, pv: &str) -> Result<()> {
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name},
+        "spec": {"storageClassName": "", "volumeName": pv, "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }))?;
+    let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
+    pvcs.create(&PostParams::default(), &pvc).await?;
+    wait_until(&format!("PVC {name} Bound"), TIMEOUT, || async {
+        Ok(pvcs
+            .get(name)
+            .await?
+            .status
+            .and_then(|s| s.phase)
+            .as_deref()
+            == Some("Bound"))
+    })
+    .await
+}
+
+async fn pv_phase(client: &Client, pv: &str) -> Result<Option<String>> {
+    Ok(Api::<PersistentVolume>::all(client.clone())
+        .get_opt(pv)
+        .await?
+        .and_then(|p| p.status.and_then(|s| s.phase)))
+}
+
+#[tokio::test]
+async fn disk_provisions_binds_releases_and_deletes_its_volume() -> Result<()> {
+    let env = Env::new("disk").await?;
+    let api = env.disks();
+    let t0 = Instant::now();
+    env.create_disk(
+        "data",
+        json!({"size": "1Gi", "zone": "2", "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let d = wait_disk_ready(&api, "data").await?;
+    println!("create -> Ready: {:?}", t0.elapsed());
+    let st = d.status.clone().unwrap_or_default();
+    let handle = handle_of(&d)?;
+    let pv_name = pv_of(&d)?;
+    assert_eq!(st.zone.as_deref(), Some("japaneast-2"));
+    assert_eq!(st.provider.map(|p| p.as_str()), Some("csi"));
+    assert_eq!(st.observed_generation, d.metadata.generation);
+    assert!(
+        driver_volumes()?.contains(&handle),
+        "driver lacks volume {handle}"
+    );
+
+    // The static PV, as the contract says.
+    let pv = serde_json::to_value(
+        Api::<PersistentVolume>::all(env.client.clone())
+            .get(&pv_name)
+            .await?,
+    )?;
+    assert_eq!(pv_name, format!("k4x-{}-data", env.ns.name));
+    assert_eq!(pv["spec"]["csi"]["volumeHandle"], handle.as_str());
+    assert_eq!(pv["spec"]["csi"]["driver"], "mock.csi.kompox.dev");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    // "" is omitted by the API server's JSON.
+    assert!(
+        pv["spec"]["storageClassName"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{}",
+        pv["spec"]
+    );
+    assert_eq!(pv["spec"]["capacity"]["storage"], "1Gi");
+    assert_eq!(pv["metadata"]["labels"]["kompox.dev/disk"], "data");
+    assert_eq!(
+        pv["metadata"]["labels"]["kompox.dev/disk-namespace"],
+        env.ns.name.as_str()
+    );
+    let expr =
+        &pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0];
+    assert_eq!(expr["key"], "topology.kubernetes.io/zone");
+    assert_eq!(expr["values"], json!(["japaneast-2"]));
+    // The provisioning PVC and the dynamic PV are gone.
+    let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
+    wait_until("no provisioning PVC", TIMEOUT, || async {
+        Ok(pvcs.list(&ListParams::default()).await?.items.is_empty())
+    })
+    .await?;
+    let ns_label = format!("kompox.dev/disk-namespace={}", env.ns.name);
+    let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
+    wait_until("only the static PV", TIMEOUT, || async {
+        Ok(pvs
+            .list(&ListParams::default().labels(&ns_label))
+            .await?
+            .items
+            .len()
+            == 1)
+    })
+    .await?;
+    let evs = env.events("data").await?;
+    assert!(evs.iter().any(|(r, _)| r == "Provisioning"), "{evs:?}");
+    assert!(
+        evs.iter().any(|(r, n)| r == "Ready" && n.contains(&handle)),
+        "{evs:?}"
+    );
+
+    // An app PVC binds by volumeName; once it is deleted the PV is Available again.
+    bind_pvc(&env, "app-data", &pv_name).await?;
+    assert_eq!(
+        pv_phase(&env.client, &pv_name).await?.as_deref(),
+        Some("Bound")
+    );
+    delete_and_wait(&pvcs, "app-data").await?;
+    wait_until("PV Available again", TIMEOUT, || async {
+        Ok(pv_phase(&env.client, &pv_name).await?.as_deref() == Some("Available"))
+    })
+    .await?;
+    bind_pvc(&env, "app-data-2", &pv_name).await?;
+    delete_and_wait(&pvcs, "app-data-2").await?;
+
+    // deletionPolicy Delete: the driver deletes the volume.
+    delete_and_wait(&api, "data").await?;
+    wait_until("static PV gone", TIMEOUT, || async {
+        Ok(pvs.get_opt(&pv_name).await?.is_none())
+    })
+    .await?;
+    ensure!(
+        !driver_volumes()?.contains(&handle),
+        "volume {handle} still in the driver"
+    );
+    let deleted = driver_calls("DeleteVolume")?;
+    ensure!(
+        deleted
+            .iter()
+            .any(|c| c.request["volume_id"] == handle.as_str()),
+        "no successful DeleteVolume of {handle} in the driver log"
+    );
+    env.finish().await
+}
+
+#[tokio::test]
+async fn orphan_keeps_the_volume_and_spec_handle_adopts_it() -> Result<()> {
+    let env = Env::new("orphan").await?;
+    let api = env.disks();
+    env.create_disk("keep", json!({"size": "1Gi", "zone": "1"}))
+        .await?;
+    let d = wait_disk_ready(&api, "keep").await?;
+    let handle = handle_of(&d)?;
+    let pv_name = pv_of(&d)?;
+    delete_and_wait(&api, "keep").await?;
+    let evs = env.events("keep").await?;
+    assert!(
+        evs.iter()
+            .any(|(r, n)| r == "Orphaned" && n.contains(&handle)),
+        "no Orphaned Event naming {handle}: {evs:?}"
+    );
+    ensure!(
+        driver_volumes()?.contains(&handle),
+        "orphaned volume {handle} was deleted"
+    );
+    let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
+    wait_until("orphaned PV object dropped", TIMEOUT, || async {
+        Ok(pvs.get_opt(&pv_name).await?.is_none())
+    })
+    .await?;
+
+    // Adopt it again by handle, then delete it for real.
+    env.create_disk(
+        "again",
+        json!({"size": "1Gi", "zone": "1", "handle": handle, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let again = wait_disk_ready(&api, "again").await?;
+    assert_eq!(handle_of(&again)?, handle);
+    let pv = pvs.get(&pv_of(&again)?).await?;
+    assert_eq!(
+        pv.spec.and_then(|s| s.csi).map(|c| c.volume_handle),
+        Some(handle.clone())
+    );
+    delete_and_wait(&api, "again").await?;
+    wait_until("adopted volume deleted", TIMEOUT, || async {
+        Ok(!driver_volumes()?.contains(&handle))
+    })
+    .await?;
+    env.finish().await
+}
+
+async fn create_app(env: &Env, name: &str) -> Result<()> {
+    let app: KompoxApp = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxApp",
+        "metadata": {"name": name},
+        "spec": {"compose": {"configMapRef": {"name": "compose", "key": "compose.yml"}},
+                 "volumes": [{"name": "data", "diskRef": {"name": "shared"}}]},
+    }))?;
+    env.ns
+        .api::<KompoxApp>()
+        .create(&PostParams::default(), &app)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn second_app_gets_disk_in_use_and_a_deleted_app_releases_its_claim() -> Result<()> {
+    let env = Env::new("inuse").await?;
+    let api = env.disks();
+    env.create_disk("shared", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
+        .await?;
+    wait_disk_ready(&api, "shared").await?;
+    create_app(&env, "gitea").await?;
+    create_app(&env, "wiki").await?;
+    assert_eq!(
+        claim(&api, "shared", "gitea", "data").await?,
+        Claim::Granted
+    );
+    assert_eq!(
+        claim(&api, "shared", "gitea", "data").await?,
+        Claim::AlreadyHeld
+    );
+    let refused = claim(&api, "shared", "wiki", "data").await?;
+    assert_eq!(
+        refused,
+        Claim::HeldBy {
+            app: "gitea".into(),
+            volume: "data".into()
+        }
+    );
+    assert_eq!(
+        refused.in_use_message("shared").as_deref(),
+        Some("disk shared is in use by app gitea volume data")
+    );
+    assert_eq!(
+        refused
+            .in_use_message("shared")
+            .map(|_| reasons::DISK_IN_USE),
+        Some("DiskInUse")
+    );
+    // Two claims racing: exactly one wins.
+    let d = api.get("shared").await?;
+    assert!(matches!(
+        claim_decision(&d, "wiki", "data"),
+        Claim::HeldBy { .. }
+    ));
+
+    // The holder goes away: the disk controller clears the stale claim, the other app gets it.
+    delete_and_wait(&env.ns.api::<KompoxApp>(), "gitea").await?;
+    wait_until("stale claim released", TIMEOUT, || async {
+        Ok(api
+            .get("shared")
+            .await?
+            .status
+            .and_then(|s| s.attached_to)
+            .is_none())
+    })
+    .await?;
+    assert_eq!(claim(&api, "shared", "wiki", "data").await?, Claim::Granted);
+    delete_and_wait(&env.ns.api::<KompoxApp>(), "wiki").await?;
+    delete_and_wait(&api, "shared").await?;
+    env.finish().await
+}
+
+#[tokio::test]
+async fn claims_race_and_only_one_wins() -> Result<()> {
+    let env = Env::new("race").await?;
+    let api = env.disks();
+    env.create_disk("shared", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
+        .await?;
+    wait_disk_ready(&api, "shared").await?;
+    for a in ["a1", "a2", "a3", "a4"] {
+        create_app(&env, a).await?;
+    }
+    let results = futures::future::join_all(["a1", "a2", "a3", "a4"].map(|a| {
+        let api = api.clone();
+        async move { claim(&api, "shared", a, "data").await }
+    }))
+    .await;
+    let granted = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Claim::Granted)))
+        .count();
+    ensure!(granted == 1, "claims: {results:?}");
+    for a in ["a1", "a2", "a3", "a4"] {
+        delete_and_wait(&env.ns.api::<KompoxApp>(), a).await?;
+    }
+    delete_and_wait(&api, "shared").await?;
+    env.finish().await
+}
+
+#[tokio::test]
+async fn snapshot_then_restore_from_it() -> Result<()> {
+    let env = Env::new("snap").await?;
+    let api = env.disks();
+    let snaps = env.snapshots();
+    env.create_disk(
+        "src",
+        json!({"size": "1Gi", "zone": "3", "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let src = wait_disk_ready(&api, "src").await?;
+    let src_handle = handle_of(&src)?;
+
+    // Detached disk: through a temporary PVC bound to the static PV.
+    let t0 = Instant::now();
+    env.create_snapshot("s1", "src").await?;
+    let s1 = wait_snapshot_ready(&snaps, "s1").await?;
+    println!("snapshot -> readyToUse: {:?}", t0.elapsed());
+    let st = s1.status.clone().unwrap_or_default();
+    let snap_handle = st.snapshot_handle.clone().context("no snapshotHandle")?;
+    // The mock's snapshots have size 0; snapshot-controller then reports no restoreSize.
+    println!("restoreSize: {:?}", st.restore_size);
+    ensure!(
+        driver_snapshots()?.contains(&snap_handle),
+        "driver lacks snapshot {snap_handle}"
+    );
+    let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
+    wait_until("temporary source PVC removed", TIMEOUT, || async {
+        Ok(pvcs.get_opt("k4x-snapsrc-s1").await?.is_none())
+    })
+    .await?;
+    let pv_name = pv_of(&src)?;
+    wait_until("source PV Available again", TIMEOUT, || async {
+        Ok(pv_phase(&env.client, &pv_name).await?.as_deref() == Some("Available"))
+    })
+    .await?;
+
+    // Attached disk: through the app's PVC.
+    bind_pvc(&env, "app-data", &pv_name).await?;
+    env.create_snapshot("s2", "src").await?;
+    wait_snapshot_ready(&snaps, "s2").await?;
+    let vs = Api::<kube::api::DynamicObject>::namespaced_with(
+        env.client.clone(),
+        &env.ns.name,
+        &kompox_controller::snapshot::volume_snapshot_resource(),
+    )
+    .get("k4x-snap-s2")
+    .await?;
+    assert_eq!(
+        vs.data["spec"]["source"]["persistentVolumeClaimName"],
+        "app-data"
+    );
+    assert_eq!(
+        pv_phase(&env.client, &pv_name).await?.as_deref(),
+        Some("Bound")
+    );
+
+    // Restore: a new disk from s1. The mock has no bytes; the CSI chain proves the source.
+    let t1 = Instant::now();
+    env.create_disk(
+        "restored",
+        json!({"size": "1Gi", "fromSnapshot": {"name": "s1"}, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let restored = wait_disk_ready(&api, "restored").await?;
+    println!("restore -> Ready: {:?}", t1.elapsed());
+    let restored_handle = handle_of(&restored)?;
+    assert_ne!(restored_handle, src_handle);
+    let calls = driver_calls("CreateVolume")?;
+    let call = calls
+        .iter()
+        .find(|c| {
+            c.response["volume"]["volume_id"] == restored_handle.as_str()
+                && c.request["parameters"]["csi.storage.k8s.io/pvc/namespace"]
+                    == env.ns.name.as_str()
+        })
+        .context("no CreateVolume for the restored volume")?;
+    assert_eq!(
+        call.request["volume_content_source"]["Type"]["Snapshot"]["snapshot_id"],
+        snap_handle.as_str(),
+        "restored volume not created from snapshot {snap_handle}: {}",
+        call.request
+    );
+    // The restored volume lives where the driver put it: the static PV carries that zone.
+    assert!(
+        restored
+            .status
+            .as_ref()
+            .and_then(|s| s.zone.clone())
+            .is_some(),
+        "restored disk without zone"
+    );
+
+    // Deleting the snapshots deletes the VolumeSnapshots and the CSI snapshots.
+    delete_and_wait(&snaps, "s1").await?;
+    delete_and_wait(&snaps, "s2").await?;
+    wait_until("CSI snapshot deleted", TIMEOUT, || async {
+        Ok(!driver_snapshots()?.contains(&snap_handle))
+    })
+    .await?;
+    delete_and_wait(&pvcs, "app-data").await?;
+    delete_and_wait(&api, "restored").await?;
+    delete_and_wait(&api, "src").await?;
+    wait_until("volumes deleted", TIMEOUT, || async {
+        let v = driver_volumes()?;
+        Ok(!v.contains(&src_handle) && !v.contains(&restored_handle))
+    })
+    .await?;
+    env.finish().await
+}
+
+#[tokio::test]
+async fn snapshot_without_a_class_for_the_driver_is_unsupported() -> Result<()> {
+    let env = Env::new("nosnap").await?;
+    let api = env.disks();
+    // A volume of a driver without a VolumeSnapshotClass, adopted by handle (nothing to provision).
+    env.create_disk(
+        "foreign",
+        json!({"size": "1Gi", "handle": "vol-foreign-1",
+        "options": {"csiDriver": "other.csi.example.com"}}),
+    )
+    .await?;
+    let d = wait_disk_ready(&api, "foreign").await?;
+    let pv = Api::<PersistentVolume>::all(env.client.clone())
+        .get(&pv_of(&d)?)
+        .await?;
+    assert_eq!(
+        pv.spec.and_then(|s| s.csi).map(|c| c.driver).as_deref(),
+        Some("other.csi.example.com")
+    );
+    env.create_snapshot("s", "foreign").await?;
+    let s = wait_for_condition(
+        env.snapshots(),
+        "s",
+        |s: Option<&KompoxSnapshot>| {
+            s.and_then(|s| s.status.as_ref())
+                .and_then(|s| condition::find(&s.conditions, types::DEGRADED))
+                .is_some_and(|c| c.status == "True" && c.reason == reasons::SNAPSHOT_UNSUPPORTED)
+        },
+        TIMEOUT,
+    )
+    .await?
+    .context("snapshot gone")?;
+    let msg = s
+        .status
+        .and_then(|s| condition::find(&s.conditions, types::DEGRADED).map(|c| c.message.clone()))
+        .unwrap_or_default();
+    assert!(msg.contains("other.csi.example.com"), "{msg}");
+    delete_and_wait(&env.snapshots(), "s").await?;
+    delete_and_wait(&api, "foreign").await?; // Orphan: the foreign volume is not touched
+    env.finish().await
+}
+
+#[tokio::test]
+async fn bad_specs_are_rejected_or_degraded_naming_the_field() -> Result<()> {
+    let env = Env::new("bad").await?;
+    let api = env.disks();
+    // Rejected by the CRD schema.
+    let err = env
+        .create_disk_raw("p", json!({"size": "1Gi", "provider": {"type": "azure"}}))
+        .await;
+    let msg = format!("{:#}", err.err().context("unknown provider accepted")?);
+    assert!(msg.contains("spec.provider.type"), "{msg}");
+    let err = env
+        .create_disk_raw(
+            "x",
+            json!({"size": "1Gi", "handle": "h", "fromSnapshot": {"name": "s"}}),
+        )
+        .await;
+    assert!(err.is_err(), "fromSnapshot + handle accepted");
+    let err = env.create_disk_raw("y", json!({"size": "ten"})).await;
+    assert!(format!("{:#}", err.err().context("size ten accepted")?).contains("spec.size"));
+    // Accepted by the schema, Degraded by the controller, nothing provisioned.
+    for (name, spec, field) in [
+        ("neg", json!({"size": "-1Gi"}), "spec.size"),
+        ("zero", json!({"size": "0"}), "spec.size"),
+        ("nozone", json!({"size": "1Gi", "zone": "9"}), "spec.zone"),
+        (
+            "oke",
+            json!({"size": "1Gi", "zone": "1", "provider": {"type": "oke"}}),
+            "spec.zone",
+        ),
+    ] {
+        env.create_disk(name, spec.clone()).await?;
+        let msg = wait_disk_degraded(&api, name, reasons::INVALID_SPEC).await?;
+        assert!(msg.starts_with(field), "{spec}: {msg}");
+    }
+    let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
+    assert!(
+        pvcs.list(&ListParams::default()).await?.items.is_empty(),
+        "a bad disk provisioned"
+    );
+    // A fix makes it Ready.
+    api.patch(
+        "nozone",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"zone": "1", "deletionPolicy": "Delete"}})),
+    )
+    .await?;
+    wait_disk_ready(&api, "nozone").await?;
+    for n in ["neg", "zero", "nozone", "oke"] {
+        delete_and_wait(&api, n).await?;
+    }
+    env.finish().await
+}
+
+/// Kill -9 the controller at random points of 20 create/delete cycles; it converges and
+/// leaves no PV, PVC or volume behind.
+#[tokio::test]
+async fn kill9_during_create_delete_cycles_converges_without_leaks() -> Result<()> {
+    let mut env = Env::new("chaos").await?;
+    let api = env.disks();
+    let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
+    let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
+    let mut kills = 0;
+    let mut handles = BTreeSet::new();
+    let mut ready_times = Vec::new();
+    for i in 0..20u32 {
+        let name = format!("c{i}");
+        let spec = if i % 4 == 3 {
+            json!({"size": "1Gi", "zone": "1", "deletionPolicy": "Delete"})
+        } else {
+            json!({"size": "1Gi", "deletionPolicy": "Delete"})
+        };
+        let t0 = Instant::now();
+        env.create_disk(&name, spec).await?;
+        if rand::random::<bool>() {
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
+            env.controller.kill9().await?;
+            kills += 1;
+            env.controller.restart().await?;
+        }
+        let d = wait_disk_ready(&api, &name).await?;
+        ready_times.push(t0.elapsed());
+        handles.insert(handle_of(&d)?);
+        api.delete(&name, &DeleteParams::default()).await?;
+        if rand::random::<bool>() {
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
+            env.controller.kill9().await?;
+            kills += 1;
+            env.controller.restart().await?;
+        }
+        wait_until(&format!("{name} deleted"), TIMEOUT, || async {
+            Ok(api.get_opt(&name).await?.is_none())
+        })
+        .await?;
+    }
+    env.controller.wait_ready(TIMEOUT).await?;
+    println!(
+        "chaos: 20 cycles, {kills} kill -9; create->Ready {:?}",
+        ready_times
+    );
+
+    // Leftovers: PVs of the namespace, PVCs in it, volumes the driver made for it.
+    let label = format!("kompox.dev/disk-namespace={}", env.ns.name);
+    let ns = env.ns.name.clone();
+    wait_until("no leftover PV, PVC or volume", TIMEOUT, || async {
+        let pv_left: Vec<String> = pvs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|pv| {
+                pv.labels().get("kompox.dev/disk-namespace") == Some(&ns)
+                    || pv
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.claim_ref.as_ref())
+                        .and_then(|c| c.namespace.as_deref())
+                        == Some(ns.as_str())
+            })
+            .map(|pv| pv.name_any())
+            .collect();
+        let pvc_left = pvcs.list(&ListParams::default()).await?.items.len();
+        let made = volumes_created_in(&ns)?;
+        let held = driver_volumes()?;
+        let vol_left: Vec<&String> = made.iter().filter(|v| held.contains(*v)).collect();
+        if pv_left.is_empty() && pvc_left == 0 && vol_left.is_empty() {
+            return Ok(true);
+        }
+        println!("leftovers: PVs {pv_left:?}, PVCs {pvc_left}, volumes {vol_left:?}");
+        Ok(false)
+    })
+    .await
+    .with_context(|| format!("label {label}"))?;
+    let made = volumes_created_in(&env.ns.name)?;
+    ensure!(
+        made.len() >= 20,
+        "driver log shows only {} volumes for the namespace",
+        made.len()
+    );
+    ensure!(handles.len() == 20, "handles reused: {handles:?}");
+    env.finish().await
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() -> Result<()> {
+    let env = Env::new("metrics").await?;
+    env.create_disk("m", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
+        .await?;
+    wait_disk_ready(&env.disks(), "m").await?;
+    let (code, body) = env.controller.get("/metrics").await?;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("kompox_controller_reconciles_total{controller=\"disk\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("kompox_controller_reconcile_duration_seconds_bucket"),
+        "{body}"
+    );
+    assert_eq!(env.controller.get("/healthz").await?.0, 200);
+    assert_eq!(env.controller.get("/readyz").await?.0, 200);
+    delete_and_wait(&env.disks(), "m").await?;
+    env.finish().await
+}
+
+/// Two replicas on one Lease: only the holder reconciles; kill -9 it and the standby takes
+/// over within the lease duration.
+#[tokio::test]
+async fn leader_election_fails_over() -> Result<()> {
+    cluster();
+    ensure_crds().await?;
+    let client = admin_client().await?;
+    let ns = TestNamespace::create(&client, "lease", &[]).await?;
+    let lease = format!("e2e-{}", ns.name);
+    let opts = Options {
+        namespace: ns.name.clone(),
+        lease: Some(lease.clone()),
+    };
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), kompox_e2e::controller::SYSTEM_NAMESPACE);
+    let holder = || async {
+        Ok::<_, anyhow::Error>(
+            leases
+                .get_opt(&lease)
+                .await?
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .filter(|h| !h.is_empty()),
+        )
+    };
+    // `a` takes the lease before `b` starts, so `b` is the standby.
+    let mut a = ControllerProcess::start(opts.clone()).await?;
+    wait_until("the first replica holds the lease", TIMEOUT, || async {
+        Ok(holder().await?.is_some())
+    })
+    .await?;
+    let first = holder().await?.context("no holder")?;
+    let b = ControllerProcess::start(opts).await?;
+    let disks: Api<KompoxDisk> = ns.api();
+    let mk = |name: &str| -> Result<KompoxDisk> {
+        Ok(serde_json::from_value(
+            json!({"apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+            "metadata": {"name": name}, "spec": {"size": "1Gi", "deletionPolicy": "Delete"}}),
+        )?)
+    };
+    disks.create(&PostParams::default(), &mk("l1")?).await?;
+    wait_disk_ready(&disks, "l1").await?;
+    a.kill9().await?;
+    let t = Instant::now();
+    disks.create(&PostParams::default(), &mk("l2")?).await?;
+    wait_disk_ready(&disks, "l2").await?;
+    let second = holder().await?.context("no holder")?;
+    println!("failover: {first} -> {second} in {:?}", t.elapsed());
+    if first == second {
+        bail!("holder did not change after kill -9 of the first replica (was {first})");
+    }
+    delete_and_wait(&disks, "l1").await?;
+    delete_and_wait(&disks, "l2").await?;
+    b.stop(Duration::from_secs(20)).await?;
+    leases.delete(&lease, &DeleteParams::default()).await.ok();
+    ns.cleanup().await
+}
