@@ -22,6 +22,9 @@ struct Args {
     /// Serving private key (PEM).
     #[arg(long, env = "KOMPOX_APISERVER_TLS_PRIVATE_KEY_FILE")]
     tls_private_key_file: PathBuf,
+    /// Seconds between checks of the certificate files for a rotation.
+    #[arg(long, default_value_t = 10)]
+    tls_reload_interval_seconds: u64,
     /// Kubeconfig to use instead of the in-cluster service account.
     #[arg(long, env = "KOMPOX_APISERVER_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -104,6 +107,7 @@ async fn main() -> Result<()> {
             client_ca: None,
         }),
     );
+    config.cert_reload_interval = Duration::from_secs(args.tls_reload_interval_seconds.max(1));
     config.authz_allow_ttl = Duration::from_secs(args.authorization_allow_ttl_seconds);
     config.authz_deny_ttl = Duration::from_secs(args.authorization_deny_ttl_seconds);
 

@@ -1,0 +1,159 @@
+//! The `kompox-apiserver` binary as a process: flags, certificate rotation without a restart,
+//! and `--exit-on-stdin-close`. No cluster is needed: the kubeconfig points at a closed port,
+//! so only the endpoints that need no Kubernetes reads are exercised.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use kompox_serve::{cert_fingerprint_sha256, generate_ca, issue_serving_cert};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+const KUBECONFIG: &str = r#"apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster:
+    server: https://127.0.0.1:9
+users:
+- name: nobody
+  user:
+    token: not-a-real-token
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: nobody}
+current-context: nowhere
+"#;
+
+/// GET `path` over a new TLS connection; returns the status and the served leaf's fingerprint.
+async fn get(port: u16, ca_pem: &str, path: &str) -> Option<(u16, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.ok()?).ok()?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").ok()?, tcp)
+        .await
+        .ok()?;
+    let leaf = tls.get_ref().1.peer_certificates()?.first()?.clone();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .ok()?;
+    let resp = send.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    Some((status, cert_fingerprint_sha256(&leaf)))
+}
+
+async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fingerprint(pem: &str) -> String {
+    cert_fingerprint_sha256(&CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+}
+
+#[tokio::test]
+async fn rotates_its_certificate_without_restart_and_exits_when_stdin_closes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("kompox-apiserver-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = generate_ca("process-test-ca").unwrap();
+    let first = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+    let (crt, key, kc) = (
+        dir.join("tls.crt"),
+        dir.join("tls.key"),
+        dir.join("kubeconfig"),
+    );
+    std::fs::write(&crt, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    std::fs::write(&kc, KUBECONFIG).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kompox-apiserver"))
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--tls-cert-file={}", crt.display()))
+        .arg(format!("--tls-private-key-file={}", key.display()))
+        .arg(format!("--kubeconfig={}", kc.display()))
+        .arg("--tls-reload-interval-seconds=1")
+        .arg("--exit-on-stdin-close")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let ca_pem = ca.cert_pem().to_owned();
+    let (status, served) = until("the server to answer /healthz", async || {
+        get(port, &ca_pem, "/healthz").await
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(served, fingerprint(&first.cert_pem));
+    // Not ready: the front-proxy configuration cannot be read from this "cluster".
+    let (status, _) = get(port, &ca_pem, "/readyz").await.unwrap();
+    assert_eq!(status, 503);
+    let (status, _) = get(port, &ca_pem, "/apis/subresources.k8s.kompox.dev/v1alpha1")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+
+    // Rotate: key first, then certificate (a half-written rotation keeps the old pair).
+    let second = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+    std::fs::write(&key, &second.key_pem).unwrap();
+    std::fs::write(&crt, &second.cert_pem).unwrap();
+    let want = fingerprint(&second.cert_pem);
+    until("the rotated certificate to be served", async || {
+        get(port, &ca_pem, "/healthz")
+            .await
+            .filter(|(_, f)| *f == want)
+    })
+    .await;
+
+    // Closing stdin stops the server.
+    drop(child.stdin.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the server did not exit after stdin closed");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::io::stderr().flush();
+    let _ = std::fs::remove_dir_all(&dir);
+}
