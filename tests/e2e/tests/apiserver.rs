@@ -684,3 +684,122 @@ async fn validate_reports_a_server_side_rejection() -> Result<()> {
     let _ = cluster();
     ns.cleanup().await
 }
+
+/// `samples/gitea` as a user would apply it: the objects of app.yml, the compose ConfigMap
+/// from compose.yml. `rendered` answers the same objects, in the same order, as the sample's
+/// golden `rendered.yaml` (rendered offline by the CLI), and no value of the sample's Secret.
+#[tokio::test]
+async fn rendered_gitea_sample_matches_the_golden_objects() -> Result<()> {
+    shared().await?;
+    let admin = admin_client().await?;
+    let ns = TestNamespace::create(&admin, "apisrv-gitea", &[]).await?;
+    let dir = kompox_e2e::repo_root().join("samples/gitea");
+    let docs = |text: &str| -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for doc in text.split("\n---") {
+            let v: Value = serde_saphyr::from_str(doc).unwrap_or(Value::Null);
+            if v.is_object() {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    };
+    let objects = docs(&std::fs::read_to_string(dir.join("app.yml"))?)?;
+    let compose = std::fs::read_to_string(dir.join("compose.yml"))?;
+    let mut secret_values = Vec::new();
+    for o in &objects {
+        match o["kind"].as_str() {
+            Some("KompoxApp") => {
+                let r = &o["spec"]["compose"]["configMapRef"];
+                create(
+                    &ns.api::<ConfigMap>(),
+                    json!({"metadata": {"name": r["name"]}, "data": {r["key"].as_str().unwrap_or("compose.yml"): compose}}),
+                )
+                .await?;
+                create(&ns.api::<KompoxApp>(), o.clone()).await?;
+            }
+            Some("KompoxDisk") => {
+                let name = o["metadata"]["name"]
+                    .as_str()
+                    .context("disk name")?
+                    .to_owned();
+                create(&ns.api::<KompoxDisk>(), o.clone()).await?;
+                ns.api::<KompoxDisk>()
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"pvName": format!("kompox-{name}")}})),
+                    )
+                    .await?;
+            }
+            Some("Secret") => {
+                for file in o["stringData"].as_object().context("stringData")?.values() {
+                    for line in file.as_str().unwrap_or("").lines() {
+                        if let Some((_, v)) = line.split_once('=')
+                            && v.len() >= 8
+                        {
+                            secret_values.push(v.to_owned());
+                        }
+                    }
+                }
+                create(&ns.api::<Secret>(), o.clone()).await?;
+            }
+            other => bail!("samples/gitea/app.yml: unexpected kind {other:?}"),
+        }
+    }
+    assert!(!secret_values.is_empty(), "the sample has Secret values");
+
+    let path = rendered_path(&ns.name, "gitea");
+    let (code, body) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+    expect_status("rendered gitea sample", (code, &body), StatusCode::OK)?;
+    let text = String::from_utf8_lossy(&body);
+    for v in &secret_values {
+        assert!(
+            !text.contains(v.as_str()),
+            "a Secret value of the sample leaked"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode(v);
+        assert!(
+            !text.contains(&b64),
+            "a Secret value of the sample leaked (base64)"
+        );
+    }
+    let list = json_body(&body)?;
+    let ours: Vec<(String, String)> = list["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or("").to_owned(),
+                o["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let golden: Vec<(String, String)> = docs(&std::fs::read_to_string(dir.join("rendered.yaml"))?)?
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap_or("").to_owned(),
+                o["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ours, golden);
+    // The golden file's warning (published port 2222 without an ingress rule) is reported.
+    let warnings: Vec<String> = serde_json::from_str(
+        list["metadata"]["annotations"]["kompox.dev/warnings"]
+            .as_str()
+            .context("warnings annotation")?,
+    )?;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("services.gitea.ports:") && w.contains("2222")),
+        "{warnings:?}"
+    );
+    // Deterministic: the same answer again.
+    let (_, again) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+    assert_eq!(again, body);
+    ns.cleanup().await
+}
