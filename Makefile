@@ -24,7 +24,8 @@ down: ## Stop the local control plane.
 	hack/cluster.sh down
 
 .PHONY: demo
-demo: build up ## Build, bring the local control plane up and show Kompox at work.
+demo: up ## Build, bring the local control plane up and show Kompox at work.
+	$(CARGO) build -p kubectl-kompox -p kompox-apiserver -p kompox-webhook -p kompox-controller
 	hack/demo.sh
 
 .PHONY: fmt-check

@@ -1,14 +1,25 @@
 //! `kubectl kompox`: the Kompox command line. One module per subcommand; `main.rs` only
 //! parses arguments and reports errors.
 //!
-//! Subcommands so far:
-//! - [`render`]: render a compose app to Kubernetes objects, offline.
+//! Subcommands:
+//! - [`install`]: `install` / `uninstall` (in the cluster, or `--local` processes: [`local`]);
+//! - [`apply`]: a compose app into its namespace, waiting until Ready;
+//! - [`render`]: render a compose app to Kubernetes objects, offline;
+//! - [`ops`]: `rendered`, `status`, `diff`, `disk …`, `snapshot …`.
+//!
+//! Cluster subcommands take kubectl's `--kubeconfig` and `--context` ([`kubectx`]); errors go to
+//! stderr as `error: …` naming the failing field or object, with exit status 1.
 
 use std::fmt;
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+pub mod apply;
+pub mod install;
+pub mod kubectx;
+pub mod local;
+pub mod ops;
 pub mod render;
 
 /// Command line of `kubectl-kompox`.
@@ -29,6 +40,24 @@ pub enum Command {
     /// Render a compose app to Kubernetes objects, offline (no cluster needed).
     #[command(after_long_help = render::LONG_HELP)]
     Render(render::RenderArgs),
+    /// Install Kompox into the cluster (or, with --local, run its servers on this machine).
+    Install(install::InstallArgs),
+    /// Remove what `install` created (the CRDs only with --crds).
+    Uninstall(install::UninstallArgs),
+    /// Apply a compose app: namespace, compose ConfigMap, env files, disks, KompoxApp; wait for Ready.
+    Apply(apply::ApplyArgs),
+    /// Print the server's rendered objects of an app (Secrets redacted).
+    Rendered(ops::RenderedArgs),
+    /// Show an app's conditions, pods, zone, disks and ingress hosts.
+    Status(ops::StatusArgs),
+    /// Diff the server's rendered objects against the live ones.
+    Diff(ops::DiffArgs),
+    /// Manage KompoxDisks.
+    #[command(subcommand)]
+    Disk(ops::DiskCmd),
+    /// Manage KompoxSnapshots.
+    #[command(subcommand)]
+    Snapshot(ops::SnapshotCmd),
 }
 
 /// Why a command failed. Each line is printed as `error: <line>`.
@@ -38,13 +67,22 @@ pub enum CliError {
     Invalid(Vec<String>),
     /// Something could not be read or written.
     Io(String),
+    /// The cluster refused or could not be reached; the message says which and why.
+    Cluster(String),
+    /// A wait ran out of time; the message names what was awaited and the last state.
+    Timeout(String),
+    /// The named object does not exist.
+    NotFound(String),
 }
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Invalid(lines) => f.write_str(&lines.join("\n")),
-            CliError::Io(msg) => f.write_str(msg),
+            CliError::Io(msg)
+            | CliError::Cluster(msg)
+            | CliError::Timeout(msg)
+            | CliError::NotFound(msg) => f.write_str(msg),
         }
     }
 }
@@ -59,5 +97,31 @@ impl std::error::Error for CliError {}
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Render(args) => render::run(&args, out, err),
+        cmd => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Io(format!("starting the async runtime: {e}")))?;
+            rt.block_on(run_cluster(cmd, out, err))
+        }
+    }
+}
+
+async fn run_cluster(
+    cmd: Command,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    match cmd {
+        Command::Render(args) => render::run(&args, out, err),
+        Command::Install(a) => install::run_install(&a, out, err).await,
+        Command::Uninstall(a) => install::run_uninstall(&a, out, err).await,
+        Command::Apply(a) => apply::run(&a, out, err).await,
+        Command::Rendered(a) => ops::rendered(&a, out).await,
+        Command::Status(a) => ops::status(&a, out).await,
+        Command::Diff(a) => ops::diff(&a, out).await,
+        Command::Disk(c) => ops::disk(&c, out).await,
+        Command::Snapshot(c) => ops::snapshot(&c, out).await,
     }
 }

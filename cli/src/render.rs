@@ -119,7 +119,7 @@ fn parse_provider(s: &str) -> Result<ProviderType, String> {
     }
 }
 
-fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str), CliError> {
+pub(crate) fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str), CliError> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k, v)),
         _ => Err(CliError::Invalid(vec![format!(
@@ -132,7 +132,7 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError::Io(format!("reading {}: {e}", path.display())))
 }
 
-fn read_text(path: &Path) -> Result<String, CliError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, CliError> {
     String::from_utf8(read(path)?)
         .map_err(|_| CliError::Invalid(vec![format!("{}: not UTF-8 text", path.display())]))
 }
@@ -273,7 +273,7 @@ fn write_warnings(err: &mut dyn Write, warnings: &[Warning]) -> Result<(), CliEr
 }
 
 /// A fresh disk of [`DEFAULT_DISK_SIZE`].
-fn disk(name: &str) -> KompoxDisk {
+pub(crate) fn disk(name: &str) -> KompoxDisk {
     KompoxDisk::new(
         name,
         KompoxDiskSpec {
@@ -289,7 +289,7 @@ fn disk(name: &str) -> KompoxDisk {
 }
 
 /// The app's name without `--app`: the compose `name:`, else the compose file's directory.
-fn default_name(parsed: Option<&kompox_core::compose::Parsed>, file: &Path) -> String {
+pub(crate) fn default_name(parsed: Option<&kompox_core::compose::Parsed>, file: &Path) -> String {
     let from_compose = parsed.and_then(|p| p.project.name.clone());
     let from_dir = || {
         std::path::absolute(file).ok().and_then(|p| {
@@ -331,7 +331,7 @@ pub fn default_app(name: &str) -> KompoxApp {
 /// Provides the files the compose file names that no `spec.files.mounts` entry covers, from
 /// `--env-file` or next to the compose file, as synthetic Secrets/ConfigMaps with mounts the
 /// renderer consumes; refuses single-file binds.
-fn provide_files(
+pub(crate) fn provide_files(
     app: &mut KompoxApp,
     sources: &mut Sources,
     warnings: &mut Vec<Warning>,

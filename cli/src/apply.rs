@@ -1,0 +1,831 @@
+//! `kubectl kompox apply`: a compose app into its own namespace.
+//!
+//! ```text
+//! kubectl kompox apply -f compose.yml [--app app.yml | --kompoxops kompoxops.yml]
+//!     [--env-file PATH=FILE]... [--workspace W] [--wait=true|false] [--timeout 300s]
+//! ```
+//!
+//! 1. Everything is built and rendered offline first, so an invalid compose file or app fails
+//!    before the cluster is touched, with the failing field named.
+//! 2. The app namespace `k4x-<workspace>-app-<compact-id>` is created, or reused when
+//!    `.kompox/state.json` next to the compose file records it.
+//! 3. Server-side apply of the compose ConfigMap, the Secrets/ConfigMaps with the files the
+//!    compose file names (`env_file` …; values are never printed), the KompoxDisks and the
+//!    KompoxApp.
+//! 4. With `--wait` (default), a progress line per condition change until the app is Ready.
+//!
+//! `--reconcile`: the KompoxApp controller applies the rendered objects. Until it does
+//! (`auto`: when no controller has observed the app after `--controller-grace`), or with
+//! `client`, the plugin renders from the cluster's objects exactly as the controller does
+//! (`kompox_cluster::gather_inputs` + `kompox_core::render`) and applies them itself, then
+//! waits for the Deployments to be available.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kompox_core::api::{
+    AppVolume, DeploymentSpec, IngressRule, IngressSpec, KompoxApp, KompoxDisk, LocalRef,
+    ProviderType,
+};
+use kompox_core::naming;
+use kompox_core::render::{Bundle, ClusterInfo, RenderInput, Sources, Warning, render};
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource as _, ResourceExt as _};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::CliError;
+use crate::kubectx::{self, KubeArgs};
+use crate::render::{self as offline, RenderArgs};
+
+/// How the rendered objects reach the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Reconcile {
+    /// The controller if it acts on the app within --controller-grace, else the plugin.
+    Auto,
+    /// Only the KompoxApp controller.
+    Controller,
+    /// The plugin renders and applies (as the controller would).
+    Client,
+}
+
+/// Arguments of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// The compose file.
+    #[arg(short = 'f', long = "file", value_name = "COMPOSE")]
+    pub file: PathBuf,
+    /// YAML with the KompoxApp, its KompoxDisks and the Secrets/ConfigMaps it names.
+    #[arg(long, value_name = "APP_YAML", conflicts_with = "kompoxops")]
+    pub app: Option<PathBuf>,
+    /// A legacy kompoxops.yml; its `app:` section (name, ingress, volumes, deployment.zone).
+    #[arg(long, value_name = "KOMPOXOPS_YML")]
+    pub kompoxops: Option<PathBuf>,
+    /// Read the file the compose file names PATH (env_file …) from FILE.
+    #[arg(long = "env-file", value_name = "PATH=FILE")]
+    pub env_files: Vec<String>,
+    /// The workspace (tenant) part of the namespace name.
+    #[arg(long, default_value = naming::DEFAULT_WORKSPACE)]
+    pub workspace: String,
+    /// Wait until the app is Ready.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub wait: bool,
+    /// How long to wait.
+    #[arg(long, default_value = "300s", value_parser = kubectx::parse_duration)]
+    pub timeout: Duration,
+    /// Who applies the rendered objects.
+    #[arg(long, value_enum, default_value_t = Reconcile::Auto)]
+    pub reconcile: Reconcile,
+    /// With --reconcile=auto: how long to give the controller to observe the app.
+    #[arg(long, default_value = "15s", value_parser = kubectx::parse_duration)]
+    pub controller_grace: Duration,
+}
+
+/// `.kompox/state.json`: which namespace each app of this directory lives in.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// `<workspace>/<app>` → where it lives.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppState>,
+}
+
+/// One app's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppState {
+    pub namespace: String,
+    pub app_id: String,
+    pub name: String,
+    pub workspace: String,
+}
+
+/// The state file for a compose file.
+#[must_use]
+pub fn state_path(compose: &Path) -> PathBuf {
+    compose
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+        .join(".kompox/state.json")
+}
+
+/// Reads the state file (absent: empty).
+///
+/// # Errors
+///
+/// [`CliError::Invalid`] when it exists but does not parse.
+pub fn read_state(path: &Path) -> Result<State, CliError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map_err(|e| CliError::Invalid(vec![format!("{}: {e}", path.display())])),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(CliError::Io(format!("reading {}: {e}", path.display()))),
+    }
+}
+
+fn write_state(path: &Path, state: &State) -> Result<(), CliError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)
+            .map_err(|e| CliError::Io(format!("creating {}: {e}", d.display())))?;
+    }
+    let text = serde_json::to_string_pretty(state)
+        .map_err(|e| CliError::Io(format!("encoding state: {e}")))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| CliError::Io(format!("writing {}: {e}", path.display())))
+}
+
+/// The app, disks and sources to apply, from the flags (no cluster).
+#[derive(Debug)]
+pub struct Plan {
+    pub compose: String,
+    pub app: KompoxApp,
+    pub disks: BTreeMap<String, KompoxDisk>,
+    pub sources: Sources,
+    pub warnings: Vec<Warning>,
+}
+
+/// Builds the [`Plan`] and renders it offline to surface every error first.
+///
+/// # Errors
+///
+/// [`CliError::Invalid`] with one `file: path: message` line per problem.
+pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
+    let compose = offline::read_text(&args.file)?;
+    let fname = args.file.display().to_string();
+    let parsed = kompox_core::compose::parse(&compose, &|_| None).map_err(|e| {
+        CliError::Invalid(e.errors.iter().map(|d| format!("{fname}: {d}")).collect())
+    })?;
+    let mut warnings: Vec<Warning> = parsed
+        .warnings
+        .iter()
+        .map(|w| Warning {
+            path: format!("{fname}: {}", w.path),
+            message: w.message.clone(),
+        })
+        .collect();
+    let (mut app, mut disks, mut sources) = if let Some(path) = &args.app {
+        let text = offline::read_text(path)?;
+        let mut b = Bundle::parse(&text).map_err(|errs| {
+            CliError::Invalid(
+                errs.iter()
+                    .map(|d| format!("{}: {d}", path.display()))
+                    .collect(),
+            )
+        })?;
+        warnings.append(&mut b.warnings);
+        if b.apps.len() != 1 {
+            return Err(CliError::Invalid(vec![format!(
+                "{}: expected exactly one KompoxApp, found {}",
+                path.display(),
+                b.apps.len()
+            )]));
+        }
+        (b.apps.remove(0), b.disks, b.sources)
+    } else if let Some(path) = &args.kompoxops {
+        let (app, disks) = from_kompoxops(path, &parsed, &args.file)?;
+        (app, disks, Sources::default())
+    } else {
+        let name = offline::default_name(Some(&parsed), &args.file);
+        let disks = BTreeMap::from([(
+            offline::DEFAULT_VOLUME.to_owned(),
+            offline::disk(offline::DEFAULT_VOLUME),
+        )]);
+        (offline::default_app(&name), disks, Sources::default())
+    };
+    for v in &app.spec.volumes {
+        disks
+            .entry(v.disk_ref.name.clone())
+            .or_insert_with(|| offline::disk(&v.disk_ref.name));
+    }
+    let rargs = RenderArgs {
+        file: args.file.clone(),
+        app: None,
+        output: offline::Output::Yaml,
+        env_files: args.env_files.clone(),
+        vars: Vec::new(),
+        provider: ProviderType::Csi,
+        region: None,
+        namespace: None,
+        show_secrets: false,
+    };
+    let dir = args
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    offline::provide_files(
+        &mut app,
+        &mut sources,
+        &mut warnings,
+        &parsed.project,
+        &dir,
+        &rargs,
+    )?;
+
+    // Render offline against fresh disks: the same checks the controller will make.
+    let mut fresh = Bundle {
+        disks: disks.clone(),
+        ..Bundle::default()
+    };
+    fresh.assume_fresh_disks();
+    let cluster = ClusterInfo {
+        provider: ProviderType::Csi,
+        region: Some("offline".into()),
+    };
+    let interpolation = BTreeMap::new();
+    if let Err(e) = render(&RenderInput {
+        app: &app,
+        compose: &compose,
+        disks: &fresh.disks,
+        sources: &sources,
+        cluster: &cluster,
+        interpolation: &interpolation,
+    }) {
+        return Err(CliError::Invalid(
+            e.errors.iter().map(|d| format!("{fname}: {d}")).collect(),
+        ));
+    }
+    Ok(Plan {
+        compose,
+        app,
+        disks,
+        sources,
+        warnings,
+    })
+}
+
+/// The `app:` section of a legacy kompoxops.yml.
+fn from_kompoxops(
+    path: &Path,
+    parsed: &kompox_core::compose::Parsed,
+    compose_file: &Path,
+) -> Result<(KompoxApp, BTreeMap<String, KompoxDisk>), CliError> {
+    let text = offline::read_text(path)?;
+    let p = path.display();
+    let doc: Value = serde_saphyr::from_str(&text)
+        .map_err(|e| CliError::Invalid(vec![format!("{p}: invalid YAML: {e}")]))?;
+    let a = &doc["app"];
+    if !a.is_object() {
+        return Err(CliError::Invalid(vec![format!(
+            "{p}: app: missing (the app section is what kompox reads)"
+        )]));
+    }
+    let name = match a["name"].as_str() {
+        Some(n) if naming::is_dns1123_label(n) => n.to_owned(),
+        Some(n) => {
+            return Err(CliError::Invalid(vec![format!(
+                "{p}: app.name: {n:?} is not a DNS-1123 label"
+            )]));
+        }
+        None => offline::default_name(Some(parsed), compose_file),
+    };
+    let mut app = offline::default_app(&name);
+    app.spec.volumes.clear();
+    let mut disks = BTreeMap::new();
+    let mut errors = Vec::new();
+    match a["volumes"].as_array() {
+        Some(vols) => {
+            for (i, v) in vols.iter().enumerate() {
+                let Some(vn) = v["name"].as_str() else {
+                    errors.push(format!("{p}: app.volumes[{i}].name: missing"));
+                    continue;
+                };
+                let mut d = offline::disk(vn);
+                if let Some(size) = v["size"].as_str() {
+                    d.spec.size = Quantity(size.to_owned());
+                } else if let Some(n) = v["size"].as_i64() {
+                    d.spec.size = Quantity(n.to_string());
+                }
+                app.spec.volumes.push(AppVolume {
+                    name: vn.to_owned(),
+                    disk_ref: LocalRef {
+                        name: vn.to_owned(),
+                    },
+                });
+                disks.insert(vn.to_owned(), d);
+            }
+        }
+        None => {
+            app.spec.volumes.push(AppVolume {
+                name: offline::DEFAULT_VOLUME.into(),
+                disk_ref: LocalRef {
+                    name: offline::DEFAULT_VOLUME.into(),
+                },
+            });
+            disks.insert(
+                offline::DEFAULT_VOLUME.into(),
+                offline::disk(offline::DEFAULT_VOLUME),
+            );
+        }
+    }
+    if let Some(zone) = a["deployment"]["zone"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| a["deployment"]["zone"].as_i64().map(|z| z.to_string()))
+    {
+        app.spec.deployment = Some(DeploymentSpec {
+            zone: Some(zone.clone()),
+        });
+        for d in disks.values_mut() {
+            d.spec.zone = Some(zone.clone());
+        }
+    }
+    let ing = &a["ingress"];
+    if ing.is_object() {
+        let mut rules = Vec::new();
+        for (i, r) in ing["rules"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let (Some(rn), Some(port)) = (r["name"].as_str(), r["port"].as_i64()) else {
+                errors.push(format!("{p}: app.ingress.rules[{i}]: needs name and port"));
+                continue;
+            };
+            let hosts = r["hosts"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let port = i32::try_from(port).unwrap_or(0);
+            rules.push(IngressRule {
+                name: rn.to_owned(),
+                port,
+                hosts,
+            });
+        }
+        app.spec.ingress = Some(IngressSpec {
+            class_name: Some("traefik".into()),
+            cert_resolver: ing["certResolver"].as_str().map(str::to_owned),
+            rules,
+            ..IngressSpec::default()
+        });
+    }
+    if errors.is_empty() {
+        Ok((app, disks))
+    } else {
+        Err(CliError::Invalid(errors))
+    }
+}
+
+fn meta_json<T: serde::Serialize>(what: &str, v: &T) -> Result<Value, CliError> {
+    serde_json::to_value(v).map_err(|e| CliError::Io(format!("encoding {what}: {e}")))
+}
+
+/// Every object `apply` sends, namespaced into `ns`.
+///
+/// # Errors
+///
+/// [`CliError::Io`] if encoding fails.
+pub fn objects(plan: &Plan, ns: &str) -> Result<Vec<Value>, CliError> {
+    let mut out = Vec::new();
+    let cref = &plan.app.spec.compose.config_map_ref;
+    out.push(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": cref.name, "namespace": ns, "labels": {naming::MANAGED_BY_LABEL: naming::MANAGED_BY}},
+        "data": {cref.key.clone(): plan.compose},
+    }));
+    for s in plan.sources.secrets.values() {
+        let mut v = meta_json("Secret", s)?;
+        v["apiVersion"] = json!("v1");
+        v["kind"] = json!("Secret");
+        v["metadata"]["namespace"] = json!(ns);
+        out.push(v);
+    }
+    for c in plan.sources.config_maps.values() {
+        let mut v = meta_json("ConfigMap", c)?;
+        v["apiVersion"] = json!("v1");
+        v["kind"] = json!("ConfigMap");
+        v["metadata"]["namespace"] = json!(ns);
+        out.push(v);
+    }
+    for d in plan.disks.values() {
+        let mut v = meta_json("KompoxDisk", d)?;
+        v["metadata"]["namespace"] = json!(ns);
+        strip(&mut v);
+        out.push(v);
+    }
+    let mut v = meta_json("KompoxApp", &plan.app)?;
+    v["metadata"]["namespace"] = json!(ns);
+    strip(&mut v);
+    out.push(v);
+    Ok(out)
+}
+
+/// Drops what apply must not send (status, server-set metadata).
+fn strip(v: &mut Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(m) = v["metadata"].as_object_mut() {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+        ] {
+            m.remove(k);
+        }
+    }
+}
+
+fn key(workspace: &str, app: &str) -> String {
+    format!("{workspace}/{app}")
+}
+
+/// The namespace recorded for `app`, if any.
+///
+/// # Errors
+///
+/// See [`read_state`].
+pub fn recorded(compose: &Path, workspace: &str, app: &str) -> Result<Option<AppState>, CliError> {
+    Ok(read_state(&state_path(compose))?
+        .apps
+        .get(&key(workspace, app))
+        .cloned())
+}
+
+/// Runs `apply`.
+///
+/// # Errors
+///
+/// [`CliError`] naming the failing field, object or wait.
+pub async fn run(
+    args: &ApplyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    if !args.file.is_file() {
+        return Err(CliError::Io(format!(
+            "{}: compose file not found",
+            args.file.display()
+        )));
+    }
+    naming::validate_dns1123_label(&args.workspace)
+        .map_err(|e| CliError::Invalid(vec![format!("--workspace {:?}: {e}", args.workspace)]))?;
+    let plan = plan(args)?;
+    for w in &plan.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    let name = plan.app.name_any();
+    let (client, url) = kubectx::client(&args.kube).await?;
+    kubectx::ping(&client, &url).await?;
+
+    // The namespace: recorded, else new.
+    let spath = state_path(&args.file);
+    let mut state = read_state(&spath)?;
+    let k = key(&args.workspace, &name);
+    let entry = match state.apps.get(&k) {
+        Some(e) => e.clone(),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let id = naming::compact_id(now, rand::random::<u64>());
+            let ns = naming::app_namespace(&args.workspace, &id)
+                .map_err(|e| CliError::Invalid(vec![format!("--workspace: {e}")]))?;
+            AppState {
+                namespace: ns,
+                app_id: id,
+                name: name.clone(),
+                workspace: args.workspace.clone(),
+            }
+        }
+    };
+    let ns = entry.namespace.clone();
+    let ns_obj = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {
+            naming::MANAGED_BY_LABEL: naming::MANAGED_BY,
+            naming::TENANT_LABEL: args.workspace,
+            naming::APP_ID_LABEL: entry.app_id,
+        }},
+    });
+    let reused = state.apps.contains_key(&k);
+    kubectx::apply(&client, &ns_obj, false).await?;
+    let _ = writeln!(
+        out,
+        "namespace {ns} {}",
+        if reused { "(reused)" } else { "created" }
+    );
+    state.apps.insert(k, entry);
+    write_state(&spath, &state)?;
+
+    for o in objects(&plan, &ns)? {
+        kubectx::apply(&client, &o, false).await?;
+        let extra = if o["kind"] == "Secret" {
+            let n = o["data"].as_object().map_or(0, serde_json::Map::len)
+                + o["stringData"].as_object().map_or(0, serde_json::Map::len);
+            format!(" ({n} keys, values not shown)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "{} applied{extra}", kubectx::describe(&o));
+    }
+    if !args.wait {
+        let _ = writeln!(
+            out,
+            "not waiting (--wait=false); follow with `kubectl kompox status {name} -n {ns}`"
+        );
+        return Ok(());
+    }
+    wait_ready(&client, &ns, &name, args, out).await
+}
+
+/// One line per condition of the app and its disks, to print on change.
+async fn snapshot_conditions(
+    client: &Client,
+    ns: &str,
+    app: &str,
+) -> Result<(BTreeMap<String, String>, Option<KompoxApp>, Vec<KompoxDisk>), CliError> {
+    let apps: Api<KompoxApp> = Api::namespaced(client.clone(), ns);
+    let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);
+    let a = apps
+        .get_opt(app)
+        .await
+        .map_err(|e| kubectx::kube_error(&format!("reading KompoxApp {ns}/{app}"), &e))?;
+    let ds = disks
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kubectx::kube_error(&format!("listing KompoxDisks in {ns}"), &e))?
+        .items;
+    let mut lines = BTreeMap::new();
+    let mut add =
+        |who: String, conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+            for c in conds {
+                lines.insert(
+                    format!("{who} {}", c.type_),
+                    format!("{} {} {}", c.status, c.reason, c.message),
+                );
+            }
+        };
+    if let Some(a) = &a {
+        add(
+            format!("KompoxApp {app}"),
+            a.status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default(),
+        );
+    }
+    for d in &ds {
+        add(
+            format!("KompoxDisk {}", d.name_any()),
+            d.status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default(),
+        );
+    }
+    Ok((lines, a, ds))
+}
+
+fn disk_ready(d: &KompoxDisk) -> bool {
+    d.status.as_ref().is_some_and(|s| {
+        s.pv_name.as_deref().is_some_and(|p| !p.is_empty())
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == kompox_core::api::condition::types::READY && c.status == "True")
+    })
+}
+
+fn app_ready(a: &KompoxApp) -> bool {
+    a.status
+        .as_ref()
+        .is_some_and(|s| s.ready && s.observed_generation == a.meta().generation)
+}
+
+async fn wait_ready(
+    client: &Client,
+    ns: &str,
+    app: &str,
+    args: &ApplyArgs,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let start = Instant::now();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut client_applied = false;
+    let _ = writeln!(
+        out,
+        "waiting for KompoxApp {ns}/{app} to be Ready (timeout {}s)…",
+        args.timeout.as_secs()
+    );
+    loop {
+        let (lines, a, disks) = snapshot_conditions(client, ns, app).await?;
+        for (k, v) in &lines {
+            if seen.get(k) != Some(v) {
+                let _ = writeln!(out, "  [{:>5.1}s] {k}: {v}", start.elapsed().as_secs_f32());
+            }
+        }
+        seen = lines;
+        let Some(a) = a else {
+            return Err(CliError::Cluster(format!(
+                "KompoxApp {ns}/{app} disappeared while waiting"
+            )));
+        };
+        if app_ready(&a) {
+            let _ = writeln!(
+                out,
+                "KompoxApp {ns}/{app} is Ready ({:.1}s)",
+                start.elapsed().as_secs_f32()
+            );
+            return Ok(());
+        }
+        let observed = a
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .is_some();
+        let disks_ready = !disks.is_empty() && disks.iter().all(disk_ready);
+        let use_client = match args.reconcile {
+            Reconcile::Client => true,
+            Reconcile::Controller => false,
+            Reconcile::Auto => !observed && start.elapsed() >= args.controller_grace,
+        };
+        if use_client && disks_ready {
+            if !client_applied {
+                if args.reconcile == Reconcile::Auto {
+                    let _ = writeln!(
+                        out,
+                        "  no controller has observed the app after {}s: applying the rendered objects from the plugin (--reconcile=client)",
+                        args.controller_grace.as_secs()
+                    );
+                }
+                let n = client_reconcile(client, &a).await?;
+                let _ = writeln!(
+                    out,
+                    "  [{:>5.1}s] applied {n} rendered objects",
+                    start.elapsed().as_secs_f32()
+                );
+                client_applied = true;
+            }
+            match workloads_ready(client, ns, app).await? {
+                Ok(()) => {
+                    let _ = writeln!(
+                        out,
+                        "KompoxApp {ns}/{app} is Ready: its Deployments are available ({:.1}s)",
+                        start.elapsed().as_secs_f32()
+                    );
+                    return Ok(());
+                }
+                Err(state) => {
+                    let k = "workloads".to_owned();
+                    if seen.get(&k) != Some(&state) {
+                        let _ =
+                            writeln!(out, "  [{:>5.1}s] {state}", start.elapsed().as_secs_f32());
+                        seen.insert(k, state);
+                    }
+                }
+            }
+        }
+        if start.elapsed() >= args.timeout {
+            let last: Vec<String> = seen.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            return Err(CliError::Timeout(format!(
+                "KompoxApp {ns}/{app} not Ready after {}s; last conditions: {}",
+                args.timeout.as_secs(),
+                if last.is_empty() {
+                    "none (is kompox-controller running? `kubectl kompox install`)".to_owned()
+                } else {
+                    last.join("; ")
+                }
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Renders `app` from the cluster's objects (as the controller does) and server-side applies
+/// the result. Returns how many objects were applied.
+///
+/// # Errors
+///
+/// [`CliError`] naming the render error or the object the server refused.
+pub async fn client_reconcile(client: &Client, app: &KompoxApp) -> Result<usize, CliError> {
+    let inputs = kompox_cluster::gather_inputs(client, app)
+        .await
+        .map_err(|e| CliError::Cluster(format!("gathering the app's inputs: {e}")))?;
+    let cluster = kompox_cluster::cluster_info(client, app.spec.provider.type_)
+        .await
+        .map_err(|e| CliError::Cluster(format!("detecting the cluster's provider: {e}")))?;
+    let rendered = render(&inputs.input(&cluster))
+        .map_err(|e| CliError::Invalid(e.errors.iter().map(ToString::to_string).collect()))?;
+    let owner = app.controller_owner_ref(&());
+    let mut n = 0;
+    for mut o in rendered.objects {
+        if let Some(owner) = &owner {
+            o["metadata"]["ownerReferences"] = json!([owner]);
+        }
+        kubectx::apply(client, &o, false).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// `Ok` when every Deployment labelled with the app is available.
+async fn workloads_ready(
+    client: &Client,
+    ns: &str,
+    _app: &str,
+) -> Result<Result<(), String>, CliError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let ds = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kubectx::kube_error(&format!("listing Deployments in {ns}"), &e))?
+        .items;
+    if ds.is_empty() {
+        return Ok(Err("no Deployment yet".into()));
+    }
+    let mut waiting = BTreeSet::new();
+    for d in &ds {
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let st = d.status.clone().unwrap_or_default();
+        let avail = st.available_replicas.unwrap_or(0);
+        let updated = st.updated_replicas.unwrap_or(0);
+        if avail < want || updated < want {
+            waiting.insert(format!(
+                "Deployment {}: {avail}/{want} available",
+                d.name_any()
+            ));
+        }
+    }
+    Ok(if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(waiting.into_iter().collect::<Vec<_>>().join(", "))
+    })
+}
+
+/// Finds the namespace of `app`: `-n`, else `.kompox/state.json` next to `compose`, else a
+/// cluster-wide search among Kompox namespaces.
+///
+/// # Errors
+///
+/// [`CliError::NotFound`] when no KompoxApp of that name exists.
+pub async fn locate(
+    client: &Client,
+    app: &str,
+    namespace: Option<&str>,
+    compose: Option<&Path>,
+) -> Result<String, CliError> {
+    if let Some(ns) = namespace {
+        return Ok(ns.to_owned());
+    }
+    if let Some(c) = compose {
+        let st = read_state(&state_path(c))?;
+        if let Some(e) = st.apps.values().find(|e| e.name == app) {
+            return Ok(e.namespace.clone());
+        }
+    }
+    let api: Api<KompoxApp> = Api::all(client.clone());
+    let all = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kubectx::kube_error("listing KompoxApps", &e))?
+        .items;
+    let found: Vec<String> = all
+        .iter()
+        .filter(|a| a.name_any() == app)
+        .filter_map(|a| a.namespace())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(CliError::NotFound(format!(
+            "KompoxApp {app:?}: not found in any namespace (see `kubectl get kompoxapps -A`)"
+        ))),
+        many => Err(CliError::Invalid(vec![format!(
+            "KompoxApp {app:?} exists in {} namespaces ({}): give -n",
+            many.len(),
+            many.join(", ")
+        )])),
+    }
+}
+
+/// Checks that a namespace exists (for a clear error instead of an empty answer).
+///
+/// # Errors
+///
+/// [`CliError::NotFound`].
+pub async fn namespace_exists(client: &Client, ns: &str) -> Result<(), CliError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.get_opt(ns).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(CliError::NotFound(format!("namespace {ns:?} not found"))),
+        Err(e) => Err(kubectx::kube_error(&format!("reading namespace {ns}"), &e)),
+    }
+}

@@ -1,0 +1,764 @@
+//! `kubectl kompox install` / `uninstall`: Kompox's CRDs, namespaces, RBAC, registrations,
+//! certificates, the three servers (as Deployments, or with `--local` as processes on this
+//! machine) and Traefik — all by server-side apply, idempotently.
+//!
+//! The objects come from `manifests/` (compiled in), adjusted here: the image, the
+//! certificates' CA in `caBundle`, and for `--local` the URL-based webhook and the
+//! ExternalName Service in front of the local aggregated API server.
+
+use std::io::Write;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::Args;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+use crate::CliError;
+use crate::kubectx::{self, Format, KubeArgs};
+use crate::local;
+
+/// Namespace of the Kompox servers.
+pub const SYSTEM_NS: &str = "k4x-system";
+/// Namespace of Traefik.
+pub const TRAEFIK_NS: &str = "k4x-traefik";
+/// Secret holding the CA and the serving certificates `install` generated.
+pub const CERTS_SECRET: &str = "kompox-certs";
+/// Name of the APIService.
+pub const APISERVICE: &str = "v1alpha1.subresources.k8s.kompox.dev";
+/// Name of the MutatingWebhookConfiguration.
+pub const WEBHOOK_CONFIG: &str = "kompox-webhook";
+/// The image with the three binaries (see `Containerfile`).
+pub const DEFAULT_IMAGE: &str = "ghcr.io/kompox/kompox:dev";
+/// Traefik's image.
+pub const TRAEFIK_IMAGE: &str = "docker.io/library/traefik:v3.5";
+
+const CRDS: &str = include_str!("../../manifests/crds/kompox.yaml");
+const APISERVER_RBAC: &str = include_str!("../../manifests/apiserver/rbac.yaml");
+const APISERVER_DEPLOY: &str = include_str!("../../manifests/apiserver/deployment.yaml");
+const APISERVICE_YAML: &str = include_str!("../../manifests/apiserver/apiservice.yaml");
+const WEBHOOK_RBAC: &str = include_str!("../../manifests/webhook/rbac.yaml");
+const WEBHOOK_DEPLOY: &str = include_str!("../../manifests/webhook/deployment.yaml");
+const WEBHOOK_CONFIG_YAML: &str =
+    include_str!("../../manifests/webhook/mutatingwebhookconfiguration.yaml");
+const CONTROLLER_RBAC: &str = include_str!("../../manifests/controller/rbac.yaml");
+const CONTROLLER_DEPLOY: &str = include_str!("../../manifests/controller/deployment.yaml");
+
+/// Dry-run modes, as kubectl spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    /// Apply for real.
+    None,
+    /// Print what would be applied; do not contact the cluster for writes.
+    Client,
+    /// Send every object with dryRun=All and print what the server would store.
+    Server,
+}
+
+/// Arguments of `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// The image holding kompox-apiserver, kompox-webhook and kompox-controller.
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// E-mail for Let's Encrypt; enables Traefik's ACME resolvers `staging` and `production`.
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// Run the three servers as processes on this machine instead of Deployments.
+    #[arg(long)]
+    pub local: bool,
+    /// Directory of the server binaries for --local (default: next to this binary, then PATH).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<std::path::PathBuf>,
+    /// Print what would be applied (client) or what the server would store (server).
+    #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+    /// Output format of --dry-run.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+    /// How long to wait for the servers and the APIService.
+    #[arg(long, default_value = "120s", value_parser = kubectx::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Arguments of `uninstall`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Also stop the local servers `install --local` started.
+    #[arg(long)]
+    pub local: bool,
+    /// Also delete the CRDs — and with them every KompoxApp, KompoxDisk and KompoxSnapshot.
+    #[arg(long)]
+    pub crds: bool,
+    /// Print what would be deleted.
+    #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+    /// How long to wait for the namespaces to go.
+    #[arg(long, default_value = "120s", value_parser = kubectx::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Parses a compiled-in YAML stream.
+fn docs(name: &str, text: &str) -> Result<Vec<Value>, CliError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| CliError::Invalid(vec![format!("manifests/{name}: {e}")]))?;
+    Ok(docs.into_iter().filter(|d| d.is_object()).collect())
+}
+
+fn managed_labels() -> Value {
+    json!({
+        "app.kubernetes.io/managed-by": "kompox",
+        "app.kubernetes.io/part-of": "kompox",
+    })
+}
+
+fn namespace(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": managed_labels()},
+    })
+}
+
+/// Where the servers are and how they are reached.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Deployments of `image` behind ClusterIP Services.
+    InCluster { image: String },
+    /// Local processes: the aggregated API server on `apiserver_port`, the webhook on
+    /// `webhook_port` (both on 127.0.0.1).
+    Local {
+        apiserver_port: u16,
+        webhook_port: u16,
+    },
+}
+
+/// The CA and serving certificates in [`CERTS_SECRET`].
+#[derive(Debug, Clone)]
+pub struct Certs {
+    pub ca_crt: String,
+    pub ca_key: String,
+    pub tls_crt: String,
+    pub tls_key: String,
+}
+
+/// DNS names on the serving certificate (the apiserver's Service name is what the aggregator
+/// verifies; the webhook's for the in-cluster Service; `localhost` for `--local`).
+pub const DNS_NAMES: [&str; 5] = [
+    "kompox-apiserver.k4x-system.svc",
+    "kompox-apiserver.k4x-system.svc.cluster.local",
+    "kompox-webhook.k4x-system.svc",
+    "kompox-webhook.k4x-system.svc.cluster.local",
+    "localhost",
+];
+
+impl Certs {
+    /// A fresh CA and serving certificate.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] when generation fails.
+    pub fn generate() -> Result<Self, CliError> {
+        let ca = kompox_serve::certs::generate_ca("kompox-ca")
+            .map_err(|e| CliError::Io(format!("generating the CA: {e}")))?;
+        let ip = [std::net::IpAddr::from([127, 0, 0, 1])];
+        let leaf = kompox_serve::certs::issue_serving_cert(&ca, &DNS_NAMES, &ip, 825)
+            .map_err(|e| CliError::Io(format!("issuing the serving certificate: {e}")))?;
+        Ok(Certs {
+            ca_crt: ca.cert_pem().to_owned(),
+            ca_key: ca.key_pem().to_owned(),
+            tls_crt: leaf.cert_pem,
+            tls_key: leaf.key_pem,
+        })
+    }
+
+    fn from_secret(s: &Secret) -> Option<Self> {
+        let data = s.data.as_ref()?;
+        let get = |k: &str| {
+            data.get(k)
+                .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                .filter(|v| !v.is_empty())
+        };
+        Some(Certs {
+            ca_crt: get("ca.crt")?,
+            ca_key: get("ca.key")?,
+            tls_crt: get("tls.crt")?,
+            tls_key: get("tls.key")?,
+        })
+    }
+
+    /// The Secret holding them (`kubernetes.io/tls` plus the CA).
+    #[must_use]
+    pub fn secret(&self, name: &str) -> Value {
+        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": SYSTEM_NS, "labels": managed_labels()},
+            "data": {
+                "ca.crt": b(&self.ca_crt), "ca.key": b(&self.ca_key),
+                "tls.crt": b(&self.tls_crt), "tls.key": b(&self.tls_key),
+            },
+        })
+    }
+
+    fn ca_bundle(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.ca_crt)
+    }
+}
+
+/// The certificates already in the cluster, else fresh ones (so re-installing keeps them).
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when the Secret cannot be read (other than absent).
+pub async fn certs(client: Option<&Client>) -> Result<Certs, CliError> {
+    if let Some(client) = client {
+        let api: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NS);
+        match api.get_opt(CERTS_SECRET).await {
+            Ok(Some(s)) => {
+                if let Some(c) = Certs::from_secret(&s) {
+                    return Ok(c);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(kubectx::kube_error(
+                    &format!("reading Secret {SYSTEM_NS}/{CERTS_SECRET}"),
+                    &e,
+                ));
+            }
+        }
+    }
+    Certs::generate()
+}
+
+/// Every object `install` applies, in order (CRDs and namespaces first).
+///
+/// # Errors
+///
+/// [`CliError::Invalid`] if a compiled-in manifest does not parse.
+pub fn objects(
+    placement: &Placement,
+    certs: &Certs,
+    acme_email: Option<&str>,
+) -> Result<Vec<Value>, CliError> {
+    let mut out = docs("crds/kompox.yaml", CRDS)?;
+    out.push(namespace(SYSTEM_NS));
+    out.push(namespace(TRAEFIK_NS));
+    for (name, text) in [
+        ("apiserver/rbac.yaml", APISERVER_RBAC),
+        ("webhook/rbac.yaml", WEBHOOK_RBAC),
+        ("controller/rbac.yaml", CONTROLLER_RBAC),
+    ] {
+        out.extend(docs(name, text)?);
+    }
+    out.push(certs.secret(CERTS_SECRET));
+    // The apiserver's Deployment mounts kompox-apiserver-tls; the webhook reads kompox-webhook-tls.
+    if matches!(placement, Placement::InCluster { .. }) {
+        out.push(certs.secret("kompox-apiserver-tls"));
+        out.push(certs.secret("kompox-webhook-tls"));
+    }
+    out.extend(network_policies());
+
+    // The servers and how the API server reaches them.
+    match placement {
+        Placement::InCluster { image } => {
+            for (name, text, bin) in [
+                (
+                    "apiserver/deployment.yaml",
+                    APISERVER_DEPLOY,
+                    "kompox-apiserver",
+                ),
+                ("webhook/deployment.yaml", WEBHOOK_DEPLOY, "kompox-webhook"),
+                (
+                    "controller/deployment.yaml",
+                    CONTROLLER_DEPLOY,
+                    "kompox-controller",
+                ),
+            ] {
+                for mut d in docs(name, text)? {
+                    if let (true, Some(c)) = (
+                        d["kind"] == "Deployment",
+                        d.pointer_mut("/spec/template/spec/containers/0"),
+                    ) {
+                        c["image"] = json!(image);
+                        c["command"] = json!([bin]);
+                    }
+                    out.push(d);
+                }
+            }
+        }
+        Placement::Local { apiserver_port, .. } => {
+            out.push(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kompox-apiserver", "namespace": SYSTEM_NS, "labels": managed_labels()},
+                "spec": {"type": "ExternalName", "externalName": "localhost",
+                         "ports": [{"name": "https", "port": apiserver_port, "protocol": "TCP"}]},
+            }));
+        }
+    }
+    for mut a in docs("apiserver/apiservice.yaml", APISERVICE_YAML)? {
+        a["spec"]["caBundle"] = json!(certs.ca_bundle());
+        if let Placement::Local { apiserver_port, .. } = placement {
+            a["spec"]["service"]["port"] = json!(apiserver_port);
+        }
+        out.push(a);
+    }
+    for mut w in docs(
+        "webhook/mutatingwebhookconfiguration.yaml",
+        WEBHOOK_CONFIG_YAML,
+    )? {
+        if let Some(hooks) = w["webhooks"].as_array_mut() {
+            for h in hooks {
+                let cc = match placement {
+                    Placement::Local { webhook_port, .. } => json!({
+                        "url": format!("https://127.0.0.1:{webhook_port}/mutate"),
+                        "caBundle": certs.ca_bundle(),
+                    }),
+                    Placement::InCluster { .. } => {
+                        let mut cc = h["clientConfig"].clone();
+                        cc["caBundle"] = json!(certs.ca_bundle());
+                        cc
+                    }
+                };
+                h["clientConfig"] = cc;
+            }
+        }
+        out.push(w);
+    }
+    out.extend(traefik(acme_email));
+    Ok(out)
+}
+
+/// Default-deny ingress in both namespaces, then what must reach the servers and Traefik.
+fn network_policies() -> Vec<Value> {
+    let np = |ns: &str, name: &str, spec: Value| {
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns, "labels": managed_labels()},
+            "spec": spec,
+        })
+    };
+    vec![
+        np(
+            SYSTEM_NS,
+            "default-deny-ingress",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ),
+        // kube-apiserver (outside the pod network) calls the aggregated API server and the webhook.
+        np(
+            SYSTEM_NS,
+            "allow-kube-apiserver",
+            json!({
+                "podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                    "values": ["kompox-apiserver", "kompox-webhook"]}]},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": 8443, "protocol": "TCP"}]}],
+            }),
+        ),
+        np(
+            TRAEFIK_NS,
+            "default-deny-ingress",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ),
+        np(
+            TRAEFIK_NS,
+            "allow-web",
+            json!({
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": 8000, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]}],
+            }),
+        ),
+    ]
+}
+
+/// Traefik: ServiceAccount, RBAC for the Kubernetes Ingress provider, the Deployment with the
+/// ACME resolvers, its LoadBalancer Service and the IngressClass `traefik`.
+fn traefik(acme_email: Option<&str>) -> Vec<Value> {
+    let labels = json!({"app.kubernetes.io/name": "traefik", "app.kubernetes.io/managed-by": "kompox", "app.kubernetes.io/part-of": "kompox"});
+    let mut args = vec![
+        "--providers.kubernetesingress".to_owned(),
+        "--providers.kubernetesingress.ingressclass=traefik".to_owned(),
+        "--entrypoints.web.address=:8000".to_owned(),
+        "--entrypoints.websecure.address=:8443".to_owned(),
+        "--ping".to_owned(),
+    ];
+    if let Some(email) = acme_email {
+        for (name, server) in [
+            (
+                "staging",
+                "https://acme-staging-v02.api.letsencrypt.org/directory",
+            ),
+            (
+                "production",
+                "https://acme-v02.api.letsencrypt.org/directory",
+            ),
+        ] {
+            args.push(format!("--certificatesresolvers.{name}.acme.email={email}"));
+            args.push(format!(
+                "--certificatesresolvers.{name}.acme.caserver={server}"
+            ));
+            args.push(format!(
+                "--certificatesresolvers.{name}.acme.storage=/data/acme-{name}.json"
+            ));
+            args.push(format!(
+                "--certificatesresolvers.{name}.acme.httpchallenge.entrypoint=web"
+            ));
+        }
+    }
+    vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "traefik", "namespace": TRAEFIK_NS, "labels": labels}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "kompox-traefik", "labels": labels},
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "endpoints", "secrets", "nodes"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
+        ]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "kompox-traefik", "labels": labels},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kompox-traefik"},
+               "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": TRAEFIK_NS}]}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "traefik", "namespace": TRAEFIK_NS, "labels": labels},
+               "spec": {"replicas": 1,
+                        "selector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+                        "template": {"metadata": {"labels": labels},
+                                     "spec": {"serviceAccountName": "traefik",
+                                              "containers": [{"name": "traefik", "image": TRAEFIK_IMAGE, "args": args,
+                                                  "ports": [{"name": "web", "containerPort": 8000}, {"name": "websecure", "containerPort": 8443}],
+                                                  "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                                              "volumes": [{"name": "data", "emptyDir": {}}]}}}}),
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "traefik", "namespace": TRAEFIK_NS, "labels": labels},
+               "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "traefik"},
+                        "ports": [{"name": "web", "port": 80, "targetPort": "web"},
+                                  {"name": "websecure", "port": 443, "targetPort": "websecure"}]}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+               "metadata": {"name": "traefik", "labels": labels},
+               "spec": {"controller": "traefik.io/ingress-controller"}}),
+    ]
+}
+
+async fn wait_crds(client: &Client, objs: &[Value], timeout: Duration) -> Result<(), CliError> {
+    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in objs
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+    {
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        kubectx::poll(&format!("CRD {name} Established"), timeout, || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let c = api
+                    .get(&name)
+                    .await
+                    .map_err(|e| kubectx::kube_error(&format!("reading CRD {name}"), &e))?;
+                let ok = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+                Ok(if ok {
+                    Ok(())
+                } else {
+                    Err("not Established".into())
+                })
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Waits until the APIService reports `Available=True`.
+///
+/// # Errors
+///
+/// [`CliError::Timeout`] with the APIService's last message.
+pub async fn wait_apiservice(client: &Client, timeout: Duration) -> Result<(), CliError> {
+    let probe = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": APISERVICE}});
+    let api = kubectx::api_for(client, &probe).await?;
+    kubectx::poll(
+        &format!("APIService {APISERVICE} Available"),
+        timeout,
+        || {
+            let api = api.clone();
+            async move {
+                let a = api.get(APISERVICE).await.map_err(|e| {
+                    kubectx::kube_error(&format!("reading APIService {APISERVICE}"), &e)
+                })?;
+                let conds = a.data["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                match conds.iter().find(|c| c["type"] == "Available") {
+                    Some(c) if c["status"] == "True" => Ok(Ok(())),
+                    Some(c) => Ok(Err(format!(
+                        "{}: {}",
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    ))),
+                    None => Ok(Err("no Available condition yet".into())),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Server-side apply merges `spec.ports` by port number, so a Service left by someone else
+/// (e.g. another port of a previous `--local` run) would keep its old ports next to ours:
+/// such a Service is deleted first (it is recreated at once; nothing else selects it).
+async fn replace_if_ports_differ(client: &Client, svc: &Value) -> Result<(), CliError> {
+    let api = kubectx::api_for(client, svc).await?;
+    let name = svc["metadata"]["name"].as_str().unwrap_or_default();
+    let live = match api.get_opt(name).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            return Err(kubectx::kube_error(
+                &format!("reading {}", kubectx::describe(svc)),
+                &e,
+            ));
+        }
+    };
+    let ports = |v: &Value| -> Vec<(i64, String)> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        (
+                            p["port"].as_i64().unwrap_or(0),
+                            p["name"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let same_type = live.data["spec"]["type"] == svc["spec"]["type"];
+    if same_type && ports(&live.data["spec"]["ports"]) == ports(&svc["spec"]["ports"]) {
+        return Ok(());
+    }
+    kubectx::delete(client, svc).await?;
+    kubectx::poll(
+        &format!("{} replaced", kubectx::describe(svc)),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                match api.get_opt(name).await {
+                    Ok(None) => Ok(Ok(())),
+                    Ok(Some(_)) => Ok(Err("still there".to_owned())),
+                    Err(e) => Err(kubectx::kube_error("reading Service", &e)),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Runs `install`.
+///
+/// # Errors
+///
+/// [`CliError`] naming the failing object or step.
+pub async fn run_install(
+    args: &InstallArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    if args.dry_run == DryRun::Client {
+        // No cluster contact: fresh certificates and placeholder ports.
+        let certs = Certs::generate()?;
+        let placement = if args.local {
+            Placement::Local {
+                apiserver_port: 0,
+                webhook_port: 0,
+            }
+        } else {
+            Placement::InCluster {
+                image: args.image.clone(),
+            }
+        };
+        let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
+        return kubectx::write_objects(out, &kubectx::redact(&objs), args.output);
+    }
+    let (client, url) = kubectx::client(&args.kube).await?;
+    kubectx::ping(&client, &url).await?;
+    if args.acme_email.is_none() {
+        let _ = writeln!(
+            err,
+            "warning: --acme-email not given: Traefik gets no ACME resolvers (staging/production)"
+        );
+    }
+    let certs = certs(Some(&client)).await?;
+    let dry = args.dry_run == DryRun::Server;
+
+    let mut servers = None;
+    let placement = if args.local {
+        if dry {
+            Placement::Local {
+                apiserver_port: 0,
+                webhook_port: 0,
+            }
+        } else {
+            let s = local::prepare(&args.kube, args.bin_dir.as_deref(), &certs)?;
+            let p = Placement::Local {
+                apiserver_port: s.apiserver_port,
+                webhook_port: s.webhook_port,
+            };
+            servers = Some(s);
+            p
+        }
+    } else {
+        Placement::InCluster {
+            image: args.image.clone(),
+        }
+    };
+    let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
+
+    let mut applied = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        if !dry && o["kind"] == "Service" {
+            replace_if_ports_differ(&client, o).await?;
+        }
+        let got = kubectx::apply(&client, o, dry).await?;
+        if !dry {
+            let _ = writeln!(out, "{} applied", kubectx::describe(o));
+        }
+        applied.push(got);
+        // Later objects (the KompoxDisk RBAC, the APIService) need the CRDs served.
+        if !dry
+            && o["kind"] == "CustomResourceDefinition"
+            && objs
+                .get(i + 1)
+                .is_none_or(|n| n["kind"] != "CustomResourceDefinition")
+        {
+            wait_crds(&client, &objs, args.timeout).await?;
+        }
+    }
+    if dry {
+        return kubectx::write_objects(out, &kubectx::redact(&applied), args.output);
+    }
+    if let Some(s) = servers {
+        local::start(&s, args.timeout, out).await?;
+        wait_apiservice(&client, args.timeout).await?;
+        let _ = writeln!(out, "APIService {APISERVICE} is Available");
+        let _ = writeln!(
+            out,
+            "Kompox runs locally: logs in {} (stop with `kubectl kompox uninstall --local`)",
+            s.dir.display()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Kompox installed; the APIService becomes Available once the kompox-apiserver Pods are ready"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `uninstall`: deletes the registrations first (so the API server stops calling the
+/// servers), then the servers, the namespaces and the cluster-wide RBAC; the CRDs only with
+/// `--crds`.
+///
+/// # Errors
+///
+/// [`CliError`] naming the object that could not be deleted.
+pub async fn run_uninstall(
+    args: &UninstallArgs,
+    out: &mut dyn Write,
+    _err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let certs = Certs::generate()?;
+    let placement = Placement::Local {
+        apiserver_port: 0,
+        webhook_port: 0,
+    };
+    let all = objects(&placement, &certs, None)?;
+    let mut order: Vec<&Value> = Vec::new();
+    let first = ["APIService", "MutatingWebhookConfiguration"];
+    order.extend(
+        all.iter()
+            .filter(|o| first.contains(&o["kind"].as_str().unwrap_or(""))),
+    );
+    order.extend(all.iter().filter(|o| {
+        let k = o["kind"].as_str().unwrap_or("");
+        let ns = o["metadata"]["namespace"].as_str();
+        !first.contains(&k)
+            && k != "CustomResourceDefinition"
+            && k != "Namespace"
+            && (ns.is_none() || ns == Some("kube-system"))
+    }));
+    order.extend(all.iter().filter(|o| o["kind"] == "Namespace"));
+    if args.crds {
+        order.extend(
+            all.iter()
+                .filter(|o| o["kind"] == "CustomResourceDefinition"),
+        );
+    }
+    if args.dry_run != DryRun::None {
+        for o in &order {
+            let _ = writeln!(out, "{} would be deleted", kubectx::describe(o));
+        }
+        if args.local {
+            let _ = writeln!(
+                out,
+                "the local servers in {} would be stopped",
+                local::state_dir().display()
+            );
+        }
+        return Ok(());
+    }
+    let (client, url) = kubectx::client(&args.kube).await?;
+    kubectx::ping(&client, &url).await?;
+    for o in &order {
+        if kubectx::delete(&client, o).await? {
+            let _ = writeln!(out, "{} deleted", kubectx::describe(o));
+        }
+    }
+    if args.local {
+        local::stop(out).await?;
+    }
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for ns in [SYSTEM_NS, TRAEFIK_NS] {
+        kubectx::poll(&format!("namespace {ns} deleted"), args.timeout, || {
+            let api = ns_api.clone();
+            async move {
+                match api.get_opt(ns).await {
+                    Ok(None) => Ok(Ok(())),
+                    Ok(Some(n)) => Ok(Err(format!(
+                        "phase {}",
+                        n.status.and_then(|s| s.phase).unwrap_or_default()
+                    ))),
+                    Err(e) => Err(kubectx::kube_error(&format!("reading namespace {ns}"), &e)),
+                }
+            }
+        })
+        .await?;
+    }
+    let _ = writeln!(
+        out,
+        "Kompox uninstalled{}",
+        if args.crds {
+            ""
+        } else {
+            " (CRDs and your apps' objects kept; --crds removes them)"
+        }
+    );
+    Ok(())
+}

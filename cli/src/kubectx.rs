@@ -1,0 +1,328 @@
+//! What every cluster subcommand shares: kubectl's connection flags, the client, errors that
+//! say what failed (unreachable cluster, 403 with its reason), server-side apply of untyped
+//! objects, and waiting without sleeping blind.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use kube::{Client, Config};
+use serde_json::Value;
+
+use crate::CliError;
+
+/// Field manager of every server-side apply this plugin does.
+pub const FIELD_MANAGER: &str = "kubectl-kompox";
+
+/// kubectl's connection flags.
+#[derive(Debug, Clone, Args, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// The kubeconfig that would be read: `--kubeconfig`, else the first `$KUBECONFIG` entry,
+/// else `~/.kube/config`.
+#[must_use]
+pub fn kubeconfig_path(args: &KubeArgs) -> Option<PathBuf> {
+    if let Some(p) = &args.kubeconfig {
+        return Some(p.clone());
+    }
+    if let Some(first) = std::env::var("KUBECONFIG")
+        .ok()
+        .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+    {
+        return Some(first);
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"))
+}
+
+/// Reads the kubeconfig, pinned to `--context` when given.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] naming the file or context that is wrong.
+pub fn kubeconfig(args: &KubeArgs) -> Result<Kubeconfig, CliError> {
+    let path = kubeconfig_path(args).ok_or_else(|| {
+        CliError::Cluster("no kubeconfig: give --kubeconfig or set KUBECONFIG".into())
+    })?;
+    let mut kc = Kubeconfig::read_from(&path)
+        .map_err(|e| CliError::Cluster(format!("kubeconfig {}: {e}", path.display())))?;
+    if let Some(ctx) = &args.context {
+        if !kc.contexts.iter().any(|c| &c.name == ctx) {
+            return Err(CliError::Cluster(format!(
+                "--context {ctx:?}: no such context in {}",
+                path.display()
+            )));
+        }
+        kc.current_context = Some(ctx.clone());
+    }
+    Ok(kc)
+}
+
+/// A client for the chosen kubeconfig and context, and the server's URL.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when the kubeconfig cannot be used.
+pub async fn client(args: &KubeArgs) -> Result<(Client, String), CliError> {
+    let kc = kubeconfig(args)?;
+    let opts = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| CliError::Cluster(format!("kubeconfig: {e}")))?;
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(60));
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config)
+        .map_err(|e| CliError::Cluster(format!("building the Kubernetes client: {e}")))?;
+    Ok((client, url))
+}
+
+/// Turns a kube error into a message that says what was being done and why it failed: the
+/// API server's reason (e.g. `Forbidden`) and message, or that the cluster is unreachable.
+#[must_use]
+pub fn kube_error(what: &str, e: &kube::Error) -> CliError {
+    match e {
+        kube::Error::Api(s) => CliError::Cluster(format!(
+            "{what}: {} ({}, HTTP {})",
+            s.message, s.reason, s.code
+        )),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => CliError::Cluster(format!(
+            "{what}: cannot reach the cluster ({e}); is it running, and is the kubeconfig's server right?"
+        )),
+        other => CliError::Cluster(format!("{what}: {other}")),
+    }
+}
+
+/// Whether `e` is an API 404.
+#[must_use]
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Checks that the cluster answers (GET /version), with a clear message when it does not.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] naming the server URL.
+pub async fn ping(client: &Client, url: &str) -> Result<(), CliError> {
+    client
+        .apiserver_version()
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            kube::Error::Api(_) => kube_error(&format!("cluster {url}"), &e),
+            _ => CliError::Cluster(format!(
+                "cannot reach the cluster at {url}: {e}\n(is it running? `hack/cluster.sh up` starts the local one)"
+            )),
+        })
+}
+
+/// `kind/name` (with `namespace/` when namespaced) of an untyped object, for messages.
+#[must_use]
+pub fn describe(obj: &Value) -> String {
+    let kind = obj["kind"].as_str().unwrap_or("?");
+    let name = obj["metadata"]["name"].as_str().unwrap_or("?");
+    match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// The API resource of an object's `apiVersion`/`kind`, from discovery.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when the kind is not served.
+pub async fn resource_of(client: &Client, obj: &Value) -> Result<(ApiResource, Scope), CliError> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|e| {
+            kube_error(
+                &format!("{}: looking up {api_version} {kind}", describe(obj)),
+                &e,
+            )
+        })?;
+    Ok((ar, caps.scope))
+}
+
+/// An `Api` for the object's kind and namespace.
+///
+/// # Errors
+///
+/// See [`resource_of`].
+pub async fn api_for(client: &Client, obj: &Value) -> Result<Api<DynamicObject>, CliError> {
+    let (ar, scope) = resource_of(client, obj).await?;
+    Ok(match (scope, obj["metadata"]["namespace"].as_str()) {
+        (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        (Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &ar),
+        (Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
+    })
+}
+
+/// Server-side applies one untyped object (field manager [`FIELD_MANAGER`], forced), or
+/// dry-runs it on the server; returns what the server answered.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] naming the object and the API server's reason.
+pub async fn apply(client: &Client, obj: &Value, dry_run: bool) -> Result<Value, CliError> {
+    let api = api_for(client, obj).await?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+    pp.dry_run = dry_run;
+    let got = api
+        .patch(name, &pp, &Patch::Apply(obj))
+        .await
+        .map_err(|e| kube_error(&format!("applying {}", describe(obj)), &e))?;
+    serde_json::to_value(got).map_err(|e| CliError::Io(format!("encoding {}: {e}", describe(obj))))
+}
+
+/// Deletes one untyped object; absent is fine. Returns whether it existed.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] naming the object.
+pub async fn delete(client: &Client, obj: &Value) -> Result<bool, CliError> {
+    let api = match api_for(client, obj).await {
+        Ok(api) => api,
+        // The kind is not served (e.g. the CRDs are gone): nothing to delete.
+        Err(_) => return Ok(false),
+    };
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    match api
+        .delete(name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(kube_error(&format!("deleting {}", describe(obj)), &e)),
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout` with the
+/// last state `check` reported (the poll interval is a bound on latency, not a sleep used as
+/// synchronisation: every round re-reads the real state).
+///
+/// # Errors
+///
+/// [`CliError::Timeout`] saying what was awaited and the last state seen.
+pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, String>, CliError>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match check().await? {
+            Ok(v) => return Ok(v),
+            Err(state) => state,
+        };
+        if start.elapsed() >= timeout {
+            return Err(CliError::Timeout(format!(
+                "{what}: not done after {}s (last seen: {last})",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Parses a duration such as `300s`, `5m`, `90` (seconds).
+///
+/// # Errors
+///
+/// A message for clap.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        return n
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{s:?}: expected e.g. 300s or 5m"));
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600)
+    } else {
+        (s, 1)
+    };
+    num.parse::<u64>()
+        .map(|n| Duration::from_secs(n * mult))
+        .map_err(|_| format!("{s:?}: expected e.g. 300s or 5m"))
+}
+
+/// Output formats of the cluster subcommands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A multi-document YAML stream.
+    Yaml,
+    /// A JSON `v1 List`.
+    Json,
+}
+
+/// Writes `objects` as YAML documents or a JSON List.
+///
+/// # Errors
+///
+/// [`CliError::Io`].
+pub fn write_objects(
+    out: &mut dyn std::io::Write,
+    objects: &[Value],
+    format: Format,
+) -> Result<(), CliError> {
+    let text = match format {
+        Format::Yaml => kompox_core::render::yaml_stream(objects)
+            .map_err(|e| CliError::Io(format!("writing YAML: {e}")))?,
+        Format::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects});
+            let mut s = serde_json::to_string_pretty(&list)
+                .map_err(|e| CliError::Io(format!("writing JSON: {e}")))?;
+            s.push('\n');
+            s
+        }
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::Io(format!("writing output: {e}")))
+}
+
+/// Replaces every value of `data`/`stringData` in Secrets by `<redacted>`.
+#[must_use]
+pub fn redact(objects: &[Value]) -> Vec<Value> {
+    objects
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            if o["kind"] == "Secret" {
+                for field in ["data", "stringData"] {
+                    if let Some(m) = o.get_mut(field).and_then(Value::as_object_mut) {
+                        for v in m.values_mut() {
+                            *v = Value::String("<redacted>".into());
+                        }
+                    }
+                }
+            }
+            o
+        })
+        .collect()
+}

@@ -1,0 +1,335 @@
+//! `install --local`: the three Kompox servers as background processes on this machine,
+//! wired to the cluster (the webhook by URL, the aggregated API server through an
+//! ExternalName Service → `localhost`; see hack/README.md).
+//!
+//! State lives in `${KOMPOX_CACHE:-~/.cache/kompox}/local/`: per server a pid file, a port
+//! file, a log and its own kubeconfig (a copy of the caller's, pinned to the chosen context —
+//! locally that is the admin identity, not the least-privilege ServiceAccounts the in-cluster
+//! Deployments use), plus the serving certificate. A server whose pid is alive and still runs
+//! its binary is reused; `uninstall --local` stops exactly the pids recorded here.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::CliError;
+use crate::install::Certs;
+use crate::kubectx::{self, KubeArgs};
+
+/// The three servers.
+pub const SERVERS: [&str; 3] = ["kompox-apiserver", "kompox-webhook", "kompox-controller"];
+
+/// `${KOMPOX_CACHE:-~/.cache/kompox}/local`.
+#[must_use]
+pub fn state_dir() -> PathBuf {
+    let cache = std::env::var_os("KOMPOX_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kompox")))
+        .unwrap_or_else(|| PathBuf::from(".kompox-cache"));
+    cache.join("local")
+}
+
+/// What `start` will run.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    pub dir: PathBuf,
+    pub apiserver_port: u16,
+    pub webhook_port: u16,
+    pub controller_port: u16,
+    /// Which servers already run (reused).
+    running: Vec<bool>,
+    bins: Vec<PathBuf>,
+}
+
+fn io(what: &str, p: &Path, e: &std::io::Error) -> CliError {
+    CliError::Io(format!("{what} {}: {e}", p.display()))
+}
+
+fn free_port() -> Result<u16, CliError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| CliError::Io(format!("finding a free port: {e}")))
+}
+
+/// The pid in `dir/<server>.pid` if that process is alive (not a zombie) and runs `server`.
+#[must_use]
+pub fn running_pid(dir: &Path, server: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join(format!("{server}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+    // The state follows the parenthesised command name.
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    let cmdline = std::fs::read(proc_dir.join("cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    let argv0 = String::from_utf8_lossy(argv0);
+    (Path::new(argv0.as_ref()).file_name()?.to_string_lossy() == server).then_some(pid)
+}
+
+fn find_bin(server: &str, bin_dir: Option<&Path>) -> Result<PathBuf, CliError> {
+    let mut candidates = Vec::new();
+    if let Some(d) = bin_dir {
+        candidates.push(d.join(server));
+    }
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        candidates.push(d.join(server));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(server)));
+    }
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        CliError::Io(format!(
+            "{server}: binary not found (looked in --bin-dir, next to kubectl-kompox and on PATH); build it with `cargo build -p {server}`"
+        ))
+    })
+}
+
+fn read_port(dir: &Path, server: &str) -> Option<u16> {
+    std::fs::read_to_string(dir.join(format!("{server}.port")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn write_private(path: &Path, content: &[u8]) -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("writing", path, &e))?;
+    f.write_all(content).map_err(|e| io("writing", path, &e))
+}
+
+/// Picks ports (reusing those of running servers), writes the certificates and the
+/// kubeconfig into the state dir; starts nothing yet.
+///
+/// # Errors
+///
+/// [`CliError::Io`] when the state dir cannot be written or a binary is missing.
+pub fn prepare(
+    kube: &KubeArgs,
+    bin_dir: Option<&Path>,
+    certs: &Certs,
+) -> Result<Servers, CliError> {
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, &e))?;
+    let mut bins = Vec::new();
+    let mut running = Vec::new();
+    let mut ports = Vec::new();
+    for s in SERVERS {
+        bins.push(find_bin(s, bin_dir)?);
+        let alive = running_pid(&dir, s).is_some();
+        let port = match (alive, read_port(&dir, s)) {
+            (true, Some(p)) => p,
+            _ => free_port()?,
+        };
+        running.push(alive);
+        ports.push(port);
+    }
+    // Certificates: rewritten only when the servers are not running (same CA on reuse).
+    write_private(&dir.join("tls.crt"), certs.tls_crt.as_bytes())?;
+    write_private(&dir.join("tls.key"), certs.tls_key.as_bytes())?;
+    write_private(&dir.join("ca.crt"), certs.ca_crt.as_bytes())?;
+    let kc = kubectx::kubeconfig(kube)?;
+    let text = serde_saphyr::to_string(&kc)
+        .map_err(|e| CliError::Io(format!("writing the servers' kubeconfig: {e}")))?;
+    for s in SERVERS {
+        write_private(&dir.join(format!("{s}.kubeconfig")), text.as_bytes())?;
+    }
+    Ok(Servers {
+        dir,
+        apiserver_port: ports[0],
+        webhook_port: ports[1],
+        controller_port: ports[2],
+        running,
+        bins,
+    })
+}
+
+/// Starts the servers that do not run yet (detached, in their own process group, logs in the
+/// state dir) and waits for each one's `/readyz`.
+///
+/// # Errors
+///
+/// [`CliError::Io`] when a process cannot start; [`CliError::Timeout`] naming the server
+/// and its log when it does not become ready.
+pub async fn start(s: &Servers, timeout: Duration, out: &mut dyn Write) -> Result<(), CliError> {
+    let dir = &s.dir;
+    let listen = |p: u16| format!("127.0.0.1:{p}");
+    for (i, name) in SERVERS.iter().enumerate() {
+        if s.running[i] {
+            let _ = writeln!(out, "{name} already runs (reused)");
+            continue;
+        }
+        let kc = dir.join(format!("{name}.kubeconfig"));
+        let args: Vec<String> = match *name {
+            "kompox-apiserver" => vec![
+                format!("--listen={}", listen(s.apiserver_port)),
+                format!("--tls-cert-file={}", dir.join("tls.crt").display()),
+                format!("--tls-private-key-file={}", dir.join("tls.key").display()),
+                format!("--kubeconfig={}", kc.display()),
+            ],
+            "kompox-webhook" => vec![
+                format!("--listen={}", listen(s.webhook_port)),
+                format!("--tls-cert-file={}", dir.join("tls.crt").display()),
+                format!("--tls-private-key-file={}", dir.join("tls.key").display()),
+                format!("--kubeconfig={}", kc.display()),
+            ],
+            _ => vec![
+                format!("--metrics-listen={}", listen(s.controller_port)),
+                format!("--kubeconfig={}", kc.display()),
+                "--lease-namespace=k4x-system".to_owned(),
+            ],
+        };
+        let log_path = dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io("opening", &log_path, &e))?;
+        let log2 = log.try_clone().map_err(|e| io("opening", &log_path, &e))?;
+        let child = Command::new(&s.bins[i])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .env_remove("KUBECONFIG")
+            .process_group(0)
+            .spawn()
+            .map_err(|e| io("starting", &s.bins[i], &e))?;
+        std::fs::write(dir.join(format!("{name}.pid")), child.id().to_string())
+            .map_err(|e| io("writing pid of", &s.bins[i], &e))?;
+        let port = [s.apiserver_port, s.webhook_port, s.controller_port][i];
+        std::fs::write(dir.join(format!("{name}.port")), port.to_string())
+            .map_err(|e| io("writing port of", &s.bins[i], &e))?;
+        let _ = writeln!(
+            out,
+            "{name} started (pid {}, 127.0.0.1:{port}, log {})",
+            child.id(),
+            log_path.display()
+        );
+    }
+    let ca =
+        std::fs::read(dir.join("ca.crt")).map_err(|e| io("reading", &dir.join("ca.crt"), &e))?;
+    for (i, name) in SERVERS.iter().enumerate() {
+        let port = [s.apiserver_port, s.webhook_port, s.controller_port][i];
+        let https = i < 2;
+        wait_ready(name, port, https, &ca, timeout, dir).await?;
+        let _ = writeln!(out, "{name} is ready (/readyz)");
+    }
+    Ok(())
+}
+
+async fn wait_ready(
+    name: &str,
+    port: u16,
+    https: bool,
+    ca_pem: &[u8],
+    timeout: Duration,
+    dir: &Path,
+) -> Result<(), CliError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let scheme = if https { "https" } else { "http" };
+    let host = if https { "localhost" } else { "127.0.0.1" };
+    let url: http::Uri = format!("{scheme}://{host}:{port}")
+        .parse()
+        .map_err(|e| CliError::Io(format!("{name}: bad URL: {e}")))?;
+    let mut config = kube::Config::new(url);
+    if https {
+        let ders: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem)
+            .filter_map(Result::ok)
+            .map(|c| c.to_vec())
+            .collect();
+        config.root_cert = Some(ders);
+    }
+    config.connect_timeout = Some(Duration::from_secs(2));
+    config.read_timeout = Some(Duration::from_secs(5));
+    let client = kube::Client::try_from(config)
+        .map_err(|e| CliError::Io(format!("{name}: building a health client: {e}")))?;
+    let log = dir.join(format!("{name}.log"));
+    let result = kubectx::poll(&format!("{name} /readyz"), timeout, || {
+        let client = client.clone();
+        let dir = dir.to_path_buf();
+        async move {
+            if running_pid(&dir, name).is_none() {
+                return Err(CliError::Io(format!(
+                    "{name} exited; see {}",
+                    dir.join(format!("{name}.log")).display()
+                )));
+            }
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .map_err(|e| CliError::Io(format!("{name}: {e}")))?;
+            Ok(match client.request_text(req).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+    })
+    .await;
+    result.map_err(|e| CliError::Timeout(format!("{e}; see {}", log.display())))
+}
+
+/// Stops the servers recorded in the state dir (SIGTERM, then SIGKILL after 10 s) and waits
+/// until they are gone.
+///
+/// # Errors
+///
+/// [`CliError::Io`] when `kill` cannot be run.
+pub async fn stop(out: &mut dyn Write) -> Result<(), CliError> {
+    let dir = state_dir();
+    for name in SERVERS {
+        let Some(pid) = running_pid(&dir, name) else {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
+            continue;
+        };
+        signal(pid, "TERM")?;
+        let gone = kubectx::poll(
+            &format!("{name} (pid {pid}) exit"),
+            Duration::from_secs(10),
+            || {
+                let dir = dir.clone();
+                async move {
+                    Ok(if running_pid(&dir, name) == Some(pid) {
+                        Err("still running".to_owned())
+                    } else {
+                        Ok(())
+                    })
+                }
+            },
+        )
+        .await;
+        if gone.is_err() {
+            signal(pid, "KILL")?;
+        }
+        let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
+        let _ = writeln!(out, "{name} (pid {pid}) stopped");
+    }
+    Ok(())
+}
+
+fn signal(pid: u32, sig: &str) -> Result<(), CliError> {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|_| ())
+        .map_err(|e| CliError::Io(format!("kill -{sig} {pid}: {e}")))
+}
