@@ -49,7 +49,7 @@ lst = json.load(sys.stdin)
 for o in lst["items"]:
     m = o["metadata"]
     extra = " (values redacted)" if o["kind"] == "Secret" else ""
-    print(f"  {o[\"kind\"]:<22} {m[\"name\"]}{extra}")
+    print("  %-22s %s%s" % (o["kind"], m["name"], extra))
 '
 
 step "5. What the webhook injected into the Pod" \
