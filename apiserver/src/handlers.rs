@@ -489,72 +489,99 @@ async fn attach_disk(
     let disks: Api<KompoxDisk> = Api::namespaced(state.client.clone(), ns);
     let apps: Api<KompoxApp> = Api::namespaced(state.client.clone(), ns);
     let key = target.key();
-    let mut last = None;
+    let mut last: Option<kube::Error> = None;
+    // Whether this request set the intent: if the app cannot be updated after all, it is
+    // released again so a failed attach does not hold the disk.
+    let mut claimed = false;
+    let mut result = None;
     for _ in 0..MAX_ATTEMPTS {
-        let disk = get_disk(state, ns, name).await?;
-        let app = get_app(state, ns, &target.app).await?;
-        let cluster = state.cluster_info(app.spec.provider.type_).await?;
-        let mut app_disks = BTreeMap::new();
-        for v in &app.spec.volumes {
-            if v.disk_ref.name != name
-                && !app_disks.contains_key(&v.disk_ref.name)
-                && let Some(d) = disks
-                    .get_opt(&v.disk_ref.name)
-                    .await
-                    .map_err(|e| ApiError::from_kube("getting the app's kompoxdisks", &e))?
-            {
-                app_disks.insert(v.disk_ref.name.clone(), d);
-            }
+        match attach_once(state, ns, name, target, &disks, &apps, &key, &mut claimed).await {
+            Ok(Ok(app)) => result = Some(Ok(app)),
+            Ok(Err(guard)) => last = Some(guard),
+            Err(e) => result = Some(Err(e)),
         }
-        check_attach(name, &disk, &app, &app_disks, target, &cluster)?;
-        let previous = app
-            .spec
-            .volumes
-            .iter()
-            .find(|v| v.name == target.volume && v.disk_ref.name != name)
-            .map(|v| v.disk_ref.name.clone());
-
-        if let Some(p) = service::intent_patch(&disk, Some(&key))? {
-            match patch_json(&disks, name, &p).await {
-                Ok(_) => {}
-                Err(e) if is_guard_failure(&e) => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(e) => {
-                    return Err(ApiError::from_kube(
-                        &format!("annotating kompoxdisk {name}"),
-                        &e,
-                    ));
-                }
-            }
+        if result.is_some() {
+            break;
         }
-        let updated = match service::attach_app_patch(&app, &target.volume, name)? {
-            None => app,
-            Some(p) => match patch_json(&apps, &target.app, &p).await {
-                Ok(a) => a,
-                Err(e) if is_guard_failure(&e) => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(e) => {
-                    return Err(ApiError::from_kube(
-                        &format!("updating kompoxapp {}", target.app),
-                        &e,
-                    ));
-                }
-            },
-        };
-        if let Some(prev) = previous {
-            release_intent(&disks, &prev, &key).await;
-        }
-        tracing::info!(namespace = ns, disk = name, app = %target.app, volume = %target.volume, "attach recorded");
-        return Ok(updated);
     }
-    Err(ApiError::conflict(format!(
-        "kompoxdisk {name:?}: the disk or the app kept changing; try again ({})",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
+    let result = result.unwrap_or_else(|| {
+        Err(ApiError::conflict(format!(
+            "kompoxdisk {name:?}: the disk or the app kept changing; try again ({})",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    });
+    if result.is_err() && claimed {
+        release_intent(&disks, name, &key).await;
+    }
+    result
+}
+
+/// One attempt of [`attach_disk`]: `Ok(Err(_))` when a resourceVersion guard failed and the
+/// attempt should be repeated.
+#[allow(clippy::too_many_arguments)]
+async fn attach_once(
+    state: &State,
+    ns: &str,
+    name: &str,
+    target: &VolumeTarget,
+    disks: &Api<KompoxDisk>,
+    apps: &Api<KompoxApp>,
+    key: &str,
+    claimed: &mut bool,
+) -> Result<Result<KompoxApp, kube::Error>, ApiError> {
+    let disk = get_disk(state, ns, name).await?;
+    let app = get_app(state, ns, &target.app).await?;
+    let cluster = state.cluster_info(app.spec.provider.type_).await?;
+    let mut app_disks = BTreeMap::new();
+    for v in &app.spec.volumes {
+        if v.disk_ref.name != name
+            && !app_disks.contains_key(&v.disk_ref.name)
+            && let Some(d) = disks
+                .get_opt(&v.disk_ref.name)
+                .await
+                .map_err(|e| ApiError::from_kube("getting the app's kompoxdisks", &e))?
+        {
+            app_disks.insert(v.disk_ref.name.clone(), d);
+        }
+    }
+    check_attach(name, &disk, &app, &app_disks, target, &cluster)?;
+    let previous = app
+        .spec
+        .volumes
+        .iter()
+        .find(|v| v.name == target.volume && v.disk_ref.name != name)
+        .map(|v| v.disk_ref.name.clone());
+
+    if let Some(p) = service::intent_patch(&disk, Some(key))? {
+        match patch_json(disks, name, &p).await {
+            Ok(_) => *claimed = true,
+            Err(e) if is_guard_failure(&e) => return Ok(Err(e)),
+            Err(e) => {
+                return Err(ApiError::from_kube(
+                    &format!("annotating kompoxdisk {name}"),
+                    &e,
+                ));
+            }
+        }
+    }
+    let updated = match service::attach_app_patch(&app, &target.volume, name)? {
+        None => app,
+        Some(p) => match patch_json(apps, &target.app, &p).await {
+            Ok(a) => a,
+            Err(e) if is_guard_failure(&e) => return Ok(Err(e)),
+            Err(e) => {
+                return Err(ApiError::from_kube(
+                    &format!("updating kompoxapp {}", target.app),
+                    &e,
+                ));
+            }
+        },
+    };
+    if let Some(prev) = previous {
+        release_intent(disks, &prev, key).await;
+    }
+    tracing::info!(namespace = ns, disk = name, app = %target.app, volume = %target.volume, "attach recorded");
+    Ok(Ok(updated))
 }
 
 /// Clears the attach intent on disk `name` if it still says `key` (best effort: a failure is
