@@ -35,7 +35,8 @@ use serde_json::{Value, json};
 
 const APISERVICE: &str = "v1alpha1.subresources.k8s.kompox.dev";
 const SYSTEM_NS: &str = "k4x-system";
-const SERVICE: &str = "kompox-apiserver";
+/// Not the manifests' `kompox-apiserver`: an installed Kompox keeps its Service.
+const SERVICE: &str = "kompox-apiserver-bench";
 const BASE: &str = "/apis/subresources.k8s.kompox.dev/v1alpha1";
 
 #[derive(Debug, Parser)]
@@ -349,12 +350,23 @@ async fn run(args: Args) -> Result<()> {
         )
         .await?;
     let apis = apiservices(&admin);
-    apis.patch(APISERVICE, &pp, &Patch::Apply(json!({
+    // Whatever is registered now (e.g. an installed Kompox) is put back at the end.
+    let saved = apis.get_opt(APISERVICE).await?;
+    let mut ours: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": APISERVICE},
         "spec": {"group": "subresources.k8s.kompox.dev", "version": "v1alpha1", "groupPriorityMinimum": 1000,
                  "versionPriority": 15, "service": {"name": SERVICE, "namespace": SYSTEM_NS, "port": addr.port()},
-                 "caBundle": base64::engine::general_purpose::STANDARD.encode(ca.cert_pem())}})))
-        .await?;
+                 "caBundle": base64::engine::general_purpose::STANDARD.encode(ca.cert_pem())}}))?;
+    match &saved {
+        Some(existing) => {
+            ours.metadata.resource_version = existing.metadata.resource_version.clone();
+            apis.replace(APISERVICE, &PostParams::default(), &ours)
+                .await?;
+        }
+        None => {
+            apis.create(&PostParams::default(), &ours).await?;
+        }
+    }
 
     let result = async {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -457,7 +469,21 @@ async fn run(args: Args) -> Result<()> {
     .await;
 
     // Clean up whatever happened above.
-    let _ = apis.delete(APISERVICE, &DeleteParams::default()).await;
+    match saved {
+        Some(mut previous) => {
+            if let Ok(now) = apis.get(APISERVICE).await {
+                previous.metadata.resource_version = now.metadata.resource_version;
+                previous.metadata.managed_fields = None;
+                let _ = apis
+                    .replace(APISERVICE, &PostParams::default(), &previous)
+                    .await;
+            }
+        }
+        None => {
+            let _ = apis.delete(APISERVICE, &DeleteParams::default()).await;
+        }
+    }
+    let _ = services.delete(SERVICE, &DeleteParams::default()).await;
     let _ = nss.delete(&ns, &DeleteParams::background()).await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(25), server_task).await;

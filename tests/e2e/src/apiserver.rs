@@ -5,7 +5,9 @@
 //! The server runs in this process on a runtime of its own (so it outlives each test's
 //! runtime), reads the cluster as the `kompox-apiserver` ServiceAccount with the RBAC of
 //! `manifests/apiserver/rbac.yaml` (so the manifests are tested too), and the APIService is
-//! deleted when this process ends, by a helper that waits for this process's pipe to close.
+//! put back as it was (or deleted) when this process ends, by a helper that waits for this
+//! process's pipe to close. The tests' Service is `kompox-apiserver-e2e`, not the manifests'
+//! `kompox-apiserver`. While they run, the APIService points at the tests' server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +35,11 @@ use crate::{cluster, ensure_crds, kubectl, repo_root, wait_until};
 pub const APISERVICE: &str = "v1alpha1.subresources.k8s.kompox.dev";
 /// Namespace of the server's Service and ServiceAccount.
 pub const SYSTEM_NAMESPACE: &str = "k4x-system";
-/// Name of the Service and ServiceAccount.
-pub const SERVICE: &str = "kompox-apiserver";
+/// Name of the ServiceAccount (from manifests/apiserver/rbac.yaml).
+pub const SERVICE_ACCOUNT: &str = "kompox-apiserver";
+/// Name of the tests' ExternalName Service: not the manifests' `kompox-apiserver`, so a
+/// Kompox installed on the same cluster (e.g. a running demo) keeps its Service.
+pub const SERVICE: &str = "kompox-apiserver-e2e";
 /// `/apis/<group>/<version>` of the served API.
 pub const BASE: &str = "/apis/subresources.k8s.kompox.dev/v1alpha1";
 
@@ -89,7 +94,7 @@ async fn service_account_config(admin: &kube::Client) -> Result<kube::Config> {
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
     let tr = sas
         .create_token_request(
-            SERVICE,
+            SERVICE_ACCOUNT,
             &PostParams::default(),
             &TokenRequest {
                 spec: TokenRequestSpec {
@@ -119,26 +124,42 @@ async fn service_account_config(admin: &kube::Client) -> Result<kube::Config> {
     Ok(kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?)
 }
 
-/// Deletes the APIService when this process ends, however it ends: a child waits for EOF on
-/// a pipe only this process holds.
-fn delete_apiservice_at_exit() -> Result<()> {
+/// When this process ends, however it ends, puts the APIService back as it was before the
+/// tests (`saved`, e.g. a demo's registration) or deletes it: a child waits for EOF on a pipe
+/// only this process holds.
+fn restore_apiservice_at_exit(saved: Option<&Value>) -> Result<()> {
     static GUARD: OnceLock<Mutex<Child>> = OnceLock::new();
     if GUARD.get().is_some() {
         return Ok(());
     }
     let c = cluster();
+    let kubectl = format!(
+        "'{}' --kubeconfig '{}'",
+        c.bin_dir.join("kubectl").display(),
+        c.admin_kubeconfig.display()
+    );
+    let script = match saved {
+        Some(obj) => {
+            let file = std::env::temp_dir()
+                .join(format!("kompox-e2e-apiservice-{}.json", std::process::id()));
+            std::fs::write(&file, serde_json::to_vec(obj)?)?;
+            format!(
+                "cat >/dev/null; {kubectl} replace -f '{f}' >/dev/null 2>&1; rm -f '{f}'",
+                f = file.display()
+            )
+        }
+        None => format!(
+            "cat >/dev/null; exec {kubectl} delete apiservice {APISERVICE} --ignore-not-found --wait=false >/dev/null 2>&1"
+        ),
+    };
     let child = Command::new("bash")
         .arg("-c")
-        .arg(format!(
-            "cat >/dev/null; exec '{}' --kubeconfig '{}' delete apiservice {APISERVICE} --ignore-not-found --wait=false >/dev/null 2>&1",
-            c.bin_dir.join("kubectl").display(),
-            c.admin_kubeconfig.display()
-        ))
+        .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .context("spawning the APIService cleanup helper")?;
+        .context("spawning the APIService restore helper")?;
     let _ = GUARD.set(Mutex::new(child));
     Ok(())
 }
@@ -219,7 +240,17 @@ async fn start() -> Result<Aggregated> {
         .map_err(|e| anyhow!("server did not start: {e}"))?
         .map_err(|e| anyhow!("server did not start: {e}"))?;
 
-    delete_apiservice_at_exit()?;
+    let apiservices = apiservice_api(admin.clone());
+    // Keep someone else's registration (not one left by an earlier run of these tests).
+    let saved = apiservices
+        .get_opt(APISERVICE)
+        .await?
+        .filter(|a| a.data["spec"]["service"]["name"] != json!(SERVICE))
+        .map(|a| {
+            json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                   "metadata": {"name": APISERVICE}, "spec": a.data["spec"]})
+        });
+    restore_apiservice_at_exit(saved.as_ref())?;
     let pp = PatchParams::apply("kompox-e2e").force();
     let svc = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -229,7 +260,7 @@ async fn start() -> Result<Aggregated> {
     });
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
-    // Replaced, not merged: an earlier run (or the bench) may have left other ports.
+    // Replaced, not merged: an earlier run may have left another port.
     if services.get_opt(SERVICE).await?.is_some() {
         services.delete(SERVICE, &Default::default()).await?;
     }
@@ -241,11 +272,26 @@ async fn start() -> Result<Aggregated> {
     apiservice["spec"]["caBundle"] =
         json!(base64::engine::general_purpose::STANDARD.encode(ca.cert_pem()));
     apiservice["spec"]["service"]["port"] = json!(addr.port());
-    let apiservices = apiservice_api(admin.clone());
-    apiservices
-        .patch(APISERVICE, &pp, &Patch::Apply(&apiservice))
-        .await
-        .context("applying the APIService")?;
+    apiservice["spec"]["service"]["name"] = json!(SERVICE);
+    // The whole spec is ours while the tests run (a replace, not a merge with fields another
+    // manager set, such as insecureSkipTLSVerify).
+    match apiservices.get_opt(APISERVICE).await? {
+        Some(existing) => {
+            apiservice["metadata"]["resourceVersion"] = json!(existing.metadata.resource_version);
+            let obj: DynamicObject = serde_json::from_value(apiservice)?;
+            apiservices
+                .replace(APISERVICE, &PostParams::default(), &obj)
+                .await
+                .context("replacing the APIService")?;
+        }
+        None => {
+            let obj: DynamicObject = serde_json::from_value(apiservice)?;
+            apiservices
+                .create(&PostParams::default(), &obj)
+                .await
+                .context("creating the APIService")?;
+        }
+    }
     wait_until(
         "the APIService to be Available",
         Duration::from_secs(90),
@@ -254,7 +300,8 @@ async fn start() -> Result<Aggregated> {
             let port = addr.port();
             async move {
                 let a = api.get(APISERVICE).await?;
-                let same_port = a.data["spec"]["service"]["port"] == json!(port);
+                let same_port = a.data["spec"]["service"]["port"] == json!(port)
+                    && a.data["spec"]["service"]["name"] == json!(SERVICE);
                 let available = a.data["status"]["conditions"].as_array().is_some_and(|cs| {
                     cs.iter()
                         .any(|c| c["type"] == "Available" && c["status"] == "True")
