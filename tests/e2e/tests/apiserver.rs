@@ -487,6 +487,14 @@ async fn attach_records_intent_and_conflicts_are_409() -> Result<()> {
     let attach = disk_path(&ns.name, "d1", "attach");
     let detach = disk_path(&ns.name, "d1", "detach");
 
+    // Zone mismatch while the disk is free: disk in zone 1, a3 runs in zone 2.
+    let (code, body) = post_json(&admin, &attach, r#"{"app":"a3","volume":"data"}"#).await?;
+    expect_status("zone mismatch", (code, &body), StatusCode::CONFLICT)?;
+    let msg = json_body(&body)?["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(msg.contains("-1\"") && msg.contains("-2\""), "{msg}");
     // Through kubectl, as documented: kubectl create --raw … -f body.json.
     let body_file = std::env::temp_dir().join(format!("kompox-attach-{}.json", ns.name));
     std::fs::write(&body_file, r#"{"app":"a1","volume":"data"}"#)?;
@@ -542,17 +550,32 @@ async fn attach_records_intent_and_conflicts_are_409() -> Result<()> {
             .unwrap_or_default()
             .contains_key("kompox.dev/attach-intent")
     );
-    // Zone mismatch: disk in zone 1, a3 runs in zone 2.
-    let (code, body) = post_json(&admin, &attach, r#"{"app":"a3","volume":"data"}"#).await?;
-    expect_status("zone mismatch", (code, &body), StatusCode::CONFLICT)?;
-    let msg = json_body(&body)?["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    assert!(msg.contains("-1\"") && msg.contains("-2\""), "{msg}");
-    // Now free: a2 may take it.
-    let (code, body) = post_json(&admin, &attach, r#"{"app":"a2","volume":"data"}"#).await?;
-    expect_status("attach after detach", (code, &body), StatusCode::OK)?;
+    // Now free: a2 may take it (once a controller running on the shared cluster, if any, has
+    // released status.attachedTo too).
+    let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = last.clone();
+    wait_until(
+        "a2 to attach d1 after the detach",
+        Duration::from_secs(30),
+        || {
+            let (admin, attach, seen) = (admin.clone(), attach.clone(), seen.clone());
+            async move {
+                let (code, body) =
+                    post_json(&admin, &attach, r#"{"app":"a2","volume":"data"}"#).await?;
+                if let Ok(mut s) = seen.lock() {
+                    *s = format!("{code}: {}", String::from_utf8_lossy(&body));
+                }
+                Ok(code == StatusCode::OK)
+            }
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "last answer: {}",
+            last.lock().map(|s| s.clone()).unwrap_or_default()
+        )
+    })?;
     // Missing disk / app: 404.
     let (code, body) = post_json(
         &admin,
