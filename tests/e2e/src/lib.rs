@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod apiserver;
+pub mod cli;
 pub mod controller;
 
 use anyhow::{Context, Result, bail};
