@@ -19,17 +19,16 @@ use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kompox_serve::{BoxError, Health, Metrics, json, read_body_limited, text};
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::admission::Operation;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::mutate::{self, Lookup, Mutation};
-use crate::review::{self, DecodeError, Response as ReviewResponse};
+use crate::review::{self, DecodeError, Object, Response as ReviewResponse};
 
 /// Largest AdmissionReview accepted. kube-apiserver caps request bodies at 3 MiB and etcd
 /// objects at 1.5 MiB; an UPDATE review carries the object twice, plus JSON overhead.
@@ -225,73 +224,33 @@ impl Handler {
     /// [`DecodeError`] when the body is not a review this webhook can answer.
     pub fn review(&self, body: &[u8]) -> Result<review::Review, DecodeError> {
         let start = Instant::now();
-        let gvk = review::peek_kind(body)?;
-        let outcome = match (gvk.group.as_str(), gvk.kind.as_str()) {
-            ("", "Pod") => {
-                let req = review::decode::<Pod>(body)?;
-                self.pod(&req)
+        let req = review::decode(body)?;
+        let ns = req.namespace.as_deref().unwrap_or_default();
+        let lookup = self.lookup.as_ref();
+        let outcome = match (&req.object, req.operation.clone()) {
+            (Some(Object::Pod(pod)), Operation::Create) => {
+                finish(&req.uid, mutate::mutate_pod(ns, &pod.0, lookup))
             }
-            ("apps", "Deployment") => {
-                let req = review::decode::<Deployment>(body)?;
-                let tpl = |d: &Deployment| d.spec.as_ref().map(|s| s.template.clone());
-                self.template(&req, tpl)
+            (Some(Object::Deployment(d)), op @ (Operation::Create | Operation::Update)) => {
+                let old = match (&req.old_object, op) {
+                    (Some(Object::Deployment(o)), Operation::Update) => o.template.as_ref(),
+                    _ => None,
+                };
+                template(&req.uid, ns, d.template.as_ref(), old, lookup)
             }
-            ("apps", "StatefulSet") => {
-                let req = review::decode::<StatefulSet>(body)?;
-                let tpl = |s: &StatefulSet| s.spec.as_ref().map(|s| s.template.clone());
-                self.template(&req, tpl)
+            (Some(Object::StatefulSet(s)), op @ (Operation::Create | Operation::Update)) => {
+                let old = match (&req.old_object, op) {
+                    (Some(Object::StatefulSet(o)), Operation::Update) => o.template.as_ref(),
+                    _ => None,
+                };
+                template(&req.uid, ns, s.template.as_ref(), old, lookup)
             }
-            _ => {
-                // Registered for something we do not handle: let it through unchanged.
-                let uid = review::decode::<kube::core::DynamicObject>(body)?.uid;
-                Outcome {
-                    response: ReviewResponse::allow(&uid),
-                    result: "unchanged",
-                    mutation: None,
-                    denial_reason: None,
-                }
-            }
+            // Registered for something we do not handle: let it through unchanged.
+            _ => unchanged(&req.uid),
         };
-        self.record(&gvk.kind, &outcome, start.elapsed());
+        log_review(&req, &outcome);
+        self.record(&req.kind.kind, &outcome, start.elapsed());
         Ok(outcome.response.into_review())
-    }
-
-    fn pod(&self, req: &AdmissionRequest<Pod>) -> Outcome {
-        let Some(pod) = req
-            .object
-            .as_ref()
-            .filter(|_| req.operation == Operation::Create)
-        else {
-            return unchanged(&req.uid);
-        };
-        let ns = req.namespace.as_deref().unwrap_or_default();
-        let decision = mutate::mutate_pod(ns, pod, self.lookup.as_ref());
-        let outcome = finish(&req.uid, decision);
-        log_review("Pod", req, &outcome);
-        outcome
-    }
-
-    fn template<K>(
-        &self,
-        req: &AdmissionRequest<K>,
-        template: impl Fn(&K) -> Option<PodTemplateSpec>,
-    ) -> Outcome
-    where
-        K: kube::Resource,
-    {
-        let old = match req.operation {
-            Operation::Create => None,
-            Operation::Update => req.old_object.as_ref().and_then(&template),
-            Operation::Delete | Operation::Connect => return unchanged(&req.uid),
-        };
-        let Some(tpl) = req.object.as_ref().and_then(&template) else {
-            return unchanged(&req.uid);
-        };
-        let ns = req.namespace.as_deref().unwrap_or_default();
-        let m = mutate::mutate_template(ns, &tpl, old.as_ref(), self.lookup.as_ref());
-        let outcome = finish(&req.uid, Ok(m));
-        log_review(&req.kind.kind, req, &outcome);
-        outcome
     }
 
     fn record(&self, kind: &str, o: &Outcome, elapsed: Duration) {
@@ -330,6 +289,19 @@ impl Handler {
                 kind: kind.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+fn template(
+    uid: &str,
+    namespace: &str,
+    template: Option<&PodTemplateSpec>,
+    old: Option<&PodTemplateSpec>,
+    lookup: &dyn Lookup,
+) -> Outcome {
+    match template {
+        Some(t) => finish(uid, Ok(mutate::mutate_template(namespace, t, old, lookup))),
+        None => unchanged(uid),
     }
 }
 
@@ -375,21 +347,25 @@ fn finish(uid: &str, decision: Result<Mutation, mutate::Denial>) -> Outcome {
     }
 }
 
-fn log_review<K: kube::Resource>(kind: &str, req: &AdmissionRequest<K>, o: &Outcome) {
+fn log_review(req: &review::Request, o: &Outcome) {
+    let meta = match &req.object {
+        Some(Object::Pod(p)) => Some(&p.0.metadata),
+        Some(Object::Deployment(d)) => Some(&d.metadata),
+        Some(Object::StatefulSet(s)) => Some(&s.metadata),
+        Some(Object::Other) | None => None,
+    };
     let name = req
-        .object
-        .as_ref()
-        .and_then(|o| {
-            let m = o.meta();
-            m.name.clone().or_else(|| m.generate_name.clone())
-        })
+        .name
+        .as_deref()
+        .or_else(|| meta.and_then(|m| m.name.as_deref().or(m.generate_name.as_deref())))
         .unwrap_or_default();
+    let namespace = req.namespace.as_deref().unwrap_or_default();
     let m = o.mutation.as_ref();
     tracing::debug!(
         uid = %req.uid,
-        kind,
-        namespace = req.namespace.as_deref().unwrap_or_default(),
-        name = %name,
+        kind = %req.kind.kind,
+        namespace,
+        name,
         operation = ?req.operation,
         dry_run = req.dry_run,
         result = o.result,
@@ -400,8 +376,8 @@ fn log_review<K: kube::Resource>(kind: &str, req: &AdmissionRequest<K>, o: &Outc
         "admission review"
     );
     if let Some(status) = &o.response.status {
-        tracing::info!(uid = %req.uid, kind, namespace = req.namespace.as_deref().unwrap_or_default(),
-            name = %name, reason = %status.reason, message = %status.message, "denied");
+        tracing::info!(uid = %req.uid, kind = %req.kind.kind, namespace, name,
+            reason = %status.reason, message = %status.message, "denied");
     }
 }
 

@@ -165,3 +165,86 @@ async fn main() -> anyhow::Result<()> {
     kompox_webhook::run(config, client, shutdown_signal(args.exit_on_stdin_close)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let args =
+            Args::try_parse_from(std::iter::once("kompox-webhook").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        args.config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_from_files() {
+        let c = config(&[
+            "--tls-cert-file=c.pem",
+            "--tls-private-key-file=k.pem",
+            "--region=japaneast",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.tls, TlsSource::Files { ref cert, .. } if cert == &PathBuf::from("c.pem"))
+        );
+        assert_eq!(c.region.as_deref(), Some("japaneast"));
+        assert_eq!(c.listen, "0.0.0.0:8443".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn tls_from_a_managed_secret() {
+        let c = config(&[
+            "--tls-secret=k4x-system/kompox-webhook-tls",
+            "--tls-manage",
+            "--webhook-configuration=kompox-webhook",
+            "--listen=127.0.0.1:9443",
+        ])
+        .unwrap();
+        let TlsSource::Secret(s) = c.tls else {
+            panic!("not a Secret source")
+        };
+        assert_eq!(
+            (s.namespace.as_str(), s.name.as_str()),
+            ("k4x-system", "kompox-webhook-tls")
+        );
+        let m = s.manage.unwrap();
+        assert_eq!(m.dns_names[0], "kompox-webhook.k4x-system.svc");
+        assert_eq!(m.webhook_configuration.as_deref(), Some("kompox-webhook"));
+        let unmanaged = config(&["--tls-secret=ns/name"]).unwrap();
+        assert!(matches!(
+            unmanaged.tls,
+            TlsSource::Secret(SecretTls { manage: None, .. })
+        ));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for (args, needle) in [
+            (
+                &[][..],
+                "--tls-cert-file and --tls-private-key-file, or --tls-secret",
+            ),
+            (&["--tls-cert-file=c.pem"][..], "--tls-private-key-file"),
+            (&["--tls-secret=noslash"][..], "want NAMESPACE/NAME"),
+            (&["--tls-secret=a/b/c"][..], "want NAMESPACE/NAME"),
+            (&["--tls-manage"][..], "--tls-secret"),
+            (
+                &[
+                    "--tls-secret=a/b",
+                    "--tls-cert-file=c",
+                    "--tls-private-key-file=k",
+                ][..],
+                "cannot be used with",
+            ),
+            (
+                &["--listen=nope", "--tls-secret=a/b"][..],
+                "invalid socket address",
+            ),
+        ] {
+            let err = config(args).err().unwrap_or_default();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}
