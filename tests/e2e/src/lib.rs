@@ -5,6 +5,8 @@
 //! when it is already up), [`TestNamespace`] gives each test a fresh namespace, and [`wait_until`]
 //! / [`wait_for_condition`] wait with timeouts instead of sleeping.
 
+pub mod webhook;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
