@@ -762,3 +762,44 @@ pub async fn run_uninstall(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_placement_wires_url_and_externalname() -> Result<(), CliError> {
+        let certs = Certs::generate()?;
+        let objs = objects(
+            &Placement::Local {
+                apiserver_port: 4443,
+                webhook_port: 5443,
+            },
+            &certs,
+            Some("a@example.com"),
+        )?;
+        let find = |kind: &str| {
+            objs.iter()
+                .find(|o| o["kind"] == kind)
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert_eq!(find("APIService")["spec"]["service"]["port"], 4443);
+        assert_eq!(
+            find("MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["url"],
+            "https://127.0.0.1:5443/mutate"
+        );
+        let svc = objs
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "kompox-apiserver")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(svc["spec"]["externalName"], "localhost");
+        assert!(
+            !objs
+                .iter()
+                .any(|o| o["kind"] == "Deployment" && o["metadata"]["namespace"] == SYSTEM_NS)
+        );
+        Ok(())
+    }
+}

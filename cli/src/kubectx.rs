@@ -326,3 +326,25 @@ pub fn redact(objects: &[Value]) -> Vec<Value> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = serde_json::json!({"kind": "Secret", "data": {"k": "c2VjcmV0"}, "stringData": {"x": "secret"}});
+        let r = redact(&[s]);
+        assert!(!r[0].to_string().contains("secret"));
+        assert!(!r[0].to_string().contains("c2VjcmV0"));
+    }
+}

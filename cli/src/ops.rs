@@ -889,3 +889,30 @@ pub async fn snapshot(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unified_marks_changed_lines_only() {
+        let d = unified("a\nb\nc\n", "a\nB\nc\n");
+        assert_eq!(
+            d,
+            vec![
+                (' ', "a".to_owned()),
+                ('+', "B".to_owned()),
+                ('-', "b".to_owned()),
+                (' ', "c".to_owned()),
+            ]
+        );
+        assert!(unified("x\n", "x\n").iter().all(|(c, _)| *c == ' '));
+    }
+
+    #[test]
+    fn project_ignores_server_defaults() {
+        let want = json!({"spec": {"replicas": 1}});
+        let live = json!({"spec": {"replicas": 1, "revisionHistoryLimit": 10}, "status": {}});
+        assert_eq!(project(&want, &live), want);
+    }
+}
