@@ -173,8 +173,18 @@ impl Handler {
                 "mutate: use POST with an AdmissionReview\n",
             );
         }
-        let is_json = req
-            .headers()
+        // The body is read (bounded) before the content type is judged, so a client that is
+        // still sending gets the answer rather than a closed connection.
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        let body = match read_body_limited(body, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.count_invalid();
+                return text(e.status(), &format!("mutate: {e}\n"));
+            }
+        };
+        let is_json = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
@@ -185,13 +195,6 @@ impl Handler {
                 "mutate: Content-Type must be application/json\n",
             );
         }
-        let body = match read_body_limited(req.into_body(), MAX_BODY_BYTES).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.count_invalid();
-                return text(e.status(), &format!("mutate: {e}\n"));
-            }
-        };
         if !self.health.is_ready() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,

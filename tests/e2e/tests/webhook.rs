@@ -675,3 +675,153 @@ async fn served_leaf(port: u16) -> Result<Vec<u8>> {
         .context("no certificate served")?;
     Ok(leaf.as_ref().to_vec())
 }
+
+/// Over the real TLS server: malformed, huge and wrongly typed bodies get 4xx answers with a
+/// message (400, 413, 415), and the server keeps answering valid reviews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_over_tls_get_clear_errors_and_no_crash() -> Result<()> {
+    let client = admin_client().await?;
+    let server = WebhookServer::start(&client).await?;
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "default", "operation": "CREATE",
+            "object": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}},
+    })
+    .to_string();
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "application/json",
+            b"{\"apiVersion\": oops".to_vec(),
+            400,
+            "malformed AdmissionReview: invalid JSON",
+        ),
+        (
+            "application/json",
+            b"{}".to_vec(),
+            400,
+            "unsupported review",
+        ),
+        (
+            "application/json",
+            b"[]".to_vec(),
+            400,
+            "malformed AdmissionReview",
+        ),
+        (
+            "text/plain",
+            review.clone().into_bytes(),
+            415,
+            "Content-Type must be application/json",
+        ),
+        (
+            "application/json",
+            review.clone().into_bytes(),
+            200,
+            "\"allowed\":true",
+        ),
+    ];
+    for (content_type, body, want, needle) in cases {
+        let (status, text) = post_over_tls(&server, content_type, body)
+            .await
+            .with_context(|| format!("{content_type} {want}"))?;
+        ensure!(
+            status == want,
+            "{content_type}: got {status} {text:?}, want {want}"
+        );
+        ensure!(
+            text.contains(needle),
+            "{content_type}: {text:?} lacks {needle:?}"
+        );
+    }
+    // A 9 MiB body is refused from its Content-Length, before it is read (only the headers
+    // are sent here: the server answers without waiting for the rest).
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        9 * 1024 * 1024
+    );
+    let answer = raw_over_tls(&server, head.as_bytes()).await?;
+    ensure!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    ensure!(answer.contains("exceeds 8388608 bytes"), "{answer:?}");
+    // And the server still answers a valid review.
+    let (status, text) = post_over_tls(&server, "application/json", review.into_bytes()).await?;
+    ensure!(
+        status == 200 && text.contains("\"uid\":\"u-1\""),
+        "{status} {text}"
+    );
+    server.stop().await
+}
+
+/// One POST /mutate on a fresh TLS connection that verifies the server against its CA.
+async fn post_over_tls(
+    server: &WebhookServer,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String)> {
+    use http_body_util::{BodyExt as _, Full};
+    let stream = tls_stream(server).await?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post("/mutate")
+        .header("content-type", content_type)
+        .header("host", "127.0.0.1")
+        .body(Full::new(bytes::Bytes::from(body)))?;
+    let resp = send.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let text = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&text).into_owned()))
+}
+
+async fn tls_stream(
+    server: &WebhookServer,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(first_der(
+        server.ca.cert_pem(),
+    )?))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.addr).await?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(rustls_pki_types::ServerName::try_from("127.0.0.1")?, tcp)
+        .await?)
+}
+
+/// Writes `request` (raw HTTP/1.1) and reads the answer: headers plus `content-length` bytes,
+/// or until the server closes, or 10 s.
+async fn raw_over_tls(server: &WebhookServer, request: &[u8]) -> Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tls_stream(server).await?;
+    stream.write_all(request).await?;
+    stream.flush().await?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                out.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&out);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head.lines().find_map(|l| {
+                        let l = l.to_ascii_lowercase();
+                        l.strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    });
+                    if len.is_some_and(|l| body.len() >= l) {
+                        break;
+                    }
+                }
+            }
+            // Closed, reset after answering, or out of time: what was read is the answer.
+            _ => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
