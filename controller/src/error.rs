@@ -65,6 +65,16 @@ pub enum Error {
     /// An object kept changing under a read-modify-write for every attempt.
     #[error("{0}: the object kept changing; will retry")]
     Contended(String),
+    /// A finalizer is waiting for another component (the CSI provisioner deleting a volume,
+    /// snapshot-controller deleting a VolumeSnapshot, a PVC to go). Not a failure: it is an
+    /// error only because kube-runtime's `finalizer()` removes the finalizer on any `Ok`.
+    #[error("waiting: {what}")]
+    Pending {
+        /// What is awaited.
+        what: String,
+        /// When to look again.
+        retry: std::time::Duration,
+    },
     /// The configuration is invalid (bad namespace selector, ...).
     #[error("config: {0}")]
     Config(String),
@@ -104,6 +114,21 @@ impl Error {
             Error::Io { .. } => "Io",
             Error::Config(_) => "Config",
             Error::Contended(_) => "Conflict",
+            Error::Pending { .. } => "Pending",
+        }
+    }
+
+    /// The retry delay of an [`Error::Pending`] (also inside a finalizer error).
+    #[must_use]
+    pub fn pending_retry(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Pending { retry, .. } => Some(*retry),
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::CleanupFailed(inner)
+                | kube::runtime::finalizer::Error::ApplyFailed(inner) => inner.pending_retry(),
+                _ => None,
+            },
+            _ => None,
         }
     }
 

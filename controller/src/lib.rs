@@ -124,8 +124,13 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// The `error_policy` of every controller: counts the error under `controller` and its
     /// category, logs it, and requeues `key` with exponential backoff (1 s … 5 min). Conflicts
-    /// (someone else wrote first) retry at once after a short pause.
+    /// (someone else wrote first) retry at once after a short pause; [`Error::Pending`] (a
+    /// finalizer waiting on another component) requeues after its own delay, uncounted.
     pub fn error_action(&self, controller: &'static str, key: &str, err: &Error) -> Action {
+        if let Some(retry) = err.pending_retry() {
+            tracing::debug!(controller, object = key, "{err}");
+            return Action::requeue(retry);
+        }
         self.metrics.error(controller, err.category());
         let delay = if err.is_conflict() {
             Duration::from_millis(200)

@@ -261,6 +261,10 @@ pub fn log_controller_result<K, E, Q>(
     match r {
         Ok((obj, _)) => tracing::trace!(controller, object = %obj, "reconciled"),
         Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        // A trigger for an object deleted meanwhile: normal after deletions.
+        Err(e @ kube::runtime::controller::Error::ObjectNotFound(..)) => {
+            tracing::debug!(controller, error = %e, "controller stream");
+        }
         Err(e) => tracing::warn!(controller, error = %e, "controller stream"),
     }
 }

@@ -324,14 +324,24 @@ async fn finish(
             "kind": "KompoxDisk",
             "status": status,
         });
-        Api::<KompoxDisk>::namespaced(ctx.client.clone(), &ns)
+        match Api::<KompoxDisk>::namespaced(ctx.client.clone(), &ns)
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(|e| Error::kube(format!("writing status of KompoxDisk {ns}/{name}"), e))?;
+        {
+            Ok(_) => {}
+            // Gone meanwhile (a reconcile of a stale cache entry): nothing to report on.
+            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("writing status of KompoxDisk {ns}/{name}"),
+                    e,
+                ));
+            }
+        }
     }
     // Events on transitions only.
     let was =
@@ -1060,10 +1070,13 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                             disk,
                             dctx,
                             status,
-                            Phase::Progressing(reasons::DELETING, msg),
+                            Phase::Progressing(reasons::DELETING, msg.clone()),
                         )
                         .await?;
-                        return Ok(Action::requeue(Duration::from_secs(10)));
+                        return Err(Error::Pending {
+                            what: msg,
+                            retry: Duration::from_secs(10),
+                        });
                     }
                     None => {
                         let d = pv
@@ -1115,10 +1128,13 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                     disk,
                     dctx,
                     status,
-                    Phase::Progressing(reasons::DELETING, msg),
+                    Phase::Progressing(reasons::DELETING, msg.clone()),
                 )
                 .await?;
-                return Ok(Action::requeue(Duration::from_secs(2)));
+                return Err(Error::Pending {
+                    what: msg,
+                    retry: Duration::from_secs(2),
+                });
             }
             if !handles.is_empty() {
                 let note = format!(

@@ -255,14 +255,24 @@ async fn finish(
     status.observed_generation = snap.metadata.generation;
     if status != old {
         let patch = json!({"apiVersion": API_VERSION, "kind": "KompoxSnapshot", "status": status});
-        Api::<KompoxSnapshot>::namespaced(ctx.client.clone(), &ns)
+        match Api::<KompoxSnapshot>::namespaced(ctx.client.clone(), &ns)
             .patch_status(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(|e| Error::kube(format!("writing status of KompoxSnapshot {ns}/{name}"), e))?;
+        {
+            Ok(_) => {}
+            // Gone meanwhile (a reconcile of a stale cache entry): nothing to report on.
+            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("writing status of KompoxSnapshot {ns}/{name}"),
+                    e,
+                ));
+            }
+        }
     }
     let was =
         |t: &str| condition::find(&old.conditions, t).map(|c| (c.status.clone(), c.reason.clone()));
@@ -766,7 +776,10 @@ async fn cleanup(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
     if gone {
         Ok(Action::await_change())
     } else {
-        Ok(Action::requeue(Duration::from_secs(1)))
+        Err(Error::Pending {
+            what: format!("VolumeSnapshot {ns}/{vs_name} to be deleted"),
+            retry: Duration::from_secs(1),
+        })
     }
 }
 

@@ -9,6 +9,8 @@
 //! handle.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -99,10 +101,43 @@ impl Env {
             .collect())
     }
 
-    async fn finish(self) -> Result<()> {
+    /// Deletes what the test left (snapshots, PVCs, disks — through the controller, so the
+    /// Delete policy reaches the driver), stops the controller and deletes the namespace.
+    /// Runs whether the test passed or not.
+    async fn teardown(mut self) -> Result<()> {
+        if !self.controller.is_running() {
+            self.controller.restart().await?;
+            self.controller.wait_ready(TIMEOUT).await?;
+        }
+        let snaps = self.snapshots();
+        for s in snaps.list(&ListParams::default()).await?.items {
+            delete_and_wait(&snaps, &s.name_any()).await?;
+        }
+        let pvcs: Api<PersistentVolumeClaim> = self.ns.api();
+        for p in pvcs.list(&ListParams::default()).await?.items {
+            delete_and_wait(&pvcs, &p.name_any()).await?;
+        }
+        let disks = self.disks();
+        for d in disks.list(&ListParams::default()).await?.items {
+            delete_and_wait(&disks, &d.name_any()).await?;
+        }
         let status = self.controller.stop(Duration::from_secs(20)).await?;
         ensure!(status.success(), "controller exited with {status}");
         self.ns.cleanup().await
+    }
+}
+
+/// Runs a test body with an [`Env`] and always tears it down (the body's error wins).
+async fn run<F>(prefix: &str, body: F) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a mut Env) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>,
+{
+    let mut env = Env::new(prefix).await?;
+    let result = body(&mut env).await;
+    let teardown = env.teardown().await;
+    match (result, teardown) {
+        (Err(e), Err(t)) => Err(e.context(format!("teardown failed too: {t:#}"))),
+        (r, t) => r.and(t),
     }
 }
 
@@ -217,7 +252,15 @@ async fn pv_phase(client: &Client, pv: &str) -> Result<Option<String>> {
 
 #[tokio::test]
 async fn disk_provisions_binds_releases_and_deletes_its_volume() -> Result<()> {
-    let env = Env::new("disk").await?;
+    run("disk", |env| {
+        Box::pin(disk_provisions_binds_releases_and_deletes_its_volume_body(
+            env,
+        ))
+    })
+    .await
+}
+
+async fn disk_provisions_binds_releases_and_deletes_its_volume_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     let t0 = Instant::now();
     env.create_disk(
@@ -292,7 +335,7 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume() -> Result<()> {
     );
 
     // An app PVC binds by volumeName; once it is deleted the PV is Available again.
-    bind_pvc(&env, "app-data", &pv_name).await?;
+    bind_pvc(env, "app-data", &pv_name).await?;
     assert_eq!(
         pv_phase(&env.client, &pv_name).await?.as_deref(),
         Some("Bound")
@@ -302,15 +345,37 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume() -> Result<()> {
         Ok(pv_phase(&env.client, &pv_name).await?.as_deref() == Some("Available"))
     })
     .await?;
-    bind_pvc(&env, "app-data-2", &pv_name).await?;
+    bind_pvc(env, "app-data-2", &pv_name).await?;
+
+    // deletionPolicy Delete never deletes a volume under a live PVC: the disk waits for it.
+    api.delete("data", &DeleteParams::default()).await?;
+    wait_for_condition(
+        api.clone(),
+        "data",
+        |d: Option<&KompoxDisk>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| condition::find(&s.conditions, types::PROGRESSING))
+                .is_some_and(|c| c.reason == reasons::DELETING && c.message.contains("app-data-2"))
+        },
+        TIMEOUT,
+    )
+    .await?
+    .context("disk deleted under a live PVC")?;
+    assert!(
+        driver_volumes()?.contains(&handle),
+        "volume deleted under a live PVC"
+    );
     delete_and_wait(&pvcs, "app-data-2").await?;
 
-    // deletionPolicy Delete: the driver deletes the volume.
-    delete_and_wait(&api, "data").await?;
-    wait_until("static PV gone", TIMEOUT, || async {
-        Ok(pvs.get_opt(&pv_name).await?.is_none())
+    // deletionPolicy Delete: the driver deletes the volume, and the disk goes only after it.
+    wait_until("disk deleted", TIMEOUT, || async {
+        Ok(api.get_opt("data").await?.is_none())
     })
     .await?;
+    ensure!(
+        pvs.get_opt(&pv_name).await?.is_none(),
+        "disk gone before its PV"
+    );
     ensure!(
         !driver_volumes()?.contains(&handle),
         "volume {handle} still in the driver"
@@ -322,12 +387,18 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume() -> Result<()> {
             .any(|c| c.request["volume_id"] == handle.as_str()),
         "no successful DeleteVolume of {handle} in the driver log"
     );
-    env.finish().await
+    Ok(())
 }
 
 #[tokio::test]
 async fn orphan_keeps_the_volume_and_spec_handle_adopts_it() -> Result<()> {
-    let env = Env::new("orphan").await?;
+    run("orphan", |env| {
+        Box::pin(orphan_keeps_the_volume_and_spec_handle_adopts_it_body(env))
+    })
+    .await
+}
+
+async fn orphan_keeps_the_volume_and_spec_handle_adopts_it_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     env.create_disk("keep", json!({"size": "1Gi", "zone": "1"}))
         .await?;
@@ -369,7 +440,7 @@ async fn orphan_keeps_the_volume_and_spec_handle_adopts_it() -> Result<()> {
         Ok(!driver_volumes()?.contains(&handle))
     })
     .await?;
-    env.finish().await
+    Ok(())
 }
 
 async fn create_app(env: &Env, name: &str) -> Result<()> {
@@ -388,13 +459,21 @@ async fn create_app(env: &Env, name: &str) -> Result<()> {
 
 #[tokio::test]
 async fn second_app_gets_disk_in_use_and_a_deleted_app_releases_its_claim() -> Result<()> {
-    let env = Env::new("inuse").await?;
+    run("inuse", |env| {
+        Box::pin(second_app_gets_disk_in_use_and_a_deleted_app_releases_its_claim_body(env))
+    })
+    .await
+}
+
+async fn second_app_gets_disk_in_use_and_a_deleted_app_releases_its_claim_body(
+    env: &mut Env,
+) -> Result<()> {
     let api = env.disks();
     env.create_disk("shared", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
         .await?;
     wait_disk_ready(&api, "shared").await?;
-    create_app(&env, "gitea").await?;
-    create_app(&env, "wiki").await?;
+    create_app(env, "gitea").await?;
+    create_app(env, "wiki").await?;
     assert_eq!(
         claim(&api, "shared", "gitea", "data").await?,
         Claim::Granted
@@ -442,18 +521,24 @@ async fn second_app_gets_disk_in_use_and_a_deleted_app_releases_its_claim() -> R
     assert_eq!(claim(&api, "shared", "wiki", "data").await?, Claim::Granted);
     delete_and_wait(&env.ns.api::<KompoxApp>(), "wiki").await?;
     delete_and_wait(&api, "shared").await?;
-    env.finish().await
+    Ok(())
 }
 
 #[tokio::test]
 async fn claims_race_and_only_one_wins() -> Result<()> {
-    let env = Env::new("race").await?;
+    run("race", |env| {
+        Box::pin(claims_race_and_only_one_wins_body(env))
+    })
+    .await
+}
+
+async fn claims_race_and_only_one_wins_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     env.create_disk("shared", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
         .await?;
     wait_disk_ready(&api, "shared").await?;
     for a in ["a1", "a2", "a3", "a4"] {
-        create_app(&env, a).await?;
+        create_app(env, a).await?;
     }
     let results = futures::future::join_all(["a1", "a2", "a3", "a4"].map(|a| {
         let api = api.clone();
@@ -469,12 +554,18 @@ async fn claims_race_and_only_one_wins() -> Result<()> {
         delete_and_wait(&env.ns.api::<KompoxApp>(), a).await?;
     }
     delete_and_wait(&api, "shared").await?;
-    env.finish().await
+    Ok(())
 }
 
 #[tokio::test]
 async fn snapshot_then_restore_from_it() -> Result<()> {
-    let env = Env::new("snap").await?;
+    run("snap", |env| {
+        Box::pin(snapshot_then_restore_from_it_body(env))
+    })
+    .await
+}
+
+async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     let snaps = env.snapshots();
     env.create_disk(
@@ -510,7 +601,7 @@ async fn snapshot_then_restore_from_it() -> Result<()> {
     .await?;
 
     // Attached disk: through the app's PVC.
-    bind_pvc(&env, "app-data", &pv_name).await?;
+    bind_pvc(env, "app-data", &pv_name).await?;
     env.create_snapshot("s2", "src").await?;
     wait_snapshot_ready(&snaps, "s2").await?;
     let vs = Api::<kube::api::DynamicObject>::namespaced_with(
@@ -580,12 +671,20 @@ async fn snapshot_then_restore_from_it() -> Result<()> {
         Ok(!v.contains(&src_handle) && !v.contains(&restored_handle))
     })
     .await?;
-    env.finish().await
+    Ok(())
 }
 
 #[tokio::test]
 async fn snapshot_without_a_class_for_the_driver_is_unsupported() -> Result<()> {
-    let env = Env::new("nosnap").await?;
+    run("nosnap", |env| {
+        Box::pin(snapshot_without_a_class_for_the_driver_is_unsupported_body(
+            env,
+        ))
+    })
+    .await
+}
+
+async fn snapshot_without_a_class_for_the_driver_is_unsupported_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     // A volume of a driver without a VolumeSnapshotClass, adopted by handle (nothing to provision).
     env.create_disk(
@@ -622,12 +721,20 @@ async fn snapshot_without_a_class_for_the_driver_is_unsupported() -> Result<()> 
     assert!(msg.contains("other.csi.example.com"), "{msg}");
     delete_and_wait(&env.snapshots(), "s").await?;
     delete_and_wait(&api, "foreign").await?; // Orphan: the foreign volume is not touched
-    env.finish().await
+    Ok(())
 }
 
 #[tokio::test]
 async fn bad_specs_are_rejected_or_degraded_naming_the_field() -> Result<()> {
-    let env = Env::new("bad").await?;
+    run("bad", |env| {
+        Box::pin(bad_specs_are_rejected_or_degraded_naming_the_field_body(
+            env,
+        ))
+    })
+    .await
+}
+
+async fn bad_specs_are_rejected_or_degraded_naming_the_field_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     // Rejected by the CRD schema.
     let err = env
@@ -675,14 +782,22 @@ async fn bad_specs_are_rejected_or_degraded_naming_the_field() -> Result<()> {
     for n in ["neg", "zero", "nozone", "oke"] {
         delete_and_wait(&api, n).await?;
     }
-    env.finish().await
+    Ok(())
 }
 
 /// Kill -9 the controller at random points of 20 create/delete cycles; it converges and
 /// leaves no PV, PVC or volume behind.
 #[tokio::test]
 async fn kill9_during_create_delete_cycles_converges_without_leaks() -> Result<()> {
-    let mut env = Env::new("chaos").await?;
+    run("chaos", |env| {
+        Box::pin(kill9_during_create_delete_cycles_converges_without_leaks_body(env))
+    })
+    .await
+}
+
+async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
+    env: &mut Env,
+) -> Result<()> {
     let api = env.disks();
     let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
     let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
@@ -706,7 +821,8 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks() -> Result<(
         }
         let d = wait_disk_ready(&api, &name).await?;
         ready_times.push(t0.elapsed());
-        handles.insert(handle_of(&d)?);
+        let handle = handle_of(&d)?;
+        handles.insert(handle.clone());
         api.delete(&name, &DeleteParams::default()).await?;
         if rand::random::<bool>() {
             tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
@@ -718,6 +834,24 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks() -> Result<(
             Ok(api.get_opt(&name).await?.is_none())
         })
         .await?;
+        // deletionPolicy Delete: the finalizer holds the disk until its PVs and volume are gone.
+        let selector = format!(
+            "kompox.dev/disk={name},kompox.dev/disk-namespace={}",
+            env.ns.name
+        );
+        let left = pvs
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        ensure!(
+            left.is_empty(),
+            "{name} gone but PVs left: {:?}",
+            left.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        ensure!(
+            !driver_volumes()?.contains(&handle),
+            "{name} gone but volume {handle} left"
+        );
     }
     env.controller.wait_ready(TIMEOUT).await?;
     println!(
@@ -764,12 +898,18 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks() -> Result<(
         made.len()
     );
     ensure!(handles.len() == 20, "handles reused: {handles:?}");
-    env.finish().await
+    Ok(())
 }
 
 #[tokio::test]
 async fn metrics_and_health_are_served() -> Result<()> {
-    let env = Env::new("metrics").await?;
+    run("metrics", |env| {
+        Box::pin(metrics_and_health_are_served_body(env))
+    })
+    .await
+}
+
+async fn metrics_and_health_are_served_body(env: &mut Env) -> Result<()> {
     env.create_disk("m", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
         .await?;
     wait_disk_ready(&env.disks(), "m").await?;
@@ -786,7 +926,7 @@ async fn metrics_and_health_are_served() -> Result<()> {
     assert_eq!(env.controller.get("/healthz").await?.0, 200);
     assert_eq!(env.controller.get("/readyz").await?.0, 200);
     delete_and_wait(&env.disks(), "m").await?;
-    env.finish().await
+    Ok(())
 }
 
 /// Two replicas on one Lease: only the holder reconciles; kill -9 it and the standby takes
@@ -816,33 +956,50 @@ async fn leader_election_fails_over() -> Result<()> {
     };
     // `a` takes the lease before `b` starts, so `b` is the standby.
     let mut a = ControllerProcess::start(opts.clone()).await?;
-    wait_until("the first replica holds the lease", TIMEOUT, || async {
-        Ok(holder().await?.is_some())
-    })
-    .await?;
-    let first = holder().await?.context("no holder")?;
-    let b = ControllerProcess::start(opts).await?;
     let disks: Api<KompoxDisk> = ns.api();
-    let mk = |name: &str| -> Result<KompoxDisk> {
-        Ok(serde_json::from_value(
-            json!({"apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
-            "metadata": {"name": name}, "spec": {"size": "1Gi", "deletionPolicy": "Delete"}}),
-        )?)
-    };
-    disks.create(&PostParams::default(), &mk("l1")?).await?;
-    wait_disk_ready(&disks, "l1").await?;
-    a.kill9().await?;
-    let t = Instant::now();
-    disks.create(&PostParams::default(), &mk("l2")?).await?;
-    wait_disk_ready(&disks, "l2").await?;
-    let second = holder().await?.context("no holder")?;
-    println!("failover: {first} -> {second} in {:?}", t.elapsed());
-    if first == second {
-        bail!("holder did not change after kill -9 of the first replica (was {first})");
+    let mut b: Option<ControllerProcess> = None;
+    let body = async {
+        wait_until("the first replica holds the lease", TIMEOUT, || async {
+            Ok(holder().await?.is_some())
+        })
+        .await?;
+        let first = holder().await?.context("no holder")?;
+        b = Some(ControllerProcess::start(opts.clone()).await?);
+        let mk = |name: &str| -> Result<KompoxDisk> {
+            Ok(serde_json::from_value(
+                json!({"apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+                "metadata": {"name": name}, "spec": {"size": "1Gi", "deletionPolicy": "Delete"}}),
+            )?)
+        };
+        disks.create(&PostParams::default(), &mk("l1")?).await?;
+        wait_disk_ready(&disks, "l1").await?;
+        a.kill9().await?;
+        let t = Instant::now();
+        disks.create(&PostParams::default(), &mk("l2")?).await?;
+        wait_disk_ready(&disks, "l2").await?;
+        let second = holder().await?.context("no holder")?;
+        println!("failover: {first} -> {second} in {:?}", t.elapsed());
+        if first == second {
+            bail!("holder did not change after kill -9 of the first replica (was {first})");
+        }
+        Ok(())
     }
-    delete_and_wait(&disks, "l1").await?;
-    delete_and_wait(&disks, "l2").await?;
-    b.stop(Duration::from_secs(20)).await?;
-    leases.delete(&lease, &DeleteParams::default()).await.ok();
-    ns.cleanup().await
+    .await;
+    // Teardown whatever happened: with a leader running, the disks (Delete) free their volumes.
+    let teardown = async {
+        if b.is_none() || !a.is_running() {
+            a.restart().await?;
+        }
+        for d in disks.list(&ListParams::default()).await?.items {
+            delete_and_wait(&disks, &d.name_any()).await?;
+        }
+        if let Some(b) = b {
+            b.stop(Duration::from_secs(20)).await?;
+        }
+        a.stop(Duration::from_secs(20)).await.ok();
+        leases.delete(&lease, &DeleteParams::default()).await.ok();
+        ns.cleanup().await
+    }
+    .await;
+    body.and(teardown)
 }
