@@ -221,7 +221,7 @@ EOF
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
     --use-service-account-credentials=true --cluster-name kompox-local \
-    --node-monitor-grace-period=60s -v=1
+    --node-monitor-grace-period=60s --pvclaimbinder-sync-period=2s -v=1
   start kube-scheduler kube-scheduler \
     --kubeconfig "$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
