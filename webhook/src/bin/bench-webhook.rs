@@ -41,6 +41,23 @@ struct Args {
     /// Concurrent clients of the direct phase.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
+    /// Register without the manifest's matchConditions (to measure what evaluating them costs
+    /// kube-apiserver).
+    #[arg(long)]
+    without_match_conditions: bool,
+    /// Baseline: register without matchConditions and create Pods with nothing to change, so
+    /// kube-apiserver calls the webhook and gets "allowed, no patch" (the cost of any webhook).
+    #[arg(long)]
+    noop: bool,
+    /// Direct phase over HTTP/2 (as kube-apiserver calls webhooks) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Fixed rates (reviews/s) of the paced direct levels.
+    #[arg(long, value_delimiter = ',', default_value = "2000,10000")]
+    rates: Vec<f64>,
+    /// Clients sharing a paced rate.
+    #[arg(long, default_value_t = 16)]
+    paced_clients: usize,
     /// Longest a direct level runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -114,7 +131,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
                 bin.display()
             )
         })?;
-    let tls = client_tls(ca.cert_pem())?;
+    let tls = client_tls(ca.cert_pem(), args.http2)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     wait_ready(&tls, addr).await?;
     // The webhook's caches must hold the fixture before we measure.
@@ -134,7 +151,8 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
     .await?;
     decision_only(client, &body).await?;
     println!(
-        "\n## Direct: Pod CREATE reviews over TLS keep-alive (HTTP/1.1), review body {} bytes",
+        "\n## Direct: Pod CREATE reviews over TLS keep-alive ({}, one connection per client), review body {} bytes",
+        if args.http2 { "HTTP/2" } else { "HTTP/1.1" },
         body.len()
     );
     println!("\n| clients | reviews | reviews/s | p50 | p99 | max |\n|---|---|---|---|---|---|");
@@ -146,6 +164,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
             c,
             Duration::from_secs(args.seconds),
             args.max_reviews,
+            None,
         )
         .await?;
         println!(
@@ -157,21 +176,60 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
             fmt_us(r.percentile(1.0)),
         );
     }
+    println!(
+        "\nPaced (open loop) at fixed rates, {} clients: latency at moderate load\n\n| target/s | reviews | achieved/s | p50 | p99 | max |\n|---|---|---|---|---|---|",
+        args.paced_clients
+    );
+    for &rate in &args.rates {
+        let r = direct(
+            &tls,
+            addr,
+            body.clone(),
+            args.paced_clients,
+            Duration::from_secs(args.seconds),
+            args.max_reviews,
+            Some(rate),
+        )
+        .await?;
+        println!(
+            "| {rate:.0} | {} | {:.0} | {} | {} | {} |",
+            r.count,
+            r.count as f64 / r.elapsed.as_secs_f64(),
+            fmt_us(r.percentile(0.50)),
+            fmt_us(r.percentile(0.99)),
+            fmt_us(r.percentile(1.0)),
+        );
+    }
     let _ = std::io::stdout().flush();
 
     println!(
-        "\n## Through kube-apiserver: {} Pods per round, {} concurrent creators, {} rounds per mode, alternating",
-        args.pods, args.pod_concurrency, args.rounds
+        "\n## Through kube-apiserver: {} Pods per round, {} concurrent creators, {} rounds per mode, alternating{}",
+        args.pods,
+        args.pod_concurrency,
+        args.rounds,
+        if args.without_match_conditions {
+            " (registered WITHOUT matchConditions)"
+        } else {
+            ""
+        }
     );
     let url = format!("https://127.0.0.1:{port}/mutate");
     let server_before = server_mutate_time(&tls, addr).await?;
+    let apiserver_before = apiserver_webhook_time(client).await?;
     let mut without = Samples::default();
     let mut with = Samples::default();
     let probe = bench_pod("probe")?;
     for round in 0..args.rounds {
         for registered in [false, true] {
             let reg = if registered {
-                let name = register(client, id, &url, ca.cert_pem()).await?;
+                let name = register(
+                    client,
+                    id,
+                    &url,
+                    ca.cert_pem(),
+                    !(args.without_match_conditions || args.noop),
+                )
+                .await?;
                 wait_for(
                     Duration::from_secs(30),
                     "the registration to take effect",
@@ -190,6 +248,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
                 None
             };
             let r = create_pods(
+                args.noop,
                 client,
                 &fx.ns,
                 args.pods,
@@ -200,7 +259,12 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
             .await?;
             let mutated = r.1;
             ensure!(
-                mutated == if registered { args.pods } else { 0 },
+                mutated
+                    == if registered && !args.noop {
+                        args.pods
+                    } else {
+                        0
+                    },
                 "round {round} (webhook {registered}): {mutated} of {} Pods mutated",
                 args.pods
             );
@@ -232,6 +296,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
         }
     }
     let server_after = server_mutate_time(&tls, addr).await?;
+    let apiserver_after = apiserver_webhook_time(client).await?;
     println!("\n| webhook | Pods | Pods/s | p50 | p99 | max |\n|---|---|---|---|---|---|");
     for (name, s) in [("not registered", &without), ("registered", &with)] {
         println!(
@@ -254,6 +319,16 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
         server_after.0 - server_before.0,
         server_after.1 - server_before.1,
     );
+    let (a_calls, a_secs) = (
+        apiserver_after.0 - apiserver_before.0,
+        apiserver_after.1 - apiserver_before.1,
+    );
+    if a_calls > 0.0 {
+        println!(
+            "kube-apiserver's time per call to the webhook (apiserver_admission_webhook_admission_duration_seconds): {} over {a_calls:.0} calls",
+            fmt_us(Duration::from_secs_f64(a_secs / a_calls))
+        );
+    }
     if calls > 0.0 {
         println!(
             "webhook server time per call from kube-apiserver (its own /mutate histogram): {} over {calls:.0} calls",
@@ -380,7 +455,7 @@ async fn decision_only(client: &Client, body: &Bytes) -> Result<()> {
     Ok(())
 }
 
-fn client_tls(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
+fn client_tls(ca_pem: &str, http2: bool) -> Result<Arc<rustls::ClientConfig>> {
     use rustls_pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -392,13 +467,22 @@ fn client_tls(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![if http2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     Ok(Arc::new(cfg))
 }
 
 /// One keep-alive HTTP/1.1 connection over TLS.
 struct Conn {
-    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    send: Sender,
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 impl Conn {
@@ -408,10 +492,23 @@ impl Conn {
         let stream = tokio_rustls::TlsConnector::from(tls.clone())
             .connect(rustls_pki_types::ServerName::try_from("localhost")?, tcp)
             .await?;
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = TokioIo::new(stream);
+        let send = if h2 {
+            let (send, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H1(send)
+        };
         Ok(Conn { send })
     }
 
@@ -419,8 +516,16 @@ impl Conn {
         &mut self,
         req: http::Request<Full<Bytes>>,
     ) -> Result<(http::StatusCode, Bytes)> {
-        self.send.ready().await?;
-        let resp = self.send.send_request(req).await?;
+        let resp = match &mut self.send {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(req).await?
+            }
+        };
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         Ok((status, body))
@@ -439,6 +544,24 @@ impl Conn {
         );
         Ok((status, body))
     }
+}
+
+/// `(count, sum seconds)` of kube-apiserver's admission duration for the Pod webhook.
+async fn apiserver_webhook_time(client: &Client) -> Result<(f64, f64)> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(req).await?;
+    let value = |suffix: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "apiserver_admission_webhook_admission_duration_seconds_{suffix}{{"
+                )) && l.contains("name=\"pods.webhook.kompox.dev\"")
+                    && l.contains("operation=\"CREATE\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    Ok((value("count"), value("sum")))
 }
 
 /// `(count, sum seconds)` of the webhook's `/mutate` request-duration histogram.
@@ -506,8 +629,11 @@ async fn direct(
     clients: usize,
     duration: Duration,
     max: usize,
+    rate: Option<f64>,
 ) -> Result<Samples> {
     let per_client = max.div_ceil(clients);
+    // Paced: each client sends every `clients / rate` seconds, the clients staggered evenly.
+    let period = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
         conns.push(Conn::open(tls, addr).await?);
@@ -519,12 +645,17 @@ async fn direct(
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
-    for mut c in conns {
+    for (i, mut c) in conns.into_iter().enumerate() {
         let body = body.clone();
         tasks.spawn(async move {
             let mut lat = Vec::with_capacity(per_client.min(1 << 20));
             let mut checked = false;
+            let mut next = period.map(|p| start + p.mul_f64(i as f64 / clients as f64));
             while lat.len() < per_client && Instant::now() < deadline {
+                if let (Some(at), Some(p)) = (next, period) {
+                    tokio::time::sleep_until(at.into()).await;
+                    next = Some(at + p);
+                }
                 let t = Instant::now();
                 let (_, resp) = c.post(body.clone()).await?;
                 lat.push(t.elapsed());
@@ -724,7 +855,13 @@ async fn dry_run(client: &Client, ns: &str, pod: &Pod) -> Result<Pod> {
 }
 
 /// Registers the manifest's webhooks at `url` for the bench namespace only.
-async fn register(client: &Client, id: &str, url: &str, ca_pem: &str) -> Result<String> {
+async fn register(
+    client: &Client,
+    id: &str,
+    url: &str,
+    ca_pem: &str,
+    match_conditions: bool,
+) -> Result<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../manifests/webhook/mutatingwebhookconfiguration.yaml");
     let text =
@@ -734,6 +871,9 @@ async fn register(client: &Client, id: &str, url: &str, ca_pem: &str) -> Result<
     let name = format!("kompox-bench-{id}");
     cfg.metadata.name = Some(name.clone());
     for w in cfg.webhooks.iter_mut().flatten() {
+        if !match_conditions {
+            w.match_conditions = None;
+        }
         w.client_config.service = None;
         w.client_config.url = Some(url.to_owned());
         w.client_config.ca_bundle = Some(k8s_openapi::ByteString(ca_pem.as_bytes().to_vec()));
@@ -750,6 +890,7 @@ async fn register(client: &Client, id: &str, url: &str, ca_pem: &str) -> Result<
 /// Creates `n` Pods with `concurrency` creators; returns the create latencies and how many
 /// came back mutated.
 async fn create_pods(
+    noop: bool,
     client: &Client,
     ns: &str,
     n: usize,
@@ -770,7 +911,12 @@ async fn create_pods(
                 if i >= n {
                     break;
                 }
-                let p = bench_pod(&format!("web-{round}-{}-{i}", u8::from(registered)))?;
+                let name = format!("web-{round}-{}-{i}", u8::from(registered));
+                let mut p = bench_pod(&name)?;
+                if noop && let Some(spec) = p.spec.as_mut() {
+                    spec.volumes = None;
+                    spec.containers[0].env_from = None;
+                }
                 let t = Instant::now();
                 let created = api.create(&PostParams::default(), &p).await?;
                 lat.push(t.elapsed());
