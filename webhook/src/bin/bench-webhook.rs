@@ -95,6 +95,9 @@ async fn main() -> Result<()> {
     let fixture = Fixture::create(&client, &ns, &id).await?;
     let result = run(&args, &client, &fixture, &id).await;
     fixture.delete(&client).await;
+    // The certificate directory, also when the run failed half way.
+    let _ =
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("kompox-bench-webhook-{id}")));
     result
 }
 
