@@ -43,57 +43,57 @@ async fn demo_flow_install_apply_snapshot_restore_uninstall() -> Result<()> {
     let result = async {
         // 1. install --local, twice: the second run reuses the servers.
         let r = k(s(&["install", "--local", "--acme-email", "e2e@example.com"])).await?.ok()?;
-        assert!(r.stdout.contains("APIService v1alpha1.subresources.k8s.kompox.dev is Available"), "{r:?}");
+        anyhow::ensure!(r.stdout.contains("APIService v1alpha1.subresources.k8s.kompox.dev is Available"), "{r:?}");
         let r = k(s(&["install", "--local"])).await?.ok()?;
-        assert!(r.stdout.contains("kompox-apiserver already runs (reused)"), "{r:?}");
+        anyhow::ensure!(r.stdout.contains("kompox-apiserver already runs (reused)"), "{r:?}");
 
         // 2. apply; the namespace is recorded and reused by a second apply.
         let r = k(s(&["apply", "-f", &compose, "--app", &app_yml, "--workspace", &ws, "--timeout", "180s"])).await?.ok()?;
-        assert!(r.stdout.contains("gitea is Ready"), "{r:?}");
-        assert!(!r.stdout.contains("demo-db-password") && !r.stderr.contains("demo-db-password"), "a Secret value was printed");
+        anyhow::ensure!(r.stdout.contains("gitea is Ready"), "{r:?}");
+        anyhow::ensure!(!r.stdout.contains("demo-db-password") && !r.stderr.contains("demo-db-password"), "a Secret value was printed");
         let state: Value = serde_json::from_str(&std::fs::read_to_string(app_dir.join(".kompox/state.json"))?)?;
         let ns = state["apps"][format!("{ws}/gitea")]["namespace"].as_str().context("namespace in state.json")?.to_owned();
-        assert!(ns.starts_with(&format!("k4x-{ws}-app-")), "{ns}");
+        anyhow::ensure!(ns.starts_with(&format!("k4x-{ws}-app-")), "{ns}");
         let r = k(s(&["apply", "-f", &compose, "--app", &app_yml, "--workspace", &ws])).await?.ok()?;
-        assert!(r.stdout.contains(&format!("namespace {ns} (reused)")), "{r:?}");
+        anyhow::ensure!(r.stdout.contains(&format!("namespace {ns} (reused)")), "{r:?}");
 
         let client = admin_client().await?;
         let nsobj = Api::<Namespace>::all(client.clone()).get(&ns).await?;
         let labels = nsobj.metadata.labels.unwrap_or_default();
-        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("kompox"));
-        assert_eq!(labels.get("kompox.dev/tenant"), Some(&ws));
-        assert!(labels.contains_key("kompox.dev/app-id"));
+        anyhow::ensure!(labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("kompox"), "{:?} != {:?}", labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("kompox"));
+        anyhow::ensure!(labels.get("kompox.dev/tenant") == Some(&ws), "{:?} != {:?}", labels.get("kompox.dev/tenant"), Some(&ws));
+        anyhow::ensure!(labels.contains_key("kompox.dev/app-id"));
 
         // 3. rendered through kube-apiserver, redacted.
         let r = k(s(&["rendered", "gitea", "-n", &ns, "-o", "json"])).await?.ok()?;
         let list: Value = serde_json::from_str(&r.stdout)?;
         let kinds: Vec<&str> = list["items"].as_array().context("items")?.iter().filter_map(|o| o["kind"].as_str()).collect();
-        assert!(kinds.contains(&"Deployment") && kinds.contains(&"Ingress"), "{kinds:?}");
-        assert!(!r.stdout.contains("demo-db-password"), "rendered shows a Secret value");
+        anyhow::ensure!(kinds.contains(&"Deployment") && kinds.contains(&"Ingress"), "{kinds:?}");
+        anyhow::ensure!(!r.stdout.contains("demo-db-password"), "rendered shows a Secret value");
 
         // 4. the Pod: zone affinity from the disk and the env hash.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let pod = pods.list(&ListParams::default()).await?.items.into_iter().next().context("no Pod")?;
         let pj = serde_json::to_value(&pod)?;
         let zones = &pj["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0];
-        assert_eq!(zones["key"], "topology.kubernetes.io/zone", "{pj}");
-        assert_eq!(zones["values"][0], "japaneast-1", "{pj}");
+        anyhow::ensure!(zones["key"] == "topology.kubernetes.io/zone", "{pj}");
+        anyhow::ensure!(zones["values"][0] == "japaneast-1", "{pj}");
         let hash = pj["metadata"]["annotations"]["kompox.dev/env-hash"].as_str().unwrap_or_default();
-        assert!(hash.starts_with("sha256:"), "{pj}");
+        anyhow::ensure!(hash.starts_with("sha256:"), "{pj}");
 
         // 5. status, diff.
         let r = k(s(&["status", "gitea", "-f", &compose])).await?.ok()?;
-        assert!(r.stdout.contains("ready=true") && r.stdout.contains("gitea.example.com"), "{r:?}");
+        anyhow::ensure!(r.stdout.contains("ready=true") && r.stdout.contains("gitea.example.com"), "{r:?}");
         let r = k(s(&["diff", "gitea", "-n", &ns])).await?.ok()?;
-        assert!(!r.stdout.contains("demo-db-password"), "diff shows a Secret value");
+        anyhow::ensure!(!r.stdout.contains("demo-db-password"), "diff shows a Secret value");
 
         // 6. snapshot → restore into a new disk.
         k(s(&["snapshot", "create", "snap1", "-n", &ns, "--disk", "default", "--timeout", "120s"])).await?.ok()?;
         k(s(&["snapshot", "restore", "snap1", "-n", &ns, "--to", "restored", "--timeout", "120s"])).await?.ok()?;
         let r = k(s(&["disk", "list", "-n", &ns])).await?.ok()?;
-        assert!(r.stdout.lines().any(|l| l.starts_with("restored") && l.contains("True") && l.contains("snap1")), "{r:?}");
+        anyhow::ensure!(r.stdout.lines().any(|l| l.starts_with("restored") && l.contains("True") && l.contains("snap1")), "{r:?}");
         let r = k(s(&["snapshot", "list", "-n", &ns])).await?.ok()?;
-        assert!(r.stdout.contains("snap1"), "{r:?}");
+        anyhow::ensure!(r.stdout.contains("snap1"), "{r:?}");
 
         // 7. the app goes with its namespace (while the controller still runs its finalizers).
         Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::default()).await?;
