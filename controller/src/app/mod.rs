@@ -1,17 +1,157 @@
-//! KompoxApp controller (issue 7). Placeholder: the app-controller work replaces this module.
+//! KompoxApp controller (issue 7): a KompoxApp plus its compose ConfigMap becomes a running app
+//! and stays right as its inputs change.
+//!
+//! # Reconcile
+//!
+//! Inside kube-runtime's `finalizer()` (finalizer [`APP_FINALIZER`]):
+//!
+//! 1. **Gather** the compose ConfigMap, the Secrets/ConfigMaps of `spec.files.mounts` and the
+//!    KompoxDisks of `spec.volumes` with `kompox_cluster::gather_inputs`, and the cluster facts
+//!    (provider, region; cached for a minute). A referenced disk without a PV yet →
+//!    `Progressing` `DiskNotReady`.
+//! 2. **Render** with `kompox_core::render`. Any render error → `Degraded` with the renderer's
+//!    reason (`InvalidCompose`, `ZoneMismatch`, `ReferenceNotFound`, `InvalidSpec`) and every
+//!    `path: message` in the condition message; **nothing is applied, changed or pruned** — the
+//!    live objects keep running the last good render.
+//! 3. **Namespace hygiene** ([`hygiene`]) in namespaces labelled
+//!    `app.kubernetes.io/managed-by=kompox`: NetworkPolicy, operator Role/RoleBinding, optional
+//!    ResourceQuota/LimitRange from App annotations.
+//! 4. **Claim** each volume's disk ([`crate::claim`]) before anything binds it; a disk held by
+//!    another app volume → `Degraded` `DiskInUse` naming the holder, nothing applied.
+//! 5. **RWO switch** when a volume's live PVC is bound to another disk's PV ([`switch`]):
+//!    ScaleDown → Rebind → ScaleUp, the phase persisted in `status.volumeSwitch` first.
+//! 6. **Apply** every object by server-side apply (field manager [`FIELD_MANAGER`], forced),
+//!    controller owner reference to the KompoxApp; **prune** what `status.inventory` lists and
+//!    this render does not ([`apply`]). The inventory is written as old ∪ new before applying.
+//! 7. **Release** claims of disks no volume names any more, once no PVC binds their PV.
+//! 8. **Status** by server-side apply on the status subresource: conditions Ready /
+//!    Progressing / Degraded merged purely ([`status`]), `ready`, `observedGeneration`,
+//!    `renderedHash`, `ingressHosts`, `inventory`, `volumeSwitch`. Events only on transitions
+//!    (Ready, a new Degraded reason, a new rendered hash, switch phases, claims, prunes).
+//!
+//! **Ready** = the Deployment rolled out its current generation and is available, and the
+//! Ingress (if any) is admitted. Kompox's ingress controller is Traefik; where no controller
+//! reports Ingress status (the local test cluster has no Traefik) an Ingress counts as admitted
+//! once it exists.
+//!
+//! ## The cheap path
+//!
+//! Deployment, Pod and status events re-trigger an app many times per rollout. Each full
+//! reconcile records a fingerprint of everything it read that the watch caches can see (app
+//! spec and annotations, cluster facts, resource versions of the compose ConfigMap, the mounted
+//! Secrets/ConfigMaps and every inventoried object of a cached kind, the disks' binding fields).
+//! When a later reconcile computes the same fingerprint (and no switch runs, and the last full
+//! pass is less than [`reconcile::RESYNC`] old), it only recomputes the status from the caches —
+//! no GET, no apply. A changed Secret changes its resource version, so the next reconcile
+//! renders again; an unchanged one changes nothing, and re-applying identical content is a
+//! server-side no-op anyway (the Deployment's generation does not move).
+//!
+//! # Deletion
+//!
+//! The finalizer deletes the app's Deployment, waits until no Pod uses its PVCs, deletes the
+//! PVCs and waits until they are gone, then releases the disk claims — so a disk is never
+//! claimable while a Pod of the deleted app still mounts it. Everything else goes by garbage
+//! collection (owner references). KompoxDisks are not owned by the app: Orphan disks (and
+//! Delete ones) stay until deleted themselves.
+//!
+//! # Watches
+//!
+//! See [`watch`]: disks, ConfigMaps and Secrets (metadata only) map back to the apps that
+//! reference them, owned objects to their owner, Pods to their app only while it switches or is
+//! being deleted. A change re-renders within the debounce (200 ms) plus one reconcile.
+
+mod apply;
+mod error;
+pub mod hygiene;
+mod reconcile;
+pub mod status;
+pub mod switch;
+pub mod watch;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Context, ReadyToken, Result};
+use futures::StreamExt;
+use kompox_core::api::KompoxApp;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
 
-/// Runs the KompoxApp controller until `ctx.shutdown` fires. The stub has nothing to watch, so
-/// it reports ready at once and waits for shutdown.
+pub use error::Error;
+pub use reconcile::AppCtx;
+
+use crate::{Context, ReadyToken};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "app";
+/// Field manager of the app controller's server-side applies (objects and status).
+pub const FIELD_MANAGER: &str = "kompox";
+/// Finalizer on KompoxApps: releases disk claims once the app's Pods are gone.
+pub const APP_FINALIZER: &str = "k8s.kompox.dev/app";
+
+/// Runs the KompoxApp controller until `ctx.shutdown` fires.
 ///
 /// # Errors
 ///
-/// None yet.
-pub async fn run(ctx: Arc<Context>, mut ready: ReadyToken) -> Result<()> {
-    ready.ready();
-    ctx.shutdown.clone().wait().await;
+/// None: reconcile errors are retried by the error policy.
+pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> crate::Result<()> {
+    let (controller, stores) = watch::controller(&ctx);
+    watch::report_when_synced(stores.clone(), ready);
+    let shutdown = ctx.shutdown.clone();
+    let actx = Arc::new(AppCtx::new(ctx, stores));
+    crate::runtime::drive(
+        controller.run(reconcile, error_policy, actx).for_each(|r| {
+            crate::runtime::log_controller_result(CONTROLLER, r);
+            futures::future::ready(())
+        }),
+        shutdown,
+    )
+    .await;
     Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(app = %format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())))]
+async fn reconcile(app: Arc<KompoxApp>, actx: Arc<AppCtx>) -> Result<Action, Error> {
+    let ctx = &actx.ctx;
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let Some(ns) = app.namespace() else {
+        return Ok(Action::await_change());
+    };
+    if !ctx.scope.contains(&ns) {
+        return Ok(Action::await_change());
+    }
+    if !actx.stores.is_synced() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let key = format!("{ns}/{}", app.name_any());
+    let api: Api<KompoxApp> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, APP_FINALIZER, app, |event| async {
+        match event {
+            Finalizer::Apply(a) => reconcile::apply(&a, &actx).await,
+            Finalizer::Cleanup(a) => reconcile::cleanup(&a, &actx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.reconciled(&key);
+    }
+    result
+}
+
+fn error_policy(app: Arc<KompoxApp>, err: &Error, actx: Arc<AppCtx>) -> Action {
+    let ctx = &actx.ctx;
+    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    if err.is_waiting() {
+        tracing::debug!(object = key, %err, "waiting");
+        return Action::requeue(Duration::from_secs(2));
+    }
+    ctx.metrics.error(CONTROLLER, err.category());
+    let delay = if err.category() == "Conflict" {
+        Duration::from_millis(200)
+    } else {
+        ctx.backoff.next(&key)
+    };
+    tracing::warn!(controller = CONTROLLER, object = key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }

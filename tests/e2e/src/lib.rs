@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub mod apiserver;
+pub mod apps;
 pub mod cli;
 pub mod controller;
 

@@ -1,0 +1,1520 @@
+//! One KompoxApp reconcile: the full path (gather, render, claim, switch, apply, prune, status)
+//! and the cheap path taken when nothing the render depends on changed (status only, from the
+//! caches), plus the finalizer's cleanup.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kompox_cluster::{OwnedInputs, gather_inputs, referenced_sources, resolve_cluster_info};
+use kompox_core::api::condition::reasons;
+use kompox_core::api::{
+    API_VERSION, InventoryEntry, KompoxApp, KompoxAppStatus, KompoxDisk, VolumeSwitch,
+    VolumeSwitchPhase,
+};
+use kompox_core::naming::DISK_LABEL;
+use kompox_core::provider::ClusterFacts;
+use kompox_core::render::{ClusterInfo, SOURCE_ANNOTATION, render};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::Value;
+
+use super::FIELD_MANAGER;
+use super::apply::{self, ApplyError};
+use super::error::{Error, Result};
+use super::hygiene::{self, NamespaceFacts};
+use super::status::{self, Note, Outcome};
+use super::switch::{self, LivePvc, Plan, VolumeView};
+use super::watch::{Stores, app_label_value, versions};
+use crate::Context;
+use crate::claim::{self, Claim};
+use crate::runtime::publish;
+
+/// A full apply is repeated at least this often (drift of objects no cache covers: the
+/// namespace hygiene objects, Namespace labels), plus a per-app jitter of up to a minute.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Re-check while a rollout is under way (Deployment events usually come first).
+const ROLLOUT: Duration = Duration::from_secs(30);
+/// Re-check while an RWO switch or a cleanup waits.
+const SWITCH_POLL: Duration = Duration::from_secs(2);
+/// Re-check of a Degraded app (its inputs are watched, so this is a safety net).
+const DEGRADED: Duration = Duration::from_secs(120);
+/// Re-check after the API server refused an object.
+const REFUSED: Duration = Duration::from_secs(60);
+
+/// Cluster facts (provider detection, region), read at most once per TTL by one caller while
+/// the others wait.
+#[derive(Debug)]
+pub struct FactsCache {
+    ttl: Duration,
+    cached: tokio::sync::Mutex<Option<(Instant, ClusterFacts)>>,
+}
+
+impl FactsCache {
+    /// A cache keeping facts for `ttl`.
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn get(&self, client: &Client) -> Result<ClusterFacts> {
+        let mut guard = self.cached.lock().await;
+        if let Some((at, facts)) = guard.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(facts.clone());
+        }
+        let facts = kompox_cluster::cluster_facts(client).await?;
+        *guard = Some((Instant::now(), facts.clone()));
+        Ok(facts)
+    }
+}
+
+/// What the last full reconcile of an app concluded, for the cheap path.
+#[derive(Debug, Clone)]
+struct Applied {
+    uid: String,
+    fingerprint: u64,
+    at: Instant,
+    result: AppliedResult,
+}
+
+#[derive(Debug, Clone)]
+enum AppliedResult {
+    /// Objects applied: readiness comes from these (cached) objects.
+    Objects {
+        deployment: Option<String>,
+        ingress: Option<String>,
+    },
+    /// The same inputs give the same verdict.
+    Degraded(&'static str, String),
+}
+
+/// Shared state of the app controller.
+pub struct AppCtx {
+    /// The process context.
+    pub ctx: Arc<Context>,
+    /// The caches.
+    pub stores: Stores,
+    facts: FactsCache,
+    applied: Mutex<HashMap<String, Applied>>,
+    written: Mutex<HashMap<String, Written>>,
+}
+
+/// The status this process last wrote for an app, with the resource version the write
+/// produced. The watch cache may still hold an older object when the next reconcile starts
+/// (the status event is filtered out but can arrive late); reading that older status would
+/// repeat transition Events and could resume an RWO switch from a stale phase.
+#[derive(Debug, Clone)]
+struct Written {
+    uid: String,
+    resource_version: u64,
+    status: KompoxAppStatus,
+}
+
+impl std::fmt::Debug for AppCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCtx")
+            .field("stores", &self.stores)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppCtx {
+    /// The app controller's state over `ctx` and `stores`.
+    #[must_use]
+    pub fn new(ctx: Arc<Context>, stores: Stores) -> Self {
+        Self {
+            ctx,
+            stores,
+            facts: FactsCache::new(Duration::from_secs(60)),
+            applied: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The app's status: ours if we wrote a newer one than the cached object holds.
+    ///
+    /// Resource versions are compared as integers (etcd revisions); a version that is not an
+    /// integer falls back to the cached object.
+    fn latest_status(&self, key: &str, app: &KompoxApp) -> KompoxAppStatus {
+        let cached_rv = app
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok());
+        let map = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        match (map.get(key), cached_rv) {
+            (Some(w), Some(rv))
+                if Some(w.uid.as_str()) == app.metadata.uid.as_deref()
+                    && w.resource_version > rv =>
+            {
+                w.status.clone()
+            }
+            _ => app.status.clone().unwrap_or_default(),
+        }
+    }
+
+    fn wrote(&self, key: &str, written: Option<Written>) {
+        let mut map = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        match written {
+            Some(w) => map.insert(key.to_owned(), w),
+            None => map.remove(key),
+        };
+    }
+
+    fn cached(&self, key: &str, uid: &str, fingerprint: u64) -> Option<Applied> {
+        let map = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key)
+            .filter(|a| a.uid == uid && a.fingerprint == fingerprint && a.at.elapsed() < RESYNC)
+            .cloned()
+    }
+
+    fn remember(&self, key: &str, applied: Option<Applied>) {
+        let mut map = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        match applied {
+            Some(a) => map.insert(key.to_owned(), a),
+            None => map.remove(key),
+        };
+    }
+}
+
+/// A hash of the inputs of a full reconcile of `app` that the caches can see: the app's
+/// identity, spec and annotations; the cluster facts; the resource versions of the compose
+/// ConfigMap and the `spec.files.mounts` sources; the fields of its disks that the render and
+/// claims read.
+fn inputs_fingerprint(app: &KompoxApp, stores: &Stores, cluster: &ClusterInfo, ns: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    app.metadata.uid.hash(&mut h);
+    app.metadata.generation.hash(&mut h);
+    app.metadata.annotations.hash(&mut h);
+    format!("{cluster:?}").hash(&mut h);
+    let refs = referenced_sources(app);
+    let mut cms: Vec<&str> = refs.config_maps.iter().map(String::as_str).collect();
+    cms.push(&app.spec.compose.config_map_ref.name);
+    let secrets: Vec<&str> = refs.secrets.iter().map(String::as_str).collect();
+    versions(&stores.config_maps, ns, &cms).hash(&mut h);
+    versions(&stores.secrets, ns, &secrets).hash(&mut h);
+    for v in &app.spec.volumes {
+        let d = stores
+            .disks
+            .get(&ObjectRef::new(&v.disk_ref.name).within(ns));
+        match d {
+            Some(d) => {
+                d.metadata.generation.hash(&mut h);
+                let s = d.status.clone().unwrap_or_default();
+                (s.pv_name, s.zone, s.attached_to).hash(&mut h);
+            }
+            None => "absent".hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+/// The version of an owned object that the fingerprint tracks: a Deployment's generation
+/// (its status changes all the time; only spec changes matter), else the resource version.
+fn tracked_version(
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<String> {
+    if kind == "Deployment" {
+        meta.generation.map(|g| g.to_string())
+    } else {
+        meta.resource_version.clone()
+    }
+}
+
+/// Kinds whose objects the caches hold (and the fingerprint therefore covers).
+const CACHED_KINDS: [&str; 6] = [
+    "Deployment",
+    "Service",
+    "Ingress",
+    "PersistentVolumeClaim",
+    "Secret",
+    "ConfigMap",
+];
+
+/// A hash of the inventoried objects of cached kinds, each with its [`tracked_version`] from
+/// `version` (`None`: absent). A deleted or edited object changes it.
+fn owned_fingerprint(
+    inventory: &[InventoryEntry],
+    version: impl Fn(&InventoryEntry) -> Option<String>,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for e in inventory
+        .iter()
+        .filter(|e| CACHED_KINDS.contains(&e.kind.as_str()))
+    {
+        (e, version(e)).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// [`owned_fingerprint`] from the caches.
+fn cached_owned_fingerprint(inventory: &[InventoryEntry], stores: &Stores, ns: &str) -> u64 {
+    owned_fingerprint(inventory, |e| {
+        let n = e.name.as_str();
+        let r = |meta: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+            meta.and_then(|m| tracked_version(&e.kind, &m))
+        };
+        match e.kind.as_str() {
+            "Deployment" => r(stores
+                .deployments
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone())),
+            "Service" => r(stores
+                .services
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone())),
+            "Ingress" => r(stores
+                .ingresses
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone())),
+            "PersistentVolumeClaim" => r(stores
+                .pvcs
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone())),
+            "Secret" => r(stores
+                .secrets
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone())),
+            "ConfigMap" => r(stores
+                .config_maps
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone())),
+            _ => None,
+        }
+    })
+}
+
+/// The fingerprint of a reconcile: unchanged ⇒ a full reconcile would apply nothing new, so
+/// only the status is refreshed. After a full reconcile the owned part is taken from the apply
+/// responses, so the watch events of the controller's own writes find it unchanged.
+fn combine(inputs: u64, owned: u64) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (inputs, owned).hash(&mut h);
+    h.finish()
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn jitter(key: &str) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    Duration::from_millis(h.finish() % 60_000)
+}
+
+/// The Apply side of the finalizer: the cheap path when the fingerprint matches the last full
+/// reconcile, else the full path.
+///
+/// # Errors
+///
+/// API failures (retried by the error policy).
+pub async fn apply(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
+    let mut run = Run::new(app, actx)?;
+    let facts = actx.facts.get(&run.client).await?;
+    let cluster = resolve_cluster_info(app.spec.provider.type_, &facts);
+    let inputs = inputs_fingerprint(app, &actx.stores, &cluster, &run.ns);
+    let fp = combine(
+        inputs,
+        cached_owned_fingerprint(&run.old.inventory, &actx.stores, &run.ns),
+    );
+    if run.old.volume_switch.is_none()
+        && let Some(hit) = actx.cached(&run.key, &run.uid, fp)
+    {
+        tracing::debug!("inputs unchanged: status only");
+        return run.observe(&hit).await;
+    }
+    let started = Instant::now();
+    let step = run.full(&cluster).await?;
+    tracing::debug!(outcome = ?step.outcome, took = ?started.elapsed(), "full reconcile");
+    let action = run.finish(step.outcome, step.requeue).await?;
+    // What was applied, as the caches will see it once they catch up.
+    let fp = if run.versions.is_empty() {
+        fp
+    } else {
+        combine(
+            inputs,
+            owned_fingerprint(&run.status.inventory, |e| {
+                run.versions.get(&(e.kind.clone(), e.name.clone())).cloned()
+            }),
+        )
+    };
+    actx.remember(
+        &run.key,
+        step.cache.map(|result| Applied {
+            uid: run.uid.clone(),
+            fingerprint: fp,
+            at: Instant::now(),
+            result,
+        }),
+    );
+    Ok(action)
+}
+
+/// The Cleanup side of the finalizer: stop the app's Pods, remove its PVCs and release its
+/// disk claims, so no other app can mount a disk while this app's Pods still run. Everything
+/// else is garbage-collected through owner references once the finalizer is gone; Orphan disks
+/// (and every KompoxDisk: they are not owned by the app) stay.
+///
+/// # Errors
+///
+/// [`Error::Waiting`] while Pods or PVCs are still there (keeps the finalizer); API failures.
+pub async fn cleanup(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
+    let mut run = Run::new(app, actx)?;
+    actx.remember(&run.key, None);
+    let result = cleanup_run(&mut run).await;
+    if result.is_ok() {
+        actx.wrote(&run.key, None);
+    }
+    result
+}
+
+async fn cleanup_run(run: &mut Run<'_>) -> Result<Action> {
+    let app = run.app;
+    let inventory = run.old.inventory.clone();
+    let of_kind = |k: &str| -> Vec<InventoryEntry> {
+        inventory.iter().filter(|e| e.kind == k).cloned().collect()
+    };
+    let pvcs = of_kind("PersistentVolumeClaim");
+    let disk_api: Api<KompoxDisk> = Api::namespaced(run.client.clone(), &run.ns);
+    let held: Vec<KompoxDisk> = if pvcs.is_empty() && app.spec.volumes.is_empty() {
+        Vec::new()
+    } else {
+        disk_api
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::kube(format!("listing KompoxDisks in {}", run.ns)))?
+            .items
+            .into_iter()
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.attached_to.as_ref())
+                    .is_some_and(|a| a.app == run.name)
+            })
+            .collect()
+    };
+    if pvcs.is_empty() && held.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let msg = "app deleted: stopping its Pods and releasing its disks".to_owned();
+    run.finish(
+        Outcome::Progressing(reasons::DELETING, msg.clone()),
+        SWITCH_POLL,
+    )
+    .await?;
+    if run
+        .old
+        .conditions
+        .iter()
+        .all(|c| c.reason != reasons::DELETING)
+    {
+        run.event(EventType::Normal, reasons::DELETING, "Delete", msg)
+            .await;
+    }
+    apply::prune(
+        &run.client,
+        &run.ns,
+        &run.label,
+        &run.uid,
+        &of_kind("Deployment"),
+    )
+    .await?;
+    for p in &pvcs {
+        let users = run.pods_using(&p.name).await?;
+        if !users.is_empty() {
+            return Err(Error::Waiting(format!(
+                "Pods {} still use PVC {}",
+                users.join(", "),
+                p.name
+            )));
+        }
+    }
+    apply::prune(&run.client, &run.ns, &run.label, &run.uid, &pvcs).await?;
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(run.client.clone(), &run.ns);
+    for p in &pvcs {
+        if pvc_api
+            .get_metadata_opt(&p.name)
+            .await
+            .map_err(Error::kube(format!("reading PVC {}/{}", run.ns, p.name)))?
+            .is_some_and(|m| m.owner_references().iter().any(|o| o.uid == run.uid))
+        {
+            return Err(Error::Waiting(format!("PVC {} is being deleted", p.name)));
+        }
+    }
+    for d in &held {
+        let Some(att) = d.status.as_ref().and_then(|s| s.attached_to.as_ref()) else {
+            continue;
+        };
+        let dname = d.name_any();
+        if claim::release(&disk_api, &dname, &run.name, &att.volume)
+            .await
+            .map_err(Error::Claim)?
+        {
+            run.event(
+                EventType::Normal,
+                "DiskReleased",
+                "Delete",
+                format!("released disk {dname} (volume {})", att.volume),
+            )
+            .await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// The outcome of the full path.
+struct Step {
+    outcome: Outcome,
+    requeue: Duration,
+    cache: Option<AppliedResult>,
+}
+
+impl Step {
+    fn degraded(reason: &'static str, message: String) -> Step {
+        Step {
+            outcome: Outcome::Degraded(reason, message.clone()),
+            requeue: DEGRADED,
+            cache: Some(AppliedResult::Degraded(reason, message)),
+        }
+    }
+
+    fn waiting(reason: &'static str, message: String, requeue: Duration) -> Step {
+        Step {
+            outcome: Outcome::Progressing(reason, message),
+            requeue,
+            cache: None,
+        }
+    }
+}
+
+/// How the Deployment is applied in this pass.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replicas {
+    /// As rendered.
+    Rendered,
+    /// Zero (an RWO switch's ScaleDown/Rebind).
+    Zero,
+}
+
+/// One reconcile of one app.
+struct Run<'a> {
+    app: &'a KompoxApp,
+    actx: &'a AppCtx,
+    client: Client,
+    ns: String,
+    name: String,
+    uid: String,
+    key: String,
+    label: String,
+    api: Api<KompoxApp>,
+    /// The status as read.
+    old: KompoxAppStatus,
+    /// The status as last written (or read).
+    written: KompoxAppStatus,
+    /// The status being built.
+    status: KompoxAppStatus,
+    /// The tracked version of every object applied in this reconcile, by (kind, name).
+    versions: HashMap<(String, String), String>,
+}
+
+impl<'a> Run<'a> {
+    fn new(app: &'a KompoxApp, actx: &'a AppCtx) -> Result<Self> {
+        let missing = |f: &str| Error::Waiting(format!("KompoxApp without {f}"));
+        let ns = app
+            .metadata
+            .namespace
+            .clone()
+            .ok_or_else(|| missing("namespace"))?;
+        let name = app.metadata.name.clone().ok_or_else(|| missing("name"))?;
+        let uid = app.metadata.uid.clone().ok_or_else(|| missing("uid"))?;
+        let client = actx.ctx.client.clone();
+        let old = actx.latest_status(&format!("{ns}/{name}"), app);
+        Ok(Run {
+            app,
+            actx,
+            api: Api::namespaced(client.clone(), &ns),
+            client,
+            key: format!("{ns}/{name}"),
+            label: app_label_value(&name),
+            ns,
+            name,
+            uid,
+            written: old.clone(),
+            status: old.clone(),
+            old,
+            versions: HashMap::new(),
+        })
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        publish(
+            &self.actx.ctx.recorder,
+            &self.app.object_ref(&()),
+            type_,
+            reason,
+            action,
+            note,
+        )
+        .await;
+    }
+
+    async fn note(&self, n: Note) {
+        self.event(n.type_, &n.reason, n.action, n.note).await;
+    }
+
+    /// Writes `self.status` by server-side apply on the status subresource if it differs from
+    /// what was last written.
+    async fn write(&mut self) -> Result<()> {
+        if self.status == self.written {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": API_VERSION,
+            "kind": "KompoxApp",
+            "metadata": {"name": self.name},
+            "status": self.status,
+        });
+        let live = self
+            .api
+            .patch_status(
+                &self.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "writing status of KompoxApp {}",
+                self.key
+            )))?;
+        self.written = self.status.clone();
+        let rv = live
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok());
+        self.actx.wrote(
+            &self.key,
+            rv.map(|resource_version| Written {
+                uid: self.uid.clone(),
+                resource_version,
+                status: self.status.clone(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Merges the outcome into the status, writes it, publishes transition Events, and says
+    /// when to come back.
+    async fn finish(&mut self, outcome: Outcome, requeue: Duration) -> Result<Action> {
+        let status = std::mem::take(&mut self.status);
+        self.status = status::with_outcome(status, &outcome, self.app.metadata.generation, &now());
+        self.write().await?;
+        for n in status::transition_events(&self.old.conditions, &outcome) {
+            self.note(n).await;
+        }
+        Ok(match outcome {
+            Outcome::Ready(_) => Action::requeue(RESYNC + jitter(&self.key)),
+            _ => Action::requeue(requeue),
+        })
+    }
+
+    /// The cheap path: only the status, from the caches.
+    async fn observe(&mut self, hit: &Applied) -> Result<Action> {
+        let outcome = match &hit.result {
+            AppliedResult::Degraded(r, m) => Outcome::Degraded(r, m.clone()),
+            AppliedResult::Objects {
+                deployment,
+                ingress,
+            } => {
+                let dep = deployment.as_ref().and_then(|d| {
+                    self.actx
+                        .stores
+                        .deployments
+                        .get(&ObjectRef::new(d).within(&self.ns))
+                });
+                let ing = ingress.as_ref().map(|i| {
+                    self.actx
+                        .stores
+                        .ingresses
+                        .get(&ObjectRef::new(i).within(&self.ns))
+                        .is_some()
+                });
+                readiness(
+                    dep.as_deref(),
+                    deployment.as_deref(),
+                    ingress.as_deref(),
+                    ing,
+                )
+            }
+        };
+        let requeue = match outcome {
+            Outcome::Degraded(..) => DEGRADED,
+            _ => ROLLOUT,
+        };
+        self.finish(outcome, requeue).await
+    }
+
+    /// The full path.
+    async fn full(&mut self, cluster: &ClusterInfo) -> Result<Step> {
+        // 1. Inputs. A missing compose file is the user's to fix; an API failure is retried.
+        let inputs = match gather_inputs(&self.client, self.app).await {
+            Ok(i) => i,
+            Err(kompox_cluster::Error::Kube { what, source }) => {
+                return Err(Error::Kube { what, source });
+            }
+            Err(e) => return Ok(Step::degraded(reasons::REFERENCE_NOT_FOUND, e.to_string())),
+        };
+        if let Some(step) = disks_not_ready(self.app, &inputs) {
+            return Ok(step);
+        }
+        // 2. Render. Invalid compose, zone mismatch, missing references: nothing is applied and
+        //    the live objects stay as they are.
+        let rendered = match render(&inputs.input(cluster)) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Step::degraded(e.reason.condition_reason(), e.to_string()));
+            }
+        };
+        let disks = inputs.disks.clone();
+        drop(inputs);
+        // 3. Namespace hygiene.
+        let ns_obj = Api::<Namespace>::all(self.client.clone())
+            .get_opt(&self.ns)
+            .await
+            .map_err(Error::kube(format!("reading Namespace {}", self.ns)))?;
+        let facts = ns_obj
+            .map(|n| {
+                NamespaceFacts::from_meta(
+                    n.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                    n.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+                )
+            })
+            .unwrap_or_default();
+        let extra = match hygiene::objects(self.app, &self.ns, &self.label, &facts) {
+            Ok(o) => o,
+            Err(diags) => {
+                let msg = diags.iter().map(ToString::to_string).collect::<Vec<_>>();
+                return Ok(Step::degraded(reasons::INVALID_SPEC, msg.join("\n")));
+            }
+        };
+        let Some(owner) = apply::owner_reference(self.app) else {
+            return Err(Error::Waiting("KompoxApp without uid".into()));
+        };
+        let objects: Vec<Value> = rendered
+            .objects
+            .iter()
+            .cloned()
+            .chain(extra)
+            .map(|o| apply::owned(o, &self.ns, &owner))
+            .collect();
+        // 4. Objects someone else controls are never taken over; nothing is applied then.
+        let conflicts = self.ownership_conflicts(&objects).await?;
+        if !conflicts.is_empty() {
+            return Ok(Step {
+                outcome: Outcome::Degraded(reasons::APPLY_FAILED, conflicts.join("; ")),
+                requeue: REFUSED,
+                cache: None,
+            });
+        }
+        // 5. Claims: every disk is claimed for its volume before anything binds it.
+        if let Some(step) = self.claim_disks(&disks).await? {
+            return Ok(step);
+        }
+        // 6. RWO switch: decided from status.volumeSwitch and the live PVCs.
+        let views = self.volume_views(&objects, &disks).await?;
+        let plan = switch::plan(self.old.volume_switch.as_ref(), &views);
+        let mut started = false;
+        match &plan {
+            Plan::None => {}
+            Plan::Abort => {
+                if let Some(sw) = &self.old.volume_switch {
+                    let note = format!(
+                        "abandoned the switch of volume {} to disk {}: {}",
+                        sw.volume, sw.to_disk, "the spec no longer asks for it"
+                    );
+                    self.event(
+                        EventType::Normal,
+                        "VolumeSwitchAborted",
+                        "VolumeSwitch",
+                        note,
+                    )
+                    .await;
+                }
+                self.status.volume_switch = None;
+            }
+            Plan::Switch(sw) => {
+                started = self.old.volume_switch.is_none();
+                self.status.volume_switch = Some(sw.clone());
+            }
+        }
+        // 7. Inventory first (old ∪ new), with the switch, so a crash cannot leak or forget.
+        let new_inventory = apply::inventory(&objects);
+        self.status.inventory = apply::union(&self.old.inventory, &new_inventory);
+        self.write().await?;
+        if started && let Some(sw) = &self.status.volume_switch {
+            self.event(
+                EventType::Normal,
+                "VolumeSwitch",
+                "VolumeSwitch",
+                switch::progress_message(sw, "started"),
+            )
+            .await;
+        }
+        // 8. Apply (through the switch's phases while one runs).
+        let deployment = match self.status.volume_switch.clone() {
+            Some(sw) => match self.run_switch(sw, &objects, &views).await? {
+                SwitchStep::Waiting(step) => return Ok(step),
+                SwitchStep::Done(d) => d.map(|d| *d),
+            },
+            None => match self.apply_all(&objects, Replicas::Rendered, None).await? {
+                Ok(d) => d,
+                Err(msg) => {
+                    return Ok(Step {
+                        outcome: Outcome::Degraded(reasons::APPLY_FAILED, msg),
+                        requeue: REFUSED,
+                        cache: None,
+                    });
+                }
+            },
+        };
+        // 9. Prune what earlier renders created and this one does not.
+        let stale = apply::stale(&self.status.inventory, &new_inventory);
+        let pruned = apply::prune(&self.client, &self.ns, &self.label, &self.uid, &stale).await?;
+        self.status.inventory = new_inventory;
+        if !pruned.is_empty() {
+            let list: Vec<String> = pruned
+                .iter()
+                .map(|e| format!("{} {}", e.kind, e.name))
+                .collect();
+            self.event(
+                EventType::Normal,
+                "Pruned",
+                "Prune",
+                format!("deleted {}", list.join(", ")),
+            )
+            .await;
+        }
+        // 10. Claims no volume needs any more.
+        self.release_stale_claims().await?;
+        // 11. Status.
+        let hosts = ingress_hosts(&rendered.objects);
+        self.status.ingress_hosts = hosts;
+        if self.old.rendered_hash.as_deref() != Some(rendered.hash.as_str()) {
+            let mut note = format!("applied {} objects ({})", objects.len(), rendered.hash);
+            if !rendered.warnings.is_empty() {
+                let w: Vec<String> = rendered.warnings.iter().map(ToString::to_string).collect();
+                note.push_str(&format!("; warnings: {}", w.join("; ")));
+            }
+            self.event(EventType::Normal, "Applied", "Apply", note)
+                .await;
+        }
+        self.status.rendered_hash = Some(rendered.hash.clone());
+        let dep_name = first_name(&objects, "Deployment");
+        let ing_name = first_name(&objects, "Ingress");
+        let outcome = readiness(
+            deployment.as_ref(),
+            dep_name.as_deref(),
+            ing_name.as_deref(),
+            ing_name.as_ref().map(|_| true),
+        );
+        Ok(Step {
+            outcome,
+            requeue: ROLLOUT,
+            cache: Some(AppliedResult::Objects {
+                deployment: dep_name,
+                ingress: ing_name,
+            }),
+        })
+    }
+
+    /// Claims each volume's disk. `Some(step)` when a disk is held by another app volume.
+    async fn claim_disks(&mut self, disks: &BTreeMap<String, KompoxDisk>) -> Result<Option<Step>> {
+        let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
+        for v in &self.app.spec.volumes {
+            let dname = &v.disk_ref.name;
+            let Some(disk) = disks.get(dname) else {
+                continue; // the render already reported it
+            };
+            let decision = match claim::claim_decision(disk, &self.name, &v.name) {
+                Claim::Granted => claim::claim(&disk_api, dname, &self.name, &v.name)
+                    .await
+                    .map_err(Error::Claim)?,
+                other => other,
+            };
+            match decision {
+                Claim::AlreadyHeld => {}
+                Claim::Granted => {
+                    self.event(
+                        EventType::Normal,
+                        "DiskClaimed",
+                        "Claim",
+                        format!("claimed disk {dname} for volume {}", v.name),
+                    )
+                    .await;
+                }
+                held @ Claim::HeldBy { .. } => {
+                    let msg = held
+                        .in_use_message(dname)
+                        .unwrap_or_else(|| format!("disk {dname} is in use"));
+                    return Ok(Some(Step::degraded(
+                        reasons::DISK_IN_USE,
+                        format!("spec.volumes[{}].diskRef: {msg}; nothing is bound", v.name),
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The app's volumes with their live PVCs (GETs: the switch must not decide from a cache).
+    async fn volume_views(
+        &self,
+        objects: &[Value],
+        disks: &BTreeMap<String, KompoxDisk>,
+    ) -> Result<Vec<VolumeView>> {
+        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut out = Vec::new();
+        for (i, v) in self.app.spec.volumes.iter().enumerate() {
+            let source = format!("spec.volumes[{i}]");
+            let Some(claim) = objects.iter().find_map(|o| {
+                (o["kind"] == "PersistentVolumeClaim"
+                    && o["metadata"]["annotations"][SOURCE_ANNOTATION] == source.as_str())
+                .then(|| o["metadata"]["name"].as_str().map(str::to_owned))
+                .flatten()
+            }) else {
+                continue;
+            };
+            let want_pv = disks
+                .get(&v.disk_ref.name)
+                .and_then(|d| d.status.as_ref())
+                .and_then(|s| s.pv_name.clone())
+                .unwrap_or_default();
+            let live = pvc_api
+                .get_opt(&claim)
+                .await
+                .map_err(Error::kube(format!("reading PVC {}/{claim}", self.ns)))?
+                .map(|p| self.live_pvc(&p));
+            out.push(VolumeView {
+                volume: v.name.clone(),
+                claim,
+                want_disk: v.disk_ref.name.clone(),
+                want_pv,
+                live,
+            });
+        }
+        Ok(out)
+    }
+
+    fn live_pvc(&self, p: &PersistentVolumeClaim) -> LivePvc {
+        let volume_name = p.spec.as_ref().and_then(|s| s.volume_name.clone());
+        let disk = volume_name
+            .as_deref()
+            .and_then(|pv| {
+                self.actx
+                    .stores
+                    .disks
+                    .state()
+                    .iter()
+                    .find(|d| {
+                        d.metadata.namespace.as_deref() == Some(self.ns.as_str())
+                            && d.status.as_ref().and_then(|s| s.pv_name.as_deref()) == Some(pv)
+                    })
+                    .map(|d| d.name_any())
+            })
+            .or_else(|| p.labels().get(DISK_LABEL).cloned());
+        LivePvc {
+            volume_name,
+            disk,
+            terminating: p.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// The objects of `objects` that exist and are not this app's ([`apply::foreign`]), as
+    /// messages. Objects this app has applied before (in `status.inventory`) are checked in the
+    /// watch caches; new ones with a metadata GET, so an object nobody labelled (a user's own)
+    /// is found too.
+    async fn ownership_conflicts(&self, objects: &[Value]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for obj in objects {
+            let Some(e) = apply::entry_of(obj) else {
+                continue;
+            };
+            let live = if self.old.inventory.contains(&e) {
+                self.cached_meta(&e)
+            } else {
+                let Some(ar) = apply::api_resource(&e.api_version, &e.kind) else {
+                    continue;
+                };
+                let api: Api<kube::api::DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+                api.get_metadata_opt(&e.name)
+                    .await
+                    .map_err(Error::kube(format!(
+                        "reading {} {}/{}",
+                        e.kind, self.ns, e.name
+                    )))?
+                    .map(|m| m.metadata)
+            };
+            if let Some(m) = live
+                && let Some(why) = apply::foreign(&m, &self.uid, &self.label)
+            {
+                out.push(format!(
+                    "{} {} cannot be applied: {why}; give it another name (e.g. rename the compose service) or run the apps in separate namespaces",
+                    e.kind, e.name
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cached metadata of an object of this app's inventory (`None` for kinds without a
+    /// cache, or when the cache does not hold it).
+    fn cached_meta(
+        &self,
+        e: &InventoryEntry,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+        let s = &self.actx.stores;
+        let ns = self.ns.as_str();
+        let n = e.name.as_str();
+        match e.kind.as_str() {
+            "Deployment" => s
+                .deployments
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone()),
+            "Service" => s
+                .services
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone()),
+            "Ingress" => s
+                .ingresses
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone()),
+            "PersistentVolumeClaim" => s
+                .pvcs
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone()),
+            "Secret" => s
+                .secrets
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone()),
+            "ConfigMap" => s
+                .config_maps
+                .get(&ObjectRef::new(n).within(ns))
+                .map(|o| o.metadata.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies `objects` in order (the PVC named `skip_claim` left out, the Deployment with
+    /// `replicas`). `Ok(Err(message))` when the API server refused one.
+    async fn apply_all(
+        &mut self,
+        objects: &[Value],
+        replicas: Replicas,
+        skip_claim: Option<&str>,
+    ) -> Result<std::result::Result<Option<Deployment>, String>> {
+        let mut deployment = None;
+        for obj in objects {
+            let kind = obj["kind"].as_str().unwrap_or_default();
+            if kind == "PersistentVolumeClaim"
+                && skip_claim.is_some_and(|c| obj["metadata"]["name"] == c)
+            {
+                continue;
+            }
+            let zeroed;
+            let obj = if kind == "Deployment" && replicas == Replicas::Zero {
+                let mut o = obj.clone();
+                o["spec"]["replicas"] = Value::from(0);
+                zeroed = o;
+                &zeroed
+            } else {
+                obj
+            };
+            let applied = apply::apply(&self.client, &self.ns, FIELD_MANAGER, obj).await;
+            if let (Ok(live), Some(name)) = (&applied, obj["metadata"]["name"].as_str())
+                && let Some(v) = tracked_version(kind, &live.metadata)
+            {
+                self.versions.insert((kind.to_owned(), name.to_owned()), v);
+            }
+            match applied {
+                Ok(live) if kind == "Deployment" => {
+                    let v = serde_json::to_value(&live).map_err(|source| Error::Serde {
+                        what: "reading the applied Deployment".into(),
+                        source,
+                    })?;
+                    deployment =
+                        Some(serde_json::from_value(v).map_err(|source| Error::Serde {
+                            what: "reading the applied Deployment".into(),
+                            source,
+                        })?);
+                }
+                Ok(_) => {}
+                Err(ApplyError::Refused(msg)) => return Ok(Err(msg)),
+                Err(ApplyError::Failed(e)) => return Err(e),
+            }
+        }
+        Ok(Ok(deployment))
+    }
+
+    /// Names of the running Pods (not Succeeded/Failed) in the namespace whose volumes use
+    /// PVC `claim`. Any owner counts.
+    async fn pods_using(&self, claim: &str) -> Result<Vec<String>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::kube(format!("listing Pods in {}", self.ns)))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .filter(|p| {
+                p.spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .any(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == claim)
+                    })
+            })
+            .map(|p| p.name_any())
+            .collect())
+    }
+
+    /// `None` when the Deployment `name` runs no replica any more and no Pod uses `claim`;
+    /// otherwise what is still running.
+    async fn still_running(&self, name: Option<&str>, claim: &str) -> Result<Option<String>> {
+        if let Some(name) = name {
+            let deps: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+            if let Some(d) = deps.get_opt(name).await.map_err(Error::kube(format!(
+                "reading Deployment {}/{name}",
+                self.ns
+            )))? {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let st = d.status.clone().unwrap_or_default();
+                let observed =
+                    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+                if want != 0 || !observed || st.replicas.unwrap_or(0) != 0 {
+                    return Ok(Some(format!(
+                        "Deployment {name} still has {} replicas",
+                        st.replicas.unwrap_or(0)
+                    )));
+                }
+            }
+        }
+        let users = self.pods_using(claim).await?;
+        Ok((!users.is_empty()).then(|| format!("Pods {} still use PVC {claim}", users.join(", "))))
+    }
+
+    /// Persists a phase change and announces it.
+    async fn enter(&mut self, sw: &mut VolumeSwitch, phase: VolumeSwitchPhase) -> Result<()> {
+        sw.phase = phase;
+        self.status.volume_switch = Some(sw.clone());
+        self.write().await?;
+        self.event(
+            EventType::Normal,
+            "VolumeSwitch",
+            "VolumeSwitch",
+            switch::progress_message(sw, "entered"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Runs the switch `sw` as far as it can go now (see [`super::switch`]).
+    async fn run_switch(
+        &mut self,
+        mut sw: VolumeSwitch,
+        objects: &[Value],
+        views: &[VolumeView],
+    ) -> Result<SwitchStep> {
+        let Some(view) = views.iter().find(|v| v.volume == sw.volume).cloned() else {
+            return Err(Error::Waiting(format!("volume {} vanished", sw.volume)));
+        };
+        let claim = view.claim.as_str();
+        let dep_name = first_name(objects, "Deployment");
+        let wait = |sw: &VolumeSwitch, detail: String| {
+            SwitchStep::Waiting(Step::waiting(
+                reasons::VOLUME_SWITCHING,
+                switch::progress_message(sw, &detail),
+                SWITCH_POLL,
+            ))
+        };
+        let refused = |msg: String| {
+            SwitchStep::Waiting(Step {
+                outcome: Outcome::Degraded(reasons::APPLY_FAILED, msg),
+                requeue: REFUSED,
+                cache: None,
+            })
+        };
+        if sw.phase != VolumeSwitchPhase::ScaleUp
+            && let Err(msg) = self.apply_all(objects, Replicas::Zero, Some(claim)).await?
+        {
+            return Ok(refused(msg));
+        }
+        if sw.phase == VolumeSwitchPhase::ScaleDown {
+            if let Some(running) = self.still_running(dep_name.as_deref(), claim).await? {
+                return Ok(wait(&sw, running));
+            }
+            self.enter(&mut sw, VolumeSwitchPhase::Rebind).await?;
+        }
+        if sw.phase == VolumeSwitchPhase::Rebind {
+            let pvc_api: Api<PersistentVolumeClaim> =
+                Api::namespaced(self.client.clone(), &self.ns);
+            let live = pvc_api
+                .get_opt(claim)
+                .await
+                .map_err(Error::kube(format!("reading PVC {}/{claim}", self.ns)))?;
+            match live {
+                Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                    let f = p.finalizers().join(", ");
+                    return Ok(wait(
+                        &sw,
+                        format!("waiting for PVC {claim} to be deleted (finalizers: {f})"),
+                    ));
+                }
+                Some(p)
+                    if p.spec.as_ref().and_then(|s| s.volume_name.as_deref())
+                        == Some(view.want_pv.as_str()) =>
+                {
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                    if phase.as_deref() != Some("Bound") {
+                        return Ok(wait(
+                            &sw,
+                            format!(
+                                "waiting for PVC {claim} to bind to PersistentVolume {}",
+                                view.want_pv
+                            ),
+                        ));
+                    }
+                    self.enter(&mut sw, VolumeSwitchPhase::ScaleUp).await?;
+                }
+                Some(p) => {
+                    let users = self.pods_using(claim).await?;
+                    if !users.is_empty() {
+                        self.enter(&mut sw, VolumeSwitchPhase::ScaleDown).await?;
+                        return Ok(wait(
+                            &sw,
+                            format!("Pods {} use PVC {claim} again", users.join(", ")),
+                        ));
+                    }
+                    let dp = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: p.metadata.uid.clone(),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::background()
+                    };
+                    match pvc_api.delete(claim, &dp).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                        Err(e) => {
+                            return Err(Error::kube(format!("deleting PVC {}/{claim}", self.ns))(
+                                e,
+                            ));
+                        }
+                    }
+                    return Ok(wait(&sw, format!("deleting PVC {claim} to rebind it")));
+                }
+                None => {
+                    let Some(pvc) = objects.iter().find(|o| {
+                        o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == claim
+                    }) else {
+                        return Err(Error::Waiting(format!("PVC {claim} is not rendered")));
+                    };
+                    match apply::apply(&self.client, &self.ns, FIELD_MANAGER, pvc).await {
+                        Ok(_) => {}
+                        Err(ApplyError::Refused(msg)) => return Ok(refused(msg)),
+                        Err(ApplyError::Failed(e)) => return Err(e),
+                    }
+                    return Ok(wait(
+                        &sw,
+                        format!(
+                            "created PVC {claim} bound to PersistentVolume {}",
+                            view.want_pv
+                        ),
+                    ));
+                }
+            }
+        }
+        // ScaleUp.
+        let deployment = match self.apply_all(objects, Replicas::Rendered, None).await? {
+            Ok(d) => d,
+            Err(msg) => return Ok(refused(msg)),
+        };
+        if !sw.from_disk.is_empty() && sw.from_disk != sw.to_disk {
+            let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
+            if claim::release(&disk_api, &sw.from_disk, &self.name, &sw.volume)
+                .await
+                .map_err(Error::Claim)?
+            {
+                self.event(
+                    EventType::Normal,
+                    "DiskReleased",
+                    "VolumeSwitch",
+                    format!("released disk {} (volume {})", sw.from_disk, sw.volume),
+                )
+                .await;
+            }
+        }
+        self.status.volume_switch = None;
+        self.write().await?;
+        self.event(
+            EventType::Normal,
+            "VolumeSwitched",
+            "VolumeSwitch",
+            switch::progress_message(&sw, "done"),
+        )
+        .await;
+        Ok(SwitchStep::Done(deployment.map(Box::new)))
+    }
+
+    /// Releases disks this app holds for a volume that no longer names them, once no PVC in
+    /// the namespace is bound to their PV.
+    async fn release_stale_claims(&self) -> Result<()> {
+        let wanted: Vec<(&str, &str)> = self
+            .app
+            .spec
+            .volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.disk_ref.name.as_str()))
+            .collect();
+        let stale: Vec<Arc<KompoxDisk>> = self
+            .actx
+            .stores
+            .disks
+            .state()
+            .into_iter()
+            .filter(|d| d.metadata.namespace.as_deref() == Some(self.ns.as_str()))
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .and_then(|s| s.attached_to.as_ref())
+                    .is_some_and(|a| {
+                        a.app == self.name
+                            && !wanted.contains(&(a.volume.as_str(), d.name_any().as_str()))
+                    })
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns);
+        let bound: Vec<String> = pvcs
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::kube(format!("listing PVCs in {}", self.ns)))?
+            .items
+            .into_iter()
+            .filter_map(|p| p.spec.and_then(|s| s.volume_name))
+            .collect();
+        let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
+        for d in stale {
+            let pv = d.status.as_ref().and_then(|s| s.pv_name.clone());
+            if pv.is_some_and(|pv| bound.contains(&pv)) {
+                continue; // a PVC (perhaps terminating) still binds it
+            }
+            let Some(att) = d.status.as_ref().and_then(|s| s.attached_to.clone()) else {
+                continue;
+            };
+            let dname = d.name_any();
+            if claim::release(&disk_api, &dname, &self.name, &att.volume)
+                .await
+                .map_err(Error::Claim)?
+            {
+                self.event(
+                    EventType::Normal,
+                    "DiskReleased",
+                    "Release",
+                    format!(
+                        "released disk {dname}: volume {} no longer uses it",
+                        att.volume
+                    ),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum SwitchStep {
+    /// The switch waits; the reconcile ends with this step.
+    Waiting(Step),
+    /// The switch finished; the rendered set is applied (the applied Deployment).
+    Done(Option<Box<Deployment>>),
+}
+
+/// `Progressing` `DiskNotReady` when a referenced disk exists but has no PV yet.
+fn disks_not_ready(app: &KompoxApp, inputs: &OwnedInputs) -> Option<Step> {
+    let pending: Vec<String> = app
+        .spec
+        .volumes
+        .iter()
+        .filter_map(|v| inputs.disks.get(&v.disk_ref.name))
+        .filter(|d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.pv_name.as_deref())
+                .is_none_or(str::is_empty)
+        })
+        .map(|d| d.name_any())
+        .collect();
+    (!pending.is_empty()).then(|| {
+        Step::waiting(
+            reasons::DISK_NOT_READY,
+            format!(
+                "waiting for KompoxDisk {} to become Ready",
+                pending.join(", ")
+            ),
+            ROLLOUT,
+        )
+    })
+}
+
+/// Ready when the Deployment is available and the Ingress (if any) is admitted. With no
+/// ingress controller reporting status (the local cluster has no Traefik), an Ingress counts
+/// as admitted once it exists.
+fn readiness(
+    deployment: Option<&Deployment>,
+    dep_name: Option<&str>,
+    ingress: Option<&str>,
+    ingress_exists: Option<bool>,
+) -> Outcome {
+    let (dep_ready, dep_msg) = match deployment {
+        Some(d) => status::deployment_ready(d),
+        None => (
+            dep_name.is_none(),
+            dep_name.map_or_else(
+                || "no Deployment rendered".to_owned(),
+                |n| format!("Deployment {n} not found"),
+            ),
+        ),
+    };
+    let ing_msg = match (ingress, ingress_exists) {
+        (Some(i), Some(true)) => Some(Ok(format!("Ingress {i} admitted"))),
+        (Some(i), _) => Some(Err(format!("Ingress {i} not found"))),
+        _ => None,
+    };
+    match (dep_ready, ing_msg) {
+        (true, None) => Outcome::Ready(dep_msg),
+        (true, Some(Ok(i))) => Outcome::Ready(format!("{dep_msg}; {i}")),
+        (true, Some(Err(i))) => Outcome::Progressing(reasons::APPLYING, i),
+        (false, _) => Outcome::Progressing(reasons::APPLYING, dep_msg),
+    }
+}
+
+fn first_name(objects: &[Value], kind: &str) -> Option<String> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .and_then(|o| o["metadata"]["name"].as_str())
+        .map(str::to_owned)
+}
+
+/// Hosts of the rendered Ingresses, sorted, without duplicates.
+fn ingress_hosts(objects: &[Value]) -> Vec<String> {
+    let mut hosts: Vec<String> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Ingress")
+        .flat_map(|o| o["spec"]["rules"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["host"].as_str().map(str::to_owned))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use serde_json::json;
+
+    fn dep(ready: bool) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("a-app".into());
+        d.metadata.generation = Some(1);
+        d.spec = Some(DeploymentSpec {
+            replicas: Some(1),
+            ..DeploymentSpec::default()
+        });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            replicas: Some(1),
+            updated_replicas: Some(1),
+            available_replicas: Some(i32::from(ready)),
+            ..DeploymentStatus::default()
+        });
+        d
+    }
+
+    #[test]
+    fn readiness_table() {
+        let ready = dep(true);
+        let slow = dep(false);
+        let cases = [
+            ("ready, no ingress", Some(&ready), None, None, true),
+            (
+                "ready, ingress exists",
+                Some(&ready),
+                Some("a-app"),
+                Some(true),
+                true,
+            ),
+            (
+                "ready, ingress missing",
+                Some(&ready),
+                Some("a-app"),
+                Some(false),
+                false,
+            ),
+            ("rolling", Some(&slow), Some("a-app"), Some(true), false),
+            ("deployment missing", None, None, None, false),
+        ];
+        for (name, d, ing, exists, want) in cases {
+            let out = readiness(d, Some("a-app"), ing, exists);
+            assert_eq!(out.is_ready(), want, "{name}: {out:?}");
+        }
+        assert!(
+            readiness(None, None, None, None).is_ready(),
+            "nothing to run"
+        );
+    }
+
+    #[test]
+    fn hosts_and_names_from_objects() {
+        let objs = [
+            json!({"kind": "Deployment", "metadata": {"name": "a-app"}}),
+            json!({"kind": "Ingress", "metadata": {"name": "a-app"},
+                   "spec": {"rules": [{"host": "b.example"}, {"host": "a.example"}, {"host": "b.example"}]}}),
+        ];
+        assert_eq!(ingress_hosts(&objs), ["a.example", "b.example"]);
+        assert_eq!(first_name(&objs, "Deployment").as_deref(), Some("a-app"));
+        assert_eq!(first_name(&objs, "Service"), None);
+    }
+
+    #[test]
+    fn jitter_is_bounded_and_stable() {
+        assert!(jitter("ns/a") < Duration::from_secs(60));
+        assert_eq!(jitter("ns/a"), jitter("ns/a"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Conditions, readiness and Events of a KompoxApp: pure functions of where a reconcile ended.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kompox_core::api::KompoxAppStatus;
+use kompox_core::api::condition::{self, Status, reasons, types};
+use kube::runtime::events::EventType;
+
+/// Where a reconcile ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied, and the Deployment is available (and the Ingress admitted).
+    Ready(String),
+    /// Applied or waiting on something that resolves by itself (rollout, disk provisioning,
+    /// an RWO switch): reason and message.
+    Progressing(&'static str, String),
+    /// A user must change something (compose, spec, a disk claimed by another app): reason and
+    /// message. Nothing was applied in this reconcile.
+    Degraded(&'static str, String),
+}
+
+impl Outcome {
+    /// Whether this is [`Outcome::Ready`].
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Outcome::Ready(_))
+    }
+}
+
+/// The Ready/Progressing/Degraded triple for an outcome (the same vocabulary as the disk
+/// controller's).
+#[must_use]
+pub fn outcome_conditions(outcome: &Outcome, generation: Option<i64>, at: &Time) -> [Condition; 3] {
+    let c =
+        |t: &str, s: Status, r: &str, m: &str| condition::new(t, s, r, m, generation, at.clone());
+    match outcome {
+        Outcome::Ready(m) => [
+            c(types::READY, Status::True, reasons::RECONCILED, m),
+            c(types::PROGRESSING, Status::False, reasons::RECONCILED, ""),
+            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
+        ],
+        Outcome::Progressing(r, m) => [
+            c(types::READY, Status::False, r, m),
+            c(types::PROGRESSING, Status::True, r, m),
+            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
+        ],
+        Outcome::Degraded(r, m) => [
+            c(types::READY, Status::False, r, m),
+            c(types::PROGRESSING, Status::False, r, ""),
+            c(types::DEGRADED, Status::True, r, m),
+        ],
+    }
+}
+
+/// `status` with the outcome's conditions merged in (transition times move only on a flip),
+/// `ready` and `observedGeneration` set.
+#[must_use]
+pub fn with_outcome(
+    mut status: KompoxAppStatus,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    at: &Time,
+) -> KompoxAppStatus {
+    status.conditions = condition::merge_all(
+        &status.conditions,
+        outcome_conditions(outcome, generation, at),
+    );
+    status.ready = outcome.is_ready();
+    status.observed_generation = generation;
+    status
+}
+
+/// Whether a Deployment has rolled out its current spec and is available, with a message
+/// naming what is missing.
+///
+/// Ready means: the Deployment controller observed the current generation, every desired
+/// replica runs the current template (`updatedReplicas`), no old replica is left
+/// (`replicas == updatedReplicas`), and all are available. A rollout past its progress
+/// deadline is reported as not ready with that reason.
+#[must_use]
+pub fn deployment_ready(d: &Deployment) -> (bool, String) {
+    let name = d.metadata.name.as_deref().unwrap_or_default();
+    let generation = d.metadata.generation.unwrap_or(0);
+    let Some(st) = d.status.as_ref() else {
+        return (
+            false,
+            format!("Deployment {name}: waiting for the Deployment controller"),
+        );
+    };
+    if st.observed_generation.unwrap_or(0) < generation {
+        return (
+            false,
+            format!("Deployment {name}: generation {generation} not observed yet"),
+        );
+    }
+    if let Some(c) = st.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    }) {
+        return (
+            false,
+            format!(
+                "Deployment {name}: progress deadline exceeded: {}",
+                c.message.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = st.updated_replicas.unwrap_or(0);
+    let total = st.replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    if want == 0 {
+        return (false, format!("Deployment {name}: scaled to zero"));
+    }
+    if updated < want {
+        return (
+            false,
+            format!("Deployment {name}: {updated} of {want} replicas updated"),
+        );
+    }
+    if total > updated {
+        return (
+            false,
+            format!(
+                "Deployment {name}: {} old replicas pending termination",
+                total - updated
+            ),
+        );
+    }
+    if available < want {
+        return (
+            false,
+            format!("Deployment {name}: {available} of {want} replicas available"),
+        );
+    }
+    (true, format!("Deployment {name} available"))
+}
+
+/// One Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// CamelCase reason.
+    pub reason: String,
+    /// The action (`Reconcile`, `Apply`, `Prune`, `VolumeSwitch`, …).
+    pub action: &'static str,
+    /// Human-readable note; never Secret data.
+    pub note: String,
+}
+
+/// The Events a change of outcome calls for: `Ready` when the app becomes ready, a Warning
+/// with the reason when it becomes Degraded or its Degraded reason changes. Nothing when the
+/// outcome did not change.
+#[must_use]
+pub fn transition_events(old: &[Condition], outcome: &Outcome) -> Vec<Note> {
+    let was = |t: &str| condition::find(old, t).map(|c| (c.status.as_str(), c.reason.as_str()));
+    match outcome {
+        Outcome::Ready(m) if was(types::READY).map(|w| w.0) != Some("True") => vec![Note {
+            type_: EventType::Normal,
+            reason: "Ready".into(),
+            action: "Reconcile",
+            note: m.clone(),
+        }],
+        Outcome::Degraded(r, m) if was(types::DEGRADED) != Some(("True", r)) => vec![Note {
+            type_: EventType::Warning,
+            reason: (*r).to_owned(),
+            action: "Reconcile",
+            note: m.clone(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn t(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH))
+    }
+
+    fn dep(generation: i64, want: i32, st: Option<(i64, i32, i32, i32)>) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("web-app".into());
+        d.metadata.generation = Some(generation);
+        d.spec = Some(DeploymentSpec {
+            replicas: Some(want),
+            ..DeploymentSpec::default()
+        });
+        d.status = st.map(|(obs, total, updated, available)| DeploymentStatus {
+            observed_generation: Some(obs),
+            replicas: Some(total),
+            updated_replicas: Some(updated),
+            available_replicas: Some(available),
+            ..DeploymentStatus::default()
+        });
+        d
+    }
+
+    #[test]
+    fn deployment_readiness_table() {
+        let cases = [
+            ("no status", dep(1, 1, None), false, "waiting"),
+            (
+                "old generation",
+                dep(2, 1, Some((1, 1, 1, 1))),
+                false,
+                "not observed",
+            ),
+            (
+                "not updated",
+                dep(2, 1, Some((2, 1, 0, 1))),
+                false,
+                "0 of 1 replicas updated",
+            ),
+            (
+                "old left",
+                dep(2, 1, Some((2, 2, 1, 1))),
+                false,
+                "pending termination",
+            ),
+            (
+                "unavailable",
+                dep(2, 1, Some((2, 1, 1, 0))),
+                false,
+                "0 of 1 replicas available",
+            ),
+            (
+                "scaled down",
+                dep(2, 0, Some((2, 0, 0, 0))),
+                false,
+                "scaled to zero",
+            ),
+            ("ready", dep(2, 1, Some((2, 1, 1, 1))), true, "available"),
+        ];
+        for (name, d, want, msg) in cases {
+            let (ready, m) = deployment_ready(&d);
+            assert_eq!(ready, want, "{name}: {m}");
+            assert!(m.contains(msg), "{name}: {m}");
+        }
+        let mut stuck = dep(2, 1, Some((2, 1, 1, 0)));
+        if let Some(s) = stuck.status.as_mut() {
+            s.conditions = Some(vec![DeploymentCondition {
+                type_: "Progressing".into(),
+                status: "False".into(),
+                reason: Some("ProgressDeadlineExceeded".into()),
+                message: Some("too slow".into()),
+                ..DeploymentCondition::default()
+            }]);
+        }
+        let (ready, m) = deployment_ready(&stuck);
+        assert!(!ready);
+        assert!(m.contains("progress deadline exceeded: too slow"), "{m}");
+    }
+
+    #[test]
+    fn same_outcome_keeps_status_equal_and_emits_nothing() {
+        let ready = Outcome::Ready("Deployment web-app available".into());
+        let s1 = with_outcome(KompoxAppStatus::default(), &ready, Some(3), &t(10));
+        assert!(s1.ready);
+        assert_eq!(s1.observed_generation, Some(3));
+        let s2 = with_outcome(s1.clone(), &ready, Some(3), &t(20));
+        assert_eq!(s1, s2, "a repeated outcome must not change the status");
+        assert!(transition_events(&s1.conditions, &ready).is_empty());
+    }
+
+    #[test]
+    fn events_on_transitions_only() {
+        let degraded = Outcome::Degraded(reasons::INVALID_COMPOSE, "services.web.image: x".into());
+        let fresh = transition_events(&[], &degraded);
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].reason, "InvalidCompose");
+        assert_eq!(fresh[0].type_, EventType::Warning);
+        let s = with_outcome(KompoxAppStatus::default(), &degraded, Some(1), &t(1));
+        assert!(!s.ready);
+        assert!(condition::is_true(&s.conditions, types::DEGRADED));
+        assert!(transition_events(&s.conditions, &degraded).is_empty());
+        let other = Outcome::Degraded(reasons::DISK_IN_USE, "disk d is in use".into());
+        assert_eq!(transition_events(&s.conditions, &other).len(), 1);
+        let ready = Outcome::Ready("ok".into());
+        let evs = transition_events(&s.conditions, &ready);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].reason, "Ready");
+        let rolling = Outcome::Progressing(reasons::APPLYING, "rolling".into());
+        assert!(transition_events(&s.conditions, &rolling).is_empty());
+        let s = with_outcome(s, &rolling, Some(2), &t(2));
+        assert!(condition::is_true(&s.conditions, types::PROGRESSING));
+        assert!(!condition::is_true(&s.conditions, types::DEGRADED));
+    }
+}

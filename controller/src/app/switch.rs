@@ -1,0 +1,244 @@
+//! The RWO volume switch, decided purely: which volume to switch, and when to abandon a
+//! recorded switch. The reconcile ([`super::reconcile`]) runs the phases:
+//!
+//! 1. **ScaleDown** — the Deployment is applied with `replicas: 0` (the rest of the rendered set
+//!    as usual, except the switching PVC); the phase ends when the Deployment controller has
+//!    observed that, counts no replica, and no Pod (of any owner) that still runs references the
+//!    PVC.
+//! 2. **Rebind** — a PVC's `spec.volumeName` is immutable, so the PVC is deleted (with its UID as
+//!    a precondition) and, once it is gone (the `kubernetes.io/pvc-protection` finalizer is
+//!    removed by kube-controller-manager only when no Pod uses it), created again under the same
+//!    name bound to the new disk's PV; the phase ends when it is `Bound`.
+//! 3. **ScaleUp** — the rendered set is applied as is (`replicas: 1`), then the old disk's claim
+//!    is released (`status.attachedTo` cleared) and `status.volumeSwitch` removed.
+//!
+//! The phase is persisted in `status.volumeSwitch` **before** acting on it, so a controller
+//! restarted at any point re-reads it and resumes; every step is idempotent. The new disk is
+//! claimed before the switch starts, so at no moment can two Pods mount one RWO disk: the old
+//! disk's only PVC is gone before a Pod may use the new one, and the new one cannot be claimed
+//! by anyone else.
+
+use kompox_core::api::{VolumeSwitch, VolumeSwitchPhase};
+
+/// A live PVC of an app volume, as far as the switch cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivePvc {
+    /// `spec.volumeName`.
+    pub volume_name: Option<String>,
+    /// The KompoxDisk whose PV that is (by `status.pvName`), else the PVC's `kompox.dev/disk`
+    /// label, else `None`.
+    pub disk: Option<String>,
+    /// Has a deletionTimestamp.
+    pub terminating: bool,
+}
+
+/// One app volume: what the spec wants and what is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeView {
+    /// `spec.volumes[i].name`.
+    pub volume: String,
+    /// The PVC name.
+    pub claim: String,
+    /// `spec.volumes[i].diskRef.name`.
+    pub want_disk: String,
+    /// That disk's `status.pvName`.
+    pub want_pv: String,
+    /// The live PVC, if one exists.
+    pub live: Option<LivePvc>,
+}
+
+impl VolumeView {
+    /// Whether the live PVC must be replaced before the Pod can use the wanted disk: it is
+    /// bound to another PV, or it is being deleted (a PVC cannot be applied while terminating).
+    /// No live PVC needs no switch: it is simply created.
+    #[must_use]
+    pub fn needs_switch(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| {
+            l.terminating || l.volume_name.as_deref() != Some(self.want_pv.as_str())
+        })
+    }
+}
+
+/// What to do about switches in this reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to switch: apply normally.
+    None,
+    /// Run (or keep running) this switch; the status must hold exactly this.
+    Switch(VolumeSwitch),
+    /// Drop the recorded switch: its volume left the spec, or the spec went back to the old
+    /// disk before anything was rebound.
+    Abort,
+}
+
+/// Decides the switch from the recorded one (`status.volumeSwitch`) and the volumes.
+///
+/// - Nothing recorded: the first volume (in spec order) whose live PVC needs replacing
+///   starts a switch in `ScaleDown`, `fromDisk` = the disk of the live PVC (empty if unknown).
+/// - Recorded, volume gone from the spec: `Abort`.
+/// - Recorded, the spec now names another disk: in `ScaleDown` with a live PVC that already
+///   fits, `Abort`; otherwise the switch continues in its phase towards the new disk
+///   (`toDisk` updated).
+/// - Recorded, same target: continue.
+#[must_use]
+pub fn plan(current: Option<&VolumeSwitch>, views: &[VolumeView]) -> Plan {
+    let Some(sw) = current else {
+        return views
+            .iter()
+            .find(|v| v.needs_switch())
+            .map_or(Plan::None, |v| {
+                Plan::Switch(VolumeSwitch {
+                    volume: v.volume.clone(),
+                    from_disk: v
+                        .live
+                        .as_ref()
+                        .and_then(|l| l.disk.clone())
+                        .unwrap_or_default(),
+                    to_disk: v.want_disk.clone(),
+                    phase: VolumeSwitchPhase::ScaleDown,
+                })
+            });
+    };
+    let Some(v) = views.iter().find(|v| v.volume == sw.volume) else {
+        return Plan::Abort;
+    };
+    if sw.phase == VolumeSwitchPhase::ScaleDown && !v.needs_switch() {
+        return Plan::Abort;
+    }
+    let mut next = sw.clone();
+    next.to_disk.clone_from(&v.want_disk);
+    Plan::Switch(next)
+}
+
+/// The message of the `Progressing` condition while `sw` runs, with `detail` on what it
+/// waits for.
+#[must_use]
+pub fn progress_message(sw: &VolumeSwitch, detail: &str) -> String {
+    let from = if sw.from_disk.is_empty() {
+        "(unknown disk)"
+    } else {
+        sw.from_disk.as_str()
+    };
+    format!(
+        "switching volume {} from disk {from} to disk {}: {:?}: {detail}",
+        sw.volume, sw.to_disk, sw.phase
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(vol: &str, want: &str, live: Option<(&str, bool)>) -> VolumeView {
+        VolumeView {
+            volume: vol.into(),
+            claim: format!("app-{vol}"),
+            want_disk: want.into(),
+            want_pv: format!("pv-{want}"),
+            live: live.map(|(disk, terminating)| LivePvc {
+                volume_name: Some(format!("pv-{disk}")),
+                disk: Some(disk.into()),
+                terminating,
+            }),
+        }
+    }
+
+    fn sw(vol: &str, from: &str, to: &str, phase: VolumeSwitchPhase) -> VolumeSwitch {
+        VolumeSwitch {
+            volume: vol.into(),
+            from_disk: from.into(),
+            to_disk: to.into(),
+            phase,
+        }
+    }
+
+    #[test]
+    fn plan_table() {
+        use VolumeSwitchPhase::{Rebind, ScaleDown, ScaleUp};
+        let cases: Vec<(&str, Option<VolumeSwitch>, Vec<VolumeView>, Plan)> = vec![
+            (
+                "fresh app: nothing live",
+                None,
+                vec![view("data", "a", None)],
+                Plan::None,
+            ),
+            (
+                "bound as wanted",
+                None,
+                vec![view("data", "a", Some(("a", false)))],
+                Plan::None,
+            ),
+            (
+                "diskRef changed: start with the first such volume",
+                None,
+                vec![
+                    view("cache", "c", Some(("c", false))),
+                    view("data", "b", Some(("a", false))),
+                    view("logs", "y", Some(("x", false))),
+                ],
+                Plan::Switch(sw("data", "a", "b", ScaleDown)),
+            ),
+            (
+                "PVC deleted by someone while in use: replace it",
+                None,
+                vec![view("data", "a", Some(("a", true)))],
+                Plan::Switch(sw("data", "a", "a", ScaleDown)),
+            ),
+            (
+                "recorded switch continues",
+                Some(sw("data", "a", "b", Rebind)),
+                vec![view("data", "b", None)],
+                Plan::Switch(sw("data", "a", "b", Rebind)),
+            ),
+            (
+                "volume removed from the spec",
+                Some(sw("data", "a", "b", ScaleDown)),
+                vec![view("other", "b", None)],
+                Plan::Abort,
+            ),
+            (
+                "spec went back before the rebind",
+                Some(sw("data", "a", "b", ScaleDown)),
+                vec![view("data", "a", Some(("a", false)))],
+                Plan::Abort,
+            ),
+            (
+                "spec changed again during the rebind: new target",
+                Some(sw("data", "a", "b", Rebind)),
+                vec![view("data", "c", None)],
+                Plan::Switch(sw("data", "a", "c", Rebind)),
+            ),
+            (
+                "spec went back after the old PVC was deleted: rebind to the old disk",
+                Some(sw("data", "a", "b", Rebind)),
+                vec![view("data", "a", None)],
+                Plan::Switch(sw("data", "a", "a", Rebind)),
+            ),
+            (
+                "scale-up with the PVC already bound",
+                Some(sw("data", "a", "b", ScaleUp)),
+                vec![view("data", "b", Some(("b", false)))],
+                Plan::Switch(sw("data", "a", "b", ScaleUp)),
+            ),
+        ];
+        for (name, current, views, want) in cases {
+            assert_eq!(plan(current.as_ref(), &views), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_source_disk_and_unbound_pvc() {
+        let mut v = view("data", "b", None);
+        v.live = Some(LivePvc {
+            volume_name: None,
+            disk: None,
+            terminating: false,
+        });
+        assert!(v.needs_switch());
+        let Plan::Switch(s) = plan(None, &[v]) else {
+            panic!("expected a switch");
+        };
+        assert_eq!(s.from_disk, "");
+        assert!(progress_message(&s, "x").contains("(unknown disk)"));
+    }
+}
