@@ -16,15 +16,21 @@
 //! 3. **Namespace hygiene** ([`hygiene`]) in namespaces labelled
 //!    `app.kubernetes.io/managed-by=kompox`: NetworkPolicy, operator Role/RoleBinding, optional
 //!    ResourceQuota/LimitRange from App annotations.
-//! 4. **Claim** each volume's disk ([`crate::claim`]) before anything binds it; a disk held by
+//! 4. **Ownership**: an object that exists and is controlled by someone else (another
+//!    KompoxApp rendering the same Service name in the same namespace, a user's own object) is
+//!    never taken over → `Degraded` `ApplyFailed` naming it, nothing applied (`apply::foreign`;
+//!    new objects are checked with a metadata GET, inventoried ones in the watch caches).
+//! 5. **Claim** each volume's disk ([`crate::claim`]) before anything binds it; a disk held by
 //!    another app volume → `Degraded` `DiskInUse` naming the holder, nothing applied.
-//! 5. **RWO switch** when a volume's live PVC is bound to another disk's PV ([`switch`]):
+//! 6. **RWO switch** when a volume's live PVC is bound to another disk's PV ([`switch`]):
 //!    ScaleDown → Rebind → ScaleUp, the phase persisted in `status.volumeSwitch` first.
-//! 6. **Apply** every object by server-side apply (field manager [`FIELD_MANAGER`], forced),
-//!    controller owner reference to the KompoxApp; **prune** what `status.inventory` lists and
-//!    this render does not ([`apply`]). The inventory is written as old ∪ new before applying.
-//! 7. **Release** claims of disks no volume names any more, once no PVC binds their PV.
-//! 8. **Status** by server-side apply on the status subresource: conditions Ready /
+//! 7. **Apply** every object by server-side apply (field manager [`FIELD_MANAGER`], forced),
+//!    controller owner reference to the KompoxApp, in two concurrent waves (Secrets, ConfigMaps,
+//!    PVCs, policies, quota; then Services, Deployment, Ingress); **prune** what
+//!    `status.inventory` lists and this render does not (`apply`). The inventory is written
+//!    as old ∪ new before applying.
+//! 8. **Release** claims of disks no volume names any more, once no PVC binds their PV.
+//! 9. **Status** by server-side apply on the status subresource: conditions Ready /
 //!    Progressing / Degraded merged purely ([`status`]), `ready`, `observedGeneration`,
 //!    `renderedHash`, `ingressHosts`, `inventory`, `volumeSwitch`. Events only on transitions
 //!    (Ready, a new Degraded reason, a new rendered hash, switch phases, claims, prunes).
@@ -39,12 +45,15 @@
 //! Deployment, Pod and status events re-trigger an app many times per rollout. Each full
 //! reconcile records a fingerprint of everything it read that the watch caches can see (app
 //! spec and annotations, cluster facts, resource versions of the compose ConfigMap, the mounted
-//! Secrets/ConfigMaps and every inventoried object of a cached kind, the disks' binding fields).
-//! When a later reconcile computes the same fingerprint (and no switch runs, and the last full
-//! pass is less than [`reconcile::RESYNC`] old), it only recomputes the status from the caches —
-//! no GET, no apply. A changed Secret changes its resource version, so the next reconcile
-//! renders again; an unchanged one changes nothing, and re-applying identical content is a
-//! server-side no-op anyway (the Deployment's generation does not move).
+//! Secrets/ConfigMaps and the disks' binding fields) and of the objects it applied (their
+//! resource versions from the apply responses, a Deployment's generation). When a later
+//! reconcile computes the same fingerprint from the caches (no switch running, last full pass
+//! less than 5 minutes old), it only recomputes the status — no GET, no apply. The watch
+//! events of the controller's own writes therefore cost nothing; a changed Secret changes its
+//! resource version, so the next reconcile renders again; an object deleted or edited by
+//! someone else is re-applied. Re-applying identical content is a server-side no-op anyway (the
+//! Deployment's generation does not move). Deployment events that do not change what readiness
+//! reads (`watch::deployment_predicate`) are dropped before they trigger anything.
 //!
 //! # Deletion
 //!

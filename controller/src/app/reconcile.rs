@@ -109,7 +109,12 @@ pub struct AppCtx {
     facts: FactsCache,
     applied: Mutex<HashMap<String, Applied>>,
     written: Mutex<HashMap<String, Written>>,
+    namespaces: Mutex<HashMap<String, (Instant, NamespaceFacts)>>,
 }
+
+/// How long what a Namespace says about hygiene is reused (labels rarely change; a change is
+/// picked up within this time by the next full reconcile).
+const NAMESPACE_TTL: Duration = Duration::from_secs(30);
 
 /// The status this process last wrote for an app, with the resource version the write
 /// produced. The watch cache may still hold an older object when the next reconcile starts
@@ -140,7 +145,39 @@ impl AppCtx {
             facts: FactsCache::new(Duration::from_secs(60)),
             applied: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            namespaces: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The hygiene facts of namespace `ns` (a GET at most every [`NAMESPACE_TTL`]).
+    async fn namespace_facts(&self, client: &Client, ns: &str) -> Result<NamespaceFacts> {
+        {
+            let map = self
+                .namespaces
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, f)) = map.get(ns)
+                && at.elapsed() < NAMESPACE_TTL
+            {
+                return Ok(f.clone());
+            }
+        }
+        let facts = Api::<Namespace>::all(client.clone())
+            .get_opt(ns)
+            .await
+            .map_err(Error::kube(format!("reading Namespace {ns}")))?
+            .map(|n| {
+                NamespaceFacts::from_meta(
+                    n.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                    n.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+                )
+            })
+            .unwrap_or_default();
+        self.namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ns.to_owned(), (Instant::now(), facts.clone()));
+        Ok(facts)
     }
 
     /// The app's status: ours if we wrote a newer one than the cached object holds.
@@ -692,18 +729,7 @@ impl<'a> Run<'a> {
         let disks = inputs.disks.clone();
         drop(inputs);
         // 3. Namespace hygiene.
-        let ns_obj = Api::<Namespace>::all(self.client.clone())
-            .get_opt(&self.ns)
-            .await
-            .map_err(Error::kube(format!("reading Namespace {}", self.ns)))?;
-        let facts = ns_obj
-            .map(|n| {
-                NamespaceFacts::from_meta(
-                    n.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
-                    n.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
-                )
-            })
-            .unwrap_or_default();
+        let facts = self.actx.namespace_facts(&self.client, &self.ns).await?;
         let extra = match hygiene::objects(self.app, &self.ns, &self.label, &facts) {
             Ok(o) => o,
             Err(diags) => {
@@ -948,37 +974,36 @@ impl<'a> Run<'a> {
     /// watch caches; new ones with a metadata GET, so an object nobody labelled (a user's own)
     /// is found too.
     async fn ownership_conflicts(&self, objects: &[Value]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for obj in objects {
-            let Some(e) = apply::entry_of(obj) else {
-                continue;
+        let entries: Vec<InventoryEntry> = objects.iter().filter_map(apply::entry_of).collect();
+        let lookups = entries.iter().map(|e| async move {
+            if self.old.inventory.contains(e) {
+                return Ok(self.cached_meta(e));
+            }
+            let Some(ar) = apply::api_resource(&e.api_version, &e.kind) else {
+                return Ok(None);
             };
-            let live = if self.old.inventory.contains(&e) {
-                self.cached_meta(&e)
-            } else {
-                let Some(ar) = apply::api_resource(&e.api_version, &e.kind) else {
-                    continue;
-                };
-                let api: Api<kube::api::DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), &self.ns, &ar);
-                api.get_metadata_opt(&e.name)
-                    .await
-                    .map_err(Error::kube(format!(
-                        "reading {} {}/{}",
-                        e.kind, self.ns, e.name
-                    )))?
-                    .map(|m| m.metadata)
-            };
-            if let Some(m) = live
-                && let Some(why) = apply::foreign(&m, &self.uid, &self.label)
-            {
-                out.push(format!(
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+            api.get_metadata_opt(&e.name)
+                .await
+                .map(|m| m.map(|m| m.metadata))
+                .map_err(Error::kube(format!(
+                    "reading {} {}/{}",
+                    e.kind, self.ns, e.name
+                )))
+        });
+        let live = futures::future::try_join_all(lookups).await?;
+        Ok(entries
+            .iter()
+            .zip(live)
+            .filter_map(|(e, m)| {
+                let why = apply::foreign(m.as_ref()?, &self.uid, &self.label)?;
+                Some(format!(
                     "{} {} cannot be applied: {why}; give it another name (e.g. rename the compose service) or run the apps in separate namespaces",
                     e.kind, e.name
-                ));
-            }
-        }
-        Ok(out)
+                ))
+            })
+            .collect())
     }
 
     /// The cached metadata of an object of this app's inventory (`None` for kinds without a
@@ -1027,7 +1052,7 @@ impl<'a> Run<'a> {
         replicas: Replicas,
         skip_claim: Option<&str>,
     ) -> Result<std::result::Result<Option<Deployment>, String>> {
-        let mut deployment = None;
+        let mut todo: Vec<std::borrow::Cow<'_, Value>> = Vec::new();
         for obj in objects {
             let kind = obj["kind"].as_str().unwrap_or_default();
             if kind == "PersistentVolumeClaim"
@@ -1035,36 +1060,52 @@ impl<'a> Run<'a> {
             {
                 continue;
             }
-            let zeroed;
-            let obj = if kind == "Deployment" && replicas == Replicas::Zero {
+            if kind == "Deployment" && replicas == Replicas::Zero {
                 let mut o = obj.clone();
                 o["spec"]["replicas"] = Value::from(0);
-                zeroed = o;
-                &zeroed
+                todo.push(std::borrow::Cow::Owned(o));
             } else {
-                obj
-            };
-            let applied = apply::apply(&self.client, &self.ns, FIELD_MANAGER, obj).await;
-            if let (Ok(live), Some(name)) = (&applied, obj["metadata"]["name"].as_str())
-                && let Some(v) = tracked_version(kind, &live.metadata)
-            {
-                self.versions.insert((kind.to_owned(), name.to_owned()), v);
+                todo.push(std::borrow::Cow::Borrowed(obj));
             }
-            match applied {
-                Ok(live) if kind == "Deployment" => {
-                    let v = serde_json::to_value(&live).map_err(|source| Error::Serde {
-                        what: "reading the applied Deployment".into(),
-                        source,
-                    })?;
-                    deployment =
-                        Some(serde_json::from_value(v).map_err(|source| Error::Serde {
-                            what: "reading the applied Deployment".into(),
-                            source,
-                        })?);
+        }
+        // Two waves, each applied concurrently: first what the workload reads or is constrained
+        // by (Secrets, ConfigMaps, PVCs, policies, quota), then the workload and its Services.
+        let (first, second): (Vec<_>, Vec<_>) = todo.into_iter().partition(|o| {
+            !matches!(
+                o["kind"].as_str().unwrap_or_default(),
+                "Service" | "Deployment" | "Ingress"
+            )
+        });
+        let mut deployment = None;
+        for wave in [first, second] {
+            let results = futures::future::join_all(
+                wave.iter()
+                    .map(|o| apply::apply(&self.client, &self.ns, FIELD_MANAGER, o.as_ref())),
+            )
+            .await;
+            let mut refused = None;
+            for (obj, applied) in wave.iter().zip(results) {
+                let kind = obj["kind"].as_str().unwrap_or_default();
+                match applied {
+                    Ok(live) => {
+                        if let (Some(name), Some(v)) = (
+                            obj["metadata"]["name"].as_str(),
+                            tracked_version(kind, &live.metadata),
+                        ) {
+                            self.versions.insert((kind.to_owned(), name.to_owned()), v);
+                        }
+                        if kind == "Deployment" {
+                            deployment = Some(to_deployment(&live)?);
+                        }
+                    }
+                    Err(ApplyError::Refused(msg)) => {
+                        refused.get_or_insert(msg);
+                    }
+                    Err(ApplyError::Failed(e)) => return Err(e),
                 }
-                Ok(_) => {}
-                Err(ApplyError::Refused(msg)) => return Ok(Err(msg)),
-                Err(ApplyError::Failed(e)) => return Err(e),
+            }
+            if let Some(msg) = refused {
+                return Ok(Err(msg));
             }
         }
         Ok(Ok(deployment))
@@ -1361,6 +1402,19 @@ enum SwitchStep {
     Waiting(Step),
     /// The switch finished; the rendered set is applied (the applied Deployment).
     Done(Option<Box<Deployment>>),
+}
+
+/// The typed Deployment of an apply response.
+fn to_deployment(live: &kube::api::DynamicObject) -> Result<Deployment> {
+    let what = || "reading the applied Deployment".to_owned();
+    let v = serde_json::to_value(live).map_err(|source| Error::Serde {
+        what: what(),
+        source,
+    })?;
+    serde_json::from_value(v).map_err(|source| Error::Serde {
+        what: what(),
+        source,
+    })
 }
 
 /// `Progressing` `DiskNotReady` when a referenced disk exists but has no PV yet.

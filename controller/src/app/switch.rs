@@ -1,5 +1,5 @@
 //! The RWO volume switch, decided purely: which volume to switch, and when to abandon a
-//! recorded switch. The reconcile ([`super::reconcile`]) runs the phases:
+//! recorded switch. The reconcile (`super::reconcile`) runs the phases:
 //!
 //! 1. **ScaleDown** — the Deployment is applied with `replicas: 0` (the rest of the rendered set
 //!    as usual, except the switching PVC); the phase ends when the Deployment controller has

@@ -399,7 +399,7 @@ pub fn controller(ctx: &Context) -> (Controller<KompoxApp>, Stores) {
         .with_config(
             ControllerConfig::default()
                 .debounce(Duration::from_millis(200))
-                .concurrency(32),
+                .concurrency(64),
         )
         .watches_stream(disk_stream, move |d: KompoxDisk| disk_apps(&a1, &d))
         .watches_stream(cm_stream, move |c: PartialObjectMeta<ConfigMap>| {
