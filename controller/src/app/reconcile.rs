@@ -334,6 +334,26 @@ fn cached_owned_fingerprint(inventory: &[InventoryEntry], stores: &Stores, ns: &
     })
 }
 
+/// Whether the caches show a disk claimed by `app` for a volume that no longer names it: the
+/// full path releases such claims once no PVC binds the disk, so the cheap path is not taken
+/// (the PVC's deletion event then finds it).
+fn holds_stale_claims(app: &KompoxApp, stores: &Stores, ns: &str) -> bool {
+    let name = app.metadata.name.as_deref().unwrap_or_default();
+    stores.disks.state().iter().any(|d| {
+        d.metadata.namespace.as_deref() == Some(ns)
+            && d.status
+                .as_ref()
+                .and_then(|s| s.attached_to.as_ref())
+                .is_some_and(|a| {
+                    a.app == name
+                        && !app.spec.volumes.iter().any(|v| {
+                            v.name == a.volume
+                                && Some(v.disk_ref.name.as_str()) == d.metadata.name.as_deref()
+                        })
+                })
+    })
+}
+
 /// The fingerprint of a reconcile: unchanged ⇒ a full reconcile would apply nothing new, so
 /// only the status is refreshed. After a full reconcile the owned part is taken from the apply
 /// responses, so the watch events of the controller's own writes find it unchanged.
@@ -369,6 +389,7 @@ pub async fn apply(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
         cached_owned_fingerprint(&run.old.inventory, &actx.stores, &run.ns),
     );
     if run.old.volume_switch.is_none()
+        && !holds_stale_claims(app, &actx.stores, &run.ns)
         && let Some(hit) = actx.cached(&run.key, &run.uid, fp)
     {
         tracing::debug!("inputs unchanged: status only");

@@ -741,6 +741,21 @@ async fn guard_body(env: &mut Env) -> Result<()> {
         attached(&disks.get("shared").await?),
         Some(("two".into(), "data".into()))
     );
+
+    // The volume leaves the spec: its PVC is pruned, then the claim released.
+    let mut no_volume = with_disk("two", "1");
+    no_volume["spec"]["volumes"] = json!([]);
+    apply(&client, &ns, &no_volume).await?;
+    wait_until(
+        "the volume's PVC pruned and the disk released",
+        TIMEOUT,
+        || async {
+            Ok(pvcs.get_opt("two-data").await?.is_none()
+                && attached(&disks.get("shared").await?).is_none())
+        },
+    )
+    .await?;
+    wait_ready(&apps, "two", TIMEOUT).await?;
     Ok(())
 }
 
