@@ -26,6 +26,8 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 CSI_COMPONENTS=(csi-mock-driver csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
 CSI_DRIVER=mock.csi.kompox.dev
 CSI_SOCK=$STATE/csi/csi.sock
+# The mock driver's data plane (-data-dir): a directory per volume and per snapshot.
+CSI_DATA=$STATE/csi/data
 SNAPSHOT_CRDS=$KOMPOX_BIN/../snapshot-crds.yaml
 
 pidfile() { echo "$STATE/pids/$1.pid"; }
@@ -159,7 +161,12 @@ up() {
   "$here/build-tools.sh" > /dev/null
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
   load_ports
-  if all_running "${COMPONENTS[@]}" && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then
+  if all_running etcd kube-apiserver && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then
+    # etcd and the API server hold the state: keep them, start only what is missing of the
+    # stateless rest (e.g. one component stopped to run it with new flags or a new build).
+    if ! all_running "${COMPONENTS[@]}"; then
+      start_controllers
+    fi
     if ! all_running "${CSI_COMPONENTS[@]}"; then
       csi_up
     fi
@@ -214,6 +221,17 @@ EOF
     --allow-privileged=true --profiling=false -v=1
   wait_for "kube-apiserver /readyz" 120 apiserver_ready
 
+  start_controllers
+  register_nodes
+  wait_for "3 Ready kwok nodes" 120 nodes_ready
+  wait_for "the default ServiceAccount" 60 kc get serviceaccount default -n default
+  csi_up
+  log "up in $((SECONDS - start_t))s: API server at https://127.0.0.1:$APISERVER_PORT, nodes in $REGION-1..3"
+}
+
+# start_controllers: kube-controller-manager, kube-scheduler and kwok (each unless running).
+start_controllers() {
+  # --kube-api-qps/burst (default 20/30): at the default, 1,000 Kompox apps need 240 s to Ready, 42-80 s at 100/200.
   start kube-controller-manager kube-controller-manager \
     --kubeconfig "$STATE/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$STATE/controller-manager.kubeconfig" \
@@ -221,7 +239,8 @@ EOF
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
     --root-ca-file "$PKI/ca.crt" --service-account-private-key-file "$PKI/sa.key" \
     --use-service-account-credentials=true --cluster-name kompox-local \
-    --node-monitor-grace-period=60s --pvclaimbinder-sync-period=2s -v=1
+    --node-monitor-grace-period=60s --pvclaimbinder-sync-period=2s \
+    --kube-api-qps=100 --kube-api-burst=200 -v=1
   start kube-scheduler kube-scheduler \
     --kubeconfig "$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
@@ -231,12 +250,6 @@ EOF
     --manage-all-nodes=false --manage-nodes-with-label-selector type=kwok \
     --node-lease-duration-seconds 40 --cidr 10.244.0.0/16 --node-ip 127.0.0.1 \
     --server-address "127.0.0.1:$KWOK_PORT"
-
-  register_nodes
-  wait_for "3 Ready kwok nodes" 120 nodes_ready
-  wait_for "the default ServiceAccount" 60 kc get serviceaccount default -n default
-  csi_up
-  log "up in $((SECONDS - start_t))s: API server at https://127.0.0.1:$APISERVER_PORT, nodes in $REGION-1..3"
 }
 
 register_nodes() {
@@ -264,7 +277,8 @@ EOF
 }
 
 # csi_up: the CSI tier on a running core. A running mock driver is kept (it holds the volumes,
-# in memory) and only missing sidecars start; without it, the whole tier starts afresh.
+# in memory) and only missing sidecars start; without it, the whole tier starts afresh, with
+# an empty data dir (the data of volumes the dead process held would alias new volume IDs).
 csi_up() {
   local t=$SECONDS fresh=0
   running csi-mock-driver || fresh=1
@@ -276,11 +290,14 @@ csi_up() {
   kc wait --for=condition=Established --timeout=60s crd/volumesnapshotclasses.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshots.snapshot.storage.k8s.io > /dev/null
 
-  # The upstream mock CSI driver (in memory), with zonal topology; -v=3 logs every CSI call.
+  # The upstream mock CSI driver (volumes in memory, their files in $CSI_DATA), with zonal
+  # topology; -v=3 logs every CSI call.
   if [ $fresh = 1 ]; then
     rm -f "$CSI_SOCK"
+    rm -rf "$CSI_DATA"
+    mkdir -p "$CSI_DATA"
     start csi-mock-driver csi-mock-driver -endpoint "$CSI_SOCK" -name "$CSI_DRIVER" \
-      -topology-key topology.kubernetes.io/zone -v=3
+      -topology-key topology.kubernetes.io/zone -data-dir "$CSI_DATA" -v=3
   fi
   wait_log csi-mock-driver "mock CSI driver serving" 30
   csi_objects
@@ -288,7 +305,8 @@ csi_up() {
   stale=$(kc get pv -o jsonpath="{.items[?(@.spec.csi.driver==\"$CSI_DRIVER\")].metadata.name}" | wc -w)
   if [ $fresh = 1 ] && [ "$stale" -gt 0 ]; then
     log "warning: $stale PVs of $CSI_DRIVER predate this mock driver process: their volumes are gone" \
-      "(it keeps them in memory) and new volume IDs will repeat theirs; delete them (or down/up)"
+      "(it keeps them in memory, and their data dir was emptied) and new volume IDs will repeat theirs;" \
+      "delete them (or down/up)"
   fi
 
   # Controller-side sidecars only: no kubelet, so no node plugin, registrar or attacher.
@@ -440,6 +458,7 @@ env_() {
   echo "export KUBECONFIG=$STATE/admin.kubeconfig"
   echo "export KUBECONFIG_USER=$STATE/dev.kubeconfig"
   echo "export KOMPOX_FRONT_PROXY_CA=$PKI/front-proxy-ca.crt"
+  echo "export KOMPOX_CSI_DATA_DIR=$CSI_DATA"
   echo "export PATH=$KOMPOX_BIN:\$PATH"
 }
 

@@ -2,8 +2,8 @@
 # The CSI stack that hack/cluster.sh runs next to the local API server (hack/README.md, "CSI").
 #
 #   hack/csi.sh check       end to end: PVC -> Bound, VolumeSnapshot -> readyToUse, PVC from the
-#                           snapshot -> Bound, PVC expansion, deletion reaches the driver;
-#                           prints the timings
+#                           snapshot -> Bound with the snapshot-time bytes, PVC expansion,
+#                           deletion reaches the driver and its data dir; prints the timings
 #   hack/csi.sh volumes     what the mock driver holds now (CSI ListVolumes: "<id> <bytes> <name>")
 #   hack/csi.sh snapshots   same for snapshots (CSI ListSnapshots: "<id> <source volume id>")
 #
@@ -18,6 +18,7 @@ STATE=${KOMPOX_CLUSTER_DIR:-$KOMPOX_CACHE/cluster}
 DRIVER=mock.csi.kompox.dev
 CLASS=kompox-csi
 SOCK=$STATE/csi/csi.sock
+DATA=$STATE/csi/data
 TIMEOUT=${KOMPOX_CSI_TIMEOUT:-60}
 
 kc() { "$KOMPOX_BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"; }
@@ -38,6 +39,11 @@ until_true() {
 has_volume() { driver_list volumes | grep -q "^$1 "; }
 has_snapshot() { driver_list snapshots | grep -q "^$1 "; }
 gone() { ! "$@"; }
+has_dir() { [ -e "$DATA/$1" ]; }
+# same_content <expected file> <file>: fails naming both when they differ.
+same_content() {
+  cmp -s "$1" "$2" || fail "$2 does not hold the expected bytes ($(wc -c < "$2" 2>/dev/null || echo no) bytes; want $(wc -c < "$1"))"
+}
 # deleted_in_driver <rpc> <id key> <id>: the mock logged a successful call (it logs each one at -v=3).
 deleted_in_driver() {
   grep -F "\"Method\":\"/csi.v1.Controller/$1\",\"Request\":{\"$2\":\"$3\"" "$STATE/logs/csi-mock-driver.log" |
@@ -45,7 +51,9 @@ deleted_in_driver() {
 }
 
 ns=""
+want=""
 cleanup() {
+  [ -z "$want" ] || rm -f "$want"
   [ -n "$ns" ] || return 0
   local pv
   # The class retains volumes: hand what is left back to the driver, then drop the namespace.
@@ -112,6 +120,13 @@ check() {
   local t_bound; t_bound=$(since "$t")
   zone=$(kc get pv "$pv" -o jsonpath='{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[?(@.key=="topology.kubernetes.io/zone")].values[0]}')
   log "PVC src Bound in ${t_bound}s: PV $pv, volumeHandle $handle, zone ${zone:-none}"
+  # Bytes in the volume, as a pod would write them (no kubelet here: straight into its dir).
+  local vdir=$DATA/volumes/$handle
+  [ -d "$vdir" ] || fail "no data directory $vdir for volume $handle (is csi-mock-driver running with -data-dir?)"
+  want=$(mktemp)
+  head -c 65536 /dev/urandom > "$want"
+  mkdir -p "$vdir/sub"
+  cp "$want" "$vdir/sub/data.bin"
 
   # 2. Snapshot.
   t=$(now)
@@ -134,6 +149,9 @@ EOF
   [ -n "$snaphandle" ] || fail "VolumeSnapshotContent $content has no status.snapshotHandle"
   driver_list snapshots | grep -qx "$snaphandle $handle" || fail "snapshot $snaphandle of volume $handle is not in the driver"
   log "VolumeSnapshot snap readyToUse in ${t_ready}s: content $content, snapshotHandle $snaphandle"
+  # Written after the snapshot: must not show up in the restore.
+  echo "after the snapshot" > "$vdir/sub/data.bin"
+  echo "after the snapshot" > "$vdir/later.txt"
 
   # 3. Restore.
   local rpv rhandle
@@ -143,7 +161,9 @@ EOF
   read -r rpv rhandle <<< "$out"
   local t_restore; t_restore=$(since "$t")
   [ "$rhandle" != "$handle" ] || fail "restored PV has the source's volume handle"
-  log "PVC restored (dataSource snap) Bound in ${t_restore}s: PV $rpv, volumeHandle $rhandle"
+  same_content "$want" "$DATA/volumes/$rhandle/sub/data.bin"
+  [ ! -e "$DATA/volumes/$rhandle/later.txt" ] || fail "the restored volume has a file written after the snapshot"
+  log "PVC restored (dataSource snap) Bound in ${t_restore}s: PV $rpv, volumeHandle $rhandle, with the snapshot-time bytes"
 
   # 4. Expansion (csi-resizer -> ControllerExpandVolume; the mock needs no node expansion).
   t=$(now)
@@ -162,20 +182,23 @@ EOF
   kc wait --for=delete "pv/$rpv" --timeout="${TIMEOUT}s" > /dev/null || fail "PV $rpv not deleted"
   until_true "volume $rhandle gone from the driver" gone has_volume "$rhandle"
   deleted_in_driver DeleteVolume volume_id "$rhandle" || fail "no successful DeleteVolume $rhandle in the mock's log"
+  ! has_dir "volumes/$rhandle" || fail "data directory of deleted volume $rhandle left"
   kc -n "$ns" delete volumesnapshot snap --wait=false > /dev/null
   kc wait --for=delete "volumesnapshotcontent/$content" --timeout="${TIMEOUT}s" > /dev/null ||
     fail "VolumeSnapshotContent $content not deleted"
   until_true "snapshot $snaphandle gone from the driver" gone has_snapshot "$snaphandle"
   deleted_in_driver DeleteSnapshot snapshot_id "$snaphandle" || fail "no successful DeleteSnapshot $snaphandle in the mock's log"
+  ! has_dir "snapshots/$snaphandle" || fail "data directory of deleted snapshot $snaphandle left"
   kc -n "$ns" delete pvc src --wait=false > /dev/null
   kc wait --for=delete "pv/$pv" --timeout="${TIMEOUT}s" > /dev/null || fail "PV $pv not deleted"
   until_true "volume $handle gone from the driver" gone has_volume "$handle"
   deleted_in_driver DeleteVolume volume_id "$handle" || fail "no successful DeleteVolume $handle in the mock's log"
-  log "PVs (reclaim policy Delete) and snapshot deleted, and gone from the driver, in $(since "$t")s"
+  ! has_dir "volumes/$handle" || fail "data directory of deleted volume $handle left"
+  log "PVs (reclaim policy Delete) and snapshot deleted, and gone from the driver and its data dir, in $(since "$t")s"
 
   cleanup
   ns=""
-  echo "ok: provision ${t_bound}s, snapshot readyToUse ${t_ready}s, restore ${t_restore}s, expand ${t_expand}s (zone ${zone:-none})"
+  echo "ok: provision ${t_bound}s, snapshot readyToUse ${t_ready}s, restore (same bytes) ${t_restore}s, expand ${t_expand}s (zone ${zone:-none})"
 }
 
 case "${1:-}" in

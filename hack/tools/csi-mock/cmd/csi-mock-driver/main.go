@@ -5,9 +5,12 @@
 //
 // Upstream has no standalone binary for it any more: csi-test v5 dropped its mock driver
 // (v5's driver package is a gomock double for csi-sanity) and Kubernetes runs the mock
-// inside e2e.test. This file is only the process around it: flags, socket, and, with
-// -topology-key, zonal topology (the upstream mock only knows a fixed per-node key).
-// Volumes and snapshots live in memory: there is no data behind them.
+// inside e2e.test. This command is only the process around it: flags, socket; with
+// -topology-key, zonal topology (the upstream mock only knows a fixed per-node key); and,
+// with -data-dir, data (data.go): the mock keeps its volumes and snapshots in memory with
+// nothing behind them, so each gets a directory there, as with the CSI hostpath driver —
+// a snapshot copies its volume's files, a restore or clone copies its source's. Both are
+// wrappers around the upstream ControllerServer; upstream code is used as it is.
 package main
 
 import (
@@ -64,6 +67,7 @@ func main() {
 	endpoint := flag.String("endpoint", "", "unix socket to serve CSI on: /path or unix:///path")
 	name := flag.String("name", "mock.csi.kompox.dev", "CSI driver name (GetPluginInfo); the mock also answers NodeGetInfo with it as node id")
 	topologyKey := flag.String("topology-key", "", "if set (e.g. topology.kubernetes.io/zone): advertise VOLUME_ACCESSIBILITY_CONSTRAINTS and give each new volume the first requested segment of this key")
+	dataDir := flag.String("data-dir", "", "if set: keep each volume's files in DIR/volumes/<id> and copy them for snapshots (DIR/snapshots/<id>), restores and clones; DIR must hold no volumes or snapshots of an earlier process")
 	list := flag.String("list", "", "client mode: print the driver's volumes|snapshots (ListVolumes/ListSnapshots over -endpoint) and exit")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -90,6 +94,13 @@ func main() {
 	if *topologyKey != "" {
 		controller = zonal{Service: svc, key: *topologyKey}
 	}
+	if *dataDir != "" {
+		dp, err := newDataPlane(context.Background(), controller, *dataDir)
+		if err != nil {
+			klog.Fatalf("-data-dir: %v", err)
+		}
+		controller = dp
+	}
 	drv := mockdriver.NewCSIDriver(&mockdriver.CSIDriverServers{Controller: controller, Identity: svc, Node: svc})
 
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
@@ -103,7 +114,7 @@ func main() {
 	if err := drv.Start(l, nil); err != nil {
 		klog.Fatalf("start: %v", err)
 	}
-	klog.InfoS("mock CSI driver serving", "name", *name, "endpoint", path, "topologyKey", *topologyKey)
+	klog.InfoS("mock CSI driver serving", "name", *name, "endpoint", path, "topologyKey", *topologyKey, "dataDir", *dataDir)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
