@@ -38,7 +38,9 @@
 //!
 //! `--namespace` restricts every namespaced watch to one namespace (tests run their own
 //! controller in their own namespace); `--namespace-selector` watches cluster-wide and skips
-//! objects whose namespace does not match ([`Scope::contains`]).
+//! objects whose namespace does not match ([`Scope::contains`]). A namespace that starts
+//! matching later has its objects reconciled at once ([`runtime::reconcile_on_entry`]); one
+//! that stops matching gets no further writes (see [`Scope`]).
 
 #![warn(missing_docs)]
 
@@ -60,13 +62,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
 use kompox_serve::Health;
+use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
 
 pub use error::{Error, Result, is_conflict, is_not_found};
 pub use leader::LeaseConfig;
@@ -219,7 +218,7 @@ pub async fn run(
         }
     }
 
-    let scope = build_scope(&client, &config.namespaces).await?;
+    let scope = Scope::watch(&client, &config.namespaces, &metrics).await?;
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -268,34 +267,4 @@ pub async fn run(
     }
     let _ = http.await;
     result
-}
-
-async fn build_scope(client: &Client, spec: &NamespaceScope) -> Result<Scope> {
-    let NamespaceScope::Selector(selector) = spec else {
-        return Ok(Scope::new(spec.clone(), None));
-    };
-    let (reader, writer) = reflector::store();
-    let stream = reflector(
-        writer,
-        watcher(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default().labels(selector),
-        ),
-    )
-    .default_backoff()
-    .applied_objects();
-    tokio::spawn(async move {
-        stream
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "namespace watch");
-                }
-            })
-            .await;
-    });
-    reader
-        .wait_until_ready()
-        .await
-        .map_err(|e| Error::Config(format!("--namespace-selector {selector:?}: {e}")))?;
-    Ok(Scope::new(spec.clone(), Some(reader)))
 }

@@ -21,7 +21,8 @@ struct Args {
     /// Watch only this namespace.
     #[arg(long, conflicts_with = "namespace_selector")]
     namespace: Option<String>,
-    /// Watch only namespaces matching this label selector (e.g. `kompox.dev/tenant`).
+    /// Watch only namespaces matching this label selector (e.g. `kompox.dev/tenant`); a
+    /// namespace that starts matching is reconciled at once, one that stops gets no more writes.
     #[arg(long)]
     namespace_selector: Option<String>,
     /// Run the controllers only while holding the Lease.

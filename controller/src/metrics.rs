@@ -4,12 +4,14 @@
 //! - `kompox_controller_reconciles_total{controller}`
 //! - `kompox_controller_reconcile_errors_total{controller,reason}`
 //! - `kompox_controller_reconcile_duration_seconds{controller}` (histogram)
+//! - `kompox_controller_scope_namespaces` (gauge): namespaces matching `--namespace-selector`
 
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// Metric name prefix of the controller.
@@ -38,6 +40,7 @@ pub struct ControllerMetrics {
     reconciles: Family<ControllerLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    scope_namespaces: Gauge,
 }
 
 impl std::fmt::Debug for ControllerMetrics {
@@ -78,11 +81,18 @@ impl ControllerMetrics {
             "Reconciliation duration in seconds, by controller",
             duration.clone(),
         );
+        let scope_namespaces = Gauge::default();
+        http.register(
+            "scope_namespaces",
+            "Namespaces matching --namespace-selector (the controllers' scope)",
+            scope_namespaces.clone(),
+        );
         Self {
             http,
             reconciles,
             errors,
             duration,
+            scope_namespaces,
         }
     }
 
@@ -116,6 +126,14 @@ impl ControllerMetrics {
     }
 }
 
+impl ControllerMetrics {
+    /// Records how many namespaces match `--namespace-selector`.
+    pub fn scope_namespaces(&self, n: usize) {
+        self.scope_namespaces
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
 /// Records a reconcile's duration when dropped.
 pub struct ReconcileTimer {
     histogram: Histogram,
@@ -141,6 +159,7 @@ mod tests {
         }
         drop(m.reconcile("disk"));
         m.error("disk", "Conflict");
+        m.scope_namespaces(3);
         let out = m.registry().encode().unwrap();
         assert!(
             out.contains(r#"kompox_controller_reconciles_total{controller="disk"} 2"#),
@@ -156,6 +175,10 @@ mod tests {
             out.contains(
                 r#"kompox_controller_reconcile_duration_seconds_count{controller="disk"} 2"#
             ),
+            "{out}"
+        );
+        assert!(
+            out.contains("kompox_controller_scope_namespaces 3"),
             "{out}"
         );
     }

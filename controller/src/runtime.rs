@@ -6,13 +6,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::channel::mpsc;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use kompox_serve::Health;
-use kube::Api;
+use kube::api::ListParams;
+use kube::runtime::controller::Controller;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
+
+use crate::{Error, Result};
 
 /// Which namespaces the controllers watch (the roadmap's `watchNamespaces`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -28,12 +34,29 @@ pub enum NamespaceScope {
     Selector(String),
 }
 
-/// The live scope: [`NamespaceScope`] plus, for a selector, the store of matching namespaces.
+/// The live scope: [`NamespaceScope`] plus, for a selector, the store of matching namespaces
+/// and the controllers to tell when a namespace enters it.
+///
+/// # Namespaces entering and leaving a selector scope
+///
+/// One watch on the namespaces matching the selector feeds the store (membership only: name
+/// and uid). A namespace **enters** when it newly matches (labels added, or created matching);
+/// every controller that subscribed with [`reconcile_on_entry`] then reconciles its objects in
+/// that namespace, mapped from its own cache, so nothing waits for the objects' next event. A
+/// namespace **leaves** when it stops matching (labels removed): it is dropped from the store
+/// and the controllers make no further writes there — a reconcile already running finishes,
+/// later ones return at once. Objects there keep what they have (finalizers, status, PVs): a
+/// KompoxDisk or KompoxApp deleted while its namespace is out of scope waits with its
+/// finalizer until the namespace matches again (or a controller whose scope includes it runs).
 #[derive(Clone)]
 pub struct Scope {
     spec: NamespaceScope,
     namespaces: Option<Store<Namespace>>,
+    entries: Subscribers,
 }
+
+/// The controllers to tell about namespaces entering the scope.
+type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<Namespace>>>>;
 
 impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +71,82 @@ impl Scope {
     /// `spec` is [`NamespaceScope::Selector`].
     #[must_use]
     pub fn new(spec: NamespaceScope, namespaces: Option<Store<Namespace>>) -> Self {
-        Self { spec, namespaces }
+        Self {
+            spec,
+            namespaces,
+            entries: Subscribers::default(),
+        }
+    }
+
+    /// The scope of `spec`; for a selector, starts the namespace watch (see [`Scope`]), which
+    /// keeps `metrics`' `scope_namespaces` gauge, and returns once it has listed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming `--namespace-selector` when the API server rejects the
+    /// selector or the namespaces cannot be listed.
+    pub async fn watch(
+        client: &kube::Client,
+        spec: &NamespaceScope,
+        metrics: &crate::ControllerMetrics,
+    ) -> Result<Self> {
+        let NamespaceScope::Selector(selector) = spec else {
+            return Ok(Self::new(spec.clone(), None));
+        };
+        let config_error = |e: &dyn std::fmt::Display| {
+            Error::Config(format!("--namespace-selector {selector:?}: {e}"))
+        };
+        let api = Api::<Namespace>::all(client.clone());
+        // A bad selector fails here with the API server's message, not in a retry loop.
+        api.list_metadata(&ListParams::default().labels(selector).limit(1))
+            .await
+            .map_err(|e| config_error(&e))?;
+        let (reader, writer) = reflector::store();
+        let mut tracker = ScopeTracker::new(writer);
+        let entries = Subscribers::default();
+        let fanout = entries.clone();
+        let metrics = metrics.clone();
+        let members = reader.clone();
+        let mut events = watcher(api, watcher::Config::default().labels(selector))
+            .default_backoff()
+            .modify(membership_only)
+            .boxed();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => {
+                        for ns in tracker.apply(&event) {
+                            tracing::info!(namespace = %ns.name_any(), "namespace entered the scope");
+                            announce(&fanout, &ns);
+                        }
+                        metrics.scope_namespaces(members.len());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "namespace watch"),
+                }
+            }
+        });
+        reader
+            .wait_until_ready()
+            .await
+            .map_err(|e| config_error(&e))?;
+        Ok(Self {
+            spec: spec.clone(),
+            namespaces: Some(reader),
+            entries,
+        })
+    }
+
+    /// Namespaces as they enter a selector scope, for `Controller::watches_stream`; `None`
+    /// for other scopes. Entries before the call are not replayed (a controller's own initial
+    /// list covers them).
+    fn entered(&self) -> Option<mpsc::UnboundedReceiver<Namespace>> {
+        self.namespaces.as_ref()?;
+        let (tx, rx) = mpsc::unbounded();
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(tx);
+        Some(rx)
     }
 
     /// The configured scope.
@@ -109,6 +207,100 @@ impl Scope {
             _ => watcher::Config::default().labels(base_label),
         }
     }
+}
+
+/// Tells every subscribed controller that `ns` entered the scope; forgets the ones that stopped.
+fn announce(subscribers: &Subscribers, ns: &Namespace) {
+    let mut subs = subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+    subs.retain(|tx| tx.unbounded_send(ns.clone()).is_ok());
+}
+
+/// Only what scope membership needs (name, uid): the store stays small and a namespace's other
+/// changes are not worth keeping.
+fn membership_only(ns: &mut Namespace) {
+    let meta = std::mem::take(&mut ns.metadata);
+    ns.metadata.name = meta.name;
+    ns.metadata.uid = meta.uid;
+    ns.spec = None;
+    ns.status = None;
+}
+
+/// Applies the selector's namespace watch events to the scope store and tells which
+/// namespaces entered the scope, each once the store has it (so a reconcile it triggers sees
+/// the namespace in scope). After a re-list, the namespaces the store lacked before it.
+struct ScopeTracker {
+    writer: reflector::store::Writer<Namespace>,
+    reader: Store<Namespace>,
+    relisted: Vec<Namespace>,
+}
+
+impl ScopeTracker {
+    fn new(writer: reflector::store::Writer<Namespace>) -> Self {
+        Self {
+            reader: writer.as_reader(),
+            writer,
+            relisted: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, event: &watcher::Event<Namespace>) -> Vec<Namespace> {
+        let known = |ns: &Namespace| {
+            self.reader
+                .get(&ObjectRef::from_obj(ns))
+                .is_some_and(|k| k.uid() == ns.uid())
+        };
+        let entered = match event {
+            watcher::Event::Apply(ns) if !known(ns) => vec![ns.clone()],
+            watcher::Event::Init => {
+                self.relisted.clear();
+                Vec::new()
+            }
+            watcher::Event::InitApply(ns) if !known(ns) => {
+                self.relisted.push(ns.clone());
+                Vec::new()
+            }
+            watcher::Event::InitDone => std::mem::take(&mut self.relisted),
+            _ => Vec::new(),
+        };
+        self.writer.apply_watcher_event(event);
+        entered
+    }
+}
+
+/// The objects of `store` in namespace `ns`.
+#[must_use]
+pub fn objects_in<K>(store: &Store<K>, ns: &str) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + reflector::Lookup<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Makes `controller` reconcile its objects in a namespace as soon as the namespace enters a
+/// selector scope (see [`Scope`]), mapped from the controller's own cache. A no-op for other
+/// scopes.
+pub fn reconcile_on_entry<K>(controller: Controller<K>, scope: &Scope) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let Some(entered) = scope.entered() else {
+        return controller;
+    };
+    let store = controller.store();
+    controller.watches_stream(entered.map(Ok), move |ns: Namespace| {
+        objects_in(&store, &ns.name_any())
+    })
 }
 
 /// Readiness across controllers: `/readyz` answers 200 once every registered part is ready.
@@ -365,6 +557,96 @@ mod tests {
         assert!(!h.is_ready());
         b.ready();
         assert!(h.is_ready());
+    }
+
+    fn ns(name: &str, uid: &str) -> Namespace {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        n.metadata.uid = Some(uid.into());
+        n.metadata.labels = Some([("tenant".to_string(), "a".to_string())].into());
+        n
+    }
+
+    #[test]
+    fn namespaces_enter_once_and_again_after_leaving() {
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+        let (reader, writer) = reflector::store();
+        let scope = Scope::new(NamespaceScope::Selector("tenant".into()), Some(reader));
+        let mut t = ScopeTracker::new(writer);
+        let mut step = |e: watcher::Event<Namespace>| -> Vec<String> {
+            t.apply(&e).iter().map(ResourceExt::name_any).collect()
+        };
+        // The first list: entries come at its end, when the store has them.
+        assert!(step(Init).is_empty());
+        assert!(step(InitApply(ns("a", "1"))).is_empty());
+        assert!(!scope.contains("a"));
+        assert_eq!(step(InitDone), ["a"]);
+        assert!(scope.contains("a"));
+        // An update of a namespace already in scope is no entry.
+        let mut relabelled = ns("a", "1");
+        relabelled.metadata.labels = Some([("tenant".into(), "b".into())].into());
+        assert!(step(Apply(relabelled)).is_empty());
+        // A namespace that starts matching enters; after leaving it enters again.
+        assert_eq!(step(Apply(ns("b", "2"))), ["b"]);
+        assert!(scope.contains("b"));
+        assert!(step(Delete(ns("b", "2"))).is_empty());
+        assert!(!scope.contains("b"));
+        assert_eq!(step(Apply(ns("b", "2"))), ["b"]);
+        // Deleted and recreated under the same name: a new namespace.
+        assert_eq!(step(Apply(ns("a", "3"))), ["a"]);
+        // A re-list reports only what the store lacked; what vanished meanwhile leaves.
+        assert!(step(Init).is_empty());
+        assert!(step(InitApply(ns("a", "3"))).is_empty());
+        assert!(step(InitApply(ns("c", "4"))).is_empty());
+        assert_eq!(step(InitDone), ["c"]);
+        assert!(scope.contains("c") && scope.contains("a") && !scope.contains("b"));
+    }
+
+    #[test]
+    fn membership_only_keeps_name_and_uid() {
+        let mut n = ns("a", "1");
+        n.status = Some(Default::default());
+        membership_only(&mut n);
+        assert_eq!(n.metadata.name.as_deref(), Some("a"));
+        assert_eq!(n.metadata.uid.as_deref(), Some("1"));
+        assert!(n.metadata.labels.is_none() && n.status.is_none());
+    }
+
+    #[test]
+    fn entered_fans_out_to_selector_scopes_only() {
+        let (reader, _writer) = reflector::store::<Namespace>();
+        let scope = Scope::new(NamespaceScope::Selector("x".into()), Some(reader));
+        let (Some(mut a), Some(b)) = (scope.entered(), scope.clone().entered()) else {
+            panic!("a selector scope has entries");
+        };
+        drop(b);
+        announce(&scope.entries, &ns("n", "1"));
+        assert_eq!(
+            a.try_recv().ok().map(|n| n.name_any()).as_deref(),
+            Some("n")
+        );
+        let subscribers = scope.entries.lock().map(|s| s.len()).unwrap_or(0);
+        assert_eq!(subscribers, 1, "the dropped subscriber is forgotten");
+        assert!(Scope::new(NamespaceScope::All, None).entered().is_none());
+    }
+
+    #[test]
+    fn objects_in_one_namespace() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let (reader, mut writer) = reflector::store::<ConfigMap>();
+        for (n, name) in [("a", "x"), ("a", "y"), ("b", "z")] {
+            let mut cm = ConfigMap::default();
+            cm.metadata.name = Some(name.into());
+            cm.metadata.namespace = Some(n.into());
+            writer.apply_watcher_event(&watcher::Event::Apply(cm));
+        }
+        let mut names: Vec<String> = objects_in(&reader, "a")
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x", "y"]);
+        assert!(objects_in(&reader, "c").is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | Deployments labelled `kompox.dev/app` | without the pod template's spec | the owning app |
 //! | Services, Ingresses, PVCs labelled `kompox.dev/app` | metadata only | the owning app |
 //! | Pods labelled `kompox.dev/app` | nothing | the app, only while it switches a volume or is being deleted |
+//! | Namespaces entering a `--namespace-selector` scope ([`crate::Scope`]) | name and uid, shared by every controller | every app in the namespace |
 //!
 //! No Secret value is ever cached: the renderer gets values from `kompox_cluster::gather_inputs`
 //! (GETs) for the one render that needs them.
@@ -418,6 +419,7 @@ pub fn controller(ctx: &Context) -> (Controller<KompoxApp>, Stores) {
             pod_app(&a4, &p)
         })
         .graceful_shutdown_on(ctx.shutdown.clone().wait());
+    let controller = crate::runtime::reconcile_on_entry(controller, &ctx.scope);
     (controller, stores)
 }
 

@@ -73,7 +73,8 @@ struct DiskCtx {
 /// Runs the KompoxDisk controller until shutdown.
 ///
 /// Watches KompoxDisks; PVs labelled `kompox.dev/disk` (static and provisioning PVs);
-/// provisioning PVCs; and KompoxApps (a deleted app releases its disks' claims).
+/// provisioning PVCs; KompoxApps (a deleted app releases its disks' claims); and namespaces
+/// entering a `--namespace-selector` scope ([`crate::Scope`]).
 ///
 /// # Errors
 ///
@@ -105,6 +106,7 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
             move |app: KompoxApp| disks_claimed_by(&app_store, &app),
         )
         .graceful_shutdown_on(ctx.shutdown.clone().wait());
+    let controller = crate::runtime::reconcile_on_entry(controller, &ctx.scope);
     crate::runtime::report_when_synced(store, ready);
     let shutdown = ctx.shutdown.clone();
     let dctx = Arc::new(DiskCtx {

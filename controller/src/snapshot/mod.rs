@@ -144,7 +144,8 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
             "the VolumeSnapshot API (snapshot.storage.k8s.io/v1) is not installed: KompoxSnapshots will report SnapshotUnsupported"
         );
     }
-    let controller = controller.graceful_shutdown_on(ctx.shutdown.clone().wait());
+    let controller = crate::runtime::reconcile_on_entry(controller, &ctx.scope)
+        .graceful_shutdown_on(ctx.shutdown.clone().wait());
     crate::runtime::report_when_synced(store, ready);
     let shutdown = ctx.shutdown.clone();
     crate::runtime::drive(

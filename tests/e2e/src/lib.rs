@@ -17,6 +17,7 @@ pub mod apiserver;
 pub mod apps;
 pub mod cli;
 pub mod controller;
+pub mod storage;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
