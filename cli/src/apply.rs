@@ -23,12 +23,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kompox_core::api::{
     AppVolume, DeploymentSpec, IngressRule, IngressSpec, KompoxApp, KompoxDisk, LocalRef,
     ProviderType,
@@ -36,6 +39,8 @@ use kompox_core::api::{
 use kompox_core::naming;
 use kompox_core::render::{Bundle, ClusterInfo, RenderInput, Sources, Warning, render};
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -172,25 +177,10 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         })
         .collect();
     let (mut app, mut disks, mut sources) = if let Some(path) = &args.app {
-        let text = offline::read_text(path)?;
-        let mut b = Bundle::parse(&text).map_err(|errs| {
-            CliError::Invalid(
-                errs.iter()
-                    .map(|d| format!("{}: {d}", path.display()))
-                    .collect(),
-            )
-        })?;
-        warnings.append(&mut b.warnings);
-        if b.apps.len() != 1 {
-            return Err(CliError::Invalid(vec![format!(
-                "{}: expected exactly one KompoxApp, found {}",
-                path.display(),
-                b.apps.len()
-            )]));
-        }
-        (b.apps.remove(0), b.disks, b.sources)
+        let (app, b) = offline::read_app_file(path, &mut warnings)?;
+        (app, b.disks, b.sources)
     } else if let Some(path) = &args.kompoxops {
-        let (app, disks) = from_kompoxops(path, &parsed, &args.file)?;
+        let (app, disks) = from_kompoxops(path, &parsed, &args.file, &mut warnings)?;
         (app, disks, Sources::default())
     } else {
         let name = offline::default_name(Some(&parsed), &args.file);
@@ -263,10 +253,14 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
 }
 
 /// The `app:` section of a legacy kompoxops.yml.
+///
+/// `app.volumes[].options` become the disks' `spec.options`; `app.compose` is not read (the
+/// compose file is `-f`), which a warning says.
 fn from_kompoxops(
     path: &Path,
     parsed: &kompox_core::compose::Parsed,
     compose_file: &Path,
+    warnings: &mut Vec<Warning>,
 ) -> Result<(KompoxApp, BTreeMap<String, KompoxDisk>), CliError> {
     let text = offline::read_text(path)?;
     let p = path.display();
@@ -287,6 +281,15 @@ fn from_kompoxops(
         }
         None => offline::default_name(Some(parsed), compose_file),
     };
+    if !a["compose"].is_null() {
+        warnings.push(Warning {
+            path: format!("{p}: app.compose"),
+            message: format!(
+                "not read: the compose file is {} (-f)",
+                compose_file.display()
+            ),
+        });
+    }
     let mut app = offline::default_app(&name);
     app.spec.volumes.clear();
     let mut disks = BTreeMap::new();
@@ -298,11 +301,27 @@ fn from_kompoxops(
                     errors.push(format!("{p}: app.volumes[{i}].name: missing"));
                     continue;
                 };
+                if !naming::is_dns1123_label(vn) {
+                    errors.push(format!(
+                        "{p}: app.volumes[{i}].name: {vn:?} is not a DNS-1123 label"
+                    ));
+                    continue;
+                }
                 let mut d = offline::disk(vn);
-                if let Some(size) = v["size"].as_str() {
-                    d.spec.size = Quantity(size.to_owned());
-                } else if let Some(n) = v["size"].as_i64() {
-                    d.spec.size = Quantity(n.to_string());
+                if let Some(size) = scalar(&v["size"]) {
+                    d.spec.size = Quantity(size);
+                }
+                if let Some(opts) = v["options"].as_object() {
+                    for (k, o) in opts {
+                        match scalar(o) {
+                            Some(o) => {
+                                d.spec.options.insert(k.clone(), o);
+                            }
+                            None => errors.push(format!(
+                                "{p}: app.volumes[{i}].options.{k}: expected a string or number"
+                            )),
+                        }
+                    }
                 }
                 app.spec.volumes.push(AppVolume {
                     name: vn.to_owned(),
@@ -326,11 +345,7 @@ fn from_kompoxops(
             );
         }
     }
-    if let Some(zone) = a["deployment"]["zone"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| a["deployment"]["zone"].as_i64().map(|z| z.to_string()))
-    {
+    if let Some(zone) = scalar(&a["deployment"]["zone"]) {
         app.spec.deployment = Some(DeploymentSpec {
             zone: Some(zone.clone()),
         });
@@ -360,7 +375,12 @@ fn from_kompoxops(
                         .collect()
                 })
                 .unwrap_or_default();
-            let port = i32::try_from(port).unwrap_or(0);
+            let Some(port) = i32::try_from(port).ok().filter(|p| (1..=65535).contains(p)) else {
+                errors.push(format!(
+                    "{p}: app.ingress.rules[{i}].port: {port} is not a port (1-65535)"
+                ));
+                continue;
+            };
             rules.push(IngressRule {
                 name: rn.to_owned(),
                 port,
@@ -378,6 +398,16 @@ fn from_kompoxops(
         Ok((app, disks))
     } else {
         Err(CliError::Invalid(errors))
+    }
+}
+
+/// A YAML scalar as a string (`"1"`, `1`, `true` all count), `None` for anything else.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 
@@ -415,32 +445,14 @@ pub fn objects(plan: &Plan, ns: &str) -> Result<Vec<Value>, CliError> {
     for d in plan.disks.values() {
         let mut v = meta_json("KompoxDisk", d)?;
         v["metadata"]["namespace"] = json!(ns);
-        strip(&mut v);
+        kubectx::strip_server_fields(&mut v, &[]);
         out.push(v);
     }
     let mut v = meta_json("KompoxApp", &plan.app)?;
     v["metadata"]["namespace"] = json!(ns);
-    strip(&mut v);
+    kubectx::strip_server_fields(&mut v, &[]);
     out.push(v);
     Ok(out)
-}
-
-/// Drops what apply must not send (status, server-set metadata).
-fn strip(v: &mut Value) {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-    }
-    if let Some(m) = v["metadata"].as_object_mut() {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "generation",
-            "managedFields",
-        ] {
-            m.remove(k);
-        }
-    }
 }
 
 fn key(workspace: &str, app: &str) -> String {
@@ -547,43 +559,32 @@ pub async fn run(
     wait_ready(&client, &ns, &name, args, out).await
 }
 
-/// One line per condition of the app and its disks, to print on change.
-async fn snapshot_conditions(
-    client: &Client,
-    ns: &str,
-    app: &str,
-) -> Result<(BTreeMap<String, String>, Option<KompoxApp>, Vec<KompoxDisk>), CliError> {
-    let apps: Api<KompoxApp> = Api::namespaced(client.clone(), ns);
-    let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);
-    let a = apps
-        .get_opt(app)
-        .await
-        .map_err(|e| kubectx::kube_error(&format!("reading KompoxApp {ns}/{app}"), &e))?;
-    let ds = disks
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kubectx::kube_error(&format!("listing KompoxDisks in {ns}"), &e))?
-        .items;
+/// One line per condition of the app and its disks (`who type` → `status reason message`),
+/// printed when it changes.
+fn condition_lines(
+    app_name: &str,
+    app: Option<&KompoxApp>,
+    disks: &[Arc<KompoxDisk>],
+) -> BTreeMap<String, String> {
     let mut lines = BTreeMap::new();
-    let mut add =
-        |who: String, conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
-            for c in conds {
-                lines.insert(
-                    format!("{who} {}", c.type_),
-                    format!("{} {} {}", c.status, c.reason, c.message),
-                );
-            }
-        };
-    if let Some(a) = &a {
+    let mut add = |who: String, conds: &[Condition]| {
+        for c in conds {
+            lines.insert(
+                format!("{who} {}", c.type_),
+                format!("{} {} {}", c.status, c.reason, c.message),
+            );
+        }
+    };
+    if let Some(a) = app {
         add(
-            format!("KompoxApp {app}"),
+            format!("KompoxApp {app_name}"),
             a.status
                 .as_ref()
                 .map(|s| s.conditions.as_slice())
                 .unwrap_or_default(),
         );
     }
-    for d in &ds {
+    for d in disks {
         add(
             format!("KompoxDisk {}", d.name_any()),
             d.status
@@ -592,7 +593,7 @@ async fn snapshot_conditions(
                 .unwrap_or_default(),
         );
     }
-    Ok((lines, a, ds))
+    lines
 }
 
 fn disk_ready(d: &KompoxDisk) -> bool {
@@ -610,6 +611,59 @@ fn app_ready(a: &KompoxApp) -> bool {
         .is_some_and(|s| s.ready && s.observed_generation == a.meta().generation)
 }
 
+/// A change seen by `apply --wait`'s watches.
+enum Change {
+    /// The KompoxApp (`None`: absent).
+    App(Box<Option<KompoxApp>>),
+    /// A KompoxDisk of the namespace.
+    Disk(Box<watcher::Event<KompoxDisk>>),
+    /// A Deployment of the namespace (awaited when the plugin applies the rendered objects).
+    Deployment(Box<watcher::Event<Deployment>>),
+}
+
+/// What `apply --wait` has seen: the app, and the namespace's disks and Deployments, each
+/// known once its watch has listed them.
+struct Seen {
+    app: Option<Option<KompoxApp>>,
+    disks: (Store<KompoxDisk>, Writer<KompoxDisk>, bool),
+    deployments: (Store<Deployment>, Writer<Deployment>, bool),
+}
+
+impl Seen {
+    fn new() -> Self {
+        let (dr, dw) = reflector::store();
+        let (wr, ww) = reflector::store();
+        Seen {
+            app: None,
+            disks: (dr, dw, false),
+            deployments: (wr, ww, false),
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::App(a) => self.app = Some(*a),
+            Change::Disk(e) => {
+                self.disks.2 |= matches!(*e, watcher::Event::InitDone);
+                self.disks.1.apply_watcher_event(&e);
+            }
+            Change::Deployment(e) => {
+                self.deployments.2 |= matches!(*e, watcher::Event::InitDone);
+                self.deployments.1.apply_watcher_event(&e);
+            }
+        }
+    }
+
+    /// Whether every watch has listed its objects.
+    fn synced(&self) -> bool {
+        self.app.is_some() && self.disks.2 && self.deployments.2
+    }
+}
+
+/// Waits until the app is Ready, watching the KompoxApp and the namespace's KompoxDisks and
+/// Deployments (no polling): a line per condition change; after `--controller-grace` without
+/// a controller (`--reconcile=auto`), or at once with `--reconcile=client`, the plugin applies
+/// the rendered objects and waits for the Deployments instead.
 async fn wait_ready(
     client: &Client,
     ns: &str,
@@ -618,26 +672,74 @@ async fn wait_ready(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let start = Instant::now();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut client_applied = false;
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let grace = tokio::time::Instant::now() + args.controller_grace;
     let _ = writeln!(
         out,
-        "waiting for KompoxApp {ns}/{app} to be Ready (timeout {}s)…",
-        args.timeout.as_secs()
+        "waiting for KompoxApp {ns}/{app} to be Ready (timeout {})…",
+        kubectx::seconds(args.timeout)
     );
+    let config = watcher::Config::default;
+    let mut changes = futures::stream::select_all([
+        watcher::watch_object(Api::namespaced(client.clone(), ns), app)
+            .map_ok(|a| Change::App(Box::new(a)))
+            .default_backoff()
+            .boxed(),
+        watcher(Api::namespaced(client.clone(), ns), config())
+            .map_ok(|e| Change::Disk(Box::new(e)))
+            .default_backoff()
+            .boxed(),
+        watcher(Api::namespaced(client.clone(), ns), config())
+            .map_ok(|e| Change::Deployment(Box::new(e)))
+            .default_backoff()
+            .boxed(),
+    ]);
+    let what = format!("KompoxApp {ns}/{app} and the KompoxDisks and Deployments of {ns}");
+    let mut state = Seen::new();
+    let mut printed: BTreeMap<String, String> = BTreeMap::new();
+    let mut grace_over = false;
+    let mut client_applied = false;
     loop {
-        let (lines, a, disks) = snapshot_conditions(client, ns, app).await?;
-        for (k, v) in &lines {
-            if seen.get(k) != Some(v) {
-                let _ = writeln!(out, "  [{:>5.1}s] {k}: {v}", start.elapsed().as_secs_f32());
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                let last: Vec<String> = printed.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                return Err(CliError::Timeout(format!(
+                    "KompoxApp {ns}/{app} not Ready after {}; last conditions: {}",
+                    kubectx::seconds(args.timeout),
+                    if last.is_empty() {
+                        "none (is kompox-controller running? `kubectl kompox install`)".to_owned()
+                    } else {
+                        last.join("; ")
+                    }
+                )));
             }
+            () = tokio::time::sleep_until(grace), if !grace_over => grace_over = true,
+            change = changes.next() => match change {
+                Some(Ok(c)) => state.apply(c),
+                Some(Err(e)) => {
+                    if let Some(fatal) = kubectx::watch_error(&what, &e) {
+                        return Err(fatal);
+                    }
+                    kubectx::progress(out, start, &format!("watch interrupted, retrying ({e})"));
+                }
+                None => return Err(CliError::Cluster(format!("watching {what}: the watch ended"))),
+            },
         }
-        seen = lines;
-        let Some(a) = a else {
+        if !state.synced() {
+            continue;
+        }
+        let Some(Some(a)) = state.app.clone() else {
             return Err(CliError::Cluster(format!(
                 "KompoxApp {ns}/{app} disappeared while waiting"
             )));
         };
+        let disks = state.disks.0.state();
+        for (k, v) in condition_lines(app, Some(&a), &disks) {
+            if printed.get(&k) != Some(&v) {
+                kubectx::progress(out, start, &format!("{k}: {v}"));
+                printed.insert(k, v);
+            }
+        }
         if app_ready(&a) {
             let _ = writeln!(
                 out,
@@ -651,61 +753,43 @@ async fn wait_ready(
             .as_ref()
             .and_then(|s| s.observed_generation)
             .is_some();
-        let disks_ready = !disks.is_empty() && disks.iter().all(disk_ready);
         let use_client = match args.reconcile {
             Reconcile::Client => true,
             Reconcile::Controller => false,
-            Reconcile::Auto => !observed && start.elapsed() >= args.controller_grace,
+            Reconcile::Auto => !observed && grace_over,
         };
-        if use_client && disks_ready {
-            if !client_applied {
-                if args.reconcile == Reconcile::Auto {
-                    let _ = writeln!(
-                        out,
-                        "  no controller has observed the app after {}s: applying the rendered objects from the plugin (--reconcile=client)",
-                        args.controller_grace.as_secs()
-                    );
-                }
-                let n = client_reconcile(client, &a).await?;
+        if !use_client || disks.is_empty() || !disks.iter().all(|d| disk_ready(d)) {
+            continue;
+        }
+        if !client_applied {
+            if args.reconcile == Reconcile::Auto {
                 let _ = writeln!(
                     out,
-                    "  [{:>5.1}s] applied {n} rendered objects",
+                    "  no controller has observed the app after {}: applying the rendered objects from the plugin (--reconcile=client)",
+                    kubectx::seconds(args.controller_grace)
+                );
+            }
+            let n = client_reconcile(client, &a).await?;
+            kubectx::progress(out, start, &format!("applied {n} rendered objects"));
+            client_applied = true;
+        }
+        match workloads_ready(&state.deployments.0.state()) {
+            Ok(()) => {
+                let _ = writeln!(
+                    out,
+                    "KompoxApp {ns}/{app} is Ready: its Deployments are available ({:.1}s)",
                     start.elapsed().as_secs_f32()
                 );
-                client_applied = true;
+                return Ok(());
             }
-            match workloads_ready(client, ns, app).await? {
-                Ok(()) => {
-                    let _ = writeln!(
-                        out,
-                        "KompoxApp {ns}/{app} is Ready: its Deployments are available ({:.1}s)",
-                        start.elapsed().as_secs_f32()
-                    );
-                    return Ok(());
-                }
-                Err(state) => {
-                    let k = "workloads".to_owned();
-                    if seen.get(&k) != Some(&state) {
-                        let _ =
-                            writeln!(out, "  [{:>5.1}s] {state}", start.elapsed().as_secs_f32());
-                        seen.insert(k, state);
-                    }
+            Err(waiting) => {
+                let k = "workloads".to_owned();
+                if printed.get(&k) != Some(&waiting) {
+                    kubectx::progress(out, start, &waiting);
+                    printed.insert(k, waiting);
                 }
             }
         }
-        if start.elapsed() >= args.timeout {
-            let last: Vec<String> = seen.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-            return Err(CliError::Timeout(format!(
-                "KompoxApp {ns}/{app} not Ready after {}s; last conditions: {}",
-                args.timeout.as_secs(),
-                if last.is_empty() {
-                    "none (is kompox-controller running? `kubectl kompox install`)".to_owned()
-                } else {
-                    last.join("; ")
-                }
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -736,23 +820,13 @@ pub async fn client_reconcile(client: &Client, app: &KompoxApp) -> Result<usize,
     Ok(n)
 }
 
-/// `Ok` when every Deployment labelled with the app is available.
-async fn workloads_ready(
-    client: &Client,
-    ns: &str,
-    _app: &str,
-) -> Result<Result<(), String>, CliError> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let ds = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kubectx::kube_error(&format!("listing Deployments in {ns}"), &e))?
-        .items;
-    if ds.is_empty() {
-        return Ok(Err("no Deployment yet".into()));
+/// `Ok` when every Deployment of the app's namespace is available, else what is missing.
+fn workloads_ready(deployments: &[Arc<Deployment>]) -> Result<(), String> {
+    if deployments.is_empty() {
+        return Err("no Deployment yet".into());
     }
     let mut waiting = BTreeSet::new();
-    for d in &ds {
+    for d in deployments {
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let st = d.status.clone().unwrap_or_default();
         let avail = st.available_replicas.unwrap_or(0);
@@ -764,11 +838,11 @@ async fn workloads_ready(
             ));
         }
     }
-    Ok(if waiting.is_empty() {
+    if waiting.is_empty() {
         Ok(())
     } else {
         Err(waiting.into_iter().collect::<Vec<_>>().join(", "))
-    })
+    }
 }
 
 /// Finds the namespace of `app`: `-n`, else `.kompox/state.json` next to `compose`, else a
@@ -827,5 +901,38 @@ pub async fn namespace_exists(client: &Client, ns: &str) -> Result<(), CliError>
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(CliError::NotFound(format!("namespace {ns:?} not found"))),
         Err(e) => Err(kubectx::kube_error(&format!("reading namespace {ns}"), &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(name: &str, replicas: i32, available: i32) -> Arc<Deployment> {
+        let d: Result<Deployment, _> = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}},
+            "status": {"availableReplicas": available, "updatedReplicas": available},
+        }));
+        Arc::new(d.unwrap_or_default())
+    }
+
+    #[test]
+    fn workloads_ready_names_what_is_missing() {
+        assert_eq!(workloads_ready(&[]), Err("no Deployment yet".into()));
+        assert_eq!(
+            workloads_ready(&[deployment("web", 1, 1), deployment("db", 2, 1)]),
+            Err("Deployment db: 1/2 available".into())
+        );
+        assert_eq!(workloads_ready(&[deployment("web", 1, 1)]), Ok(()));
+    }
+
+    #[test]
+    fn kompoxops_scalars() {
+        assert_eq!(scalar(&json!("1")), Some("1".into()));
+        assert_eq!(scalar(&json!(2)), Some("2".into()));
+        assert_eq!(scalar(&json!(true)), Some("true".into()));
+        assert_eq!(scalar(&json!({"a": 1})), None);
+        assert_eq!(scalar(&Value::Null), None);
     }
 }

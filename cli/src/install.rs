@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use clap::Args;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::Client;
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -448,74 +450,64 @@ fn traefik(acme_email: Option<&str>) -> Vec<Value> {
     ]
 }
 
+/// Waits (watching) until every CRD in `objs` is Established.
 async fn wait_crds(client: &Client, objs: &[Value], timeout: Duration) -> Result<(), CliError> {
-    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in objs
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
     {
-        let name = crd["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        kubectx::poll(&format!("CRD {name} Established"), timeout, || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let c = api
-                    .get(&name)
-                    .await
-                    .map_err(|e| kubectx::kube_error(&format!("reading CRD {name}"), &e))?;
-                let ok = c.status.and_then(|s| s.conditions).is_some_and(|cs| {
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+        let what = format!("CRD {name} Established");
+        kubectx::wait_for(api.clone(), name, &what, timeout, None, |c| {
+            let established = c
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
                     cs.iter()
                         .any(|c| c.type_ == "Established" && c.status == "True")
                 });
-                Ok(if ok {
-                    Ok(())
-                } else {
-                    Err("not Established".into())
-                })
-            }
+            Ok(if established {
+                Ok(())
+            } else {
+                Err("not Established".into())
+            })
         })
         .await?;
     }
     Ok(())
 }
 
-/// Waits until the APIService reports `Available=True`.
+/// Waits (watching) until the APIService reports `Available=True`, printing its condition as
+/// it changes to `out` when given.
 ///
 /// # Errors
 ///
 /// [`CliError::Timeout`] with the APIService's last message.
-pub async fn wait_apiservice(client: &Client, timeout: Duration) -> Result<(), CliError> {
-    let probe = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": APISERVICE}});
-    let api = kubectx::api_for(client, &probe).await?;
-    kubectx::poll(
-        &format!("APIService {APISERVICE} Available"),
-        timeout,
-        || {
-            let api = api.clone();
-            async move {
-                let a = api.get(APISERVICE).await.map_err(|e| {
-                    kubectx::kube_error(&format!("reading APIService {APISERVICE}"), &e)
-                })?;
-                let conds = a.data["status"]["conditions"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                match conds.iter().find(|c| c["type"] == "Available") {
-                    Some(c) if c["status"] == "True" => Ok(Ok(())),
-                    Some(c) => Ok(Err(format!(
-                        "{}: {}",
-                        c["reason"].as_str().unwrap_or(""),
-                        c["message"].as_str().unwrap_or("")
-                    ))),
-                    None => Ok(Err("no Available condition yet".into())),
-                }
-            }
-        },
-    )
+pub async fn wait_apiservice(
+    client: &Client,
+    timeout: Duration,
+    out: Option<&mut dyn Write>,
+) -> Result<(), CliError> {
+    let api: Api<APIService> = Api::all(client.clone());
+    let what = format!("APIService {APISERVICE} Available");
+    kubectx::wait_for(api, APISERVICE, &what, timeout, out, |a| {
+        let conds = a
+            .and_then(|a| a.status.as_ref())
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        Ok(match conds.iter().find(|c| c.type_ == "Available") {
+            Some(c) if c.status == "True" => Ok(()),
+            Some(c) => Err(format!(
+                "Available={} {}: {}",
+                c.status,
+                c.reason.as_deref().unwrap_or(""),
+                c.message.as_deref().unwrap_or("")
+            )),
+            None if a.is_none() => Err("not registered yet".into()),
+            None => Err("no Available condition yet".into()),
+        })
+    })
     .await
 }
 
@@ -554,19 +546,13 @@ async fn replace_if_ports_differ(client: &Client, svc: &Value) -> Result<(), Cli
         return Ok(());
     }
     kubectx::delete(client, svc).await?;
-    kubectx::poll(
+    kubectx::wait_deleted(
+        api,
+        name,
         &format!("{} replaced", kubectx::describe(svc)),
         Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                match api.get_opt(name).await {
-                    Ok(None) => Ok(Ok(())),
-                    Ok(Some(_)) => Ok(Err("still there".to_owned())),
-                    Err(e) => Err(kubectx::kube_error("reading Service", &e)),
-                }
-            }
-        },
+        None,
+        |_| "still there".to_owned(),
     )
     .await
 }
@@ -656,7 +642,7 @@ pub async fn run_install(
     }
     if let Some(s) = servers {
         local::start(&s, args.timeout, out).await?;
-        wait_apiservice(&client, args.timeout).await?;
+        wait_apiservice(&client, args.timeout, Some(&mut *out)).await?;
         let _ = writeln!(out, "APIService {APISERVICE} is Available");
         let _ = writeln!(
             out,
@@ -734,21 +720,24 @@ pub async fn run_uninstall(
     if args.local {
         local::stop(out).await?;
     }
-    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns_api: Api<Namespace> = Api::all(client.clone());
     for ns in [SYSTEM_NS, TRAEFIK_NS] {
-        kubectx::poll(&format!("namespace {ns} deleted"), args.timeout, || {
-            let api = ns_api.clone();
-            async move {
-                match api.get_opt(ns).await {
-                    Ok(None) => Ok(Ok(())),
-                    Ok(Some(n)) => Ok(Err(format!(
-                        "phase {}",
-                        n.status.and_then(|s| s.phase).unwrap_or_default()
-                    ))),
-                    Err(e) => Err(kubectx::kube_error(&format!("reading namespace {ns}"), &e)),
-                }
-            }
-        })
+        kubectx::wait_deleted(
+            ns_api.clone(),
+            ns,
+            &format!("namespace {ns} deleted"),
+            args.timeout,
+            None,
+            |n| {
+                format!(
+                    "phase {}",
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .unwrap_or_default()
+                )
+            },
+        )
         .await?;
     }
     let _ = writeln!(

@@ -1,16 +1,22 @@
 //! What every cluster subcommand shares: kubectl's connection flags, the client, errors that
 //! say what failed (unreachable cluster, 403 with its reason), server-side apply of untyped
-//! objects, and waiting without sleeping blind.
+//! objects, and waiting by watching ([`wait_for`]) rather than polling.
 
+use std::fmt::Debug;
+use std::io::Write;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use futures::StreamExt as _;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
-use kube::{Client, Config};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::CliError;
@@ -219,9 +225,13 @@ pub async fn delete(client: &Client, obj: &Value) -> Result<bool, CliError> {
     }
 }
 
-/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout` with the
-/// last state `check` reported (the poll interval is a bound on latency, not a sleep used as
-/// synchronisation: every round re-reads the real state).
+/// Polls `check` every 250 ms until it returns `Ok`, or fails after `timeout` with the last
+/// state `check` reported.
+///
+/// Only for state the API server cannot be watched for: a local process's `/readyz` or its
+/// exit (`install --local`, `uninstall --local`). Everything in the cluster is awaited with
+/// [`wait_for`] (a watch). Every round re-reads the real state, so the interval bounds the
+/// latency; it is not a sleep used as synchronisation.
 ///
 /// # Errors
 ///
@@ -239,12 +249,151 @@ where
         };
         if start.elapsed() >= timeout {
             return Err(CliError::Timeout(format!(
-                "{what}: not done after {}s (last seen: {last})",
-                timeout.as_secs()
+                "{what}: not done after {} (last seen: {last})",
+                seconds(timeout)
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// `300s`, `1.5s`: a duration as the user wrote it, for messages.
+#[must_use]
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f32())
+    }
+}
+
+/// The verdict of a wait's check: `Ok(Ok(v))` done, `Ok(Err(state))` still waiting (the state
+/// is shown), `Err` give up.
+pub type Check<T> = Result<Result<T, String>, CliError>;
+
+/// Whether a watch error ends a wait: the API server refused the request itself (forbidden,
+/// unknown kind, bad selector). Anything else (a dropped connection, 410 Gone, throttling) the
+/// watcher recovers from with backoff, and `None` is returned.
+#[must_use]
+pub fn watch_error(what: &str, e: &watcher::Error) -> Option<CliError> {
+    let fatal = |code: u16| (400..500).contains(&code) && code != 410 && code != 429;
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => match k {
+            kube::Error::Api(s) if fatal(s.code) => {
+                Some(kube_error(&format!("watching {what}"), k))
+            }
+            _ => None,
+        },
+        watcher::Error::WatchError(s) if fatal(s.code) => Some(CliError::Cluster(format!(
+            "watching {what}: {} ({}, HTTP {})",
+            s.message, s.reason, s.code
+        ))),
+        watcher::Error::WatchError(_) => None,
+        watcher::Error::NoResourceVersion => {
+            Some(CliError::Cluster(format!("watching {what}: {e}")))
+        }
+    }
+}
+
+/// Prints `  [  1.2s] state` for a wait's progress.
+pub fn progress(out: &mut dyn Write, start: Instant, state: &str) {
+    let _ = writeln!(out, "  [{:>5.1}s] {state}", start.elapsed().as_secs_f32());
+}
+
+/// Waits until `check` accepts object `name` of `api` (`None` while it does not exist), by
+/// watching it (`watch_object`: one list, then watch events; no polling). Each new waiting
+/// state is printed to `out` as it changes, when given.
+///
+/// # Errors
+///
+/// [`CliError::Timeout`] naming `what` and the last state after `timeout`; the watch's error
+/// when the API server refuses it (e.g. 403); whatever `check` fails with.
+pub async fn wait_for<K, T>(
+    api: Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    mut out: Option<&mut dyn Write>,
+    mut check: impl FnMut(Option<&K>) -> Check<T>,
+) -> Result<T, CliError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changes = pin!(watcher::watch_object(api, name).default_backoff());
+    let mut last = "nothing observed yet".to_owned();
+    loop {
+        let state = match tokio::time::timeout_at(deadline, changes.next()).await {
+            Err(_) => {
+                return Err(CliError::Timeout(format!(
+                    "{what}: not done after {} (last seen: {last})",
+                    seconds(timeout)
+                )));
+            }
+            Ok(None) => {
+                return Err(CliError::Cluster(format!(
+                    "watching {what}: the watch ended"
+                )));
+            }
+            Ok(Some(Err(e))) => match watch_error(what, &e) {
+                Some(fatal) => return Err(fatal),
+                None => format!("watch interrupted, retrying ({e})"),
+            },
+            Ok(Some(Ok(obj))) => match check(obj.as_ref())? {
+                Ok(v) => return Ok(v),
+                Err(state) => state,
+            },
+        };
+        if state != last {
+            if let Some(out) = out.as_deref_mut() {
+                progress(out, start, &state);
+            }
+            last = state;
+        }
+    }
+}
+
+/// Waits until object `name` of `api` no longer exists (finalizers done), by watching it.
+///
+/// # Errors
+///
+/// See [`wait_for`].
+pub async fn wait_deleted<K>(
+    api: Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    out: Option<&mut dyn Write>,
+    state: impl Fn(&K) -> String,
+) -> Result<(), CliError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    wait_for(api, name, what, timeout, out, |o| {
+        Ok(match o {
+            None => Ok(()),
+            Some(o) => Err(state(o)),
+        })
+    })
+    .await
+}
+
+/// `Type=Status Reason: message; …` of conditions, for progress and timeout messages.
+#[must_use]
+pub fn conditions_summary(
+    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> String {
+    if conds.is_empty() {
+        return "no conditions reported yet".to_owned();
+    }
+    conds
+        .iter()
+        .map(|c| format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Parses a duration such as `300s`, `5m`, `90` (seconds).
@@ -306,6 +455,28 @@ pub fn write_objects(
         .map_err(|e| CliError::Io(format!("writing output: {e}")))
 }
 
+/// Drops `status` and the metadata only the API server sets from an untyped object, plus the
+/// metadata keys in `extra`.
+pub fn strip_server_fields(v: &mut Value, extra: &[&str]) {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(m) = v["metadata"].as_object_mut() {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+        ]
+        .iter()
+        .chain(extra)
+        {
+            m.remove(*k);
+        }
+    }
+}
+
 /// Replaces every value of `data`/`stringData` in Secrets by `<redacted>`.
 #[must_use]
 pub fn redact(objects: &[Value]) -> Vec<Value> {
@@ -346,5 +517,42 @@ mod tests {
         let r = redact(&[s]);
         assert!(!r[0].to_string().contains("secret"));
         assert!(!r[0].to_string().contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn seconds_as_written() {
+        assert_eq!(seconds(Duration::from_secs(300)), "300s");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5s");
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: "m".into(),
+            reason: "R".into(),
+            ..kube::core::Status::default()
+        }))
+    }
+
+    #[test]
+    fn only_refusals_end_a_watch() {
+        let fatal = |e: watcher::Error| watch_error("x", &e).is_some();
+        assert!(fatal(watcher::Error::InitialListFailed(api_error(403))));
+        assert!(fatal(watcher::Error::WatchStartFailed(api_error(404))));
+        assert!(!fatal(watcher::Error::WatchFailed(api_error(500))));
+        assert!(!fatal(watcher::Error::InitialListFailed(api_error(429))));
+        assert!(!fatal(watcher::Error::WatchError(Box::new(
+            kube::core::Status {
+                code: 410,
+                ..kube::core::Status::default()
+            }
+        ))));
+        let msg = watch_error(
+            "KompoxDisk ns/d",
+            &watcher::Error::InitialListFailed(api_error(403)),
+        )
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert_eq!(msg, "watching KompoxDisk ns/d: m (R, HTTP 403)");
     }
 }

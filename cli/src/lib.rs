@@ -121,7 +121,7 @@ async fn run_cluster(
         Command::Rendered(a) => ops::rendered(&a, out).await,
         Command::Status(a) => ops::status(&a, out).await,
         Command::Diff(a) => ops::diff(&a, out).await,
-        Command::Disk(c) => ops::disk(&c, out).await,
+        Command::Disk(c) => ops::disk(&c, out, err).await,
         Command::Snapshot(c) => ops::snapshot(&c, out).await,
     }
 }

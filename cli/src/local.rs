@@ -264,6 +264,7 @@ async fn wait_ready(
     let client = kube::Client::try_from(config)
         .map_err(|e| CliError::Io(format!("{name}: building a health client: {e}")))?;
     let log = dir.join(format!("{name}.log"));
+    // A bounded poll: a local process's /readyz is not an API object there is a watch for.
     let result = kubectx::poll(&format!("{name} /readyz"), timeout, || {
         let client = client.clone();
         let dir = dir.to_path_buf();
@@ -301,6 +302,7 @@ pub async fn stop(out: &mut dyn Write) -> Result<(), CliError> {
             continue;
         };
         signal(pid, "TERM")?;
+        // A bounded poll: the exit of a process we did not spawn (no child handle to await).
         let gone = kubectx::poll(
             &format!("{name} (pid {pid}) exit"),
             Duration::from_secs(10),

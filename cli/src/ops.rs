@@ -4,13 +4,17 @@ use std::io::{IsTerminal as _, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kompox_core::api::{
     DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskSpec, KompoxSnapshot, KompoxSnapshotSpec,
     LocalRef, ProviderSpec,
 };
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, ResourceExt as _};
+use kube::{Client, Resource, ResourceExt as _};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::CliError;
@@ -42,15 +46,22 @@ async fn connect(r: &AppRef) -> Result<(Client, String), CliError> {
     Ok((client, ns))
 }
 
-async fn get_app(client: &Client, ns: &str, name: &str) -> Result<KompoxApp, CliError> {
-    let api: Api<KompoxApp> = Api::namespaced(client.clone(), ns);
-    match api.get_opt(name).await {
-        Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(CliError::NotFound(format!(
-            "KompoxApp {ns}/{name}: not found"
-        ))),
+/// Object `name` of kind `K` in `ns`.
+///
+/// # Errors
+///
+/// [`CliError::NotFound`] naming it when absent; the API server's reason otherwise.
+async fn get_in<K>(client: &Client, ns: &str, name: &str) -> Result<K, CliError>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    match Api::<K>::namespaced(client.clone(), ns).get_opt(name).await {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => Err(CliError::NotFound(format!("{kind} {ns}/{name}: not found"))),
         Err(e) => Err(kubectx::kube_error(
-            &format!("reading KompoxApp {ns}/{name}"),
+            &format!("reading {kind} {ns}/{name}"),
             &e,
         )),
     }
@@ -114,19 +125,9 @@ pub struct StatusArgs {
 pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let (client, ns) = connect(&args.app).await?;
     let name = &args.app.app;
-    let app = get_app(&client, &ns, name).await?;
-    let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), &ns);
-    let disks = disks
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kubectx::kube_error(&format!("listing KompoxDisks in {ns}"), &e))?
-        .items;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pods = pods
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kubectx::kube_error(&format!("listing Pods in {ns}"), &e))?
-        .items;
+    let app: KompoxApp = get_in(&client, &ns, name).await?;
+    let disks: Vec<KompoxDisk> = list_in(&client, &ns).await?;
+    let pods: Vec<Pod> = list_in(&client, &ns).await?;
     if let Some(f) = args.output {
         let v = json!({"app": app, "disks": disks, "pods": pods.iter().map(|p| json!({"name": p.name_any(), "phase": p.status.as_ref().and_then(|s| s.phase.clone()), "node": p.spec.as_ref().and_then(|s| s.node_name.clone())})).collect::<Vec<_>>()});
         return kubectx::write_objects(out, &[v], f);
@@ -178,12 +179,7 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliErr
     w(out, "Disks:".into())?;
     for d in &disks {
         let s = d.status.clone().unwrap_or_default();
-        let ready = s
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| c.status.clone())
-            .unwrap_or_else(|| "-".into());
+        let ready = ready_of(&s.conditions);
         let att = s
             .attached_to
             .map(|a| format!("{}/{}", a.app, a.volume))
@@ -199,12 +195,7 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliErr
             ),
         )?;
     }
-    let deps: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
-    let deps = deps
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kubectx::kube_error(&format!("listing Deployments in {ns}"), &e))?
-        .items;
+    let deps: Vec<Deployment> = list_in(&client, &ns).await?;
     w(out, "Workloads:".into())?;
     for d in &deps {
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -248,21 +239,7 @@ pub struct DiffArgs {
 /// Drops what only the server sets, for comparing.
 fn comparable(v: &Value) -> Value {
     let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-    }
-    if let Some(m) = v["metadata"].as_object_mut() {
-        for k in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "generation",
-            "managedFields",
-            "ownerReferences",
-        ] {
-            m.remove(k);
-        }
-    }
+    kubectx::strip_server_fields(&mut v, &["ownerReferences"]);
     v
 }
 
@@ -398,49 +375,79 @@ pub async fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<(), CliError> 
 #[derive(Debug, Subcommand)]
 pub enum DiskCmd {
     /// List the KompoxDisks of a namespace.
-    List(NsArgs),
-    /// Create a KompoxDisk (fresh, or from a snapshot).
+    List(ListArgs),
+    /// Create KompoxDisk NAME (fresh, or from a snapshot) and wait until it is Ready.
     Create(DiskCreateArgs),
-    /// Attach a disk to an app volume (the `attach` subresource).
+    /// Attach KompoxDisk NAME to an app volume (the `attach` subresource).
     Attach(AttachArgs),
-    /// Detach a disk from an app volume (the `detach` subresource).
+    /// Detach KompoxDisk NAME from an app volume (the `detach` subresource).
     Detach(AttachArgs),
-    /// Delete a KompoxDisk.
-    Delete(NamedArgs),
+    /// Delete KompoxDisk NAME unless an app uses it, and wait until it is gone.
+    #[command(after_long_help = DISK_DELETE_HELP)]
+    Delete(DiskDeleteArgs),
 }
 
-/// A namespace.
-#[derive(Debug, Args)]
-pub struct NsArgs {
-    #[command(flatten)]
-    pub kube: KubeArgs,
-    /// The namespace.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+/// Shown by `disk delete --help`.
+pub const DISK_DELETE_HELP: &str = "\
+A disk an app uses (its spec.volumes names it, or status.attachedTo names an existing app) is
+not deleted: detach it first with `kubectl kompox disk detach`.
+
+A disk with deletionPolicy Delete takes its volume and the data on it along: on a terminal the
+command asks for the disk's name to confirm, otherwise it needs --yes. With deletionPolicy
+Orphan the volume is kept and can be adopted again through spec.handle.";
+
+/// Output formats of the list commands (default: a table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// The table with more columns.
+    Wide,
+    /// The objects as a multi-document YAML stream.
+    Yaml,
+    /// The objects as a JSON `v1 List`.
+    Json,
 }
 
-/// A named object in a namespace.
+/// The object a disk or snapshot command acts on.
 #[derive(Debug, Args)]
-pub struct NamedArgs {
+pub struct Target {
     #[command(flatten)]
     pub kube: KubeArgs,
     /// Its name.
     pub name: String,
+    /// Its namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: String,
+}
+
+/// Arguments of the list commands.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// The namespace.
     #[arg(short = 'n', long)]
     pub namespace: String,
+    /// Output format (default: a table).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ListFormat>,
+}
+
+/// `--wait` and `--timeout` of the commands that wait for the controller.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait until the controller is done.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub wait: bool,
+    /// How long to wait.
+    #[arg(long, default_value = "120s", value_parser = kubectx::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Arguments of `disk create`.
 #[derive(Debug, Args)]
 pub struct DiskCreateArgs {
     #[command(flatten)]
-    pub kube: KubeArgs,
-    /// The disk's name.
-    pub name: String,
-    /// The namespace.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+    pub target: Target,
     /// Size, e.g. 10Gi.
     #[arg(long, default_value = "10Gi")]
     pub size: String,
@@ -450,24 +457,44 @@ pub struct DiskCreateArgs {
     /// Restore from this KompoxSnapshot.
     #[arg(long, value_name = "SNAPSHOT")]
     pub from_snapshot: Option<String>,
+    /// What deleting the KompoxDisk does to the volume: Orphan (keep it) or Delete.
+    #[arg(long, default_value = "Orphan", value_parser = parse_deletion_policy)]
+    pub deletion_policy: DeletionPolicy,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+fn parse_deletion_policy(s: &str) -> Result<DeletionPolicy, String> {
+    match s {
+        "Orphan" => Ok(DeletionPolicy::Orphan),
+        "Delete" => Ok(DeletionPolicy::Delete),
+        _ => Err(format!("{s:?}: expected Orphan or Delete")),
+    }
 }
 
 /// Arguments of `disk attach|detach`.
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     #[command(flatten)]
-    pub kube: KubeArgs,
-    /// The disk's name.
-    pub name: String,
-    /// The namespace.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+    pub target: Target,
     /// The KompoxApp.
     #[arg(long)]
     pub app: String,
     /// The app's volume.
     #[arg(long)]
     pub volume: String,
+}
+
+/// Arguments of `disk delete`.
+#[derive(Debug, Args)]
+pub struct DiskDeleteArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Confirm deleting a disk whose deletionPolicy Delete destroys its volume.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 async fn ns_client(kube: &KubeArgs, ns: &str) -> Result<Client, CliError> {
@@ -481,7 +508,7 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-fn ready_of(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
+fn ready_of(conds: &[Condition]) -> String {
     conds
         .iter()
         .find(|c| c.type_ == "Ready")
@@ -489,142 +516,443 @@ fn ready_of(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition])
         .unwrap_or_else(|| "-".into())
 }
 
-/// Runs a `disk` subcommand.
+fn or_dash(s: Option<String>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or_else(|| "-".into())
+}
+
+fn line(out: &mut dyn Write, s: &str) -> Result<(), CliError> {
+    writeln!(out, "{s}").map_err(|e| CliError::Io(format!("writing output: {e}")))
+}
+
+/// Every object of kind `K` in `ns`.
+async fn list_in<K>(client: &Client, ns: &str) -> Result<Vec<K>, CliError>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| {
+            kubectx::kube_error(
+                &format!("listing {}s in {ns}", K::kind(&K::DynamicType::default())),
+                &e,
+            )
+        })
+}
+
+/// Rows as kubectl prints them: each column padded to its widest cell, three spaces apart.
+#[must_use]
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut s = String::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < r.len() {
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// kubectl's AGE column: `45s`, `12m`, `5h`, `3d` since `created`.
+#[must_use]
+pub fn age(created: Option<&Time>, now: k8s_openapi::jiff::Timestamp) -> String {
+    let Some(t) = created else {
+        return "<unknown>".into();
+    };
+    match (now.as_second() - t.0.as_second()).max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Prints `items` as a table (the `wide` columns only with `-o wide`) or as YAML/JSON.
+/// `row` gives an item's normal and wide cells.
+fn print_list<K: serde::Serialize>(
+    out: &mut dyn Write,
+    items: &[K],
+    output: Option<ListFormat>,
+    header: (&[&str], &[&str]),
+    row: impl Fn(&K) -> (Vec<String>, Vec<String>),
+) -> Result<(), CliError> {
+    let format = match output {
+        Some(ListFormat::Yaml) => Some(Format::Yaml),
+        Some(ListFormat::Json) => Some(Format::Json),
+        None | Some(ListFormat::Wide) => None,
+    };
+    if let Some(f) = format {
+        let objs = items
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CliError::Io(format!("encoding the list: {e}")))?;
+        return kubectx::write_objects(out, &objs, f);
+    }
+    let wide = output == Some(ListFormat::Wide);
+    let cells = |normal: &[&str], extra: &[&str]| -> Vec<String> {
+        let extra = if wide { extra } else { &[] };
+        normal
+            .iter()
+            .chain(extra)
+            .map(|c| (*c).to_owned())
+            .collect()
+    };
+    let mut rows = vec![cells(header.0, header.1)];
+    for item in items {
+        let (mut normal, extra) = row(item);
+        if wide {
+            normal.extend(extra);
+        }
+        rows.push(normal);
+    }
+    out.write_all(table(&rows).as_bytes())
+        .map_err(|e| CliError::Io(format!("writing output: {e}")))
+}
+
+/// Creates `obj`, printing `created`; an existing object of that name is reused when `reuse`.
+async fn create<K>(
+    api: &Api<K>,
+    obj: &K,
+    what: &str,
+    created: &str,
+    reuse: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => line(out, created),
+        Err(e) if reuse && is_conflict(&e) => line(out, &format!("{what} already exists (reused)")),
+        Err(e) => Err(kubectx::kube_error(&format!("creating {what}"), &e)),
+    }
+}
+
+/// The wait's state while the controller has reported nothing.
+fn no_controller_yet(conds: &[Condition]) -> String {
+    if conds.is_empty() {
+        "no conditions reported yet (is kompox-controller running? `kubectl kompox install`)"
+            .to_owned()
+    } else {
+        kubectx::conditions_summary(conds)
+    }
+}
+
+/// Waits (watching) until disk `name` is Ready, printing its conditions as they change.
+async fn wait_disk_ready(
+    api: &Api<KompoxDisk>,
+    ns: &str,
+    name: &str,
+    timeout: std::time::Duration,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let what = format!("KompoxDisk {ns}/{name} Ready");
+    kubectx::wait_for(api.clone(), name, &what, timeout, Some(&mut *out), |d| {
+        let Some(d) = d else {
+            return Err(CliError::NotFound(format!(
+                "KompoxDisk {ns}/{name} was deleted while waiting for it to be Ready"
+            )));
+        };
+        let conds = d
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        Ok(if ready_of(conds) == "True" {
+            Ok(())
+        } else {
+            Err(no_controller_yet(conds))
+        })
+    })
+    .await?;
+    line(out, &format!("kompoxdisk {ns}/{name} is Ready"))
+}
+
+fn new_disk(
+    name: &str,
+    ns: &str,
+    size: String,
+    zone: Option<String>,
+    policy: DeletionPolicy,
+    from_snapshot: Option<&str>,
+) -> KompoxDisk {
+    let mut d = KompoxDisk::new(
+        name,
+        KompoxDiskSpec {
+            provider: ProviderSpec::default(),
+            size: k8s_openapi::apimachinery::pkg::api::resource::Quantity(size),
+            zone,
+            options: Default::default(),
+            deletion_policy: policy,
+            from_snapshot: from_snapshot.map(|name| LocalRef { name: name.into() }),
+            handle: None,
+        },
+    );
+    d.metadata.namespace = Some(ns.to_owned());
+    d
+}
+
+/// Runs a `disk` subcommand; `err` gets the confirmation prompt of `delete`.
 ///
 /// # Errors
 ///
-/// [`CliError`] with the server's reason.
-pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write) -> Result<(), CliError> {
-    let p = |out: &mut dyn Write, s: String| {
-        writeln!(out, "{s}").map_err(|e| CliError::Io(e.to_string()))
-    };
+/// [`CliError`] with the server's reason, a refusal naming what holds the disk, or a timeout
+/// naming the last conditions.
+pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
         DiskCmd::List(a) => {
             let client = ns_client(&a.kube, &a.namespace).await?;
-            let api: Api<KompoxDisk> = Api::namespaced(client, &a.namespace);
-            let ds = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| {
-                    kubectx::kube_error(&format!("listing KompoxDisks in {}", a.namespace), &e)
-                })?
-                .items;
-            p(
+            let ds: Vec<KompoxDisk> = list_in(&client, &a.namespace).await?;
+            let now = k8s_openapi::jiff::Timestamp::now();
+            print_list(
                 out,
-                format!(
-                    "{:<20} {:<8} {:<16} {:<7} {:<20} {}",
-                    "NAME", "SIZE", "ZONE", "READY", "ATTACHED-TO", "FROM-SNAPSHOT"
+                &ds,
+                a.output,
+                (
+                    &[
+                        "NAME",
+                        "SIZE",
+                        "ZONE",
+                        "READY",
+                        "ATTACHED-TO",
+                        "FROM-SNAPSHOT",
+                        "AGE",
+                    ],
+                    &["DELETION-POLICY", "PV", "HANDLE"],
                 ),
-            )?;
-            for d in ds {
-                let s = d.status.clone().unwrap_or_default();
-                p(
-                    out,
-                    format!(
-                        "{:<20} {:<8} {:<16} {:<7} {:<20} {}",
-                        d.name_any(),
-                        d.spec.size.0,
-                        s.zone
-                            .clone()
-                            .or(d.spec.zone.clone())
-                            .unwrap_or_else(|| "-".into()),
-                        ready_of(&s.conditions),
-                        s.attached_to
-                            .map(|x| format!("{}/{}", x.app, x.volume))
-                            .unwrap_or_else(|| "-".into()),
-                        d.spec
-                            .from_snapshot
-                            .map(|r| r.name)
-                            .unwrap_or_else(|| "-".into()),
-                    ),
-                )?;
+                |d| {
+                    let s = d.status.clone().unwrap_or_default();
+                    (
+                        vec![
+                            d.name_any(),
+                            d.spec.size.0.clone(),
+                            or_dash(s.zone.or(d.spec.zone.clone())),
+                            ready_of(&s.conditions),
+                            or_dash(s.attached_to.map(|x| format!("{}/{}", x.app, x.volume))),
+                            or_dash(d.spec.from_snapshot.clone().map(|r| r.name)),
+                            age(d.metadata.creation_timestamp.as_ref(), now),
+                        ],
+                        vec![
+                            format!("{:?}", d.spec.deletion_policy),
+                            or_dash(s.pv_name),
+                            or_dash(s.handle.or(d.spec.handle.clone())),
+                        ],
+                    )
+                },
+            )
+        }
+        DiskCmd::Create(a) => {
+            let (ns, name) = (&a.target.namespace, &a.target.name);
+            let client = ns_client(&a.target.kube, ns).await?;
+            let api: Api<KompoxDisk> = Api::namespaced(client, ns);
+            let d = new_disk(
+                name,
+                ns,
+                a.size.clone(),
+                a.zone.clone(),
+                a.deletion_policy,
+                a.from_snapshot.as_deref(),
+            );
+            let what = format!("kompoxdisk {ns}/{name}");
+            let from = a
+                .from_snapshot
+                .as_ref()
+                .map(|s| format!(" from snapshot {s}"))
+                .unwrap_or_default();
+            create(
+                &api,
+                &d,
+                &what,
+                &format!("{what} created{from}"),
+                false,
+                out,
+            )
+            .await?;
+            if a.wait.wait {
+                wait_disk_ready(&api, ns, name, a.wait.timeout, out).await?;
             }
             Ok(())
         }
-        DiskCmd::Create(a) => {
-            let client = ns_client(&a.kube, &a.namespace).await?;
-            let api: Api<KompoxDisk> = Api::namespaced(client, &a.namespace);
-            let mut d = KompoxDisk::new(
-                &a.name,
-                KompoxDiskSpec {
-                    provider: ProviderSpec::default(),
-                    size: k8s_openapi::apimachinery::pkg::api::resource::Quantity(a.size.clone()),
-                    zone: a.zone.clone(),
-                    options: Default::default(),
-                    deletion_policy: DeletionPolicy::Orphan,
-                    from_snapshot: a.from_snapshot.clone().map(|name| LocalRef { name }),
-                    handle: None,
-                },
-            );
-            d.metadata.namespace = Some(a.namespace.clone());
-            api.create(&PostParams::default(), &d).await.map_err(|e| {
-                kubectx::kube_error(
-                    &format!("creating KompoxDisk {}/{}", a.namespace, a.name),
-                    &e,
-                )
-            })?;
-            p(
-                out,
-                format!(
-                    "kompoxdisk {}/{} created{}",
-                    a.namespace,
-                    a.name,
-                    a.from_snapshot
-                        .as_ref()
-                        .map(|s| format!(" from snapshot {s}"))
-                        .unwrap_or_default()
-                ),
-            )
-        }
         DiskCmd::Attach(a) | DiskCmd::Detach(a) => {
-            let verb = if matches!(cmd, DiskCmd::Attach(_)) {
-                "attach"
+            let (verb, prep) = if matches!(cmd, DiskCmd::Attach(_)) {
+                ("attach", "to")
             } else {
-                "detach"
+                ("detach", "from")
             };
-            let client = ns_client(&a.kube, &a.namespace).await?;
+            let (ns, name) = (&a.target.namespace, &a.target.name);
+            let client = ns_client(&a.target.kube, ns).await?;
             let body = serde_json::to_vec(&json!({"app": a.app, "volume": a.volume}))
                 .map_err(|e| CliError::Io(e.to_string()))?;
             let req = http::Request::post(format!(
-                "{SUBRESOURCES}/namespaces/{}/kompoxdisks/{}/{verb}",
-                a.namespace, a.name
+                "{SUBRESOURCES}/namespaces/{ns}/kompoxdisks/{name}/{verb}"
             ))
             .header("content-type", "application/json")
             .body(body)
             .map_err(|e| CliError::Io(e.to_string()))?;
-            client.request_text(req).await.map_err(|e| {
-                kubectx::kube_error(&format!("{verb} kompoxdisk {}/{}", a.namespace, a.name), &e)
-            })?;
-            p(
+            client
+                .request_text(req)
+                .await
+                .map_err(|e| kubectx::kube_error(&format!("{verb} kompoxdisk {ns}/{name}"), &e))?;
+            line(
                 out,
-                format!(
-                    "kompoxdisk {}/{} {verb}ed {} {}/{}",
-                    a.namespace,
-                    a.name,
-                    if verb == "attach" { "to" } else { "from" },
-                    a.app,
-                    a.volume
+                &format!(
+                    "kompoxdisk {ns}/{name} {verb}ed {prep} {}/{}",
+                    a.app, a.volume
                 ),
             )
         }
-        DiskCmd::Delete(a) => {
-            let client = ns_client(&a.kube, &a.namespace).await?;
-            let api: Api<KompoxDisk> = Api::namespaced(client, &a.namespace);
-            match api.delete(&a.name, &DeleteParams::default()).await {
-                Ok(_) => p(
-                    out,
-                    format!("kompoxdisk {}/{} deleted", a.namespace, a.name),
-                ),
-                Err(e) => Err(if kubectx::is_not_found(&e) {
-                    CliError::NotFound(format!("KompoxDisk {}/{}: not found", a.namespace, a.name))
-                } else {
-                    kubectx::kube_error(
-                        &format!("deleting KompoxDisk {}/{}", a.namespace, a.name),
-                        &e,
-                    )
-                }),
-            }
+        DiskCmd::Delete(a) => delete_disk(a, out, err).await,
+    }
+}
+
+/// The app volumes that hold disk `d`: volumes of existing apps naming it, and its
+/// `status.attachedTo` while that app exists (a stale one the controller clears).
+fn disk_users(d: &KompoxDisk, apps: &[KompoxApp]) -> Vec<(String, String)> {
+    let name = d.name_any();
+    let mut users: Vec<(String, String)> = apps
+        .iter()
+        .flat_map(|app| {
+            app.spec
+                .volumes
+                .iter()
+                .filter(|v| v.disk_ref.name == name)
+                .map(|v| (app.name_any(), v.name.clone()))
+        })
+        .collect();
+    if let Some(at) = d.status.as_ref().and_then(|s| s.attached_to.as_ref())
+        && apps.iter().any(|app| app.name_any() == at.app)
+        && !users.iter().any(|(a, v)| *a == at.app && *v == at.volume)
+    {
+        users.push((at.app.clone(), at.volume.clone()));
+    }
+    users
+}
+
+/// Asks on the terminal for the disk's name; `false` unless it is typed back.
+async fn confirm(err: &mut dyn Write, question: &str, answer: &str) -> Result<bool, CliError> {
+    let _ = write!(err, "{question}\nType the disk's name to confirm: ");
+    let _ = err.flush();
+    let typed = tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        std::io::stdin().read_line(&mut s).map(|_| s)
+    })
+    .await
+    .map_err(|e| CliError::Io(format!("reading the confirmation: {e}")))?
+    .map_err(|e| CliError::Io(format!("reading the confirmation: {e}")))?;
+    Ok(typed.trim() == answer)
+}
+
+/// `disk delete`: refuses a disk in use, asks before destroying a volume, deletes with a
+/// resourceVersion precondition (so nothing attached it since the check) and waits until the
+/// controller's finalizer let it go.
+async fn delete_disk(
+    a: &DiskDeleteArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let (ns, name) = (&a.target.namespace, &a.target.name);
+    let client = ns_client(&a.target.kube, ns).await?;
+    let api: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);
+    let d: KompoxDisk = get_in(&client, ns, name).await?;
+    let apps: Vec<KompoxApp> = list_in(&client, ns).await?;
+    let users = disk_users(&d, &apps);
+    if !users.is_empty() {
+        let mut lines = vec![format!(
+            "KompoxDisk {ns}/{name} is in use by {}: not deleted",
+            users
+                .iter()
+                .map(|(app, vol)| format!("KompoxApp {app} volume {vol}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )];
+        lines.extend(users.iter().map(|(app, vol)| {
+            format!("detach it first: kubectl kompox disk detach {name} -n {ns} --app {app} --volume {vol}")
+        }));
+        return Err(CliError::Invalid(lines));
+    }
+    let handle = or_dash(d.status.as_ref().and_then(|s| s.handle.clone()));
+    if d.spec.deletion_policy == DeletionPolicy::Delete && !a.yes {
+        let question = format!(
+            "KompoxDisk {ns}/{name} has deletionPolicy Delete: deleting it destroys volume {handle} and its data."
+        );
+        let confirmed = std::io::stdin().is_terminal() && confirm(err, &question, name).await?;
+        if !confirmed {
+            return Err(CliError::Invalid(vec![format!(
+                "{question} Not deleted: give --yes to confirm"
+            )]));
         }
+    }
+    let dp = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: d.metadata.uid.clone(),
+            resource_version: d.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => {}
+        Err(e) if kubectx::is_not_found(&e) => {
+            return Err(CliError::NotFound(format!(
+                "KompoxDisk {ns}/{name}: not found"
+            )));
+        }
+        Err(e) if is_conflict(&e) => {
+            return Err(CliError::Cluster(format!(
+                "KompoxDisk {ns}/{name} changed while it was checked (an attach?); not deleted, try again"
+            )));
+        }
+        Err(e) => {
+            return Err(kubectx::kube_error(
+                &format!("deleting KompoxDisk {ns}/{name}"),
+                &e,
+            ));
+        }
+    }
+    line(out, &format!("kompoxdisk {ns}/{name} deletion requested"))?;
+    if a.wait.wait {
+        kubectx::wait_deleted(
+            api,
+            name,
+            &format!("KompoxDisk {ns}/{name} deleted"),
+            a.wait.timeout,
+            Some(&mut *out),
+            |d| {
+                no_controller_yet(
+                    d.status
+                        .as_ref()
+                        .map(|s| s.conditions.as_slice())
+                        .unwrap_or_default(),
+                )
+            },
+        )
+        .await?;
+    }
+    let kept = match d.spec.deletion_policy {
+        DeletionPolicy::Orphan => format!(
+            " (deletionPolicy Orphan: volume {handle} kept; adopt it again with spec.handle)"
+        ),
+        DeletionPolicy::Delete => format!(" (deletionPolicy Delete: volume {handle} deleted)"),
+    };
+    if a.wait.wait {
+        line(out, &format!("kompoxdisk {ns}/{name} deleted{kept}"))
+    } else {
+        Ok(())
     }
 }
 
@@ -632,10 +960,10 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write) -> Result<(), CliError> {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCmd {
     /// List the KompoxSnapshots of a namespace.
-    List(NsArgs),
-    /// Snapshot a disk.
+    List(ListArgs),
+    /// Snapshot a disk into KompoxSnapshot NAME and wait until it is ready to use.
     Create(SnapshotCreateArgs),
-    /// Restore a snapshot into a new disk (`fromSnapshot`).
+    /// Restore KompoxSnapshot NAME into a new disk (`--to`) and wait until it is Ready.
     Restore(RestoreArgs),
 }
 
@@ -643,42 +971,24 @@ pub enum SnapshotCmd {
 #[derive(Debug, Args)]
 pub struct SnapshotCreateArgs {
     #[command(flatten)]
-    pub kube: KubeArgs,
-    /// The snapshot's name.
-    pub name: String,
-    /// The namespace.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+    pub target: Target,
     /// The KompoxDisk to snapshot.
     #[arg(long)]
     pub disk: String,
-    /// Wait until the snapshot is ready to use.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub wait: bool,
-    /// How long to wait.
-    #[arg(long, default_value = "120s", value_parser = kubectx::parse_duration)]
-    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Arguments of `snapshot restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     #[command(flatten)]
-    pub kube: KubeArgs,
-    /// The snapshot.
-    pub snapshot: String,
-    /// The namespace.
-    #[arg(short = 'n', long)]
-    pub namespace: String,
+    pub target: Target,
     /// Name of the new disk.
     #[arg(long = "to")]
     pub disk: String,
-    /// Wait until the new disk is Ready.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub wait: bool,
-    /// How long to wait.
-    #[arg(long, default_value = "120s", value_parser = kubectx::parse_duration)]
-    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Runs a `snapshot` subcommand.
@@ -687,203 +997,88 @@ pub struct RestoreArgs {
 ///
 /// [`CliError`] with the server's reason, or a timeout naming the last condition.
 pub async fn snapshot(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliError> {
-    let p = |out: &mut dyn Write, s: String| {
-        writeln!(out, "{s}").map_err(|e| CliError::Io(e.to_string()))
-    };
     match cmd {
         SnapshotCmd::List(a) => {
             let client = ns_client(&a.kube, &a.namespace).await?;
-            let api: Api<KompoxSnapshot> = Api::namespaced(client, &a.namespace);
-            let ss = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| {
-                    kubectx::kube_error(&format!("listing KompoxSnapshots in {}", a.namespace), &e)
-                })?
-                .items;
-            p(
+            let ss: Vec<KompoxSnapshot> = list_in(&client, &a.namespace).await?;
+            let now = k8s_openapi::jiff::Timestamp::now();
+            print_list(
                 out,
-                format!("{:<24} {:<20} {:<12} {}", "NAME", "DISK", "READY", "HANDLE"),
-            )?;
-            for s in ss {
-                let st = s.status.clone().unwrap_or_default();
-                p(
-                    out,
-                    format!(
-                        "{:<24} {:<20} {:<12} {}",
-                        s.name_any(),
-                        s.spec.disk_ref.name,
-                        st.ready_to_use,
-                        st.snapshot_handle.unwrap_or_else(|| "-".into())
-                    ),
-                )?;
-            }
-            Ok(())
+                &ss,
+                a.output,
+                (
+                    &["NAME", "DISK", "READY", "AGE"],
+                    &["RESTORE-SIZE", "HANDLE"],
+                ),
+                |s| {
+                    let st = s.status.clone().unwrap_or_default();
+                    (
+                        vec![
+                            s.name_any(),
+                            s.spec.disk_ref.name.clone(),
+                            st.ready_to_use.to_string(),
+                            age(s.metadata.creation_timestamp.as_ref(), now),
+                        ],
+                        vec![
+                            or_dash(st.restore_size.map(|q| q.0)),
+                            or_dash(st.snapshot_handle),
+                        ],
+                    )
+                },
+            )
         }
         SnapshotCmd::Create(a) => {
-            let client = ns_client(&a.kube, &a.namespace).await?;
-            let api: Api<KompoxSnapshot> = Api::namespaced(client, &a.namespace);
+            let (ns, name) = (&a.target.namespace, &a.target.name);
+            let client = ns_client(&a.target.kube, ns).await?;
+            let api: Api<KompoxSnapshot> = Api::namespaced(client, ns);
             let mut s = KompoxSnapshot::new(
-                &a.name,
+                name,
                 KompoxSnapshotSpec {
                     disk_ref: LocalRef {
                         name: a.disk.clone(),
                     },
                 },
             );
-            s.metadata.namespace = Some(a.namespace.clone());
-            match api.create(&PostParams::default(), &s).await {
-                Ok(_) => p(
-                    out,
-                    format!(
-                        "kompoxsnapshot {}/{} created from disk {}",
-                        a.namespace, a.name, a.disk
-                    ),
-                )?,
-                Err(e) if is_conflict(&e) => p(
-                    out,
-                    format!(
-                        "kompoxsnapshot {}/{} already exists (reused)",
-                        a.namespace, a.name
-                    ),
-                )?,
-                Err(e) => {
-                    return Err(kubectx::kube_error(
-                        &format!("creating KompoxSnapshot {}/{}", a.namespace, a.name),
-                        &e,
-                    ));
-                }
+            s.metadata.namespace = Some(ns.clone());
+            let what = format!("kompoxsnapshot {ns}/{name}");
+            let created = format!("{what} created from disk {}", a.disk);
+            create(&api, &s, &what, &created, true, out).await?;
+            if !a.wait.wait {
+                return Ok(());
             }
-            if a.wait {
-                let name = a.name.clone();
-                kubectx::poll(
-                    &format!("KompoxSnapshot {}/{name} ready to use", a.namespace),
-                    a.timeout,
-                    || {
-                        let api = api.clone();
-                        let name = name.clone();
-                        async move {
-                            let s = api.get(&name).await.map_err(|e| {
-                                kubectx::kube_error(&format!("reading KompoxSnapshot {name}"), &e)
-                            })?;
-                            let st = s.status.unwrap_or_default();
-                            Ok(if st.ready_to_use {
-                                Ok(())
-                            } else {
-                                Err(st
-                                    .conditions
-                                    .iter()
-                                    .map(|c| format!("{}={} {}", c.type_, c.status, c.message))
-                                    .collect::<Vec<_>>()
-                                    .join("; "))
-                            })
-                        }
-                    },
-                )
-                .await?;
-                p(
-                    out,
-                    format!("kompoxsnapshot {}/{} is ready to use", a.namespace, a.name),
-                )?;
-            }
-            Ok(())
+            let awaited = format!("KompoxSnapshot {ns}/{name} ready to use");
+            kubectx::wait_for(api, name, &awaited, a.wait.timeout, Some(&mut *out), |s| {
+                let Some(s) = s else {
+                    return Err(CliError::NotFound(format!(
+                        "KompoxSnapshot {ns}/{name} was deleted while waiting for it"
+                    )));
+                };
+                let st = s.status.clone().unwrap_or_default();
+                Ok(if st.ready_to_use {
+                    Ok(())
+                } else {
+                    Err(no_controller_yet(&st.conditions))
+                })
+            })
+            .await?;
+            line(out, &format!("{what} is ready to use"))
         }
         SnapshotCmd::Restore(a) => {
-            let client = ns_client(&a.kube, &a.namespace).await?;
-            let snaps: Api<KompoxSnapshot> = Api::namespaced(client.clone(), &a.namespace);
-            let snap = match snaps.get_opt(&a.snapshot).await {
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    return Err(CliError::NotFound(format!(
-                        "KompoxSnapshot {}/{}: not found",
-                        a.namespace, a.snapshot
-                    )));
-                }
-                Err(e) => {
-                    return Err(kubectx::kube_error(
-                        &format!("reading KompoxSnapshot {}/{}", a.namespace, a.snapshot),
-                        &e,
-                    ));
-                }
-            };
-            let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), &a.namespace);
+            let (ns, from, to) = (&a.target.namespace, &a.target.name, &a.disk);
+            let client = ns_client(&a.target.kube, ns).await?;
+            let snap: KompoxSnapshot = get_in(&client, ns, from).await?;
+            let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);
             let src = disks.get_opt(&snap.spec.disk_ref.name).await.ok().flatten();
             let size = src
                 .as_ref()
                 .map_or_else(|| "10Gi".to_owned(), |d| d.spec.size.0.clone());
             let zone = src.as_ref().and_then(|d| d.spec.zone.clone());
-            let mut d = KompoxDisk::new(
-                &a.disk,
-                KompoxDiskSpec {
-                    provider: ProviderSpec::default(),
-                    size: k8s_openapi::apimachinery::pkg::api::resource::Quantity(size),
-                    zone,
-                    options: Default::default(),
-                    deletion_policy: DeletionPolicy::Orphan,
-                    from_snapshot: Some(LocalRef {
-                        name: a.snapshot.clone(),
-                    }),
-                    handle: None,
-                },
-            );
-            d.metadata.namespace = Some(a.namespace.clone());
-            match disks.create(&PostParams::default(), &d).await {
-                Ok(_) => p(
-                    out,
-                    format!(
-                        "kompoxdisk {}/{} created from snapshot {}",
-                        a.namespace, a.disk, a.snapshot
-                    ),
-                )?,
-                Err(e) if is_conflict(&e) => p(
-                    out,
-                    format!(
-                        "kompoxdisk {}/{} already exists (reused)",
-                        a.namespace, a.disk
-                    ),
-                )?,
-                Err(e) => {
-                    return Err(kubectx::kube_error(
-                        &format!("creating KompoxDisk {}/{}", a.namespace, a.disk),
-                        &e,
-                    ));
-                }
-            }
-            if a.wait {
-                let name = a.disk.clone();
-                kubectx::poll(
-                    &format!("KompoxDisk {}/{name} Ready", a.namespace),
-                    a.timeout,
-                    || {
-                        let api = disks.clone();
-                        let name = name.clone();
-                        async move {
-                            let d = api.get(&name).await.map_err(|e| {
-                                kubectx::kube_error(&format!("reading KompoxDisk {name}"), &e)
-                            })?;
-                            let st = d.status.unwrap_or_default();
-                            let ready = st
-                                .conditions
-                                .iter()
-                                .any(|c| c.type_ == "Ready" && c.status == "True");
-                            Ok(if ready {
-                                Ok(())
-                            } else {
-                                Err(st
-                                    .conditions
-                                    .iter()
-                                    .map(|c| format!("{}={} {}", c.type_, c.status, c.message))
-                                    .collect::<Vec<_>>()
-                                    .join("; "))
-                            })
-                        }
-                    },
-                )
-                .await?;
-                p(
-                    out,
-                    format!("kompoxdisk {}/{} is Ready", a.namespace, a.disk),
-                )?;
+            let d = new_disk(to, ns, size, zone, DeletionPolicy::Orphan, Some(from));
+            let what = format!("kompoxdisk {ns}/{to}");
+            let created = format!("{what} created from snapshot {from}");
+            create(&disks, &d, &what, &created, true, out).await?;
+            if a.wait.wait {
+                wait_disk_ready(&disks, ns, to, a.wait.timeout, out).await?;
             }
             Ok(())
         }
@@ -914,5 +1109,79 @@ mod tests {
         let want = json!({"spec": {"replicas": 1}});
         let live = json!({"spec": {"replicas": 1, "revisionHistoryLimit": 10}, "status": {}});
         assert_eq!(project(&want, &live), want);
+    }
+
+    #[test]
+    fn table_pads_columns_like_kubectl() {
+        let rows = vec![
+            vec!["NAME".to_owned(), "SIZE".to_owned(), "AGE".to_owned()],
+            vec!["a-long-name".to_owned(), "1Gi".to_owned(), "5s".to_owned()],
+        ];
+        assert_eq!(
+            table(&rows),
+            "NAME          SIZE   AGE\na-long-name   1Gi    5s\n"
+        );
+        assert_eq!(table(&[]), "");
+    }
+
+    #[test]
+    fn ages() {
+        let now = k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap_or_default();
+        let at = |secs: i64| {
+            Time(k8s_openapi::jiff::Timestamp::from_second(1_000_000 - secs).unwrap_or_default())
+        };
+        assert_eq!(age(Some(&at(5)), now), "5s");
+        assert_eq!(age(Some(&at(119)), now), "119s");
+        assert_eq!(age(Some(&at(600)), now), "10m");
+        assert_eq!(age(Some(&at(3 * 3600)), now), "3h");
+        assert_eq!(age(Some(&at(3 * 86400)), now), "3d");
+        assert_eq!(age(Some(&at(-30)), now), "0s", "clock skew");
+        assert_eq!(age(None, now), "<unknown>");
+    }
+
+    fn app_with(name: &str, volumes: &[(&str, &str)]) -> KompoxApp {
+        let mut a = crate::render::default_app(name);
+        a.spec.volumes = volumes
+            .iter()
+            .map(|(v, d)| kompox_core::api::AppVolume {
+                name: (*v).to_owned(),
+                disk_ref: LocalRef {
+                    name: (*d).to_owned(),
+                },
+            })
+            .collect();
+        a
+    }
+
+    #[test]
+    fn disk_users_from_app_specs_and_a_live_holder() {
+        let mut d = crate::render::disk("data");
+        let apps = vec![
+            app_with("web", &[("default", "data"), ("logs", "other")]),
+            app_with("wiki", &[("default", "wiki-disk")]),
+        ];
+        assert_eq!(
+            disk_users(&d, &apps),
+            vec![("web".to_owned(), "default".to_owned())]
+        );
+        // status.attachedTo of an existing app counts, of a deleted app not.
+        for (holder, users) in [("wiki", 2), ("gone", 1)] {
+            d.status = Some(kompox_core::api::KompoxDiskStatus {
+                attached_to: Some(kompox_core::api::AttachedTo {
+                    app: holder.into(),
+                    volume: "old".into(),
+                }),
+                ..Default::default()
+            });
+            assert_eq!(disk_users(&d, &apps).len(), users, "{holder}");
+        }
+        assert!(disk_users(&crate::render::disk("free"), &apps).is_empty());
+    }
+
+    #[test]
+    fn deletion_policy_flag() {
+        assert_eq!(parse_deletion_policy("Delete"), Ok(DeletionPolicy::Delete));
+        assert_eq!(parse_deletion_policy("Orphan"), Ok(DeletionPolicy::Orphan));
+        assert!(parse_deletion_policy("delete").is_err());
     }
 }

@@ -137,6 +137,36 @@ pub(crate) fn read_text(path: &Path) -> Result<String, CliError> {
         .map_err(|_| CliError::Invalid(vec![format!("{}: not UTF-8 text", path.display())]))
 }
 
+/// Reads an `--app` file: exactly one KompoxApp, with its KompoxDisks and Secrets/ConfigMaps
+/// (the bundle's `apps` is left empty); the file's warnings are appended to `warnings`.
+///
+/// # Errors
+///
+/// [`CliError::Invalid`] with one `file: path: message` line per problem.
+pub(crate) fn read_app_file(
+    path: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Result<(KompoxApp, Bundle), CliError> {
+    let text = read_text(path)?;
+    let mut b = Bundle::parse(&text).map_err(|errs| {
+        CliError::Invalid(
+            errs.iter()
+                .map(|d| format!("{}: {d}", path.display()))
+                .collect(),
+        )
+    })?;
+    warnings.append(&mut b.warnings);
+    if b.apps.len() != 1 {
+        return Err(CliError::Invalid(vec![format!(
+            "{}: expected exactly one KompoxApp, found {}",
+            path.display(),
+            b.apps.len()
+        )]));
+    }
+    let app = b.apps.remove(0);
+    Ok((app, b))
+}
+
 /// Runs `render`.
 ///
 /// # Errors
@@ -159,23 +189,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
 
     let (mut app, disks, mut sources) = match &args.app {
         Some(path) => {
-            let text = read_text(path)?;
-            let mut b = Bundle::parse(&text).map_err(|errs| {
-                CliError::Invalid(
-                    errs.iter()
-                        .map(|d| format!("{}: {d}", path.display()))
-                        .collect(),
-                )
-            })?;
-            warnings.append(&mut b.warnings);
-            if b.apps.len() != 1 {
-                return Err(CliError::Invalid(vec![format!(
-                    "{}: expected exactly one KompoxApp, found {}",
-                    path.display(),
-                    b.apps.len()
-                )]));
-            }
-            let app = b.apps.remove(0);
+            let (app, mut b) = read_app_file(path, &mut warnings)?;
             for (i, v) in app.spec.volumes.iter().enumerate() {
                 let name = &v.disk_ref.name;
                 if !b.disks.contains_key(name) {
