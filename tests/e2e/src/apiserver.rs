@@ -21,15 +21,13 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 
-use crate::{cluster, ensure_crds, kubectl, repo_root, wait_until};
+use crate::{cluster, ensure_crds, kubectl, repo_root, service_account_kubeconfig, wait_until};
 
 /// Name of the APIService.
 pub const APISERVICE: &str = "v1alpha1.subresources.k8s.kompox.dev";
@@ -91,36 +89,7 @@ fn apiservice_api(client: kube::Client) -> Api<DynamicObject> {
 /// `Config`, not a `Client`: a client's worker lives on the runtime that built it, and the
 /// server runs on a runtime of its own.
 async fn service_account_config(admin: &kube::Client) -> Result<kube::Config> {
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
-    let tr = sas
-        .create_token_request(
-            SERVICE_ACCOUNT,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(3 * 3600),
-                    ..TokenRequestSpec::default()
-                },
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .context("requesting a token for the kompox-apiserver ServiceAccount")?;
-    let token = tr
-        .status
-        .map(|s| s.token)
-        .context("TokenRequest without a token")?;
-    let kc = Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
-    let mut v = serde_json::to_value(&kc)?;
-    let users = v
-        .get_mut("users")
-        .and_then(Value::as_array_mut)
-        .context("admin kubeconfig without users")?;
-    for u in users.iter_mut() {
-        u["user"] = json!({"token": token});
-    }
-    let kc: Kubeconfig = serde_json::from_value(v)?;
+    let kc = service_account_kubeconfig(admin, SYSTEM_NAMESPACE, SERVICE_ACCOUNT).await?;
     Ok(kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?)
 }
 

@@ -10,25 +10,34 @@
 //!   leaves no controller behind; killed on drop.
 //! - [`ControllerProcess::kill9`] is `SIGKILL`, for restart-safety tests.
 //!
+//! - [`run`] gives a test body its [`TestEnv`] (built on [`scoped`]) and tears it down (with
+//!   [`finish`]) whatever happened.
+//!
 //! Also the mock CSI driver's view for leak checks: [`driver_volumes`], [`driver_snapshots`],
-//! [`driver_log`].
+//! [`driver_log`]; and its data plane (`hack/cluster.sh` runs it with `-data-dir`): the files
+//! of a volume by handle, as a pod mounting it would see them ([`write_volume_file`],
+//! [`read_volume_file`], [`volume_files`], [`volume_dir_exists`]).
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::api::{Api, PostParams};
-use kube::config::Kubeconfig;
-use serde_json::{Value, json};
+use anyhow::{Context, Result, bail, ensure};
+use kompox_core::api::KompoxDisk;
+use kube::Client;
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
-use crate::{admin_client, cluster, kubectl, repo_root, wait_until};
+use crate::{
+    TestNamespace, admin_client, cluster, delete_all, ensure_crds, kubectl, repo_root,
+    service_account_kubeconfig, wait_until,
+};
 
 /// Namespace of the controller's ServiceAccount and Lease.
 pub const SYSTEM_NAMESPACE: &str = "k4x-system";
@@ -105,41 +114,20 @@ pub async fn kubeconfig() -> Result<PathBuf> {
     PATH.get_or_try_init(|| async {
         ensure_rbac().await?;
         let admin = admin_client().await?;
-        let sas: Api<ServiceAccount> = Api::namespaced(admin, SYSTEM_NAMESPACE);
-        let tr = sas
-            .create_token_request(
-                SERVICE_ACCOUNT,
-                &PostParams::default(),
-                &TokenRequest {
-                    spec: TokenRequestSpec {
-                        audiences: vec![],
-                        expiration_seconds: Some(3 * 3600),
-                        ..TokenRequestSpec::default()
-                    },
-                    ..TokenRequest::default()
-                },
-            )
-            .await
-            .context("requesting a token for the kompox-controller ServiceAccount")?;
-        let token = tr
-            .status
-            .map(|s| s.token)
-            .context("TokenRequest without a token")?;
-        let kc = Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
-        let mut v = serde_json::to_value(&kc)?;
-        for u in v
-            .get_mut("users")
-            .and_then(Value::as_array_mut)
-            .context("admin kubeconfig without users")?
-            .iter_mut()
-        {
-            u["user"] = json!({"token": token});
-        }
+        let kc = service_account_kubeconfig(&admin, SYSTEM_NAMESPACE, SERVICE_ACCOUNT).await?;
         let path = std::env::temp_dir().join(format!(
             "kompox-e2e-controller-{}.kubeconfig",
             std::process::id()
         ));
-        std::fs::write(&path, serde_json::to_vec(&v)?)?;
+        // It holds a token: readable by this user only.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec(&kc)?)?;
         Ok(path)
     })
     .await
@@ -259,6 +247,22 @@ impl ControllerProcess {
         Ok(())
     }
 
+    /// Starts the process again if it is not running (e.g. a test killed it), and waits until
+    /// it is ready.
+    pub async fn ensure_running(&mut self, timeout: Duration) -> Result<()> {
+        if !self.is_running() {
+            self.restart().await?;
+        }
+        self.wait_ready(timeout).await
+    }
+
+    /// [`ControllerProcess::stop`], and the process must have exited with success.
+    pub async fn shutdown(self, timeout: Duration) -> Result<()> {
+        let status = self.stop(timeout).await?;
+        ensure!(status.success(), "controller exited with {status}");
+        Ok(())
+    }
+
     /// Closes the process's stdin (it exits gracefully) and waits for it, at most `timeout`.
     pub async fn stop(mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         if let Some(mut s) = self.stdin.take() {
@@ -312,6 +316,65 @@ impl ControllerProcess {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// What each controller test starts from: the local control plane up with Kompox's CRDs, an
+/// admin client, a namespace `e2e-<prefix>-…` with `labels`, and a ready controller scoped to it.
+pub async fn scoped(
+    prefix: &str,
+    labels: &[(&str, &str)],
+) -> Result<(Client, TestNamespace, ControllerProcess)> {
+    cluster();
+    ensure_crds().await?;
+    let client = admin_client().await?;
+    let ns = TestNamespace::create(&client, prefix, labels).await?;
+    let controller = ControllerProcess::start(Options::namespace(&ns.name)).await?;
+    Ok((client, ns, controller))
+}
+
+/// The end of every controller test's teardown: deletes the namespace's KompoxDisks (through
+/// the controller, so their deletion policies reach the driver), stops the controller (it must
+/// exit with success) and deletes the namespace.
+pub async fn finish(ns: TestNamespace, controller: ControllerProcess) -> Result<()> {
+    delete_all(&ns.api::<KompoxDisk>()).await?;
+    controller.shutdown(Duration::from_secs(20)).await?;
+    ns.cleanup().await
+}
+
+/// How long [`run`] waits for a restarted controller before the teardown.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A test file's environment around a scoped controller, for [`run`].
+pub trait TestEnv: Sized {
+    /// A fresh environment for one test (see [`scoped`]).
+    fn start(prefix: &str) -> impl Future<Output = Result<Self>>;
+    /// Removes what the test left (see [`finish`]); runs whether the test passed or not, with
+    /// the controller running again if the test killed it.
+    fn teardown(self) -> impl Future<Output = Result<()>>;
+    /// The environment's controller: [`run`] names its log when the test fails, and restarts
+    /// it for the teardown if it is not running.
+    fn controller(&mut self) -> &mut ControllerProcess;
+}
+
+/// Runs a test body with a fresh `E` and always tears it down: the body's error wins (with the
+/// controller's log named), and a failed teardown is reported with it.
+pub async fn run<E, F>(prefix: &str, body: F) -> Result<()>
+where
+    E: TestEnv,
+    F: for<'a> FnOnce(&'a mut E) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>,
+{
+    let mut env = E::start(prefix).await?;
+    let result = body(&mut env).await;
+    let log = env.controller().log.clone();
+    let teardown = match env.controller().ensure_running(TEARDOWN_TIMEOUT).await {
+        Ok(()) => env.teardown().await,
+        Err(e) => Err(e.context("restarting the controller for the teardown")),
+    };
+    let result = result.with_context(|| format!("controller log: {}", log.display()));
+    match (result, teardown) {
+        (Err(e), Err(t)) => Err(e.context(format!("teardown failed too: {t:#}"))),
+        (r, t) => r.and(t),
     }
 }
 
@@ -403,4 +466,77 @@ pub fn volumes_created_in(namespace: &str) -> Result<BTreeSet<String>> {
                 .map(str::to_string)
         })
         .collect())
+}
+
+/// `rel` as a relative path of normal components only (data from a test, checked anyway: it
+/// names files under the driver's data dir).
+fn relative(rel: &str) -> Result<&Path> {
+    let p = Path::new(rel);
+    ensure!(
+        !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_))),
+        "{rel:?} is not a relative path of plain names"
+    );
+    Ok(p)
+}
+
+/// The directory of volume `handle` in the mock driver's data plane
+/// (`$KOMPOX_CSI_DATA_DIR/volumes/<handle>`). A handle comes from the API: it must be one
+/// plain path element.
+pub fn volume_dir(handle: &str) -> Result<PathBuf> {
+    ensure!(
+        relative(handle)?.components().count() == 1,
+        "volume handle {handle:?} is not a single path element"
+    );
+    Ok(cluster_dir().join("csi/data/volumes").join(handle))
+}
+
+/// Whether volume `handle` has a directory in the driver's data plane.
+pub fn volume_dir_exists(handle: &str) -> Result<bool> {
+    let dir = volume_dir(handle)?;
+    dir.try_exists()
+        .with_context(|| format!("checking {}", dir.display()))
+}
+
+/// Writes `bytes` to file `rel` (relative, may be nested) in volume `handle`, as a pod would.
+pub fn write_volume_file(handle: &str, rel: &str, bytes: &[u8]) -> Result<()> {
+    let dir = volume_dir(handle)?;
+    ensure!(
+        dir.is_dir(),
+        "volume {handle} has no data directory {}",
+        dir.display()
+    );
+    let path = dir.join(relative(rel)?);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// File `rel` of volume `handle`.
+pub fn read_volume_file(handle: &str, rel: &str) -> Result<Vec<u8>> {
+    let path = volume_dir(handle)?.join(relative(rel)?);
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Every file of volume `handle`, by its path relative to the volume ("/"-separated).
+pub fn volume_files(handle: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                out.insert(rel, bytes);
+            }
+        }
+        Ok(())
+    }
+    let root = volume_dir(handle)?;
+    let mut out = BTreeMap::new();
+    walk(&root, &root, &mut out)?;
+    Ok(out)
 }

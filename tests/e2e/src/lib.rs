@@ -20,8 +20,9 @@ pub mod controller;
 pub mod storage;
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Client, Config, Resource};
@@ -118,6 +119,45 @@ pub async fn admin_client() -> Result<Client> {
 /// A client acting as the unprivileged user `dev`.
 pub async fn user_client() -> Result<Client> {
     client_from(&cluster().user_kubeconfig).await
+}
+
+/// A kubeconfig acting as ServiceAccount `namespace/name`: the admin kubeconfig's cluster, with
+/// a fresh bound token (valid 3 h) in place of every user's credentials.
+pub async fn service_account_kubeconfig(
+    admin: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Kubeconfig> {
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+    let tr = sas
+        .create_token_request(
+            name,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3 * 3600),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .with_context(|| format!("requesting a token for ServiceAccount {namespace}/{name}"))?;
+    let token = tr
+        .status
+        .map(|s| s.token)
+        .context("TokenRequest without a token")?;
+    let kc = Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
+    let mut v = serde_json::to_value(&kc)?;
+    let users = v
+        .get_mut("users")
+        .and_then(serde_json::Value::as_array_mut)
+        .context("admin kubeconfig without users")?;
+    for u in users.iter_mut() {
+        u["user"] = serde_json::json!({"token": token});
+    }
+    Ok(serde_json::from_value(v)?)
 }
 
 /// Runs the pinned kubectl against the cluster as admin; returns stdout, fails with stderr.
@@ -249,6 +289,39 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How long [`delete_and_wait`] waits: deletions wait on controllers' finalizers and, for
+/// volumes, on the CSI driver.
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Deletes `name` and waits (at most [`DELETE_TIMEOUT`]) until it is gone; already gone is fine.
+pub async fn delete_and_wait<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    wait_until(&format!("{name} deleted"), DELETE_TIMEOUT, || async {
+        Ok(api.get_opt(name).await?.is_none())
+    })
+    .await
+}
+
+/// [`delete_and_wait`] for every object `api` lists, one after the other.
+pub async fn delete_all<K>(api: &Api<K>) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    for o in api.list(&ListParams::default()).await?.items {
+        if let Some(name) = o.meta().name.as_deref() {
+            delete_and_wait(api, name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Watches one object until `cond` holds, failing after `timeout`.

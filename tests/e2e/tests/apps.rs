@@ -5,8 +5,6 @@
 //! CSI driver — and keeps it right as compose, Secrets and disks change. No Traefik runs
 //! locally, so an Ingress counts as admitted once it exists (see the controller's docs).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -23,9 +21,9 @@ use kompox_e2e::apps::{
     PodWatch, app_reconciles, apply, is_ready, load_sample, put_compose, sample_compose, small_app,
     small_compose, wait_app, wait_degraded, wait_ready,
 };
-use kompox_e2e::controller::{ControllerProcess, Options};
-use kompox_e2e::{TestNamespace, admin_client, cluster, ensure_crds, wait_until};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kompox_e2e::controller::{ControllerProcess, TestEnv, finish, run, scoped};
+use kompox_e2e::{TestNamespace, delete_all, delete_and_wait, wait_until};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -41,22 +39,14 @@ struct Env {
     controller: ControllerProcess,
 }
 
-impl Env {
-    async fn new(prefix: &str) -> Result<Self> {
-        cluster();
-        ensure_crds().await?;
-        let client = admin_client().await?;
+impl TestEnv for Env {
+    async fn start(prefix: &str) -> Result<Self> {
         // An app namespace as `kubectl kompox` creates it: managed by Kompox, with a tenant.
-        let ns = TestNamespace::create(
-            &client,
-            prefix,
-            &[
-                ("app.kubernetes.io/managed-by", "kompox"),
-                ("kompox.dev/tenant", "team-a"),
-            ],
-        )
-        .await?;
-        let controller = ControllerProcess::start(Options::namespace(&ns.name)).await?;
+        let labels = [
+            ("app.kubernetes.io/managed-by", "kompox"),
+            ("kompox.dev/tenant", "team-a"),
+        ];
+        let (client, ns, controller) = scoped(prefix, &labels).await?;
         Ok(Self {
             client,
             ns,
@@ -64,6 +54,25 @@ impl Env {
         })
     }
 
+    /// Removes the test's hold finalizers, deletes apps (through the controller), then
+    /// [`finish`]: disks, the controller, the namespace.
+    async fn teardown(self) -> Result<()> {
+        let pvcs: Api<PersistentVolumeClaim> = self.ns.api();
+        for p in pvcs.list(&ListParams::default()).await?.items {
+            if p.finalizers().iter().any(|f| f == HOLD) {
+                unhold(&pvcs, &p.name_any()).await?;
+            }
+        }
+        delete_all(&self.apps()).await?;
+        finish(self.ns, self.controller).await
+    }
+
+    fn controller(&mut self) -> &mut ControllerProcess {
+        &mut self.controller
+    }
+}
+
+impl Env {
     fn apps(&self) -> Api<KompoxApp> {
         self.ns.api()
     }
@@ -75,63 +84,6 @@ impl Env {
     fn deployments(&self) -> Api<Deployment> {
         self.ns.api()
     }
-
-    /// Removes the test's hold finalizers, deletes apps (through the controller) and disks,
-    /// stops the controller and deletes the namespace. Runs whether the test passed or not.
-    async fn teardown(mut self) -> Result<()> {
-        if !self.controller.is_running() {
-            self.controller.restart().await?;
-            self.controller.wait_ready(TIMEOUT).await?;
-        }
-        let pvcs: Api<PersistentVolumeClaim> = self.ns.api();
-        for p in pvcs.list(&ListParams::default()).await?.items {
-            if p.finalizers().iter().any(|f| f == HOLD) {
-                unhold(&pvcs, &p.name_any()).await?;
-            }
-        }
-        let apps = self.apps();
-        for a in apps.list(&ListParams::default()).await?.items {
-            delete_and_wait(&apps, &a.name_any()).await?;
-        }
-        let disks = self.disks();
-        for d in disks.list(&ListParams::default()).await?.items {
-            delete_and_wait(&disks, &d.name_any()).await?;
-        }
-        let status = self.controller.stop(Duration::from_secs(20)).await?;
-        ensure!(status.success(), "controller exited with {status}");
-        self.ns.cleanup().await
-    }
-}
-
-/// Runs a test body with an [`Env`] and always tears it down (the body's error wins).
-async fn run<F>(prefix: &str, body: F) -> Result<()>
-where
-    F: for<'a> FnOnce(&'a mut Env) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>,
-{
-    let mut env = Env::new(prefix).await?;
-    let result = body(&mut env).await;
-    let log = env.controller.log.clone();
-    let teardown = env.teardown().await;
-    let result = result.with_context(|| format!("controller log: {}", log.display()));
-    match (result, teardown) {
-        (Err(e), Err(t)) => Err(e.context(format!("teardown failed too: {t:#}"))),
-        (r, t) => r.and(t),
-    }
-}
-
-async fn delete_and_wait<K>(api: &Api<K>, name: &str) -> Result<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    wait_until(&format!("{name} deleted"), TIMEOUT, || async {
-        Ok(api.get_opt(name).await?.is_none())
-    })
-    .await
 }
 
 /// Adds the test's finalizer to PVC `name`, so its deletion waits for [`unhold`].

@@ -3,14 +3,15 @@
 //! upstream mock CSI driver), with `kompox-controller` as a local process scoped to each test's
 //! namespace and running as its ServiceAccount with `manifests/controller/rbac.yaml`.
 //!
-//! The mock driver keeps volumes in memory: there are no bytes to write and read back. A
-//! restore is verified by the CSI call chain instead: the driver's `CreateVolume` for the
-//! restored disk carries the snapshot's handle as its content source and returned the disk's
-//! handle.
+//! The mock driver runs with a data plane (`hack/cluster.sh`: `-data-dir`): each volume is a
+//! directory, which the tests write and read by handle as a pod mounting the volume would
+//! (there is no kubelet). So a restore is verified by content — the restored disk holds
+//! exactly the bytes of snapshot time, not what was written later — as well as by the CSI call
+//! chain (the driver's `CreateVolume` for the restored disk carries the snapshot's handle as
+//! its content source); deletion by the directory going with the volume, and Orphan by the
+//! bytes staying for the disk that adopts the volume again.
 
-use std::collections::BTreeSet;
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -20,10 +21,13 @@ use kompox_controller::claim::{Claim, claim, claim_decision};
 use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
 use kompox_e2e::controller::{
-    ControllerProcess, Options, driver_calls, driver_snapshots, driver_volumes, volumes_created_in,
+    ControllerProcess, Options, TestEnv, driver_calls, driver_snapshots, driver_volumes, finish,
+    read_volume_file, run, scoped, volume_dir, volume_dir_exists, volume_files, volumes_created_in,
+    write_volume_file,
 };
 use kompox_e2e::{
-    TestNamespace, admin_client, cluster, ensure_crds, wait_for_condition, wait_until,
+    TestNamespace, admin_client, cluster, delete_all, delete_and_wait, ensure_crds,
+    wait_for_condition, wait_until,
 };
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -37,13 +41,9 @@ struct Env {
     controller: ControllerProcess,
 }
 
-impl Env {
-    async fn new(prefix: &str) -> Result<Self> {
-        cluster();
-        ensure_crds().await?;
-        let client = admin_client().await?;
-        let ns = TestNamespace::create(&client, prefix, &[]).await?;
-        let controller = ControllerProcess::start(Options::namespace(&ns.name)).await?;
+impl TestEnv for Env {
+    async fn start(prefix: &str) -> Result<Self> {
+        let (client, ns, controller) = scoped(prefix, &[]).await?;
         Ok(Self {
             client,
             ns,
@@ -51,6 +51,21 @@ impl Env {
         })
     }
 
+    /// Deletes what the test left (snapshots, PVCs, then through [`finish`] disks — via the
+    /// controller, so the Delete policy reaches the driver), stops the controller and deletes
+    /// the namespace.
+    async fn teardown(self) -> Result<()> {
+        delete_all(&self.snapshots()).await?;
+        delete_all(&self.ns.api::<PersistentVolumeClaim>()).await?;
+        finish(self.ns, self.controller).await
+    }
+
+    fn controller(&mut self) -> &mut ControllerProcess {
+        &mut self.controller
+    }
+}
+
+impl Env {
     fn disks(&self) -> Api<KompoxDisk> {
         self.ns.api()
     }
@@ -99,45 +114,6 @@ impl Env {
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect())
-    }
-
-    /// Deletes what the test left (snapshots, PVCs, disks — through the controller, so the
-    /// Delete policy reaches the driver), stops the controller and deletes the namespace.
-    /// Runs whether the test passed or not.
-    async fn teardown(mut self) -> Result<()> {
-        if !self.controller.is_running() {
-            self.controller.restart().await?;
-            self.controller.wait_ready(TIMEOUT).await?;
-        }
-        let snaps = self.snapshots();
-        for s in snaps.list(&ListParams::default()).await?.items {
-            delete_and_wait(&snaps, &s.name_any()).await?;
-        }
-        let pvcs: Api<PersistentVolumeClaim> = self.ns.api();
-        for p in pvcs.list(&ListParams::default()).await?.items {
-            delete_and_wait(&pvcs, &p.name_any()).await?;
-        }
-        let disks = self.disks();
-        for d in disks.list(&ListParams::default()).await?.items {
-            delete_and_wait(&disks, &d.name_any()).await?;
-        }
-        let status = self.controller.stop(Duration::from_secs(20)).await?;
-        ensure!(status.success(), "controller exited with {status}");
-        self.ns.cleanup().await
-    }
-}
-
-/// Runs a test body with an [`Env`] and always tears it down (the body's error wins).
-async fn run<F>(prefix: &str, body: F) -> Result<()>
-where
-    F: for<'a> FnOnce(&'a mut Env) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>,
-{
-    let mut env = Env::new(prefix).await?;
-    let result = body(&mut env).await;
-    let teardown = env.teardown().await;
-    match (result, teardown) {
-        (Err(e), Err(t)) => Err(e.context(format!("teardown failed too: {t:#}"))),
-        (r, t) => r.and(t),
     }
 }
 
@@ -192,21 +168,6 @@ async fn wait_snapshot_ready(api: &Api<KompoxSnapshot>, name: &str) -> Result<Ko
     .with_context(|| format!("KompoxSnapshot {name} gone"))
 }
 
-async fn delete_and_wait<K>(api: &Api<K>, name: &str) -> Result<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    wait_until(&format!("{name} deleted"), TIMEOUT, || async {
-        Ok(api.get_opt(name).await?.is_none())
-    })
-    .await
-}
-
 fn handle_of(d: &KompoxDisk) -> Result<String> {
     d.status
         .as_ref()
@@ -250,6 +211,33 @@ async fn pv_phase(client: &Client, pv: &str) -> Result<Option<String>> {
         .and_then(|p| p.status.and_then(|s| s.phase)))
 }
 
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    rand::fill(&mut b[..]);
+    b
+}
+
+/// Writes random files (path, size) into volume `handle`; returns what it wrote, as
+/// [`volume_files`] reads a volume.
+fn write_files(handle: &str, files: &[(&str, usize)]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for (path, size) in files {
+        let bytes = random_bytes(*size);
+        write_volume_file(handle, path, &bytes)?;
+        out.insert((*path).to_string(), bytes);
+    }
+    Ok(out)
+}
+
+/// A volume's files for a failure message: "path (size)" each, in order.
+fn describe(files: &BTreeMap<String, Vec<u8>>) -> String {
+    let list: Vec<String> = files
+        .iter()
+        .map(|(p, b)| format!("{p} ({} bytes)", b.len()))
+        .collect();
+    format!("[{}]", list.join(", "))
+}
+
 #[tokio::test]
 async fn disk_provisions_binds_releases_and_deletes_its_volume() -> Result<()> {
     run("disk", |env| {
@@ -280,6 +268,7 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume_body(env: &mut En
         driver_volumes()?.contains(&handle),
         "driver lacks volume {handle}"
     );
+    write_volume_file(&handle, "data.bin", &random_bytes(4096))?;
 
     // The static PV, as the contract says.
     let pv = serde_json::to_value(
@@ -380,6 +369,11 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume_body(env: &mut En
         !driver_volumes()?.contains(&handle),
         "volume {handle} still in the driver"
     );
+    ensure!(
+        !volume_dir_exists(&handle)?,
+        "volume {handle} deleted but its data left: {}",
+        volume_dir(&handle)?.display()
+    );
     let deleted = driver_calls("DeleteVolume")?;
     ensure!(
         deleted
@@ -405,6 +399,7 @@ async fn orphan_keeps_the_volume_and_spec_handle_adopts_it_body(env: &mut Env) -
     let d = wait_disk_ready(&api, "keep").await?;
     let handle = handle_of(&d)?;
     let pv_name = pv_of(&d)?;
+    let kept = write_files(&handle, &[("db/data.bin", 65536), ("README", 64)])?;
     delete_and_wait(&api, "keep").await?;
     let evs = env.events("keep").await?;
     assert!(
@@ -415,6 +410,10 @@ async fn orphan_keeps_the_volume_and_spec_handle_adopts_it_body(env: &mut Env) -
     ensure!(
         driver_volumes()?.contains(&handle),
         "orphaned volume {handle} was deleted"
+    );
+    ensure!(
+        volume_files(&handle)? == kept,
+        "orphaned volume {handle} does not hold its bytes any more"
     );
     let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
     wait_until("orphaned PV object dropped", TIMEOUT, || async {
@@ -435,11 +434,21 @@ async fn orphan_keeps_the_volume_and_spec_handle_adopts_it_body(env: &mut Env) -
         pv.spec.and_then(|s| s.csi).map(|c| c.volume_handle),
         Some(handle.clone())
     );
+    // The adopted disk's volume is the one with the bytes written before the orphaning.
+    ensure!(
+        volume_files(&handle_of(&again)?)? == kept,
+        "the adopted disk does not see the orphaned volume's bytes"
+    );
+    assert_eq!(read_volume_file(&handle, "README")?, kept["README"]);
     delete_and_wait(&api, "again").await?;
     wait_until("adopted volume deleted", TIMEOUT, || async {
         Ok(!driver_volumes()?.contains(&handle))
     })
     .await?;
+    ensure!(
+        !volume_dir_exists(&handle)?,
+        "adopted volume {handle} deleted but its data left"
+    );
     Ok(())
 }
 
@@ -568,19 +577,32 @@ async fn snapshot_then_restore_from_it() -> Result<()> {
 async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     let api = env.disks();
     let snaps = env.snapshots();
+    let t = Instant::now();
     env.create_disk(
         "src",
         json!({"size": "1Gi", "zone": "3", "deletionPolicy": "Delete"}),
     )
     .await?;
     let src = wait_disk_ready(&api, "src").await?;
+    println!("create -> Ready: {:?}", t.elapsed());
     let src_handle = handle_of(&src)?;
+    let at_s1 = write_files(
+        &src_handle,
+        &[("data.bin", 1 << 20), ("nested/deeper/notes.txt", 100)],
+    )?;
 
     // Detached disk: through a temporary PVC bound to the static PV.
     let t0 = Instant::now();
     env.create_snapshot("s1", "src").await?;
     let s1 = wait_snapshot_ready(&snaps, "s1").await?;
     println!("snapshot -> readyToUse: {:?}", t0.elapsed());
+    // Written after s1: the restore from s1 must not have any of it.
+    write_volume_file(&src_handle, "data.bin", &random_bytes(1 << 20))?;
+    write_volume_file(&src_handle, "later.txt", b"after s1")?;
+    ensure!(
+        volume_files(&src_handle)? != at_s1,
+        "the source volume's bytes did not change"
+    );
     let st = s1.status.clone().unwrap_or_default();
     let snap_handle = st.snapshot_handle.clone().context("no snapshotHandle")?;
     // The mock's snapshots have size 0; snapshot-controller then reports no restoreSize.
@@ -620,7 +642,8 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
         Some("Bound")
     );
 
-    // Restore: a new disk from s1. The mock has no bytes; the CSI chain proves the source.
+    // Restore: a new disk from s1, with exactly the bytes of s1 time; the CSI chain shows the
+    // snapshot as the new volume's content source.
     let t1 = Instant::now();
     env.create_disk(
         "restored",
@@ -628,9 +651,19 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     )
     .await?;
     let restored = wait_disk_ready(&api, "restored").await?;
-    println!("restore -> Ready: {:?}", t1.elapsed());
     let restored_handle = handle_of(&restored)?;
     assert_ne!(restored_handle, src_handle);
+    let got = volume_files(&restored_handle)?;
+    println!(
+        "restore -> Ready with the snapshot's data: {:?}",
+        t1.elapsed()
+    );
+    ensure!(
+        got == at_s1,
+        "restored volume {restored_handle} does not hold the bytes of s1 time: has {}, want {}",
+        describe(&got),
+        describe(&at_s1)
+    );
     let calls = driver_calls("CreateVolume")?;
     let call = calls
         .iter()
@@ -671,6 +704,12 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
         Ok(!v.contains(&src_handle) && !v.contains(&restored_handle))
     })
     .await?;
+    for h in [&src_handle, &restored_handle] {
+        ensure!(
+            !volume_dir_exists(h)?,
+            "volume {h} deleted but its data left"
+        );
+    }
     Ok(())
 }
 
@@ -852,6 +891,10 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
             !driver_volumes()?.contains(&handle),
             "{name} gone but volume {handle} left"
         );
+        ensure!(
+            !volume_dir_exists(&handle)?,
+            "{name} gone but the directory of volume {handle} left"
+        );
     }
     env.controller.wait_ready(TIMEOUT).await?;
     println!(
@@ -862,7 +905,7 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
     // Leftovers: PVs of the namespace, PVCs in it, volumes the driver made for it.
     let label = format!("kompox.dev/disk-namespace={}", env.ns.name);
     let ns = env.ns.name.clone();
-    wait_until("no leftover PV, PVC or volume", TIMEOUT, || async {
+    wait_until("no leftover PV, PVC, volume or volume directory", TIMEOUT, || async {
         let pv_left: Vec<String> = pvs
             .list(&ListParams::default())
             .await?
@@ -883,10 +926,18 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
         let made = volumes_created_in(&ns)?;
         let held = driver_volumes()?;
         let vol_left: Vec<&String> = made.iter().filter(|v| held.contains(*v)).collect();
-        if pv_left.is_empty() && pvc_left == 0 && vol_left.is_empty() {
+        let mut dir_left = Vec::new();
+        for v in &made {
+            if volume_dir_exists(v)? {
+                dir_left.push(v);
+            }
+        }
+        if pv_left.is_empty() && pvc_left == 0 && vol_left.is_empty() && dir_left.is_empty() {
             return Ok(true);
         }
-        println!("leftovers: PVs {pv_left:?}, PVCs {pvc_left}, volumes {vol_left:?}");
+        println!(
+            "leftovers: PVs {pv_left:?}, PVCs {pvc_left}, volumes {vol_left:?}, volume directories {dir_left:?}"
+        );
         Ok(false)
     })
     .await
