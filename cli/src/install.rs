@@ -73,6 +73,10 @@ pub struct InstallArgs {
     /// Run the three servers as processes on this machine instead of Deployments.
     #[arg(long)]
     pub local: bool,
+    /// Reconcile only the namespaces matching this label selector (e.g.
+    /// `kompox.dev/tenant=team-a`), for a controller that shares the cluster; default: all.
+    #[arg(long, value_name = "SELECTOR")]
+    pub watch_namespaces: Option<String>,
     /// Directory of the server binaries for --local (default: next to this binary, then PATH).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<std::path::PathBuf>,
@@ -130,8 +134,12 @@ fn namespace(name: &str) -> Value {
 /// Where the servers are and how they are reached.
 #[derive(Debug, Clone)]
 pub enum Placement {
-    /// Deployments of `image` behind ClusterIP Services.
-    InCluster { image: String },
+    /// Deployments of `image` behind ClusterIP Services; the controller reconciles the
+    /// namespaces matching `watch_namespaces` (all when `None`).
+    InCluster {
+        image: String,
+        watch_namespaces: Option<String>,
+    },
     /// Local processes: the aggregated API server on `apiserver_port`, the webhook on
     /// `webhook_port` (both on 127.0.0.1).
     Local {
@@ -269,7 +277,10 @@ pub fn objects(
 
     // The servers and how the API server reaches them.
     match placement {
-        Placement::InCluster { image } => {
+        Placement::InCluster {
+            image,
+            watch_namespaces,
+        } => {
             for (name, text, bin) in [
                 (
                     "apiserver/deployment.yaml",
@@ -290,6 +301,14 @@ pub fn objects(
                     ) {
                         c["image"] = json!(image);
                         c["command"] = json!([bin]);
+                        if let (Some(sel), Some(a)) = (
+                            watch_namespaces
+                                .as_deref()
+                                .filter(|_| bin == "kompox-controller"),
+                            c["args"].as_array_mut(),
+                        ) {
+                            a.push(json!(format!("--namespace-selector={sel}")));
+                        }
                     }
                     out.push(d);
                 }
@@ -557,6 +576,13 @@ async fn replace_if_ports_differ(client: &Client, svc: &Value) -> Result<(), Cli
     .await
 }
 
+fn in_cluster(args: &InstallArgs) -> Placement {
+    Placement::InCluster {
+        image: args.image.clone(),
+        watch_namespaces: args.watch_namespaces.clone(),
+    }
+}
+
 /// Runs `install`.
 ///
 /// # Errors
@@ -567,6 +593,16 @@ pub async fn run_install(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
+    if args
+        .watch_namespaces
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        return Err(CliError::Invalid(vec![
+            "--watch-namespaces: empty label selector (leave the flag out to watch all namespaces)"
+                .into(),
+        ]));
+    }
     if args.dry_run == DryRun::Client {
         // No cluster contact: fresh certificates and placeholder ports.
         let certs = Certs::generate()?;
@@ -576,9 +612,7 @@ pub async fn run_install(
                 webhook_port: 0,
             }
         } else {
-            Placement::InCluster {
-                image: args.image.clone(),
-            }
+            in_cluster(args)
         };
         let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
         return kubectx::write_objects(out, &kubectx::redact(&objs), args.output);
@@ -602,7 +636,14 @@ pub async fn run_install(
                 webhook_port: 0,
             }
         } else {
-            let s = local::prepare(&args.kube, args.bin_dir.as_deref(), &certs)?;
+            let s = local::prepare(
+                &args.kube,
+                args.bin_dir.as_deref(),
+                &certs,
+                args.watch_namespaces.as_deref(),
+                out,
+            )
+            .await?;
             let p = Placement::Local {
                 apiserver_port: s.apiserver_port,
                 webhook_port: s.webhook_port,
@@ -611,9 +652,7 @@ pub async fn run_install(
             p
         }
     } else {
-        Placement::InCluster {
-            image: args.image.clone(),
-        }
+        in_cluster(args)
     };
     let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
 
@@ -789,6 +828,30 @@ mod tests {
                 .iter()
                 .any(|o| o["kind"] == "Deployment" && o["metadata"]["namespace"] == SYSTEM_NS)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn watch_namespaces_scopes_only_the_controller() -> Result<(), CliError> {
+        let certs = Certs::generate()?;
+        let objs = objects(
+            &Placement::InCluster {
+                image: "img".into(),
+                watch_namespaces: Some("kompox.dev/tenant=a".into()),
+            },
+            &certs,
+            None,
+        )?;
+        let args = |name: &str| {
+            objs.iter()
+                .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == name)
+                .map(|d| d["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+                .unwrap_or_default()
+        };
+        let selector = json!("--namespace-selector=kompox.dev/tenant=a");
+        let has = |name: &str| args(name).as_array().is_some_and(|a| a.contains(&selector));
+        assert!(has("kompox-controller"), "{}", args("kompox-controller"));
+        assert!(!has("kompox-apiserver") && !has("kompox-webhook"));
         Ok(())
     }
 }

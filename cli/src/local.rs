@@ -39,6 +39,8 @@ pub struct Servers {
     pub apiserver_port: u16,
     pub webhook_port: u16,
     pub controller_port: u16,
+    /// The controller's `--namespace-selector` (all namespaces when `None`).
+    pub watch_namespaces: Option<String>,
     /// Which servers already run (reused).
     running: Vec<bool>,
     bins: Vec<PathBuf>,
@@ -117,19 +119,29 @@ fn write_private(path: &Path, content: &[u8]) -> Result<(), CliError> {
     f.write_all(content).map_err(|e| io("writing", path, &e))
 }
 
+/// The file recording the running controller's `--namespace-selector`.
+const CONTROLLER_SCOPE: &str = "kompox-controller.watch-namespaces";
+
 /// Picks ports (reusing those of running servers), writes the certificates and the
-/// kubeconfig into the state dir; starts nothing yet.
+/// kubeconfig into the state dir; starts nothing yet. A running controller watching other
+/// namespaces than `watch_namespaces` is stopped, to be started again with the new scope.
 ///
 /// # Errors
 ///
 /// [`CliError::Io`] when the state dir cannot be written or a binary is missing.
-pub fn prepare(
+pub async fn prepare(
     kube: &KubeArgs,
     bin_dir: Option<&Path>,
     certs: &Certs,
+    watch_namespaces: Option<&str>,
+    out: &mut dyn Write,
 ) -> Result<Servers, CliError> {
     let dir = state_dir();
     std::fs::create_dir_all(&dir).map_err(|e| io("creating", &dir, &e))?;
+    let scope = std::fs::read_to_string(dir.join(CONTROLLER_SCOPE)).unwrap_or_default();
+    if scope != watch_namespaces.unwrap_or_default() {
+        stop_one(&dir, "kompox-controller", out).await?;
+    }
     let mut bins = Vec::new();
     let mut running = Vec::new();
     let mut ports = Vec::new();
@@ -158,6 +170,7 @@ pub fn prepare(
         apiserver_port: ports[0],
         webhook_port: ports[1],
         controller_port: ports[2],
+        watch_namespaces: watch_namespaces.map(str::to_owned),
         running,
         bins,
     })
@@ -192,11 +205,19 @@ pub async fn start(s: &Servers, timeout: Duration, out: &mut dyn Write) -> Resul
                 format!("--tls-private-key-file={}", dir.join("tls.key").display()),
                 format!("--kubeconfig={}", kc.display()),
             ],
-            _ => vec![
-                format!("--metrics-listen={}", listen(s.controller_port)),
-                format!("--kubeconfig={}", kc.display()),
-                "--lease-namespace=k4x-system".to_owned(),
-            ],
+            _ => {
+                let mut a = vec![
+                    format!("--metrics-listen={}", listen(s.controller_port)),
+                    format!("--kubeconfig={}", kc.display()),
+                    "--lease-namespace=k4x-system".to_owned(),
+                ];
+                let scope = s.watch_namespaces.as_deref().unwrap_or_default();
+                if !scope.is_empty() {
+                    a.push(format!("--namespace-selector={scope}"));
+                }
+                write_private(&dir.join(CONTROLLER_SCOPE), scope.as_bytes())?;
+                a
+            }
         };
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
@@ -297,33 +318,36 @@ async fn wait_ready(
 pub async fn stop(out: &mut dyn Write) -> Result<(), CliError> {
     let dir = state_dir();
     for name in SERVERS {
-        let Some(pid) = running_pid(&dir, name) else {
-            let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
-            continue;
-        };
-        signal(pid, "TERM")?;
-        // A bounded poll: the exit of a process we did not spawn (no child handle to await).
-        let gone = kubectx::poll(
-            &format!("{name} (pid {pid}) exit"),
-            Duration::from_secs(10),
-            || {
-                let dir = dir.clone();
-                async move {
-                    Ok(if running_pid(&dir, name) == Some(pid) {
-                        Err("still running".to_owned())
-                    } else {
-                        Ok(())
-                    })
-                }
-            },
-        )
-        .await;
-        if gone.is_err() {
-            signal(pid, "KILL")?;
-        }
-        let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
-        let _ = writeln!(out, "{name} (pid {pid}) stopped");
+        stop_one(&dir, name, out).await?;
     }
+    Ok(())
+}
+
+/// Stops server `name` of `dir` if it runs (SIGTERM, then SIGKILL after 10 s).
+async fn stop_one(dir: &Path, name: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let Some(pid) = running_pid(dir, name) else {
+        let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
+        return Ok(());
+    };
+    signal(pid, "TERM")?;
+    // A bounded poll: the exit of a process we did not spawn (no child handle to await).
+    let gone = kubectx::poll(
+        &format!("{name} (pid {pid}) exit"),
+        Duration::from_secs(10),
+        || async move {
+            Ok(if running_pid(dir, name) == Some(pid) {
+                Err("still running".to_owned())
+            } else {
+                Ok(())
+            })
+        },
+    )
+    .await;
+    if gone.is_err() {
+        signal(pid, "KILL")?;
+    }
+    let _ = std::fs::remove_file(dir.join(format!("{name}.pid")));
+    let _ = writeln!(out, "{name} (pid {pid}) stopped");
     Ok(())
 }
 
