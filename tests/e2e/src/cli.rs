@@ -141,3 +141,50 @@ pub fn copy_sample(name: &str, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// [`kompox`] from async code, on a blocking thread.
+///
+/// # Errors
+///
+/// See [`kompox`].
+pub async fn kompox_async(cache: &Path, args: &[&str]) -> Result<Run> {
+    let cache = cache.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        kompox(&cache, &refs)
+    })
+    .await
+    .context("joining the kubectl-kompox run")?
+}
+
+/// The table a `list` command printed: one row of whitespace-separated cells per line, the
+/// header first.
+pub fn table(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The row of `table` whose first cell is `name`, as column → cell.
+///
+/// # Errors
+///
+/// When there is no such row, or it has fewer cells than the header.
+pub fn row(
+    table: &[Vec<String>],
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let header = table.first().context("empty table")?;
+    let r = table
+        .iter()
+        .skip(1)
+        .find(|r| r.first().map(String::as_str) == Some(name))
+        .with_context(|| format!("no row {name} in {table:?}"))?;
+    if r.len() != header.len() {
+        bail!("row {r:?} does not match header {header:?}");
+    }
+    Ok(header.iter().cloned().zip(r.iter().cloned()).collect())
+}
