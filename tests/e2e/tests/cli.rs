@@ -448,6 +448,39 @@ async fn wait_attached(client: &Client, ns: &str, name: &str, to: Option<&str>) 
     .await
 }
 
+/// `disk attach|detach spare --app legacy-web --volume extra`: what it says, the app's
+/// volumes after it, and the controller binding or releasing the disk.
+async fn move_spare(cache: &Path, client: &Client, ns: &str, verb: &str) -> Result<()> {
+    let attach = verb == "attach";
+    let args = [
+        "disk",
+        verb,
+        "spare",
+        "--app",
+        "legacy-web",
+        "--volume",
+        "extra",
+        "-n",
+        ns,
+    ];
+    let r = kompox_async(cache, &args).await?.ok()?;
+    let said = format!(
+        "kompoxdisk {ns}/spare {verb}ed {} legacy-web/extra",
+        if attach { "to" } else { "from" }
+    );
+    ensure!(r.stdout.contains(&said), "{r:?}");
+    let app = Api::<KompoxApp>::namespaced(client.clone(), ns)
+        .get("legacy-web")
+        .await?;
+    let named = app
+        .spec
+        .volumes
+        .iter()
+        .any(|v| v.name == "extra" && v.disk_ref.name == "spare");
+    ensure!(named == attach, "after {verb}: {:?}", app.spec.volumes);
+    wait_attached(client, ns, "spare", attach.then_some("legacy-web/extra")).await
+}
+
 async fn disk_flows(cache: &Path, client: &Client, ns: &str) -> Result<()> {
     let k = |args: Vec<&str>| {
         let mut all = args;
@@ -543,35 +576,7 @@ async fn disk_flows(cache: &Path, client: &Client, ns: &str) -> Result<()> {
     ensure!(names == ["data", "spare"], "{json}");
 
     // attach through the aggregated API: the app gains the volume, the controller binds it.
-    let r = k(vec![
-        "disk",
-        "attach",
-        "spare",
-        "--app",
-        "legacy-web",
-        "--volume",
-        "extra",
-    ])
-    .await?
-    .ok()?;
-    ensure!(
-        r.stdout.contains(&format!(
-            "kompoxdisk {ns}/spare attached to legacy-web/extra"
-        )),
-        "{r:?}"
-    );
-    let app = Api::<KompoxApp>::namespaced(client.clone(), ns)
-        .get("legacy-web")
-        .await?;
-    ensure!(
-        app.spec
-            .volumes
-            .iter()
-            .any(|v| v.name == "extra" && v.disk_ref.name == "spare"),
-        "{:?}",
-        app.spec.volumes
-    );
-    wait_attached(client, ns, "spare", Some("legacy-web/extra")).await?;
+    move_spare(cache, client, ns, "attach").await?;
     // A disk another volume holds: 409 naming the holder.
     let r = k(vec![
         "disk",
@@ -615,32 +620,7 @@ async fn disk_flows(cache: &Path, client: &Client, ns: &str) -> Result<()> {
     );
 
     // detach: the app loses the volume, the controller releases the disk.
-    let r = k(vec![
-        "disk",
-        "detach",
-        "spare",
-        "--app",
-        "legacy-web",
-        "--volume",
-        "extra",
-    ])
-    .await?
-    .ok()?;
-    ensure!(
-        r.stdout.contains(&format!(
-            "kompoxdisk {ns}/spare detached from legacy-web/extra"
-        )),
-        "{r:?}"
-    );
-    let app = Api::<KompoxApp>::namespaced(client.clone(), ns)
-        .get("legacy-web")
-        .await?;
-    ensure!(
-        !app.spec.volumes.iter().any(|v| v.name == "extra"),
-        "{:?}",
-        app.spec.volumes
-    );
-    wait_attached(client, ns, "spare", None).await?;
+    move_spare(cache, client, ns, "detach").await?;
 
     // delete (Orphan): gone when the command returns, its volume kept in the driver.
     let handle = disk_status(client, ns, "spare")
