@@ -93,13 +93,7 @@ impl Error {
     #[must_use]
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube { source, .. } => match source {
-                kube::Error::Api(s) if s.code == 409 => "Conflict",
-                kube::Error::Api(s) if s.code == 404 => "NotFound",
-                kube::Error::Api(s) if s.code == 403 => "Forbidden",
-                kube::Error::Api(s) if s.code == 422 || s.code == 400 => "Invalid",
-                _ => "ApiError",
-            },
+            Error::Kube { source, .. } => kube_category(source),
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),
@@ -145,6 +139,19 @@ impl Error {
 #[must_use]
 pub fn finalizer_target_gone(e: &kube::runtime::finalizer::Error<Error>) -> bool {
     matches!(e, kube::runtime::finalizer::Error::RemoveFinalizer(k) if is_not_found(k))
+}
+
+/// The category of a client error: the API status (`Conflict`, `NotFound`, `Forbidden`,
+/// `Invalid`) or `ApiError`.
+#[must_use]
+pub(crate) fn kube_category(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => "Conflict",
+        kube::Error::Api(s) if s.code == 404 => "NotFound",
+        kube::Error::Api(s) if s.code == 403 => "Forbidden",
+        kube::Error::Api(s) if s.code == 422 || s.code == 400 => "Invalid",
+        _ => "ApiError",
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -52,9 +52,11 @@ pub mod http;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod ops;
 pub mod provider;
 pub mod runtime;
 pub mod snapshot;
+pub mod status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,9 +65,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kompox_serve::Health;
-use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client};
 
 pub use error::{Error, Result, is_conflict, is_not_found};
 pub use leader::LeaseConfig;
@@ -144,6 +146,57 @@ impl Context {
     pub fn reconciled(&self, key: &str) {
         self.backoff.reset(key);
     }
+
+    /// The reconcile of an object that carries `finalizer_name`: returns at once for an object
+    /// outside the scope; runs `reconcile` inside kube-runtime's `finalizer()` (which adds the
+    /// finalizer first, and removes it once the `Cleanup` reconcile returns `Ok`); an object
+    /// gone while its finalizer was being removed is done; a success forgets the object's
+    /// failures.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingField`] for an object without a namespace; [`Error::Finalizer`] with
+    /// the reconcile's or the finalizer patch's error.
+    pub async fn finalized<K, Fut>(
+        &self,
+        obj: Arc<K>,
+        finalizer_name: &str,
+        reconcile: impl FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+    ) -> Result<Action>
+    where
+        K: status::Namespaced + serde::Serialize,
+        Fut: Future<Output = Result<Action>>,
+    {
+        let Some(ns) = obj.meta().namespace.clone() else {
+            return Err(Error::MissingField(format!(
+                "{} without namespace",
+                K::kind(&())
+            )));
+        };
+        if !self.scope.contains(&ns) {
+            return Ok(Action::await_change());
+        }
+        let key = object_key(obj.as_ref());
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
+        let result = match kube::runtime::finalizer(&api, finalizer_name, obj, reconcile).await {
+            Err(e) if error::finalizer_target_gone(&e) => Ok(Action::await_change()),
+            r => r.map_err(|e| Error::Finalizer(Box::new(e))),
+        };
+        if result.is_ok() {
+            self.reconciled(&key);
+        }
+        result
+    }
+}
+
+/// `namespace/name` of an object: its key in logs and in the retry backoff.
+pub fn object_key<K: kube::Resource>(obj: &K) -> String {
+    let meta = obj.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Builds the Kubernetes client from `config.kubeconfig` (or inference).

@@ -286,13 +286,7 @@ where
 /// scopes.
 pub fn reconcile_on_entry<K>(controller: Controller<K>, scope: &Scope) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: crate::status::Namespaced + Send + Sync + 'static,
 {
     let Some(entered) = scope.entered() else {
         return controller;
@@ -420,17 +414,35 @@ impl ShutdownTrigger {
 /// How long a controller gets to finish in-flight reconciles after shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Drives a controller future (`Controller::run(..).for_each(..)`) until it ends, or until
-/// [`SHUTDOWN_GRACE`] after `shutdown` fires. The grace covers kube-runtime's graceful
-/// shutdown, which waits for in-flight reconciles but never ends when shutdown comes before
-/// its store first synced.
-pub async fn drive(controller: impl std::future::Future<Output = ()>, shutdown: Shutdown) {
+/// Runs `controller` with `reconcile` and `error_policy` until its stream ends, or until
+/// [`SHUTDOWN_GRACE`] after `shutdown` fires, logging what the stream yields under `name`
+/// ([`log_controller_result`]). The grace covers kube-runtime's graceful shutdown, which
+/// waits for in-flight reconciles but never ends when shutdown comes before its store first
+/// synced.
+pub async fn drive<K, Ctx, Fut, E>(
+    name: &'static str,
+    controller: Controller<K>,
+    reconcile: impl FnMut(Arc<K>, Arc<Ctx>) -> Fut,
+    error_policy: impl Fn(Arc<K>, &E, Arc<Ctx>) -> kube::runtime::controller::Action,
+    ctx: Arc<Ctx>,
+    shutdown: Shutdown,
+) where
+    K: crate::status::Namespaced + Send + Sync + 'static,
+    Fut: std::future::Future<Output = std::result::Result<kube::runtime::controller::Action, E>>
+        + Send
+        + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    let stream = controller.run(reconcile, error_policy, ctx).for_each(|r| {
+        log_controller_result(name, r);
+        futures::future::ready(())
+    });
     tokio::select! {
-        () = controller => {}
+        () = stream => {}
         () = async {
             shutdown.wait().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => tracing::warn!("controller did not stop within the shutdown grace period"),
+        } => tracing::warn!(controller = name, "controller did not stop within the shutdown grace period"),
     }
 }
 

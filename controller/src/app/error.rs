@@ -6,15 +6,10 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("{what}: {source}")]
-    Kube {
-        /// What was being done, e.g. `applying Deployment ns/gitea-app`.
-        what: String,
-        /// The client error.
-        #[source]
-        source: kube::Error,
-    },
+    /// A Kubernetes API call failed ([`crate::Error::Kube`]: what was being done, e.g.
+    /// `applying Deployment ns/gitea-app`, and the client error).
+    #[error(transparent)]
+    Kube(crate::Error),
     /// A claim or release of a KompoxDisk failed (see [`crate::claim`]).
     #[error(transparent)]
     Claim(crate::Error),
@@ -41,14 +36,14 @@ impl Error {
     /// A `kube::Error` with a description of what was being done.
     pub(crate) fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let what = what.into();
-        move |source| Error::Kube { what, source }
+        move |source| Error::Kube(crate::Error::kube(what, source))
     }
 
     /// The error category: metric label and log field (CamelCase, bounded).
     #[must_use]
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube { source, .. } => kube_category(source),
+            Error::Kube(e) => e.category(),
             Error::Claim(e) => e.category(),
             Error::Waiting(_) => "Waiting",
             Error::Serde { .. } => "SerdeError",
@@ -56,7 +51,9 @@ impl Error {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),
                 kube::runtime::finalizer::Error::AddFinalizer(k)
-                | kube::runtime::finalizer::Error::RemoveFinalizer(k) => kube_category(k),
+                | kube::runtime::finalizer::Error::RemoveFinalizer(k) => {
+                    crate::error::kube_category(k)
+                }
                 _ => "FinalizerError",
             },
         }
@@ -69,22 +66,12 @@ impl Error {
     }
 }
 
-fn kube_category(e: &kube::Error) -> &'static str {
-    match e {
-        kube::Error::Api(s) if s.code == 409 => "Conflict",
-        kube::Error::Api(s) if s.code == 404 => "NotFound",
-        kube::Error::Api(s) if s.code == 403 => "Forbidden",
-        kube::Error::Api(s) if s.code == 422 || s.code == 400 => "Invalid",
-        _ => "ApiError",
-    }
-}
-
 /// Converts `kompox-cluster`'s read errors: API failures are errors (retried); the others are
 /// problems of the app's spec and never reach here (see `reconcile::gather`).
 impl From<kompox_cluster::Error> for Error {
     fn from(e: kompox_cluster::Error) -> Self {
         match e {
-            kompox_cluster::Error::Kube { what, source } => Error::Kube { what, source },
+            kompox_cluster::Error::Kube { what, source } => Error::kube(what)(source),
             other => Error::Waiting(other.to_string()),
         }
     }

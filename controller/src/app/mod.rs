@@ -80,7 +80,6 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kompox_core::api::KompoxApp;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -109,10 +108,11 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> crate::Result<()> {
     let shutdown = ctx.shutdown.clone();
     let actx = Arc::new(AppCtx::new(ctx, stores));
     crate::runtime::drive(
-        controller.run(reconcile, error_policy, actx).for_each(|r| {
-            crate::runtime::log_controller_result(CONTROLLER, r);
-            futures::future::ready(())
-        }),
+        CONTROLLER,
+        controller,
+        reconcile,
+        error_policy,
+        actx,
         shutdown,
     )
     .await;

@@ -732,7 +732,7 @@ impl<'a> Run<'a> {
         let inputs = match gather_inputs(&self.client, self.app).await {
             Ok(i) => i,
             Err(kompox_cluster::Error::Kube { what, source }) => {
-                return Err(Error::Kube { what, source });
+                return Err(Error::kube(what)(source));
             }
             Err(e) => return Ok(Step::degraded(reasons::REFERENCE_NOT_FOUND, e.to_string())),
         };

@@ -3,54 +3,14 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kompox_core::api::KompoxAppStatus;
-use kompox_core::api::condition::{self, Status, reasons, types};
-use kube::runtime::events::EventType;
+use kompox_core::api::condition;
 
-/// Where a reconcile ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Applied, and the Deployment is available (and the Ingress admitted).
-    Ready(String),
-    /// Applied or waiting on something that resolves by itself (rollout, disk provisioning,
-    /// an RWO switch): reason and message.
-    Progressing(&'static str, String),
-    /// A user must change something (compose, spec, a disk claimed by another app): reason and
-    /// message. Nothing was applied in this reconcile.
-    Degraded(&'static str, String),
-}
-
-impl Outcome {
-    /// Whether this is [`Outcome::Ready`].
-    #[must_use]
-    pub fn is_ready(&self) -> bool {
-        matches!(self, Outcome::Ready(_))
-    }
-}
-
-/// The Ready/Progressing/Degraded triple for an outcome (the same vocabulary as the disk
-/// controller's).
-#[must_use]
-pub fn outcome_conditions(outcome: &Outcome, generation: Option<i64>, at: &Time) -> [Condition; 3] {
-    let c =
-        |t: &str, s: Status, r: &str, m: &str| condition::new(t, s, r, m, generation, at.clone());
-    match outcome {
-        Outcome::Ready(m) => [
-            c(types::READY, Status::True, reasons::RECONCILED, m),
-            c(types::PROGRESSING, Status::False, reasons::RECONCILED, ""),
-            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
-        ],
-        Outcome::Progressing(r, m) => [
-            c(types::READY, Status::False, r, m),
-            c(types::PROGRESSING, Status::True, r, m),
-            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
-        ],
-        Outcome::Degraded(r, m) => [
-            c(types::READY, Status::False, r, m),
-            c(types::PROGRESSING, Status::False, r, ""),
-            c(types::DEGRADED, Status::True, r, m),
-        ],
-    }
-}
+/// Where an app reconcile ended: [`Outcome::Ready`] when applied and the Deployment is
+/// available (and the Ingress admitted); [`Outcome::Progressing`] while applied or waiting on
+/// something that resolves by itself (rollout, disk provisioning, an RWO switch);
+/// [`Outcome::Degraded`] when a user must change something (compose, spec, a disk claimed by
+/// another app) — nothing was applied in that reconcile. The storage controllers' vocabulary.
+pub use crate::status::{Note, Phase as Outcome};
 
 /// `status` with the outcome's conditions merged in (transition times move only on a flip),
 /// `ready` and `observedGeneration` set.
@@ -61,10 +21,8 @@ pub fn with_outcome(
     generation: Option<i64>,
     at: &Time,
 ) -> KompoxAppStatus {
-    status.conditions = condition::merge_all(
-        &status.conditions,
-        outcome_conditions(outcome, generation, at),
-    );
+    status.conditions =
+        condition::merge_all(&status.conditions, outcome.conditions(generation, at));
     status.ready = outcome.is_ready();
     status.observed_generation = generation;
     status
@@ -135,40 +93,12 @@ pub fn deployment_ready(d: &Deployment) -> (bool, String) {
     (true, format!("Deployment {name} available"))
 }
 
-/// One Event to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    /// Normal or Warning.
-    pub type_: EventType,
-    /// CamelCase reason.
-    pub reason: String,
-    /// The action (`Reconcile`, `Apply`, `Prune`, `VolumeSwitch`, …).
-    pub action: &'static str,
-    /// Human-readable note; never Secret data.
-    pub note: String,
-}
-
 /// The Events a change of outcome calls for: `Ready` when the app becomes ready, a Warning
 /// with the reason when it becomes Degraded or its Degraded reason changes. Nothing when the
 /// outcome did not change.
 #[must_use]
 pub fn transition_events(old: &[Condition], outcome: &Outcome) -> Vec<Note> {
-    let was = |t: &str| condition::find(old, t).map(|c| (c.status.as_str(), c.reason.as_str()));
-    match outcome {
-        Outcome::Ready(m) if was(types::READY).map(|w| w.0) != Some("True") => vec![Note {
-            type_: EventType::Normal,
-            reason: "Ready".into(),
-            action: "Reconcile",
-            note: m.clone(),
-        }],
-        Outcome::Degraded(r, m) if was(types::DEGRADED) != Some(("True", r)) => vec![Note {
-            type_: EventType::Warning,
-            reason: (*r).to_owned(),
-            action: "Reconcile",
-            note: m.clone(),
-        }],
-        _ => Vec::new(),
-    }
+    outcome.transition(old, "Reconcile").into_iter().collect()
 }
 
 #[cfg(test)]
@@ -176,6 +106,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
     use k8s_openapi::jiff::Timestamp;
+    use kompox_core::api::condition::{reasons, types};
+    use kube::runtime::events::EventType;
 
     fn t(s: i64) -> Time {
         Time(Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH))

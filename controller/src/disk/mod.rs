@@ -29,34 +29,30 @@ pub mod objects;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kompox_core::api::condition::{self, Status, reasons, types};
+use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{
-    API_VERSION, DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskStatus, KompoxSnapshot,
-    ProviderType, quantity,
+    DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskStatus, KompoxSnapshot, ProviderType, quantity,
 };
 use kompox_core::provider as core_provider;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 pub use objects::pv_name;
 
-use crate::error::{is_conflict, is_not_found};
 use crate::labels::{
     DISK_FINALIZER, DISK_LABEL, DISK_NAMESPACE_LABEL, DISK_UID_ANNOTATION, ROLE_DELETE, ROLE_LABEL,
     ROLE_PROVISION,
 };
+use crate::ops;
 use crate::provider::{ClusterInfo, InfoCache};
-use crate::runtime::publish;
-use crate::{Context, Error, FIELD_MANAGER, ReadyToken, Result};
+use crate::status::{Phase, normal_event, report};
+use crate::{Context, Error, ReadyToken, Result};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "disk";
@@ -114,10 +110,11 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
         info: InfoCache::new(Duration::from_secs(30)),
     });
     crate::runtime::drive(
-        controller.run(reconcile, error_policy, dctx).for_each(|r| {
-            crate::runtime::log_controller_result(CONTROLLER, r);
-            futures::future::ready(())
-        }),
+        CONTROLLER,
+        controller,
+        reconcile,
+        error_policy,
+        dctx,
         shutdown,
     )
     .await;
@@ -153,73 +150,18 @@ fn disks_claimed_by(store: &Store<KompoxDisk>, app: &KompoxApp) -> Vec<ObjectRef
 async fn reconcile(disk: Arc<KompoxDisk>, dctx: Arc<DiskCtx>) -> Result<Action> {
     let ctx = &dctx.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let ns = disk
-        .namespace()
-        .ok_or_else(|| Error::MissingField("KompoxDisk without namespace".into()))?;
-    if !ctx.scope.contains(&ns) {
-        return Ok(Action::await_change());
-    }
-    let key = format!("{ns}/{}", disk.name_any());
-    let api: Api<KompoxDisk> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, DISK_FINALIZER, disk, |event| async {
+    ctx.finalized(disk, DISK_FINALIZER, |event| async {
         match event {
             Finalizer::Apply(d) => apply(&d, &dctx).await,
             Finalizer::Cleanup(d) => cleanup(&d, &dctx).await,
         }
     })
-    .await;
-    let result = match result {
-        Err(e) if crate::error::finalizer_target_gone(&e) => Ok(Action::await_change()),
-        r => r.map_err(|e| Error::Finalizer(Box::new(e))),
-    };
-    if result.is_ok() {
-        ctx.reconciled(&key);
-    }
-    result
+    .await
 }
 
 fn error_policy(disk: Arc<KompoxDisk>, err: &Error, dctx: Arc<DiskCtx>) -> Action {
-    let key = format!(
-        "{}/{}",
-        disk.namespace().unwrap_or_default(),
-        disk.name_any()
-    );
-    dctx.ctx.error_action(CONTROLLER, &key, err)
-}
-
-/// Where a reconcile ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    Ready(String),
-    Progressing(&'static str, String),
-    Degraded(&'static str, String),
-}
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// The Ready/Progressing/Degraded triple for a phase (pure).
-fn phase_conditions(phase: &Phase, generation: Option<i64>, at: &Time) -> [Condition; 3] {
-    let c =
-        |t: &str, s: Status, r: &str, m: &str| condition::new(t, s, r, m, generation, at.clone());
-    match phase {
-        Phase::Ready(m) => [
-            c(types::READY, Status::True, reasons::RECONCILED, m),
-            c(types::PROGRESSING, Status::False, reasons::RECONCILED, ""),
-            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
-        ],
-        Phase::Progressing(r, m) => [
-            c(types::READY, Status::False, r, m),
-            c(types::PROGRESSING, Status::True, r, m),
-            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
-        ],
-        Phase::Degraded(r, m) => [
-            c(types::READY, Status::False, r, m),
-            c(types::PROGRESSING, Status::False, r, ""),
-            c(types::DEGRADED, Status::True, r, m),
-        ],
-    }
+    dctx.ctx
+        .error_action(CONTROLLER, &crate::object_key(disk.as_ref()), err)
 }
 
 /// Resolved inputs of one disk.
@@ -299,82 +241,20 @@ fn resolve(disk: &KompoxDisk, info: &ClusterInfo) -> std::result::Result<Resolve
     })
 }
 
-/// Writes `status` (without `attachedTo`, which the app controller owns) by server-side apply,
-/// with the conditions of `phase` merged in; publishes Events on transitions.
+/// Ends a reconcile in `phase`: writes `status` (without `attachedTo`, which the app
+/// controller owns) with the phase's conditions, publishes Events on transitions, and says when
+/// to look again.
 async fn finish(
     disk: &KompoxDisk,
     dctx: &DiskCtx,
     mut status: KompoxDiskStatus,
     phase: Phase,
 ) -> Result<Action> {
-    let ctx = &dctx.ctx;
-    let name = disk.name_any();
-    let ns = disk.namespace().unwrap_or_default();
-    let old = disk.status.clone().unwrap_or_default();
-    let generation = disk.metadata.generation;
-    status.conditions = condition::merge_all(
-        &old.conditions,
-        phase_conditions(&phase, generation, &now()),
-    );
-    status.observed_generation = generation;
     status.attached_to = None;
-    let mut old_cmp = old.clone();
-    old_cmp.attached_to = None;
-    if status != old_cmp {
-        let patch = serde_json::json!({
-            "apiVersion": API_VERSION,
-            "kind": "KompoxDisk",
-            "status": status,
-        });
-        match Api::<KompoxDisk>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // Gone meanwhile (a reconcile of a stale cache entry): nothing to report on.
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => {
-                return Err(Error::kube(
-                    format!("writing status of KompoxDisk {ns}/{name}"),
-                    e,
-                ));
-            }
-        }
-    }
-    // Events on transitions only.
-    let was =
-        |t: &str| condition::find(&old.conditions, t).map(|c| (c.status.clone(), c.reason.clone()));
-    let reference = disk.object_ref(&());
-    match &phase {
-        Phase::Ready(m) if was(types::READY).map(|w| w.0) != Some("True".into()) => {
-            publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Normal,
-                "Ready",
-                "Reconcile",
-                m.clone(),
-            )
-            .await;
-        }
-        Phase::Degraded(r, m)
-            if was(types::DEGRADED) != Some(("True".into(), (*r).to_string())) =>
-        {
-            publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Warning,
-                r,
-                "Reconcile",
-                m.clone(),
-            )
-            .await;
-        }
-        _ => {}
+    let mut old = disk.status.clone().unwrap_or_default();
+    old.attached_to = None;
+    if !report(&dctx.ctx, disk, &old, status, &phase, "Reconcile").await? {
+        return Ok(Action::await_change());
     }
     Ok(match phase {
         Phase::Ready(_) => Action::requeue(RESYNC),
@@ -477,12 +357,8 @@ async fn ensure_storage_class(dctx: &DiskCtx, r: &Resolved) -> Result<String> {
         .is_none()
     {
         let sc = objects::storage_class(&name, &r.driver, &r.parameters, r.zone.as_deref())?;
-        match api.create(&PostParams::default(), &sc).await {
-            Ok(_) => {
-                tracing::info!(storage_class = %name, driver = %r.driver, "created StorageClass")
-            }
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(Error::kube(format!("creating StorageClass {name}"), e)),
+        if ops::create(&api, &sc, &format!("StorageClass {name}")).await? {
+            tracing::info!(storage_class = %name, driver = %r.driver, "created StorageClass");
         }
     }
     Ok(name)
@@ -564,35 +440,31 @@ async fn provision(disk: &KompoxDisk, dctx: &DiskCtx, r: &Resolved) -> Result<Pr
             size: &size,
             from_volume_snapshot: source.as_deref(),
         })?;
-        match pvcs.create(&PostParams::default(), &pvc).await {
-            Ok(_) => {
-                let note = match &source {
-                    Some(vs) => format!(
-                        "provisioning a {size} volume with {} from VolumeSnapshot {vs} (PVC {pvc_name}, StorageClass {class})",
-                        r.driver
-                    ),
-                    None => format!(
-                        "provisioning a {size} volume with {} (PVC {pvc_name}, StorageClass {class})",
-                        r.driver
-                    ),
-                };
-                publish(
-                    &ctx.recorder,
-                    &disk.object_ref(&()),
-                    EventType::Normal,
-                    reasons::PROVISIONING,
-                    "Provision",
-                    note,
-                )
-                .await;
-            }
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => {
-                return Err(Error::kube(
-                    format!("creating PersistentVolumeClaim {ns}/{pvc_name}"),
-                    e,
-                ));
-            }
+        if ops::create(
+            &pvcs,
+            &pvc,
+            &format!("PersistentVolumeClaim {ns}/{pvc_name}"),
+        )
+        .await?
+        {
+            let note = match &source {
+                Some(vs) => format!(
+                    "provisioning a {size} volume with {} from VolumeSnapshot {vs} (PVC {pvc_name}, StorageClass {class})",
+                    r.driver
+                ),
+                None => format!(
+                    "provisioning a {size} volume with {} (PVC {pvc_name}, StorageClass {class})",
+                    r.driver
+                ),
+            };
+            normal_event(
+                &ctx.recorder,
+                disk,
+                reasons::PROVISIONING,
+                "Provision",
+                note,
+            )
+            .await;
         }
         return Ok(Provisioned::Waiting(Phase::Progressing(
             reasons::PROVISIONING,
@@ -729,36 +601,18 @@ async fn ensure_static_pv(
         fs_type: fs_type.as_deref(),
         volume_attributes: attrs.as_ref(),
     })?;
-    match pvs.create(&PostParams::default(), &pv).await {
-        Ok(_) => tracing::info!(pv = %pv_name, handle, "created static PersistentVolume"),
-        Err(e) if is_conflict(&e) => {}
-        Err(e) => {
-            return Err(Error::kube(
-                format!("creating PersistentVolume {pv_name}"),
-                e,
-            ));
-        }
+    if ops::create(&pvs, &pv, &format!("PersistentVolume {pv_name}")).await? {
+        tracing::info!(pv = %pv_name, handle, "created static PersistentVolume");
     }
     Ok(None)
 }
 
 async fn delete_pvc(api: &Api<PersistentVolumeClaim>, name: &str) -> Result<()> {
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube(
-            format!("deleting PersistentVolumeClaim {name}"),
-            e,
-        )),
-    }
+    ops::delete(api, name, &format!("PersistentVolumeClaim {name}")).await
 }
 
 async fn delete_pv(api: &Api<PersistentVolume>, name: &str) -> Result<()> {
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube(format!("deleting PersistentVolume {name}"), e)),
-    }
+    ops::delete(api, name, &format!("PersistentVolume {name}")).await
 }
 
 /// PVs carrying the disk's labels with `role`.
@@ -850,15 +704,7 @@ async fn clear_stale_claim_ref(
             let note = format!(
                 "PersistentVolume {pv_name} released by PVC {cns}/{cname} (deleted) is available again"
             );
-            publish(
-                &dctx.ctx.recorder,
-                &disk.object_ref(&()),
-                EventType::Normal,
-                "ClaimReleased",
-                "Rebind",
-                note,
-            )
-            .await;
+            normal_event(&dctx.ctx.recorder, disk, "ClaimReleased", "Rebind", note).await;
             Ok(())
         }
         Err(e) => Err(Error::kube(
@@ -889,15 +735,7 @@ async fn clear_stale_attachment(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<()>
         "released the claim of app {} volume {} (the app no longer exists)",
         att.app, att.volume
     );
-    publish(
-        &dctx.ctx.recorder,
-        &disk.object_ref(&()),
-        EventType::Normal,
-        "ClaimReleased",
-        "Release",
-        note,
-    )
-    .await;
+    normal_event(&dctx.ctx.recorder, disk, "ClaimReleased", "Release", note).await;
     Ok(())
 }
 
@@ -978,7 +816,6 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
     {
         all.push(pv);
     }
-    let reference = disk.object_ref(&());
     let mut handles: Vec<String> = all.iter().filter_map(pv_handle).collect();
     if let Some(h) = disk.status.as_ref().and_then(|s| s.handle.clone()) {
         handles.push(h);
@@ -1027,15 +864,7 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                         kept_bound.join(", ")
                     ));
                 }
-                publish(
-                    &ctx.recorder,
-                    &reference,
-                    EventType::Normal,
-                    "Orphaned",
-                    "Delete",
-                    note,
-                )
-                .await;
+                normal_event(&ctx.recorder, disk, "Orphaned", "Delete", note).await;
             }
             Ok(Action::await_change())
         }
@@ -1056,29 +885,14 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                             "metadata": {"labels": {ROLE_LABEL: ROLE_DELETE, DISK_LABEL: name, DISK_NAMESPACE_LABEL: ns}},
                             "spec": {"persistentVolumeReclaimPolicy": "Delete"},
                         });
-                        pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await
-                            .map_err(|e| {
-                                Error::kube(format!("handing PersistentVolume {pv_name} back"), e)
-                            })?;
+                        hand_back(&pvs, &pv_name, &patch).await?;
                         waiting.push(pv_name);
                     }
                     Some(claim) => {
                         let msg = format!(
                             "deletionPolicy Delete: PersistentVolume {pv_name} is still bound to PVC {claim}; delete that PVC (the app volume) first"
                         );
-                        let status = disk.status.clone().unwrap_or_default();
-                        finish(
-                            disk,
-                            dctx,
-                            status,
-                            Phase::Progressing(reasons::DELETING, msg.clone()),
-                        )
-                        .await?;
-                        return Err(Error::Pending {
-                            what: msg,
-                            retry: Duration::from_secs(10),
-                        });
+                        return still_deleting(disk, dctx, msg, Duration::from_secs(10)).await;
                     }
                     None => {
                         let d = pv
@@ -1093,11 +907,7 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                             &name,
                             &disk.uid().unwrap_or_default(),
                         );
-                        pvs.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await
-                            .map_err(|e| {
-                                Error::kube(format!("handing PersistentVolume {pv_name} back"), e)
-                            })?;
+                        hand_back(&pvs, &pv_name, &patch).await?;
                         waiting.push(pv_name);
                     }
                 }
@@ -1109,58 +919,65 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                     handles.join(", "),
                     waiting.join(", ")
                 );
-                let status = disk.status.clone().unwrap_or_default();
                 let was_deleting = disk
                     .status
                     .as_ref()
                     .and_then(|s| condition::find(&s.conditions, types::PROGRESSING))
                     .is_some_and(|c| c.reason == reasons::DELETING);
                 if !was_deleting {
-                    publish(
+                    normal_event(
                         &ctx.recorder,
-                        &reference,
-                        EventType::Normal,
+                        disk,
                         reasons::DELETING,
                         "Delete",
                         msg.clone(),
                     )
                     .await;
                 }
-                finish(
-                    disk,
-                    dctx,
-                    status,
-                    Phase::Progressing(reasons::DELETING, msg.clone()),
-                )
-                .await?;
-                return Err(Error::Pending {
-                    what: msg,
-                    retry: Duration::from_secs(2),
-                });
+                return still_deleting(disk, dctx, msg, Duration::from_secs(2)).await;
             }
             if !handles.is_empty() {
                 let note = format!(
                     "deletionPolicy Delete: volume {} deleted through {driver}",
                     handles.join(", ")
                 );
-                publish(
-                    &ctx.recorder,
-                    &reference,
-                    EventType::Normal,
-                    "Deleted",
-                    "Delete",
-                    note,
-                )
-                .await;
+                normal_event(&ctx.recorder, disk, "Deleted", "Delete", note).await;
             }
             Ok(Action::await_change())
         }
     }
 }
 
+/// Patches PV `name` with `patch` that hands it back to the CSI provisioner for deletion.
+async fn hand_back(
+    pvs: &Api<PersistentVolume>,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<()> {
+    pvs.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|e| Error::kube(format!("handing PersistentVolume {name} back"), e))?;
+    Ok(())
+}
+
+/// Reports the deletion as `Progressing` reason `Deleting` with `msg` and keeps the finalizer
+/// ([`Error::Pending`]): the next look is after `retry`.
+async fn still_deleting(
+    disk: &KompoxDisk,
+    dctx: &DiskCtx,
+    msg: String,
+    retry: Duration,
+) -> Result<Action> {
+    let status = disk.status.clone().unwrap_or_default();
+    let phase = Phase::Progressing(reasons::DELETING, msg.clone());
+    finish(disk, dctx, status, phase).await?;
+    Err(Error::Pending { what: msg, retry })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kompox_core::api::API_VERSION;
     use kompox_core::provider::{ClusterFacts, REGION_LABEL, ZONE_LABEL};
 
     fn disk(spec: serde_json::Value) -> KompoxDisk {
@@ -1319,36 +1136,5 @@ mod tests {
         );
         assert_eq!(pv_zone(&pv(term(serde_json::json!(["a", "b"])))), None);
         assert_eq!(pv_zone(&pv(serde_json::json!(null))), None);
-    }
-
-    #[test]
-    fn phases_map_to_conditions() {
-        let t = now();
-        let [ready, progressing, degraded] = phase_conditions(
-            &Phase::Degraded(reasons::INVALID_SPEC, "spec.size: x".into()),
-            Some(3),
-            &t,
-        );
-        assert_eq!(
-            (
-                ready.status.as_str(),
-                progressing.status.as_str(),
-                degraded.status.as_str()
-            ),
-            ("False", "False", "True")
-        );
-        assert_eq!(degraded.reason, reasons::INVALID_SPEC);
-        assert_eq!(degraded.observed_generation, Some(3));
-        let [ready, ..] = phase_conditions(&Phase::Ready("ok".into()), None, &t);
-        assert_eq!(ready.status, "True");
-        let [ready, progressing, _] = phase_conditions(
-            &Phase::Progressing(reasons::PROVISIONING, "w".into()),
-            None,
-            &t,
-        );
-        assert_eq!(
-            (ready.status.as_str(), progressing.status.as_str()),
-            ("False", "True")
-        );
     }
 }

@@ -53,8 +53,38 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, v: serde_json::Value) -
     })
 }
 
-/// The Kompox-owned StorageClass: `Retain`, `Immediate`, the provider's parameters and, with
-/// a zone, `allowedTopologies` on it.
+/// The skeleton of an object Kompox manages: `apiVersion`, `kind`, `metadata.name` and
+/// `metadata.labels` = `app.kubernetes.io/managed-by: kompox` plus `labels`. Callers add the
+/// namespace, annotations and the body.
+#[must_use]
+pub fn managed_object(
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut all = serde_json::Map::new();
+    all.insert(MANAGED_BY_LABEL.into(), json!(MANAGED_BY));
+    for (k, v) in labels {
+        all.insert((*k).into(), json!(v));
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "labels": all}})
+}
+
+/// The spec of a PVC bound to the static PV `pv` by `volumeName` (`storageClassName: ""`,
+/// RWO), requesting `size`: what snapshot sources and resize claims use.
+#[must_use]
+pub fn bind_claim_spec(pv: &str, size: &str) -> serde_json::Value {
+    json!({
+        "storageClassName": "",
+        "volumeName": pv,
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": size}},
+    })
+}
+
+/// The Kompox-owned StorageClass: `Retain`, `Immediate`, volume expansion allowed, the
+/// provider's parameters and, with a zone, `allowedTopologies` on it.
 ///
 /// # Errors
 ///
@@ -65,19 +95,17 @@ pub fn storage_class(
     parameters: &BTreeMap<String, String>,
     zone: Option<&str>,
 ) -> Result<StorageClass> {
-    let mut sc = json!({
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": {
-            "name": name,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROLE_LABEL: ROLE_STORAGE_CLASS},
-        },
-        "provisioner": driver,
-        "parameters": parameters,
-        "reclaimPolicy": "Retain",
-        "volumeBindingMode": "Immediate",
-        "allowVolumeExpansion": true,
-    });
+    let mut sc = managed_object(
+        "storage.k8s.io/v1",
+        "StorageClass",
+        name,
+        &[(ROLE_LABEL, ROLE_STORAGE_CLASS)],
+    );
+    sc["provisioner"] = json!(driver);
+    sc["parameters"] = json!(parameters);
+    sc["reclaimPolicy"] = json!("Retain");
+    sc["volumeBindingMode"] = json!("Immediate");
+    sc["allowVolumeExpansion"] = json!(true);
     if let Some(z) = zone {
         sc["allowedTopologies"] =
             json!([{"matchLabelExpressions": [{"key": ZONE_LABEL, "values": [z]}]}]);
@@ -108,25 +136,19 @@ pub struct ProvisionClaim<'a> {
 ///
 /// [`Error::Serde`] only if the object cannot be represented (not expected).
 pub fn provision_pvc(c: &ProvisionClaim<'_>) -> Result<PersistentVolumeClaim> {
-    let mut pvc = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": provision_pvc_name(c.disk),
-            "namespace": c.namespace,
-            "labels": {
-                MANAGED_BY_LABEL: MANAGED_BY,
-                DISK_LABEL: c.disk,
-                ROLE_LABEL: ROLE_PROVISION,
-            },
-            "annotations": {DISK_UID_ANNOTATION: c.disk_uid},
-        },
-        "spec": {
-            "storageClassName": c.storage_class,
-            "accessModes": ["ReadWriteOnce"],
-            "volumeMode": "Filesystem",
-            "resources": {"requests": {"storage": c.size}},
-        },
+    let mut pvc = managed_object(
+        "v1",
+        "PersistentVolumeClaim",
+        &provision_pvc_name(c.disk),
+        &[(DISK_LABEL, c.disk), (ROLE_LABEL, ROLE_PROVISION)],
+    );
+    pvc["metadata"]["namespace"] = json!(c.namespace);
+    pvc["metadata"]["annotations"] = json!({DISK_UID_ANNOTATION: c.disk_uid});
+    pvc["spec"] = json!({
+        "storageClassName": c.storage_class,
+        "accessModes": ["ReadWriteOnce"],
+        "volumeMode": "Filesystem",
+        "resources": {"requests": {"storage": c.size}},
     });
     if let Some(vs) = c.from_volume_snapshot {
         pvc["spec"]["dataSource"] =
@@ -169,27 +191,24 @@ pub fn static_pv(v: &StaticVolume<'_>) -> Result<PersistentVolume> {
     if let Some(attrs) = v.volume_attributes.filter(|a| !a.is_empty()) {
         csi["volumeAttributes"] = json!(attrs);
     }
-    let mut pv = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {
-            "name": pv_name(v.namespace, v.disk),
-            "labels": {
-                MANAGED_BY_LABEL: MANAGED_BY,
-                DISK_LABEL: v.disk,
-                DISK_NAMESPACE_LABEL: v.namespace,
-                ROLE_LABEL: ROLE_STATIC,
-            },
-            "annotations": {HANDLE_ANNOTATION: v.handle},
-        },
-        "spec": {
-            "capacity": {"storage": v.size},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "volumeMode": "Filesystem",
-            "csi": csi,
-        },
+    let mut pv = managed_object(
+        "v1",
+        "PersistentVolume",
+        &pv_name(v.namespace, v.disk),
+        &[
+            (DISK_LABEL, v.disk),
+            (DISK_NAMESPACE_LABEL, v.namespace),
+            (ROLE_LABEL, ROLE_STATIC),
+        ],
+    );
+    pv["metadata"]["annotations"] = json!({HANDLE_ANNOTATION: v.handle});
+    pv["spec"] = json!({
+        "capacity": {"storage": v.size},
+        "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "volumeMode": "Filesystem",
+        "csi": csi,
     });
     if let Some(z) = v.zone {
         pv["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [

@@ -19,32 +19,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kompox_core::api::condition::{self, Status, reasons, types};
-use kompox_core::api::{API_VERSION, KompoxDisk, KompoxSnapshot, KompoxSnapshotStatus};
+use kompox_core::api::condition::{self, reasons, types};
+use kompox_core::api::{KompoxDisk, KompoxSnapshot, KompoxSnapshotStatus};
 use kompox_core::naming::truncate_with_hash;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    PostParams,
-};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::error::{is_conflict, is_not_found};
-use crate::labels::{
-    MANAGED_BY, MANAGED_BY_LABEL, ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER,
-    SNAPSHOT_LABEL,
-};
-use crate::runtime::publish;
-use crate::{Context, Error, FIELD_MANAGER, ReadyToken, Result};
+use crate::disk::objects::{bind_claim_spec, managed_object};
+use crate::error::is_not_found;
+use crate::labels::{ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER, SNAPSHOT_LABEL};
+use crate::ops;
+use crate::status::{Phase, normal_event, report};
+use crate::{Context, Error, ReadyToken, Result};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "snapshot";
@@ -149,10 +142,11 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
     crate::runtime::report_when_synced(store, ready);
     let shutdown = ctx.shutdown.clone();
     crate::runtime::drive(
-        controller.run(reconcile, error_policy, ctx).for_each(|r| {
-            crate::runtime::log_controller_result(CONTROLLER, r);
-            futures::future::ready(())
-        }),
+        CONTROLLER,
+        controller,
+        reconcile,
+        error_policy,
+        ctx,
         shutdown,
     )
     .await;
@@ -176,134 +170,30 @@ fn snapshots_of(
 
 async fn reconcile(snap: Arc<KompoxSnapshot>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let ns = snap
-        .namespace()
-        .ok_or_else(|| Error::MissingField("KompoxSnapshot without namespace".into()))?;
-    if !ctx.scope.contains(&ns) {
-        return Ok(Action::await_change());
-    }
-    let key = format!("{ns}/{}", snap.name_any());
-    let api: Api<KompoxSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, SNAPSHOT_FINALIZER, snap, |event| async {
+    ctx.finalized(snap, SNAPSHOT_FINALIZER, |event| async {
         match event {
             Finalizer::Apply(s) => apply(&s, &ctx).await,
             Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
         }
     })
-    .await;
-    let result = match result {
-        Err(e) if crate::error::finalizer_target_gone(&e) => Ok(Action::await_change()),
-        r => r.map_err(|e| Error::Finalizer(Box::new(e))),
-    };
-    if result.is_ok() {
-        ctx.reconciled(&key);
-    }
-    result
+    .await
 }
 
 fn error_policy(snap: Arc<KompoxSnapshot>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "{}/{}",
-        snap.namespace().unwrap_or_default(),
-        snap.name_any()
-    );
-    ctx.error_action(CONTROLLER, &key, err)
+    ctx.error_action(CONTROLLER, &crate::object_key(snap.as_ref()), err)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
-    Ready(String),
-    Progressing(&'static str, String),
-    Degraded(&'static str, String),
-}
-
-fn conditions(phase: &Phase, generation: Option<i64>) -> [Condition; 3] {
-    let at = Time(k8s_openapi::jiff::Timestamp::now());
-    let c =
-        |t: &str, s: Status, r: &str, m: &str| condition::new(t, s, r, m, generation, at.clone());
-    match phase {
-        Phase::Ready(m) => [
-            c(types::READY, Status::True, reasons::RECONCILED, m),
-            c(types::PROGRESSING, Status::False, reasons::RECONCILED, ""),
-            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
-        ],
-        Phase::Progressing(r, m) => [
-            c(types::READY, Status::False, r, m),
-            c(types::PROGRESSING, Status::True, r, m),
-            c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
-        ],
-        Phase::Degraded(r, m) => [
-            c(types::READY, Status::False, r, m),
-            c(types::PROGRESSING, Status::False, r, ""),
-            c(types::DEGRADED, Status::True, r, m),
-        ],
-    }
-}
-
+/// Ends a reconcile in `phase`: writes `status` with the phase's conditions, publishes Events
+/// on transitions, and says when to look again.
 async fn finish(
     snap: &KompoxSnapshot,
     ctx: &Context,
-    mut status: KompoxSnapshotStatus,
+    status: KompoxSnapshotStatus,
     phase: Phase,
 ) -> Result<Action> {
-    let ns = snap.namespace().unwrap_or_default();
-    let name = snap.name_any();
     let old = snap.status.clone().unwrap_or_default();
-    status.conditions = condition::merge_all(
-        &old.conditions,
-        conditions(&phase, snap.metadata.generation),
-    );
-    status.observed_generation = snap.metadata.generation;
-    if status != old {
-        let patch = json!({"apiVersion": API_VERSION, "kind": "KompoxSnapshot", "status": status});
-        match Api::<KompoxSnapshot>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            // Gone meanwhile (a reconcile of a stale cache entry): nothing to report on.
-            Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
-            Err(e) => {
-                return Err(Error::kube(
-                    format!("writing status of KompoxSnapshot {ns}/{name}"),
-                    e,
-                ));
-            }
-        }
-    }
-    let was =
-        |t: &str| condition::find(&old.conditions, t).map(|c| (c.status.clone(), c.reason.clone()));
-    let reference = snap.object_ref(&());
-    match &phase {
-        Phase::Ready(m) if was(types::READY).map(|w| w.0) != Some("True".into()) => {
-            publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Normal,
-                "Ready",
-                "Snapshot",
-                m.clone(),
-            )
-            .await;
-        }
-        Phase::Degraded(r, m)
-            if was(types::DEGRADED) != Some(("True".into(), (*r).to_string())) =>
-        {
-            publish(
-                &ctx.recorder,
-                &reference,
-                EventType::Warning,
-                r,
-                "Snapshot",
-                m.clone(),
-            )
-            .await;
-        }
-        _ => {}
+    if !report(ctx, snap, &old, status, &phase, "Snapshot").await? {
+        return Ok(Action::await_change());
     }
     Ok(match phase {
         Phase::Ready(_) => Action::await_change(),
@@ -345,46 +235,34 @@ async fn class_for(ctx: &Context, driver: &str) -> Result<Option<String>> {
 }
 
 async fn apply(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
+    let mut status = snap.status.clone().unwrap_or_default();
+    let phase = take(snap, ctx, &mut status).await?;
+    finish(snap, ctx, status, phase).await
+}
+
+/// Takes the snapshot one step further (updating `status`); the phase it is in.
+async fn take(
+    snap: &KompoxSnapshot,
+    ctx: &Context,
+    status: &mut KompoxSnapshotStatus,
+) -> Result<Phase> {
     let ns = snap.namespace().unwrap_or_default();
     let name = snap.name_any();
-    let mut status = snap.status.clone().unwrap_or_default();
     if let Err(e) = snap.spec.validate() {
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Degraded(reasons::INVALID_SPEC, e.to_string()),
-        )
-        .await;
+        return Ok(Phase::Degraded(reasons::INVALID_SPEC, e.to_string()));
     }
-    let vs_api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ns, &volume_snapshot_resource());
+    let (vs_api, existing) = volume_snapshot(ctx, &ns, &name).await?;
     let vs_name = volume_snapshot_name(&name);
-    let existing = match vs_api.get_opt(&vs_name).await {
-        Ok(v) => v,
-        Err(e) if is_not_found(&e) => None, // the API itself is missing
-        Err(e) => {
-            return Err(Error::kube(
-                format!("reading VolumeSnapshot {ns}/{vs_name}"),
-                e,
-            ));
-        }
-    };
     if let Some(vs) = existing {
         return observe(snap, ctx, status, &vs).await;
     }
     if status.ready_to_use {
         // It was ready and its VolumeSnapshot is gone (deleted by hand): report, do not retake.
         status.ready_to_use = false;
-        let msg =
-            format!("VolumeSnapshot {vs_name} was deleted outside Kompox; the snapshot is lost");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Degraded(reasons::REFERENCE_NOT_FOUND, msg),
-        )
-        .await;
+        return Ok(Phase::Degraded(
+            reasons::REFERENCE_NOT_FOUND,
+            format!("VolumeSnapshot {vs_name} was deleted outside Kompox; the snapshot is lost"),
+        ));
     }
 
     // The disk and its PV.
@@ -394,28 +272,20 @@ async fn apply(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
         .await
         .map_err(|e| Error::kube(format!("reading KompoxDisk {ns}/{disk_name}"), e))?
     else {
-        let msg = format!("spec.diskRef.name: KompoxDisk {disk_name:?} not found");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Degraded(reasons::REFERENCE_NOT_FOUND, msg),
-        )
-        .await;
+        return Ok(Phase::Degraded(
+            reasons::REFERENCE_NOT_FOUND,
+            format!("spec.diskRef.name: KompoxDisk {disk_name:?} not found"),
+        ));
     };
     let ds = disk.status.clone().unwrap_or_default();
     let (true, Some(pv_name)) = (
         condition::is_true(&ds.conditions, types::READY),
         ds.pv_name.clone(),
     ) else {
-        let msg = format!("waiting for KompoxDisk {disk_name} to be Ready");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Progressing(reasons::DISK_NOT_READY, msg),
-        )
-        .await;
+        return Ok(Phase::Progressing(
+            reasons::DISK_NOT_READY,
+            format!("waiting for KompoxDisk {disk_name} to be Ready"),
+        ));
     };
     let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let Some(pv) = pvs
@@ -423,14 +293,10 @@ async fn apply(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
         .await
         .map_err(|e| Error::kube(format!("reading PersistentVolume {pv_name}"), e))?
     else {
-        let msg = format!("waiting for PersistentVolume {pv_name} of KompoxDisk {disk_name}");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Progressing(reasons::DISK_NOT_READY, msg),
-        )
-        .await;
+        return Ok(Phase::Progressing(
+            reasons::DISK_NOT_READY,
+            format!("waiting for PersistentVolume {pv_name} of KompoxDisk {disk_name}"),
+        ));
     };
     let Some(driver) = pv
         .spec
@@ -438,158 +304,149 @@ async fn apply(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
         .and_then(|s| s.csi.as_ref())
         .map(|c| c.driver.clone())
     else {
-        let msg = format!("PersistentVolume {pv_name} is not a CSI volume");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Degraded(reasons::SNAPSHOT_UNSUPPORTED, msg),
-        )
-        .await;
+        return Ok(Phase::Degraded(
+            reasons::SNAPSHOT_UNSUPPORTED,
+            format!("PersistentVolume {pv_name} is not a CSI volume"),
+        ));
     };
     let Some(class) = class_for(ctx, &driver).await? else {
-        let msg = format!(
-            "no VolumeSnapshotClass for CSI driver {driver} (disk {disk_name}): this cluster cannot snapshot the disk through CSI; install the driver's snapshot support (snapshot CRDs, snapshot-controller, csi-snapshotter) and a VolumeSnapshotClass"
-        );
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Degraded(reasons::SNAPSHOT_UNSUPPORTED, msg),
-        )
-        .await;
+        return Ok(Phase::Degraded(
+            reasons::SNAPSHOT_UNSUPPORTED,
+            format!(
+                "no VolumeSnapshotClass for CSI driver {driver} (disk {disk_name}): this cluster cannot snapshot the disk through CSI; install the driver's snapshot support (snapshot CRDs, snapshot-controller, csi-snapshotter) and a VolumeSnapshotClass"
+            ),
+        ));
     };
 
     // The source PVC.
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let temp = source_pvc_name(&name);
+    let source = match source_pvc(ctx, snap, &disk, &pv, &temp).await? {
+        Ok(source) => source,
+        Err(phase) => return Ok(phase),
+    };
+
+    // The VolumeSnapshot.
+    let vs: DynamicObject = owned(
+        snap,
+        "snapshot.storage.k8s.io/v1",
+        "VolumeSnapshot",
+        &vs_name,
+        &[(SNAPSHOT_LABEL, &name)],
+        json!({"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": source}}),
+    )?;
+    if ops::create(&vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
+        let note = format!(
+            "taking VolumeSnapshot {vs_name} of PVC {source} (disk {disk_name}, class {class})"
+        );
+        normal_event(
+            &ctx.recorder,
+            snap,
+            reasons::SNAPSHOT_PENDING,
+            "Snapshot",
+            note,
+        )
+        .await;
+    }
+    Ok(Phase::Progressing(
+        reasons::SNAPSHOT_PENDING,
+        format!("waiting for VolumeSnapshot {vs_name} to be ready to use"),
+    ))
+}
+
+/// The PVC to snapshot the disk's PV `pv` through: the live PVC it is bound to (the app's) when
+/// that is in the snapshot's namespace, else (a detached disk) the temporary PVC `temp` bound
+/// to it, created here; or the phase while there is none to use yet.
+async fn source_pvc(
+    ctx: &Context,
+    snap: &KompoxSnapshot,
+    disk: &KompoxDisk,
+    pv: &PersistentVolume,
+    temp: &str,
+) -> Result<std::result::Result<String, Phase>> {
+    let ns = snap.namespace().unwrap_or_default();
+    let disk_name = disk.name_any();
+    let pv_name = pv.name_any();
     let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.clone());
     let phase = pv
         .status
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_default();
+    let waiting = |msg: String| Ok(Err(Phase::Progressing(reasons::SNAPSHOT_PENDING, msg)));
     let source = match (&claim, phase.as_str()) {
         (Some(c), "Bound") if c.namespace.as_deref() == Some(ns.as_str()) => {
             c.name.clone().unwrap_or_default()
         }
         (Some(c), "Bound") => {
-            let msg = format!(
-                "KompoxDisk {disk_name}'s PersistentVolume {pv_name} is bound to PVC {}/{}; a VolumeSnapshot can only be taken in the PVC's namespace",
-                c.namespace.as_deref().unwrap_or(""),
-                c.name.as_deref().unwrap_or("")
-            );
-            return finish(
-                snap,
-                ctx,
-                status,
-                Phase::Degraded(reasons::SNAPSHOT_UNSUPPORTED, msg),
-            )
-            .await;
+            return Ok(Err(Phase::Degraded(
+                reasons::SNAPSHOT_UNSUPPORTED,
+                format!(
+                    "KompoxDisk {disk_name}'s PersistentVolume {pv_name} is bound to PVC {}/{}; a VolumeSnapshot can only be taken in the PVC's namespace",
+                    c.namespace.as_deref().unwrap_or(""),
+                    c.name.as_deref().unwrap_or("")
+                ),
+            )));
         }
         (None, "Available") => {
-            create_source_pvc(ctx, snap, &disk, &pv_name, &temp).await?;
-            let msg = format!("binding temporary PVC {temp} to PersistentVolume {pv_name}");
-            return finish(
-                snap,
-                ctx,
-                status,
-                Phase::Progressing(reasons::SNAPSHOT_PENDING, msg),
-            )
-            .await;
+            let pvc = temp_claim(snap, &pv_name, temp, &disk.spec.size.0)?;
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+            ops::create(&pvcs, &pvc, &format!("PersistentVolumeClaim {ns}/{temp}")).await?;
+            return waiting(format!(
+                "binding temporary PVC {temp} to PersistentVolume {pv_name}"
+            ));
         }
+        // Pending binding, or Released (the disk controller makes it Available again).
         _ => {
-            // Pending binding, or Released (the disk controller makes it Available again).
-            let msg = format!(
+            return waiting(format!(
                 "waiting for PersistentVolume {pv_name} ({phase}) to be bound or available"
-            );
-            return finish(
-                snap,
-                ctx,
-                status,
-                Phase::Progressing(reasons::SNAPSHOT_PENDING, msg),
-            )
-            .await;
+            ));
         }
     };
     if source == temp
-        && pvcs
-            .get_opt(&temp)
+        && Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(temp)
             .await
             .map_err(|e| Error::kube(format!("reading PersistentVolumeClaim {ns}/{temp}"), e))?
             .and_then(|p| p.status.and_then(|s| s.phase))
             .as_deref()
             != Some("Bound")
     {
-        let msg = format!("waiting for temporary PVC {temp} to bind");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Progressing(reasons::SNAPSHOT_PENDING, msg),
-        )
-        .await;
+        return waiting(format!("waiting for temporary PVC {temp} to bind"));
     }
-
-    // The VolumeSnapshot.
-    let owner = snap
-        .controller_owner_ref(&())
-        .ok_or_else(|| Error::MissingField(format!("KompoxSnapshot {ns}/{name} has no uid")))?;
-    let vs: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "snapshot.storage.k8s.io/v1",
-        "kind": "VolumeSnapshot",
-        "metadata": {
-            "name": vs_name,
-            "namespace": ns,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, SNAPSHOT_LABEL: name},
-            "ownerReferences": [owner],
-        },
-        "spec": {"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": source}},
-    }))
-    .map_err(|source| Error::Serde {
-        what: "VolumeSnapshot".into(),
-        source,
-    })?;
-    match vs_api.create(&PostParams::default(), &vs).await {
-        Ok(_) => {
-            let note = format!(
-                "taking VolumeSnapshot {vs_name} of PVC {source} (disk {disk_name}, class {class})"
-            );
-            publish(
-                &ctx.recorder,
-                &snap.object_ref(&()),
-                EventType::Normal,
-                reasons::SNAPSHOT_PENDING,
-                "Snapshot",
-                note,
-            )
-            .await;
-        }
-        Err(e) if is_conflict(&e) => {}
-        Err(e) => {
-            return Err(Error::kube(
-                format!("creating VolumeSnapshot {ns}/{vs_name}"),
-                e,
-            ));
-        }
-    }
-    let msg = format!("waiting for VolumeSnapshot {vs_name} to be ready to use");
-    finish(
-        snap,
-        ctx,
-        status,
-        Phase::Progressing(reasons::SNAPSHOT_PENDING, msg),
-    )
-    .await
+    Ok(Ok(source))
 }
 
-async fn create_source_pvc(
-    ctx: &Context,
+/// The temporary PVC `name` that binds `snap`'s detached disk (static PV `pv_name`, `size`),
+/// owned by the snapshot.
+fn temp_claim(
     snap: &KompoxSnapshot,
-    disk: &KompoxDisk,
     pv_name: &str,
     name: &str,
-) -> Result<()> {
+    size: &str,
+) -> Result<PersistentVolumeClaim> {
+    owned(
+        snap,
+        "v1",
+        "PersistentVolumeClaim",
+        name,
+        &[
+            (SNAPSHOT_LABEL, &snap.name_any()),
+            (ROLE_LABEL, ROLE_SNAPSHOT_SOURCE),
+        ],
+        bind_claim_spec(pv_name, size),
+    )
+}
+
+/// An object `kind` named `name` with `spec`, in `snap`'s namespace and controlled by it (so
+/// it goes with the snapshot), labelled as Kompox's with `labels`.
+fn owned<T: serde::de::DeserializeOwned>(
+    snap: &KompoxSnapshot,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    spec: serde_json::Value,
+) -> Result<T> {
     let ns = snap.namespace().unwrap_or_default();
     let owner = snap.controller_owner_ref(&()).ok_or_else(|| {
         Error::MissingField(format!(
@@ -597,43 +454,23 @@ async fn create_source_pvc(
             snap.name_any()
         ))
     })?;
-    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, SNAPSHOT_LABEL: snap.name_any(), ROLE_LABEL: ROLE_SNAPSHOT_SOURCE},
-            "ownerReferences": [owner],
-        },
-        "spec": {
-            "storageClassName": "",
-            "volumeName": pv_name,
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": disk.spec.size.0}},
-        },
-    }))
-    .map_err(|source| Error::Serde { what: "PersistentVolumeClaim".into(), source })?;
-    match Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
-        .create(&PostParams::default(), &pvc)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(Error::kube(
-            format!("creating PersistentVolumeClaim {ns}/{name}"),
-            e,
-        )),
-    }
+    let mut obj = managed_object(api_version, kind, name, labels);
+    obj["metadata"]["namespace"] = json!(ns);
+    obj["metadata"]["ownerReferences"] = json!([owner]);
+    obj["spec"] = spec;
+    serde_json::from_value(obj).map_err(|source| Error::Serde {
+        what: kind.to_string(),
+        source,
+    })
 }
 
-/// Copies a VolumeSnapshot's state into the status.
+/// Copies a VolumeSnapshot's state into `status`; the phase it is in.
 async fn observe(
     snap: &KompoxSnapshot,
     ctx: &Context,
-    mut status: KompoxSnapshotStatus,
+    status: &mut KompoxSnapshotStatus,
     vs: &DynamicObject,
-) -> Result<Action> {
+) -> Result<Phase> {
     let ns = snap.namespace().unwrap_or_default();
     let vs_name = vs.name_any();
     let st = vs.data.get("status").cloned().unwrap_or_default();
@@ -642,24 +479,16 @@ async fn observe(
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
     if !ready {
-        if let Some(msg) = str_at(&st, &["error", "message"]) {
-            let msg = format!("VolumeSnapshot {vs_name}: {msg}");
-            return finish(
-                snap,
-                ctx,
-                status,
-                Phase::Progressing(reasons::PROVIDER_ERROR, msg),
-            )
-            .await;
-        }
-        let msg = format!("waiting for VolumeSnapshot {vs_name} to be ready to use");
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Progressing(reasons::SNAPSHOT_PENDING, msg),
-        )
-        .await;
+        return Ok(match str_at(&st, &["error", "message"]) {
+            Some(msg) => Phase::Progressing(
+                reasons::PROVIDER_ERROR,
+                format!("VolumeSnapshot {vs_name}: {msg}"),
+            ),
+            None => Phase::Progressing(
+                reasons::SNAPSHOT_PENDING,
+                format!("waiting for VolumeSnapshot {vs_name} to be ready to use"),
+            ),
+        });
     }
     let content_name = str_at(&st, &["boundVolumeSnapshotContentName"])
         .unwrap_or_default()
@@ -677,16 +506,12 @@ async fn observe(
         .and_then(|c| str_at(&c.data, &["status", "snapshotHandle"]))
         .map(str::to_string);
     let Some(handle) = handle else {
-        let msg = format!(
-            "waiting for VolumeSnapshotContent {content_name} to report its snapshot handle"
-        );
-        return finish(
-            snap,
-            ctx,
-            status,
-            Phase::Progressing(reasons::SNAPSHOT_PENDING, msg),
-        )
-        .await;
+        return Ok(Phase::Progressing(
+            reasons::SNAPSHOT_PENDING,
+            format!(
+                "waiting for VolumeSnapshotContent {content_name} to report its snapshot handle"
+            ),
+        ));
     };
     status.ready_to_use = true;
     status.snapshot_handle = Some(handle.clone());
@@ -699,89 +524,62 @@ async fn observe(
         })
         .map(Quantity);
     // The temporary source PVC is no longer needed.
-    let temp = source_pvc_name(&snap.name_any());
-    match Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
-        .delete(&temp, &DeleteParams::background())
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => {
-            return Err(Error::kube(
-                format!("deleting PersistentVolumeClaim {ns}/{temp}"),
-                e,
-            ));
-        }
-    }
-    let msg = format!(
+    delete_temp_claim(ctx, &ns, &snap.name_any()).await?;
+    Ok(Phase::Ready(format!(
         "VolumeSnapshot {vs_name} ready to use: snapshot handle {handle} (VolumeSnapshotContent {content_name})"
-    );
-    finish(snap, ctx, status, Phase::Ready(msg)).await
+    )))
+}
+
+async fn delete_temp_claim(ctx: &Context, ns: &str, snapshot: &str) -> Result<()> {
+    let temp = source_pvc_name(snapshot);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    ops::delete(&pvcs, &temp, &format!("PersistentVolumeClaim {ns}/{temp}")).await
+}
+
+/// The VolumeSnapshot API in `ns` and the VolumeSnapshot of KompoxSnapshot `snapshot`, if any
+/// (none either when the VolumeSnapshot API is not installed).
+async fn volume_snapshot(
+    ctx: &Context,
+    ns: &str,
+    snapshot: &str,
+) -> Result<(Api<DynamicObject>, Option<DynamicObject>)> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), ns, &volume_snapshot_resource());
+    let name = volume_snapshot_name(snapshot);
+    match api.get_opt(&name).await {
+        Ok(vs) => Ok((api, vs)),
+        Err(e) if is_not_found(&e) => Ok((api, None)),
+        Err(e) => Err(Error::kube(
+            format!("reading VolumeSnapshot {ns}/{name}"),
+            e,
+        )),
+    }
 }
 
 async fn cleanup(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
     let ns = snap.namespace().unwrap_or_default();
     let name = snap.name_any();
     let vs_name = volume_snapshot_name(&name);
-    let temp = source_pvc_name(&name);
-    match Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns)
-        .delete(&temp, &DeleteParams::background())
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => {
-            return Err(Error::kube(
-                format!("deleting PersistentVolumeClaim {ns}/{temp}"),
-                e,
-            ));
-        }
-    }
-    let vs_api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ns, &volume_snapshot_resource());
-    let gone = match vs_api.get_opt(&vs_name).await {
-        Ok(None) => true,
-        Err(e) if is_not_found(&e) => true,
-        Ok(Some(vs)) => {
-            if vs.metadata.deletion_timestamp.is_none() {
-                match vs_api.delete(&vs_name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => {
-                        return Err(Error::kube(
-                            format!("deleting VolumeSnapshot {ns}/{vs_name}"),
-                            e,
-                        ));
-                    }
-                }
-                let note = format!("deleting VolumeSnapshot {vs_name}");
-                publish(
-                    &ctx.recorder,
-                    &snap.object_ref(&()),
-                    EventType::Normal,
-                    reasons::DELETING,
-                    "Delete",
-                    note,
-                )
-                .await;
-            }
-            false
-        }
-        Err(e) => {
-            return Err(Error::kube(
-                format!("reading VolumeSnapshot {ns}/{vs_name}"),
-                e,
-            ));
-        }
+    delete_temp_claim(ctx, &ns, &name).await?;
+    let (vs_api, vs) = volume_snapshot(ctx, &ns, &name).await?;
+    let Some(vs) = vs else {
+        return Ok(Action::await_change());
     };
-    if gone {
-        Ok(Action::await_change())
-    } else {
-        Err(Error::Pending {
-            what: format!("VolumeSnapshot {ns}/{vs_name} to be deleted"),
-            retry: Duration::from_secs(1),
-        })
+    if vs.metadata.deletion_timestamp.is_none() {
+        ops::delete(&vs_api, &vs_name, &format!("VolumeSnapshot {ns}/{vs_name}")).await?;
+        normal_event(
+            &ctx.recorder,
+            snap,
+            reasons::DELETING,
+            "Delete",
+            format!("deleting VolumeSnapshot {vs_name}"),
+        )
+        .await;
     }
+    Err(Error::Pending {
+        what: format!("VolumeSnapshot {ns}/{vs_name} to be deleted"),
+        retry: Duration::from_secs(1),
+    })
 }
 
 #[cfg(test)]
