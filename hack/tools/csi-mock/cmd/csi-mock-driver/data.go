@@ -34,7 +34,7 @@ const (
 )
 
 type dataPlane struct {
-	csi.ControllerServer // the upstream mock, possibly behind zonal
+	csi.ControllerServer // the upstream mock behind snapshotSizes (and zonal, with -topology-key)
 	dir                  string
 	// mu serialises the calls that create or delete objects, so that "ask the mock, then
 	// populate the directory if it is missing" is one step for every other such call.

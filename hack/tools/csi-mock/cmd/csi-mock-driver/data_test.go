@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,12 @@ func newTestPlane(t *testing.T) (*dataPlane, string) {
 	t.Helper()
 	dir := t.TempDir()
 	svc := mockservice.New(mockservice.Config{DriverName: "test.csi", DisableAttach: true})
-	d, err := newDataPlane(ctx, svc, dir)
+	// As main wires it: the data plane over snapshot sizes over the mock.
+	sizes, err := newSnapshotSizes(ctx, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDataPlane(ctx, sizes, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,13 +35,17 @@ func newTestPlane(t *testing.T) (*dataPlane, string) {
 }
 
 func volumeReq(name string, src *csi.VolumeContentSource) *csi.CreateVolumeRequest {
+	return sizedVolumeReq(name, 1<<30, src)
+}
+
+func sizedVolumeReq(name string, bytes int64, src *csi.VolumeContentSource) *csi.CreateVolumeRequest {
 	return &csi.CreateVolumeRequest{
 		Name: name,
 		VolumeCapabilities: []*csi.VolumeCapability{{
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 			AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 		}},
-		CapacityRange:       &csi.CapacityRange{RequiredBytes: 1 << 30},
+		CapacityRange:       &csi.CapacityRange{RequiredBytes: bytes},
 		VolumeContentSource: src,
 	}
 }
@@ -215,4 +225,92 @@ func TestSeedsAndRefusesDataOfAnEarlierProcess(t *testing.T) {
 	if _, err := newDataPlane(ctx, svc, dir); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("a data dir of an earlier process: got %v, want a refusal", err)
 	}
+}
+
+// snapshotSize calls CreateSnapshot and returns the snapshot's ID and size.
+func snapshotSize(t *testing.T, d *dataPlane, name, volume string) (string, int64) {
+	t.Helper()
+	r, err := d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: name, SourceVolumeId: volume})
+	if err != nil {
+		t.Fatalf("CreateSnapshot %s: %v", name, err)
+	}
+	return r.GetSnapshot().GetSnapshotId(), r.GetSnapshot().GetSizeBytes()
+}
+
+// listedSizes is ListSnapshots(req), all pages, as snapshot ID -> size.
+func listedSizes(t *testing.T, d *dataPlane, req *csi.ListSnapshotsRequest) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for {
+		r, err := d.ListSnapshots(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range r.GetEntries() {
+			out[e.GetSnapshot().GetSnapshotId()] = e.GetSnapshot().GetSizeBytes()
+		}
+		if req.StartingToken = r.GetNextToken(); req.StartingToken == "" {
+			return out
+		}
+	}
+}
+
+func TestSnapshotSizeIsTheSourceCapacityAtSnapshotTime(t *testing.T) {
+	const gib = int64(1) << 30
+	d, _ := newTestPlane(t)
+	v := createVolume(t, d, sizedVolumeReq("src", 2*gib, nil))
+	s1, size := snapshotSize(t, d, "s1", v)
+	if size != 2*gib {
+		t.Fatalf("CreateSnapshot of a 2 GiB volume: size_bytes %d, want %d", size, 2*gib)
+	}
+
+	// The source grows; s1 keeps its size (also when asked again), a new snapshot has the new one.
+	if _, err := d.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{
+		VolumeId: v, CapacityRange: &csi.CapacityRange{RequiredBytes: 3 * gib}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, size := snapshotSize(t, d, "s1", v); again != s1 || size != 2*gib {
+		t.Fatalf("repeated CreateSnapshot s1: snapshot %s of %d bytes, want %s of %d", again, size, s1, 2*gib)
+	}
+	s2, size := snapshotSize(t, d, "s2", v)
+	if size != 3*gib {
+		t.Fatalf("CreateSnapshot after expanding to 3 GiB: size_bytes %d, want %d", size, 3*gib)
+	}
+
+	// ListSnapshots answers the same sizes: all (one entry a page, so paging is covered),
+	// by ID, by source volume. The mock's seeded snapshots have their 100 GiB volumes' size.
+	all := listedSizes(t, d, &csi.ListSnapshotsRequest{MaxEntries: 1})
+	want := map[string]int64{"1": 100 * gib, "2": 100 * gib, "3": 100 * gib, s1: 2 * gib, s2: 3 * gib}
+	if !maps.Equal(all, want) {
+		t.Fatalf("ListSnapshots: %v, want %v", all, want)
+	}
+	if got := listedSizes(t, d, &csi.ListSnapshotsRequest{SnapshotId: s2}); !maps.Equal(got, map[string]int64{s2: 3 * gib}) {
+		t.Fatalf("ListSnapshots by ID %s: %v", s2, got)
+	}
+	// (The mock answers a source volume with its first snapshot only.)
+	if got := listedSizes(t, d, &csi.ListSnapshotsRequest{SourceVolumeId: v}); !maps.Equal(got, map[string]int64{s1: 2 * gib}) {
+		t.Fatalf("ListSnapshots of volume %s: %v", v, got)
+	}
+
+	// Deleted and created again under the same name: a new snapshot with the size of now.
+	if _, err := d.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: s1}); err != nil {
+		t.Fatal(err)
+	}
+	if again, size := snapshotSize(t, d, "s1", v); again == s1 || size != 3*gib {
+		t.Fatalf("s1 again after deletion: snapshot %s of %d bytes, want a new one of %d", again, size, 3*gib)
+	}
+}
+
+func TestSnapshotOfAMissingVolumeIsNotFound(t *testing.T) {
+	d, dir := newTestPlane(t)
+	_, err := d.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "s1", SourceVolumeId: "404"})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "source volume 404") {
+		t.Fatalf("CreateSnapshot of volume 404: got %v, want codes.NotFound naming it", err)
+	}
+	for id := range listedSizes(t, d, &csi.ListSnapshotsRequest{}) {
+		if id != "1" && id != "2" && id != "3" {
+			t.Fatalf("the failed snapshot %s is still in the mock", id)
+		}
+	}
+	wantEmptyTmp(t, dir)
 }

@@ -6,10 +6,11 @@
 // Upstream has no standalone binary for it any more: csi-test v5 dropped its mock driver
 // (v5's driver package is a gomock double for csi-sanity) and Kubernetes runs the mock
 // inside e2e.test. This command is only the process around it: flags, socket; with
-// -topology-key, zonal topology (the upstream mock only knows a fixed per-node key); and,
+// -topology-key, zonal topology (the upstream mock only knows a fixed per-node key);
+// snapshot sizes (snapsize.go: the source volume's capacity, where the mock says 0); and,
 // with -data-dir, data (data.go): the mock keeps its volumes and snapshots in memory with
 // nothing behind them, so each gets a directory there, as with the CSI hostpath driver —
-// a snapshot copies its volume's files, a restore or clone copies its source's. Both are
+// a snapshot copies its volume's files, a restore or clone copies its source's. All are
 // wrappers around the upstream ControllerServer; upstream code is used as it is.
 package main
 
@@ -94,6 +95,11 @@ func main() {
 	if *topologyKey != "" {
 		controller = zonal{Service: svc, key: *topologyKey}
 	}
+	sizes, err := newSnapshotSizes(context.Background(), controller)
+	if err != nil {
+		klog.Fatalf("snapshot sizes: %v", err)
+	}
+	controller = sizes
 	if *dataDir != "" {
 		dp, err := newDataPlane(context.Background(), controller, *dataDir)
 		if err != nil {
