@@ -195,7 +195,9 @@ impl Server {
             health.set_ready(false);
             let _ = stop_tx.send(true);
         };
-        kompox_serve::serve(listener, tls, handler, shutdown).await;
+        kompox_serve::Server::new(listener, tls)
+            .serve(handler, shutdown)
+            .await;
         let _ = watch.await;
         if let Some(r) = reload {
             let _ = r.await;

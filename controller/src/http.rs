@@ -1,8 +1,8 @@
 //! Plain-HTTP `/healthz`, `/livez`, `/readyz` and `/metrics`, answered by the shared
-//! [`kompox_serve::Health`] and [`kompox_serve::Metrics`] helpers. The controller has no
+//! [`kompox_serve::Health`] and [`kompox_serve::Metrics`] helpers and served by the shared
+//! accept loop ([`kompox_serve::Server`] with [`Transport::Plain`]). The controller has no
 //! client-facing API, so the endpoint is plain HTTP on a loopback (or pod) address.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -10,12 +10,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use kompox_serve::{Health, Metrics, text};
+use kompox_serve::{Health, Metrics, ServeOptions, Server, Transport, text};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 
 /// The response for one request (no I/O; tested without sockets).
 #[must_use]
@@ -47,64 +43,75 @@ fn route(path: &str) -> &'static str {
     }
 }
 
-/// Serves the endpoints on `listener` until `shutdown` completes; open connections get a
-/// second to finish.
+/// Serves the endpoints on `listener` with [`kompox_serve::Server`] over plain HTTP until
+/// `shutdown` completes; open connections get a second to finish.
 pub async fn serve(
     listener: TcpListener,
     health: Health,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let local = listener.local_addr().ok();
-    tracing::info!(addr = ?local, "serving /healthz /readyz /metrics over HTTP");
-    let graceful = GracefulShutdown::new();
-    let mut conns: JoinSet<()> = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let health = health.clone();
-                    let metrics = metrics.clone();
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let start = Instant::now();
-                        let resp = respond(&health, &metrics, req.method(), req.uri().path());
-                        metrics.observe(route(req.uri().path()), req.method(), resp.status(), start.elapsed());
-                        async move { Ok::<_, Infallible>(resp) }
-                    });
-                    let conn = http.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    conns.spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "metrics connection ended with error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    }
-                }
+    Server::new(listener, Transport::Plain)
+        .with_options(ServeOptions::default().shutdown_grace(Duration::from_secs(1)))
+        .serve(
+            move |req: Request<Incoming>, _conn| {
+                let start = Instant::now();
+                let path = req.uri().path();
+                let resp = respond(&health, &metrics, req.method(), path);
+                metrics.observe(route(path), req.method(), resp.status(), start.elapsed());
+                std::future::ready(resp)
             },
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
-    conns.shutdown().await;
+            shutdown,
+        )
+        .await;
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// One HTTP/1.1 GET over a fresh connection; the raw response.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_probes_and_metrics_over_plain_http_until_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (health, metrics) = (Health::new(), Metrics::new("t"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, health.clone(), metrics, async {
+            let _ = rx.await;
+        }));
+        let limit = Duration::from_secs(10);
+        let readyz = tokio::time::timeout(limit, get(addr, "/readyz"))
+            .await
+            .unwrap();
+        assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+        health.set_ready(true);
+        let readyz = tokio::time::timeout(limit, get(addr, "/readyz"))
+            .await
+            .unwrap();
+        assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+        let m = tokio::time::timeout(limit, get(addr, "/metrics"))
+            .await
+            .unwrap();
+        assert!(
+            m.contains(r#"t_http_requests_total{route="/readyz",method="GET",code="503"} 1"#),
+            "{m}"
+        );
+        tx.send(()).unwrap();
+        tokio::time::timeout(limit, task).await.unwrap().unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
 
     #[test]
     fn routes() {

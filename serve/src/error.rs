@@ -1,8 +1,10 @@
 //! The crate's error type.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Errors from building TLS material, generating certificates and encoding metrics.
+/// Errors from building TLS material, generating certificates, binding a listener and
+/// encoding metrics.
 ///
 /// Messages name the input that was bad (`serving certificate`, `private key`,
 /// `client CA bundle`, a file path, a certificate field). They never contain key
@@ -35,6 +37,15 @@ pub enum Error {
     Io {
         /// The file.
         path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
         /// The I/O error.
         #[source]
         source: std::io::Error,

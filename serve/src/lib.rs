@@ -1,9 +1,10 @@
-//! Shared HTTPS serving for Kompox servers (the aggregated API server and the admission
-//! webhook): one rustls setup, certificate reload, accept loop and graceful shutdown.
+//! Shared serving for Kompox servers (the aggregated API server, the admission webhook and
+//! the controller's probe/metrics endpoint): one rustls setup, certificate reload, accept
+//! loop and graceful shutdown.
 //!
 //! - [`tls`]: PEM → rustls [`rustls::ServerConfig`], [`ReloadableTls`], [`FileReloader`].
-//! - [`server`]: [`serve`] / [`serve_with`], [`ConnInfo`] with the verified client chain,
-//!   [`peer_common_name`].
+//! - [`server`]: [`Server`] (bind, then [`Server::serve`] over a [`Transport`]: TLS or plain
+//!   HTTP), [`ConnInfo`] with the verified client chain, [`peer_common_name`].
 //! - [`respond`]: [`read_body_limited`], [`json`], [`text`].
 //! - [`health`] and [`metrics`]: `/healthz` `/livez` `/readyz`, `/metrics`.
 //! - [`certs`]: CA and leaf certificate generation (rcgen).
@@ -12,18 +13,16 @@
 //!
 //! ```no_run
 //! # async fn run() -> kompox_serve::Result<()> {
-//! use kompox_serve::{Health, ReloadableTls, TlsFiles, serve, text};
+//! use kompox_serve::{Health, ReloadableTls, Server, TlsFiles, text};
 //! use http::StatusCode;
 //!
 //! let files = TlsFiles { cert: "tls.crt".into(), key: "tls.key".into(), client_ca: None };
 //! let tls = ReloadableTls::from_files(&files)?;
 //! let health = Health::new();
-//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await.map_err(|source| {
-//!     kompox_serve::Error::Io { path: "0.0.0.0:8443".into(), source }
-//! })?;
+//! let server = Server::bind("0.0.0.0:8443".parse().expect("an address"), tls).await?;
 //! health.set_ready(true);
 //! let h = health.clone();
-//! serve(listener, tls, move |req, _conn| {
+//! server.serve(move |req, _conn| {
 //!     let h = h.clone();
 //!     async move { h.respond(&req).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found")) }
 //! }, async { let _ = tokio::signal::ctrl_c().await; }).await;
@@ -46,6 +45,6 @@ pub use health::Health;
 pub use metrics::Metrics;
 pub use respond::{BodyError, json, read_body_limited, text};
 pub use server::{
-    BoxError, ConnInfo, ServeOptions, peer_common_name, peer_organizations, serve, serve_with,
+    BoxError, ConnInfo, ServeOptions, Server, Transport, peer_common_name, peer_organizations,
 };
 pub use tls::{FileReloader, ReloadableTls, TlsFiles, cert_fingerprint_sha256, server_config};

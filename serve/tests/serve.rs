@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use kompox_serve::{
-    CertKeyPem, CertifiedCa, FileReloader, ReloadableTls, ServeOptions, TlsFiles, generate_ca,
-    issue_client_cert, issue_serving_cert,
+    CertKeyPem, CertifiedCa, FileReloader, ReloadableTls, ServeOptions, Server, TlsFiles,
+    Transport, generate_ca, issue_client_cert, issue_serving_cert,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -52,6 +52,26 @@ fn tls_with_client_ca(p: &Pki) -> ReloadableTls {
         Some(p.client_ca.cert_pem().as_bytes()),
     )
     .unwrap()
+}
+
+/// Writes `pair` to the serving-pair files of `files`.
+fn write_pair(files: &TlsFiles, pair: &CertKeyPem) {
+    std::fs::write(&files.cert, &pair.cert_pem).unwrap();
+    std::fs::write(&files.key, &pair.key_pem).unwrap();
+}
+
+/// `tls.crt` and `tls.key` in `dir` holding `pair`, and `ca.crt` holding `client_ca` if any.
+fn tls_files(dir: &TempDir, pair: &CertKeyPem, client_ca: Option<&CertifiedCa>) -> TlsFiles {
+    let files = TlsFiles {
+        cert: dir.0.join("tls.crt"),
+        key: dir.0.join("tls.key"),
+        client_ca: client_ca.map(|_| dir.0.join("ca.crt")),
+    };
+    write_pair(&files, pair);
+    if let (Some(path), Some(ca)) = (&files.client_ca, client_ca) {
+        std::fs::write(path, ca.cert_pem()).unwrap();
+    }
+    files
 }
 
 #[tokio::test]
@@ -234,18 +254,7 @@ async fn bad_update_keeps_the_old_config() {
 async fn file_reloader_picks_up_changed_files_and_survives_bad_ones() {
     let p = pki();
     let dir = TempDir::new("reload");
-    let files = TlsFiles {
-        cert: dir.0.join("tls.crt"),
-        key: dir.0.join("tls.key"),
-        client_ca: Some(dir.0.join("ca.crt")),
-    };
-    let write = |c: &CertKeyPem| {
-        std::fs::write(&files.cert, &c.cert_pem).unwrap();
-        std::fs::write(&files.key, &c.key_pem).unwrap();
-    };
-    write(&p.serving);
-    std::fs::write(files.client_ca.as_ref().unwrap(), p.client_ca.cert_pem()).unwrap();
-
+    let files = tls_files(&dir, &p.serving, Some(&p.client_ca));
     let tls = ReloadableTls::from_files(&files).unwrap();
     let server = TestServer::start(tls.clone()).await;
     let reloader = FileReloader::new(tls.clone(), files.clone());
@@ -255,7 +264,7 @@ async fn file_reloader_picks_up_changed_files_and_survives_bad_ones() {
     );
 
     let rotated = serving(&p.ca);
-    write(&rotated);
+    write_pair(&files, &rotated);
     assert!(reloader.check().unwrap());
     let opts = ClientOpts::new(p.ca.cert_pem());
     let stream = connect(server.addr, &opts).await.unwrap();
@@ -302,19 +311,10 @@ async fn file_reloader_picks_up_changed_files_and_survives_bad_ones() {
 async fn file_reloader_run_polls_until_shutdown() {
     let p = pki();
     let dir = TempDir::new("run");
-    let files = TlsFiles {
-        cert: dir.0.join("tls.crt"),
-        key: dir.0.join("tls.key"),
-        client_ca: None,
-    };
-    std::fs::write(&files.cert, &p.serving.cert_pem).unwrap();
-    std::fs::write(&files.key, &p.serving.key_pem).unwrap();
+    let files = tls_files(&dir, &p.serving, None);
     let tls = ReloadableTls::from_files(&files).unwrap();
     let before = tls.current();
-
-    let rotated = serving(&p.ca);
-    std::fs::write(&files.cert, &rotated.cert_pem).unwrap();
-    std::fs::write(&files.key, &rotated.key_pem).unwrap();
+    write_pair(&files, &serving(&p.ca));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(FileReloader::new(tls.clone(), files).run(
@@ -380,23 +380,33 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
 #[tokio::test]
 async fn shutdown_grace_bounds_a_stuck_request() {
     let p = pki();
-    let mut server = TestServer::start_with(
-        tls_with_client_ca(&p),
-        ServeOptions::default().shutdown_grace(Duration::from_millis(200)),
-    )
-    .await;
-    let stream = connect(server.addr, &ClientOpts::new(p.ca.cert_pem()))
-        .await
+    for tls in [true, false] {
+        let transport = if tls {
+            Transport::from(tls_with_client_ca(&p))
+        } else {
+            Transport::Plain
+        };
+        let mut server = TestServer::start_with(
+            transport,
+            ServeOptions::default().shutdown_grace(Duration::from_millis(200)),
+        )
+        .await;
+        let opts = ClientOpts::new(p.ca.cert_pem());
+        let mut conn = if tls {
+            H1::new(connect(server.addr, &opts).await.unwrap()).await
+        } else {
+            H1::new(TcpStream::connect(server.addr).await.unwrap()).await
+        }
         .unwrap();
-    let mut conn = H1::new(stream).await.unwrap();
-    let started = server.probe.slow_started.notified();
-    let request = tokio::spawn(async move { conn.get("/slow").await });
-    bounded(started).await;
+        let started = server.probe.slow_started.notified();
+        let request = tokio::spawn(async move { conn.get("/slow").await });
+        bounded(started).await;
 
-    server.signal_shutdown();
-    bounded(&mut server.task).await.unwrap();
-    // The stuck request's connection was dropped.
-    assert!(bounded(request).await.unwrap().is_err());
+        server.signal_shutdown();
+        bounded(&mut server.task).await.unwrap();
+        // The stuck request's connection was dropped.
+        assert!(bounded(request).await.unwrap().is_err(), "tls: {tls}");
+    }
 }
 
 #[tokio::test]
@@ -490,13 +500,7 @@ async fn handler_panic_is_a_500_and_the_server_lives_on() {
 async fn client_ca_fed_separately_survives_file_reloads_of_the_serving_pair() {
     let p = pki();
     let dir = TempDir::new("split");
-    let files = TlsFiles {
-        cert: dir.0.join("tls.crt"),
-        key: dir.0.join("tls.key"),
-        client_ca: None,
-    };
-    std::fs::write(&files.cert, &p.serving.cert_pem).unwrap();
-    std::fs::write(&files.key, &p.serving.key_pem).unwrap();
+    let files = tls_files(&dir, &p.serving, None);
     let tls = ReloadableTls::from_files(&files).unwrap();
     let server = TestServer::start(tls.clone()).await;
     let user = issue_client_cert(&p.client_ca, "alice", &["devs"], 1).unwrap();
@@ -516,8 +520,7 @@ async fn client_ca_fed_separately_survives_file_reloads_of_the_serving_pair() {
 
     // Rotating the serving pair through the files keeps that client CA.
     let rotated = serving(&p.ca);
-    std::fs::write(&files.cert, &rotated.cert_pem).unwrap();
-    std::fs::write(&files.key, &rotated.key_pem).unwrap();
+    write_pair(&files, &rotated);
     assert!(FileReloader::new(tls.clone(), files).check().unwrap());
     let stream = connect(server.addr, &opts).await.unwrap();
     assert_eq!(
@@ -530,4 +533,57 @@ async fn client_ca_fed_separately_survives_file_reloads_of_the_serving_pair() {
     tls.update_client_ca(None).unwrap();
     assert!(whoami(&opts).await.starts_with("cn=-;"));
     server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_transport_serves_http1_and_h2c_without_peer_certificates() {
+    let server = TestServer::start(Transport::Plain).await;
+    let mut conn = H1::new(TcpStream::connect(server.addr).await.unwrap())
+        .await
+        .unwrap();
+    let (status, body) = conn.get("/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "cn=-;orgs=;chain=0;version=HTTP/1.1");
+    assert_eq!(
+        conn.get("/panic").await.unwrap().0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(conn.get("/whoami").await.unwrap().0, StatusCode::OK);
+
+    // HTTP/2 with prior knowledge, found by the preface.
+    let (mut h2, h2_conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap()),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(h2_conn);
+    let req = http::Request::get(format!("http://{}/whoami", server.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = bounded(h2.send_request(req)).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A TLS client finds no TLS server.
+    let ca = generate_ca("unused").unwrap();
+    assert!(
+        connect(server.addr, &ClientOpts::new(ca.cert_pem()))
+            .await
+            .is_err()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bind_error_names_the_address() {
+    let first = Server::bind((LOCALHOST, 0).into(), Transport::Plain)
+        .await
+        .unwrap();
+    let addr = first.local_addr().unwrap();
+    let err = Server::bind(addr, Transport::Plain)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(&format!("listening on {addr}: ")), "{err}");
 }

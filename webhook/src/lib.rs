@@ -238,16 +238,15 @@ impl Webhook {
                 let _ = stop_tx.send(true);
             }
         };
-        kompox_serve::serve(
-            listener,
-            tls,
-            move |req, _conn| {
-                let handler = handler.clone();
-                async move { handler.handle(req).await }
-            },
-            on_shutdown,
-        )
-        .await;
+        kompox_serve::Server::new(listener, tls)
+            .serve(
+                move |req, _conn| {
+                    let handler = handler.clone();
+                    async move { handler.handle(req).await }
+                },
+                on_shutdown,
+            )
+            .await;
         let _ = stop_tx.send(true);
         ready.abort();
         let _ = cache_task.await;

@@ -13,13 +13,13 @@ use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kompox_serve::{
-    CertKeyPem, ConnInfo, ReloadableTls, ServeOptions, cert_fingerprint_sha256, peer_common_name,
-    peer_organizations, serve_with, text,
+    CertKeyPem, ConnInfo, ServeOptions, Server, Transport, cert_fingerprint_sha256,
+    peer_common_name, peer_organizations, text,
 };
 use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -53,20 +53,20 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(tls: ReloadableTls) -> Self {
-        Self::start_with(tls, ServeOptions::default()).await
+    pub async fn start(transport: impl Into<Transport>) -> Self {
+        Self::start_with(transport, ServeOptions::default()).await
     }
 
-    pub async fn start_with(tls: ReloadableTls, options: ServeOptions) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+    pub async fn start_with(transport: impl Into<Transport>, options: ServeOptions) -> Self {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), transport)
+            .await
+            .unwrap()
+            .with_options(options);
+        let addr = server.local_addr().unwrap();
         let probe = Arc::new(Probe::default());
         let (tx, rx) = oneshot::channel::<()>();
         let p = probe.clone();
-        let task = tokio::spawn(serve_with(
-            options,
-            listener,
-            tls,
+        let task = tokio::spawn(server.serve(
             move |req, conn| handle(req, conn, p.clone()),
             async move {
                 let _ = rx.await;
@@ -199,7 +199,11 @@ pub struct H1 {
 }
 
 impl H1 {
-    pub async fn new(stream: TlsStream<TcpStream>) -> Result<Self, hyper::Error> {
+    /// Over TLS or a plain TCP stream.
+    pub async fn new<S>(stream: S) -> Result<Self, hyper::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         Ok(Self {
             sender,
