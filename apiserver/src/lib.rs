@@ -29,25 +29,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kompox_serve::{FileReloader, Health, Metrics, ReloadableTls, TlsFiles};
-use tokio::net::TcpListener;
+pub use kompox_serve::TlsSource;
+use kompox_serve::{Health, Metrics, ReloadableTls, Stop};
 
 use crate::auth::SarAuthorizer;
 use crate::state::State;
-
-/// Where the serving certificate comes from.
-#[derive(Debug, Clone)]
-pub enum TlsSource {
-    /// PEM files, re-read every [`Config::cert_reload_interval`] (rotation without restart).
-    Files(TlsFiles),
-    /// PEM text held in memory (tests, benchmarks).
-    Pem {
-        /// Certificate chain, leaf first.
-        cert: String,
-        /// Private key.
-        key: String,
-    },
-}
 
 /// Server configuration, fully parsed before anything is bound.
 #[derive(Debug, Clone)]
@@ -82,27 +68,17 @@ impl Config {
     }
 }
 
-/// Errors starting the server.
+/// Errors starting the server: the serving certificate could not be loaded
+/// (`serving certificate: …`, `private key (/path): …`) or the address not bound
+/// (`listening on ADDR: …`).
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The serving certificate could not be loaded.
-    #[error("serving certificate: {0}")]
-    Tls(#[from] kompox_serve::Error),
-    /// The listen address could not be bound.
-    #[error("listening on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
+#[error(transparent)]
+pub struct Error(#[from] kompox_serve::Error);
 
 /// A bound, not yet serving, server.
 pub struct Server {
     config: Config,
-    listener: TcpListener,
+    server: kompox_serve::Server,
     tls: ReloadableTls,
 }
 
@@ -111,23 +87,13 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`Error::Tls`], [`Error::Bind`].
+    /// [`Error`] naming the certificate input or the address.
     pub async fn bind(config: Config) -> Result<Self, Error> {
-        let tls = match &config.tls {
-            TlsSource::Files(files) => ReloadableTls::from_files(files)?,
-            TlsSource::Pem { cert, key } => {
-                ReloadableTls::new(cert.as_bytes(), key.as_bytes(), None)?
-            }
-        };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let tls = config.tls.load()?;
+        let server = kompox_serve::Server::bind(config.listen, tls.clone()).await?;
         Ok(Self {
             config,
-            listener,
+            server,
             tls,
         })
     }
@@ -138,7 +104,7 @@ impl Server {
     ///
     /// When the socket has no local address (not expected once bound).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.server.local_addr()
     }
 
     /// Serves until `shutdown` completes, reading the cluster with `client` (the server's own
@@ -147,7 +113,7 @@ impl Server {
     pub async fn run(self, client: kube::Client, shutdown: impl std::future::Future<Output = ()>) {
         let Self {
             config,
-            listener,
+            server,
             tls,
         } = self;
         let health = Health::new();
@@ -167,36 +133,22 @@ impl Server {
             config.request_timeout,
         ));
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        let stop = Stop::new();
         let watch = tokio::spawn(auth::watch_request_header_config(
             client,
             tls.clone(),
             request_header,
             health.clone(),
-            stopped(),
+            stop.stopped(),
         ));
-        let reload = match &config.tls {
-            TlsSource::Files(files) => Some(tokio::spawn(
-                FileReloader::new(tls.clone(), files.clone())
-                    .run(config.cert_reload_interval, stopped()),
-            )),
-            TlsSource::Pem { .. } => None,
-        };
+        let reload = config
+            .tls
+            .reloader(&tls)
+            .map(|r| tokio::spawn(r.run(config.cert_reload_interval, stop.stopped())));
 
         let handler = move |req, conn| handlers::handle(state.clone(), req, conn);
-        let shutdown = async move {
-            shutdown.await;
-            health.set_ready(false);
-            let _ = stop_tx.send(true);
-        };
-        kompox_serve::Server::new(listener, tls)
-            .serve(handler, shutdown)
+        server
+            .serve(handler, stop.on_shutdown(shutdown, health))
             .await;
         let _ = watch.await;
         if let Some(r) = reload {

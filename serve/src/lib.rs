@@ -2,9 +2,11 @@
 //! the controller's probe/metrics endpoint): one rustls setup, certificate reload, accept
 //! loop and graceful shutdown.
 //!
-//! - [`tls`]: PEM → rustls [`rustls::ServerConfig`], [`ReloadableTls`], [`FileReloader`].
+//! - [`tls`]: PEM → rustls [`rustls::ServerConfig`], [`ReloadableTls`], [`FileReloader`],
+//!   [`TlsSource`].
 //! - [`server`]: [`Server`] (bind, then [`Server::serve`] over a [`Transport`]: TLS or plain
-//!   HTTP), [`ConnInfo`] with the verified client chain, [`peer_common_name`].
+//!   HTTP), [`ConnInfo`] with the verified client chain, [`peer_common_name`]; [`Stop`], the
+//!   signal that ends a server's background tasks at shutdown.
 //! - [`respond`]: [`read_body_limited`], [`json`], [`text`].
 //! - [`health`] and [`metrics`]: `/healthz` `/livez` `/readyz`, `/metrics`.
 //! - [`certs`]: CA and leaf certificate generation (rcgen).
@@ -37,6 +39,7 @@ pub mod health;
 pub mod metrics;
 pub mod respond;
 pub mod server;
+mod stop;
 pub mod tls;
 
 pub use certs::{CertKeyPem, CertifiedCa, generate_ca, issue_client_cert, issue_serving_cert};
@@ -47,4 +50,7 @@ pub use respond::{BodyError, json, read_body_limited, text};
 pub use server::{
     BoxError, ConnInfo, ServeOptions, Server, Transport, peer_common_name, peer_organizations,
 };
-pub use tls::{FileReloader, ReloadableTls, TlsFiles, cert_fingerprint_sha256, server_config};
+pub use stop::Stop;
+pub use tls::{
+    FileReloader, ReloadableTls, TlsFiles, TlsSource, cert_fingerprint_sha256, server_config,
+};

@@ -449,6 +449,43 @@ impl TlsFiles {
     }
 }
 
+/// Where a serving certificate comes from, in the two forms every server takes.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, re-read by a [`FileReloader`] (rotation without restart).
+    Files(TlsFiles),
+    /// PEM text held in memory (tests, benchmarks); never reloaded.
+    Pem {
+        /// Certificate chain, leaf first.
+        cert: String,
+        /// Private key.
+        key: String,
+    },
+}
+
+impl TlsSource {
+    /// Builds the initial config.
+    ///
+    /// # Errors
+    ///
+    /// As [`ReloadableTls::from_files`] or [`ReloadableTls::new`].
+    pub fn load(&self) -> Result<ReloadableTls> {
+        match self {
+            Self::Files(files) => ReloadableTls::from_files(files),
+            Self::Pem { cert, key } => ReloadableTls::new(cert.as_bytes(), key.as_bytes(), None),
+        }
+    }
+
+    /// The reloader that keeps `tls` current with the files; `None` for PEM in memory.
+    #[must_use]
+    pub fn reloader(&self, tls: &ReloadableTls) -> Option<FileReloader> {
+        match self {
+            Self::Files(files) => Some(FileReloader::new(tls.clone(), files.clone())),
+            Self::Pem { .. } => None,
+        }
+    }
+}
+
 /// Polls [`TlsFiles`] and feeds content changes to a [`ReloadableTls`].
 ///
 /// A failed reload (unreadable file, half-written rotation, key not matching the new

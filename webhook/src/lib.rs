@@ -26,10 +26,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kompox_serve::{FileReloader, Health, Metrics, ReloadableTls, TlsFiles};
+use kompox_serve::{FileReloader, Health, Metrics, ReloadableTls, Server, Stop, TlsFiles};
 use kube::Client;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use handler::Handler;
 pub use state::ClusterState;
@@ -43,18 +41,10 @@ const FILE_POLL_INTERVAL: Duration = Duration::from_secs(10);
 /// Errors starting or running the webhook.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The listen address could not be bound.
-    #[error("--listen {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The serving certificate or key is unusable.
-    #[error("TLS: {0}")]
-    Tls(#[from] kompox_serve::Error),
+    /// The serving certificate or key is unusable, or the listen address could not be bound
+    /// (`listening on ADDR: …`).
+    #[error(transparent)]
+    Serve(#[from] kompox_serve::Error),
     /// The TLS Secret could not be read, created or updated.
     #[error(transparent)]
     TlsSecret(#[from] tls::Error),
@@ -99,7 +89,7 @@ pub struct Config {
 /// A bound, not yet serving webhook: [`Webhook::local_addr`] is known, so tests can register
 /// it before [`Webhook::run`].
 pub struct Webhook {
-    listener: TcpListener,
+    server: Server,
     tls: ReloadableTls,
     config: Config,
     client: Client,
@@ -110,7 +100,7 @@ pub struct Webhook {
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhook")
-            .field("listen", &self.listener.local_addr().ok())
+            .field("listen", &self.server.local_addr().ok())
             .finish_non_exhaustive()
     }
 }
@@ -121,8 +111,8 @@ impl Webhook {
     ///
     /// # Errors
     ///
-    /// [`Error::Tls`] / [`Error::TlsSecret`] for an unusable certificate, [`Error::Bind`] when
-    /// the address cannot be bound.
+    /// [`Error::Serve`] for an unusable certificate or an address that cannot be bound,
+    /// [`Error::TlsSecret`] when the Secret cannot be read or written.
     pub async fn bind(config: Config, client: Client) -> Result<Webhook> {
         let tls = match &config.tls {
             TlsSource::Files { cert, key } => ReloadableTls::from_files(&TlsFiles {
@@ -138,14 +128,9 @@ impl Webhook {
                 ReloadableTls::new(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), None)?
             }
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let server = Server::bind(config.listen, tls.clone()).await?;
         Ok(Webhook {
-            listener,
+            server,
             tls,
             config,
             client,
@@ -160,7 +145,7 @@ impl Webhook {
     ///
     /// When the socket's address cannot be read (not expected for a bound listener).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.server.local_addr()
     }
 
     /// The health flags (`/readyz` turns ready once the caches are synced).
@@ -179,22 +164,16 @@ impl Webhook {
     /// then stops everything (in-flight requests get the serve loop's grace period).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let Webhook {
-            listener,
+            server,
             tls,
             config,
             client,
             health,
             metrics,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-
-        let (state, cache_task) = ClusterState::start(&client, config.region.clone(), stopped());
+        let stop = Stop::new();
+        let (state, cache_task) =
+            ClusterState::start(&client, config.region.clone(), stop.stopped());
         let ready = {
             let (state, health) = (state.clone(), health.clone());
             tokio::spawn(async move {
@@ -217,37 +196,30 @@ impl Webhook {
                         client_ca: None,
                     },
                 );
-                Some(tokio::spawn(reloader.run(FILE_POLL_INTERVAL, stopped())))
+                Some(tokio::spawn(
+                    reloader.run(FILE_POLL_INTERVAL, stop.stopped()),
+                ))
             }
             TlsSource::Secret(s) => Some(tokio::spawn(tls::run(
                 client.clone(),
                 s.clone(),
                 tls.clone(),
-                stopped(),
+                stop.stopped(),
             ))),
             TlsSource::Pem { .. } => None,
         };
 
         let handler = Handler::new(Arc::new(state), health.clone(), metrics);
-        let on_shutdown = {
-            let health = health.clone();
-            let stop_tx = stop_tx.clone();
-            async move {
-                shutdown.await;
-                health.set_ready(false);
-                let _ = stop_tx.send(true);
-            }
-        };
-        kompox_serve::Server::new(listener, tls)
+        server
             .serve(
                 move |req, _conn| {
                     let handler = handler.clone();
                     async move { handler.handle(req).await }
                 },
-                on_shutdown,
+                stop.on_shutdown(shutdown, health),
             )
             .await;
-        let _ = stop_tx.send(true);
+        stop.fire();
         ready.abort();
         let _ = cache_task.await;
         if let Some(r) = reload {
