@@ -12,6 +12,27 @@
 
 #![warn(missing_docs)]
 
+/// The `kind`, `group`, `version` and `plural` methods of a `kube::Resource` or reflector
+/// `Lookup` impl (both `DynamicType = ()`) for a type that stands for the resource `$k`: a slim
+/// view of a Pod or workload, a digested Secret or ConfigMap.
+macro_rules! type_info_of {
+    ($k:ty) => {
+        fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+            <$k as kube::Resource>::kind(&())
+        }
+        fn group(_: &()) -> std::borrow::Cow<'_, str> {
+            <$k as kube::Resource>::group(&())
+        }
+        fn version(_: &()) -> std::borrow::Cow<'_, str> {
+            <$k as kube::Resource>::version(&())
+        }
+        fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+            <$k as kube::Resource>::plural(&())
+        }
+    };
+}
+pub(crate) use type_info_of;
+
 pub mod handler;
 pub mod mutate;
 pub mod review;

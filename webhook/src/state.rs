@@ -78,18 +78,7 @@ impl<K> Digested<K> {
 impl<K: Resource<DynamicType = ()>> ReflectorLookup for Digested<K> {
     type DynamicType = ();
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        K::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        K::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        K::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        K::plural(&())
-    }
+    crate::type_info_of!(K);
     fn name(&self) -> Option<Cow<'_, str>> {
         Some(Cow::Borrowed(&self.digests.name))
     }

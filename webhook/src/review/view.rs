@@ -7,7 +7,6 @@
 //! allocating. Each field read here keeps its JSON presence (`Option`), because the patch
 //! paths depend on which parents exist.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -172,18 +171,7 @@ impl kube::Resource for PodView {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        <Pod as kube::Resource>::plural(&())
-    }
+    crate::type_info_of!(Pod);
     fn meta(&self) -> &ObjectMeta {
         &self.0.metadata
     }
@@ -199,18 +187,7 @@ where
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        K::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        K::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        K::version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        K::plural(&())
-    }
+    crate::type_info_of!(K);
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -278,5 +255,8 @@ mod tests {
             <StatefulSetView as kube::Resource>::kind(&()),
             "StatefulSet"
         );
+        assert_eq!(<DeploymentView as kube::Resource>::group(&()), "apps");
+        assert_eq!(<PodView as kube::Resource>::plural(&()), "pods");
+        assert_eq!(<PodView as kube::Resource>::version(&()), "v1");
     }
 }
