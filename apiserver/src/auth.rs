@@ -218,6 +218,26 @@ pub struct Attributes {
 }
 
 impl Attributes {
+    /// Attributes from their parts (`subresource` empty for none).
+    #[must_use]
+    pub fn new(
+        namespace: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        name: &str,
+    ) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            verb: verb.to_owned(),
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+            subresource: subresource.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
     /// `verb group/resource/subresource ns/name`, for messages.
     #[must_use]
     pub fn describe(&self) -> String {
@@ -475,6 +495,24 @@ mod tests {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject as _;
 
+    fn get_rendered(app: &str) -> Attributes {
+        Attributes::new(
+            "ns",
+            "get",
+            crate::discovery::GROUP,
+            "kompoxapps",
+            "rendered",
+            app,
+        )
+    }
+
+    fn decision(allowed: bool, reason: &str) -> Decision {
+        Decision {
+            allowed,
+            reason: reason.into(),
+        }
+    }
+
     fn data(allowed: &str) -> BTreeMap<String, String> {
         [
             ("requestheader-client-ca-file", "PEM"),
@@ -670,18 +708,8 @@ mod tests {
             groups: vec!["g".into()],
             ..UserInfo::default()
         };
-        let attrs = Attributes {
-            namespace: "ns".into(),
-            verb: "get".into(),
-            group: crate::discovery::GROUP.into(),
-            resource: "kompoxapps".into(),
-            subresource: "rendered".into(),
-            name: "a".into(),
-        };
-        let allow = Decision {
-            allowed: true,
-            reason: String::new(),
-        };
+        let attrs = get_rendered("a");
+        let allow = decision(true, "");
         authz.store((user.clone(), attrs.clone()), &allow);
         assert_eq!(authz.authorize(&user, &attrs).await.unwrap(), allow);
 
@@ -698,10 +726,7 @@ mod tests {
         assert!(authz.authorize(&other_groups, &attrs).await.is_err());
 
         // A zero TTL caches nothing.
-        let deny = Decision {
-            allowed: false,
-            reason: "no".into(),
-        };
+        let deny = decision(false, "no");
         authz.store((user.clone(), other_name.clone()), &deny);
         assert!(authz.authorize(&user, &other_name).await.is_err());
     }
@@ -712,18 +737,8 @@ mod tests {
             name: "dev".into(),
             ..UserInfo::default()
         };
-        let attrs = Attributes {
-            namespace: "ns".into(),
-            verb: "get".into(),
-            group: crate::discovery::GROUP.into(),
-            resource: "kompoxapps".into(),
-            subresource: "rendered".into(),
-            name: "a".into(),
-        };
-        let deny = Decision {
-            allowed: false,
-            reason: "no RBAC policy matched".into(),
-        };
+        let attrs = get_rendered("a");
+        let deny = decision(false, "no RBAC policy matched");
         let e = require(&deny, &user, &attrs).unwrap_err();
         assert_eq!(e.code, http::StatusCode::FORBIDDEN);
         assert!(
@@ -732,10 +747,7 @@ mod tests {
             "{e}"
         );
         assert!(e.message.ends_with(": no RBAC policy matched"), "{e}");
-        let allow = Decision {
-            allowed: true,
-            reason: String::new(),
-        };
+        let allow = decision(true, "");
         assert!(require(&allow, &user, &attrs).is_ok());
     }
 }

@@ -18,39 +18,33 @@ pub const GROUP_VERSION: &str = "subresources.k8s.kompox.dev/v1alpha1";
 /// `k8s.kompox.dev`).
 #[must_use]
 pub fn api_resource_list() -> Value {
+    let app = (
+        kompox_core::api::GROUP,
+        kompox_core::api::VERSION,
+        "KompoxApp",
+    );
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": GROUP_VERSION,
         "resources": [
-            {
-                "name": "kompoxapps/rendered",
-                "singularName": "",
-                "namespaced": true,
-                "group": "",
-                "version": "v1",
-                "kind": "List",
-                "verbs": ["get"],
-            },
-            {
-                "name": "kompoxdisks/attach",
-                "singularName": "",
-                "namespaced": true,
-                "group": kompox_core::api::GROUP,
-                "version": kompox_core::api::VERSION,
-                "kind": "KompoxApp",
-                "verbs": ["create"],
-            },
-            {
-                "name": "kompoxdisks/detach",
-                "singularName": "",
-                "namespaced": true,
-                "group": kompox_core::api::GROUP,
-                "version": kompox_core::api::VERSION,
-                "kind": "KompoxApp",
-                "verbs": ["create"],
-            },
+            subresource("kompoxapps/rendered", ("", "v1", "List"), "get"),
+            subresource("kompoxdisks/attach", app, "create"),
+            subresource("kompoxdisks/detach", app, "create"),
         ],
+    })
+}
+
+/// One namespaced subresource `name` answering `(group, version, kind)` to `verb`.
+fn subresource(name: &str, (group, version, kind): (&str, &str, &str), verb: &str) -> Value {
+    json!({
+        "name": name,
+        "singularName": "",
+        "namespaced": true,
+        "group": group,
+        "version": version,
+        "kind": kind,
+        "verbs": [verb],
     })
 }
 
@@ -79,4 +73,45 @@ pub fn api_group_list() -> Value {
         obj.remove("apiVersion");
     }
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_list_entries() {
+        let list = api_resource_list();
+        let r = &list["resources"];
+        assert_eq!(list["groupVersion"], GROUP_VERSION);
+        assert_eq!(
+            (
+                &r[0]["name"],
+                &r[0]["group"],
+                &r[0]["version"],
+                &r[0]["kind"]
+            ),
+            (
+                &json!("kompoxapps/rendered"),
+                &json!(""),
+                &json!("v1"),
+                &json!("List")
+            )
+        );
+        assert_eq!(r[0]["verbs"], json!(["get"]));
+        for (i, sub) in [(1, "attach"), (2, "detach")] {
+            assert_eq!(r[i]["name"], format!("kompoxdisks/{sub}"));
+            assert_eq!(r[i]["group"], "k8s.kompox.dev");
+            assert_eq!(r[i]["version"], "v1alpha1");
+            assert_eq!(r[i]["kind"], "KompoxApp");
+            assert_eq!(r[i]["verbs"], json!(["create"]));
+        }
+        for e in r.as_array().into_iter().flatten() {
+            assert_eq!(
+                (&e["namespaced"], &e["singularName"]),
+                (&json!(true), &json!(""))
+            );
+        }
+        assert_eq!(r.as_array().map(Vec::len), Some(3));
+    }
 }

@@ -197,7 +197,7 @@ where
             authorize(
                 state,
                 &user,
-                attrs(&ns, "get", GROUP, "kompoxapps", "rendered", &name),
+                Attributes::new(&ns, "get", GROUP, "kompoxapps", "rendered", &name),
             )
             .await?;
             let validate = validate_param(req.uri().query())?;
@@ -212,7 +212,7 @@ where
             authorize(
                 state,
                 &user,
-                attrs(&ns, "create", GROUP, "kompoxdisks", sub, &name),
+                Attributes::new(&ns, "create", GROUP, "kompoxdisks", sub, &name),
             )
             .await?;
             let content_type = req
@@ -233,7 +233,7 @@ where
             authorize(
                 state,
                 &user,
-                attrs(
+                Attributes::new(
                     &ns,
                     "patch",
                     kompox_core::api::GROUP,
@@ -252,17 +252,6 @@ where
             };
             Ok(kompox_serve::json(StatusCode::OK, &app))
         }
-    }
-}
-
-fn attrs(ns: &str, verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
-    Attributes {
-        namespace: ns.to_owned(),
-        verb: verb.to_owned(),
-        group: group.to_owned(),
-        resource: resource.to_owned(),
-        subresource: sub.to_owned(),
-        name: name.to_owned(),
     }
 }
 
