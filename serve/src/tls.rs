@@ -226,6 +226,12 @@ struct Inputs {
     client_ca: Option<Vec<u8>>,
 }
 
+impl Inputs {
+    fn build(&self, labels: &Labels) -> Result<Built> {
+        build(&self.cert, &self.key, self.client_ca.as_deref(), labels)
+    }
+}
+
 struct State {
     config: Arc<ServerConfig>,
     inputs: Inputs,
@@ -268,12 +274,7 @@ impl ReloadableTls {
     }
 
     fn from_inputs(inputs: Inputs, labels: &Labels) -> Result<Self> {
-        let built = build(
-            &inputs.cert,
-            &inputs.key,
-            inputs.client_ca.as_deref(),
-            labels,
-        )?;
+        let built = inputs.build(labels)?;
         log_loaded(
             &built,
             inputs.client_ca.is_some(),
@@ -381,12 +382,7 @@ impl ReloadableTls {
             tracing::trace!("TLS material unchanged");
             return Ok(false);
         }
-        let built = build(
-            &inputs.cert,
-            &inputs.key,
-            inputs.client_ca.as_deref(),
-            labels,
-        )?;
+        let built = inputs.build(labels)?;
         let client_ca = inputs.client_ca.is_some();
         {
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
