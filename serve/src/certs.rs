@@ -10,7 +10,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _, SanType,
 };
-use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -100,18 +99,20 @@ impl CertifiedCa {
             source,
         })?;
         Ok(Self {
-            cert_pem: pem_of(ca_der),
+            cert_pem: certificate_pem(ca_der),
             key_pem: issuer.key().serialize_pem(),
             issuer,
         })
     }
 }
 
-/// Re-encodes one DER certificate so `cert_pem()` holds exactly the CA certificate, not a
-/// whole bundle.
-fn pem_of(der: &CertificateDer<'_>) -> String {
+/// One DER certificate as a PEM `CERTIFICATE` block (base64 in 64-column lines). Used so
+/// `cert_pem()` holds exactly the CA certificate, not a whole bundle, and to rebuild bundles
+/// from parsed certificates.
+#[must_use]
+pub fn certificate_pem(der: &[u8]) -> String {
     use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in b64.as_bytes().chunks(64) {
         out.push_str(&String::from_utf8_lossy(line));
@@ -149,6 +150,23 @@ fn validity(params: &mut CertificateParams, days: u32) -> Result<()> {
     params.not_before = now - BACKDATE;
     params.not_after = now + time::Duration::days(i64::from(days));
     Ok(())
+}
+
+/// A leaf (not a CA) for `usage`, signed by a CA that the key identifier names, valid
+/// `validity_days` from now.
+fn leaf(
+    params: &mut CertificateParams,
+    usage: ExtendedKeyUsagePurpose,
+    validity_days: u32,
+) -> Result<()> {
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    validity(params, validity_days)
 }
 
 fn gen_key(what: &str) -> Result<KeyPair> {
@@ -243,14 +261,11 @@ pub fn issue_serving_cert<S: AsRef<str>>(
     };
     params.distinguished_name = common_name_dn(&cn, "dns_names[0]")?;
     params.subject_alt_names = sans;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    validity(&mut params, validity_days)?;
+    leaf(
+        &mut params,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        validity_days,
+    )?;
     sign(ca, &params, "serving certificate")
 }
 
@@ -281,14 +296,11 @@ pub fn issue_client_cert<S: AsRef<str>>(
         }
         orgs.push(org);
     }
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    validity(&mut params, validity_days)?;
+    leaf(
+        &mut params,
+        ExtendedKeyUsagePurpose::ClientAuth,
+        validity_days,
+    )?;
     let key = gen_key("client certificate")?;
     let cert = params
         .signed_by(&key, &ca.issuer)
@@ -300,7 +312,7 @@ pub fn issue_client_cert<S: AsRef<str>>(
     // groups (one O each): put the full subject in and re-sign.
     let der = der::replace_subject(cert.der(), &der::name(common_name, &orgs), ca.issuer.key())?;
     Ok(CertKeyPem {
-        cert_pem: pem_of(&CertificateDer::from(der)),
+        cert_pem: certificate_pem(&der),
         key_pem: key.serialize_pem(),
     })
 }
@@ -442,7 +454,7 @@ mod tests {
     use rustls::client::danger::ServerCertVerifier as _;
     use rustls::server::WebPkiClientVerifier;
     use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{ServerName, UnixTime};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
     use super::*;
     use crate::tls::crypto_provider;

@@ -29,12 +29,11 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use futures::{StreamExt as _, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
+use kompox_serve::certs::certificate_pem;
 use kompox_serve::{CertKeyPem, CertifiedCa, generate_ca, issue_serving_cert};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::watcher;
@@ -235,19 +234,8 @@ fn parse_certs(pem: &str) -> Vec<Cert> {
         .collect()
 }
 
-fn to_pem(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
 fn bundle_of(certs: &[&Cert]) -> String {
-    certs.iter().map(|c| to_pem(&c.der)).collect()
+    certs.iter().map(|c| certificate_pem(&c.der)).collect()
 }
 
 const DAY: i64 = 86_400;
@@ -297,7 +285,7 @@ pub fn plan(
     let valid_old: Vec<&Cert> = bundle.iter().filter(|c| c.not_after > now_ts).collect();
     let current_ca = bundle.first().and_then(|first| {
         let key = cur.ca_key.as_deref()?;
-        let signer = CertifiedCa::from_pem(&to_pem(&first.der), key).ok()?;
+        let signer = CertifiedCa::from_pem(&certificate_pem(&first.der), key).ok()?;
         Some((first, signer))
     });
     let Some((ca_cert, signer)) = current_ca else {
