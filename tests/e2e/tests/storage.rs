@@ -19,14 +19,14 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::events::v1::Event;
 use kompox_controller::claim::{Claim, claim, claim_decision};
 use kompox_core::api::condition::{self, reasons, types};
-use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
+use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot, quantity};
 use kompox_e2e::controller::{
     ControllerProcess, Options, TestEnv, driver_calls, driver_snapshots, driver_volumes, finish,
     read_volume_file, run, scoped, volume_dir, volume_dir_exists, volume_files, volumes_created_in,
     write_volume_file,
 };
 use kompox_e2e::{
-    TestNamespace, admin_client, cluster, delete_all, delete_and_wait, ensure_crds,
+    TestNamespace, admin_client, cluster, delete_all, delete_and_wait, ensure_crds, repo_root,
     wait_for_condition, wait_until,
 };
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -182,12 +182,19 @@ fn pv_of(d: &KompoxDisk) -> Result<String> {
         .context("no status.pvName")
 }
 
-/// An "app" PVC bound to a disk's static PV by volumeName (what the app controller creates).
+/// An "app" PVC bound to a disk's static PV by volumeName (what the app controller creates),
+/// with the PV's StorageClass (binding needs the same one).
 async fn bind_pvc(env: &Env, name: &str, pv: &str) -> Result<()> {
+    let class = Api::<PersistentVolume>::all(env.client.clone())
+        .get(pv)
+        .await?
+        .spec
+        .and_then(|s| s.storage_class_name)
+        .unwrap_or_default();
     let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": name},
-        "spec": {"storageClassName": "", "volumeName": pv, "accessModes": ["ReadWriteOnce"],
+        "spec": {"storageClassName": class, "volumeName": pv, "accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": "1Gi"}}},
     }))?;
     let pvcs: Api<PersistentVolumeClaim> = env.ns.api();
@@ -580,7 +587,7 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     let t = Instant::now();
     env.create_disk(
         "src",
-        json!({"size": "1Gi", "zone": "3", "deletionPolicy": "Delete"}),
+        json!({"size": "2Gi", "zone": "3", "deletionPolicy": "Delete"}),
     )
     .await?;
     let src = wait_disk_ready(&api, "src").await?;
@@ -605,8 +612,17 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     );
     let st = s1.status.clone().unwrap_or_default();
     let snap_handle = st.snapshot_handle.clone().context("no snapshotHandle")?;
-    // The mock's snapshots have size 0; snapshot-controller then reports no restoreSize.
-    println!("restoreSize: {:?}", st.restore_size);
+    // The driver sizes a snapshot as its source volume (CreateSnapshot size_bytes), which
+    // csi-snapshotter and snapshot-controller carry to the VolumeSnapshot's restoreSize.
+    let restore_size = st
+        .restore_size
+        .as_ref()
+        .context("s1 without status.restoreSize")?;
+    ensure!(
+        bytes(&restore_size.0)? == 2 * GI,
+        "s1 restoreSize {} is not the source disk's 2Gi",
+        restore_size.0
+    );
     ensure!(
         driver_snapshots()?.contains(&snap_handle),
         "driver lacks snapshot {snap_handle}"
@@ -642,8 +658,9 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
         Some("Bound")
     );
 
-    // Restore: a new disk from s1, with exactly the bytes of s1 time; the CSI chain shows the
-    // snapshot as the new volume's content source.
+    // Restore: new disks from s1, with exactly the bytes of s1 time; the CSI chain shows the
+    // snapshot as each new volume's content source. A disk is at least the snapshot's size: a
+    // 1Gi spec gets the snapshot's 2Gi (the provisioner refuses less), a 3Gi spec its 3Gi.
     let t1 = Instant::now();
     env.create_disk(
         "restored",
@@ -651,43 +668,19 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     )
     .await?;
     let restored = wait_disk_ready(&api, "restored").await?;
-    let restored_handle = handle_of(&restored)?;
-    assert_ne!(restored_handle, src_handle);
-    let got = volume_files(&restored_handle)?;
     println!(
         "restore -> Ready with the snapshot's data: {:?}",
         t1.elapsed()
     );
-    ensure!(
-        got == at_s1,
-        "restored volume {restored_handle} does not hold the bytes of s1 time: has {}, want {}",
-        describe(&got),
-        describe(&at_s1)
-    );
-    let calls = driver_calls("CreateVolume")?;
-    let call = calls
-        .iter()
-        .find(|c| {
-            c.response["volume"]["volume_id"] == restored_handle.as_str()
-                && c.request["parameters"]["csi.storage.k8s.io/pvc/namespace"]
-                    == env.ns.name.as_str()
-        })
-        .context("no CreateVolume for the restored volume")?;
-    assert_eq!(
-        call.request["volume_content_source"]["Type"]["Snapshot"]["snapshot_id"],
-        snap_handle.as_str(),
-        "restored volume not created from snapshot {snap_handle}: {}",
-        call.request
-    );
-    // The restored volume lives where the driver put it: the static PV carries that zone.
-    assert!(
-        restored
-            .status
-            .as_ref()
-            .and_then(|s| s.zone.clone())
-            .is_some(),
-        "restored disk without zone"
-    );
+    let restored_handle = check_restored(env, &restored, &snap_handle, &at_s1, 2 * GI).await?;
+    assert_ne!(restored_handle, src_handle);
+    env.create_disk(
+        "restored-larger",
+        json!({"size": "3Gi", "fromSnapshot": {"name": "s1"}, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let larger = wait_disk_ready(&api, "restored-larger").await?;
+    let larger_handle = check_restored(env, &larger, &snap_handle, &at_s1, 3 * GI).await?;
 
     // Deleting the snapshots deletes the VolumeSnapshots and the CSI snapshots.
     delete_and_wait(&snaps, "s1").await?;
@@ -698,19 +691,114 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     .await?;
     delete_and_wait(&pvcs, "app-data").await?;
     delete_and_wait(&api, "restored").await?;
+    delete_and_wait(&api, "restored-larger").await?;
     delete_and_wait(&api, "src").await?;
+    let handles = [&src_handle, &restored_handle, &larger_handle];
     wait_until("volumes deleted", TIMEOUT, || async {
         let v = driver_volumes()?;
-        Ok(!v.contains(&src_handle) && !v.contains(&restored_handle))
+        Ok(handles.iter().all(|h| !v.contains(*h)))
     })
     .await?;
-    for h in [&src_handle, &restored_handle] {
+    for h in handles {
         ensure!(
             !volume_dir_exists(h)?,
             "volume {h} deleted but its data left"
         );
     }
     Ok(())
+}
+
+/// Bytes in a GiB.
+const GI: u128 = 1 << 30;
+
+/// The bytes of a quantity from the API.
+fn bytes(q: &str) -> Result<u128> {
+    quantity::parse_bytes(q).with_context(|| format!("quantity {q:?}"))
+}
+
+/// The bytes the mock CSI driver holds volume `handle` with now (`hack/csi.sh volumes`, CSI
+/// `ListVolumes`: "<id> <bytes> <name>" a line); `None` when it has no such volume.
+fn driver_capacity(handle: &str) -> Result<Option<u128>> {
+    let out = std::process::Command::new(repo_root().join("hack/csi.sh"))
+        .arg("volumes")
+        .output()
+        .context("running hack/csi.sh volumes")?;
+    ensure!(
+        out.status.success(),
+        "hack/csi.sh volumes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(handle))
+    else {
+        return Ok(None);
+    };
+    let size = line.split_whitespace().nth(1).unwrap_or_default();
+    Ok(Some(size.parse().with_context(|| {
+        format!("hack/csi.sh volumes: no capacity in {line:?}")
+    })?))
+}
+
+/// Checks a disk restored from the snapshot with handle `snap_handle`: its volume holds the
+/// snapshot-time files `want`, the driver created it from that snapshot, and the volume has
+/// `size` bytes in the driver and in the static PV's capacity; it has a zone. Returns the
+/// volume's handle.
+async fn check_restored(
+    env: &Env,
+    disk: &KompoxDisk,
+    snap_handle: &str,
+    want: &BTreeMap<String, Vec<u8>>,
+    size: u128,
+) -> Result<String> {
+    let name = disk.name_any();
+    let handle = handle_of(disk)?;
+    let got = volume_files(&handle)?;
+    ensure!(
+        &got == want,
+        "{name}: volume {handle} does not hold the bytes of snapshot time: has {}, want {}",
+        describe(&got),
+        describe(want)
+    );
+    let calls = driver_calls("CreateVolume")?;
+    let call = calls
+        .iter()
+        .find(|c| {
+            c.response["volume"]["volume_id"] == handle.as_str()
+                && c.request["parameters"]["csi.storage.k8s.io/pvc/namespace"]
+                    == env.ns.name.as_str()
+        })
+        .with_context(|| format!("{name}: no CreateVolume for volume {handle}"))?;
+    ensure!(
+        call.request["volume_content_source"]["Type"]["Snapshot"]["snapshot_id"] == snap_handle,
+        "{name}: volume {handle} not created from snapshot {snap_handle}: {}",
+        call.request
+    );
+    let pv_name = pv_of(disk)?;
+    let pv = Api::<PersistentVolume>::all(env.client.clone())
+        .get(&pv_name)
+        .await?;
+    let capacity = pv
+        .spec
+        .and_then(|s| s.capacity)
+        .and_then(|c| c.get("storage").map(|q| q.0.clone()))
+        .with_context(|| format!("{name}: PV {pv_name} without capacity"))?;
+    let driver = driver_capacity(&handle)?;
+    ensure!(
+        driver == Some(size),
+        "{name}: driver volume {handle} has {driver:?} bytes, want {size}"
+    );
+    ensure!(
+        bytes(&capacity)? == size,
+        "{name}: PV {pv_name} has capacity {capacity}, but its volume {handle} has {size} bytes"
+    );
+    // The restored volume lives where the driver put it: the static PV carries that zone.
+    ensure!(
+        disk.status.as_ref().and_then(|s| s.zone.as_ref()).is_some(),
+        "{name}: restored disk without zone"
+    );
+    Ok(handle)
 }
 
 #[tokio::test]
