@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -134,6 +135,48 @@ fn rendered_path(ns: &str, app: &str) -> String {
 
 fn disk_path(ns: &str, disk: &str, sub: &str) -> String {
     format!("{BASE}/namespaces/{ns}/kompoxdisks/{disk}/{sub}")
+}
+
+/// `GET path` as `client` through kube-apiserver.
+async fn get(client: &kube::Client, path: &str) -> Result<(StatusCode, Bytes)> {
+    raw(client, Method::GET, path, &[], vec![]).await
+}
+
+/// `POST path` as `client` with a JSON `body`.
+async fn post_json(client: &kube::Client, path: &str, body: &str) -> Result<(StatusCode, Bytes)> {
+    raw(
+        client,
+        Method::POST,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes().to_vec(),
+    )
+    .await
+}
+
+/// Repeats `request` until it answers 200 (within 30 s: RBAC and controllers on the shared
+/// cluster take a moment) and returns that body; a timeout quotes the last answer.
+async fn until_ok<F, Fut>(what: &str, request: F) -> Result<Bytes>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Bytes)>>,
+{
+    let last = std::sync::Mutex::new(None::<(StatusCode, Bytes)>);
+    let (seen, request) = (&last, &request);
+    let done = wait_until(what, Duration::from_secs(30), move || async move {
+        let (code, body) = request().await?;
+        if let Ok(mut s) = seen.lock() {
+            *s = Some((code, body));
+        }
+        Ok(code == StatusCode::OK)
+    })
+    .await;
+    let last = last.into_inner().ok().flatten();
+    done.with_context(|| match &last {
+        Some((code, body)) => format!("last answer: {code}: {}", String::from_utf8_lossy(body)),
+        None => "no answer".to_owned(),
+    })?;
+    last.map(|(_, body)| body).context("no answer")
 }
 
 #[tokio::test]
@@ -266,7 +309,7 @@ async fn rendered_as_admin_redacts_secrets() -> Result<()> {
     gitea_app(&ns, "gitea", COMPOSE).await?;
 
     let path = rendered_path(&ns.name, "gitea");
-    let (code, body) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+    let (code, body) = get(&admin, &path).await?;
     expect_status("rendered", (code, &body), StatusCode::OK)?;
     assert_no_secret("rendered JSON", &body);
     let list = json_body(&body)?;
@@ -296,7 +339,7 @@ async fn rendered_as_admin_redacts_secrets() -> Result<()> {
     // answer taken back to back once they agree, within a bound.
     let mut agreed = false;
     for _ in 0..20 {
-        let (code, json_now) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+        let (code, json_now) = get(&admin, &path).await?;
         expect_status("rendered", (code, &json_now), StatusCode::OK)?;
         let (code, yaml) = raw(
             &admin,
@@ -317,14 +360,7 @@ async fn rendered_as_admin_redacts_secrets() -> Result<()> {
     assert!(agreed, "the YAML answer never matched the JSON answer");
 
     // Missing app → 404 Status; invalid compose → 422 naming the field.
-    let (code, body) = raw(
-        &admin,
-        Method::GET,
-        &rendered_path(&ns.name, "nope"),
-        &[],
-        vec![],
-    )
-    .await?;
+    let (code, body) = get(&admin, &rendered_path(&ns.name, "nope")).await?;
     expect_status("missing app", (code, &body), StatusCode::NOT_FOUND)?;
     assert_eq!(json_body(&body)?["reason"], "NotFound");
     gitea_app(
@@ -333,14 +369,7 @@ async fn rendered_as_admin_redacts_secrets() -> Result<()> {
         "services:\n  web:\n    image: nginx\n    ports: [\"x\"]\n",
     )
     .await?;
-    let (code, body) = raw(
-        &admin,
-        Method::GET,
-        &rendered_path(&ns.name, "broken"),
-        &[],
-        vec![],
-    )
-    .await?;
+    let (code, body) = get(&admin, &rendered_path(&ns.name, "broken")).await?;
     expect_status(
         "invalid compose",
         (code, &body),
@@ -362,14 +391,7 @@ async fn rendered_as_admin_redacts_secrets() -> Result<()> {
                "spec": {"compose": {"configMapRef": {"name": "absent", "key": "compose.yml"}}}}),
     )
     .await?;
-    let (code, body) = raw(
-        &admin,
-        Method::GET,
-        &rendered_path(&ns.name, "nocompose"),
-        &[],
-        vec![],
-    )
-    .await?;
+    let (code, body) = get(&admin, &rendered_path(&ns.name, "nocompose")).await?;
     expect_status(
         "missing compose",
         (code, &body),
@@ -392,7 +414,7 @@ async fn user_needs_kompox_view_to_read_rendered() -> Result<()> {
     gitea_app(&ns, "gitea", COMPOSE).await?;
     let path = rendered_path(&ns.name, "gitea");
 
-    let (code, body) = raw(&dev, Method::GET, &path, &[], vec![]).await?;
+    let (code, body) = get(&dev, &path).await?;
     expect_status("dev without a role", (code, &body), StatusCode::FORBIDDEN)?;
     let st = json_body(&body)?;
     assert_eq!(st["reason"], "Forbidden");
@@ -405,40 +427,14 @@ async fn user_needs_kompox_view_to_read_rendered() -> Result<()> {
                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dev"}]}),
     )
     .await?;
-    let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let seen = last.clone();
-    wait_until(
-        "dev to be allowed with kompox-view",
-        Duration::from_secs(30),
-        || {
-            let (dev, path, seen) = (dev.clone(), path.clone(), seen.clone());
-            async move {
-                let (code, body) = raw(&dev, Method::GET, &path, &[], vec![]).await?;
-                if let Ok(mut s) = seen.lock() {
-                    *s = format!("{code}: {}", String::from_utf8_lossy(&body));
-                }
-                if code == StatusCode::OK {
-                    assert_no_secret("rendered as dev", &body);
-                }
-                Ok(code == StatusCode::OK)
-            }
-        },
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "last answer: {}",
-            last.lock().map(|s| s.clone()).unwrap_or_default()
-        )
-    })?;
+    let body = until_ok("dev to be allowed with kompox-view", || get(&dev, &path)).await?;
+    assert_no_secret("rendered as dev", &body);
 
     // kompox-view does not allow attach.
-    let (code, body) = raw(
+    let (code, body) = post_json(
         &dev,
-        Method::POST,
         &disk_path(&ns.name, "gitea-data", "attach"),
-        &[("Content-Type", "application/json")],
-        br#"{"app":"gitea","volume":"data"}"#.to_vec(),
+        r#"{"app":"gitea","volume":"data"}"#,
     )
     .await?;
     expect_status(
@@ -447,21 +443,6 @@ async fn user_needs_kompox_view_to_read_rendered() -> Result<()> {
         StatusCode::FORBIDDEN,
     )?;
     ns.cleanup().await
-}
-
-async fn post_json(
-    client: &kube::Client,
-    path: &str,
-    body: &str,
-) -> Result<(StatusCode, bytes::Bytes)> {
-    raw(
-        client,
-        Method::POST,
-        path,
-        &[("Content-Type", "application/json")],
-        body.as_bytes().to_vec(),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -552,30 +533,10 @@ async fn attach_records_intent_and_conflicts_are_409() -> Result<()> {
     );
     // Now free: a2 may take it (once a controller running on the shared cluster, if any, has
     // released status.attachedTo too).
-    let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let seen = last.clone();
-    wait_until(
-        "a2 to attach d1 after the detach",
-        Duration::from_secs(30),
-        || {
-            let (admin, attach, seen) = (admin.clone(), attach.clone(), seen.clone());
-            async move {
-                let (code, body) =
-                    post_json(&admin, &attach, r#"{"app":"a2","volume":"data"}"#).await?;
-                if let Ok(mut s) = seen.lock() {
-                    *s = format!("{code}: {}", String::from_utf8_lossy(&body));
-                }
-                Ok(code == StatusCode::OK)
-            }
-        },
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "last answer: {}",
-            last.lock().map(|s| s.clone()).unwrap_or_default()
-        )
-    })?;
+    until_ok("a2 to attach d1 after the detach", || {
+        post_json(&admin, &attach, r#"{"app":"a2","volume":"data"}"#)
+    })
+    .await?;
     // Missing disk / app: 404.
     let (code, body) = post_json(
         &admin,
@@ -669,7 +630,7 @@ async fn bad_requests_get_statuses_not_panics() -> Result<()> {
         assert_eq!(st["code"], want.as_u16(), "{name}: {st}");
     }
     // Still serving.
-    let (code, _) = raw(&admin, Method::GET, BASE, &[], vec![]).await?;
+    let (code, _) = get(&admin, BASE).await?;
     assert_eq!(code, StatusCode::OK);
     Ok(())
 }
@@ -681,7 +642,7 @@ async fn validate_reports_a_server_side_rejection() -> Result<()> {
     let ns = TestNamespace::create(&admin, "apisrv-validate", &[]).await?;
     gitea_app(&ns, "gitea", COMPOSE).await?;
     let path = format!("{}?validate=true", rendered_path(&ns.name, "gitea"));
-    let verdicts = |body: &bytes::Bytes| -> Result<(String, Vec<Value>)> {
+    let verdicts = |body: &Bytes| -> Result<(String, Vec<Value>)> {
         let list = json_body(body)?;
         let ann = &list["metadata"]["annotations"];
         let valid = ann["kompox.dev/valid"].as_str().unwrap_or("").to_owned();
@@ -692,7 +653,7 @@ async fn validate_reports_a_server_side_rejection() -> Result<()> {
         )?;
         Ok((valid, v))
     };
-    let (code, body) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+    let (code, body) = get(&admin, &path).await?;
     expect_status("validate", (code, &body), StatusCode::OK)?;
     assert_no_secret("validate", &body);
     let (valid, v) = verdicts(&body)?;
@@ -713,7 +674,7 @@ async fn validate_reports_a_server_side_rejection() -> Result<()> {
         || {
             let (admin, path, seen) = (admin.clone(), path.clone(), seen.clone());
             async move {
-                let (code, body) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+                let (code, body) = get(&admin, &path).await?;
                 if code != StatusCode::OK {
                     bail!("{code}: {}", String::from_utf8_lossy(&body));
                 }
@@ -809,7 +770,7 @@ async fn rendered_gitea_sample_matches_the_golden_objects() -> Result<()> {
     assert!(!secret_values.is_empty(), "the sample has Secret values");
 
     let path = rendered_path(&ns.name, "gitea");
-    let (code, body) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+    let (code, body) = get(&admin, &path).await?;
     expect_status("rendered gitea sample", (code, &body), StatusCode::OK)?;
     let text = String::from_utf8_lossy(&body);
     for v in &secret_values {
@@ -824,27 +785,20 @@ async fn rendered_gitea_sample_matches_the_golden_objects() -> Result<()> {
         );
     }
     let list = json_body(&body)?;
-    let ours: Vec<(String, String)> = list["items"]
-        .as_array()
-        .context("items")?
-        .iter()
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap_or("").to_owned(),
-                o["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    let golden: Vec<(String, String)> = docs(&std::fs::read_to_string(dir.join("rendered.yaml"))?)?
-        .iter()
-        .map(|o| {
-            (
-                o["kind"].as_str().unwrap_or("").to_owned(),
-                o["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(ours, golden);
+    let kinds_and_names = |objects: &[Value]| -> Vec<(String, String)> {
+        objects
+            .iter()
+            .map(|o| {
+                let field = |v: &Value| v.as_str().unwrap_or("").to_owned();
+                (field(&o["kind"]), field(&o["metadata"]["name"]))
+            })
+            .collect()
+    };
+    let golden = docs(&std::fs::read_to_string(dir.join("rendered.yaml"))?)?;
+    assert_eq!(
+        kinds_and_names(list["items"].as_array().context("items")?),
+        kinds_and_names(&golden)
+    );
     // The golden file's warning (published port 2222 without an ingress rule) is reported.
     let warnings: Vec<String> = serde_json::from_str(
         list["metadata"]["annotations"]["kompox.dev/warnings"]
@@ -861,8 +815,8 @@ async fn rendered_gitea_sample_matches_the_golden_objects() -> Result<()> {
     // times in case a controller on the shared cluster updates the disks in between).
     let mut same = false;
     for _ in 0..20 {
-        let (_, a) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
-        let (_, b) = raw(&admin, Method::GET, &path, &[], vec![]).await?;
+        let (_, a) = get(&admin, &path).await?;
+        let (_, b) = get(&admin, &path).await?;
         if a == b {
             same = true;
             break;
