@@ -159,49 +159,28 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
         body.len()
     );
     println!("\n| clients | reviews | reviews/s | p50 | p99 | max |\n|---|---|---|---|---|---|");
+    let level = Duration::from_secs(args.seconds);
     for &c in &args.concurrency {
-        let r = direct(
-            &tls,
-            addr,
-            body.clone(),
-            c,
-            Duration::from_secs(args.seconds),
-            args.max_reviews,
-            None,
-        )
-        .await?;
-        println!(
-            "| {c} | {} | {:.0} | {} | {} | {} |",
-            r.count,
-            r.count as f64 / r.elapsed.as_secs_f64(),
-            fmt_us(r.percentile(0.50)),
-            fmt_us(r.percentile(0.99)),
-            fmt_us(r.percentile(1.0)),
-        );
+        let r = direct(&tls, addr, &body, c, level, args.max_reviews, None).await?;
+        println!("{}", r.row(&c.to_string()));
     }
     println!(
         "\nPaced (open loop) at fixed rates, {} clients: latency at moderate load\n\n| target/s | reviews | achieved/s | p50 | p99 | max |\n|---|---|---|---|---|---|",
         args.paced_clients
     );
     for &rate in &args.rates {
+        let clients = args.paced_clients;
         let r = direct(
             &tls,
             addr,
-            body.clone(),
-            args.paced_clients,
-            Duration::from_secs(args.seconds),
+            &body,
+            clients,
+            level,
             args.max_reviews,
             Some(rate),
         )
         .await?;
-        println!(
-            "| {rate:.0} | {} | {:.0} | {} | {} | {} |",
-            r.count,
-            r.count as f64 / r.elapsed.as_secs_f64(),
-            fmt_us(r.percentile(0.50)),
-            fmt_us(r.percentile(0.99)),
-            fmt_us(r.percentile(1.0)),
-        );
+        println!("{}", r.row(&format!("{rate:.0}")));
     }
     let _ = std::io::stdout().flush();
 
@@ -233,19 +212,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
                     !(args.without_match_conditions || args.noop),
                 )
                 .await?;
-                wait_for(
-                    Duration::from_secs(30),
-                    "the registration to take effect",
-                    || {
-                        let p = dry_run(client, &fx.ns, &probe);
-                        async move {
-                            Ok(p.await?
-                                .annotations()
-                                .contains_key(kompox_core::naming::ENV_HASH_ANNOTATION))
-                        }
-                    },
-                )
-                .await?;
+                wait_registration(client, &fx.ns, &probe, true).await?;
                 Some(name)
             } else {
                 None
@@ -280,20 +247,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
                 Api::<MutatingWebhookConfiguration>::all(client.clone())
                     .delete(&name, &DeleteParams::default())
                     .await?;
-                wait_for(
-                    Duration::from_secs(30),
-                    "the registration to go away",
-                    || {
-                        let p = dry_run(client, &fx.ns, &probe);
-                        async move {
-                            Ok(!p
-                                .await?
-                                .annotations()
-                                .contains_key(kompox_core::naming::ENV_HASH_ANNOTATION))
-                        }
-                    },
-                )
-                .await?;
+                wait_registration(client, &fx.ns, &probe, false).await?;
             }
             delete_pods(client, &fx.ns).await?;
         }
@@ -302,19 +256,11 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
     let apiserver_after = apiserver_webhook_time(client).await?;
     println!("\n| webhook | Pods | Pods/s | p50 | p99 | max |\n|---|---|---|---|---|---|");
     for (name, s) in [("not registered", &without), ("registered", &with)] {
-        println!(
-            "| {name} | {} | {:.0} | {} | {} | {} |",
-            s.count,
-            s.count as f64 / s.elapsed.as_secs_f64(),
-            fmt_us(s.percentile(0.50)),
-            fmt_us(s.percentile(0.99)),
-            fmt_us(s.percentile(1.0)),
-        );
+        println!("{}", s.row(name));
     }
-    let rate = |s: &Samples| s.count as f64 / s.elapsed.as_secs_f64();
     println!(
         "\nwith/without: Pods/s {:.1} %, p50 {:+.1} %, p99 {:+.1} %",
-        100.0 * rate(&with) / rate(&without),
+        100.0 * with.rate() / without.rate(),
         pct(with.percentile(0.5), without.percentile(0.5)),
         pct(with.percentile(0.99), without.percentile(0.99)),
     );
@@ -384,9 +330,29 @@ struct Samples {
 
 impl Samples {
     fn merge(&mut self, other: Samples) {
-        self.lat.extend(other.lat);
-        self.count += other.count;
+        self.add(other.lat);
         self.elapsed += other.elapsed;
+    }
+
+    fn add(&mut self, lat: Vec<Duration>) {
+        self.count += lat.len();
+        self.lat.extend(lat);
+    }
+
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// `| label | count | count/s | p50 | p99 | max |`
+    fn row(&self, label: &str) -> String {
+        format!(
+            "| {label} | {} | {:.0} | {} | {} | {} |",
+            self.count,
+            self.rate(),
+            fmt_us(self.percentile(0.50)),
+            fmt_us(self.percentile(0.99)),
+            fmt_us(self.percentile(1.0)),
+        )
     }
 
     fn percentile(&self, p: f64) -> Duration {
@@ -553,18 +519,11 @@ impl Conn {
 async fn apiserver_webhook_time(client: &Client) -> Result<(f64, f64)> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(req).await?;
-    let value = |suffix: &str| {
-        text.lines()
-            .filter(|l| {
-                l.starts_with(&format!(
-                    "apiserver_admission_webhook_admission_duration_seconds_{suffix}{{"
-                )) && l.contains("name=\"pods.webhook.kompox.dev\"")
-                    && l.contains("operation=\"CREATE\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    Ok((value("count"), value("sum")))
+    Ok(histogram_totals(
+        &text,
+        "apiserver_admission_webhook_admission_duration_seconds",
+        &["name=\"pods.webhook.kompox.dev\"", "operation=\"CREATE\""],
+    ))
 }
 
 /// `(count, sum seconds)` of the webhook's `/mutate` request-duration histogram.
@@ -577,19 +536,24 @@ async fn server_mutate_time(
         .header(http::header::HOST, "localhost")
         .body(Full::default())?;
     let (_, body) = c.request(req).await?;
-    let text = String::from_utf8_lossy(&body);
-    let value = |suffix: &str| {
+    Ok(histogram_totals(
+        &String::from_utf8_lossy(&body),
+        "kompox_webhook_http_request_duration_seconds",
+        &["route=\"/mutate\""],
+    ))
+}
+
+/// `(count, sum)` of the histogram `name` in Prometheus text, over the series whose labels
+/// contain all of `labels`.
+fn histogram_totals(text: &str, name: &str, labels: &[&str]) -> (f64, f64) {
+    let total = |suffix: &str| {
+        let prefix = format!("{name}_{suffix}{{");
         text.lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "kompox_webhook_http_request_duration_seconds_{suffix}{{"
-                )) && l.contains("route=\"/mutate\"")
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+            .filter(|l| l.starts_with(&prefix) && labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
     };
-    Ok((value("count"), value("sum")))
+    (total("count"), total("sum"))
 }
 
 async fn wait_ready(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Result<()> {
@@ -628,7 +592,7 @@ fn check_patched(body: &[u8]) -> Result<()> {
 async fn direct(
     tls: &Arc<rustls::ClientConfig>,
     addr: SocketAddr,
-    body: Bytes,
+    body: &Bytes,
     clients: usize,
     duration: Duration,
     max: usize,
@@ -672,9 +636,7 @@ async fn direct(
     }
     let mut all = Samples::default();
     while let Some(r) = tasks.join_next().await {
-        let lat = r??;
-        all.count += lat.len();
-        all.lat.extend(lat);
+        all.add(r??);
     }
     all.elapsed = start.elapsed();
     Ok(all)
@@ -845,6 +807,26 @@ fn bench_pod(name: &str) -> Result<Pod> {
     }))?)
 }
 
+/// Waits until a dry-run create of `probe` comes back mutated (`registered`) or not.
+async fn wait_registration(client: &Client, ns: &str, probe: &Pod, registered: bool) -> Result<()> {
+    let what = if registered {
+        "the registration to take effect"
+    } else {
+        "the registration to go away"
+    };
+    wait_for(Duration::from_secs(30), what, || {
+        let p = dry_run(client, ns, probe);
+        async move {
+            let mutated = p
+                .await?
+                .annotations()
+                .contains_key(kompox_core::naming::ENV_HASH_ANNOTATION);
+            Ok(mutated == registered)
+        }
+    })
+    .await
+}
+
 async fn dry_run(client: &Client, ns: &str, pod: &Pod) -> Result<Pod> {
     Ok(Api::<Pod>::namespaced(client.clone(), ns)
         .create(
@@ -937,8 +919,7 @@ async fn create_pods(
     let mut mutated = 0;
     while let Some(r) = tasks.join_next().await {
         let (lat, m) = r??;
-        s.count += lat.len();
-        s.lat.extend(lat);
+        s.add(lat);
         mutated += m;
     }
     s.elapsed = start.elapsed();
