@@ -271,19 +271,32 @@ struct Latency {
     bytes: usize,
 }
 
-async fn latency<F, Fut>(n: usize, mut call: F) -> Result<Latency>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<usize>>,
-{
+/// Where requests go: through kube-apiserver (aggregation) or straight to the server.
+enum Target {
+    ViaKube(kube::Client),
+    Direct(Box<Direct>),
+}
+
+impl Target {
+    /// `GET path`; the response size.
+    async fn get(&mut self, path: &str) -> Result<usize> {
+        match self {
+            Self::ViaKube(client) => via_kube(client, path).await,
+            Self::Direct(direct) => direct.get(path).await,
+        }
+    }
+}
+
+/// p50/p99 of `n` sequential requests after 20 warm-up requests, and the response size.
+async fn latency(n: usize, target: &mut Target, path: &str) -> Result<Latency> {
     let mut bytes = 0;
     for _ in 0..20 {
-        bytes = call().await?;
+        bytes = target.get(path).await?;
     }
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        call().await?;
+        target.get(path).await?;
         times.push(t.elapsed());
     }
     times.sort();
@@ -292,6 +305,30 @@ where
         p99: percentile(&times, 0.99),
         bytes,
     })
+}
+
+/// Requests per second of `targets`, each requesting `path` in a loop of its own for
+/// `seconds`.
+async fn throughput(targets: Vec<Target>, path: &str, seconds: u64) -> Result<f64> {
+    let stop_at = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for mut target in targets {
+        let path = path.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < stop_at {
+                target.get(&path).await?;
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    for w in workers {
+        total += w.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -403,63 +440,19 @@ async fn run(args: Args) -> Result<()> {
         println!("|---|---|---|---|---|---|");
         for app in ["gitea", "fifty"] {
             let path = format!("{BASE}/namespaces/{ns}/kompoxapps/{app}/rendered");
-            let via = latency(args.requests, || via_kube(&admin, &path)).await?;
-            let mut direct = Direct::connect(addr, ca.cert_pem(), &cert, &key).await?;
-            let dir = {
-                let mut n = 0;
-                for _ in 0..20 {
-                    n = direct.get(&path).await?;
-                }
-                let mut times = Vec::with_capacity(args.requests);
-                for _ in 0..args.requests {
-                    let t = Instant::now();
-                    direct.get(&path).await?;
-                    times.push(t.elapsed());
-                }
-                times.sort();
-                Latency { p50: percentile(&times, 0.5), p99: percentile(&times, 0.99), bytes: n }
-            };
+            let via = latency(args.requests, &mut Target::ViaKube(admin.clone()), &path).await?;
+            let direct = Direct::connect(addr, ca.cert_pem(), &cert, &key).await?;
+            let dir = latency(args.requests, &mut Target::Direct(Box::new(direct)), &path).await?;
             // Throughput through kube-apiserver: `concurrency` workers, one shared client.
-            let stop_at = Instant::now() + Duration::from_secs(args.seconds);
-            let mut workers = Vec::new();
-            for _ in 0..args.concurrency {
-                let (client, path) = (admin.clone(), path.clone());
-                workers.push(tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while Instant::now() < stop_at {
-                        via_kube(&client, &path).await?;
-                        n += 1;
-                    }
-                    Ok::<u64, anyhow::Error>(n)
-                }));
-            }
-            let started = Instant::now();
-            let mut total = 0;
-            for w in workers {
-                total += w.await??;
-            }
-            let rps_via = total as f64 / started.elapsed().as_secs_f64();
+            let shared = (0..args.concurrency).map(|_| Target::ViaKube(admin.clone())).collect();
+            let rps_via = throughput(shared, &path, args.seconds).await?;
             // Direct throughput: one keep-alive connection per worker.
-            let stop_at = Instant::now() + Duration::from_secs(args.seconds);
-            let mut workers = Vec::new();
+            let mut conns = Vec::with_capacity(args.concurrency);
             for _ in 0..args.concurrency {
-                let mut conn = Direct::connect(addr, ca.cert_pem(), &cert, &key).await?;
-                let path = path.clone();
-                workers.push(tokio::spawn(async move {
-                    let mut n = 0u64;
-                    while Instant::now() < stop_at {
-                        conn.get(&path).await?;
-                        n += 1;
-                    }
-                    Ok::<u64, anyhow::Error>(n)
-                }));
+                let direct = Direct::connect(addr, ca.cert_pem(), &cert, &key).await?;
+                conns.push(Target::Direct(Box::new(direct)));
             }
-            let started = Instant::now();
-            let mut total = 0;
-            for w in workers {
-                total += w.await??;
-            }
-            let rps_direct = total as f64 / started.elapsed().as_secs_f64();
+            let rps_direct = throughput(conns, &path, args.seconds).await?;
             let label = if app == "gitea" { "Gitea sample" } else { "50 services" };
             println!("| {label} | through kube-apiserver | {} | {} | {} | {rps_via:.0} |", ms(via.p50), ms(via.p99), via.bytes);
             println!("| {label} | direct (front-proxy cert) | {} | {} | {} | {rps_direct:.0} |", ms(dir.p50), ms(dir.p99), dir.bytes);
