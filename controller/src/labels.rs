@@ -23,6 +23,8 @@ pub const ROLE_STATIC: &str = "static";
 pub const ROLE_DELETE: &str = "delete";
 /// [`ROLE_LABEL`] of the temporary PVC a detached disk is snapshotted through.
 pub const ROLE_SNAPSHOT_SOURCE: &str = "snapshot-source";
+/// [`ROLE_LABEL`] of the temporary PVC a detached disk grows through.
+pub const ROLE_RESIZE: &str = "resize";
 /// [`ROLE_LABEL`] of a Kompox-owned StorageClass.
 pub const ROLE_STORAGE_CLASS: &str = "storage-class";
 

@@ -21,10 +21,16 @@
 //!   KompoxApp no longer exists (same precondition).
 //! - **The static PV** of a disk is `status.pvName` ([`disk::pv_name`]: `k4x-<ns>-<disk>`,
 //!   shortened with a hash when long). It carries labels [`kompox_core::naming::DISK_LABEL`]
-//!   `=<disk>` and [`kompox_core::naming::DISK_NAMESPACE_LABEL`] `=<ns>`, `storageClassName: ""`,
-//!   `Retain`, RWO, the disk's capacity and, when the disk has a zone, node affinity on
+//!   `=<disk>` and [`kompox_core::naming::DISK_NAMESPACE_LABEL`] `=<ns>`, `storageClassName`
+//!   [`disk::objects::STATIC_STORAGE_CLASS`] (recorded in `status.storageClassName`), `Retain`,
+//!   RWO, the disk's capacity and, when the disk has a zone, node affinity on
 //!   `topology.kubernetes.io/zone`. App PVCs bind to it by `spec.volumeName` with
-//!   `storageClassName: ""`, the same access mode and a request ≤ the disk size.
+//!   `storageClassName` = the disk's `status.storageClassName` (`""` when it has none: a PV
+//!   from before), the same access mode and a request ≤ the disk size.
+//! - **Growth**: `spec.size` may only grow (CRD transition rule). A PVC bound to the static PV
+//!   may have its request raised to `spec.size` (the app controller renders exactly that; the
+//!   disk controller raises it too) and CSI expansion grows the volume; a detached disk grows
+//!   through a temporary PVC ([`disk::resize`]).
 //! - **Release of a PV**: when an app PVC bound to the static PV is deleted, the PV goes
 //!   `Released`; the disk controller clears the stale `claimRef` (only when that PVC is really
 //!   gone) so the PV is `Available` for the next PVC. Rebinding during an RWO switch therefore

@@ -250,7 +250,7 @@ fn inputs_fingerprint(app: &KompoxApp, stores: &Stores, cluster: &ClusterInfo, n
             Some(d) => {
                 d.metadata.generation.hash(&mut h);
                 let s = d.status.clone().unwrap_or_default();
-                (s.pv_name, s.zone, s.attached_to).hash(&mut h);
+                (s.pv_name, s.zone, s.attached_to, s.storage_class_name).hash(&mut h);
             }
             None => "absent".hash(&mut h),
         }

@@ -11,11 +11,14 @@
 //!    provisioning PVC (`dataSource` = the snapshot's VolumeSnapshot for `fromSnapshot`), wait
 //!    until it is Bound, label its dynamic PV back to the disk, and **persist `status.handle`
 //!    before anything is deleted**.
-//! 3. Create the static PV ([`objects::static_pv`]) if missing; verify an existing one.
+//! 3. Create the static PV ([`objects::static_pv`], StorageClass
+//!    [`objects::STATIC_STORAGE_CLASS`]) if missing; verify an existing one.
 //! 4. Remove the provisioning PVC and its dynamic PV (the volume survives: `Retain`).
 //! 5. Housekeeping: clear a `Released` static PV's stale `claimRef` (its PVC is gone) and a
 //!    stale `status.attachedTo` (its KompoxApp is gone).
-//! 6. Status `Ready`, Events on transitions.
+//! 6. Size: grow the volume to `spec.size` through CSI expansion ([`resize`]); `status.size`
+//!    is the PV's capacity, `status.storageClassName` its class.
+//! 7. Status `Ready`, Events on transitions.
 //!
 //! Deletion (finalizer `k8s.kompox.dev/disk`): `Orphan` publishes the handle in an Event and
 //! drops the PV objects it may drop (never one bound to a live PVC), keeping the volume;
@@ -25,6 +28,7 @@
 //! `Delete` until that PVC goes.
 
 pub mod objects;
+pub mod resize;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +73,7 @@ struct DiskCtx {
 /// Runs the KompoxDisk controller until shutdown.
 ///
 /// Watches KompoxDisks; PVs labelled `kompox.dev/disk` (static and provisioning PVs);
-/// provisioning PVCs; KompoxApps (a deleted app releases its disks' claims); and namespaces
+/// provisioning and resize PVCs; KompoxApps (a deleted app releases its disks' claims); and namespaces
 /// entering a `--namespace-selector` scope ([`crate::Scope`]).
 ///
 /// # Errors
@@ -92,7 +96,10 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
         .watches(
             ctx.scope.api::<PersistentVolumeClaim>(client.clone()),
             watcher::Config::default()
-                .labels(&format!("{ROLE_LABEL}={ROLE_PROVISION}"))
+                .labels(&format!(
+                    "{ROLE_LABEL} in ({ROLE_PROVISION},{})",
+                    crate::labels::ROLE_RESIZE
+                ))
                 .any_semantic(),
             |pvc: PersistentVolumeClaim| disk_of_labels(pvc.labels(), pvc.namespace()),
         )
@@ -313,14 +320,23 @@ async fn apply(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
     let leftovers = remove_provisioning(disk, dctx, &handle).await?;
 
     // 5. Housekeeping.
-    if let Some(pv) = pvs
+    let Some(pv) = pvs
         .get_opt(&pv_name)
         .await
         .map_err(|e| Error::kube(format!("reading PersistentVolume {pv_name}"), e))?
-    {
-        clear_stale_claim_ref(disk, dctx, &pv).await?;
-    }
+    else {
+        let phase = Phase::Progressing(
+            reasons::PROVISIONING,
+            format!("waiting for PersistentVolume {pv_name}"),
+        );
+        return finish(disk, dctx, status, phase).await;
+    };
+    clear_stale_claim_ref(disk, dctx, &pv).await?;
     clear_stale_attachment(disk, dctx).await?;
+    status.size = objects::pv_capacity(&pv).cloned();
+    status.storage_class_name = Some(objects::pv_class(&pv))
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
 
     if leftovers {
         let phase = Phase::Progressing(
@@ -329,8 +345,23 @@ async fn apply(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
         );
         return finish(disk, dctx, status, phase).await;
     }
+
+    // 6. Size: grow the volume to spec.size.
+    let claimant = claimant(dctx, &pv).await?;
+    let holder = match (
+        &claimant,
+        pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()),
+    ) {
+        (Some(pvc), _) => resize::Holder::Claim(pvc),
+        (None, Some(_)) => resize::Holder::Gone,
+        (None, None) => resize::Holder::Nobody,
+    };
+    if let Some(phase) = resize::grow(disk, dctx, &pv, holder).await? {
+        return finish(disk, dctx, status, phase).await;
+    }
+    let size = objects::pv_capacity(&pv).map_or("?", |q| q.0.as_str());
     let msg = format!(
-        "volume {handle} ({}) bound to PersistentVolume {pv_name}",
+        "volume {handle} ({}, {size}) bound to PersistentVolume {pv_name}",
         r.driver
     );
     finish(disk, dctx, status, Phase::Ready(msg)).await
@@ -342,6 +373,7 @@ enum Provisioned {
     Waiting(Phase),
 }
 
+/// The provisioning StorageClass of `r`, created if missing.
 async fn ensure_storage_class(dctx: &DiskCtx, r: &Resolved) -> Result<String> {
     let name = objects::storage_class_name(
         r.provider.as_str(),
@@ -349,19 +381,30 @@ async fn ensure_storage_class(dctx: &DiskCtx, r: &Resolved) -> Result<String> {
         &r.parameters,
         r.zone.as_deref(),
     );
+    ensure_class(dctx, &name, || {
+        objects::storage_class(&name, &r.driver, &r.parameters, r.zone.as_deref())
+    })
+    .await?;
+    Ok(name)
+}
+
+/// Creates StorageClass `name` (built by `build`) unless it exists.
+async fn ensure_class(
+    dctx: &DiskCtx,
+    name: &str,
+    build: impl FnOnce() -> Result<StorageClass>,
+) -> Result<()> {
     let api: Api<StorageClass> = Api::all(dctx.ctx.client.clone());
     if api
-        .get_opt(&name)
+        .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading StorageClass {name}"), e))?
         .is_none()
+        && ops::create(&api, &build()?, &format!("StorageClass {name}")).await?
     {
-        let sc = objects::storage_class(&name, &r.driver, &r.parameters, r.zone.as_deref())?;
-        if ops::create(&api, &sc, &format!("StorageClass {name}")).await? {
-            tracing::info!(storage_class = %name, driver = %r.driver, "created StorageClass");
-        }
+        tracing::info!(storage_class = %name, "created StorageClass");
     }
-    Ok(name)
+    Ok(())
 }
 
 /// The VolumeSnapshot to restore from and the size the restored disk needs, or why not yet.
@@ -573,9 +616,30 @@ async fn ensure_static_pv(
                 ),
             )));
         }
+        let unclaimed = pv.spec.as_ref().is_none_or(|s| s.claim_ref.is_none());
+        if objects::pv_class(&pv).is_empty() && unclaimed {
+            // A PV from before static PVs had a class: give it the class while nothing binds
+            // it (the precondition loses to a concurrent bind), so the disk can grow.
+            ensure_static_class(dctx).await?;
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": pv.resource_version()},
+                "spec": {"storageClassName": objects::STATIC_STORAGE_CLASS},
+            });
+            pvs.patch(pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| {
+                    Error::kube(
+                        format!("setting the StorageClass of PersistentVolume {pv_name}"),
+                        e,
+                    )
+                })?;
+        }
         return Ok(None);
     }
-    // The provisioned volume's context (volumeAttributes) and fsType, from its dynamic PV.
+    ensure_static_class(dctx).await?;
+    // The provisioned volume's size (the provisioner's, which may be more than spec.size: a
+    // restore from a larger snapshot, a driver rounding up), context (volumeAttributes) and
+    // fsType, from its dynamic PV.
     let dynamic = pvs
         .list(&ListParams::default().labels(&format!(
             "{DISK_LABEL}={name},{DISK_NAMESPACE_LABEL}={ns},{ROLE_LABEL}={ROLE_PROVISION}"
@@ -584,19 +648,24 @@ async fn ensure_static_pv(
         .map_err(|e| Error::kube("listing provisioning PersistentVolumes", e))?
         .items
         .into_iter()
-        .filter_map(|pv| pv.spec.and_then(|s| s.csi))
-        .find(|c| c.volume_handle == handle);
-    let fs_type = dynamic
+        .find(|pv| pv_handle(pv).as_deref() == Some(handle));
+    let size = dynamic
         .as_ref()
+        .and_then(objects::pv_capacity)
+        .map_or(disk.spec.size.0.as_str(), |q| q.0.as_str());
+    let csi = dynamic
+        .as_ref()
+        .and_then(|pv| pv.spec.as_ref()?.csi.as_ref());
+    let fs_type = csi
         .and_then(|c| c.fs_type.clone())
         .or_else(|| r.parameters.get(objects::FSTYPE_PARAMETER).cloned());
-    let attrs = dynamic.as_ref().and_then(|c| c.volume_attributes.clone());
+    let attrs = csi.and_then(|c| c.volume_attributes.clone());
     let pv = objects::static_pv(&objects::StaticVolume {
         namespace: &ns,
         disk: &name,
         driver: &r.driver,
         handle,
-        size: &disk.spec.size.0,
+        size,
         zone,
         fs_type: fs_type.as_deref(),
         volume_attributes: attrs.as_ref(),
@@ -765,8 +834,8 @@ fn pv_handle(pv: &PersistentVolume) -> Option<String> {
         .map(|c| c.volume_handle.clone())
 }
 
-/// The PVC a PV is bound to, if that PVC still exists.
-async fn live_claim(dctx: &DiskCtx, pv: &PersistentVolume) -> Result<Option<String>> {
+/// The PVC a PV is bound to (its `claimRef`), if that PVC still exists.
+async fn claimant(dctx: &DiskCtx, pv: &PersistentVolume) -> Result<Option<PersistentVolumeClaim>> {
     let Some(c) = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
         return Ok(None);
     };
@@ -777,9 +846,24 @@ async fn live_claim(dctx: &DiskCtx, pv: &PersistentVolume) -> Result<Option<Stri
         .get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("reading PersistentVolumeClaim {ns}/{name}"), e))?;
-    Ok(live
-        .filter(|p| c.uid.is_none() || p.uid() == c.uid)
-        .map(|_| format!("{ns}/{name}")))
+    Ok(live.filter(|p| c.uid.is_none() || p.uid() == c.uid))
+}
+
+/// `namespace/name` of the PVC a PV is bound to, if that PVC still exists.
+async fn live_claim(dctx: &DiskCtx, pv: &PersistentVolume) -> Result<Option<String>> {
+    Ok(claimant(dctx, pv)
+        .await?
+        .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())))
+}
+
+/// [`objects::STATIC_STORAGE_CLASS`], created if missing.
+async fn ensure_static_class(dctx: &DiskCtx) -> Result<()> {
+    ensure_class(
+        dctx,
+        objects::STATIC_STORAGE_CLASS,
+        objects::static_storage_class,
+    )
+    .await
 }
 
 async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
@@ -791,6 +875,10 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(dctx.ctx.client.clone(), &ns);
     let provision_pvc = objects::provision_pvc_name(&name);
     let provision_pvc_ref = format!("{ns}/{provision_pvc}");
+    // A growth in flight stops here: the resize PVC goes first, its PV is then released.
+    let resize_pvc = objects::resize_pvc_name(&name);
+    let resize_pvc_ref = format!("{ns}/{resize_pvc}");
+    delete_pvc(&pvcs, &resize_pvc).await?;
 
     // Every PV of the disk: static, provisioning, being deleted, plus the provisioning PVC's
     // PV if it was not labelled yet.
@@ -837,7 +925,7 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
             let mut kept_bound = Vec::new();
             for pv in &all {
                 match live_claim(dctx, pv).await? {
-                    Some(claim) if claim != provision_pvc_ref => {
+                    Some(claim) if claim != provision_pvc_ref && claim != resize_pvc_ref => {
                         kept_bound.push(format!("{} (bound to PVC {claim})", pv.name_any()))
                     }
                     _ => {
@@ -888,6 +976,7 @@ async fn cleanup(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
                         hand_back(&pvs, &pv_name, &patch).await?;
                         waiting.push(pv_name);
                     }
+                    Some(claim) if claim == resize_pvc_ref => waiting.push(pv_name),
                     Some(claim) => {
                         let msg = format!(
                             "deletionPolicy Delete: PersistentVolume {pv_name} is still bound to PVC {claim}; delete that PVC (the app volume) first"

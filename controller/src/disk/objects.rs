@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kompox_core::naming::{short_hash, truncate_with_hash};
 use kompox_core::provider::ZONE_LABEL;
 use serde_json::json;
@@ -11,9 +12,18 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::labels::{
     DISK_LABEL, DISK_NAMESPACE_LABEL, DISK_UID_ANNOTATION, HANDLE_ANNOTATION, MANAGED_BY,
-    MANAGED_BY_LABEL, PROVISIONED_BY_ANNOTATION, ROLE_LABEL, ROLE_PROVISION, ROLE_STATIC,
-    ROLE_STORAGE_CLASS,
+    MANAGED_BY_LABEL, PROVISIONED_BY_ANNOTATION, ROLE_LABEL, ROLE_PROVISION, ROLE_RESIZE,
+    ROLE_STATIC, ROLE_STORAGE_CLASS,
 };
+
+/// The StorageClass of every static PV, and so of every PVC that binds one: no provisioner
+/// (Kompox's PVCs name their PV), volume expansion allowed — the PersistentVolumeClaimResize
+/// admission plugin lets a PVC grow only when its class allows it. Not the provisioning
+/// classes: an unbound PVC of a class may be bound to any Available PV of that class, and a
+/// provisioning PVC must never get another disk's volume.
+pub const STATIC_STORAGE_CLASS: &str = "k4x-static";
+/// `provisioner` of a StorageClass whose volumes are created by hand (Kubernetes' convention).
+pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 /// StorageClass parameter the CSI provisioner turns into the PV's `csi.fsType`.
 pub const FSTYPE_PARAMETER: &str = "csi.storage.k8s.io/fstype";
@@ -31,6 +41,30 @@ pub fn pv_name(namespace: &str, disk: &str) -> String {
 #[must_use]
 pub fn provision_pvc_name(disk: &str) -> String {
     truncate_with_hash(&format!("k4x-provision-{disk}"), 63)
+}
+
+/// A PV's `storageClassName` (`""` without one).
+#[must_use]
+pub fn pv_class(pv: &PersistentVolume) -> &str {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref())
+        .unwrap_or_default()
+}
+
+/// A PV's `capacity.storage`.
+#[must_use]
+pub fn pv_capacity(pv: &PersistentVolume) -> Option<&Quantity> {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"))
+}
+
+/// The temporary PVC a detached disk grows through (in the disk's namespace).
+#[must_use]
+pub fn resize_pvc_name(disk: &str) -> String {
+    truncate_with_hash(&format!("k4x-resize-{disk}"), 63)
 }
 
 /// A name for the Kompox-owned StorageClass of one provider + driver + parameters + zone:
@@ -71,12 +105,12 @@ pub fn managed_object(
     json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "labels": all}})
 }
 
-/// The spec of a PVC bound to the static PV `pv` by `volumeName` (`storageClassName: ""`,
-/// RWO), requesting `size`: what snapshot sources and resize claims use.
+/// The spec of a PVC bound to the static PV `pv` (StorageClass `class`, the PV's) by
+/// `volumeName`, RWO, requesting `size`: what snapshot sources and resize claims use.
 #[must_use]
-pub fn bind_claim_spec(pv: &str, size: &str) -> serde_json::Value {
+pub fn bind_claim_spec(pv: &str, class: &str, size: &str) -> serde_json::Value {
     json!({
-        "storageClassName": "",
+        "storageClassName": class,
         "volumeName": pv,
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": size}},
@@ -111,6 +145,50 @@ pub fn storage_class(
             json!([{"matchLabelExpressions": [{"key": ZONE_LABEL, "values": [z]}]}]);
     }
     from_json("StorageClass", sc)
+}
+
+/// [`STATIC_STORAGE_CLASS`]: no provisioner, `Retain`, `Immediate`, expansion allowed.
+///
+/// # Errors
+///
+/// [`Error::Serde`] only if the object cannot be represented (not expected).
+pub fn static_storage_class() -> Result<StorageClass> {
+    let mut sc = managed_object(
+        "storage.k8s.io/v1",
+        "StorageClass",
+        STATIC_STORAGE_CLASS,
+        &[(ROLE_LABEL, ROLE_STORAGE_CLASS)],
+    );
+    sc["provisioner"] = json!(NO_PROVISIONER);
+    sc["reclaimPolicy"] = json!("Retain");
+    sc["volumeBindingMode"] = json!("Immediate");
+    sc["allowVolumeExpansion"] = json!(true);
+    from_json("StorageClass", sc)
+}
+
+/// The temporary PVC `resize_pvc_name(disk)` in `namespace` that binds the disk's Available
+/// static PV `pv` (class `class`) with the PV's current capacity `size` as request, so its
+/// request can then be raised (only a bound PVC can grow).
+///
+/// # Errors
+///
+/// [`Error::Serde`] only if the object cannot be represented (not expected).
+pub fn resize_pvc(
+    namespace: &str,
+    disk: &str,
+    pv: &str,
+    class: &str,
+    size: &str,
+) -> Result<PersistentVolumeClaim> {
+    let mut pvc = managed_object(
+        "v1",
+        "PersistentVolumeClaim",
+        &resize_pvc_name(disk),
+        &[(DISK_LABEL, disk), (ROLE_LABEL, ROLE_RESIZE)],
+    );
+    pvc["metadata"]["namespace"] = json!(namespace);
+    pvc["spec"] = bind_claim_spec(pv, class, size);
+    from_json("PersistentVolumeClaim", pvc)
 }
 
 /// What a provisioning PVC needs.
@@ -178,7 +256,7 @@ pub struct StaticVolume<'a> {
     pub volume_attributes: Option<&'a BTreeMap<String, String>>,
 }
 
-/// The disk's static PV: `Retain`, `storageClassName: ""`, RWO, labelled back to the disk.
+/// The disk's static PV: `Retain`, [`STATIC_STORAGE_CLASS`], RWO, labelled back to the disk.
 ///
 /// # Errors
 ///
@@ -206,7 +284,7 @@ pub fn static_pv(v: &StaticVolume<'_>) -> Result<PersistentVolume> {
         "capacity": {"storage": v.size},
         "accessModes": ["ReadWriteOnce"],
         "persistentVolumeReclaimPolicy": "Retain",
-        "storageClassName": "",
+        "storageClassName": STATIC_STORAGE_CLASS,
         "volumeMode": "Filesystem",
         "csi": csi,
     });
@@ -250,6 +328,7 @@ pub fn delete_handover_patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     #[test]
     fn names_are_deterministic_and_bounded() {
@@ -302,7 +381,7 @@ mod tests {
         assert_eq!(v["metadata"]["labels"][DISK_LABEL], "data");
         assert_eq!(v["metadata"]["labels"][DISK_NAMESPACE_LABEL], "ns");
         assert_eq!(v["spec"]["persistentVolumeReclaimPolicy"], "Retain");
-        assert_eq!(v["spec"]["storageClassName"], "");
+        assert_eq!(v["spec"]["storageClassName"], STATIC_STORAGE_CLASS);
         assert_eq!(v["spec"]["accessModes"][0], "ReadWriteOnce");
         assert_eq!(v["spec"]["capacity"]["storage"], "10Gi");
         assert_eq!(v["spec"]["csi"]["volumeHandle"], "vol-1");
@@ -348,6 +427,25 @@ mod tests {
         assert_eq!(sc.reclaim_policy.as_deref(), Some("Retain"));
         assert_eq!(sc.volume_binding_mode.as_deref(), Some("Immediate"));
         assert_eq!(sc.allowed_topologies.map(|t| t.len()), Some(1));
+        let st = static_storage_class()?;
+        assert_eq!(st.metadata.name.as_deref(), Some(STATIC_STORAGE_CLASS));
+        assert_eq!(st.provisioner, NO_PROVISIONER);
+        assert_eq!(st.allow_volume_expansion, Some(true));
+        assert_eq!(st.reclaim_policy.as_deref(), Some("Retain"));
+        let resize = resize_pvc("ns", "data", "k4x-ns-data", STATIC_STORAGE_CLASS, "1Gi")?;
+        assert_eq!(resize.metadata.name.as_deref(), Some("k4x-resize-data"));
+        assert_eq!(
+            resize.labels().get(ROLE_LABEL).map(String::as_str),
+            Some(ROLE_RESIZE)
+        );
+        let spec = resize.spec.unwrap_or_default();
+        assert_eq!(
+            (
+                spec.volume_name.as_deref(),
+                spec.storage_class_name.as_deref()
+            ),
+            (Some("k4x-ns-data"), Some(STATIC_STORAGE_CLASS))
+        );
         let patch = delete_handover_patch("d", "ns", "data", "u1");
         assert_eq!(patch["spec"]["persistentVolumeReclaimPolicy"], "Delete");
         assert_eq!(patch["spec"]["claimRef"]["uid"], "u1");

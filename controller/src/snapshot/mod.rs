@@ -32,7 +32,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use crate::disk::objects::{bind_claim_spec, managed_object};
+use crate::disk::objects::{bind_claim_spec, managed_object, pv_capacity, pv_class};
 use crate::error::is_not_found;
 use crate::labels::{ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER, SNAPSHOT_LABEL};
 use crate::ops;
@@ -388,7 +388,8 @@ async fn source_pvc(
             )));
         }
         (None, "Available") => {
-            let pvc = temp_claim(snap, &pv_name, temp, &disk.spec.size.0)?;
+            let size = pv_capacity(pv).map_or(disk.spec.size.0.as_str(), |q| q.0.as_str());
+            let pvc = temp_claim(snap, &pv_name, pv_class(pv), temp, size)?;
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
             ops::create(&pvcs, &pvc, &format!("PersistentVolumeClaim {ns}/{temp}")).await?;
             return waiting(format!(
@@ -416,11 +417,12 @@ async fn source_pvc(
     Ok(Ok(source))
 }
 
-/// The temporary PVC `name` that binds `snap`'s detached disk (static PV `pv_name`, `size`),
-/// owned by the snapshot.
+/// The temporary PVC `name` that binds `snap`'s detached disk (static PV `pv_name` of
+/// StorageClass `class`, requesting `size`), owned by the snapshot.
 fn temp_claim(
     snap: &KompoxSnapshot,
     pv_name: &str,
+    class: &str,
     name: &str,
     size: &str,
 ) -> Result<PersistentVolumeClaim> {
@@ -433,7 +435,7 @@ fn temp_claim(
             (SNAPSHOT_LABEL, &snap.name_any()),
             (ROLE_LABEL, ROLE_SNAPSHOT_SOURCE),
         ],
-        bind_claim_spec(pv_name, size),
+        bind_claim_spec(pv_name, class, size),
     )
 }
 

@@ -51,8 +51,8 @@ pub struct KompoxDiskSpec {
     /// Storage/cloud provider of the disk.
     #[serde(default)]
     pub provider: ProviderSpec,
-    /// Disk size, e.g. 10Gi.
-    #[schemars(schema_with = "quantity_schema")]
+    /// Disk size, e.g. 10Gi. It can grow (the volume is expanded through CSI), never shrink.
+    #[schemars(schema_with = "size_schema")]
     pub size: Quantity,
     /// Zone of the disk ("1" or a full zone name); empty lets the provider choose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +97,14 @@ pub struct KompoxDiskStatus {
     /// Zone the disk lives in (node topology label value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Size of the volume: its PersistentVolume's capacity (below spec.size while it grows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_schema")]
+    pub size: Option<Quantity>,
+    /// StorageClass of the disk's PersistentVolume. A PVC that binds the disk names it (empty
+    /// for a disk whose PersistentVolume has none), so Kubernetes can expand the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
     /// Provider in use (detected when spec.provider.type is auto).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "provider_type_schema")]
@@ -118,6 +126,20 @@ pub struct AttachedTo {
     pub app: String,
     /// Volume name in the app.
     pub volume: String,
+}
+
+/// Rule on `spec.size`: a quantity that never decreases (CEL transition rule; the
+/// Kubernetes quantity library). The message names the field.
+fn size_schema(generate: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = quantity_schema(generate);
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        serde_json::json!([{
+            "rule": "!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0",
+            "message": "a disk cannot shrink: spec.size must be at least its previous value",
+        }]),
+    );
+    schema
 }
 
 impl KompoxDiskSpec {

@@ -41,7 +41,7 @@
 //! | `spec.ingress.rules[i]` | port of Service `<app>-app` (name = rule name if a valid port name, else `p<port>`), target = the container port published as `rules[i].port`; Ingress `<app>-app` with one rule per host, path `/` Prefix |
 //! | `spec.ingress.className` / `annotations` / `certResolver` | `ingressClassName` / annotations (the user's win) / `router.tls: "true"`, `router.tls.certresolver`, `router.entrypoints: websecure` |
 //! | published port no rule uses, `host_ip` | warning (reachable in the cluster only) |
-//! | `spec.volumes[i]` | PVC `<app>-<name>`: `volumeName` = the disk's `status.pvName`, `storageClassName: ""`, RWO, size = disk `spec.size`, label `kompox.dev/disk` |
+//! | `spec.volumes[i]` | PVC `<app>-<name>`: `volumeName` = the disk's `status.pvName`, `storageClassName` = the disk's `status.storageClassName` (`""` without one), RWO, size = disk `spec.size`, label `kompox.dev/disk` |
 //! | `./rel` bind | `subPath: rel` on `spec.volumes[0]`; `.` mounts the whole volume |
 //! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub`; warning unless `nocopy` (Kubernetes does not copy the image's files into a new volume) |
 //! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` |

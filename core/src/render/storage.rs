@@ -138,7 +138,13 @@ pub(crate) fn plan(
                     )])),
                     limits: None,
                 }),
-                storage_class_name: Some(String::new()),
+                // The class of the disk's PV (binding needs the same), which lets Kubernetes
+                // expand the volume when the disk grows; "" for a PV without one.
+                storage_class_name: Some(
+                    status
+                        .and_then(|s| s.storage_class_name.clone())
+                        .unwrap_or_default(),
+                ),
                 volume_name: Some(pv.to_owned()),
                 volume_mode: Some("Filesystem".to_owned()),
                 ..PersistentVolumeClaimSpec::default()

@@ -487,7 +487,7 @@ volumes:
   db: {}
 ",
         "  volumes: [{name: default, diskRef: {name: d1}}, {name: db, diskRef: {name: d2}}]",
-        "---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {name: d2}\nspec: {size: 5Gi}\nstatus: {pvName: pv-d2}\n",
+        "---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {name: d2}\nspec: {size: 5Gi}\nstatus: {pvName: pv-d2, storageClassName: k4x-static}\n",
     )
     .ok();
     let pvc = obj(&r, "PersistentVolumeClaim", "app1-db");
@@ -496,12 +496,15 @@ volumes:
         json!({
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": "5Gi"}},
-            "storageClassName": "",
+            "storageClassName": "k4x-static",
             "volumeMode": "Filesystem",
             "volumeName": "pv-d2",
         })
     );
     assert_eq!(pvc["metadata"]["labels"]["kompox.dev/disk"], "d2");
+    // A disk whose PV has no class: the PVC names none either.
+    let other = obj(&r, "PersistentVolumeClaim", "app1-default");
+    assert_eq!(other["spec"]["storageClassName"], "");
     assert_eq!(
         pvc["metadata"]["annotations"][SOURCE_ANNOTATION],
         "spec.volumes[1]"

@@ -1,6 +1,7 @@
 //! Helpers for the storage e2e tests in `tests/storage_more.rs`: a `kompox-controller` run
 //! in-process with any namespace scope (as the controller's ServiceAccount, so its RBAC is
-//! exercised), disk objects, waits on a KompoxDisk's status.
+//! exercised), disk objects, waits on a KompoxDisk's status, the mock CSI driver's view of a
+//! volume's capacity.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kompox_controller::{Config, NamespaceScope};
 use kompox_core::api::condition::{self, types};
 use kompox_core::api::{KompoxDisk, KompoxDiskStatus};
@@ -17,7 +19,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{wait_for_condition, wait_until};
+use crate::{cluster, wait_for_condition, wait_until};
 
 /// How long a disk gets to reach a state.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,6 +71,27 @@ pub async fn wait_disk_ready(api: &Api<KompoxDisk>, name: &str) -> Result<Kompox
     .await
 }
 
+/// Waits until PVC `name` of `api` is Bound, at most [`TIMEOUT`].
+pub async fn wait_pvc_bound(api: &Api<PersistentVolumeClaim>, name: &str) -> Result<()> {
+    wait_until(&format!("PVC {name} Bound"), TIMEOUT, || async {
+        let phase = api.get(name).await?.status.and_then(|s| s.phase);
+        Ok(phase.as_deref() == Some("Bound"))
+    })
+    .await
+}
+
+/// A test body's result with its teardown's: the body's error wins, the teardown's is added.
+///
+/// # Errors
+///
+/// Whichever failed.
+pub fn with_teardown(result: Result<()>, teardown: Result<()>) -> Result<()> {
+    match (result, teardown) {
+        (Err(e), Err(t)) => Err(e.context(format!("teardown failed too: {t:#}"))),
+        (r, t) => r.and(t),
+    }
+}
+
 /// Deletes every disk of `api` (one collection delete) and waits, at most 90 s, until they are
 /// gone: their finalizers ran, so a `Delete` policy reached the CSI driver.
 pub async fn delete_disks(api: &Api<KompoxDisk>) -> Result<()> {
@@ -78,6 +101,46 @@ pub async fn delete_disks(api: &Api<KompoxDisk>) -> Result<()> {
         Ok(api.list(&ListParams::default()).await?.items.is_empty())
     })
     .await
+}
+
+/// The capacity in bytes the mock CSI driver reports for volume `handle` (its `-list volumes`
+/// client mode, over the driver's socket next to the cluster's kubeconfig); `None` when the
+/// driver has no such volume.
+pub fn driver_volume_capacity(handle: &str) -> Result<Option<u64>> {
+    let c = cluster();
+    let socket = c
+        .admin_kubeconfig
+        .parent()
+        .context("the admin kubeconfig has no directory")?
+        .join("csi/csi.sock");
+    let out = std::process::Command::new(c.bin_dir.join("csi-mock-driver"))
+        .arg("-endpoint")
+        .arg(&socket)
+        .args(["-list", "volumes"])
+        .output()
+        .context("running csi-mock-driver -list volumes")?;
+    if !out.status.success() {
+        bail!(
+            "csi-mock-driver -list volumes: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(handle))
+    else {
+        return Ok(None);
+    };
+    let bytes = line
+        .split_whitespace()
+        .nth(1)
+        .with_context(|| format!("no capacity in {line:?}"))?;
+    Ok(Some(
+        bytes
+            .parse()
+            .with_context(|| format!("capacity in {line:?}"))?,
+    ))
 }
 
 /// `kompox-controller` running inside the test process (`kompox_controller::run`), for scopes

@@ -1,19 +1,25 @@
 //! More storage controller end to end tests (see `tests/storage.rs` for the lifecycle): the
-//! `--namespace-selector` scope with namespaces entering and leaving it.
+//! `--namespace-selector` scope with namespaces entering and leaving it; disks growing.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
-use k8s_openapi::api::core::v1::Namespace;
+use anyhow::{Context, Result, ensure};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
 use kompox_controller::NamespaceScope;
-use kompox_core::api::KompoxDisk;
+use kompox_core::api::condition::{self, types};
+use kompox_core::api::{KompoxApp, KompoxDisk};
+use kompox_e2e::apps::{apply, put_compose, small_app, wait_ready};
 use kompox_e2e::storage::{
-    InProcessController, TIMEOUT, create_disk, delete_disks, wait_disk, wait_disk_ready,
+    InProcessController, TIMEOUT, create_disk, delete_disks, driver_volume_capacity, wait_disk,
+    wait_disk_ready, wait_pvc_bound, with_teardown,
 };
 use kompox_e2e::{
-    TestNamespace, admin_client, cluster, ensure_crds, wait_for_condition, wait_until,
+    TestNamespace, admin_client, cluster, delete_and_wait, ensure_crds, wait_for_condition,
+    wait_until,
 };
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -71,10 +77,7 @@ async fn a_namespace_entering_the_selector_scope_is_reconciled_at_once() -> Resu
         outside.cleanup().await
     }
     .await;
-    match (result, teardown) {
-        (Err(e), Err(t)) => Err(e.context(format!("teardown failed too: {t:#}"))),
-        (r, t) => r.and(t),
-    }
+    with_teardown(result, teardown)
 }
 
 async fn scope_body(
@@ -164,5 +167,240 @@ async fn scope_body(
         s.observed_generation == Some(3)
     })
     .await?;
+    Ok(())
+}
+
+/// Bytes in a GiB.
+const GI: u64 = 1 << 30;
+
+/// Sets disk `name`'s `spec.size`.
+async fn resize(api: &Api<KompoxDisk>, name: &str, size: &str) -> Result<KompoxDisk> {
+    let patch = json!({"spec": {"size": size}});
+    Ok(api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?)
+}
+
+/// Waits until disk `name` is Ready at `size` for its current spec; returns it.
+async fn wait_grown(
+    api: &Api<KompoxDisk>,
+    name: &str,
+    size: &str,
+    generation: i64,
+) -> Result<KompoxDisk> {
+    let size = size.to_owned();
+    wait_disk(api, name, move |s| {
+        condition::is_true(&s.conditions, types::READY)
+            && s.observed_generation == Some(generation)
+            && s.size.as_ref().is_some_and(|q| q.0 == size)
+    })
+    .await
+}
+
+/// Checks that the disk's PV and the driver's volume both have `bytes`.
+async fn assert_volume_size(client: &Client, d: &KompoxDisk, size: &str, bytes: u64) -> Result<()> {
+    let st = d.status.clone().unwrap_or_default();
+    let pv_name = st.pv_name.context("no status.pvName")?;
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&pv_name)
+        .await?;
+    let capacity = pv
+        .spec
+        .and_then(|s| s.capacity)
+        .and_then(|c| c.get("storage").cloned())
+        .map(|q| q.0);
+    ensure!(
+        capacity.as_deref() == Some(size),
+        "PV {pv_name} capacity {capacity:?}, want {size}"
+    );
+    let handle = st.handle.context("no status.handle")?;
+    let driver = driver_volume_capacity(&handle)?;
+    ensure!(
+        driver == Some(bytes),
+        "driver volume {handle}: {driver:?} bytes, want {bytes}"
+    );
+    Ok(())
+}
+
+/// A user raises `spec.size`: a detached disk grows through a temporary PVC, a disk bound to a
+/// plain PVC through that PVC (the controller raises its request), a disk used by a KompoxApp
+/// through the app's PVC (the app renders the new size itself). The PVs and the CSI driver's
+/// volumes reach the new sizes, the disks report Progressing `Resizing` on the way and Ready
+/// with `status.size` at the end; shrinking is refused by the API server naming `spec.size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disks_grow_detached_and_attached_and_never_shrink() -> Result<()> {
+    cluster();
+    ensure_crds().await?;
+    let client = admin_client().await?;
+    let ns = TestNamespace::create(&client, "grow", &[]).await?;
+    let controller = InProcessController::start(NamespaceScope::One(ns.name.clone())).await?;
+    let result = grow_body(&client, &ns).await;
+    let teardown = async {
+        let apps: Api<KompoxApp> = ns.api();
+        delete_and_wait(&apps, "web").await?;
+        let pvcs: Api<PersistentVolumeClaim> = ns.api();
+        delete_and_wait(&pvcs, "user-data").await?;
+        let disks: Api<KompoxDisk> = ns.api();
+        for d in disks.list(&Default::default()).await?.items {
+            set_policy(&disks, &d.name_any(), "Delete").await?;
+        }
+        delete_disks(&disks).await?;
+        controller.stop().await?;
+        ns.cleanup().await
+    }
+    .await;
+    with_teardown(result, teardown)
+}
+
+async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
+    let disks: Api<KompoxDisk> = ns.api();
+    let spec = json!({"size": "1Gi", "deletionPolicy": "Delete"});
+    for name in ["loose", "held", "app"] {
+        create_disk(&disks, name, spec.clone()).await?;
+    }
+    let mut class = String::new();
+    for name in ["loose", "held", "app"] {
+        let d = wait_disk_ready(&disks, name).await?;
+        let st = d.status.unwrap_or_default();
+        ensure!(
+            st.size.map(|q| q.0).as_deref() == Some("1Gi"),
+            "{name}: status.size"
+        );
+        class = st
+            .storage_class_name
+            .context("no status.storageClassName")?;
+    }
+    ensure!(class == "k4x-static", "the static PVs' class is {class}");
+
+    // "held" is bound by a plain PVC of the class, "app" by a KompoxApp's volume.
+    let held_pv = disks
+        .get("held")
+        .await?
+        .status
+        .and_then(|s| s.pv_name)
+        .context("pvName")?;
+    let pvcs: Api<PersistentVolumeClaim> = ns.api();
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "user-data"},
+        "spec": {"storageClassName": class, "volumeName": held_pv, "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    }))?;
+    pvcs.create(&Default::default(), &pvc).await?;
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    put_compose(client, &ns.name, "web-compose", compose).await?;
+    let mut app = small_app("web", "web-compose");
+    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "app"}}]);
+    apply(client, &ns.name, &app).await?;
+    let apps: Api<KompoxApp> = ns.api();
+    wait_ready(&apps, "web", TIMEOUT).await?;
+    wait_pvc_bound(&pvcs, "user-data").await?;
+    wait_pvc_bound(&pvcs, "web-data").await?;
+
+    // Record every Progressing reason the disks go through.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let recorder = {
+        let seen = seen.clone();
+        let stream = watcher(disks.clone(), watcher::Config::default()).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(d)) = stream.next().await {
+                let st = d.status.clone().unwrap_or_default();
+                if let Some(c) = condition::find(&st.conditions, types::PROGRESSING)
+                    && c.status == "True"
+                {
+                    let mut s = seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s.insert((d.name_any(), c.reason.clone()));
+                }
+            }
+        })
+    };
+
+    let t0 = Instant::now();
+    for (name, size) in [("loose", "2Gi"), ("held", "3Gi"), ("app", "2Gi")] {
+        resize(&disks, name, size).await?;
+    }
+    for (name, size, bytes) in [
+        ("loose", "2Gi", 2 * GI),
+        ("held", "3Gi", 3 * GI),
+        ("app", "2Gi", 2 * GI),
+    ] {
+        let d = wait_grown(&disks, name, size, 2).await?;
+        println!(
+            "{name}: spec.size raised -> Ready at {size}: {:?}",
+            t0.elapsed()
+        );
+        assert_volume_size(client, &d, size, bytes).await?;
+    }
+    recorder.abort();
+    let seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for name in ["loose", "held", "app"] {
+        ensure!(
+            seen.contains(&(name.to_owned(), "Resizing".to_owned())),
+            "{name} was never Progressing/Resizing: {seen:?}"
+        );
+    }
+
+    // The bound PVCs have the new size; the temporary PVC is gone and the PV free again.
+    for (name, size) in [("user-data", "3Gi"), ("web-data", "2Gi")] {
+        let p = pvcs.get(name).await?;
+        let request = p
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .and_then(|r| r.get("storage").cloned());
+        let capacity = p
+            .status
+            .and_then(|s| s.capacity)
+            .and_then(|c| c.get("storage").cloned());
+        ensure!(
+            request.as_ref().map(|q| q.0.as_str()) == Some(size)
+                && capacity.as_ref().map(|q| q.0.as_str()) == Some(size),
+            "PVC {name}: request {request:?}, capacity {capacity:?}, want {size}"
+        );
+    }
+    let loose_pv = disks
+        .get("loose")
+        .await?
+        .status
+        .and_then(|s| s.pv_name)
+        .context("pvName")?;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    wait_until(
+        "the resize PVC gone and loose's PV Available",
+        TIMEOUT,
+        || async {
+            let left = pvcs
+                .list(&ListParams::default().labels("kompox.dev/storage-role=resize"))
+                .await?
+                .items
+                .len();
+            let phase = pvs.get(&loose_pv).await?.status.and_then(|s| s.phase);
+            Ok(left == 0 && phase.as_deref() == Some("Available"))
+        },
+    )
+    .await?;
+
+    // Shrinking is refused by the API server, naming the field; nothing changes.
+    let err = resize(&disks, "loose", "1Gi")
+        .await
+        .err()
+        .context("a shrink was accepted")?;
+    let msg = format!("{err:#}");
+    ensure!(
+        msg.contains("spec.size") && msg.contains("cannot shrink"),
+        "{msg}"
+    );
+    let d = disks.get("loose").await?;
+    ensure!(
+        d.spec.size.0 == "2Gi",
+        "spec.size changed to {}",
+        d.spec.size.0
+    );
     Ok(())
 }
