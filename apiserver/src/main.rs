@@ -58,32 +58,6 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
-async fn shutdown_signal(exit_on_stdin_close: bool) {
-    let stdin_closed = async {
-        if exit_on_stdin_close {
-            use tokio::io::AsyncReadExt as _;
-            let mut stdin = tokio::io::stdin();
-            let mut buf = [0u8; 256];
-            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
-        () = stdin_closed => tracing::info!("standard input closed: shutting down"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -115,7 +89,10 @@ async fn main() -> Result<()> {
     let server = Server::bind(config).await?;
     tracing::info!(addr = ?server.local_addr().ok(), "kompox-apiserver starting");
     server
-        .run(client, shutdown_signal(args.exit_on_stdin_close))
+        .run(
+            client,
+            kompox_serve::shutdown_signal(args.exit_on_stdin_close),
+        )
         .await;
     Ok(())
 }

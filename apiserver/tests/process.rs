@@ -78,48 +78,87 @@ fn fingerprint(pem: &str) -> String {
     cert_fingerprint_sha256(&CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
 }
 
+/// A `kompox-apiserver` process on a free port with certificate files in a directory of its
+/// own, stdin piped (`--exit-on-stdin-close`).
+struct Process {
+    child: std::process::Child,
+    port: u16,
+    ca: kompox_serve::CertifiedCa,
+    first: kompox_serve::CertKeyPem,
+    dir: std::path::PathBuf,
+}
+
+impl Process {
+    async fn start(tag: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir =
+            std::env::temp_dir().join(format!("kompox-apiserver-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = generate_ca("process-test-ca").unwrap();
+        let first = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
+        std::fs::write(dir.join("tls.crt"), &first.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &first.key_pem).unwrap();
+        std::fs::write(dir.join("kubeconfig"), KUBECONFIG).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_kompox-apiserver"))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--tls-cert-file={}", dir.join("tls.crt").display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                dir.join("tls.key").display()
+            ))
+            .arg(format!("--kubeconfig={}", dir.join("kubeconfig").display()))
+            .arg("--tls-reload-interval-seconds=1")
+            .arg("--exit-on-stdin-close")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Self {
+            child,
+            port,
+            ca,
+            first,
+            dir,
+        };
+        let (status, served) = until("the server to answer /healthz", async || {
+            get(p.port, p.ca.cert_pem(), "/healthz").await
+        })
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(served, fingerprint(&p.first.cert_pem));
+        p
+    }
+
+    /// Waits (at most 30 s) for the process to exit; it must exit successfully.
+    async fn exits(mut self, after: &str) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("the server did not exit after {after}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(status.success(), "{status:?}");
+        let _ = std::io::stderr().flush();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[tokio::test]
 async fn rotates_its_certificate_without_restart_and_exits_when_stdin_closes() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = std::env::temp_dir().join(format!("kompox-apiserver-process-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = generate_ca("process-test-ca").unwrap();
-    let first = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
-    let (crt, key, kc) = (
-        dir.join("tls.crt"),
-        dir.join("tls.key"),
-        dir.join("kubeconfig"),
-    );
-    std::fs::write(&crt, &first.cert_pem).unwrap();
-    std::fs::write(&key, &first.key_pem).unwrap();
-    std::fs::write(&kc, KUBECONFIG).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kompox-apiserver"))
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(format!("--tls-cert-file={}", crt.display()))
-        .arg(format!("--tls-private-key-file={}", key.display()))
-        .arg(format!("--kubeconfig={}", kc.display()))
-        .arg("--tls-reload-interval-seconds=1")
-        .arg("--exit-on-stdin-close")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
-    let ca_pem = ca.cert_pem().to_owned();
-    let (status, served) = until("the server to answer /healthz", async || {
-        get(port, &ca_pem, "/healthz").await
-    })
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(served, fingerprint(&first.cert_pem));
+    let mut p = Process::start("rotate").await;
+    let (port, ca_pem) = (p.port, p.ca.cert_pem().to_owned());
     // Not ready: the front-proxy configuration cannot be read from this "cluster".
     let (status, _) = get(port, &ca_pem, "/readyz").await.unwrap();
     assert_eq!(status, 503);
@@ -129,9 +168,9 @@ async fn rotates_its_certificate_without_restart_and_exits_when_stdin_closes() {
     assert_eq!(status, 200);
 
     // Rotate: key first, then certificate (a half-written rotation keeps the old pair).
-    let second = issue_serving_cert(&ca, &["localhost"], &[], 1).unwrap();
-    std::fs::write(&key, &second.key_pem).unwrap();
-    std::fs::write(&crt, &second.cert_pem).unwrap();
+    let second = issue_serving_cert(&p.ca, &["localhost"], &[], 1).unwrap();
+    std::fs::write(p.dir.join("tls.key"), &second.key_pem).unwrap();
+    std::fs::write(p.dir.join("tls.crt"), &second.cert_pem).unwrap();
     let want = fingerprint(&second.cert_pem);
     until("the rotated certificate to be served", async || {
         get(port, &ca_pem, "/healthz")
@@ -141,19 +180,18 @@ async fn rotates_its_certificate_without_restart_and_exits_when_stdin_closes() {
     .await;
 
     // Closing stdin stops the server.
-    drop(child.stdin.take());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the server did not exit after stdin closed");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "{status:?}");
-    let _ = std::io::stderr().flush();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(p.child.stdin.take());
+    p.exits("stdin closed").await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_it_while_stdin_is_still_open() {
+    let p = Process::start("sigterm").await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // stdin stays open (p.child.stdin is held): the stdin watch must not keep it alive.
+    p.exits("SIGTERM").await;
 }

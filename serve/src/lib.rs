@@ -6,7 +6,7 @@
 //!   [`TlsSource`].
 //! - [`server`]: [`Server`] (bind, then [`Server::serve`] over a [`Transport`]: TLS or plain
 //!   HTTP), [`ConnInfo`] with the verified client chain, [`peer_common_name`]; [`Stop`], the
-//!   signal that ends a server's background tasks at shutdown.
+//!   signal that ends a server's background tasks at shutdown; [`shutdown_signal`].
 //! - [`respond`]: [`read_body_limited`], [`json`], [`text`].
 //! - [`health`] and [`metrics`]: `/healthz` `/livez` `/readyz`, `/metrics`.
 //! - [`certs`]: CA and leaf certificate generation (rcgen).
@@ -50,7 +50,7 @@ pub use respond::{BodyError, json, read_body_limited, text};
 pub use server::{
     BoxError, ConnInfo, ServeOptions, Server, Transport, peer_common_name, peer_organizations,
 };
-pub use stop::Stop;
+pub use stop::{Stop, shutdown_signal};
 pub use tls::{
     FileReloader, ReloadableTls, TlsFiles, TlsSource, cert_fingerprint_sha256, server_config,
 };

@@ -1,4 +1,5 @@
-//! [`Stop`]: the one signal that ends a server's background tasks when it shuts down.
+//! Shutting down: [`shutdown_signal`], what a server process waits for, and [`Stop`], the
+//! one signal that ends its background tasks.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,6 +64,54 @@ impl Stop {
             health.set_ready(false);
             stop.fire();
         }
+    }
+}
+
+/// Completes on SIGINT, SIGTERM or — with `watch_stdin` — end of file on standard input (for
+/// tests: a parent that dies leaves no server behind), logging which.
+///
+/// Standard input is read on a plain thread, not tokio's blocking pool, so a read still
+/// pending when the process exits does not hold the runtime open.
+pub async fn shutdown_signal(watch_stdin: bool) {
+    let stdin_closed = async {
+        if !watch_stdin {
+            return std::future::pending::<()>().await;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("stdin-watch".into())
+            .spawn(move || {
+                use std::io::Read as _;
+                let mut stdin = std::io::stdin().lock();
+                let mut buf = [0u8; 256];
+                while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+                let _ = tx.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = rx.await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch standard input");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+        () = stdin_closed => tracing::info!("standard input closed: shutting down"),
     }
 }
 

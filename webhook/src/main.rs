@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use clap::Parser;
 use kompox_webhook::tls::{Managed, SecretTls};
 use kompox_webhook::{Config, TlsSource};
-use tokio::io::AsyncReadExt as _;
 
 /// Kompox's mutating admission webhook: Pods follow their disks' zone; an env-hash annotation
 /// rolls workloads when the Secrets/ConfigMaps they use change.
@@ -118,38 +117,6 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
-async fn shutdown_signal(exit_on_stdin_close: bool) {
-    let stdin_closed = async {
-        if !exit_on_stdin_close {
-            return std::future::pending().await;
-        }
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 256];
-        loop {
-            match stdin.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-        () = terminate => tracing::info!("SIGTERM; shutting down"),
-        () = stdin_closed => tracing::info!("stdin closed; shutting down"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -162,7 +129,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let client = client(args.kubeconfig.as_ref()).await?;
-    kompox_webhook::run(config, client, shutdown_signal(args.exit_on_stdin_close)).await?;
+    let shutdown = kompox_serve::shutdown_signal(args.exit_on_stdin_close);
+    kompox_webhook::run(config, client, shutdown).await?;
     Ok(())
 }
 
