@@ -390,7 +390,9 @@ fn cluster_dir() -> PathBuf {
     cache.join("cluster")
 }
 
-fn driver_list(what: &str) -> Result<BTreeSet<String>> {
+/// The mock CSI driver's `-list` output for `what` (volumes|snapshots): one line an object,
+/// its ID first.
+fn driver_lines(what: &str) -> Result<Vec<String>> {
     let sock = cluster_dir().join("csi/csi.sock");
     let out = std::process::Command::new(cluster().bin_dir.join("csi-mock-driver"))
         .arg("-endpoint")
@@ -407,6 +409,13 @@ fn driver_list(what: &str) -> Result<BTreeSet<String>> {
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+fn driver_list(what: &str) -> Result<BTreeSet<String>> {
+    Ok(driver_lines(what)?
+        .iter()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect())
 }
@@ -419,6 +428,27 @@ pub fn driver_volumes() -> Result<BTreeSet<String>> {
 /// IDs of the snapshots the mock CSI driver holds (CSI `ListSnapshots`).
 pub fn driver_snapshots() -> Result<BTreeSet<String>> {
     driver_list("snapshots")
+}
+
+/// The capacity in bytes the mock CSI driver reports for volume `handle` (CSI `ListVolumes`:
+/// "<id> <bytes> <name>" a line); `None` when it has no such volume.
+pub fn driver_volume_capacity(handle: &str) -> Result<Option<u64>> {
+    let lines = driver_lines("volumes")?;
+    let Some(line) = lines
+        .iter()
+        .find(|l| l.split_whitespace().next() == Some(handle))
+    else {
+        return Ok(None);
+    };
+    let bytes = line
+        .split_whitespace()
+        .nth(1)
+        .with_context(|| format!("no capacity in {line:?}"))?;
+    Ok(Some(
+        bytes
+            .parse()
+            .with_context(|| format!("capacity in {line:?}"))?,
+    ))
 }
 
 /// The mock CSI driver's log (every CSI call as JSON).

@@ -1,7 +1,6 @@
 //! Helpers for the storage e2e tests in `tests/storage_more.rs`: a `kompox-controller` run
 //! in-process with any namespace scope (as the controller's ServiceAccount, so its RBAC is
-//! exercised), disk objects, waits on a KompoxDisk's status, the mock CSI driver's view of a
-//! volume's capacity.
+//! exercised), disk objects, waits on a KompoxDisk's status.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{cluster, wait_for_condition, wait_until};
+use crate::{wait_for_condition, wait_until};
 
 /// How long a disk gets to reach a state.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -101,46 +100,6 @@ pub async fn delete_disks(api: &Api<KompoxDisk>) -> Result<()> {
         Ok(api.list(&ListParams::default()).await?.items.is_empty())
     })
     .await
-}
-
-/// The capacity in bytes the mock CSI driver reports for volume `handle` (its `-list volumes`
-/// client mode, over the driver's socket next to the cluster's kubeconfig); `None` when the
-/// driver has no such volume.
-pub fn driver_volume_capacity(handle: &str) -> Result<Option<u64>> {
-    let c = cluster();
-    let socket = c
-        .admin_kubeconfig
-        .parent()
-        .context("the admin kubeconfig has no directory")?
-        .join("csi/csi.sock");
-    let out = std::process::Command::new(c.bin_dir.join("csi-mock-driver"))
-        .arg("-endpoint")
-        .arg(&socket)
-        .args(["-list", "volumes"])
-        .output()
-        .context("running csi-mock-driver -list volumes")?;
-    if !out.status.success() {
-        bail!(
-            "csi-mock-driver -list volumes: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(handle))
-    else {
-        return Ok(None);
-    };
-    let bytes = line
-        .split_whitespace()
-        .nth(1)
-        .with_context(|| format!("no capacity in {line:?}"))?;
-    Ok(Some(
-        bytes
-            .parse()
-            .with_context(|| format!("capacity in {line:?}"))?,
-    ))
 }
 
 /// `kompox-controller` running inside the test process (`kompox_controller::run`), for scopes

@@ -21,12 +21,13 @@ use kompox_controller::claim::{Claim, claim, claim_decision};
 use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot, quantity};
 use kompox_e2e::controller::{
-    ControllerProcess, Options, TestEnv, driver_calls, driver_snapshots, driver_volumes, finish,
-    read_volume_file, run, scoped, volume_dir, volume_dir_exists, volume_files, volumes_created_in,
-    write_volume_file,
+    ControllerProcess, Options, TestEnv, driver_calls, driver_snapshots, driver_volume_capacity,
+    driver_volumes, finish, read_volume_file, run, scoped, volume_dir, volume_dir_exists,
+    volume_files, volumes_created_in, write_volume_file,
 };
+use kompox_e2e::storage::wait_disk_ready;
 use kompox_e2e::{
-    TestNamespace, admin_client, cluster, delete_all, delete_and_wait, ensure_crds, repo_root,
+    TestNamespace, admin_client, cluster, delete_all, delete_and_wait, ensure_crds,
     wait_for_condition, wait_until,
 };
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -119,20 +120,6 @@ impl Env {
 
 fn ready(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
     condition::is_true(conds, types::READY)
-}
-
-async fn wait_disk_ready(api: &Api<KompoxDisk>, name: &str) -> Result<KompoxDisk> {
-    wait_for_condition(
-        api.clone(),
-        name,
-        |d: Option<&KompoxDisk>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| ready(&s.conditions))
-        },
-        TIMEOUT,
-    )
-    .await?
-    .with_context(|| format!("KompoxDisk {name} gone"))
 }
 
 /// Waits for `Degraded=True` with `reason`; returns its message.
@@ -287,15 +274,9 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume_body(env: &mut En
     assert_eq!(pv["spec"]["csi"]["volumeHandle"], handle.as_str());
     assert_eq!(pv["spec"]["csi"]["driver"], "mock.csi.kompox.dev");
     assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
-    // "" is omitted by the API server's JSON.
-    assert!(
-        pv["spec"]["storageClassName"]
-            .as_str()
-            .unwrap_or("")
-            .is_empty(),
-        "{}",
-        pv["spec"]
-    );
+    // Kompox's class for static PVs (no provisioner, expansion allowed), recorded in status.
+    assert_eq!(pv["spec"]["storageClassName"], "k4x-static");
+    assert_eq!(st.storage_class_name.as_deref(), Some("k4x-static"));
     assert_eq!(pv["spec"]["capacity"]["storage"], "1Gi");
     assert_eq!(pv["metadata"]["labels"]["kompox.dev/disk"], "data");
     assert_eq!(
@@ -716,31 +697,6 @@ fn bytes(q: &str) -> Result<u128> {
     quantity::parse_bytes(q).with_context(|| format!("quantity {q:?}"))
 }
 
-/// The bytes the mock CSI driver holds volume `handle` with now (`hack/csi.sh volumes`, CSI
-/// `ListVolumes`: "<id> <bytes> <name>" a line); `None` when it has no such volume.
-fn driver_capacity(handle: &str) -> Result<Option<u128>> {
-    let out = std::process::Command::new(repo_root().join("hack/csi.sh"))
-        .arg("volumes")
-        .output()
-        .context("running hack/csi.sh volumes")?;
-    ensure!(
-        out.status.success(),
-        "hack/csi.sh volumes: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(handle))
-    else {
-        return Ok(None);
-    };
-    let size = line.split_whitespace().nth(1).unwrap_or_default();
-    Ok(Some(size.parse().with_context(|| {
-        format!("hack/csi.sh volumes: no capacity in {line:?}")
-    })?))
-}
-
 /// Checks a disk restored from the snapshot with handle `snap_handle`: its volume holds the
 /// snapshot-time files `want`, the driver created it from that snapshot, and the volume has
 /// `size` bytes in the driver and in the static PV's capacity; it has a zone. Returns the
@@ -784,7 +740,7 @@ async fn check_restored(
         .and_then(|s| s.capacity)
         .and_then(|c| c.get("storage").map(|q| q.0.clone()))
         .with_context(|| format!("{name}: PV {pv_name} without capacity"))?;
-    let driver = driver_capacity(&handle)?;
+    let driver = driver_volume_capacity(&handle)?.map(u128::from);
     ensure!(
         driver == Some(size),
         "{name}: driver volume {handle} has {driver:?} bytes, want {size}"

@@ -10,9 +10,10 @@ use kompox_controller::NamespaceScope;
 use kompox_core::api::condition::{self, types};
 use kompox_core::api::{KompoxApp, KompoxDisk};
 use kompox_e2e::apps::{apply, put_compose, small_app, wait_ready};
+use kompox_e2e::controller::driver_volume_capacity;
 use kompox_e2e::storage::{
-    InProcessController, TIMEOUT, create_disk, delete_disks, driver_volume_capacity, wait_disk,
-    wait_disk_ready, wait_pvc_bound, with_teardown,
+    InProcessController, TIMEOUT, create_disk, delete_disks, wait_disk, wait_disk_ready,
+    wait_pvc_bound, with_teardown,
 };
 use kompox_e2e::{
     TestNamespace, admin_client, cluster, delete_and_wait, ensure_crds, wait_for_condition,
