@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kompox_controller::{Config, LeaseConfig, NamespaceScope};
-use std::io::Read;
 
 /// Kompox controller: KompoxDisk/KompoxSnapshot lifecycle through CSI and KompoxApp reconcile.
 #[derive(Debug, Parser)]
@@ -87,52 +86,6 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     })
 }
 
-async fn shutdown_signal(watch_stdin: bool) {
-    let stdin_closed = async {
-        if !watch_stdin {
-            return std::future::pending::<()>().await;
-        }
-        // A plain thread, not tokio's stdin: a blocking read in tokio's pool would hold the
-        // runtime open at exit.
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new()
-            .name("stdin-watch".into())
-            .spawn(move || {
-                let mut stdin = std::io::stdin().lock();
-                let mut buf = [0u8; 256];
-                while let Ok(n) = stdin.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                let _ = tx.send(());
-            });
-        match spawned {
-            Ok(_) => {
-                let _ = rx.await;
-                tracing::info!("standard input closed");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch standard input");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-        () = stdin_closed => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -146,6 +99,10 @@ async fn main() -> anyhow::Result<()> {
         fmt.init();
     }
     tracing::info!(scope = ?config.namespaces, leader_elect = config.leader_election.is_some(), instance = %config.instance, "starting kompox-controller");
-    kompox_controller::run(config, shutdown_signal(args.exit_on_stdin_close)).await?;
+    kompox_controller::run(
+        config,
+        kompox_serve::shutdown_signal(args.exit_on_stdin_close),
+    )
+    .await?;
     Ok(())
 }
