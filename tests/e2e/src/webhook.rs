@@ -361,6 +361,19 @@ pub fn required_zones(pod: &Pod) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// The env-hash annotation on a Deployment's pod template.
+pub fn template_hash(d: &k8s_openapi::api::apps::v1::Deployment) -> Option<String> {
+    d.spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(kompox_core::naming::ENV_HASH_ANNOTATION)
+        .cloned()
+}
+
 /// The Pod's env-hash annotation.
 pub fn env_hash(pod: &Pod) -> Option<String> {
     pod.annotations()

@@ -16,12 +16,12 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{KompoxApp, KompoxDisk, VolumeSwitchPhase};
-use kompox_core::naming::ENV_HASH_ANNOTATION;
 use kompox_e2e::apps::{
     PodWatch, app_reconciles, apply, is_ready, load_sample, put_compose, sample_compose, small_app,
     small_compose, wait_app, wait_degraded, wait_ready,
 };
 use kompox_e2e::controller::{ControllerProcess, TestEnv, finish, run, scoped};
+use kompox_e2e::webhook::template_hash;
 use kompox_e2e::{TestNamespace, delete_all, delete_and_wait, wait_until};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -123,18 +123,6 @@ fn deployment_image(d: &Deployment) -> Option<String> {
         .iter()
         .find(|c| c.name == "gitea")
         .and_then(|c| c.image.clone())
-}
-
-fn env_hash(d: &Deployment) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(ENV_HASH_ANNOTATION)
-        .cloned()
 }
 
 /// The app's Running Pods (not being deleted).
@@ -370,7 +358,7 @@ async fn gitea_body(env: &mut Env) -> Result<()> {
     let first_pod = pod.name_any();
 
     // --- Rotating the env Secret changes the env-hash and rolls the Deployment. ---
-    let hash_before = env_hash(&dep).context("no env-hash")?;
+    let hash_before = template_hash(&dep).context("no env-hash")?;
     secrets
         .patch(
             "gitea-env-files",
@@ -384,7 +372,7 @@ async fn gitea_body(env: &mut Env) -> Result<()> {
     .await?;
     let app_now = wait_ready(&apps, APP, TIMEOUT).await?;
     let dep = deps.get(DEPLOYMENT).await?;
-    let hash_after = env_hash(&dep).context("no env-hash")?;
+    let hash_after = template_hash(&dep).context("no env-hash")?;
     assert_ne!(hash_before, hash_after, "env-hash must follow the Secret");
     let good_hash = app_now.status.and_then(|s| s.rendered_hash);
 
@@ -411,7 +399,7 @@ async fn gitea_body(env: &mut Env) -> Result<()> {
         deployment_image(&live_after),
         deployment_image(&live_before)
     );
-    assert_eq!(env_hash(&live_after), env_hash(&live_before));
+    assert_eq!(template_hash(&live_after), template_hash(&live_before));
     put_compose(&client, &ns, "gitea-compose", &retagged).await?;
     wait_ready(&apps, APP, TIMEOUT).await?;
 

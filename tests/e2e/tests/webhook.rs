@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kompox_e2e::webhook::{
     E2E_WEBHOOK_LABEL, Registration, WebhookServer, assert_api_error, create_bound_claim,
     create_disk, delete_pv, dry_run_pod, env_hash, label_namespace, managed_namespace, pod,
-    put_secret, required_zones, test_id, wait_mutating,
+    put_secret, required_zones, template_hash, test_id, wait_mutating,
 };
 use kompox_e2e::{TestNamespace, admin_client, ensure_crds, kubectl, wait_until};
 use kube::Client;
@@ -235,18 +235,6 @@ spec:
             - secretRef: {{name: {secret}}}
 "#
     )
-}
-
-fn template_hash(d: &Deployment) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(kompox_core::naming::ENV_HASH_ANNOTATION)
-        .cloned()
 }
 
 /// `kubectl apply --server-side` of a Deployment whose Secret changed rolls it (new template
