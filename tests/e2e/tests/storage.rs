@@ -76,11 +76,7 @@ impl Env {
     }
 
     async fn create_disk(&self, name: &str, spec: serde_json::Value) -> Result<KompoxDisk> {
-        let d: KompoxDisk = serde_json::from_value(json!({
-            "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
-            "metadata": {"name": name}, "spec": spec,
-        }))?;
-        Ok(self.disks().create(&PostParams::default(), &d).await?)
+        kompox_e2e::storage::create_disk(&self.disks(), name, spec).await
     }
 
     /// Creates a disk from raw JSON (bypassing the typed client, for schema rejections).
