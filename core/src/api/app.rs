@@ -8,7 +8,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{LocalKeyRef, LocalRef, ProviderSpec, conditions_schema};
-use super::validate::{Errors, check_configmap_key, check_label, check_subdomain};
+use super::validate::{
+    Errors, check_key_ref, check_keys, check_label, check_not_blank, check_provider,
+    check_subdomain,
+};
 
 /// Desired state of a Compose application.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -241,26 +244,20 @@ impl KompoxAppSpec {
     /// (`spec.volumes[1].name: ...`).
     pub fn validate(&self) -> Result<(), super::Error> {
         let mut errs = Errors::default();
-        if let Some(r) = &self.provider.credentials_secret_ref {
-            check_subdomain(
-                &mut errs,
-                "spec.provider.credentialsSecretRef.name",
-                &r.name,
-            );
-        }
-        let cm = &self.compose.config_map_ref;
-        check_subdomain(&mut errs, "spec.compose.configMapRef.name", &cm.name);
-        check_configmap_key(&mut errs, "spec.compose.configMapRef.key", &cm.key);
+        check_provider(&mut errs, &self.provider);
+        check_key_ref(
+            &mut errs,
+            "spec.compose.configMapRef",
+            &self.compose.config_map_ref,
+        );
 
         if let Some(ing) = &self.ingress {
-            for k in ing.annotations.keys() {
-                if k.is_empty() {
-                    errs.push(
-                        "spec.ingress.annotations",
-                        "annotation key must not be empty",
-                    );
-                }
-            }
+            check_keys(
+                &mut errs,
+                "spec.ingress.annotations",
+                "annotation",
+                ing.annotations.keys(),
+            );
             if let Some(c) = &ing.class_name {
                 check_subdomain(&mut errs, "spec.ingress.className", c);
             }
@@ -295,11 +292,11 @@ impl KompoxAppSpec {
             }
         }
 
-        if let Some(zone) = self.deployment.as_ref().and_then(|d| d.zone.as_ref())
-            && zone.trim().is_empty()
-        {
-            errs.push("spec.deployment.zone", "must not be empty when set");
-        }
+        check_not_blank(
+            &mut errs,
+            "spec.deployment.zone",
+            self.deployment.as_ref().and_then(|d| d.zone.as_ref()),
+        );
 
         let mut vols = BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
@@ -323,14 +320,8 @@ impl KompoxAppSpec {
                     errs.push(format!("{f}.path"), format!("duplicate path {:?}", m.path));
                 }
                 match (&m.secret_ref, &m.config_map_ref) {
-                    (Some(r), None) => {
-                        check_subdomain(&mut errs, &format!("{f}.secretRef.name"), &r.name);
-                        check_configmap_key(&mut errs, &format!("{f}.secretRef.key"), &r.key);
-                    }
-                    (None, Some(r)) => {
-                        check_subdomain(&mut errs, &format!("{f}.configMapRef.name"), &r.name);
-                        check_configmap_key(&mut errs, &format!("{f}.configMapRef.key"), &r.key);
-                    }
+                    (Some(r), None) => check_key_ref(&mut errs, &format!("{f}.secretRef"), r),
+                    (None, Some(r)) => check_key_ref(&mut errs, &format!("{f}.configMapRef"), r),
                     _ => errs.push(
                         f.clone(),
                         "exactly one of secretRef or configMapRef must be set",

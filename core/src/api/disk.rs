@@ -12,7 +12,7 @@ use super::common::{
     LocalRef, ProviderSpec, ProviderType, conditions_schema, provider_type_schema, quantity_schema,
 };
 use super::quantity;
-use super::validate::{Errors, check_subdomain};
+use super::validate::{Errors, check_keys, check_not_blank, check_provider, check_subdomain};
 
 /// Desired state of a disk.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -150,36 +150,18 @@ impl KompoxDiskSpec {
     /// [`super::Error::Invalid`] listing every problem, each naming its field.
     pub fn validate(&self) -> Result<(), super::Error> {
         let mut errs = Errors::default();
-        if let Some(r) = &self.provider.credentials_secret_ref {
-            check_subdomain(
-                &mut errs,
-                "spec.provider.credentialsSecretRef.name",
-                &r.name,
-            );
-        }
+        check_provider(&mut errs, &self.provider);
         match quantity::parse_bytes(&self.size.0) {
             Ok(0) => errs.push("spec.size", "size must be greater than zero"),
             Ok(_) => {}
             Err(e) => errs.push("spec.size", e.to_string()),
         }
-        if let Some(z) = &self.zone
-            && z.trim().is_empty()
-        {
-            errs.push("spec.zone", "must not be empty when set");
-        }
-        for k in self.options.keys() {
-            if k.is_empty() {
-                errs.push("spec.options", "option key must not be empty");
-            }
-        }
+        check_not_blank(&mut errs, "spec.zone", self.zone.as_ref());
+        check_keys(&mut errs, "spec.options", "option", self.options.keys());
         if let Some(s) = &self.from_snapshot {
             check_subdomain(&mut errs, "spec.fromSnapshot.name", &s.name);
         }
-        if let Some(h) = &self.handle
-            && h.trim().is_empty()
-        {
-            errs.push("spec.handle", "must not be empty when set");
-        }
+        check_not_blank(&mut errs, "spec.handle", self.handle.as_ref());
         if self.from_snapshot.is_some() && self.handle.is_some() {
             errs.push("spec", "fromSnapshot and handle are mutually exclusive");
         }

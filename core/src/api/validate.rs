@@ -1,5 +1,6 @@
 //! Collecting field errors for the `validate()` methods.
 
+use super::common::{LocalKeyRef, ProviderSpec};
 use super::{Error, FieldError};
 use crate::naming;
 
@@ -20,6 +21,40 @@ impl Errors {
             Ok(())
         } else {
             Err(Error::Invalid(self.0))
+        }
+    }
+}
+
+/// `spec.provider` of KompoxApp and KompoxDisk: the credentials Secret's name.
+pub(crate) fn check_provider(errs: &mut Errors, provider: &ProviderSpec) {
+    if let Some(r) = &provider.credentials_secret_ref {
+        check_subdomain(errs, "spec.provider.credentialsSecretRef.name", &r.name);
+    }
+}
+
+/// A ConfigMap/Secret key reference at `field`: `field.name` and `field.key`.
+pub(crate) fn check_key_ref(errs: &mut Errors, field: &str, r: &LocalKeyRef) {
+    check_subdomain(errs, &format!("{field}.name"), &r.name);
+    check_configmap_key(errs, &format!("{field}.key"), &r.key);
+}
+
+/// An optional string that, when set, must not be blank.
+pub(crate) fn check_not_blank(errs: &mut Errors, field: &str, value: Option<&String>) {
+    if value.is_some_and(|v| v.trim().is_empty()) {
+        errs.push(field, "must not be empty when set");
+    }
+}
+
+/// Map keys (annotations, options) must not be empty.
+pub(crate) fn check_keys<'a>(
+    errs: &mut Errors,
+    field: &str,
+    what: &str,
+    keys: impl IntoIterator<Item = &'a String>,
+) {
+    for k in keys {
+        if k.is_empty() {
+            errs.push(field, format!("{what} key must not be empty"));
         }
     }
 }
