@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,52 +12,42 @@ use super::validate::{
     check_subdomain,
 };
 
-/// Desired state of a Compose application.
-#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "k8s.kompox.dev",
-    version = "v1alpha1",
-    kind = "KompoxApp",
-    plural = "kompoxapps",
-    singular = "kompoxapp",
-    shortname = "kapp",
-    category = "kompox",
-    namespaced,
-    doc = "A Docker Compose application run by Kompox in this namespace.",
-    status = "KompoxAppStatus",
-    derive = "Default",
-    derive = "PartialEq",
-    printcolumn = r#"{"name":"READY","type":"boolean","jsonPath":".status.ready"}"#,
-    printcolumn = r#"{"name":"HOSTS","type":"string","jsonPath":".status.ingressHosts"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    crates(
-        kube_core = "::kube_core",
-        k8s_openapi = "::k8s_openapi",
-        schemars = "::schemars",
-        serde = "::serde",
-        serde_json = "::serde_json"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-pub struct KompoxAppSpec {
-    /// Storage/cloud provider used for the app's disks.
-    #[serde(default)]
-    pub provider: ProviderSpec,
-    /// Where the compose file lives.
-    pub compose: ComposeSource,
-    /// Ingress exposure through the cluster's ingress controller (Traefik).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingress: Option<IngressSpec>,
-    /// Placement of the app's workloads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<DeploymentSpec>,
-    /// Compose volumes bound to KompoxDisks in the same namespace.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
-    pub volumes: Vec<AppVolume>,
-    /// Files projected into the containers from ConfigMaps/Secrets (env_file, configs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<FilesSpec>,
+kompox_resource! {
+    /// Desired state of a Compose application.
+    #[derive(Default)]
+    #[kube(
+        kind = "KompoxApp",
+        plural = "kompoxapps",
+        singular = "kompoxapp",
+        shortname = "kapp",
+        doc = "A Docker Compose application run by Kompox in this namespace.",
+        status = "KompoxAppStatus",
+        derive = "Default",
+        printcolumn = r#"{"name":"READY","type":"boolean","jsonPath":".status.ready"}"#,
+        printcolumn = r#"{"name":"HOSTS","type":"string","jsonPath":".status.ingressHosts"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    )]
+    #[serde(rename_all = "camelCase")]
+    pub struct KompoxAppSpec {
+        /// Storage/cloud provider used for the app's disks.
+        #[serde(default)]
+        pub provider: ProviderSpec,
+        /// Where the compose file lives.
+        pub compose: ComposeSource,
+        /// Ingress exposure through the cluster's ingress controller (Traefik).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ingress: Option<IngressSpec>,
+        /// Placement of the app's workloads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub deployment: Option<DeploymentSpec>,
+        /// Compose volumes bound to KompoxDisks in the same namespace.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = 64))]
+        pub volumes: Vec<AppVolume>,
+        /// Files projected into the containers from ConfigMaps/Secrets (env_file, configs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub files: Option<FilesSpec>,
+    }
 }
 
 /// `spec.compose`.

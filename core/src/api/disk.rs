@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -14,61 +13,50 @@ use super::common::{
 use super::quantity;
 use super::validate::{Errors, check_keys, check_not_blank, check_provider, check_subdomain};
 
-/// Desired state of a disk.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[kube(
-    group = "k8s.kompox.dev",
-    version = "v1alpha1",
-    kind = "KompoxDisk",
-    plural = "kompoxdisks",
-    singular = "kompoxdisk",
-    shortname = "kdisk",
-    category = "kompox",
-    namespaced,
-    doc = "A disk (cloud or CSI volume) bound statically to a PersistentVolume.",
-    status = "KompoxDiskStatus",
-    derive = "PartialEq",
-    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"ZONE","type":"string","jsonPath":".status.zone"}"#,
-    printcolumn = r#"{"name":"SIZE","type":"string","jsonPath":".spec.size"}"#,
-    printcolumn = r#"{"name":"HANDLE","type":"string","jsonPath":".status.handle"}"#,
-    printcolumn = r#"{"name":"ATTACHED","type":"string","jsonPath":".status.attachedTo.app"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    crates(
-        kube_core = "::kube_core",
-        k8s_openapi = "::k8s_openapi",
-        schemars = "::schemars",
-        serde = "::serde",
-        serde_json = "::serde_json"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "!(has(self.fromSnapshot) && has(self.handle))",
-    "message": "fromSnapshot and handle are mutually exclusive",
-}]))]
-pub struct KompoxDiskSpec {
-    /// Storage/cloud provider of the disk.
-    #[serde(default)]
-    pub provider: ProviderSpec,
-    /// Disk size, e.g. 10Gi. It can grow (the volume is expanded through CSI), never shrink.
-    #[schemars(schema_with = "size_schema")]
-    pub size: Quantity,
-    /// Zone of the disk ("1" or a full zone name); empty lets the provider choose.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    /// Provider options, e.g. `sku: PremiumV2_LRS`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub options: BTreeMap<String, String>,
-    /// What happens to the cloud disk when this object is deleted.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
-    /// Create the disk from this KompoxSnapshot in the same namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_snapshot: Option<LocalRef>,
-    /// Adopt an existing volume by its provider handle instead of creating one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<String>,
+kompox_resource! {
+    /// Desired state of a disk.
+    #[kube(
+        kind = "KompoxDisk",
+        plural = "kompoxdisks",
+        singular = "kompoxdisk",
+        shortname = "kdisk",
+        doc = "A disk (cloud or CSI volume) bound statically to a PersistentVolume.",
+        status = "KompoxDiskStatus",
+        printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"ZONE","type":"string","jsonPath":".status.zone"}"#,
+        printcolumn = r#"{"name":"SIZE","type":"string","jsonPath":".spec.size"}"#,
+        printcolumn = r#"{"name":"HANDLE","type":"string","jsonPath":".status.handle"}"#,
+        printcolumn = r#"{"name":"ATTACHED","type":"string","jsonPath":".status.attachedTo.app"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    )]
+    #[serde(rename_all = "camelCase")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "!(has(self.fromSnapshot) && has(self.handle))",
+        "message": "fromSnapshot and handle are mutually exclusive",
+    }]))]
+    pub struct KompoxDiskSpec {
+        /// Storage/cloud provider of the disk.
+        #[serde(default)]
+        pub provider: ProviderSpec,
+        /// Disk size, e.g. 10Gi. It can grow (the volume is expanded through CSI), never shrink.
+        #[schemars(schema_with = "size_schema")]
+        pub size: Quantity,
+        /// Zone of the disk ("1" or a full zone name); empty lets the provider choose.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub zone: Option<String>,
+        /// Provider options, e.g. `sku: PremiumV2_LRS`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub options: BTreeMap<String, String>,
+        /// What happens to the cloud disk when this object is deleted.
+        #[serde(default)]
+        pub deletion_policy: DeletionPolicy,
+        /// Create the disk from this KompoxSnapshot in the same namespace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub from_snapshot: Option<LocalRef>,
+        /// Adopt an existing volume by its provider handle instead of creating one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub handle: Option<String>,
+    }
 }
 
 /// `spec.deletionPolicy`.

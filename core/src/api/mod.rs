@@ -8,6 +8,40 @@
 //! on the specs check what the schema cannot express; [`condition`] holds the condition
 //! vocabulary and the pure merge.
 
+/// Declares the spec struct of a Kompox resource with what every Kompox CRD shares: the
+/// derives, and the `#[kube]` group, version, scope, category, `derive = "PartialEq"` and the
+/// crate paths (core depends on kube-core, not kube). The resource's own `#[kube(...)]`
+/// (kind, names, status, columns) and any further derives stand inside the invocation.
+macro_rules! kompox_resource {
+    ($(#[$attr:meta])* $vis:vis struct $($rest:tt)*) => {
+        #[derive(
+            ::kube_derive::CustomResource,
+            Clone,
+            Debug,
+            PartialEq,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+            ::schemars::JsonSchema,
+        )]
+        #[kube(
+            group = "k8s.kompox.dev",
+            version = "v1alpha1",
+            namespaced,
+            category = "kompox",
+            derive = "PartialEq",
+            crates(
+                kube_core = "::kube_core",
+                k8s_openapi = "::k8s_openapi",
+                schemars = "::schemars",
+                serde = "::serde",
+                serde_json = "::serde_json"
+            )
+        )]
+        $(#[$attr])*
+        $vis struct $($rest)*
+    };
+}
+
 mod app;
 mod common;
 pub mod condition;

@@ -2,46 +2,33 @@
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{LocalRef, conditions_schema, quantity_schema};
 use super::validate::{Errors, check_subdomain};
 
-/// Desired state of a snapshot.
-#[derive(
-    CustomResource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema,
-)]
-#[kube(
-    group = "k8s.kompox.dev",
-    version = "v1alpha1",
-    kind = "KompoxSnapshot",
-    plural = "kompoxsnapshots",
-    singular = "kompoxsnapshot",
-    shortname = "ksnap",
-    category = "kompox",
-    namespaced,
-    doc = "A point-in-time snapshot of a KompoxDisk.",
-    status = "KompoxSnapshotStatus",
-    derive = "Default",
-    derive = "PartialEq",
-    printcolumn = r#"{"name":"READY","type":"boolean","jsonPath":".status.readyToUse"}"#,
-    printcolumn = r#"{"name":"DISK","type":"string","jsonPath":".spec.diskRef.name"}"#,
-    printcolumn = r#"{"name":"SIZE","type":"string","jsonPath":".status.restoreSize"}"#,
-    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    crates(
-        kube_core = "::kube_core",
-        k8s_openapi = "::k8s_openapi",
-        schemars = "::schemars",
-        serde = "::serde",
-        serde_json = "::serde_json"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-pub struct KompoxSnapshotSpec {
-    /// KompoxDisk in the same namespace to snapshot.
-    pub disk_ref: LocalRef,
+kompox_resource! {
+    /// Desired state of a snapshot.
+    #[derive(Default, Eq)]
+    #[kube(
+        kind = "KompoxSnapshot",
+        plural = "kompoxsnapshots",
+        singular = "kompoxsnapshot",
+        shortname = "ksnap",
+        doc = "A point-in-time snapshot of a KompoxDisk.",
+        status = "KompoxSnapshotStatus",
+        derive = "Default",
+        printcolumn = r#"{"name":"READY","type":"boolean","jsonPath":".status.readyToUse"}"#,
+        printcolumn = r#"{"name":"DISK","type":"string","jsonPath":".spec.diskRef.name"}"#,
+        printcolumn = r#"{"name":"SIZE","type":"string","jsonPath":".status.restoreSize"}"#,
+        printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    )]
+    #[serde(rename_all = "camelCase")]
+    pub struct KompoxSnapshotSpec {
+        /// KompoxDisk in the same namespace to snapshot.
+        pub disk_ref: LocalRef,
+    }
 }
 
 /// Observed state of a snapshot.
