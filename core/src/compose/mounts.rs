@@ -14,15 +14,7 @@ pub(crate) fn volumes(
     declared: &BTreeMap<String, VolumeDef>,
 ) -> Vec<Mount> {
     let mut out = Vec::new();
-    let items = match v {
-        Value::Null => return out,
-        Value::Seq(items) => items,
-        other => {
-            ctx.expected(path, "a list of volumes", other);
-            return out;
-        }
-    };
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in ctx.seq(path, v, "a list of volumes").iter().enumerate() {
         let at = index(path, i);
         let mount = match item {
             Value::String(s) => short_volume(ctx, &at, s),

@@ -10,15 +10,7 @@ pub const MAX_PORT_RANGE: u32 = 1024;
 /// `services.<name>.ports`.
 pub(crate) fn ports(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Vec<Port> {
     let mut out = Vec::new();
-    let items = match v {
-        Value::Null => return out,
-        Value::Seq(items) => items,
-        other => {
-            ctx.expected(path, "a list of ports", other);
-            return out;
-        }
-    };
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in ctx.seq(path, v, "a list of ports").iter().enumerate() {
         let at = index(path, i);
         match item {
             Value::Int(_) | Value::String(_) => {
@@ -249,15 +241,7 @@ fn single_port(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<u16> {
 /// `services.<name>.expose`: `3000`, `"3000"`, `"3000/udp"`, `"3000-3005"`.
 pub(crate) fn expose(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Vec<ExposedPort> {
     let mut out = Vec::new();
-    let items = match v {
-        Value::Null => return out,
-        Value::Seq(items) => items,
-        other => {
-            ctx.expected(path, "a list of ports", other);
-            return out;
-        }
-    };
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in ctx.seq(path, v, "a list of ports").iter().enumerate() {
         let at = index(path, i);
         let text = match item {
             Value::Int(_) | Value::String(_) => item.scalar_text().unwrap_or_default(),

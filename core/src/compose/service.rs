@@ -355,16 +355,12 @@ fn file_mounts(
         FileKind::Config => (&project.configs, "config"),
         FileKind::Secret => (&project.secrets, "secret"),
     };
-    let items = match v {
-        Value::Null => return Vec::new(),
-        Value::Seq(items) => items,
-        other => {
-            ctx.expected(path, &format!("a list of {what}s"), other);
-            return Vec::new();
-        }
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in ctx
+        .seq(path, v, &format!("a list of {what}s"))
+        .iter()
+        .enumerate()
+    {
         let at = index(path, i);
         let mut m = FileMount {
             source: String::new(),

@@ -145,6 +145,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A list's items (null → none without a diagnostic; anything else but a list is
+    /// reported as not being `what`).
+    pub(crate) fn seq<'v>(&mut self, path: &str, v: &'v Value, what: &str) -> &'v [Value] {
+        match v {
+            Value::Seq(items) => items,
+            Value::Null => &[],
+            other => {
+                self.expected(path, what, other);
+                &[]
+            }
+        }
+    }
+
     /// A string (numbers and booleans are refused: quote them).
     pub(crate) fn string(&mut self, path: &str, v: &Value) -> Option<String> {
         match v {
