@@ -43,6 +43,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, EnvFromSource, EnvVar, KeyToPath, PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -198,31 +199,45 @@ impl ObjectDigests {
     /// does, so an object about to be applied hashes like the stored one.
     #[must_use]
     pub fn from_secret(secret: &Secret) -> ObjectDigests {
-        let mut values = BTreeMap::new();
-        for (k, v) in secret.data.iter().flatten() {
-            values.insert(k.clone(), Digest::of(&v.0));
-        }
-        for (k, v) in secret.string_data.iter().flatten() {
-            values.insert(k.clone(), Digest::of(v.as_bytes()));
-        }
-        Self::new(SourceKind::Secret, &secret.metadata, values)
+        Self::new(
+            SourceKind::Secret,
+            &secret.metadata,
+            secret.data.as_ref(),
+            secret.string_data.as_ref(),
+        )
     }
 
     /// Digests a ConfigMap's values. `data` and `binaryData` keys are disjoint in a valid
     /// ConfigMap; `data` wins otherwise.
     #[must_use]
     pub fn from_config_map(config_map: &ConfigMap) -> ObjectDigests {
-        let mut values = BTreeMap::new();
-        for (k, v) in config_map.binary_data.iter().flatten() {
-            values.insert(k.clone(), Digest::of(&v.0));
-        }
-        for (k, v) in config_map.data.iter().flatten() {
-            values.insert(k.clone(), Digest::of(v.as_bytes()));
-        }
-        Self::new(SourceKind::ConfigMap, &config_map.metadata, values)
+        Self::new(
+            SourceKind::ConfigMap,
+            &config_map.metadata,
+            config_map.binary_data.as_ref(),
+            config_map.data.as_ref(),
+        )
     }
 
-    fn new(kind: SourceKind, meta: &ObjectMeta, values: BTreeMap<String, Digest>) -> Self {
+    /// Digests `binary` then `text` values; a key in both takes its `text` value.
+    fn new(
+        kind: SourceKind,
+        meta: &ObjectMeta,
+        binary: Option<&BTreeMap<String, ByteString>>,
+        text: Option<&BTreeMap<String, String>>,
+    ) -> Self {
+        let mut values = BTreeMap::new();
+        values.extend(
+            binary
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), Digest::of(&v.0))),
+        );
+        values.extend(
+            text.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), Digest::of(v.as_bytes()))),
+        );
         ObjectDigests {
             kind,
             namespace: meta.namespace.clone().unwrap_or_default(),
