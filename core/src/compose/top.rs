@@ -78,44 +78,60 @@ fn is_project_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn volume_defs(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, VolumeDef> {
+/// A top-level mapping of named definitions (`volumes`, `configs`, `secrets`): every name must
+/// be a resource name; `def` reads one definition at its path (`None`: reported, left out).
+fn named_defs<'a, T>(
+    ctx: &mut Ctx<'a>,
+    path: &str,
+    v: &Value,
+    what: &str,
+    mut def: impl FnMut(&mut Ctx<'a>, &str, &Value) -> Option<T>,
+) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
-    let Some(entries) = ctx.map(path, v) else {
-        return out;
-    };
-    for (name, def) in entries {
+    for (name, value) in ctx.map(path, v).unwrap_or_default() {
         let at = child(path, name);
         if !is_resource_name(name) {
-            ctx.error(&at, format!("invalid volume name {name:?}"));
+            ctx.error(&at, format!("invalid {what} name {name:?}"));
             continue;
         }
-        let mut vol = VolumeDef::default();
-        if let Some(fields) = ctx.map(&at, def) {
-            ctx.check_keys(
-                &at,
-                fields,
-                &["external", "name", "driver", "driver_opts", "labels"],
-            );
-            for (key, value) in fields {
-                let kat = child(&at, key);
-                match key.as_str() {
-                    "external" => vol.external = external(ctx, &kat, value),
-                    "name" => vol.name = ctx.string(&kat, value),
-                    "driver" => {
-                        vol.driver = ctx.string(&kat, value);
-                        if vol.driver.as_deref().is_some_and(|d| d != "local") {
-                            ctx.warn(&kat, "ignored: Kompox provisions volumes itself");
-                        }
-                    }
-                    "driver_opts" => ctx.warn(&kat, "ignored: Kompox provisions volumes itself"),
-                    "labels" => vol.labels = ctx.string_map(&kat, value),
-                    _ => {}
-                }
-            }
+        if let Some(d) = def(ctx, &at, value) {
+            out.insert(name.clone(), d);
         }
-        out.insert(name.clone(), vol);
     }
     out
+}
+
+/// Top-level `volumes`.
+fn volume_defs(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, VolumeDef> {
+    named_defs(ctx, path, v, "volume", volume_def)
+}
+
+fn volume_def(ctx: &mut Ctx<'_>, at: &str, def: &Value) -> Option<VolumeDef> {
+    let mut vol = VolumeDef::default();
+    if let Some(fields) = ctx.map(at, def) {
+        ctx.check_keys(
+            at,
+            fields,
+            &["external", "name", "driver", "driver_opts", "labels"],
+        );
+        for (key, value) in fields {
+            let kat = child(at, key);
+            match key.as_str() {
+                "external" => vol.external = external(ctx, &kat, value),
+                "name" => vol.name = ctx.string(&kat, value),
+                "driver" => {
+                    vol.driver = ctx.string(&kat, value);
+                    if vol.driver.as_deref().is_some_and(|d| d != "local") {
+                        ctx.warn(&kat, "ignored: Kompox provisions volumes itself");
+                    }
+                }
+                "driver_opts" => ctx.warn(&kat, "ignored: Kompox provisions volumes itself"),
+                "labels" => vol.labels = ctx.string_map(&kat, value),
+                _ => {}
+            }
+        }
+    }
+    Some(vol)
 }
 
 /// `external: true`, or the obsolete `external: {name: …}` (accepted as true).
@@ -140,122 +156,116 @@ fn file_object_defs(
     allow_content: bool,
 ) -> BTreeMap<String, FileObjectDef> {
     let what = if allow_content { "config" } else { "secret" };
-    let mut out = BTreeMap::new();
-    let Some(entries) = ctx.map(path, v) else {
-        return out;
-    };
-    for (name, def) in entries {
-        let at = child(path, name);
-        if !is_resource_name(name) {
-            ctx.error(&at, format!("invalid {what} name {name:?}"));
-            continue;
+    named_defs(ctx, path, v, what, |ctx, at, def| {
+        file_object_def(ctx, at, def, allow_content)
+    })
+}
+
+fn file_object_def(
+    ctx: &mut Ctx<'_>,
+    at: &str,
+    def: &Value,
+    allow_content: bool,
+) -> Option<FileObjectDef> {
+    let fields: &[(String, Value)] = match def {
+        Value::Map(fields) => fields,
+        Value::Null => &[],
+        other => {
+            ctx.expected(at, "a mapping", other);
+            return None;
         }
-        let fields: &[(String, Value)] = match def {
-            Value::Map(fields) => fields,
-            Value::Null => &[],
-            other => {
-                ctx.expected(&at, "a mapping", other);
-                continue;
-            }
-        };
-        let errors_before = ctx.errors.len();
-        let known: &[&str] = if allow_content {
-            &[
-                "file",
-                "content",
-                "environment",
-                "external",
-                "name",
-                "labels",
-                "driver",
-                "template_driver",
-            ]
-        } else {
-            &[
-                "file",
-                "environment",
-                "external",
-                "name",
-                "labels",
-                "driver",
-                "template_driver",
-            ]
-        };
-        ctx.check_keys(&at, fields, known);
-        let mut sources = Vec::new();
-        let mut name_field = None;
-        let mut labels = BTreeMap::new();
-        for (key, value) in fields {
-            let kat = child(&at, key);
-            match key.as_str() {
-                "file" => {
-                    if let Some(file) = ctx.string(&kat, value) {
-                        if file.starts_with('/') {
-                            sources.push(FileObjectSource::File(file));
-                        } else {
-                            match normalize_relative(&file) {
-                                Some(p) => sources.push(FileObjectSource::File(p)),
-                                None => ctx
-                                    .error(&kat, format!("{file:?} escapes the project directory")),
+    };
+    let errors_before = ctx.errors.len();
+    let known: &[&str] = if allow_content {
+        &[
+            "file",
+            "content",
+            "environment",
+            "external",
+            "name",
+            "labels",
+            "driver",
+            "template_driver",
+        ]
+    } else {
+        &[
+            "file",
+            "environment",
+            "external",
+            "name",
+            "labels",
+            "driver",
+            "template_driver",
+        ]
+    };
+    ctx.check_keys(at, fields, known);
+    let mut sources = Vec::new();
+    let mut name_field = None;
+    let mut labels = BTreeMap::new();
+    for (key, value) in fields {
+        let kat = child(at, key);
+        match key.as_str() {
+            "file" => {
+                if let Some(file) = ctx.string(&kat, value) {
+                    if file.starts_with('/') {
+                        sources.push(FileObjectSource::File(file));
+                    } else {
+                        match normalize_relative(&file) {
+                            Some(p) => sources.push(FileObjectSource::File(p)),
+                            None => {
+                                ctx.error(&kat, format!("{file:?} escapes the project directory"))
                             }
                         }
                     }
                 }
-                "content" if allow_content => {
-                    if let Some(c) = ctx.string(&kat, value) {
-                        sources.push(FileObjectSource::Content(c));
-                    }
-                }
-                "environment" => {
-                    if let Some(e) = ctx.string(&kat, value) {
-                        sources.push(FileObjectSource::Environment(e));
-                    }
-                }
-                "external" => {
-                    sources
-                        .extend(external(ctx, &kat, value).then_some(FileObjectSource::External));
-                }
-                "name" => name_field = ctx.string(&kat, value),
-                "labels" => labels = ctx.string_map(&kat, value),
-                "driver" | "template_driver" => ctx.warn(&kat, "ignored"),
-                _ => {}
             }
-        }
-        if ctx.errors.len() > errors_before {
-            // A field was invalid; "needs one of" would only repeat it.
-            continue;
-        }
-        let source = match sources.len() {
-            1 => sources.pop(),
-            0 => {
-                let opts = if allow_content {
-                    "file, content, environment or external"
-                } else {
-                    "file, environment or external"
-                };
-                ctx.error(&at, format!("needs one of {opts}"));
-                None
+            "content" if allow_content => {
+                if let Some(c) = ctx.string(&kat, value) {
+                    sources.push(FileObjectSource::Content(c));
+                }
             }
-            _ => {
-                ctx.error(
-                    &at,
-                    "only one of file, content, environment, external may be given",
-                );
-                None
+            "environment" => {
+                if let Some(e) = ctx.string(&kat, value) {
+                    sources.push(FileObjectSource::Environment(e));
+                }
             }
-        };
-        if let Some(source) = source {
-            out.insert(
-                name.clone(),
-                FileObjectDef {
-                    source,
-                    name: name_field,
-                    labels,
-                },
-            );
+            "external" => {
+                sources.extend(external(ctx, &kat, value).then_some(FileObjectSource::External));
+            }
+            "name" => name_field = ctx.string(&kat, value),
+            "labels" => labels = ctx.string_map(&kat, value),
+            "driver" | "template_driver" => ctx.warn(&kat, "ignored"),
+            _ => {}
         }
     }
-    out
+    if ctx.errors.len() > errors_before {
+        // A field was invalid; "needs one of" would only repeat it.
+        return None;
+    }
+    let source = match sources.len() {
+        1 => sources.pop(),
+        0 => {
+            let opts = if allow_content {
+                "file, content, environment or external"
+            } else {
+                "file, environment or external"
+            };
+            ctx.error(at, format!("needs one of {opts}"));
+            None
+        }
+        _ => {
+            ctx.error(
+                at,
+                "only one of file, content, environment, external may be given",
+            );
+            None
+        }
+    };
+    source.map(|source| FileObjectDef {
+        source,
+        name: name_field,
+        labels,
+    })
 }
 
 /// depends_on names must exist, and the graph must have no cycle.
