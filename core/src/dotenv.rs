@@ -203,6 +203,7 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     fn pairs(text: &str) -> Vec<(String, String)> {
         match parse_dotenv(text) {
@@ -321,20 +322,6 @@ mod tests {
         assert_eq!(parse_dotenv(&big), Err(DotenvError::TooLarge));
     }
 
-    /// xorshift64*: a seeded generator so failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % (n as u64)).unwrap_or(0)
-        }
-    }
-
     #[test]
     fn never_panics_on_arbitrary_input() {
         const ALPHABET: &[char] = &[
@@ -344,14 +331,7 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
             let len = rng.below(40);
-            let s: String = (0..len)
-                .map(|_| {
-                    ALPHABET
-                        .get(rng.below(ALPHABET.len()))
-                        .copied()
-                        .unwrap_or('x')
-                })
-                .collect();
+            let s: String = (0..len).map(|_| *rng.pick(ALPHABET)).collect();
             let _ = parse_dotenv(&s);
         }
     }

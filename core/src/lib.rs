@@ -11,3 +11,5 @@ pub mod naming;
 pub mod provider;
 pub mod redact;
 pub mod render;
+#[cfg(test)]
+mod test_rng;

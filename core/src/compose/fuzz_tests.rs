@@ -6,29 +6,7 @@
 use super::keys::{KEYS, Scope};
 use super::parse;
 use super::tests::GITEA;
-
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            return 0;
-        }
-        usize::try_from(self.next() % (n as u64)).unwrap_or(0)
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        items.get(self.below(items.len()))
-    }
-}
+use crate::test_rng::Rng;
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -135,9 +113,9 @@ fn random_strings_never_panic() {
         let mut s = String::new();
         for _ in 0..len {
             if rng.below(4) == 0 {
-                s.push_str(rng.pick(TOKENS).copied().unwrap_or(""));
+                s.push_str(rng.pick::<&str>(TOKENS));
             } else {
-                s.push(rng.pick(CHARS).copied().unwrap_or('x'));
+                s.push(*rng.pick(CHARS));
             }
         }
         let _ = i;
@@ -172,7 +150,7 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
             // Insert a token.
             1 | 2 => {
                 let at = rng.below(len + 1);
-                let token = rng.pick(TOKENS).copied().unwrap_or("");
+                let token = *rng.pick(TOKENS);
                 for (i, c) in token.chars().enumerate() {
                     chars.insert(at + i, c);
                 }
@@ -277,7 +255,7 @@ fn random_value(rng: &mut Rng, depth: usize) -> serde_json::Value {
         1 => J::Bool(rng.below(2) == 0),
         2 => J::from(i64::try_from(rng.next() % 70_000).unwrap_or(0) - 5),
         3 => J::from(f64::from(u32::try_from(rng.next() % 1000).unwrap_or(0)) / 100.0),
-        4 => J::String(rng.pick(STRINGS).copied().unwrap_or("").to_owned()),
+        4 => J::String(rng.pick(STRINGS).to_string()),
         5 | 6 => {
             let n = rng.below(4);
             J::Array((0..n).map(|_| random_value(rng, depth + 1)).collect())
@@ -321,7 +299,7 @@ fn random_value(rng: &mut Rng, depth: usize) -> serde_json::Value {
             let n = rng.below(4);
             let mut map = serde_json::Map::new();
             for _ in 0..n {
-                let key = rng.pick(KEYS_POOL).copied().unwrap_or("k").to_owned();
+                let key = rng.pick(KEYS_POOL).to_string();
                 map.insert(key, random_value(rng, depth + 1));
             }
             J::Object(map)
@@ -348,7 +326,7 @@ fn random_trees_of_known_keys_never_panic() {
         for name in ["web", "db"] {
             let mut svc = serde_json::Map::new();
             for _ in 0..rng.below(6) {
-                let key = rng.pick(&service_keys).copied().unwrap_or("image");
+                let key = *rng.pick(&service_keys);
                 svc.insert(key.to_owned(), random_value(&mut rng, 1));
             }
             services.insert(name.to_owned(), serde_json::Value::Object(svc));
@@ -356,7 +334,7 @@ fn random_trees_of_known_keys_never_panic() {
         let mut root = serde_json::Map::new();
         root.insert("services".to_owned(), serde_json::Value::Object(services));
         for _ in 0..rng.below(3) {
-            let key = rng.pick(&top_keys).copied().unwrap_or("volumes");
+            let key = *rng.pick(&top_keys);
             root.insert(key.to_owned(), random_value(&mut rng, 1));
         }
         let text = serde_json::Value::Object(root).to_string();
