@@ -193,6 +193,20 @@ pub fn is_dns1123_label(s: &str) -> bool {
     validate_dns1123_label(s).is_ok()
 }
 
+/// Whether `s` is a valid container or Service port name (IANA_SVC_NAME): at most 15
+/// characters of `[a-z0-9-]`, at least one letter, no leading, trailing or doubled `-`.
+#[must_use]
+pub fn is_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().any(|b| b.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
 /// Checks a DNS-1123 subdomain: at most 253 characters, dot-separated parts that each
 /// consist of `[a-z0-9-]` and start and end alphanumeric.
 ///
@@ -326,6 +340,14 @@ fn base36_fixed(mut n: u64, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_names() {
+        assert!(is_port_name("http") && is_port_name("web-1"));
+        for bad in ["", "1234", "a--b", "-a", "a-", "abcdefghijklmnop", "Web"] {
+            assert!(!is_port_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn compact_id_vectors() {

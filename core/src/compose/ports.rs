@@ -3,6 +3,7 @@
 use super::model::{ExposedPort, Port, Protocol};
 use super::walk::{Ctx, child, index};
 use super::yaml::Value;
+use crate::naming::is_port_name;
 
 /// The largest range (`8000-8099`) expanded into individual ports.
 pub const MAX_PORT_RANGE: u32 = 1024;
@@ -121,19 +122,6 @@ fn short_port(text: &str) -> Result<Vec<Port>, String> {
         });
     }
     Ok(out)
-}
-
-/// IANA service name, as Kubernetes requires for port names: at most 15 lower-case
-/// alphanumerics or `-`, with a letter, no leading/trailing or doubled `-`.
-fn is_port_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && s.bytes().any(|b| b.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
 }
 
 /// The long syntax `{target, published, protocol, host_ip, name, app_protocol, mode}`.

@@ -142,19 +142,6 @@ pub(crate) fn generated_volume_name(kind: &str, name: &str) -> String {
     naming::sanitize_label(&format!("{}-{kind}-{name}", naming::PREFIX), MAX_LABEL_LEN)
 }
 
-/// Whether `s` is a valid Service port name (IANA_SVC_NAME: at most 15 characters of
-/// `[a-z0-9-]`, at least one letter, no leading, trailing or doubled `-`).
-pub(crate) fn is_port_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && s.bytes().any(|b| b.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
-}
-
 /// Seconds from a duration, rounded up, at least 1, capped to `i32`.
 pub(crate) fn seconds(d: std::time::Duration) -> i32 {
     let mut s = d.as_secs();
@@ -213,10 +200,6 @@ mod tests {
         assert_eq!(service_name("web"), "web");
         assert!(service_name("1web").starts_with("k4x-1web"));
         assert!(is_dns1035_label("web") && !is_dns1035_label("1web"));
-        assert!(is_port_name("http") && is_port_name("web-1"));
-        for bad in ["", "1234", "a--b", "-a", "abcdefghijklmnop", "Web"] {
-            assert!(!is_port_name(bad), "{bad}");
-        }
         assert_eq!(seconds(Duration::from_millis(1500)), 2);
         assert_eq!(seconds(Duration::ZERO), 1);
         assert_eq!(seconds(Duration::from_secs(u64::MAX)), i32::MAX);

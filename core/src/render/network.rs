@@ -11,10 +11,11 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ctx::{AppMeta, Ctx, is_dns1035_label, is_port_name};
+use super::ctx::{AppMeta, Ctx, is_dns1035_label};
 use super::{COMPONENT, ErrorReason, SOURCE_ANNOTATION};
 use crate::api::KompoxApp;
 use crate::compose::{Project, Protocol};
+use crate::naming::is_port_name;
 
 /// Traefik annotation: entry points of the router.
 pub const TRAEFIK_ENTRYPOINTS: &str = "traefik.ingress.kubernetes.io/router.entrypoints";
