@@ -122,14 +122,19 @@ pub struct Error {
 impl fmt::Display for Error {
     /// One diagnostic per line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.errors.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{d}")?;
-        }
-        Ok(())
+        write_lines(f, &self.errors)
     }
+}
+
+/// Writes the diagnostics one per line, without a trailing newline.
+pub(crate) fn write_lines(f: &mut fmt::Formatter<'_>, diagnostics: &[Diagnostic]) -> fmt::Result {
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            f.write_str("\n")?;
+        }
+        write!(f, "{d}")?;
+    }
+    Ok(())
 }
 
 /// Parses a compose file.
