@@ -894,65 +894,45 @@ fn port(target: u16, published: Option<u16>) -> Port {
 
 #[test]
 fn ports_short_syntax() {
-    let ports = |p: &str| web_ok(&format!("image: x\nports: [{p}]\n")).ports;
-    assert_eq!(ports("3000"), vec![port(3000, None)]);
-    assert_eq!(ports("\"3000\""), vec![port(3000, None)]);
-    assert_eq!(ports("\"8080:80\""), vec![port(80, Some(8080))]);
-    assert_eq!(
-        ports("\"127.0.0.1:8080:80\""),
-        vec![Port {
-            host_ip: Some("127.0.0.1".into()),
-            ..port(80, Some(8080))
-        }]
-    );
-    assert_eq!(
-        ports("\"127.0.0.1::80\""),
-        vec![Port {
-            host_ip: Some("127.0.0.1".into()),
-            ..port(80, None)
-        }]
-    );
-    assert_eq!(
-        ports("\"[::1]:8080:80\""),
-        vec![Port {
-            host_ip: Some("::1".into()),
-            ..port(80, Some(8080))
-        }]
-    );
-    assert_eq!(
-        ports("\"::1:8080:80\""),
-        vec![Port {
-            host_ip: Some("::1".into()),
-            ..port(80, Some(8080))
-        }]
-    );
-    assert_eq!(
-        ports("\"53:53/udp\""),
-        vec![Port {
-            protocol: Protocol::Udp,
-            ..port(53, Some(53))
-        }]
-    );
-    assert_eq!(ports("\"80/tcp\""), vec![port(80, None)]);
-    assert_eq!(
-        ports("\"8000-8002:9000-9002\""),
-        vec![
-            port(9000, Some(8000)),
-            port(9001, Some(8001)),
-            port(9002, Some(8002))
-        ]
-    );
-    assert_eq!(
-        ports("\"3000-3001\""),
-        vec![port(3000, None), port(3001, None)]
-    );
-    assert_eq!(
-        ports("\"3000-3001/udp\"")
-            .iter()
-            .map(|p| p.protocol)
-            .collect::<Vec<_>>(),
-        vec![Protocol::Udp, Protocol::Udp]
-    );
+    let on = |host_ip: &str, p: Port| Port {
+        host_ip: Some(host_ip.into()),
+        ..p
+    };
+    let udp = |p: Port| Port {
+        protocol: Protocol::Udp,
+        ..p
+    };
+    let cases = [
+        ("3000", vec![port(3000, None)]),
+        ("\"3000\"", vec![port(3000, None)]),
+        ("\"8080:80\"", vec![port(80, Some(8080))]),
+        (
+            "\"127.0.0.1:8080:80\"",
+            vec![on("127.0.0.1", port(80, Some(8080)))],
+        ),
+        ("\"127.0.0.1::80\"", vec![on("127.0.0.1", port(80, None))]),
+        ("\"[::1]:8080:80\"", vec![on("::1", port(80, Some(8080)))]),
+        ("\"::1:8080:80\"", vec![on("::1", port(80, Some(8080)))]),
+        ("\"53:53/udp\"", vec![udp(port(53, Some(53)))]),
+        ("\"80/tcp\"", vec![port(80, None)]),
+        (
+            "\"8000-8002:9000-9002\"",
+            vec![
+                port(9000, Some(8000)),
+                port(9001, Some(8001)),
+                port(9002, Some(8002)),
+            ],
+        ),
+        ("\"3000-3001\"", vec![port(3000, None), port(3001, None)]),
+        (
+            "\"3000-3001/udp\"",
+            vec![udp(port(3000, None)), udp(port(3001, None))],
+        ),
+    ];
+    for (input, want) in cases {
+        let got = web_ok(&format!("image: x\nports: [{input}]\n")).ports;
+        assert_eq!(got, want, "ports: [{input}]");
+    }
 }
 
 #[test]
