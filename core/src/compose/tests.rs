@@ -34,12 +34,17 @@ fn ok(yaml: &str) -> Parsed {
 fn errors(yaml: &str) -> Vec<String> {
     match parse(yaml, &no_env) {
         Ok(p) => panic!("expected errors, parsed:\n{p:?}\n--- input:\n{yaml}"),
-        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+        Err(e) => texts(&e.errors),
     }
 }
 
+/// Each item's `Display` text.
+fn texts<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
 fn warnings(yaml: &str) -> Vec<String> {
-    ok(yaml).warnings.iter().map(ToString::to_string).collect()
+    texts(&ok(yaml).warnings)
 }
 
 /// `services: {web: <body>}` with `body` given as a block (indented here), plus extra
@@ -191,7 +196,7 @@ fn interpolation_in_the_file_names_the_path() {
         "",
     );
     let got: Vec<String> = match parse(&yaml, &no_env) {
-        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+        Err(e) => texts(&e.errors),
         Ok(_) => panic!("expected errors"),
     };
     assert_eq!(
@@ -376,7 +381,7 @@ fn top_level_keys() {
                 services: {web: {image: nginx}}\nfoo: bar\nmodels: {}\n";
     let parsed = ok(yaml);
     assert_eq!(parsed.project.name.as_deref(), Some("myapp"));
-    let w: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    let w = texts(&parsed.warnings);
     assert_eq!(
         w,
         vec![
@@ -622,7 +627,7 @@ fn environment_forms() {
         ("QUOTED", "a=b"),
     ]);
     assert_eq!(svc.environment, want);
-    let w: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    let w = texts(&parsed.warnings);
     assert_eq!(
         w,
         vec![
@@ -1288,11 +1293,7 @@ fn tmpfs_key() {
         ]
     );
     assert_eq!(
-        parsed
-            .warnings
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
+        texts(&parsed.warnings),
         vec!["services.web.tmpfs[0]: tmpfs option \"mode=1777\" is ignored"]
     );
     assert_eq!(
@@ -1323,11 +1324,7 @@ fn top_level_volumes() {
     );
     assert_eq!(v.get("d").map(|d| d.labels.len()), Some(1));
     assert_eq!(
-        parsed
-            .warnings
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
+        texts(&parsed.warnings),
         vec![
             "volumes.e.driver: ignored: Kompox provisions volumes itself",
             "volumes.e.driver_opts: ignored: Kompox provisions volumes itself",
@@ -1802,11 +1799,7 @@ fn gitea_with_postgres() {
     );
     assert_eq!(db.shm_size, Some(128 << 20));
     assert_eq!(
-        parsed
-            .warnings
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
+        texts(&parsed.warnings),
         vec![
             "networks: ignored: all services share one Pod network (reach each other on localhost)",
             "services.db.networks: ignored: all services share one Pod network (reach each other on localhost)",
