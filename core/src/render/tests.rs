@@ -88,6 +88,10 @@ fn ok(compose: &str) -> Rendered {
     fx(compose, "", "").ok()
 }
 
+fn ok_err(compose: &str) -> RenderError {
+    fx(compose, "", "").err()
+}
+
 fn obj<'a>(r: &'a Rendered, kind: &str, name: &str) -> &'a Value {
     r.objects
         .iter()
@@ -457,12 +461,9 @@ fn ingress_errors() {
 
 #[test]
 fn port_conflicts_in_one_pod() {
-    let e = fx(
+    let e = ok_err(
         "services:\n  a: {image: x, ports: ['80']}\n  b: {image: x, expose: ['80']}\n  c: {image: x, expose: ['80/udp']}\n",
-        "",
-        "",
-    )
-    .err();
+    );
     assert_error(
         &e,
         ErrorReason::InvalidCompose,
@@ -1036,7 +1037,7 @@ secrets:
         "services.web.configs[1]: uid/gid ignored: Kubernetes owns projected files by root (or the Pod's fsGroup)"
     ));
 
-    let e = fx(
+    let e = ok_err(
         "services:
   web: {image: x, configs: [ext, missing], secrets: [env]}
 configs:
@@ -1045,10 +1046,7 @@ configs:
 secrets:
   env: {environment: NOPE}
 ",
-        "",
-        "",
-    )
-    .err();
+    );
     assert_error(
         &e,
         ErrorReason::InvalidCompose,
@@ -1191,10 +1189,6 @@ fn depends_on_becomes_sidecars_and_init_containers() {
         ErrorReason::InvalidCompose,
         "services.d.depends_on.e: condition service_healthy needs a healthcheck with a test on service \"e\" (Kubernetes does not run an image's HEALTHCHECK)",
     );
-}
-
-fn ok_err(compose: &str) -> RenderError {
-    fx(compose, "", "").err()
 }
 
 #[test]
@@ -1342,23 +1336,14 @@ fn compose_and_spec_errors() {
         "Display prints one path: message per line"
     );
 
-    let e = fx(
-        "services:\n  init-volume-subpaths: {image: x, volumes: ['./d:/d']}\n",
-        "",
-        "",
-    )
-    .err();
+    let e = ok_err("services:\n  init-volume-subpaths: {image: x, volumes: ['./d:/d']}\n");
     assert_error(
         &e,
         ErrorReason::InvalidCompose,
         "services.init-volume-subpaths: the name \"init-volume-subpaths\" is taken by Kompox's init container: rename the service",
     );
-    let e = fx(
-        "services:\n  web: {image: x, volumes: ['./d:/d', {type: tmpfs, target: /d}]}\n",
-        "",
-        "",
-    )
-    .err();
+    let e =
+        ok_err("services:\n  web: {image: x, volumes: ['./d:/d', {type: tmpfs, target: /d}]}\n");
     assert_error(
         &e,
         ErrorReason::InvalidCompose,
