@@ -22,6 +22,14 @@ fn run(args: &[&str]) -> Output {
     }
 }
 
+/// `render -f <compose> <args>`.
+fn render(compose: &Path, args: &[&str]) -> Output {
+    let compose = compose.to_string_lossy();
+    let mut all = vec!["render", "-f", &compose];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
 /// A fresh directory for one test.
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kompox-cli-{}-{name}", std::process::id()));
@@ -44,17 +52,17 @@ fn samples_render_as_their_golden_files() {
         let dir = repo().join("samples").join(name);
         let compose = dir.join("compose.yml");
         let app = dir.join("app.yml");
-        let out = run(&[
-            "render",
-            "-f",
-            &compose.to_string_lossy(),
-            "--app",
-            &app.to_string_lossy(),
-            "--provider",
-            "aks",
-            "--region",
-            "japaneast",
-        ]);
+        let out = render(
+            &compose,
+            &[
+                "--app",
+                &app.to_string_lossy(),
+                "--provider",
+                "aks",
+                "--region",
+                "japaneast",
+            ],
+        );
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         let golden = std::fs::read_to_string(dir.join("rendered.yaml")).unwrap_or_default();
         let (comments, body): (Vec<&str>, Vec<&str>) =
@@ -97,13 +105,7 @@ configs:
     write(&d.join("site.conf"), "listen 80;\n");
     let compose = d.join("compose.yml");
     let extra = format!("/etc/app/extra.env={}", d.join("extra.env").display());
-    let out = run(&[
-        "render",
-        "-f",
-        &compose.to_string_lossy(),
-        "--env-file",
-        &extra,
-    ]);
+    let out = render(&compose, &["--env-file", &extra]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("name: demo-web-env"), "{stdout}");
@@ -129,18 +131,18 @@ configs:
     assert!(!stdout.contains("namespace:"));
 
     // --show-secrets prints the data (base64, as in any Secret); -n sets the namespace.
-    let out = run(&[
-        "render",
-        "-f",
-        &compose.to_string_lossy(),
-        "--env-file",
-        &extra,
-        "--show-secrets",
-        "-n",
-        "apps",
-        "-o",
-        "json",
-    ]);
+    let out = render(
+        &compose,
+        &[
+            "--env-file",
+            &extra,
+            "--show-secrets",
+            "-n",
+            "apps",
+            "-o",
+            "json",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(list["kind"], "List");
@@ -162,7 +164,7 @@ fn invalid_input_exits_1_with_paths() {
         &d.join("compose.yml"),
         "services:\n  web:\n    image: x\n    ports: [x]\n",
     );
-    let out = run(&["render", "-f", &d.join("compose.yml").to_string_lossy()]);
+    let out = render(&d.join("compose.yml"), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
@@ -175,26 +177,14 @@ fn invalid_input_exits_1_with_paths() {
         "services:\n  web:\n    image: x\n    volumes: ['./nginx.conf:/etc/nginx/nginx.conf']\n    env_file: ./missing.env\n",
     );
     write(&d.join("nginx.conf"), "x");
-    let out = run(&[
-        "render",
-        "-f",
-        &d.join("compose.yml").to_string_lossy(),
-        "--env-file",
-        "/unused=x",
-    ]);
+    let out = render(&d.join("compose.yml"), &["--env-file", "/unused=x"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
         "error: services.web.volumes[0]: bind source \"nginx.conf\" is a file: Kompox binds directories (on spec.volumes[0]); put the file in a ConfigMap or Secret and add a spec.files.mounts entry with path /kompox/project/nginx.conf\n"
     );
     std::fs::remove_file(d.join("nginx.conf")).unwrap_or_default();
-    let out = run(&[
-        "render",
-        "-f",
-        &d.join("compose.yml").to_string_lossy(),
-        "--env-file",
-        "/unused=x",
-    ]);
+    let out = render(&d.join("compose.yml"), &["--env-file", "/unused=x"]);
     assert_eq!(
         text(&out.stderr),
         "warning: --env-file /unused: not needed: the compose file does not name it, or spec.files.mounts provides it\n\
@@ -205,13 +195,10 @@ fn invalid_input_exits_1_with_paths() {
         &d.join("app.yml"),
         "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
     );
-    let out = run(&[
-        "render",
-        "-f",
-        &d.join("compose.yml").to_string_lossy(),
-        "--app",
-        &d.join("app.yml").to_string_lossy(),
-    ]);
+    let out = render(
+        &d.join("compose.yml"),
+        &["--app", &d.join("app.yml").to_string_lossy()],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("expected exactly one KompoxApp, found 0"),
@@ -219,7 +206,7 @@ fn invalid_input_exits_1_with_paths() {
         text(&out.stderr)
     );
 
-    let out = run(&["render", "-f", &d.join("nope.yml").to_string_lossy()]);
+    let out = render(&d.join("nope.yml"), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).starts_with("error: reading "),
