@@ -176,28 +176,18 @@ fn file_object_def(
         }
     };
     let errors_before = ctx.errors.len();
-    let known: &[&str] = if allow_content {
-        &[
-            "file",
-            "content",
-            "environment",
-            "external",
-            "name",
-            "labels",
-            "driver",
-            "template_driver",
-        ]
-    } else {
-        &[
-            "file",
-            "environment",
-            "external",
-            "name",
-            "labels",
-            "driver",
-            "template_driver",
-        ]
-    };
+    // `content` (first) is for configs only.
+    const KEYS: [&str; 8] = [
+        "content",
+        "file",
+        "environment",
+        "external",
+        "name",
+        "labels",
+        "driver",
+        "template_driver",
+    ];
+    let known = if allow_content { &KEYS[..] } else { &KEYS[1..] };
     ctx.check_keys(at, fields, known);
     let mut sources = Vec::new();
     let mut name_field = None;
