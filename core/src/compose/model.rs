@@ -22,6 +22,26 @@ pub struct Project {
     pub secrets: BTreeMap<String, FileObjectDef>,
 }
 
+impl Project {
+    /// The services `name` depends on that `keep` admits, in name order.
+    pub(crate) fn depends_on<'p>(
+        &'p self,
+        name: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<&'p str> {
+        self.services
+            .get(name)
+            .map(|s| {
+                s.depends_on
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|d| keep(d))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// One service.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Service {

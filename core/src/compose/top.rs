@@ -314,15 +314,5 @@ fn check_dependencies(ctx: &mut Ctx<'_>, project: &Project) {
 
 /// Known dependencies of a service (unknown names are reported elsewhere).
 fn deps_of<'p>(project: &'p Project, name: &str) -> Vec<&'p str> {
-    project
-        .services
-        .get(name)
-        .map(|s| {
-            s.depends_on
-                .keys()
-                .filter(|d| *d != name && project.services.contains_key(*d))
-                .map(String::as_str)
-                .collect()
-        })
-        .unwrap_or_default()
+    project.depends_on(name, |d| d != name && project.services.contains_key(d))
 }

@@ -293,7 +293,7 @@ fn roles<'p>(
     let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for &n in &init {
-        let deps = depends_on(project, n, |d| init.contains(d));
+        let deps = project.depends_on(n, |d| init.contains(d));
         waiting.insert(n, deps.len());
         for d in deps {
             dependents.entry(d).or_default().push(n);
@@ -319,21 +319,6 @@ fn roles<'p>(
     Some((roles, order))
 }
 
-/// The services `n` depends on that `keep` admits, in name order.
-fn depends_on<'p>(project: &'p Project, n: &str, keep: impl Fn(&str) -> bool) -> Vec<&'p str> {
-    project
-        .services
-        .get(n)
-        .map(|s| {
-            s.depends_on
-                .keys()
-                .map(String::as_str)
-                .filter(|d| keep(d))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The first `depends_on` cycle (services in name order), as `a, b, a`.
 fn find_cycle(project: &Project) -> Option<Vec<&str>> {
     #[derive(Clone, Copy, PartialEq)]
@@ -341,7 +326,7 @@ fn find_cycle(project: &Project) -> Option<Vec<&str>> {
         Grey,
         Black,
     }
-    let deps = |n: &str| depends_on(project, n, |d| project.services.contains_key(d));
+    let deps = |n: &str| project.depends_on(n, |d| project.services.contains_key(d));
     let mut color: BTreeMap<&str, Color> = BTreeMap::new();
     for start in project.services.keys() {
         if color.contains_key(start.as_str()) {
