@@ -1,16 +1,20 @@
 //! More storage controller end to end tests (see `tests/storage.rs` for the lifecycle): the
-//! `--namespace-selector` scope with namespaces entering and leaving it; disks growing.
+//! `--namespace-selector` scope with namespaces entering and leaving it; disks growing; an
+//! Orphan disk's volume surviving the deletion of its namespace.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kompox_controller::NamespaceScope;
 use kompox_core::api::condition::{self, types};
 use kompox_core::api::{KompoxApp, KompoxDisk};
 use kompox_e2e::apps::{apply, put_compose, small_app, wait_ready};
-use kompox_e2e::controller::driver_volume_capacity;
+use kompox_e2e::controller::{
+    driver_volume_capacity, driver_volumes, volume_files, write_volume_file,
+};
 use kompox_e2e::storage::{
     InProcessController, TIMEOUT, create_disk, delete_disks, wait_disk, wait_disk_ready,
     wait_pvc_bound, with_teardown,
@@ -19,7 +23,7 @@ use kompox_e2e::{
     TestNamespace, admin_client, cluster, delete_and_wait, ensure_crds, wait_for_condition,
     wait_until,
 };
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -347,23 +351,32 @@ async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
         );
     }
 
-    // The bound PVCs have the new size; the temporary PVC is gone and the PV free again.
+    // The bound PVCs reach the new size: the request at once, the capacity when the resizer
+    // records the expansion on the claim (it updates the PV first, so this may trail the disk's
+    // Ready by a moment). The temporary PVC is gone and the PV free again.
     for (name, size) in [("user-data", "3Gi"), ("web-data", "2Gi")] {
-        let p = pvcs.get(name).await?;
-        let request = p
-            .spec
-            .and_then(|s| s.resources)
-            .and_then(|r| r.requests)
-            .and_then(|r| r.get("storage").cloned());
-        let capacity = p
-            .status
-            .and_then(|s| s.capacity)
-            .and_then(|c| c.get("storage").cloned());
-        ensure!(
-            request.as_ref().map(|q| q.0.as_str()) == Some(size)
-                && capacity.as_ref().map(|q| q.0.as_str()) == Some(size),
-            "PVC {name}: request {request:?}, capacity {capacity:?}, want {size}"
-        );
+        let sized = move |p: Option<&PersistentVolumeClaim>| {
+            let storage = |m: Option<&std::collections::BTreeMap<String, Quantity>>| {
+                m.and_then(|m| m.get("storage")).map(|q| q.0.clone())
+            };
+            p.is_some_and(|p| {
+                let request = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.resources.as_ref())
+                    .and_then(|r| storage(r.requests.as_ref()));
+                let capacity = p.status.as_ref().and_then(|s| storage(s.capacity.as_ref()));
+                request.as_deref() == Some(size) && capacity.as_deref() == Some(size)
+            })
+        };
+        if let Err(e) = wait_for_condition(pvcs.clone(), name, sized, TIMEOUT).await {
+            let p = pvcs.get(name).await?;
+            bail!(
+                "PVC {name}: want request and capacity {size}; spec {:?}, status {:?}: {e:#}",
+                p.spec.and_then(|s| s.resources),
+                p.status.and_then(|s| s.capacity)
+            );
+        }
     }
     let loose_pv = disks
         .get("loose")
@@ -402,6 +415,115 @@ async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
         d.spec.size.0 == "2Gi",
         "spec.size changed to {}",
         d.spec.size.0
+    );
+    Ok(())
+}
+
+/// Deleting a namespace never deletes an Orphan disk's data. A KompoxApp uses the disk and a
+/// file is in its volume; the namespace is deleted (every object in it at once, the disk's
+/// finalizer included); the driver keeps the volume and its bytes, and a disk in another
+/// namespace adopts the volume by handle and sees the same files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_keeps_an_orphan_disks_volume() -> Result<()> {
+    cluster();
+    ensure_crds().await?;
+    let client = admin_client().await?;
+    let key = "kompox.dev/e2e-scope";
+    let value = format!("{:08x}", rand::random::<u32>());
+    let old = TestNamespace::create(&client, "nsdel-old", &[(key, &value)]).await?;
+    let new = TestNamespace::create(&client, "nsdel-new", &[(key, &value)]).await?;
+    let controller =
+        InProcessController::start(NamespaceScope::Selector(format!("{key}={value}"))).await?;
+    let old_name = old.name.clone();
+    let result = namespace_deletion_body(&client, old, &new).await;
+
+    let teardown = async {
+        let disks: Api<KompoxDisk> = new.api();
+        for d in disks.list(&Default::default()).await?.items {
+            set_policy(&disks, &d.name_any(), "Delete").await?;
+        }
+        delete_disks(&disks).await?;
+        controller.stop().await?;
+        // The body deletes the old namespace; after a failure it may still be there.
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        if namespaces.get_opt(&old_name).await?.is_some() {
+            namespaces
+                .delete(&old_name, &DeleteParams::background())
+                .await?;
+        }
+        new.cleanup().await
+    }
+    .await;
+    with_teardown(result, teardown)
+}
+
+async fn namespace_deletion_body(
+    client: &Client,
+    old: TestNamespace,
+    new: &TestNamespace,
+) -> Result<()> {
+    let disks: Api<KompoxDisk> = old.api();
+    create_disk(&disks, "data", json!({"size": "1Gi", "zone": "1"})).await?;
+    let d = wait_disk_ready(&disks, "data").await?;
+    let handle = d
+        .status
+        .and_then(|s| s.handle)
+        .context("no status.handle")?;
+    write_volume_file(&handle, "repos/app.git/HEAD", b"ref: refs/heads/main\n")?;
+    write_volume_file(&handle, "db.sqlite", &rand::random::<[u8; 4096]>())?;
+    let kept = volume_files(&handle)?;
+
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    put_compose(client, &old.name, "web-compose", compose).await?;
+    let mut app = small_app("web", "web-compose");
+    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "data"}}]);
+    apply(client, &old.name, &app).await?;
+    let apps: Api<KompoxApp> = old.api();
+    wait_ready(&apps, "web", TIMEOUT).await?;
+    wait_pvc_bound(&old.api(), "web-data").await?;
+
+    // Delete the namespace with everything in it.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let t0 = Instant::now();
+    namespaces
+        .delete(&old.name, &DeleteParams::background())
+        .await?;
+    wait_until(
+        "the namespace and everything in it gone",
+        Duration::from_secs(120),
+        || async { Ok(namespaces.get_opt(&old.name).await?.is_none()) },
+    )
+    .await?;
+    println!(
+        "namespace with an app and its disk deleted: {:?}",
+        t0.elapsed()
+    );
+    ensure!(
+        driver_volumes()?.contains(&handle),
+        "the namespace's deletion deleted Orphan volume {handle}"
+    );
+    ensure!(
+        volume_files(&handle)? == kept,
+        "volume {handle} lost its files with the namespace"
+    );
+
+    // Adopted by handle in another namespace: the same files.
+    let again: Api<KompoxDisk> = new.api();
+    create_disk(
+        &again,
+        "data",
+        json!({"size": "1Gi", "zone": "1", "handle": handle}),
+    )
+    .await?;
+    let adopted = wait_disk_ready(&again, "data").await?;
+    let adopted_handle = adopted.status.and_then(|s| s.handle);
+    ensure!(
+        adopted_handle.as_deref() == Some(handle.as_str()),
+        "adopted disk has handle {adopted_handle:?}, want {handle}"
+    );
+    ensure!(
+        volume_files(&handle)? == kept,
+        "the adopted volume {handle} does not hold the files written before"
     );
     Ok(())
 }
