@@ -90,6 +90,9 @@ impl Server {
     /// [`Error`] naming the certificate input or the address.
     pub async fn bind(config: Config) -> Result<Self, Error> {
         let tls = config.tls.load()?;
+        // The front-proxy CA comes from a ConfigMap after the socket is open: until then
+        // kube-apiserver's certificate is refused rather than a connection without it pooled.
+        tls.expect_client_ca()?;
         let server = kompox_serve::Server::bind(config.listen, tls.clone()).await?;
         Ok(Self {
             config,

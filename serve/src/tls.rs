@@ -13,6 +13,13 @@
 //! presents no certificate is accepted (its [`ConnInfo::peer_certificates`] is `None`), and a
 //! client that presents one must chain to the bundle or the handshake fails.
 //!
+//! A server that learns its client CA only after it starts listening (the aggregated API
+//! server reads it from a ConfigMap) calls [`ReloadableTls::expect_client_ca`] first. Until
+//! the bundle arrives it still asks for client certificates and refuses every one it is
+//! shown, so a client holding a certificate (kube-apiserver's front-proxy identity) never gets
+//! a connection without it that it would keep in its pool and reuse after the CA is loaded;
+//! clients without one (health probes) are served as before.
+//!
 //! [`ConnInfo::peer_certificates`]: crate::ConnInfo::peer_certificates
 
 use std::fmt;
@@ -21,12 +28,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use sha2::{Digest as _, Sha256};
 use tokio_rustls::TlsAcceptor;
 
@@ -84,7 +95,8 @@ pub fn server_config(
     key_pem: &[u8],
     client_ca_pem: Option<&[u8]>,
 ) -> Result<Arc<ServerConfig>> {
-    build(cert_pem, key_pem, client_ca_pem, &Labels::in_memory()).map(|b| b.config)
+    let client_ca = client_ca_pem.map_or(ClientCa::None, |b| ClientCa::Bundle(b.to_vec()));
+    build(cert_pem, key_pem, &client_ca, &Labels::in_memory()).map(|b| b.config)
 }
 
 /// A config together with what is worth logging about it.
@@ -136,12 +148,7 @@ fn parse_key(pem_bytes: &[u8], input: &str) -> Result<PrivateKeyDer<'static>> {
     })
 }
 
-fn build(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    client_ca_pem: Option<&[u8]>,
-    labels: &Labels,
-) -> Result<Built> {
+fn build(cert_pem: &[u8], key_pem: &[u8], client_ca: &ClientCa, labels: &Labels) -> Result<Built> {
     let chain = parse_certs(cert_pem, &labels.cert)?;
     let key = parse_key(key_pem, &labels.key)?;
 
@@ -165,9 +172,12 @@ fn build(
             source,
         })?;
 
-    let builder = match client_ca_pem {
-        None => builder.with_no_client_auth(),
-        Some(ca_pem) => {
+    let builder = match client_ca {
+        ClientCa::None => builder.with_no_client_auth(),
+        ClientCa::Pending => builder.with_client_cert_verifier(Arc::new(PendingClientCa {
+            algorithms: provider.signature_verification_algorithms,
+        })),
+        ClientCa::Bundle(ca_pem) => {
             let mut roots = RootCertStore::empty();
             for (i, ca) in parse_certs(ca_pem, &labels.client_ca)?
                 .into_iter()
@@ -210,6 +220,58 @@ fn build(
     })
 }
 
+/// Client-certificate policy while a server waits for its client-CA bundle: certificates are
+/// asked for (not required) and every one presented fails as from an unknown issuer, so the
+/// client's handshake fails and it connects again later, when the bundle is there.
+#[derive(Debug)]
+struct PendingClientCa {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for PendingClientCa {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        tracing::debug!("client certificate refused: the client CA is not loaded yet");
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// Hex SHA-256 fingerprint of a DER certificate (lowercase, no separators), as shown by
 /// `openssl x509 -fingerprint -sha256` without the colons.
 #[must_use]
@@ -223,12 +285,37 @@ pub fn cert_fingerprint_sha256(cert: &CertificateDer<'_>) -> String {
 struct Inputs {
     cert: Vec<u8>,
     key: Vec<u8>,
-    client_ca: Option<Vec<u8>>,
+    client_ca: ClientCa,
+}
+
+/// Whether client certificates are asked for, and what they must chain to.
+#[derive(Clone, PartialEq, Eq)]
+enum ClientCa {
+    /// Not asked for.
+    None,
+    /// Asked for, none accepted yet: the bundle is still to come.
+    Pending,
+    /// Asked for; must chain to this PEM bundle.
+    Bundle(Vec<u8>),
+}
+
+impl ClientCa {
+    fn from_pem(pem: Option<&[u8]>) -> Self {
+        pem.map_or(Self::None, |b| Self::Bundle(b.to_vec()))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Pending => "pending",
+            Self::Bundle(_) => "bundle",
+        }
+    }
 }
 
 impl Inputs {
     fn build(&self, labels: &Labels) -> Result<Built> {
-        build(&self.cert, &self.key, self.client_ca.as_deref(), labels)
+        build(&self.cert, &self.key, &self.client_ca, labels)
     }
 }
 
@@ -268,18 +355,14 @@ impl ReloadableTls {
         let inputs = Inputs {
             cert: cert_pem.to_vec(),
             key: key_pem.to_vec(),
-            client_ca: client_ca_pem.map(<[u8]>::to_vec),
+            client_ca: ClientCa::from_pem(client_ca_pem),
         };
         Self::from_inputs(inputs, &Labels::in_memory())
     }
 
     fn from_inputs(inputs: Inputs, labels: &Labels) -> Result<Self> {
         let built = inputs.build(labels)?;
-        log_loaded(
-            &built,
-            inputs.client_ca.is_some(),
-            "TLS serving certificate loaded",
-        );
+        log_loaded(&built, &inputs.client_ca, "TLS serving certificate loaded");
         Ok(Self {
             state: Arc::new(RwLock::new(State {
                 config: built.config,
@@ -331,7 +414,7 @@ impl ReloadableTls {
         self.modify(&Labels::in_memory(), |i| {
             i.cert = cert_pem.to_vec();
             i.key = key_pem.to_vec();
-            i.client_ca = client_ca_pem.map(<[u8]>::to_vec);
+            i.client_ca = ClientCa::from_pem(client_ca_pem);
         })
         .map(|_| ())
     }
@@ -358,7 +441,23 @@ impl ReloadableTls {
     /// the current config stays in place.
     pub fn update_client_ca(&self, client_ca_pem: Option<&[u8]>) -> Result<()> {
         self.modify(&Labels::in_memory(), |i| {
-            i.client_ca = client_ca_pem.map(<[u8]>::to_vec);
+            i.client_ca = ClientCa::from_pem(client_ca_pem);
+        })
+        .map(|_| ())
+    }
+
+    /// Declares that a client-CA bundle will be fed with [`ReloadableTls::update_client_ca`]:
+    /// until then client certificates are asked for and refused (see the module docs). Call
+    /// it before serving. No-op when a bundle is already in place.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`]. On error the current config stays in place.
+    pub fn expect_client_ca(&self) -> Result<()> {
+        self.modify(&Labels::in_memory(), |i| {
+            if i.client_ca == ClientCa::None {
+                i.client_ca = ClientCa::Pending;
+            }
         })
         .map(|_| ())
     }
@@ -383,22 +482,23 @@ impl ReloadableTls {
             return Ok(false);
         }
         let built = inputs.build(labels)?;
-        let client_ca = inputs.client_ca.is_some();
-        {
-            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            state.config = built.config.clone();
-            state.inputs = inputs;
-        }
-        log_loaded(&built, client_ca, "TLS serving certificate reloaded");
+        log_loaded(
+            &built,
+            &inputs.client_ca,
+            "TLS serving certificate reloaded",
+        );
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        state.config = built.config;
+        state.inputs = inputs;
         Ok(true)
     }
 }
 
-fn log_loaded(built: &Built, client_ca: bool, msg: &'static str) {
+fn log_loaded(built: &Built, client_ca: &ClientCa, msg: &'static str) {
     tracing::info!(
         fingerprint = %built.leaf_fingerprint,
         not_after = built.leaf_not_after.as_deref().unwrap_or("?"),
-        client_ca,
+        client_ca = client_ca.name(),
         "{msg}"
     );
 }
@@ -429,7 +529,13 @@ impl TlsFiles {
         Ok(Inputs {
             cert: read_file(&self.cert)?,
             key: read_file(&self.key)?,
-            client_ca: self.client_ca.as_deref().map(read_file).transpose()?,
+            client_ca: ClientCa::from_pem(
+                self.client_ca
+                    .as_deref()
+                    .map(read_file)
+                    .transpose()?
+                    .as_deref(),
+            ),
         })
     }
 

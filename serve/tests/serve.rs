@@ -535,6 +535,50 @@ async fn client_ca_fed_separately_survives_file_reloads_of_the_serving_pair() {
     server.stop().await;
 }
 
+/// A server that will be fed its client CA later (the aggregated API server) must not hand a
+/// certificate-holding client a connection without its identity: kube-apiserver would pool it
+/// and every later proxied request on it would be anonymous. While the CA is pending, such a
+/// client's handshake fails; a client without a certificate (a health probe) is served.
+#[tokio::test]
+async fn pending_client_ca_refuses_certificates_until_the_bundle_arrives() {
+    let p = pki();
+    let tls = ReloadableTls::new(
+        p.serving.cert_pem.as_bytes(),
+        p.serving.key_pem.as_bytes(),
+        None,
+    )
+    .unwrap();
+    tls.expect_client_ca().unwrap();
+    let server = TestServer::start(tls.clone()).await;
+    let proxy = issue_client_cert(&p.client_ca, "front-proxy-client", &[] as &[&str], 1).unwrap();
+    let mut with_cert = ClientOpts::new(p.ca.cert_pem());
+    with_cert.identity = Some(&proxy);
+    let anonymous = ClientOpts::new(p.ca.cert_pem());
+
+    for tls12_only in [true, false] {
+        with_cert.tls12_only = tls12_only;
+        let err = get_once(server.addr, &with_cert, "/whoami")
+            .await
+            .expect_err("a certificate was accepted before the client CA was loaded");
+        assert!(err.contains("alert") || err.contains("Alert"), "{err}");
+    }
+    assert_eq!(server.probe.hits.load(Ordering::SeqCst), 0);
+    let (status, body) = get_once(server.addr, &anonymous, "/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("cn=-;orgs=;chain=0;"), "{body}");
+
+    // The bundle arrives: the same client now connects with its identity.
+    tls.update_client_ca(Some(p.client_ca.cert_pem().as_bytes()))
+        .unwrap();
+    let (_, body) = get_once(server.addr, &with_cert, "/whoami").await.unwrap();
+    assert!(body.starts_with("cn=front-proxy-client;"), "{body}");
+    // Expecting it again once it is there changes nothing.
+    tls.expect_client_ca().unwrap();
+    let (_, body) = get_once(server.addr, &with_cert, "/whoami").await.unwrap();
+    assert!(body.starts_with("cn=front-proxy-client;"), "{body}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn plain_transport_serves_http1_and_h2c_without_peer_certificates() {
     let server = TestServer::start(Transport::Plain).await;
