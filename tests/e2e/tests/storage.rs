@@ -112,6 +112,23 @@ impl Env {
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect())
     }
+
+    /// Waits until an Event about `name` has `reason` and a note containing `note` (the
+    /// controller publishes an Event after the status write it reports, so it may trail it).
+    async fn wait_event(&self, name: &str, reason: &str, note: &str) -> Result<()> {
+        wait_until(
+            &format!("a {reason} Event about {name} saying {note:?}"),
+            TIMEOUT,
+            || async {
+                let evs = self.events(name).await?;
+                if evs.iter().any(|(r, n)| r == reason && n.contains(note)) {
+                    return Ok(true);
+                }
+                bail!("events so far: {evs:?}")
+            },
+        )
+        .await
+    }
 }
 
 fn ready(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
@@ -300,12 +317,8 @@ async fn disk_provisions_binds_releases_and_deletes_its_volume_body(env: &mut En
             == 1)
     })
     .await?;
-    let evs = env.events("data").await?;
-    assert!(evs.iter().any(|(r, _)| r == "Provisioning"), "{evs:?}");
-    assert!(
-        evs.iter().any(|(r, n)| r == "Ready" && n.contains(&handle)),
-        "{evs:?}"
-    );
+    env.wait_event("data", "Provisioning", "").await?;
+    env.wait_event("data", "Ready", &handle).await?;
 
     // An app PVC binds by volumeName; once it is deleted the PV is Available again.
     bind_pvc(env, "app-data", &pv_name).await?;
@@ -385,12 +398,7 @@ async fn orphan_keeps_the_volume_and_spec_handle_adopts_it_body(env: &mut Env) -
     let pv_name = pv_of(&d)?;
     let kept = write_files(&handle, &[("db/data.bin", 65536), ("README", 64)])?;
     delete_and_wait(&api, "keep").await?;
-    let evs = env.events("keep").await?;
-    assert!(
-        evs.iter()
-            .any(|(r, n)| r == "Orphaned" && n.contains(&handle)),
-        "no Orphaned Event naming {handle}: {evs:?}"
-    );
+    env.wait_event("keep", "Orphaned", &handle).await?;
     ensure!(
         driver_volumes()?.contains(&handle),
         "orphaned volume {handle} was deleted"

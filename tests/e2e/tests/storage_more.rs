@@ -302,14 +302,27 @@ async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
     wait_pvc_bound(&pvcs, "user-data").await?;
     wait_pvc_bound(&pvcs, "web-data").await?;
 
-    // Record every Progressing reason the disks go through.
+    // Record every Progressing reason the disks go through: a watcher that has listed the
+    // disks before any size changes, and that rides out watch errors.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
     let recorder = {
         let seen = seen.clone();
-        let stream = watcher(disks.clone(), watcher::Config::default()).applied_objects();
+        let stream = watcher(disks.clone(), watcher::Config::default()).default_backoff();
         tokio::spawn(async move {
+            let mut synced = Some(synced_tx);
             let mut stream = std::pin::pin!(stream);
-            while let Some(Ok(d)) = stream.next().await {
+            while let Some(event) = stream.next().await {
+                let d = match event {
+                    Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => d,
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = synced.take() {
+                            let _ = tx.send(());
+                        }
+                        continue;
+                    }
+                    Ok(_) | Err(_) => continue,
+                };
                 let st = d.status.clone().unwrap_or_default();
                 if let Some(c) = condition::find(&st.conditions, types::PROGRESSING)
                     && c.status == "True"
@@ -322,6 +335,10 @@ async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
             }
         })
     };
+    tokio::time::timeout(TIMEOUT, synced_rx)
+        .await
+        .context("the disk watcher did not list the disks")?
+        .context("the disk watcher stopped")?;
 
     let t0 = Instant::now();
     for (name, size) in [("loose", "2Gi"), ("held", "3Gi"), ("app", "2Gi")] {

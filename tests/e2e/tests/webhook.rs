@@ -57,9 +57,14 @@ async fn pods_follow_their_disk_zone_and_conflicts_are_denied() -> Result<()> {
     let pv_main = create_bound_claim(&client, &n, "data", "main").await?;
     let pv_logs = create_bound_claim(&client, &n, "logs", "logs").await?;
     let want2 = zone(2);
-    // The registration is live and the webhook's caches hold the disk, PV and PVC.
+    // The registration is live and the webhook's caches hold both disks, PVs and PVCs (they
+    // come from separate watches, so each claim is probed).
     wait_mutating(&client, &n, &pod("probe", &["data"], None)?, |p| {
         required_zones(p) == vec![vec![want2.clone()]]
+    })
+    .await?;
+    wait_mutating(&client, &n, &pod("probe-logs", &["logs"], None)?, |p| {
+        required_zones(p) == vec![vec![zone(1)]]
     })
     .await?;
 
@@ -570,9 +575,11 @@ async fn serving_certificate_from_a_secret_rotates_without_restart() -> Result<(
         bundle_is(bundle2.clone()),
     )
     .await?;
-    // kube-apiserver still calls the webhook (trusting the new CA through the bundle).
-    let mutated = dry_run_pod(&client, &ns.name, &probe).await?;
-    ensure!(env_hash(&mutated).is_some(), "not mutated after rotation");
+    // kube-apiserver still calls the webhook, trusting the new CA through the bundle once its
+    // view of the configuration has the new caBundle (its informer trails the object).
+    wait_mutating(&client, &ns.name, &probe, |p| env_hash(p).is_some())
+        .await
+        .context("not mutated after rotation")?;
     // The webhook took the installer's material as is.
     let after = secrets.get(secret_name).await?;
     ensure!(
