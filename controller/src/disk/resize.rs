@@ -16,6 +16,11 @@
 //! - The disk is `Progressing` reason [`RESIZING`] meanwhile; a resize the driver refuses for
 //!   good (`ControllerResizeInfeasible`) or a PVC without an expandable class makes it
 //!   `Degraded` naming `spec.size`.
+//! - Retreat: after a failed growth the user may lower `spec.size` again, to a size above the
+//!   volume's (the CRD's rule, mirroring Kubernetes' recovery from a failed expansion, which
+//!   lets a claim's request drop to above its capacity). The claim's request is lowered to the
+//!   new `spec.size` ([`Plan::Lower`]) and the resizer tries that size instead; a refusal
+//!   recorded for the earlier, larger request no longer counts.
 //! - Nothing ever shrinks: a `spec.size` below the volume's size (the CRD's transition rule
 //!   refuses lowering it; a restore from a larger snapshot or a driver rounding up makes the
 //!   volume larger than asked) leaves the volume, the PV and every PVC request as they are.
@@ -56,6 +61,8 @@ pub enum Plan {
     BindResizeClaim,
     /// Raise the holding PVC's request to `spec.size`.
     Raise,
+    /// Lower the holding PVC's request to `spec.size`: retreating from a growth that failed.
+    Lower,
     /// Grown: delete the resize PVC.
     RemoveResizeClaim,
     /// Under way (or waiting for the PV): what is awaited.
@@ -108,7 +115,24 @@ pub fn plan(
             objects::STATIC_STORAGE_CLASS
         ));
     }
-    if let Some((infeasible, msg)) = resize_problem(pvc) {
+    let requested = claim_storage(spec.and_then(|s| s.resources.as_ref()?.requests.as_ref()));
+    let problem = resize_problem(pvc);
+    if requested > want_bytes && problem.is_some() {
+        return Plan::Lower;
+    }
+    if let Some((infeasible, msg)) = problem {
+        // A refusal of an earlier, larger request (the resizer tried `allocatedResources`)
+        // says nothing about the current one, which the resizer is about to try.
+        let tried = claim_storage(
+            pvc.status
+                .as_ref()
+                .and_then(|s| s.allocated_resources.as_ref()),
+        );
+        if infeasible && tried > requested {
+            return Plan::Wait(format!(
+                "growing from {have} to {want} through PVC {key}: the driver refused a larger size before; trying {want}"
+            ));
+        }
         if infeasible {
             return Plan::Refused(format!(
                 "spec.size: the CSI driver cannot expand the volume to {want}: {msg}"
@@ -124,18 +148,26 @@ pub fn plan(
             "growing to {want}: waiting for PVC {key} to bind PersistentVolume {pv_name}"
         ));
     }
-    let requested = spec
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .and_then(|q| quantity::parse_bytes(&q.0).ok())
-        .unwrap_or(0);
     if requested < want_bytes {
         return Plan::Raise;
     }
     Plan::Wait(format!(
         "growing from {have} to {want} through PVC {key} (CSI expansion under way)"
     ))
+}
+
+/// The `storage` entry of a claim's resource map in bytes (0 when absent or unparsable).
+fn claim_storage(
+    map: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+) -> u128 {
+    map.and_then(|m| m.get("storage"))
+        .and_then(|q| quantity::parse_bytes(&q.0).ok())
+        .unwrap_or(0)
 }
 
 /// A resize problem the PVC reports: `(infeasible, message)`. Infeasible when the resizer
@@ -242,7 +274,7 @@ pub(super) async fn grow(
             }
             progressing(msg)
         }
-        Plan::Raise => {
+        Plan::Raise | Plan::Lower => {
             let Holder::Claim(pvc) = holder else {
                 return progressing(format!("growing from {have} to {want}"));
             };
@@ -251,19 +283,28 @@ pub(super) async fn grow(
                 "metadata": {"resourceVersion": pvc.resource_version()},
                 "spec": {"resources": {"requests": {"storage": want}}},
             });
+            let verb = if step == Plan::Lower {
+                "lowering"
+            } else {
+                "raising"
+            };
             Api::<PersistentVolumeClaim>::namespaced(dctx.ctx.client.clone(), &pns)
                 .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| {
                     Error::kube(
-                        format!("raising the request of PersistentVolumeClaim {pns}/{pname}"),
+                        format!("{verb} the request of PersistentVolumeClaim {pns}/{pname}"),
                         e,
                     )
                 })?;
-            let msg = format!(
-                "growing volume {} from {have} to {want} through PVC {pns}/{pname}",
-                super::pv_handle(pv).unwrap_or_default()
-            );
+            let handle = super::pv_handle(pv).unwrap_or_default();
+            let msg = if step == Plan::Lower {
+                format!(
+                    "growing volume {handle} from {have} to {want} through PVC {pns}/{pname}, whose request for the larger size that failed is lowered"
+                )
+            } else {
+                format!("growing volume {handle} from {have} to {want} through PVC {pns}/{pname}")
+            };
             normal_event(&dctx.ctx.recorder, disk, RESIZING, "Resize", msg.clone()).await;
             progressing(msg)
         }
@@ -364,5 +405,29 @@ mod tests {
             m,
             "spec.size: the CSI driver cannot expand the volume to W: quota"
         );
+    }
+
+    #[test]
+    fn retreat_lowers_the_failed_request_and_forgets_the_old_refusal() {
+        let refused = json!({
+            "conditions": [{"type": "ControllerResizeError", "status": "True", "message": "too big"}],
+            "allocatedResources": {"storage": "2Ti"},
+            "allocatedResourceStatuses": {"storage": "ControllerResizeInfeasible"},
+        });
+        // spec.size lowered from 2Ti to 2Gi: the claim still asks 2Ti and failed.
+        let failed = pvc("k4x-static", "Bound", "2Ti", refused.clone());
+        assert_eq!(step(2 * GI, GI, Holder::Claim(&failed), None), Plan::Lower);
+        // Lowered: the refusal was for 2Ti, the resizer now tries 2Gi.
+        let lowered = pvc("k4x-static", "Bound", "2Gi", refused);
+        let Plan::Wait(m) = step(2 * GI, GI, Holder::Claim(&lowered), None) else {
+            panic!("the old refusal must not count");
+        };
+        assert!(m.contains("refused a larger size before"), "{m}");
+        // A larger request in progress without any problem (the user's own) is left alone.
+        let bigger = pvc("k4x-static", "Bound", "3Gi", json!({}));
+        assert!(matches!(
+            step(2 * GI, GI, Holder::Claim(&bigger), None),
+            Plan::Wait(_)
+        ));
     }
 }

@@ -11,7 +11,26 @@ pub const REGENERATE_COMMAND: &str = "KOMPOX_UPDATE_GOLDEN=1 cargo test -p kompo
 /// The three CRDs, in the order KompoxApp, KompoxDisk, KompoxSnapshot.
 #[must_use]
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![KompoxApp::crd(), KompoxDisk::crd(), KompoxSnapshot::crd()]
+    vec![KompoxApp::crd(), disk_crd(), KompoxSnapshot::crd()]
+}
+
+/// KompoxDisk's CRD with its object-level rules (they read `status`, which a rule on the spec
+/// cannot see).
+fn disk_crd() -> CustomResourceDefinition {
+    let mut crd = KompoxDisk::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            schema
+                .x_kubernetes_validations
+                .get_or_insert_with(Vec::new)
+                .push(super::disk::size_rule());
+        }
+    }
+    crd
 }
 
 /// [`crds`] as one multi-document YAML string, keys sorted at every level so the output is

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
@@ -38,8 +39,10 @@ kompox_resource! {
         /// Storage/cloud provider of the disk.
         #[serde(default)]
         pub provider: ProviderSpec,
-        /// Disk size, e.g. 10Gi. It can grow (the volume is expanded through CSI), never shrink.
-        #[schemars(schema_with = "size_schema")]
+        /// Disk size, e.g. 10Gi. It can grow (the volume is expanded through CSI), never
+        /// shrink; after a growth the driver refused it can be lowered again, to a size above
+        /// the volume's current one (`status.size`).
+        #[schemars(schema_with = "quantity_schema")]
         pub size: Quantity,
         /// Zone of the disk ("1" or a full zone name); empty lets the provider choose.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,18 +119,26 @@ pub struct AttachedTo {
     pub volume: String,
 }
 
-/// Rule on `spec.size`: a quantity that never decreases (CEL transition rule; the
-/// Kubernetes quantity library). The message names the field.
-fn size_schema(generate: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema = quantity_schema(generate);
-    schema.insert(
-        "x-kubernetes-validations".into(),
-        serde_json::json!([{
-            "rule": "!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0",
-            "message": "a disk cannot shrink: spec.size must be at least its previous value",
-        }]),
-    );
-    schema
+/// The rule on `spec.size` (a CEL transition rule on the whole object, with the Kubernetes
+/// quantity library, reported at `spec.size`): it never decreases, except back from a growth
+/// the driver refused, to a size still above the volume's (`status.size`, kept by the API
+/// server from the stored object on a spec update). That is the PersistentVolumeClaim rule
+/// for recovering from a failed expansion, which Kompox then applies to the claim.
+#[must_use]
+pub(super) fn size_rule() -> ValidationRule {
+    let rule = "!isQuantity(self.spec.size) || !isQuantity(oldSelf.spec.size) \
+        || quantity(self.spec.size).compareTo(quantity(oldSelf.spec.size)) >= 0 \
+        || (has(self.status) && has(self.status.size) && isQuantity(self.status.size) \
+            && quantity(self.spec.size).compareTo(quantity(self.status.size)) > 0)";
+    ValidationRule {
+        rule: rule.to_owned(),
+        message: Some(
+            "a disk cannot shrink: spec.size must be at least its previous value, or, to retreat from a growth that failed, above the volume's current size (status.size)".into(),
+        ),
+        field_path: Some(".spec.size".into()),
+        reason: Some("FieldValueForbidden".into()),
+        ..ValidationRule::default()
+    }
 }
 
 impl KompoxDiskSpec {

@@ -203,6 +203,25 @@ async fn wait_grown(
 }
 
 /// Checks that the disk's PV and the driver's volume both have `bytes`.
+/// A claim whose request and capacity are both `size`.
+fn pvc_sized(size: &str) -> impl Fn(Option<&PersistentVolumeClaim>) -> bool + Send + 'static {
+    let size = size.to_owned();
+    move |p| {
+        let storage = |m: Option<&std::collections::BTreeMap<String, Quantity>>| {
+            m.and_then(|m| m.get("storage")).map(|q| q.0.clone())
+        };
+        p.is_some_and(|p| {
+            let request = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| storage(r.requests.as_ref()));
+            let capacity = p.status.as_ref().and_then(|s| storage(s.capacity.as_ref()));
+            request.as_deref() == Some(size.as_str()) && capacity.as_deref() == Some(size.as_str())
+        })
+    }
+}
+
 async fn assert_volume_size(client: &Client, d: &KompoxDisk, size: &str, bytes: u64) -> Result<()> {
     let st = d.status.clone().unwrap_or_default();
     let pv_name = st.pv_name.context("no status.pvName")?;
@@ -372,21 +391,7 @@ async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
     // records the expansion on the claim (it updates the PV first, so this may trail the disk's
     // Ready by a moment). The temporary PVC is gone and the PV free again.
     for (name, size) in [("user-data", "3Gi"), ("web-data", "2Gi")] {
-        let sized = move |p: Option<&PersistentVolumeClaim>| {
-            let storage = |m: Option<&std::collections::BTreeMap<String, Quantity>>| {
-                m.and_then(|m| m.get("storage")).map(|q| q.0.clone())
-            };
-            p.is_some_and(|p| {
-                let request = p
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.resources.as_ref())
-                    .and_then(|r| storage(r.requests.as_ref()));
-                let capacity = p.status.as_ref().and_then(|s| storage(s.capacity.as_ref()));
-                request.as_deref() == Some(size) && capacity.as_deref() == Some(size)
-            })
-        };
-        if let Err(e) = wait_for_condition(pvcs.clone(), name, sized, TIMEOUT).await {
+        if let Err(e) = wait_for_condition(pvcs.clone(), name, pvc_sized(size), TIMEOUT).await {
             let p = pvcs.get(name).await?;
             bail!(
                 "PVC {name}: want request and capacity {size}; spec {:?}, status {:?}: {e:#}",
@@ -542,5 +547,122 @@ async fn namespace_deletion_body(
         volume_files(&handle)? == kept,
         "the adopted volume {handle} does not hold the files written before"
     );
+    Ok(())
+}
+
+/// A growth the driver refuses for good (the local driver, like a cloud, refuses volumes of
+/// 1 TiB or more) leaves the disk Degraded `ResizeFailed` naming `spec.size`; the user can
+/// then retreat to a smaller growth, above the volume's current size (lower is refused by the
+/// API server), and the disk grows to that. Detached (the resize PVC) and app-bound (the
+/// app's PVC) disks alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_growth_is_degraded_and_can_retreat() -> Result<()> {
+    cluster();
+    ensure_crds().await?;
+    let client = admin_client().await?;
+    let ns = TestNamespace::create(&client, "retreat", &[]).await?;
+    let controller = InProcessController::start(NamespaceScope::One(ns.name.clone())).await?;
+    let result = retreat_body(&client, &ns).await;
+    let teardown = async {
+        let apps: Api<KompoxApp> = ns.api();
+        delete_and_wait(&apps, "web").await?;
+        delete_disks(&ns.api()).await?;
+        controller.stop().await?;
+        ns.cleanup().await
+    }
+    .await;
+    with_teardown(result, teardown)
+}
+
+async fn retreat_body(client: &Client, ns: &TestNamespace) -> Result<()> {
+    let disks: Api<KompoxDisk> = ns.api();
+    for name in ["loose", "app"] {
+        create_disk(
+            &disks,
+            name,
+            json!({"size": "1Gi", "deletionPolicy": "Delete"}),
+        )
+        .await?;
+    }
+    for name in ["loose", "app"] {
+        wait_disk_ready(&disks, name).await?;
+    }
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    put_compose(client, &ns.name, "web-compose", compose).await?;
+    let mut app = small_app("web", "web-compose");
+    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "app"}}]);
+    apply(client, &ns.name, &app).await?;
+    let apps: Api<KompoxApp> = ns.api();
+    wait_ready(&apps, "web", TIMEOUT).await?;
+    let pvcs: Api<PersistentVolumeClaim> = ns.api();
+    wait_pvc_bound(&pvcs, "web-data").await?;
+
+    // 2Ti: refused by the driver, reported on the disk naming the field.
+    for name in ["loose", "app"] {
+        resize(&disks, name, "2Ti").await?;
+    }
+    for name in ["loose", "app"] {
+        let d = wait_disk(&disks, name, |s| {
+            condition::find(&s.conditions, types::DEGRADED)
+                .is_some_and(|c| c.status == "True" && c.reason == "ResizeFailed")
+        })
+        .await?;
+        let st = d.status.unwrap_or_default();
+        let msg = condition::find(&st.conditions, types::DEGRADED)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(
+            msg.starts_with("spec.size: ") && msg.contains("2Ti"),
+            "{name}: Degraded message {msg:?}"
+        );
+        ensure!(
+            st.size.map(|q| q.0).as_deref() == Some("1Gi"),
+            "{name}: the volume changed size"
+        );
+    }
+
+    // Back to the volume's size or below: refused, naming spec.size and status.size.
+    for size in ["1Gi", "512Mi"] {
+        let err = resize(&disks, "loose", size)
+            .await
+            .err()
+            .with_context(|| format!("lowering spec.size to {size} was accepted"))?;
+        let msg = format!("{err:#}");
+        ensure!(
+            msg.contains("spec.size") && msg.contains("status.size"),
+            "{msg}"
+        );
+    }
+
+    // Retreat to 2Gi: the claims' requests come down, the resizer grows the volumes to 2Gi.
+    let t0 = Instant::now();
+    for name in ["loose", "app"] {
+        resize(&disks, name, "2Gi").await?;
+    }
+    for name in ["loose", "app"] {
+        let d = wait_grown(&disks, name, "2Gi", 3).await?;
+        println!(
+            "{name}: retreated from 2Ti -> Ready at 2Gi: {:?}",
+            t0.elapsed()
+        );
+        assert_volume_size(client, &d, "2Gi", 2 * GI).await?;
+        let degraded = d
+            .status
+            .as_ref()
+            .and_then(|s| condition::find(&s.conditions, types::DEGRADED))
+            .is_some_and(|c| c.status == "True");
+        ensure!(!degraded, "{name} still Degraded when Ready");
+    }
+    wait_for_condition(pvcs.clone(), "web-data", pvc_sized("2Gi"), TIMEOUT)
+        .await
+        .context("the app's PVC at 2Gi")?;
+    wait_until("the resize PVC gone", TIMEOUT, || async {
+        Ok(pvcs
+            .list(&ListParams::default().labels("kompox.dev/storage-role=resize"))
+            .await?
+            .items
+            .is_empty())
+    })
+    .await?;
     Ok(())
 }

@@ -7,7 +7,8 @@
 // (v5's driver package is a gomock double for csi-sanity) and Kubernetes runs the mock
 // inside e2e.test. This command is only the process around it: flags, socket; with
 // -topology-key, zonal topology (the upstream mock only knows a fixed per-node key);
-// snapshot sizes (snapsize.go: the source volume's capacity, where the mock says 0); and,
+// snapshot sizes (snapsize.go: the source volume's capacity, where the mock says 0); its
+// creation size limit applied to expansion too (maxsize.go); and,
 // with -data-dir, data (data.go): the mock keeps its volumes and snapshots in memory with
 // nothing behind them, so each gets a directory there, as with the CSI hostpath driver —
 // a snapshot copies its volume's files, a restore or clone copies its source's. All are
@@ -95,6 +96,7 @@ func main() {
 	if *topologyKey != "" {
 		controller = zonal{Service: svc, key: *topologyKey}
 	}
+	controller = newMaxSize(controller)
 	sizes, err := newSnapshotSizes(context.Background(), controller)
 	if err != nil {
 		klog.Fatalf("snapshot sizes: %v", err)
