@@ -54,6 +54,15 @@ fn tls_with_client_ca(p: &Pki) -> ReloadableTls {
     .unwrap()
 }
 
+fn tls_without_client_ca(p: &Pki) -> ReloadableTls {
+    ReloadableTls::new(
+        p.serving.cert_pem.as_bytes(),
+        p.serving.key_pem.as_bytes(),
+        None,
+    )
+    .unwrap()
+}
+
 /// Writes `pair` to the serving-pair files of `files`.
 fn write_pair(files: &TlsFiles, pair: &CertKeyPem) {
     std::fs::write(&files.cert, &pair.cert_pem).unwrap();
@@ -163,12 +172,7 @@ async fn client_cert_from_another_ca_is_rejected_at_the_handshake() {
 #[tokio::test]
 async fn client_cert_is_ignored_without_client_ca() {
     let p = pki();
-    let tls = ReloadableTls::new(
-        p.serving.cert_pem.as_bytes(),
-        p.serving.key_pem.as_bytes(),
-        None,
-    )
-    .unwrap();
+    let tls = tls_without_client_ca(&p);
     let server = TestServer::start(tls).await;
     let user = issue_client_cert(&p.client_ca, "alice", &["devs"], 1).unwrap();
     let mut opts = ClientOpts::new(p.ca.cert_pem());
@@ -542,12 +546,7 @@ async fn client_ca_fed_separately_survives_file_reloads_of_the_serving_pair() {
 #[tokio::test]
 async fn pending_client_ca_refuses_certificates_until_the_bundle_arrives() {
     let p = pki();
-    let tls = ReloadableTls::new(
-        p.serving.cert_pem.as_bytes(),
-        p.serving.key_pem.as_bytes(),
-        None,
-    )
-    .unwrap();
+    let tls = tls_without_client_ca(&p);
     tls.expect_client_ca().unwrap();
     let server = TestServer::start(tls.clone()).await;
     let proxy = issue_client_cert(&p.client_ca, "front-proxy-client", &[] as &[&str], 1).unwrap();

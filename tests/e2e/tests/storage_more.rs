@@ -246,19 +246,22 @@ async fn assert_volume_size(client: &Client, d: &KompoxDisk, size: &str, bytes: 
     Ok(())
 }
 
-/// A user raises `spec.size`: a detached disk grows through a temporary PVC, a disk bound to a
-/// plain PVC through that PVC (the controller raises its request), a disk used by a KompoxApp
-/// through the app's PVC (the app renders the new size itself). The PVs and the CSI driver's
-/// volumes reach the new sizes, the disks report Progressing `Resizing` on the way and Ready
-/// with `status.size` at the end; shrinking is refused by the API server naming `spec.size`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disks_grow_detached_and_attached_and_never_shrink() -> Result<()> {
+/// Runs `body` in a fresh namespace with an in-process controller scoped to it, then deletes
+/// what the storage tests create there (KompoxApp `web`, PVC `user-data`, every disk with the
+/// `Delete` policy), also after a failure.
+async fn in_namespace(
+    prefix: &str,
+    body: impl for<'a> FnOnce(
+        &'a Client,
+        &'a TestNamespace,
+    ) -> futures::future::BoxFuture<'a, Result<()>>,
+) -> Result<()> {
     cluster();
     ensure_crds().await?;
     let client = admin_client().await?;
-    let ns = TestNamespace::create(&client, "grow", &[]).await?;
+    let ns = TestNamespace::create(&client, prefix, &[]).await?;
     let controller = InProcessController::start(NamespaceScope::One(ns.name.clone())).await?;
-    let result = grow_body(&client, &ns).await;
+    let result = body(&client, &ns).await;
     let teardown = async {
         let apps: Api<KompoxApp> = ns.api();
         delete_and_wait(&apps, "web").await?;
@@ -276,15 +279,56 @@ async fn disks_grow_detached_and_attached_and_never_shrink() -> Result<()> {
     with_teardown(result, teardown)
 }
 
+/// Creates 1Gi disks `names` with the `Delete` policy and waits until each is Ready.
+async fn ready_disks(api: &Api<KompoxDisk>, names: &[&str]) -> Result<Vec<KompoxDisk>> {
+    for name in names {
+        create_disk(
+            api,
+            name,
+            json!({"size": "1Gi", "deletionPolicy": "Delete"}),
+        )
+        .await?;
+    }
+    let mut ready = Vec::new();
+    for name in names {
+        ready.push(wait_disk_ready(api, name).await?);
+    }
+    Ok(ready)
+}
+
+/// Applies KompoxApp `web` (one nginx service) whose volume `data` uses disk `disk`, and waits
+/// until the app is Ready and its PVC `web-data` Bound.
+async fn web_app_on(client: &Client, ns: &str, disk: &str) -> Result<()> {
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    put_compose(client, ns, "web-compose", compose).await?;
+    let mut app = small_app("web", "web-compose");
+    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": disk}}]);
+    apply(client, ns, &app).await?;
+    wait_ready(
+        &Api::<KompoxApp>::namespaced(client.clone(), ns),
+        "web",
+        TIMEOUT,
+    )
+    .await?;
+    wait_pvc_bound(&Api::namespaced(client.clone(), ns), "web-data").await?;
+    Ok(())
+}
+
+/// A user raises `spec.size`: a detached disk grows through a temporary PVC, a disk bound to a
+/// plain PVC through that PVC (the controller raises its request), a disk used by a KompoxApp
+/// through the app's PVC (the app renders the new size itself). The PVs and the CSI driver's
+/// volumes reach the new sizes, the disks report Progressing `Resizing` on the way and Ready
+/// with `status.size` at the end; shrinking is refused by the API server naming `spec.size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disks_grow_detached_and_attached_and_never_shrink() -> Result<()> {
+    in_namespace("grow", |client, ns| Box::pin(grow_body(client, ns))).await
+}
+
 async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
     let disks: Api<KompoxDisk> = ns.api();
-    let spec = json!({"size": "1Gi", "deletionPolicy": "Delete"});
-    for name in ["loose", "held", "app"] {
-        create_disk(&disks, name, spec.clone()).await?;
-    }
     let mut class = String::new();
-    for name in ["loose", "held", "app"] {
-        let d = wait_disk_ready(&disks, name).await?;
+    for d in ready_disks(&disks, &["loose", "held", "app"]).await? {
+        let name = d.name_any();
         let st = d.status.unwrap_or_default();
         ensure!(
             st.size.map(|q| q.0).as_deref() == Some("1Gi"),
@@ -311,15 +355,8 @@ async fn grow_body(client: &Client, ns: &TestNamespace) -> Result<()> {
                  "resources": {"requests": {"storage": "1Gi"}}},
     }))?;
     pvcs.create(&Default::default(), &pvc).await?;
-    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
-    put_compose(client, &ns.name, "web-compose", compose).await?;
-    let mut app = small_app("web", "web-compose");
-    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "app"}}]);
-    apply(client, &ns.name, &app).await?;
-    let apps: Api<KompoxApp> = ns.api();
-    wait_ready(&apps, "web", TIMEOUT).await?;
+    web_app_on(client, &ns.name, "app").await?;
     wait_pvc_bound(&pvcs, "user-data").await?;
-    wait_pvc_bound(&pvcs, "web-data").await?;
 
     // Record every Progressing reason the disks go through: a watcher that has listed the
     // disks before any size changes, and that rides out watch errors.
@@ -495,14 +532,7 @@ async fn namespace_deletion_body(
     write_volume_file(&handle, "db.sqlite", &rand::random::<[u8; 4096]>())?;
     let kept = volume_files(&handle)?;
 
-    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
-    put_compose(client, &old.name, "web-compose", compose).await?;
-    let mut app = small_app("web", "web-compose");
-    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "data"}}]);
-    apply(client, &old.name, &app).await?;
-    let apps: Api<KompoxApp> = old.api();
-    wait_ready(&apps, "web", TIMEOUT).await?;
-    wait_pvc_bound(&old.api(), "web-data").await?;
+    web_app_on(client, &old.name, "data").await?;
 
     // Delete the namespace with everything in it.
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -557,45 +587,14 @@ async fn namespace_deletion_body(
 /// app's PVC) disks alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_growth_is_degraded_and_can_retreat() -> Result<()> {
-    cluster();
-    ensure_crds().await?;
-    let client = admin_client().await?;
-    let ns = TestNamespace::create(&client, "retreat", &[]).await?;
-    let controller = InProcessController::start(NamespaceScope::One(ns.name.clone())).await?;
-    let result = retreat_body(&client, &ns).await;
-    let teardown = async {
-        let apps: Api<KompoxApp> = ns.api();
-        delete_and_wait(&apps, "web").await?;
-        delete_disks(&ns.api()).await?;
-        controller.stop().await?;
-        ns.cleanup().await
-    }
-    .await;
-    with_teardown(result, teardown)
+    in_namespace("retreat", |client, ns| Box::pin(retreat_body(client, ns))).await
 }
 
 async fn retreat_body(client: &Client, ns: &TestNamespace) -> Result<()> {
     let disks: Api<KompoxDisk> = ns.api();
-    for name in ["loose", "app"] {
-        create_disk(
-            &disks,
-            name,
-            json!({"size": "1Gi", "deletionPolicy": "Delete"}),
-        )
-        .await?;
-    }
-    for name in ["loose", "app"] {
-        wait_disk_ready(&disks, name).await?;
-    }
-    let compose = "services:\n  web:\n    image: nginx:1.27\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
-    put_compose(client, &ns.name, "web-compose", compose).await?;
-    let mut app = small_app("web", "web-compose");
-    app["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "app"}}]);
-    apply(client, &ns.name, &app).await?;
-    let apps: Api<KompoxApp> = ns.api();
-    wait_ready(&apps, "web", TIMEOUT).await?;
+    ready_disks(&disks, &["loose", "app"]).await?;
+    web_app_on(client, &ns.name, "app").await?;
     let pvcs: Api<PersistentVolumeClaim> = ns.api();
-    wait_pvc_bound(&pvcs, "web-data").await?;
 
     // 2Ti: refused by the driver, reported on the disk naming the field.
     for name in ["loose", "app"] {
