@@ -4,7 +4,7 @@
 # driver, csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller) from the Go module
 # proxy into a cache OUTSIDE the checkout, so fresh clones on the same machine reuse it.
 # A tool is rebuilt only when its pinned module (hack/tools/<tool>/go.{mod,sum}, plus any
-# Go source of ours in it other than tools.go) changes.
+# Go source of ours in it other than tools.go) changes; our own Go code is tested then too.
 #
 # Usage: hack/build-tools.sh            # build what is missing, print the bin dir
 set -euo pipefail
@@ -44,6 +44,10 @@ build() {
   fi
   log "building $(basename "$mod"): $* (cold builds take minutes)"
   local start=$SECONDS
+  # Our own Go code (csi-mock) is tested whenever it is rebuilt; a failing test fails the build.
+  if find "$mod" -name '*_test.go' -type f | grep -q .; then
+    (cd "$mod" && GOFLAGS=-mod=readonly go test -count=1 ./...)
+  fi
   (cd "$mod" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$KOMPOX_BIN/" "$@")
   # etcd's main package is its server module's root, which go names "server".
   if [ -x "$KOMPOX_BIN/server" ]; then mv -f "$KOMPOX_BIN/server" "$KOMPOX_BIN/etcd"; fi
