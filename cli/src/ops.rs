@@ -382,6 +382,9 @@ pub enum DiskCmd {
     Attach(AttachArgs),
     /// Detach KompoxDisk NAME from an app volume (the `detach` subresource).
     Detach(AttachArgs),
+    /// Grow KompoxDisk NAME to --size and wait until its volume has that size.
+    #[command(after_long_help = DISK_RESIZE_HELP)]
+    Resize(DiskResizeArgs),
     /// Delete KompoxDisk NAME unless an app uses it, and wait until it is gone.
     #[command(after_long_help = DISK_DELETE_HELP)]
     Delete(DiskDeleteArgs),
@@ -395,6 +398,14 @@ not deleted: detach it first with `kubectl kompox disk detach`.
 A disk with deletionPolicy Delete takes its volume and the data on it along: on a terminal the
 command asks for the disk's name to confirm, otherwise it needs --yes. With deletionPolicy
 Orphan the volume is kept and can be adopted again through spec.handle.";
+
+/// Shown by `disk resize --help`.
+pub const DISK_RESIZE_HELP: &str = "\
+The volume is expanded through the CSI driver (the PVC that binds it, or a temporary one while
+no app uses it); the disk is Progressing (Resizing) meanwhile and Ready at the new size after.
+A disk never shrinks: a size below spec.size is refused by the API server. If the driver
+refuses the size (Degraded, ResizeFailed), the command says so; spec.size may then be lowered
+again, to a size above the volume's current one (status.size).";
 
 /// Output formats of the list commands (default: a table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -462,6 +473,26 @@ pub struct DiskCreateArgs {
     pub deletion_policy: DeletionPolicy,
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// Arguments of `disk resize`.
+#[derive(Debug, Args)]
+pub struct DiskResizeArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The new size, e.g. 20Gi.
+    #[arg(long, value_parser = parse_size)]
+    pub size: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+fn parse_size(s: &str) -> Result<String, String> {
+    match kompox_core::api::quantity::parse_bytes(s) {
+        Ok(b) if b > 0 => Ok(s.to_owned()),
+        Ok(_) => Err("must be a positive size, e.g. 20Gi".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_deletion_policy(s: &str) -> Result<DeletionPolicy, String> {
@@ -817,8 +848,71 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Re
                 ),
             )
         }
+        DiskCmd::Resize(a) => resize_disk(a, out).await,
         DiskCmd::Delete(a) => delete_disk(a, out, err).await,
     }
+}
+
+/// `disk resize`: sets `spec.size`, then waits until the controller has seen that generation
+/// and reports Ready with a volume of at least that size, or Degraded `ResizeFailed`.
+async fn resize_disk(a: &DiskResizeArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let (ns, name) = (&a.target.namespace, &a.target.name);
+    let client = ns_client(&a.target.kube, ns).await?;
+    let api: Api<KompoxDisk> = Api::namespaced(client, ns);
+    let what = format!("kompoxdisk {ns}/{name}");
+    let patch = json!({"spec": {"size": a.size}});
+    let d = api
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| kubectx::kube_error(&format!("resizing {what}"), &e))?;
+    line(out, &format!("{what} spec.size set to {}", a.size))?;
+    if !a.wait.wait {
+        return Ok(());
+    }
+    let generation = d.metadata.generation.unwrap_or_default();
+    // Checked by the parser; a quantity the parser accepts always parses here.
+    let want = kompox_core::api::quantity::parse_bytes(&a.size)
+        .map_err(|e| CliError::Invalid(vec![format!("--size: {e}")]))?;
+    let awaited = format!("{what} Ready at {}", a.size);
+    kubectx::wait_for(api, name, &awaited, a.wait.timeout, Some(&mut *out), |d| {
+        let Some(d) = d else {
+            return Err(CliError::NotFound(format!(
+                "{what} was deleted while waiting for it to grow"
+            )));
+        };
+        let st = d.status.clone().unwrap_or_default();
+        if st.observed_generation.unwrap_or_default() < generation {
+            return Ok(Err(format!(
+                "the controller has not seen generation {generation} yet"
+            )));
+        }
+        if let Some(c) = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == "ResizeFailed")
+        {
+            return Err(CliError::Cluster(format!(
+                "{what} cannot grow to {}: {}",
+                a.size, c.message
+            )));
+        }
+        let have = st
+            .size
+            .as_ref()
+            .and_then(|q| kompox_core::api::quantity::parse_bytes(&q.0).ok())
+            .unwrap_or(0);
+        Ok(if ready_of(&st.conditions) == "True" && have >= want {
+            Ok(())
+        } else {
+            Err(kubectx::conditions_summary(&st.conditions))
+        })
+    })
+    .await?;
+    line(out, &format!("{what} is Ready at {}", a.size))
 }
 
 /// The app volumes that hold disk `d`: volumes of existing apps naming it, and its

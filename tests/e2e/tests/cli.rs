@@ -575,6 +575,42 @@ async fn disk_flows(cache: &Path, client: &Client, ns: &str) -> Result<()> {
     names.sort_unstable();
     ensure!(names == ["data", "spare"], "{json}");
 
+    // resize: grows and waits; a smaller size is refused naming the field; a size the driver
+    // refuses is reported, and a smaller growth after it (above the volume's size) goes through.
+    let r = k(vec!["disk", "resize", "spare", "--size", "2Gi"])
+        .await?
+        .ok()?;
+    ensure!(
+        r.stdout
+            .contains(&format!("kompoxdisk {ns}/spare spec.size set to 2Gi"))
+            && r.stdout
+                .contains(&format!("kompoxdisk {ns}/spare is Ready at 2Gi")),
+        "{r:?}"
+    );
+    let size = disk_status(client, ns, "spare").await?.size.map(|q| q.0);
+    ensure!(size.as_deref() == Some("2Gi"), "status.size {size:?}");
+    let r = k(vec!["disk", "resize", "spare", "--size", "1Gi"]).await?;
+    ensure!(
+        r.code == 1 && r.stderr.contains("spec.size") && r.stderr.contains("cannot shrink"),
+        "{r:?}"
+    );
+    let r = k(vec!["disk", "resize", "spare", "--size", "2Ti"]).await?;
+    ensure!(
+        r.code == 1
+            && r.stderr.contains(&format!(
+                "kompoxdisk {ns}/spare cannot grow to 2Ti: spec.size"
+            )),
+        "{r:?}"
+    );
+    let r = k(vec!["disk", "resize", "spare", "--size", "3Gi"])
+        .await?
+        .ok()?;
+    ensure!(
+        r.stdout
+            .contains(&format!("kompoxdisk {ns}/spare is Ready at 3Gi")),
+        "{r:?}"
+    );
+
     // attach through the aggregated API: the app gains the volume, the controller binds it.
     move_spare(cache, client, ns, "attach").await?;
     // A disk another volume holds: 409 naming the holder.
