@@ -765,7 +765,7 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Re
                         "FROM-SNAPSHOT",
                         "AGE",
                     ],
-                    &["DELETION-POLICY", "PV", "HANDLE"],
+                    &["VOLUME-SIZE", "DELETION-POLICY", "PV", "HANDLE"],
                 ),
                 |d| {
                     let s = d.status.clone().unwrap_or_default();
@@ -780,6 +780,7 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Re
                             age(d.metadata.creation_timestamp.as_ref(), now),
                         ],
                         vec![
+                            or_dash(s.size.map(|q| q.0)),
                             format!("{:?}", d.spec.deletion_policy),
                             or_dash(s.pv_name),
                             or_dash(s.handle.or(d.spec.handle.clone())),

@@ -549,7 +549,7 @@ async fn disk_flows(cache: &Path, client: &Client, ns: &str) -> Result<()> {
     let t = table(&k(vec!["disk", "list", "-o", "wide"]).await?.ok()?.stdout);
     let wide: Vec<String> = normal
         .iter()
-        .chain(&["DELETION-POLICY", "PV", "HANDLE"])
+        .chain(&["VOLUME-SIZE", "DELETION-POLICY", "PV", "HANDLE"])
         .map(|c| (*c).to_owned())
         .collect();
     ensure!(t.first() == Some(&wide), "{t:?}");
@@ -563,7 +563,10 @@ async fn disk_flows(cache: &Path, client: &Client, ns: &str) -> Result<()> {
         Some(&data["HANDLE"]) == st.handle.as_ref(),
         "{data:?} vs {st:?}"
     );
-    ensure!(data["DELETION-POLICY"] == "Orphan", "{data:?}");
+    ensure!(
+        data["DELETION-POLICY"] == "Orphan" && data["VOLUME-SIZE"] == "1Gi",
+        "{data:?}"
+    );
     let json: Value =
         serde_json::from_str(&k(vec!["disk", "list", "-o", "json"]).await?.ok()?.stdout)?;
     let mut names: Vec<&str> = json["items"]
