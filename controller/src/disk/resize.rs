@@ -116,21 +116,26 @@ pub fn plan(
         ));
     }
     let requested = claim_storage(spec.and_then(|s| s.resources.as_ref()?.requests.as_ref()));
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
     let problem = resize_problem(pvc);
     if requested > want_bytes && problem.is_some() {
         return Plan::Lower;
     }
+    // Raising is always allowed, whatever an earlier attempt left on the claim.
+    if bound && requested < want_bytes {
+        return Plan::Raise;
+    }
     if let Some((infeasible, msg)) = problem {
-        // A refusal of an earlier, larger request (the resizer tried `allocatedResources`)
-        // says nothing about the current one, which the resizer is about to try.
+        // A refusal of another request (the resizer tried `allocatedResources`) says nothing
+        // about the current one, which the resizer is about to try.
         let tried = claim_storage(
             pvc.status
                 .as_ref()
                 .and_then(|s| s.allocated_resources.as_ref()),
         );
-        if infeasible && tried > requested {
+        if infeasible && tried != 0 && tried != requested {
             return Plan::Wait(format!(
-                "growing from {have} to {want} through PVC {key}: the driver refused a larger size before; trying {want}"
+                "growing from {have} to {want} through PVC {key}: the driver refused another size before; trying {want}"
             ));
         }
         if infeasible {
@@ -142,14 +147,10 @@ pub fn plan(
             "growing from {have} to {want} through PVC {key}: {msg}"
         ));
     }
-    let status = pvc.status.as_ref();
-    if status.and_then(|s| s.phase.as_deref()) != Some("Bound") {
+    if !bound {
         return Plan::Wait(format!(
             "growing to {want}: waiting for PVC {key} to bind PersistentVolume {pv_name}"
         ));
-    }
-    if requested < want_bytes {
-        return Plan::Raise;
     }
     Plan::Wait(format!(
         "growing from {have} to {want} through PVC {key} (CSI expansion under way)"
@@ -395,6 +396,8 @@ mod tests {
             panic!("a transient error is waited on");
         };
         assert!(m.ends_with(": quota"), "{m}");
+        // spec.size raised again meanwhile: the request follows at once.
+        assert_eq!(step(3 * GI, GI, Holder::Claim(&retried), None), Plan::Raise);
         let mut infeasible = error;
         infeasible["allocatedResourceStatuses"] = json!({"storage": "ControllerResizeInfeasible"});
         let failed = pvc("k4x-static", "Bound", "2Gi", infeasible);
@@ -422,7 +425,7 @@ mod tests {
         let Plan::Wait(m) = step(2 * GI, GI, Holder::Claim(&lowered), None) else {
             panic!("the old refusal must not count");
         };
-        assert!(m.contains("refused a larger size before"), "{m}");
+        assert!(m.contains("refused another size before"), "{m}");
         // A larger request in progress without any problem (the user's own) is left alone.
         let bigger = pvc("k4x-static", "Bound", "3Gi", json!({}));
         assert!(matches!(
