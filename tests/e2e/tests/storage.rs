@@ -25,7 +25,7 @@ use kompox_e2e::controller::{
     driver_volumes, finish, read_volume_file, run, scoped, volume_dir, volume_dir_exists,
     volume_files, volumes_created_in, write_volume_file,
 };
-use kompox_e2e::storage::wait_disk_ready;
+use kompox_e2e::storage::{wait_disk, wait_disk_ready};
 use kompox_e2e::{
     TestNamespace, admin_client, cluster, delete_all, delete_and_wait, ensure_crds,
     wait_for_condition, wait_until,
@@ -872,8 +872,20 @@ async fn bad_specs_are_rejected_or_degraded_naming_the_field_body(env: &mut Env)
     Ok(())
 }
 
-/// Kill -9 the controller at random points of 20 create/delete cycles; it converges and
-/// leaves no PV, PVC or volume behind.
+/// Half the time: wait up to 400 ms, kill -9 the controller and start it again.
+async fn maybe_kill(env: &mut Env, kills: &mut u32) -> Result<()> {
+    if rand::random::<bool>() {
+        tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
+        env.controller.kill9().await?;
+        *kills += 1;
+        env.controller.restart().await?;
+    }
+    Ok(())
+}
+
+/// Kill -9 the controller at random points of 20 create/delete cycles, a third of which also
+/// grow the disk (through the temporary resize PVC); it converges, the grown volumes have the
+/// new size, and nothing is left behind: no PV, PVC (resize PVCs included) or volume.
 #[tokio::test]
 async fn kill9_during_create_delete_cycles_converges_without_leaks() -> Result<()> {
     run("chaos", |env| {
@@ -891,6 +903,7 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
     let mut kills = 0;
     let mut handles = BTreeSet::new();
     let mut ready_times = Vec::new();
+    let mut grow_times = Vec::new();
     for i in 0..20u32 {
         let name = format!("c{i}");
         let spec = if i % 4 == 3 {
@@ -900,23 +913,35 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
         };
         let t0 = Instant::now();
         env.create_disk(&name, spec).await?;
-        if rand::random::<bool>() {
-            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
-            env.controller.kill9().await?;
-            kills += 1;
-            env.controller.restart().await?;
-        }
+        maybe_kill(env, &mut kills).await?;
         let d = wait_disk_ready(&api, &name).await?;
         ready_times.push(t0.elapsed());
         let handle = handle_of(&d)?;
         handles.insert(handle.clone());
-        api.delete(&name, &DeleteParams::default()).await?;
-        if rand::random::<bool>() {
-            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 400)).await;
-            env.controller.kill9().await?;
-            kills += 1;
-            env.controller.restart().await?;
+        if i % 3 == 1 {
+            let t0 = Instant::now();
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"size": "2Gi"}})),
+            )
+            .await?;
+            maybe_kill(env, &mut kills).await?;
+            wait_disk(&api, &name, |s| {
+                ready(&s.conditions)
+                    && s.observed_generation == Some(2)
+                    && s.size.as_ref().is_some_and(|q| q.0 == "2Gi")
+            })
+            .await?;
+            grow_times.push(t0.elapsed());
+            let bytes = driver_volume_capacity(&handle)?;
+            ensure!(
+                bytes == Some(2 << 30),
+                "{name} Ready at 2Gi but volume {handle} has {bytes:?} bytes"
+            );
         }
+        api.delete(&name, &DeleteParams::default()).await?;
+        maybe_kill(env, &mut kills).await?;
         wait_until(&format!("{name} deleted"), TIMEOUT, || async {
             Ok(api.get_opt(&name).await?.is_none())
         })
@@ -946,8 +971,7 @@ async fn kill9_during_create_delete_cycles_converges_without_leaks_body(
     }
     env.controller.wait_ready(TIMEOUT).await?;
     println!(
-        "chaos: 20 cycles, {kills} kill -9; create->Ready {:?}",
-        ready_times
+        "chaos: 20 cycles, {kills} kill -9; create->Ready {ready_times:?}; 1Gi->2Gi Ready {grow_times:?}"
     );
 
     // Leftovers: PVs of the namespace, PVCs in it, volumes the driver made for it.
