@@ -8,6 +8,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{
     DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskSpec, KompoxSnapshot, KompoxSnapshotSpec,
     LocalRef, ProviderSpec,
@@ -482,14 +483,26 @@ pub struct DiskResizeArgs {
     pub target: Target,
     /// The new size, e.g. 20Gi.
     #[arg(long, value_parser = parse_size)]
-    pub size: String,
+    pub size: Size,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
 
-fn parse_size(s: &str) -> Result<String, String> {
+/// A positive size as given (`20Gi`) and in bytes.
+#[derive(Clone, Debug)]
+pub struct Size {
+    /// As given, for `spec.size` and messages.
+    pub text: String,
+    /// In bytes.
+    pub bytes: u128,
+}
+
+fn parse_size(s: &str) -> Result<Size, String> {
     match kompox_core::api::quantity::parse_bytes(s) {
-        Ok(b) if b > 0 => Ok(s.to_owned()),
+        Ok(bytes) if bytes > 0 => Ok(Size {
+            text: s.to_owned(),
+            bytes,
+        }),
         Ok(_) => Err("must be a positive size, e.g. 20Gi".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -861,7 +874,8 @@ async fn resize_disk(a: &DiskResizeArgs, out: &mut dyn Write) -> Result<(), CliE
     let client = ns_client(&a.target.kube, ns).await?;
     let api: Api<KompoxDisk> = Api::namespaced(client, ns);
     let what = format!("kompoxdisk {ns}/{name}");
-    let patch = json!({"spec": {"size": a.size}});
+    let size = &a.size.text;
+    let patch = json!({"spec": {"size": size}});
     let d = api
         .patch(
             name,
@@ -870,15 +884,12 @@ async fn resize_disk(a: &DiskResizeArgs, out: &mut dyn Write) -> Result<(), CliE
         )
         .await
         .map_err(|e| kubectx::kube_error(&format!("resizing {what}"), &e))?;
-    line(out, &format!("{what} spec.size set to {}", a.size))?;
+    line(out, &format!("{what} spec.size set to {size}"))?;
     if !a.wait.wait {
         return Ok(());
     }
     let generation = d.metadata.generation.unwrap_or_default();
-    // Checked by the parser; a quantity the parser accepts always parses here.
-    let want = kompox_core::api::quantity::parse_bytes(&a.size)
-        .map_err(|e| CliError::Invalid(vec![format!("--size: {e}")]))?;
-    let awaited = format!("{what} Ready at {}", a.size);
+    let awaited = format!("{what} Ready at {size}");
     kubectx::wait_for(api, name, &awaited, a.wait.timeout, Some(&mut *out), |d| {
         let Some(d) = d else {
             return Err(CliError::NotFound(format!(
@@ -891,14 +902,12 @@ async fn resize_disk(a: &DiskResizeArgs, out: &mut dyn Write) -> Result<(), CliE
                 "the controller has not seen generation {generation} yet"
             )));
         }
-        if let Some(c) = st
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == "ResizeFailed")
+        if let Some(c) = condition::find(&st.conditions, types::DEGRADED)
+            .filter(|c| c.status == "True" && c.reason == reasons::RESIZE_FAILED)
         {
             return Err(CliError::Cluster(format!(
-                "{what} cannot grow to {}: {}",
-                a.size, c.message
+                "{what} cannot grow to {size}: {}",
+                c.message
             )));
         }
         let have = st
@@ -906,14 +915,16 @@ async fn resize_disk(a: &DiskResizeArgs, out: &mut dyn Write) -> Result<(), CliE
             .as_ref()
             .and_then(|q| kompox_core::api::quantity::parse_bytes(&q.0).ok())
             .unwrap_or(0);
-        Ok(if ready_of(&st.conditions) == "True" && have >= want {
-            Ok(())
-        } else {
-            Err(kubectx::conditions_summary(&st.conditions))
-        })
+        Ok(
+            if condition::is_true(&st.conditions, types::READY) && have >= a.size.bytes {
+                Ok(())
+            } else {
+                Err(kubectx::conditions_summary(&st.conditions))
+            },
+        )
     })
     .await?;
-    line(out, &format!("{what} is Ready at {}", a.size))
+    line(out, &format!("{what} is Ready at {size}"))
 }
 
 /// The app volumes that hold disk `d`: volumes of existing apps naming it, and its

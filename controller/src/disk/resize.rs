@@ -27,7 +27,11 @@
 //!
 //! `status.size` is the PV's capacity.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kompox_core::api::condition::reasons::{RESIZE_FAILED, RESIZING};
 use kompox_core::api::{KompoxDisk, quantity};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -35,11 +39,6 @@ use kube::{Api, ResourceExt};
 use super::{DiskCtx, objects};
 use crate::status::{Phase, normal_event};
 use crate::{Error, Result, ops};
-
-/// Condition reason while the volume grows.
-pub const RESIZING: &str = "Resizing";
-/// Condition reason when it cannot grow.
-pub const RESIZE_FAILED: &str = "ResizeFailed";
 
 /// Who holds the static PV.
 #[derive(Debug, Clone, Copy)]
@@ -158,14 +157,7 @@ pub fn plan(
 }
 
 /// The `storage` entry of a claim's resource map in bytes (0 when absent or unparsable).
-fn claim_storage(
-    map: Option<
-        &std::collections::BTreeMap<
-            String,
-            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-        >,
-    >,
-) -> u128 {
+fn claim_storage(map: Option<&BTreeMap<String, Quantity>>) -> u128 {
     map.and_then(|m| m.get("storage"))
         .and_then(|q| quantity::parse_bytes(&q.0).ok())
         .unwrap_or(0)
@@ -284,10 +276,13 @@ pub(super) async fn grow(
                 "metadata": {"resourceVersion": pvc.resource_version()},
                 "spec": {"resources": {"requests": {"storage": want}}},
             });
-            let verb = if step == Plan::Lower {
-                "lowering"
+            let (verb, why) = if step == Plan::Lower {
+                (
+                    "lowering",
+                    ", whose request for the larger size that failed is lowered",
+                )
             } else {
-                "raising"
+                ("raising", "")
             };
             Api::<PersistentVolumeClaim>::namespaced(dctx.ctx.client.clone(), &pns)
                 .patch(&pname, &PatchParams::default(), &Patch::Merge(&patch))
@@ -298,14 +293,10 @@ pub(super) async fn grow(
                         e,
                     )
                 })?;
-            let handle = super::pv_handle(pv).unwrap_or_default();
-            let msg = if step == Plan::Lower {
-                format!(
-                    "growing volume {handle} from {have} to {want} through PVC {pns}/{pname}, whose request for the larger size that failed is lowered"
-                )
-            } else {
-                format!("growing volume {handle} from {have} to {want} through PVC {pns}/{pname}")
-            };
+            let msg = format!(
+                "growing volume {} from {have} to {want} through PVC {pns}/{pname}{why}",
+                super::pv_handle(pv).unwrap_or_default()
+            );
             normal_event(&dctx.ctx.recorder, disk, RESIZING, "Resize", msg.clone()).await;
             progressing(msg)
         }

@@ -48,6 +48,10 @@ pub mod reasons {
     pub const PROVIDER_ERROR: &str = "ProviderError";
     /// An RWO volume is being switched to another disk.
     pub const VOLUME_SWITCHING: &str = "VolumeSwitching";
+    /// A disk's volume is being expanded to `spec.size`.
+    pub const RESIZING: &str = "Resizing";
+    /// A disk's volume cannot be expanded to `spec.size`.
+    pub const RESIZE_FAILED: &str = "ResizeFailed";
     /// The object is being deleted (finalizer running).
     pub const DELETING: &str = "Deleting";
 }
