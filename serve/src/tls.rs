@@ -95,7 +95,7 @@ pub fn server_config(
     key_pem: &[u8],
     client_ca_pem: Option<&[u8]>,
 ) -> Result<Arc<ServerConfig>> {
-    let client_ca = client_ca_pem.map_or(ClientCa::None, |b| ClientCa::Bundle(b.to_vec()));
+    let client_ca = ClientCa::from_pem(client_ca_pem);
     build(cert_pem, key_pem, &client_ca, &Labels::in_memory()).map(|b| b.config)
 }
 
@@ -529,13 +529,10 @@ impl TlsFiles {
         Ok(Inputs {
             cert: read_file(&self.cert)?,
             key: read_file(&self.key)?,
-            client_ca: ClientCa::from_pem(
-                self.client_ca
-                    .as_deref()
-                    .map(read_file)
-                    .transpose()?
-                    .as_deref(),
-            ),
+            client_ca: match &self.client_ca {
+                Some(path) => ClientCa::Bundle(read_file(path)?),
+                None => ClientCa::None,
+            },
         })
     }
 
