@@ -129,17 +129,8 @@ pub fn storage_class(
     parameters: &BTreeMap<String, String>,
     zone: Option<&str>,
 ) -> Result<StorageClass> {
-    let mut sc = managed_object(
-        "storage.k8s.io/v1",
-        "StorageClass",
-        name,
-        &[(ROLE_LABEL, ROLE_STORAGE_CLASS)],
-    );
-    sc["provisioner"] = json!(driver);
+    let mut sc = kompox_class(name, driver);
     sc["parameters"] = json!(parameters);
-    sc["reclaimPolicy"] = json!("Retain");
-    sc["volumeBindingMode"] = json!("Immediate");
-    sc["allowVolumeExpansion"] = json!(true);
     if let Some(z) = zone {
         sc["allowedTopologies"] =
             json!([{"matchLabelExpressions": [{"key": ZONE_LABEL, "values": [z]}]}]);
@@ -153,17 +144,26 @@ pub fn storage_class(
 ///
 /// [`Error::Serde`] only if the object cannot be represented (not expected).
 pub fn static_storage_class() -> Result<StorageClass> {
+    from_json(
+        "StorageClass",
+        kompox_class(STATIC_STORAGE_CLASS, NO_PROVISIONER),
+    )
+}
+
+/// What every Kompox StorageClass is: managed by Kompox, `provisioner`, `Retain`,
+/// `Immediate`, volume expansion allowed.
+fn kompox_class(name: &str, provisioner: &str) -> serde_json::Value {
     let mut sc = managed_object(
         "storage.k8s.io/v1",
         "StorageClass",
-        STATIC_STORAGE_CLASS,
+        name,
         &[(ROLE_LABEL, ROLE_STORAGE_CLASS)],
     );
-    sc["provisioner"] = json!(NO_PROVISIONER);
+    sc["provisioner"] = json!(provisioner);
     sc["reclaimPolicy"] = json!("Retain");
     sc["volumeBindingMode"] = json!("Immediate");
     sc["allowVolumeExpansion"] = json!(true);
-    from_json("StorageClass", sc)
+    sc
 }
 
 /// The temporary PVC `resize_pvc_name(disk)` in `namespace` that binds the disk's Available
