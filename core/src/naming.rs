@@ -4,6 +4,8 @@
 //! (`compact_id(unix_seconds, random)`), so the controller, webhook and CLI agree and tests
 //! use fixed vectors.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -304,6 +306,89 @@ pub fn sanitize_label(s: &str, max: usize) -> String {
     }
 }
 
+/// Whether `s` is a compose resource name (volumes, configs, secrets):
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+#[must_use]
+pub fn is_compose_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The Kubernetes names of a set of compose names (services, volumes, configs, secrets):
+/// compose allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, Kubernetes objects need DNS-1123 labels.
+///
+/// Each name becomes its *base*: lowercased, every character other than `[a-z0-9-]` (`_`,
+/// `.`) replaced by `-`, leading and trailing `-` trimmed, at most `max` characters (capped at
+/// 63; longer ones shortened with [`truncate_with_hash`]). A name that is its own base keeps
+/// it; another name gets its base too unless a different name of the set has the same base:
+/// then it gets `<base>-<short hash of the name>`. So `db_data` is `db-data`, and with
+/// `db-data` also present, `db_data` is `db-data-<hash>` while `db-data` stays `db-data`.
+///
+/// The result depends only on the set (not its order), and distinct names get distinct
+/// results.
+#[must_use]
+pub fn k8s_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> BTreeMap<String, String> {
+    let max = max.clamp(SHORT_HASH_LEN + 2, MAX_LABEL_LEN);
+    let mut by_base: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for n in names {
+        by_base.entry(base_label(n, max)).or_default().push(n);
+    }
+    let mut out = BTreeMap::new();
+    for (base, mut group) in by_base {
+        group.sort_unstable();
+        group.dedup();
+        let alone = group.len() == 1;
+        for n in group {
+            let k = if n == base || alone {
+                base.clone()
+            } else {
+                let keep = max - SHORT_HASH_LEN - 1;
+                let prefix: String = base.chars().take(keep).collect();
+                let prefix = prefix.trim_end_matches('-');
+                if prefix.is_empty() {
+                    short_hash(n)
+                } else {
+                    format!("{prefix}-{}", short_hash(n))
+                }
+            };
+            out.insert(n.to_owned(), k);
+        }
+    }
+    out
+}
+
+/// The Kubernetes name of one compose name on its own (see [`k8s_names`]).
+#[must_use]
+pub fn k8s_name(name: &str, max: usize) -> String {
+    k8s_names([name], max).remove(name).unwrap_or_default()
+}
+
+/// The base of [`k8s_names`]: a DNS-1123 label of at most `max` characters.
+fn base_label(s: &str, max: usize) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    let base = if trimmed.is_empty() {
+        short_hash(s)
+    } else {
+        trimmed.to_owned()
+    };
+    truncate_with_hash(&base, max)
+}
+
 fn label_problem(s: &str, max: usize) -> Option<&'static str> {
     let b = s.as_bytes();
     if b.is_empty() {
@@ -340,6 +425,7 @@ fn base36_fixed(mut n: u64, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn port_names() {
@@ -475,5 +561,75 @@ mod tests {
         assert!(is_dns1123_label(&sanitize_label("___", 63)));
         assert!(is_dns1123_label(&sanitize_label("", 63)));
         assert!(sanitize_label(&"x".repeat(100), 20).len() <= 20);
+    }
+
+    #[test]
+    fn k8s_names_cases() {
+        let h = short_hash;
+        // (case, the set of compose names, name → expected Kubernetes name)
+        type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>);
+        let cases: Vec<Case> = vec![
+            ("valid name kept", vec!["web"], vec![("web", "web".into())]),
+            (
+                "underscore",
+                vec!["db_data"],
+                vec![("db_data", "db-data".into())],
+            ),
+            (
+                "dot",
+                vec!["db.local"],
+                vec![("db.local", "db-local".into())],
+            ),
+            ("upper case", vec!["Web"], vec![("Web", "web".into())]),
+            (
+                "leading digit stays a label",
+                vec!["1db"],
+                vec![("1db", "1db".into())],
+            ),
+            (
+                "trailing underscore trimmed",
+                vec!["cache_"],
+                vec![("cache_", "cache".into())],
+            ),
+            (
+                "collision: the valid name keeps its name",
+                vec!["db_data", "db-data"],
+                vec![
+                    ("db-data", "db-data".into()),
+                    ("db_data", format!("db-data-{}", h("db_data"))),
+                ],
+            ),
+            (
+                "collision without a valid name: both hashed",
+                vec!["a_b", "a.b"],
+                vec![
+                    ("a_b", format!("a-b-{}", h("a_b"))),
+                    ("a.b", format!("a-b-{}", h("a.b"))),
+                ],
+            ),
+            (
+                "unrelated names do not affect each other",
+                vec!["db_data", "web_data"],
+                vec![
+                    ("db_data", "db-data".into()),
+                    ("web_data", "web-data".into()),
+                ],
+            ),
+        ];
+        for (case, set, want) in cases {
+            let got = k8s_names(set.iter().copied(), 63);
+            let rev = k8s_names(set.iter().rev().copied(), 63);
+            assert_eq!(got, rev, "{case}: depends on order");
+            for (n, w) in want {
+                assert_eq!(got.get(n), Some(&w), "{case}: {n}");
+                assert!(is_dns1123_label(&w), "{case}: {w}");
+            }
+            let distinct: BTreeSet<&String> = got.values().collect();
+            assert_eq!(distinct.len(), got.len(), "{case}: not distinct");
+        }
+        let long = format!("{}_x", "a".repeat(80));
+        let k = k8s_name(&long, 40);
+        assert!(k.len() <= 40 && is_dns1123_label(&k), "{k}");
+        assert_eq!(k8s_name("db_data", 63), "db-data");
     }
 }

@@ -105,7 +105,9 @@ pub struct DeploymentSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppVolume {
-    /// Compose volume name.
+    /// Compose volume name, as the compose file writes it (`db_data`); Kubernetes names are
+    /// derived from it.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// KompoxDisk in the same namespace.
     pub disk_ref: LocalRef,
@@ -290,7 +292,7 @@ impl KompoxAppSpec {
         let mut vols = BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             let f = format!("spec.volumes[{i}]");
-            check_label(&mut errs, &format!("{f}.name"), &v.name);
+            check_compose_name(&mut errs, &format!("{f}.name"), &v.name);
             if !vols.insert(v.name.as_str()) {
                 errs.push(
                     format!("{f}.name"),
@@ -327,6 +329,19 @@ impl KompoxAppSpec {
             }
         }
         errs.finish()
+    }
+}
+
+/// A compose volume name as written (`db_data`): `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 253
+/// characters. The renderer derives Kubernetes names from it ([`crate::naming::k8s_names`]).
+fn check_compose_name(errs: &mut Errors, field: &str, name: &str) {
+    if !crate::naming::is_compose_name(name) {
+        errs.push(
+            field,
+            format!("{name:?} is not a compose volume name (a letter or digit, then letters, digits, '_', '.' or '-')"),
+        );
+    } else if name.len() > crate::naming::MAX_SUBDOMAIN_LEN {
+        errs.push(field, "must be at most 253 characters");
     }
 }
 

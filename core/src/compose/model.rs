@@ -12,7 +12,7 @@ use std::time::Duration;
 pub struct Project {
     /// Top-level `name`, if given.
     pub name: Option<String>,
-    /// Services by name (each a valid DNS-1123 label).
+    /// Services by name (compose names: `[a-zA-Z0-9._-]+`).
     pub services: BTreeMap<String, Service>,
     /// Top-level `volumes` by name.
     pub volumes: BTreeMap<String, VolumeDef>,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::keys::Scope;
 use super::model::{FileObjectDef, FileObjectSource, Project, VolumeDef};
-use super::walk::{Ctx, child, is_dns_label, is_resource_name, normalize_relative};
+use super::walk::{Ctx, child, is_resource_name, normalize_relative};
 use super::yaml::Value;
 
 /// Walks the whole file.
@@ -51,10 +51,10 @@ pub(crate) fn project(ctx: &mut Ctx<'_>, root: &Value) -> Project {
                 let mut parsed = BTreeMap::new();
                 for (name, def) in services {
                     let at = child("services", name);
-                    if !is_dns_label(name) {
+                    if !is_service_name(name) {
                         ctx.error(
                             &at,
-                            format!("invalid service name {name:?}: must be a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"),
+                            format!("invalid service name {name:?}: letters, digits, '.', '_' and '-' only"),
                         );
                     }
                     let svc = super::service::service(ctx, &at, def, &project);
@@ -67,6 +67,14 @@ pub(crate) fn project(ctx: &mut Ctx<'_>, root: &Value) -> Project {
         },
     }
     project
+}
+
+/// Compose service names (compose-spec: `^[a-zA-Z0-9._-]+$`); Kubernetes names are derived
+/// from them ([`crate::naming::k8s_names`]).
+fn is_service_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Compose project names: `[a-z0-9][a-z0-9_-]*`.

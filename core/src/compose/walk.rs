@@ -379,24 +379,9 @@ pub(crate) fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
-/// DNS-1123 label: lower-case alphanumerics and `-`, starting and ending alphanumeric,
-/// at most 63 characters.
-pub(crate) fn is_dns_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-}
-
 /// Compose resource names (volumes, configs, secrets): `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 pub(crate) fn is_resource_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    crate::naming::is_compose_name(s)
 }
 
 /// Lexically normalizes a relative path: drops `.` and empty components and resolves `..`.

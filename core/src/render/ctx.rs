@@ -106,6 +106,50 @@ impl AppMeta {
     }
 }
 
+/// The Kubernetes names of the compose names an app uses ([`naming::k8s_names`]): one
+/// derivation for every place a name appears, so containers, Services, PVCs and pod volumes
+/// agree.
+#[derive(Default)]
+pub(crate) struct Names {
+    /// Compose service → container name (a DNS-1123 label).
+    containers: BTreeMap<String, String>,
+    /// `spec.volumes[].name` → pod volume name and PVC suffix (a DNS-1123 label).
+    volumes: BTreeMap<String, String>,
+}
+
+impl Names {
+    pub fn new<'a>(
+        services: impl IntoIterator<Item = &'a str>,
+        volumes: impl IntoIterator<Item = &'a str>,
+    ) -> Names {
+        Names {
+            containers: naming::k8s_names(services, MAX_LABEL_LEN),
+            volumes: naming::k8s_names(volumes, MAX_LABEL_LEN),
+        }
+    }
+
+    /// The container name of a compose service.
+    pub fn container<'s>(&'s self, service: &'s str) -> &'s str {
+        self.containers.get(service).map_or(service, String::as_str)
+    }
+
+    /// The Service name of a compose service: its container name, prefixed with `k4x-` when
+    /// that does not start with a letter (Service names are DNS-1035 labels).
+    pub fn service(&self, service: &str) -> String {
+        let c = self.container(service);
+        if c.starts_with(|ch: char| ch.is_ascii_lowercase()) {
+            c.to_owned()
+        } else {
+            naming::truncate_with_hash(&format!("{}-{c}", naming::PREFIX), MAX_LABEL_LEN)
+        }
+    }
+
+    /// The pod volume name of an app volume.
+    pub fn volume<'s>(&'s self, volume: &'s str) -> &'s str {
+        self.volumes.get(volume).map_or(volume, String::as_str)
+    }
+}
+
 /// `s` as a label value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends.
 pub(crate) fn label_value(s: &str) -> String {
     let ok = !s.is_empty()
@@ -129,11 +173,6 @@ pub(crate) fn service_name(s: &str) -> String {
     } else {
         naming::sanitize_label(&format!("{}-{s}", naming::PREFIX), MAX_LABEL_LEN)
     }
-}
-
-/// Whether `s` is a DNS-1035 label (what a Service name must be).
-pub(crate) fn is_dns1035_label(s: &str) -> bool {
-    naming::is_dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// `name` as a pod volume name (a DNS-1123 label), prefixed so it cannot be mistaken for
@@ -199,7 +238,6 @@ mod tests {
         assert_eq!(label_value(&"a".repeat(70)).len(), 63);
         assert_eq!(service_name("web"), "web");
         assert!(service_name("1web").starts_with("k4x-1web"));
-        assert!(is_dns1035_label("web") && !is_dns1035_label("1web"));
         assert_eq!(seconds(Duration::from_millis(1500)), 2);
         assert_eq!(seconds(Duration::ZERO), 1);
         assert_eq!(seconds(Duration::from_secs(u64::MAX)), i32::MAX);

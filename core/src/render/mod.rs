@@ -36,12 +36,13 @@
 //! | compose / KompoxApp | Kubernetes |
 //! |---|---|
 //! | the whole project | one Deployment `<app>-app`: `replicas: 1`, strategy `Recreate`, one container per service (name = service name) |
-//! | each service | a headless Service named after it (`clusterIP: None`, `publishNotReadyAddresses: true`), ports from `ports` targets and `expose`; without ports it has none and its name still resolves to the Pod IP (the endpoints controller publishes addresses of headless Services without ports) |
-//! | service name not starting with a letter | no Service (warning); reachable on localhost |
+//! | each service | a headless Service named after it (its derived name, below; `clusterIP: None`, `publishNotReadyAddresses: true`), ports from `ports` targets and `expose`; without ports it has none and its name still resolves to the Pod IP (the endpoints controller publishes addresses of headless Services without ports) |
+//! | compose names (`my_db`, `db_data`, `db.local`, `Web`) | Kubernetes names derived by [`crate::naming::k8s_names`]: lowercase, `_`/`.` → `-` (`my-db`, `db-data`), a hash suffix only when two names of a kind would collide (the already valid one keeps its name); a Service name not starting with a letter is prefixed `k4x-` |
+//! | a service name no Service name serves | resolves to the Pod (127.0.0.1) inside it: a `hostAliases` entry when it is a DNS name once lowercased (`db.local`, `1db`, `Web`); with `_` (`my_db`), which neither DNS nor `hostAliases` accepts, Kompox writes the Pod's /etc/hosts (ConfigMap `<app>-hosts`, mounted read-only into every container; with the localhost entries, `extra_hosts`, and the Pod `hostname` = the app name) |
 //! | `spec.ingress.rules[i]` | port of Service `<app>-app` (name = rule name if a valid port name, else `p<port>`), target = the container port published as `rules[i].port`; Ingress `<app>-app` with one rule per host, path `/` Prefix |
 //! | `spec.ingress.className` / `annotations` / `certResolver` | `ingressClassName` / annotations (the user's win) / `router.tls: "true"`, `router.tls.certresolver`, `router.entrypoints: websecure` |
 //! | published port no rule uses, `host_ip` | warning (reachable in the cluster only) |
-//! | `spec.volumes[i]` | PVC `<app>-<name>`: `volumeName` = the disk's `status.pvName`, `storageClassName` = the disk's `status.storageClassName` (`""` without one), RWO, size = disk `spec.size`, label `kompox.dev/disk` |
+//! | `spec.volumes[i]` | PVC `<app>-<name>` (the derived name of the compose volume name): `volumeName` = the disk's `status.pvName`, `storageClassName` = the disk's `status.storageClassName` (`""` without one), RWO, size = disk `spec.size`, label `kompox.dev/disk` |
 //! | `./rel` bind | `subPath: rel` on `spec.volumes[0]`; `.` mounts the whole volume |
 //! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub`; warning unless `nocopy` (Kubernetes does not copy the image's files into a new volume) |
 //! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` |
@@ -125,7 +126,7 @@ use crate::api::{KompoxApp, KompoxDisk, ProviderType, condition::reasons};
 pub use crate::compose::{Diagnostic, Warning};
 use crate::hash::{ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_refs};
 use crate::naming::ENV_HASH_ANNOTATION;
-use ctx::{AppMeta, Ctx};
+use ctx::{AppMeta, Ctx, Names};
 use files::{Derived, FileTable, check_size};
 
 /// Label carrying the app name on every rendered object.
@@ -376,8 +377,12 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     let project = &parsed.project;
     let meta = AppMeta::new(name, app.metadata.namespace.as_deref());
 
+    let names = Names::new(
+        project.services.keys().map(String::as_str),
+        app.spec.volumes.iter().map(|v| v.name.as_str()),
+    );
     let mut files = FileTable::resolve(&mut cx, app, input.sources);
-    let storage = storage::plan(&mut cx, &meta, app, input.disks, input.cluster);
+    let storage = storage::plan(&mut cx, &meta, &names, app, input.disks, input.cluster);
 
     // Derived objects: env Secrets per service, configs and secrets.
     let mut secrets: Vec<Secret> = Vec::new();
@@ -385,7 +390,7 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     let mut env_secrets = BTreeMap::new();
     for (sname, svc) in &project.services {
         if let Some(data) = files::env_file_data(&mut cx, &mut files, sname, svc) {
-            let obj = meta.object_name(&format!("{sname}-env"));
+            let obj = meta.object_name(&format!("{}-env", names.container(sname)));
             let bytes: BTreeMap<String, Vec<u8>> =
                 data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
             let field = format!("services.{sname}.env_file");
@@ -437,7 +442,22 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         }
     }
 
-    let network = network::plan(&mut cx, &meta, app, project);
+    let network = network::plan(&mut cx, &meta, &names, app, project);
+    let hosts = pod::hosts(
+        &mut cx,
+        project,
+        &names,
+        &meta.object_name("hosts"),
+        &meta.name,
+    );
+    if let (Some(file), Some(text)) = (&hosts.file, &hosts.file_content) {
+        config_maps.push(config_map(
+            &meta,
+            &file.name,
+            "services",
+            BTreeMap::from([(pod::HOSTS_KEY.to_owned(), text.clone().into_bytes())]),
+        ));
+    }
     let pod = pod::build(
         &mut cx,
         &pod::PodInputs {
@@ -446,6 +466,8 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
             spec_volumes: app.spec.volumes.iter().map(|v| v.name.as_str()).collect(),
             env_secrets: &env_secrets,
             derived: &derived,
+            names: &names,
+            hosts: &hosts,
         },
         &mut files,
     );

@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ctx::{AppMeta, Ctx, is_dns1035_label};
+use super::ctx::{AppMeta, Ctx, Names};
 use super::{COMPONENT, ErrorReason, SOURCE_ANNOTATION};
 use crate::api::KompoxApp;
 use crate::compose::{Project, Protocol};
@@ -56,22 +56,29 @@ pub(crate) struct Network {
     pub ingress: Option<Ingress>,
 }
 
-pub(crate) fn plan(cx: &mut Ctx, meta: &AppMeta, app: &KompoxApp, project: &Project) -> Network {
+pub(crate) fn plan(
+    cx: &mut Ctx,
+    meta: &AppMeta,
+    names: &Names,
+    app: &KompoxApp,
+    project: &Project,
+) -> Network {
     let front_name = super::ctx::service_name(&meta.object_name(COMPONENT));
     let mut services = Vec::new();
+    let mut taken: BTreeMap<String, &str> = BTreeMap::new();
 
     for (name, svc) in &project.services {
         let field = format!("services.{name}");
-        if !is_dns1035_label(name) {
-            cx.warn(
+        let sname = names.service(name);
+        if let Some(other) = taken.insert(sname.clone(), name) {
+            cx.error(
+                ErrorReason::InvalidCompose,
                 &field,
-                format!(
-                    "no Service: {name:?} does not start with a letter, as Kubernetes Service names must; other services reach it on localhost"
-                ),
+                format!("its Service would be named {sname:?} like the one of service {other:?}: rename one of them"),
             );
             continue;
         }
-        if *name == front_name {
+        if sname == front_name {
             cx.error(
                 ErrorReason::InvalidCompose,
                 &field,
@@ -93,7 +100,7 @@ pub(crate) fn plan(cx: &mut Ctx, meta: &AppMeta, app: &KompoxApp, project: &Proj
             })
             .collect();
         services.push(Service {
-            metadata: meta.meta(name, &field),
+            metadata: meta.meta(&sname, &field),
             spec: Some(ServiceSpec {
                 cluster_ip: Some("None".to_owned()),
                 selector: Some(meta.selector()),

@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::ctx::{Ctx, bytes_quantity, cpu_quantity, generated_volume_name, literal, seconds};
+use super::ctx::{
+    Ctx, Names, bytes_quantity, cpu_quantity, generated_volume_name, literal, seconds,
+};
 use super::files::{
     DEFAULT_COMPOSE_FILE_MODE, DEFAULT_FILE_MODE, Derived, FileRef, FileTable, FileVolumes,
     mount_fields, project_path,
@@ -55,6 +57,9 @@ pub(crate) struct PodInputs<'a> {
     /// Compose service → derived env Secret.
     pub env_secrets: &'a BTreeMap<String, String>,
     pub derived: &'a Derived,
+    pub names: &'a Names,
+    /// How compose service names resolve inside the Pod ([`hosts`]).
+    pub hosts: &'a Hosts,
 }
 
 /// A mount planned for one container, with the compose/spec field it comes from.
@@ -97,7 +102,7 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
     }
 
     // Pass 2: containers.
-    let global: Vec<PlannedMount> = files
+    let mut global: Vec<PlannedMount> = files
         .unused()
         .map(|e| PlannedMount {
             field: e.field.clone(),
@@ -112,6 +117,12 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
             ),
         })
         .collect();
+    if let Some(file) = &inp.hosts.file {
+        global.push(PlannedMount {
+            field: "services".to_owned(),
+            mount: vols.files.mount(file, DEFAULT_FILE_MODE, ETC_HOSTS),
+        });
+    }
     let mut port_owner: BTreeMap<(u16, &str), &str> = BTreeMap::new();
     let mut containers: BTreeMap<&str, Container> = BTreeMap::new();
     for (name, svc) in &project.services {
@@ -143,7 +154,12 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
         }
     }
     let main: Vec<Container> = containers.into_values().collect();
-    if !vols.subpaths.is_empty() && project.services.contains_key(SUBPATH_INIT_CONTAINER) {
+    if !vols.subpaths.is_empty()
+        && project
+            .services
+            .keys()
+            .any(|n| inp.names.container(n) == SUBPATH_INIT_CONTAINER)
+    {
         cx.error(
             ErrorReason::InvalidCompose,
             format!("services.{SUBPATH_INIT_CONTAINER}"),
@@ -154,9 +170,9 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
     // Volumes: app volumes in spec order, then emptyDirs and file volumes by name.
     let mut volumes = Vec::new();
     for v in &inp.storage.volumes {
-        if vols.app_used.contains(&v.name) {
+        if vols.app_used.contains(&v.pod_name) {
             volumes.push(Volume {
-                name: v.name.clone(),
+                name: v.pod_name.clone(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                     claim_name: v.claim.clone(),
                     read_only: None,
@@ -211,7 +227,8 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
         init_containers: (!init.is_empty()).then_some(init),
         volumes: (!volumes.is_empty()).then_some(volumes),
         affinity,
-        host_aliases: host_aliases(cx, project),
+        host_aliases: inp.hosts.aliases.clone(),
+        hostname: inp.hosts.hostname.clone(),
         termination_grace_period_seconds: project
             .services
             .values()
@@ -419,7 +436,7 @@ fn compose_mounts(
                     continue;
                 } else if let Some(first) = inp.storage.volumes.first() {
                     let sub = (path != ".").then_some(path.as_str());
-                    on_volume(vols, &first.name, sub)
+                    on_volume(vols, &first.pod_name, sub)
                 } else if inp.spec_volumes.is_empty() {
                     cx.error(
                         ErrorReason::InvalidSpec,
@@ -444,7 +461,7 @@ fn compose_mounts(
                             ),
                         );
                     }
-                    on_volume(vols, &v.name, subpath.as_deref())
+                    on_volume(vols, &v.pod_name, subpath.as_deref())
                 } else if inp.spec_volumes.contains(vol.as_str()) {
                     continue; // its disk is in error already
                 } else {
@@ -628,7 +645,7 @@ fn container(
         .collect();
 
     let mut c = Container {
-        name: name.to_owned(),
+        name: inp.names.container(name).to_owned(),
         image: svc.image.clone(),
         command: svc
             .entrypoint
@@ -862,10 +879,43 @@ fn pull_policy(cx: &mut Ctx, field: &str, svc: &Service) -> Option<String> {
     }
 }
 
-/// `extra_hosts` of every service (one Pod shares one /etc/hosts), grouped by IP.
-fn host_aliases(cx: &mut Ctx, project: &Project) -> Option<Vec<HostAlias>> {
-    let mut by_ip: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut by_host: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+/// Where the hosts file is mounted.
+const ETC_HOSTS: &str = "/etc/hosts";
+/// The key of the hosts file in its ConfigMap.
+pub(crate) const HOSTS_KEY: &str = "hosts";
+
+/// How names resolve inside the Pod: `extra_hosts`, and the compose service names that no
+/// Service name serves.
+#[derive(Default)]
+pub(crate) struct Hosts {
+    /// Pod `hostAliases` (kubelet adds them to the /etc/hosts it writes).
+    pub aliases: Option<Vec<HostAlias>>,
+    /// The hosts file to mount at /etc/hosts instead, when a service name cannot be a
+    /// `hostAliases` entry (kubelet then leaves /etc/hosts alone).
+    pub file: Option<FileRef>,
+    /// Its content.
+    pub file_content: Option<String>,
+    /// The Pod's hostname when the hosts file is used (so it resolves, as kubelet's does).
+    pub hostname: Option<String>,
+}
+
+/// Plans name resolution. All services share the Pod's network, so each compose service
+/// name must resolve to the Pod: a name that is its own Service name resolves through the
+/// Service (cluster DNS); another name that is a DNS-1123 subdomain once lowercased
+/// (`db.local`, `1db`, `Web`) becomes a `hostAliases` entry for 127.0.0.1; a name with `_`
+/// (`my_db`), which neither DNS nor `hostAliases` accepts, makes Kompox write the Pod's
+/// /etc/hosts itself: ConfigMap `hosts_config_map` key `hosts`, mounted into every
+/// container, with the localhost entries kubelet writes, the `extra_hosts`, the names, and the
+/// Pod's `hostname` (set to `app_host`).
+pub(crate) fn hosts(
+    cx: &mut Ctx,
+    project: &Project,
+    names: &Names,
+    hosts_config_map: &str,
+    app_host: &str,
+) -> Hosts {
+    let mut by_ip: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut by_host: BTreeMap<String, (String, &str)> = BTreeMap::new();
     for (name, svc) in &project.services {
         for (host, ip) in &svc.extra_hosts {
             let field = format!("services.{name}.extra_hosts");
@@ -887,21 +937,68 @@ fn host_aliases(cx: &mut Ctx, project: &Project) -> Option<Vec<HostAlias>> {
                     );
                 }
                 None => {
-                    by_host.insert(host, (ip, name));
-                    by_ip.entry(ip).or_default().insert(host);
+                    by_host.insert(host.clone(), (ip.clone(), name));
+                    by_ip.entry(ip.clone()).or_default().insert(host.clone());
                 }
             }
         }
     }
-    let v: Vec<HostAlias> = by_ip
-        .into_iter()
-        .map(|(ip, hosts)| HostAlias {
-            ip: ip.to_owned(),
-            hostnames: Some(hosts.into_iter().map(str::to_owned).collect()),
-        })
-        .collect();
-    (!v.is_empty()).then_some(v)
+    let mut need_file = false;
+    for name in project.services.keys() {
+        if names.service(name) == *name || by_host.contains_key(name.as_str()) {
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        need_file |= !crate::naming::is_dns1123_subdomain(&lower);
+        by_ip.entry(LOOPBACK.to_owned()).or_default().insert(lower);
+    }
+    let mut out = Hosts::default();
+    if need_file {
+        let hostname = crate::naming::k8s_name(app_host, crate::naming::MAX_LABEL_LEN);
+        let mut text = String::from(
+            "# Written by Kompox: compose service names resolve to this Pod.\n\
+             127.0.0.1\tlocalhost\n\
+             ::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\n\
+             fe00::0\tip6-mcastprefix\n\
+             fe00::1\tip6-allnodes\n\
+             fe00::2\tip6-allrouters\n",
+        );
+        by_ip
+            .entry(LOOPBACK.to_owned())
+            .or_default()
+            .insert(hostname.clone());
+        for (ip, hosts) in &by_ip {
+            text.push_str(ip);
+            for h in hosts {
+                text.push('\t');
+                text.push_str(h);
+            }
+            text.push('\n');
+        }
+        out.file = Some(FileRef {
+            kind: crate::hash::SourceKind::ConfigMap,
+            name: hosts_config_map.to_owned(),
+            key: HOSTS_KEY.to_owned(),
+        });
+        out.file_content = Some(text);
+        out.hostname = Some(hostname);
+    } else {
+        let v: Vec<HostAlias> = by_ip
+            .into_iter()
+            .map(|(ip, hosts)| HostAlias {
+                ip,
+                hostnames: Some(hosts.into_iter().collect()),
+            })
+            .collect();
+        out.aliases = (!v.is_empty()).then_some(v);
+    }
+    out
 }
+
+/// The address every compose service name resolves to when no Service name serves it: the
+/// Pod's loopback, which all its containers share.
+const LOOPBACK: &str = "127.0.0.1";
 
 /// The init container creating every sub-directory used as `subPath` (Kubernetes would
 /// create missing ones owned by root with mode 0755; compose users expect writable ones).

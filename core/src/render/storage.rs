@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::ctx::{AppMeta, Ctx};
+use super::ctx::{AppMeta, Ctx, Names};
 use super::{ClusterInfo, ErrorReason};
 use crate::api::{KompoxApp, KompoxDisk};
 use crate::naming::DISK_LABEL;
@@ -16,8 +16,10 @@ use crate::provider::node_zone;
 
 /// One app volume, once its disk is known.
 pub(crate) struct AppVolume {
-    /// `spec.volumes[i].name` (also the pod volume name).
+    /// `spec.volumes[i].name`, as the compose file names the volume.
     pub name: String,
+    /// The pod volume name ([`Names::volume`]).
+    pub pod_name: String,
     /// The PVC name.
     pub claim: String,
     /// `spec.volumes[i]`.
@@ -51,6 +53,7 @@ struct DiskZone {
 pub(crate) fn plan(
     cx: &mut Ctx,
     meta: &AppMeta,
+    names: &Names,
     app: &KompoxApp,
     disks: &BTreeMap<String, KompoxDisk>,
     cluster: &ClusterInfo,
@@ -122,7 +125,8 @@ pub(crate) fn plan(
             }
         }
 
-        let claim = meta.object_name(&v.name);
+        let pod_name = names.volume(&v.name).to_owned();
+        let claim = meta.object_name(&pod_name);
         let mut m = meta.meta(&claim, &field);
         if let Some(l) = m.labels.as_mut() {
             l.insert(DISK_LABEL.to_owned(), super::ctx::label_value(disk_name));
@@ -153,6 +157,7 @@ pub(crate) fn plan(
         });
         out.volumes.push(AppVolume {
             name: v.name.clone(),
+            pod_name,
             claim,
             field,
         });

@@ -328,11 +328,12 @@ fn headless_services() {
     let db = obj(&r, "Service", "db");
     assert!(db["spec"].get("ports").is_none());
     assert_eq!(db["spec"]["clusterIP"], "None");
-    assert!(!has(&r, "Service", "1st"));
-    assert!(has_warning(
-        &r,
-        "services.1st: no Service: \"1st\" does not start with a letter, as Kubernetes Service names must; other services reach it on localhost"
-    ));
+    // Service names start with a letter: `1st` gets a prefixed one and a hostAliases entry.
+    assert!(has(&r, "Service", "k4x-1st"));
+    assert_eq!(
+        pod(&r)["hostAliases"],
+        json!([{"ip": "127.0.0.1", "hostnames": ["1st"]}])
+    );
     assert!(has_warning(
         &r,
         "services.web.ports: published port 8080 is not exposed outside the cluster (no spec.ingress.rules entry has port 8080); in the cluster it is web:80"
@@ -1464,4 +1465,129 @@ secrets:
     assert!(!e.to_string().contains("s3cr3t"), "{e}");
     assert!(!format!("{e:?}").contains("s3cr3t"));
     assert!(!format!("{:?}", f.bundle.sources).contains("s3cr3t"));
+}
+
+/// Compose names that are not Kubernetes names: every object gets the derived name
+/// ([`crate::naming::k8s_names`]) and the compose name still resolves inside the Pod.
+#[test]
+fn compose_names_become_kubernetes_names() {
+    struct Case {
+        name: &'static str,
+        compose: &'static str,
+        /// (kind, name) that must exist.
+        objects: &'static [(&'static str, &'static str)],
+        containers: &'static [&'static str],
+        host_aliases: Value,
+        /// Lines the /etc/hosts ConfigMap must hold (none: no such ConfigMap).
+        hosts_file: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            name: "underscore service and volume",
+            compose: "services:
+  my_db:
+    image: mariadb
+    env_file: [./db.env]
+    volumes: [db_data:/var/lib/mysql]
+  web:
+    image: wordpress
+    environment: {WORDPRESS_DB_HOST: my_db}
+volumes:
+  db_data: {}
+",
+            objects: &[
+                ("Service", "my-db"),
+                ("Service", "web"),
+                ("Secret", "app1-my-db-env"),
+                ("PersistentVolumeClaim", "app1-db-data"),
+                ("ConfigMap", "app1-hosts"),
+            ],
+            containers: &["my-db", "web"],
+            host_aliases: Value::Null,
+            hosts_file: &["127.0.0.1\tapp1\tmy_db", "127.0.0.1\tlocalhost"],
+        },
+        Case {
+            name: "dotted and upper-case names use hostAliases",
+            compose: "services:
+  db.local: {image: postgres}
+  Web: {image: nginx, extra_hosts: ['api.example.com=10.0.0.1']}
+",
+            objects: &[("Service", "db-local"), ("Service", "web")],
+            containers: &["db-local", "web"],
+            host_aliases: json!([
+                {"ip": "10.0.0.1", "hostnames": ["api.example.com"]},
+                {"ip": "127.0.0.1", "hostnames": ["db.local", "web"]},
+            ]),
+            hosts_file: &[],
+        },
+        Case {
+            name: "colliding names: the valid one keeps its name",
+            compose: "services:
+  db-1: {image: a}
+  db_1: {image: b}
+",
+            objects: &[("Service", "db-1")],
+            containers: &["db-1"],
+            host_aliases: Value::Null,
+            hosts_file: &["127.0.0.1\tapp1\tdb_1"],
+        },
+    ];
+    for c in cases {
+        let spec = if c.compose.contains("db_data") {
+            "  volumes: [{name: db_data, diskRef: {name: d1}}]
+  files: {mounts: [{path: /kompox/project/db.env, secretRef: {name: src, key: db.env}}]}"
+        } else {
+            ""
+        };
+        let docs = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: src}\nstringData: {db.env: \"A=1\"}\n";
+        let r = match fx(c.compose, spec, docs).run() {
+            Ok(r) => r,
+            Err(e) => panic!("{}: {e}", c.name),
+        };
+        for (kind, n) in c.objects {
+            assert!(
+                has(&r, kind, n),
+                "{}: no {kind}/{n} in {:?}",
+                c.name,
+                names(&r)
+            );
+        }
+        let p = pod(&r);
+        let ctrs: Vec<&str> = p["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["name"].as_str())
+            .collect();
+        for want in c.containers {
+            assert!(ctrs.contains(want), "{}: containers {ctrs:?}", c.name);
+        }
+        assert_eq!(p["hostAliases"], c.host_aliases, "{}", c.name);
+        if c.hosts_file.is_empty() {
+            assert!(!has(&r, "ConfigMap", "app1-hosts"), "{}", c.name);
+            continue;
+        }
+        let text = obj(&r, "ConfigMap", "app1-hosts")["data"]["hosts"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for line in c.hosts_file {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{}: {line:?} not in {text}",
+                c.name
+            );
+        }
+        assert_eq!(p["hostname"], "app1", "{}", c.name);
+        for ctr in p["containers"].as_array().into_iter().flatten() {
+            let mounts = ctr["volumeMounts"].as_array().cloned().unwrap_or_default();
+            assert!(
+                mounts
+                    .iter()
+                    .any(|m| m["mountPath"] == "/etc/hosts" && m["readOnly"] == true),
+                "{}: {ctr}",
+                c.name
+            );
+        }
+    }
 }
