@@ -164,6 +164,9 @@ pub enum MountSource {
     RelativeBind { path: String },
     /// A bind mount of an absolute host path, normalized.
     AbsoluteBind { path: String },
+    /// A bind mount of a path in the user's home directory (`~/data`, `~`), normalized
+    /// relative to it (`data`, `.`). Never escapes the home directory.
+    HomeBind { path: String },
     /// A named volume declared at top level, optionally a sub-directory of it
     /// (`name/sub` short syntax or `volume.subpath`).
     Volume {

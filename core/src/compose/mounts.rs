@@ -51,12 +51,31 @@ fn classify_source(
         ctx.error(path, "empty volume source");
         return None;
     }
-    if src.starts_with('~') {
-        ctx.error(
-            path,
-            format!("home-relative source {src:?} is not supported: use a path relative to the project directory"),
-        );
-        return None;
+    if let Some(rest) = src.strip_prefix('~') {
+        // `~` and `~/…` as compose expands them; `~user/…` is another user's home.
+        let rel = match rest {
+            "" => Some(".".to_owned()),
+            r if r.starts_with('/') => normalize_relative(r.trim_start_matches('/')),
+            _ => {
+                ctx.error(
+                    path,
+                    format!(
+                        "bind source {src:?}: only the own home directory (~ or ~/…) is supported"
+                    ),
+                );
+                return None;
+            }
+        };
+        return match rel {
+            Some(p) => Some(MountSource::HomeBind { path: p }),
+            None => {
+                ctx.error(
+                    path,
+                    format!("bind source {src:?} escapes the home directory"),
+                );
+                None
+            }
+        };
     }
     if src.starts_with('/') {
         return Some(MountSource::AbsoluteBind {

@@ -1156,8 +1156,12 @@ fn volumes_short_syntax_errors() {
             "bind source \"./a/../../b\" escapes the project directory",
         ),
         (
-            "~/x:/x",
-            "home-relative source \"~/x\" is not supported: use a path relative to the project directory",
+            "~other/x:/x",
+            "bind source \"~other/x\": only the own home directory (~ or ~/…) is supported",
+        ),
+        (
+            "~/../x:/x",
+            "bind source \"~/../x\" escapes the home directory",
         ),
         (
             "undeclared:/x",

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, KeyToPath, Secret, SecretVolumeSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, KeyToPath, ProjectedVolumeSource,
+    Secret, SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
 };
 
 use super::ctx::{Ctx, generated_volume_name};
@@ -62,6 +63,136 @@ pub fn project_path(path: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
+/// Where a bind that no `spec.files.mounts` entry provides goes (see [`bind_on_disk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskBind {
+    /// A directory on the app's first volume (`spec.volumes[0]`, the default disk):
+    /// `subpath` on it (`None`: the whole volume); `host` for absolute and `~/` binds, which
+    /// the renderer warns about.
+    Directory { subpath: Option<String>, host: bool },
+    /// A host system file that has no meaning in a Pod (the host's time zone): left out with
+    /// a warning saying what to do instead.
+    Dropped(&'static str),
+    /// Refused: the host's sockets, devices or kernel interfaces. The text says why.
+    Refused(&'static str),
+}
+
+/// Directory on the default disk under which absolute binds live (`/etc/pihole` →
+/// `_host/etc/pihole`).
+pub const HOST_BIND_DIR: &str = "_host";
+/// Directory on the default disk under which `~/` binds live (`~/data` → `_home/data`).
+pub const HOME_BIND_DIR: &str = "_home";
+
+/// Host paths refused as bind sources, by prefix, with the reason.
+const REFUSED_HOST_PATHS: &[(&str, &str)] = &[
+    (
+        "/var/run/docker.sock",
+        "the Docker daemon's socket: a Pod has no Docker daemon, and Kompox gives containers no access to the node",
+    ),
+    (
+        "/run",
+        "runtime sockets and state of the host (such as the Docker daemon's socket): a Pod has no access to the node's",
+    ),
+    (
+        "/var/run",
+        "runtime sockets and state of the host (such as the Docker daemon's socket): a Pod has no access to the node's",
+    ),
+    (
+        "/dev",
+        "the host's devices: Kompox gives containers no access to the node's devices",
+    ),
+    (
+        "/proc",
+        "the host kernel's process interface: a container sees its own /proc",
+    ),
+    (
+        "/sys",
+        "the host kernel's interfaces: Kompox gives containers no access to the node's",
+    ),
+    (
+        "/var/lib/docker",
+        "the Docker daemon's data: a Pod has no Docker daemon",
+    ),
+    (
+        "/lib/modules",
+        "the host kernel's modules: Kompox gives containers no access to the node's",
+    ),
+];
+
+/// Host files left out of a Pod, with what to do instead.
+const DROPPED_HOST_FILES: &[(&str, &str)] = &[
+    (
+        "/etc/localtime",
+        "the host's time zone: a Pod runs on any node; set the TZ environment variable instead",
+    ),
+    (
+        "/etc/timezone",
+        "the host's time zone: a Pod runs on any node; set the TZ environment variable instead",
+    ),
+];
+
+/// Where a bind source goes when no `spec.files.mounts` entry provides it: relative binds
+/// are directories on the default disk (`./data` → `data`, `.` → the whole volume);
+/// absolute and `~/` binds of data directories too, under [`HOST_BIND_DIR`] /
+/// [`HOME_BIND_DIR`]; the host's sockets, devices and kernel interfaces are refused and its
+/// time zone files left out. `None` for mounts that are not binds.
+///
+/// ```
+/// use kompox_core::compose::MountSource;
+/// use kompox_core::render::{DiskBind, bind_on_disk};
+/// let abs = |p: &str| MountSource::AbsoluteBind { path: p.into() };
+/// assert_eq!(
+///     bind_on_disk(&abs("/etc/pihole")),
+///     Some(DiskBind::Directory { subpath: Some("_host/etc/pihole".into()), host: true })
+/// );
+/// assert!(matches!(bind_on_disk(&abs("/var/run/docker.sock")), Some(DiskBind::Refused(_))));
+/// assert!(matches!(bind_on_disk(&abs("/etc/localtime")), Some(DiskBind::Dropped(_))));
+/// ```
+#[must_use]
+pub fn bind_on_disk(source: &MountSource) -> Option<DiskBind> {
+    match source {
+        MountSource::RelativeBind { path } => Some(DiskBind::Directory {
+            subpath: (path != ".").then(|| path.clone()),
+            host: false,
+        }),
+        MountSource::HomeBind { path } => Some(DiskBind::Directory {
+            subpath: Some(if path == "." {
+                HOME_BIND_DIR.to_owned()
+            } else {
+                format!("{HOME_BIND_DIR}/{path}")
+            }),
+            host: true,
+        }),
+        MountSource::AbsoluteBind { path } => {
+            let under = |prefix: &str| {
+                path == prefix
+                    || path
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            };
+            if path == "/" {
+                return Some(DiskBind::Refused(
+                    "the host's root filesystem: Kompox gives containers no access to the node's",
+                ));
+            }
+            if let Some((_, why)) = REFUSED_HOST_PATHS.iter().find(|(p, _)| under(p)) {
+                return Some(DiskBind::Refused(why));
+            }
+            if path.ends_with("/docker.sock") {
+                return Some(DiskBind::Refused(REFUSED_HOST_PATHS[0].1));
+            }
+            if let Some((_, why)) = DROPPED_HOST_FILES.iter().find(|(p, _)| path == p) {
+                return Some(DiskBind::Dropped(why));
+            }
+            Some(DiskBind::Directory {
+                subpath: Some(format!("{HOST_BIND_DIR}{path}")),
+                host: true,
+            })
+        }
+        MountSource::Volume { .. } | MountSource::Anonymous | MountSource::Tmpfs { .. } => None,
+    }
+}
+
 /// What a compose path on the host is used for (see [`host_paths`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HostPathKind {
@@ -71,7 +202,8 @@ pub enum HostPathKind {
     ConfigFile,
     /// A top-level `secrets.*.file`.
     SecretFile,
-    /// A relative bind source `services.*.volumes[i]`.
+    /// A bind source `services.*.volumes[i]`: relative, or an absolute path that is not
+    /// refused ([`bind_on_disk`]).
     Bind,
 }
 
@@ -117,10 +249,16 @@ pub fn host_paths(project: &Project) -> Vec<HostPath> {
             );
         }
         for (field, m) in mount_fields(name, svc).into_iter().zip(&svc.mounts) {
-            if let MountSource::RelativeBind { path } = &m.source
-                && path != "."
-            {
-                push(field, HostPathKind::Bind, path, true);
+            match &m.source {
+                MountSource::RelativeBind { path } if path != "." => {
+                    push(field, HostPathKind::Bind, path, true);
+                }
+                MountSource::AbsoluteBind { path }
+                    if matches!(bind_on_disk(&m.source), Some(DiskBind::Directory { .. })) =>
+                {
+                    push(field, HostPathKind::Bind, path, true);
+                }
+                _ => {}
             }
         }
     }
@@ -243,6 +381,32 @@ impl FileTable {
         let idx = *self.by_path.get(path)?;
         self.used.insert(idx);
         self.entries.get(idx)
+    }
+
+    /// The entries under directory `dir` (a [`project_path`]), marked as used, each with its
+    /// path relative to `dir`: a directory bind provided file by file.
+    pub fn take_dir(&mut self, dir: &str) -> Vec<(FileRef, String, i32)> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let mut out = Vec::new();
+        for (path, idx) in self.by_path.range(prefix.clone()..) {
+            let Some(rel) = path.strip_prefix(&prefix) else {
+                break;
+            };
+            let Some(e) = self.entries.get(*idx) else {
+                continue;
+            };
+            self.used.insert(*idx);
+            out.push((
+                FileRef {
+                    kind: e.kind,
+                    name: e.name.clone(),
+                    key: e.key.clone(),
+                },
+                rel.to_owned(),
+                e.mode.unwrap_or(DEFAULT_FILE_MODE),
+            ));
+        }
+        out
     }
 
     /// Entries the compose file did not name: mounted into every service container.
@@ -564,6 +728,59 @@ impl FileVolumes {
             name,
             mount_path: target.to_owned(),
             sub_path: Some(ITEM_PATH.to_owned()),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }
+    }
+
+    /// The volume mount of a directory made of `files` (each with its path inside the
+    /// directory and its mode) at `target`: one projected volume, named after `seed`.
+    pub fn mount_dir(
+        &mut self,
+        seed: &str,
+        files: &[(FileRef, String, i32)],
+        target: &str,
+    ) -> VolumeMount {
+        let name = generated_volume_name("dir", seed);
+        let sources = files
+            .iter()
+            .map(|(f, rel, mode)| {
+                let items = Some(vec![KeyToPath {
+                    key: f.key.clone(),
+                    path: rel.clone(),
+                    mode: Some(*mode),
+                }]);
+                match f.kind {
+                    SourceKind::Secret => VolumeProjection {
+                        secret: Some(SecretProjection {
+                            name: f.name.clone(),
+                            items,
+                            optional: None,
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    SourceKind::ConfigMap => VolumeProjection {
+                        config_map: Some(ConfigMapProjection {
+                            name: f.name.clone(),
+                            items,
+                            optional: None,
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                }
+            })
+            .collect();
+        self.volumes.entry(name.clone()).or_insert_with(|| Volume {
+            name: name.clone(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(sources),
+                default_mode: None,
+            }),
+            ..Volume::default()
+        });
+        VolumeMount {
+            name,
+            mount_path: target.to_owned(),
             read_only: Some(true),
             ..VolumeMount::default()
         }

@@ -44,10 +44,13 @@
 //! | published port no rule uses, `host_ip` | warning (reachable in the cluster only) |
 //! | `spec.volumes[i]` | PVC `<app>-<name>` (the derived name of the compose volume name): `volumeName` = the disk's `status.pvName`, `storageClassName` = the disk's `status.storageClassName` (`""` without one), RWO, size = disk `spec.size`, label `kompox.dev/disk` |
 //! | `./rel` bind | `subPath: rel` on `spec.volumes[0]`; `.` mounts the whole volume |
+//! | absolute / `~/` bind of a data directory (`/etc/pihole`, `~/data`) | `subPath: _host/etc/pihole` / `_home/data` on `spec.volumes[0]`, with a warning naming the mapping (see [`bind_on_disk`]) |
+//! | bind of the host's sockets, devices, kernel interfaces (`/var/run/docker.sock`, `/run/…`, `/dev/…`, `/proc`, `/sys`, `/`) | error saying why |
+//! | bind of `/etc/localtime`, `/etc/timezone` | left out, warning (set `TZ`) |
+//! | directory bind with `spec.files.mounts` entries under its [`project_path`] | one projected volume, read-only, each entry at its relative path (what `apply` makes of a small `:ro` directory) |
 //! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub`; warning unless `nocopy` (Kubernetes does not copy the image's files into a new volume) |
 //! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` |
 //! | bind whose source is a `spec.files.mounts` path (see [`project_path`]) | the file, read-only, from that Secret/ConfigMap key |
-//! | other absolute bind | error |
 //! | anonymous volume / `tmpfs` / `shm_size` | emptyDir (warning) / emptyDir `Memory` with `sizeLimit` / emptyDir `Memory` at `/dev/shm` |
 //! | `env_file` | derived Secret `<app>-<service>-env` (dotenv parsed; later files win; keys set by `environment` left out) + `envFrom`; each file from the `spec.files.mounts` entry at its [`project_path`]; missing → error unless `required: false` |
 //! | `environment` | `env`, sorted; wins over `envFrom` as over `env_file` in compose |
@@ -119,7 +122,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use bundle::{Bundle, fresh_pv_name};
-pub use files::{HostPath, HostPathKind, host_paths, project_path};
+pub use files::{
+    DiskBind, HOME_BIND_DIR, HOST_BIND_DIR, HostPath, HostPathKind, bind_on_disk, host_paths,
+    project_path,
+};
 pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
 
 use crate::api::{KompoxApp, KompoxDisk, ProviderType, condition::reasons};

@@ -15,8 +15,8 @@ use super::ctx::{
     Ctx, Names, bytes_quantity, cpu_quantity, generated_volume_name, literal, seconds,
 };
 use super::files::{
-    DEFAULT_COMPOSE_FILE_MODE, DEFAULT_FILE_MODE, Derived, FileRef, FileTable, FileVolumes,
-    mount_fields, project_path,
+    DEFAULT_COMPOSE_FILE_MODE, DEFAULT_FILE_MODE, Derived, DiskBind, FileRef, FileTable,
+    FileVolumes, bind_on_disk, mount_fields, project_path,
 };
 use super::network::{protocol_name, service_ports};
 use super::storage::Storage;
@@ -407,9 +407,12 @@ fn compose_mounts(
             }
         };
         let mount = match &m.source {
-            MountSource::RelativeBind { path } | MountSource::AbsoluteBind { path } => {
-                let absolute = matches!(m.source, MountSource::AbsoluteBind { .. });
-                let covered = project_path(path).and_then(|p| files.take(&p));
+            MountSource::RelativeBind { path }
+            | MountSource::AbsoluteBind { path }
+            | MountSource::HomeBind { path } => {
+                let home = matches!(m.source, MountSource::HomeBind { .. });
+                let file_path = if home { None } else { project_path(path) };
+                let covered = file_path.as_deref().and_then(|p| files.take(p));
                 if let Some(e) = covered {
                     // A single-file bind provided by a files.mounts entry.
                     if !m.read_only {
@@ -425,29 +428,74 @@ fn compose_mounts(
                     };
                     let mode = e.mode.unwrap_or(DEFAULT_FILE_MODE);
                     vols.files.mount(&file, mode, &m.target)
-                } else if absolute {
-                    cx.error(
-                        ErrorReason::InvalidCompose,
-                        &field,
-                        format!(
-                            "absolute bind {path:?} is not supported: the cluster has no such host path; use a relative bind (a directory on the first app volume), a named volume, or a spec.files.mounts entry with path {path} for a single file"
-                        ),
-                    );
-                    continue;
-                } else if let Some(first) = inp.storage.volumes.first() {
-                    let sub = (path != ".").then_some(path.as_str());
-                    on_volume(vols, &first.pod_name, sub)
-                } else if inp.spec_volumes.is_empty() {
-                    cx.error(
-                        ErrorReason::InvalidSpec,
-                        &field,
-                        format!(
-                            "relative bind {path:?} needs an app volume: relative binds are directories on spec.volumes[0], and spec.volumes is empty"
-                        ),
-                    );
-                    continue;
+                } else if let Some(dir_files) = file_path
+                    .as_deref()
+                    .map(|p| files.take_dir(p))
+                    .filter(|f| !f.is_empty())
+                {
+                    // A directory provided file by file by files.mounts entries under it.
+                    if !m.read_only {
+                        cx.warn(
+                            &field,
+                            format!(
+                                "mounted read-only: its {} files come from spec.files.mounts entries under {}",
+                                dir_files.len(),
+                                file_path.as_deref().unwrap_or_default()
+                            ),
+                        );
+                    }
+                    vols.files.mount_dir(
+                        &format!("{}-{}", inp.names.container(name), path),
+                        &dir_files,
+                        &m.target,
+                    )
                 } else {
-                    continue; // the first volume's disk is in error already
+                    match bind_on_disk(&m.source) {
+                        Some(DiskBind::Refused(why)) => {
+                            cx.error(
+                                ErrorReason::InvalidCompose,
+                                &field,
+                                format!("bind source {path:?} is refused: {why}"),
+                            );
+                            continue;
+                        }
+                        Some(DiskBind::Dropped(why)) => {
+                            cx.warn(&field, format!("bind source {path:?} left out: {why}"));
+                            continue;
+                        }
+                        Some(DiskBind::Directory { subpath, host }) => {
+                            if let Some(first) = inp.storage.volumes.first() {
+                                if host {
+                                    let shown = if home {
+                                        format!("~/{path}")
+                                    } else {
+                                        path.clone()
+                                    };
+                                    cx.warn(
+                                        &field,
+                                        format!(
+                                            "host path {shown} becomes the directory {} on volume {:?} (spec.volumes[0]), empty at first: copy the host's data there if the app needs it",
+                                            subpath.as_deref().unwrap_or("."),
+                                            first.name
+                                        ),
+                                    );
+                                }
+                                on_volume(vols, &first.pod_name, subpath.as_deref())
+                            } else if inp.spec_volumes.is_empty() {
+                                cx.error(
+                                    ErrorReason::InvalidSpec,
+                                    &field,
+                                    format!(
+                                        "bind {path:?} needs an app volume: binds are directories on spec.volumes[0], and spec.volumes is empty"
+                                    ),
+                                );
+                                continue;
+                            } else {
+                                continue; // the first volume's disk is in error already
+                            }
+                        }
+                        None => continue,
+                    }
                 }
             }
             MountSource::Volume { name: vol, subpath } => {

@@ -585,7 +585,7 @@ volumes:
     assert_error(
         &e,
         ErrorReason::InvalidSpec,
-        "services.web.volumes[0]: absolute bind \"/srv/data\" is not supported: the cluster has no such host path; use a relative bind (a directory on the first app volume), a named volume, or a spec.files.mounts entry with path /srv/data for a single file",
+        "services.web.volumes[0]: bind \"/srv/data\" needs an app volume: binds are directories on spec.volumes[0], and spec.volumes is empty",
     );
     assert_error(
         &e,
@@ -595,7 +595,7 @@ volumes:
     assert_error(
         &e,
         ErrorReason::InvalidSpec,
-        "services.web.volumes[2]: relative bind \"x\" needs an app volume: relative binds are directories on spec.volumes[0], and spec.volumes is empty",
+        "services.web.volumes[2]: bind \"x\" needs an app volume: binds are directories on spec.volumes[0], and spec.volumes is empty",
     );
 
     let r = fx(
@@ -1590,4 +1590,165 @@ volumes:
             );
         }
     }
+}
+
+/// Bind sources no spec.files.mounts entry provides: named case table.
+#[test]
+fn binds_on_the_default_disk_or_refused() {
+    struct Case {
+        name: &'static str,
+        bind: &'static str,
+        /// (subPath on the default volume, warning) or the error.
+        want: Result<(Option<&'static str>, Option<&'static str>), &'static str>,
+    }
+    let cases = [
+        Case {
+            name: "relative directory",
+            bind: "./data:/data",
+            want: Ok((Some("data"), None)),
+        },
+        Case {
+            name: "absolute data directory",
+            bind: "/etc/pihole:/etc/pihole",
+            want: Ok((
+                Some("_host/etc/pihole"),
+                Some(
+                    "services.web.volumes[0]: host path /etc/pihole becomes the directory _host/etc/pihole on volume \"default\" (spec.volumes[0]), empty at first: copy the host's data there if the app needs it",
+                ),
+            )),
+        },
+        Case {
+            name: "home directory",
+            bind: "~/data:/data",
+            want: Ok((
+                Some("_home/data"),
+                Some(
+                    "services.web.volumes[0]: host path ~/data becomes the directory _home/data on volume \"default\" (spec.volumes[0]), empty at first: copy the host's data there if the app needs it",
+                ),
+            )),
+        },
+        Case {
+            name: "docker socket",
+            bind: "/var/run/docker.sock:/var/run/docker.sock",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/var/run/docker.sock\" is refused: the Docker daemon's socket: a Pod has no Docker daemon, and Kompox gives containers no access to the node",
+            ),
+        },
+        Case {
+            name: "docker socket elsewhere",
+            bind: "/home/me/docker.sock:/docker.sock",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/home/me/docker.sock\" is refused: the Docker daemon's socket: a Pod has no Docker daemon, and Kompox gives containers no access to the node",
+            ),
+        },
+        Case {
+            name: "device",
+            bind: "/dev/ttyUSB0:/dev/ttyUSB0",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/dev/ttyUSB0\" is refused: the host's devices: Kompox gives containers no access to the node's devices",
+            ),
+        },
+        Case {
+            name: "proc",
+            bind: "/proc:/host/proc:ro",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/proc\" is refused: the host kernel's process interface: a container sees its own /proc",
+            ),
+        },
+        Case {
+            name: "sys",
+            bind: "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/sys/fs/cgroup\" is refused: the host kernel's interfaces: Kompox gives containers no access to the node's",
+            ),
+        },
+        Case {
+            name: "run",
+            bind: "/run/dbus:/run/dbus",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/run/dbus\" is refused: runtime sockets and state of the host (such as the Docker daemon's socket): a Pod has no access to the node's",
+            ),
+        },
+        Case {
+            name: "root",
+            bind: "/:/host",
+            want: Err(
+                "services.web.volumes[0]: bind source \"/\" is refused: the host's root filesystem: Kompox gives containers no access to the node's",
+            ),
+        },
+        Case {
+            name: "not a prefix match",
+            bind: "/srv/devices:/d",
+            want: Ok((Some("_host/srv/devices"), None)),
+        },
+        Case {
+            name: "time zone left out",
+            bind: "/etc/localtime:/etc/localtime:ro",
+            want: Ok((
+                None,
+                Some(
+                    "services.web.volumes[0]: bind source \"/etc/localtime\" left out: the host's time zone: a Pod runs on any node; set the TZ environment variable instead",
+                ),
+            )),
+        },
+    ];
+    for c in cases {
+        let compose = format!(
+            "services:\n  web:\n    image: x\n    volumes: ['{}']\n",
+            c.bind
+        );
+        let got = fx(&compose, "", "").run();
+        match (&c.want, got) {
+            (Ok((sub, warning)), Ok(r)) => {
+                let mounts = ctr(&r, "web")["volumeMounts"].clone();
+                match sub {
+                    Some(sub) => assert_eq!(mounts[0]["subPath"], *sub, "{}: {mounts}", c.name),
+                    None => assert!(mounts.is_null(), "{}: {mounts}", c.name),
+                }
+                if let Some(w) = warning {
+                    assert!(has_warning(&r, w), "{}: {:#?}", c.name, warnings(&r));
+                }
+            }
+            (Err(want), Err(e)) => assert_error(&e, ErrorReason::InvalidCompose, want),
+            (want, got) => panic!("{}: want {want:?}, got {got:?}", c.name),
+        }
+    }
+}
+
+/// A read-only directory bind provided file by file (what `apply` makes of `./conf.d:…:ro`):
+/// one projected volume with every file at its relative path.
+#[test]
+fn directory_bind_from_file_entries() {
+    let r = fx(
+        "services:\n  web:\n    image: nginx\n    volumes: ['./conf.d:/etc/nginx/conf.d:ro']\n",
+        "  files: {mounts: [
+    {path: /kompox/project/conf.d/a.conf, configMapRef: {name: dir, key: a.conf}},
+    {path: /kompox/project/conf.d/sub/b.conf, configMapRef: {name: dir, key: sub_b.conf}, mode: 0o600}]}",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: dir}\ndata: {a.conf: a, sub_b.conf: b}\n",
+    )
+    .ok();
+    let m = &ctr(&r, "web")["volumeMounts"][0];
+    assert_eq!(m["mountPath"], "/etc/nginx/conf.d");
+    assert_eq!(m["readOnly"], true);
+    assert!(m.get("subPath").is_none(), "{m}");
+    let vol = pod(&r)["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == m["name"])
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        vol["projected"]["sources"],
+        json!([
+            {"configMap": {"name": "dir", "items": [{"key": "a.conf", "path": "a.conf", "mode": 420}]}},
+            {"configMap": {"name": "dir", "items": [{"key": "sub_b.conf", "path": "sub/b.conf", "mode": 384}]}},
+        ])
+    );
+    // The entries are used by the bind, not mounted at their own paths.
+    assert!(
+        !r.objects
+            .iter()
+            .any(|o| o.to_string().contains("/kompox/project/conf.d"))
+    );
 }
