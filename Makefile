@@ -37,5 +37,7 @@ lint: fmt-check ## cargo fmt --check and clippy -D warnings.
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
+# KOMPOX_REQUIRE_ORACLE: `up` built the compose oracle (hack/build-tools.sh), so the differential
+# test cli/tests/compose_oracle.rs must find it rather than skip.
 test: lint up ## Format and lint checks, unit tests, and end-to-end tests against the local control plane.
-	$(CARGO) test --workspace --no-fail-fast
+	KOMPOX_REQUIRE_ORACLE=1 $(CARGO) test --workspace --no-fail-fast

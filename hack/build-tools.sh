@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries the local control plane runs (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, etcd, kwok; the CSI stack: the mock CSI
-# driver, csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller) from the Go module
-# proxy into a cache OUTSIDE the checkout, so fresh clones on the same machine reuse it.
+# driver, csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller), and the compose
+# reference loader the differential test compares Kompox with (compose-oracle), from the Go
+# module proxy into a cache OUTSIDE the checkout, so fresh clones on the same machine reuse it.
 # A tool is rebuilt only when its pinned module (hack/tools/<tool>/go.{mod,sum}, plus any
 # Go source of ours in it other than tools.go) changes; our own Go code is tested then too.
 #
@@ -106,4 +107,8 @@ if [ ! -s "$crds" ] || [ "$crds" -ot "$KOMPOX_BIN/.snapshotter.stamp" ]; then
   } > "$crds.tmp"
   mv "$crds.tmp" "$crds"
 fi
+
+# compose-spec's reference loader behind a small main of ours (hack/tools/compose-oracle): the
+# oracle of the differential test cli/tests/compose_oracle.rs.
+build "$here/tools/compose-oracle" "" kompox.dev/hack/tools/compose-oracle/cmd/compose-oracle
 echo "$KOMPOX_BIN"

@@ -5,6 +5,9 @@
 //! nested expressions inside the default/alternative text (`${A:-${B:-x}}`). Only the selected
 //! branch is evaluated. Substituted values are not interpolated again.
 //!
+//! A `$` followed by anything else (`$(cmd)`, `$1`, `$ `, a trailing `$`) is kept as written,
+//! as compose-spec's reference loader keeps it; only a malformed `${…}` is an error.
+//!
 //! Messages never quote the text being interpolated or a variable's value.
 
 /// Deepest nesting of `${…}` inside defaults that is accepted.
@@ -15,8 +18,6 @@ const MAX_NESTING: usize = 16;
 pub(crate) enum InterpolationError {
     /// `${` without its closing `}`.
     Unterminated,
-    /// `$` followed by something that is neither a name, `{` nor `$`.
-    InvalidDollar,
     /// `${…}` whose content is not `NAME` optionally followed by an operator.
     InvalidExpression,
     /// `${VAR:?msg}` / `${VAR?msg}` with the variable missing.
@@ -29,10 +30,6 @@ impl std::fmt::Display for InterpolationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unterminated => f.write_str("invalid interpolation: unterminated \"${\""),
-            Self::InvalidDollar => f.write_str(
-                "invalid interpolation: \"$\" must be followed by a variable name, \"{\" or \"$\" \
-                 (write \"$$\" for a literal \"$\")",
-            ),
             Self::InvalidExpression => f.write_str(
                 "invalid interpolation: expected \"${NAME}\" optionally followed by one of \
                  :- - :? ? :+ +",
@@ -119,7 +116,11 @@ fn expand(
                 substitute_plain(name, env, out);
                 rest = &after[len..];
             }
-            _ => return Err(InterpolationError::InvalidDollar),
+            // Not an expression: the `$` is literal, as in compose-go.
+            _ => {
+                out.value.push('$');
+                rest = after;
+            }
         }
     }
     out.value.push_str(rest);

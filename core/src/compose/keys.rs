@@ -132,13 +132,13 @@ pub const KEYS: &[KeyRule] = &[
         Service,
         "command",
         Supported,
-        "string (split shell-style) or list",
+        "string (split into words as compose splits it: no shell, nothing after `&&`, `;`, `|`, `>`) or list",
     ),
     rule(
         Service,
         "entrypoint",
         Supported,
-        "string (split shell-style) or list",
+        "string (split as `command`) or list; empty keeps the image's ENTRYPOINT (Kubernetes cannot clear it)",
     ),
     rule(Service, "environment", Supported, "map or KEY=VAL list"),
     rule(

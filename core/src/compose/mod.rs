@@ -50,6 +50,7 @@ mod model;
 mod mounts;
 mod ports;
 mod service;
+mod shellwords;
 mod top;
 pub mod units;
 mod walk;

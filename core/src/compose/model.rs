@@ -48,9 +48,9 @@ pub struct Service {
     pub image: Option<String>,
     /// Recorded only: Kompox does not build images (the renderer refuses build without image).
     pub build: Option<Build>,
-    /// `None`: keep the image's CMD. String form is split shell-style.
+    /// `None`: keep the image's CMD. String form is split into words as compose splits it.
     pub command: Option<Vec<String>>,
-    /// `None`: keep the image's ENTRYPOINT. String form is split shell-style.
+    /// `None`: keep the image's ENTRYPOINT. String form is split into words as compose splits it.
     pub entrypoint: Option<Vec<String>>,
     /// Resolved `environment` (a `null` value is looked up in the interpolation env and
     /// dropped when unset). Applied on top of `env_file`.

@@ -53,7 +53,15 @@ pub(crate) fn service(ctx: &mut Ctx<'_>, path: &str, v: &Value, project: &Projec
             }
             "build" => svc.build = build(ctx, &at, value),
             "command" => svc.command = command(ctx, &at, value),
-            "entrypoint" => svc.entrypoint = command(ctx, &at, value),
+            "entrypoint" => {
+                svc.entrypoint = command(ctx, &at, value);
+                if svc.entrypoint.as_ref().is_some_and(Vec::is_empty) {
+                    ctx.warn(
+                        &at,
+                        "empty: Docker then runs the image without its ENTRYPOINT, which Kubernetes cannot do; the image's ENTRYPOINT runs (write the full entrypoint instead)",
+                    );
+                }
+            }
             "environment" => svc.environment = environment(ctx, &at, value),
             "env_file" => svc.env_file = env_file(ctx, &at, value),
             "ports" => svc.ports = super::ports::ports(ctx, &at, value),
@@ -198,14 +206,25 @@ fn build(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<Build> {
     }
 }
 
-/// `command` / `entrypoint`: a string split shell-style, or a list used as is.
+/// `command` / `entrypoint`: a string split as compose splits it (see `shellwords`), or a
+/// list used as is.
 fn command(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Option<Vec<String>> {
     match v {
         Value::Null => None,
-        Value::String(s) => match shell_words::split(s) {
-            Ok(words) => Some(words),
-            Err(_) => {
-                ctx.error(path, "invalid command: unmatched quote");
+        Value::String(s) => match super::shellwords::split(s) {
+            Ok(split) => {
+                if let Some(op) = split.operator {
+                    ctx.warn(
+                        path,
+                        format!(
+                            "nothing from {op:?} on is run: compose splits a command string into words and stops at a shell operator (Kompox does as compose does); to run a shell, write [\"sh\", \"-c\", \"…\"]"
+                        ),
+                    );
+                }
+                Some(split.words)
+            }
+            Err(e) => {
+                ctx.error(path, e.to_string());
                 None
             }
         },
