@@ -10,8 +10,10 @@
 //! 2. The app namespace `k4x-<workspace>-app-<compact-id>` is created, or reused when
 //!    `.kompox/state.json` next to the compose file records it.
 //! 3. Server-side apply of the compose ConfigMap, the Secrets/ConfigMaps with the files the
-//!    compose file names (`env_file` …; values are never printed), the KompoxDisks and the
-//!    KompoxApp.
+//!    compose file names (`env_file`, file binds …; values are never printed), the KompoxDisks
+//!    and the KompoxApp. Without `--app` the app is inferred from the compose file
+//!    ([`crate::infer`], each inference an `inferred: …` line on stderr); an inferred disk that
+//!    exists already is left as it is, so re-applying never changes or recreates a disk.
 //! 4. With `--wait` (default), a progress line per condition change until the app is Ready.
 //!
 //! `--reconcile`: the KompoxApp controller applies the rendered objects. Until it does
@@ -77,6 +79,8 @@ pub struct ApplyArgs {
     /// Read the file the compose file names PATH (env_file …) from FILE.
     #[arg(long = "env-file", value_name = "PATH=FILE")]
     pub env_files: Vec<String>,
+    #[command(flatten)]
+    pub infer: crate::infer::InferArgs,
     /// The workspace (tenant) part of the namespace name.
     #[arg(long, default_value = naming::DEFAULT_WORKSPACE)]
     pub workspace: String,
@@ -155,6 +159,10 @@ pub struct Plan {
     pub disks: BTreeMap<String, KompoxDisk>,
     pub sources: Sources,
     pub warnings: Vec<Warning>,
+    /// What was inferred (zero-config), one line each.
+    pub notes: Vec<String>,
+    /// Disks inferred from the compose file: created when absent, never changed.
+    pub inferred_disks: BTreeSet<String>,
 }
 
 /// Builds the [`Plan`] and renders it offline to surface every error first.
@@ -176,6 +184,7 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
             message: w.message.clone(),
         })
         .collect();
+    let mut notes = Vec::new();
     let (mut app, mut disks, mut sources) = if let Some(path) = &args.app {
         let (app, b) = offline::read_app_file(path, &mut warnings)?;
         (app, b.disks, b.sources)
@@ -183,18 +192,14 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         let (app, disks) = from_kompoxops(path, &parsed, &args.file, &mut warnings)?;
         (app, disks, Sources::default())
     } else {
-        let name = offline::default_name(Some(&parsed), &args.file);
-        let disks = BTreeMap::from([(
-            offline::DEFAULT_VOLUME.to_owned(),
-            offline::disk(offline::DEFAULT_VOLUME),
-        )]);
-        (offline::default_app(&name), disks, Sources::default())
+        let (name, from) = offline::default_name(Some(&parsed.project), &args.file);
+        notes.push(format!("app name {name} (from {from})"));
+        (
+            offline::default_app(&name),
+            BTreeMap::new(),
+            Sources::default(),
+        )
     };
-    for v in &app.spec.volumes {
-        disks
-            .entry(v.disk_ref.name.clone())
-            .or_insert_with(|| offline::disk(&v.disk_ref.name));
-    }
     let rargs = RenderArgs {
         file: args.file.clone(),
         app: None,
@@ -205,6 +210,7 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         region: None,
         namespace: None,
         show_secrets: false,
+        infer: args.infer.clone(),
     };
     let dir = args
         .file
@@ -215,10 +221,18 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         &mut app,
         &mut sources,
         &mut warnings,
+        &mut notes,
         &parsed.project,
         &dir,
         &rargs,
     )?;
+    let inferred = crate::infer::complete(&mut app, &mut disks, &parsed.project, &args.infer)?;
+    notes.extend(inferred.notes);
+    for v in &app.spec.volumes {
+        disks
+            .entry(v.disk_ref.name.clone())
+            .or_insert_with(|| offline::disk(&v.disk_ref.name));
+    }
 
     // Render offline against fresh disks: the same checks the controller will make.
     let mut fresh = Bundle {
@@ -249,6 +263,8 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         disks,
         sources,
         warnings,
+        notes,
+        inferred_disks: inferred.disks,
     })
 }
 
@@ -279,7 +295,7 @@ fn from_kompoxops(
                 "{p}: app.name: {n:?} is not a DNS-1123 label"
             )]));
         }
-        None => offline::default_name(Some(parsed), compose_file),
+        None => offline::default_name(Some(&parsed.project), compose_file).0,
     };
     if !a["compose"].is_null() {
         warnings.push(Warning {
@@ -490,6 +506,9 @@ pub async fn run(
     naming::validate_dns1123_label(&args.workspace)
         .map_err(|e| CliError::Invalid(vec![format!("--workspace {:?}: {e}", args.workspace)]))?;
     let plan = plan(args)?;
+    for n in &plan.notes {
+        let _ = writeln!(err, "inferred: {n}");
+    }
     for w in &plan.warnings {
         let _ = writeln!(err, "warning: {w}");
     }
@@ -538,7 +557,22 @@ pub async fn run(
     state.apps.insert(k, entry);
     write_state(&spath, &state)?;
 
+    let disk_api: Api<KompoxDisk> = Api::namespaced(client.clone(), &ns);
     for o in objects(&plan, &ns)? {
+        // An inferred disk is created once and then left alone: re-applying never changes
+        // (shrinks, moves) or recreates it; `disk resize` grows it.
+        if o["kind"] == "KompoxDisk"
+            && let Some(dname) = o["metadata"]["name"].as_str()
+            && plan.inferred_disks.contains(dname)
+            && disk_api
+                .get_opt(dname)
+                .await
+                .map_err(|e| kubectx::kube_error(&format!("reading KompoxDisk {ns}/{dname}"), &e))?
+                .is_some()
+        {
+            let _ = writeln!(out, "KompoxDisk {ns}/{dname} exists (kept as it is)");
+            continue;
+        }
         kubectx::apply(&client, &o, false).await?;
         let extra = if o["kind"] == "Secret" {
             let n = o["data"].as_object().map_or(0, serde_json::Map::len)
@@ -758,7 +792,11 @@ async fn wait_ready(
             Reconcile::Controller => false,
             Reconcile::Auto => !observed && grace_over,
         };
-        if !use_client || disks.is_empty() || !disks.iter().all(|d| disk_ready(d)) {
+        // A stateless app has no disks to wait for.
+        if !use_client
+            || (disks.is_empty() && !a.spec.volumes.is_empty())
+            || !disks.iter().all(|d| disk_ready(d))
+        {
             continue;
         }
         if !client_applied {

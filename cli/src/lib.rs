@@ -16,6 +16,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 pub mod apply;
+pub mod infer;
 pub mod install;
 pub mod kubectx;
 pub mod local;

@@ -508,6 +508,11 @@ fn parse_size(s: &str) -> Result<Size, String> {
     }
 }
 
+/// A positive size, kept as written (for flags that end up in `spec.size`).
+pub(crate) fn parse_size_text(s: &str) -> Result<String, String> {
+    parse_size(s).map(|z| z.text)
+}
+
 fn parse_deletion_policy(s: &str) -> Result<DeletionPolicy, String> {
     match s {
         "Orphan" => Ok(DeletionPolicy::Orphan),

@@ -4,16 +4,20 @@
 //! kubectl kompox render -f compose.yml [--app app.yml] [-o yaml|json] [--env-file PATH=FILE]...
 //! ```
 //!
-//! - Without `--app`, a default app is assumed: named after the compose `name:` (or the
-//!   compose file's directory), one volume `default` on a fresh 10Gi disk `default`, no
-//!   ingress, no namespace.
+//! - Without `--app` (zero-config), the app is inferred ([`crate::infer`]): named after the
+//!   compose `name:` (or the compose file's directory), one fresh disk per compose volume
+//!   (`x-kompox: {size}` or `--disk-size`, default 10Gi) plus `default` for binds, ingress
+//!   rules from `--host NAME[=PORT]` and `x-kompox: {host}`; each inference is an
+//!   `inferred: …` line on stderr. With `--app`, the file wins and only its gaps are filled.
+//! - Single-file binds of project files become a ConfigMap (a Secret with `--secret-file`)
+//!   and a `spec.files.mounts` entry; so do small read-only directory binds, one key per
+//!   file (1 MiB at most).
 //! - `--app` reads a multi-document YAML file with one KompoxApp, its KompoxDisks and the
 //!   Secrets/ConfigMaps its `spec.files.mounts` name. Disks are assumed fresh: one without
 //!   `status.pvName` gets `kompox-<disk>`; one that is missing is assumed to be 10Gi.
 //! - Files the compose file names (`env_file`, configs/secrets `file:`) that no
 //!   `spec.files.mounts` entry provides are read from disk, relative to the compose file, or
-//!   from `--env-file PATH=FILE` (PATH as written in the compose file). A relative bind whose
-//!   source is a file is refused, as in the cluster it would become a directory.
+//!   from `--env-file PATH=FILE` (PATH as written in the compose file).
 //! - `${VAR}` is interpolated from `--var KEY=VALUE` only: the process environment is not
 //!   read, so the output is what the controller renders.
 //! - Secrets are redacted (each value replaced by its sha256) unless `--show-secrets` is
@@ -31,10 +35,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kompox_core::api::{
-    AppVolume, ComposeSource, DeletionPolicy, FileMount, FilesSpec, KompoxApp, KompoxAppSpec,
-    KompoxDisk, KompoxDiskSpec, LocalKeyRef, LocalRef, ProviderSpec, ProviderType,
+    ComposeSource, DeletionPolicy, FileMount, FilesSpec, KompoxApp, KompoxAppSpec, KompoxDisk,
+    KompoxDiskSpec, LocalKeyRef, ProviderSpec, ProviderType,
 };
-use kompox_core::naming::{sanitize_label, short_hash};
+use kompox_core::naming::short_hash;
 use kompox_core::redact::redact_objects;
 use kompox_core::render::{
     Bundle, ClusterInfo, HostPathKind, RenderInput, Sources, Warning, host_paths, project_path,
@@ -42,11 +46,17 @@ use kompox_core::render::{
 };
 
 use crate::CliError;
+use crate::infer::InferArgs;
+pub use crate::infer::default_name;
 
 /// Shown by `render --help`.
 pub const LONG_HELP: &str = "\
-Without --app, a default app is assumed: named after the compose `name:` (or the directory),
-one volume `default` on a fresh 10Gi disk `default`, no ingress.
+Without --app, the app is inferred and each inference printed as `inferred: …` on stderr: the
+name from the compose `name:` (or the directory), one disk per compose volume (size from
+`x-kompox: {size: 20Gi}` on the volume, else --disk-size, else 10Gi) plus `default` for binds,
+the zone from --zone, ingress rules from --host NAME[=PORT] or `x-kompox: {host: NAME}` on a
+service. Single-file binds become a ConfigMap (a Secret with --secret-file PATH), small
+read-only directory binds too (one key per file, 1 MiB at most).
 
 --app takes a YAML stream with one KompoxApp, its KompoxDisks and the Secrets/ConfigMaps its
 spec.files.mounts name. Disks are assumed fresh (status.pvName kompox-<disk>).
@@ -108,6 +118,8 @@ pub struct RenderArgs {
     /// Print Secret values instead of their sha256 (e.g. for kubectl apply).
     #[arg(long)]
     pub show_secrets: bool,
+    #[command(flatten)]
+    pub infer: InferArgs,
 }
 
 fn parse_provider(s: &str) -> Result<ProviderType, String> {
@@ -185,34 +197,18 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         interpolation.insert(k.to_owned(), val.to_owned());
     }
     let mut warnings: Vec<Warning> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     let parsed = kompox_core::compose::parse(&compose, &|k| interpolation.get(k).cloned()).ok();
 
-    let (mut app, disks, mut sources) = match &args.app {
+    let (mut app, mut disks, mut sources) = match &args.app {
         Some(path) => {
-            let (app, mut b) = read_app_file(path, &mut warnings)?;
-            for (i, v) in app.spec.volumes.iter().enumerate() {
-                let name = &v.disk_ref.name;
-                if !b.disks.contains_key(name) {
-                    warnings.push(Warning {
-                        path: format!("spec.volumes[{i}].diskRef"),
-                        message: format!(
-                            "KompoxDisk {name:?} is not in {}: assuming a fresh {DEFAULT_DISK_SIZE} disk",
-                            path.display()
-                        ),
-                    });
-                    b.disks.insert(name.clone(), disk(name));
-                }
-            }
-            b.assume_fresh_disks();
+            let (app, b) = read_app_file(path, &mut warnings)?;
             (app, b.disks, b.sources)
         }
         None => {
-            let name = default_name(parsed.as_ref(), &args.file);
-            let mut b = Bundle::default();
-            b.disks
-                .insert(DEFAULT_VOLUME.to_owned(), disk(DEFAULT_VOLUME));
-            b.assume_fresh_disks();
-            (default_app(&name), b.disks, b.sources)
+            let (name, from) = default_name(parsed.as_ref().map(|p| &p.project), &args.file);
+            notes.push(format!("app name {name} (from {from})"));
+            (default_app(&name), BTreeMap::new(), Sources::default())
         }
     };
     if let Some(ns) = &args.namespace {
@@ -224,11 +220,35 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             &mut app,
             &mut sources,
             &mut warnings,
+            &mut notes,
             &parsed.project,
             &dir,
             args,
         )?;
+        crate::infer::complete(&mut app, &mut disks, &parsed.project, &args.infer)
+            .map(|i| notes.extend(i.notes))?;
     }
+    if let Some(path) = &args.app {
+        for (i, v) in app.spec.volumes.iter().enumerate() {
+            let name = &v.disk_ref.name;
+            if !disks.contains_key(name) {
+                warnings.push(Warning {
+                    path: format!("spec.volumes[{i}].diskRef"),
+                    message: format!(
+                        "KompoxDisk {name:?} is not in {}: assuming a fresh {DEFAULT_DISK_SIZE} disk",
+                        path.display()
+                    ),
+                });
+                disks.insert(name.clone(), disk(name));
+            }
+        }
+    }
+    let mut fresh = Bundle {
+        disks,
+        ..Bundle::default()
+    };
+    fresh.assume_fresh_disks();
+    let disks = fresh.disks;
 
     let cluster = ClusterInfo {
         provider: args.provider,
@@ -252,6 +272,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         }
     };
     warnings.extend(rendered.warnings);
+    write_notes(err, &notes)?;
     write_warnings(err, &warnings)?;
     let objects = if args.show_secrets {
         rendered.objects
@@ -278,6 +299,14 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         .map_err(|e| CliError::Io(format!("writing output: {e}")))
 }
 
+/// What was inferred without `--app`, one `inferred: …` line each.
+pub(crate) fn write_notes(err: &mut dyn Write, notes: &[String]) -> Result<(), CliError> {
+    for n in notes {
+        writeln!(err, "inferred: {n}").map_err(|e| CliError::Io(format!("writing notes: {e}")))?;
+    }
+    Ok(())
+}
+
 fn write_warnings(err: &mut dyn Write, warnings: &[Warning]) -> Result<(), CliError> {
     for w in warnings {
         writeln!(err, "warning: {w}")
@@ -302,25 +331,8 @@ pub(crate) fn disk(name: &str) -> KompoxDisk {
     )
 }
 
-/// The app's name without `--app`: the compose `name:`, else the compose file's directory.
-pub(crate) fn default_name(parsed: Option<&kompox_core::compose::Parsed>, file: &Path) -> String {
-    let from_compose = parsed.and_then(|p| p.project.name.clone());
-    let from_dir = || {
-        std::path::absolute(file).ok().and_then(|p| {
-            p.parent()
-                .and_then(Path::file_name)
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-    };
-    let raw = from_compose.or_else(from_dir).unwrap_or_default();
-    if raw.is_empty() {
-        "app".to_owned()
-    } else {
-        sanitize_label(&raw, 40)
-    }
-}
-
-/// The default app: one volume `default` on disk `default`, no ingress.
+/// The app without `--app`: the compose file in ConfigMap `<name>-compose`, nothing else
+/// ([`crate::infer::complete`] fills in volumes, disks, zone and ingress).
 pub fn default_app(name: &str) -> KompoxApp {
     KompoxApp::new(
         name,
@@ -331,12 +343,6 @@ pub fn default_app(name: &str) -> KompoxApp {
                     key: "compose.yml".to_owned(),
                 },
             },
-            volumes: vec![AppVolume {
-                name: DEFAULT_VOLUME.to_owned(),
-                disk_ref: LocalRef {
-                    name: DEFAULT_VOLUME.to_owned(),
-                },
-            }],
             ..KompoxAppSpec::default()
         },
     )
@@ -344,11 +350,14 @@ pub fn default_app(name: &str) -> KompoxApp {
 
 /// Provides the files the compose file names that no `spec.files.mounts` entry covers, from
 /// `--env-file` or next to the compose file, as synthetic Secrets/ConfigMaps with mounts the
-/// renderer consumes; refuses single-file binds.
+/// renderer consumes: env files, configs/secrets files, single-file binds (a ConfigMap, or a
+/// Secret with `--secret-file`, key = the file name) and small read-only directory binds
+/// (one key per file). Each bind file made this way is a line in `notes`.
 pub(crate) fn provide_files(
     app: &mut KompoxApp,
     sources: &mut Sources,
     warnings: &mut Vec<Warning>,
+    notes: &mut Vec<String>,
     project: &kompox_core::compose::Project,
     dir: &Path,
     args: &RenderArgs,
@@ -360,6 +369,13 @@ pub(crate) fn provide_files(
             .ok_or_else(|| CliError::Invalid(vec![format!("--env-file {k:?}: not a file path")]))?;
         mapped.insert(key, (k, PathBuf::from(f)));
     }
+    let secret_paths: BTreeSet<PathBuf> = args
+        .infer
+        .secret_files
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    let mut secret_used: BTreeSet<PathBuf> = BTreeSet::new();
     let mut covered: BTreeSet<String> = app
         .spec
         .files
@@ -382,14 +398,91 @@ pub(crate) fn provide_files(
                 Some(f.clone())
             }
             None if !hp.path.starts_with('/') => Some(dir.join(&hp.path)),
+            None if hp.kind == HostPathKind::Bind => Some(PathBuf::from(&hp.path)),
             None => None,
         };
         if hp.kind == HostPathKind::Bind {
-            if local.as_deref().is_some_and(Path::is_file) {
-                errors.push(format!(
-                    "{}: bind source {:?} is a file: Kompox binds directories (on spec.volumes[0]); put the file in a ConfigMap or Secret and add a spec.files.mounts entry with path {pp}",
-                    hp.field, hp.path
+            let Some(local) = local else { continue };
+            let shown = if hp.path.starts_with('/') {
+                hp.path.clone()
+            } else {
+                format!("./{}", hp.path)
+            };
+            let abs = std::path::absolute(&local).unwrap_or_else(|_| local.clone());
+            let secret = secret_paths.contains(&abs);
+            if secret {
+                secret_used.insert(abs);
+            }
+            let dir_prefix = format!("{pp}/");
+            if covered.iter().any(|c| c.starts_with(&dir_prefix)) {
+                continue; // the same directory, bound by another service
+            }
+            if local.is_file() {
+                let content = read(&local)?;
+                let key = file_key(hp.path.rsplit('/').next().unwrap_or_default());
+                let name = format!("kompox-file-{}", short_hash(&pp));
+                let mode = executable_mode(&local);
+                add_file(app, sources, &name, secret, &pp, &key, content, mode);
+                notes.push(format!(
+                    "{} {name} key {key} from {shown} for {} (re-apply after editing it)",
+                    if secret { "Secret" } else { "ConfigMap" },
+                    hp.field
                 ));
+                covered.insert(pp);
+            } else if local.is_dir() && hp.read_only {
+                let files = match dir_files(&local) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        errors.push(format!("{}: {e}", hp.field));
+                        continue;
+                    }
+                };
+                if files.is_empty() {
+                    continue; // an empty directory: on the default disk
+                }
+                let total: usize = files
+                    .iter()
+                    .map(|(_, _, n, _)| *n)
+                    .fold(0, usize::saturating_add);
+                let mounts = app.spec.files.as_ref().map_or(0, |f| f.mounts.len());
+                if total > MAX_DIR_BYTES {
+                    errors.push(format!(
+                        "{}: read-only directory {shown} holds {total} bytes in {} files, more than the {MAX_DIR_BYTES} (1 MiB) a ConfigMap or Secret can: bind it without :ro (a directory on the default disk, empty at first) or build the files into the image",
+                        hp.field,
+                        files.len()
+                    ));
+                    continue;
+                }
+                if mounts + files.len() > MAX_FILE_MOUNTS {
+                    errors.push(format!(
+                        "{}: read-only directory {shown} holds {} files; with the other files that makes more than the {MAX_FILE_MOUNTS} spec.files.mounts entries a KompoxApp can have: bind it without :ro (a directory on the default disk, empty at first) or build the files into the image",
+                        hp.field,
+                        files.len()
+                    ));
+                    continue;
+                }
+                let name = format!("kompox-dir-{}", short_hash(&pp));
+                let n = files.len();
+                for (rel, path, _, mode) in files {
+                    let content = read(&path)?;
+                    let key = file_key(&rel);
+                    add_file(
+                        app,
+                        sources,
+                        &name,
+                        secret,
+                        &format!("{pp}/{rel}"),
+                        &key,
+                        content,
+                        mode,
+                    );
+                }
+                notes.push(format!(
+                    "{} {name} from directory {shown} ({n} files, {total} bytes) for {} (re-apply after editing them)",
+                    if secret { "Secret" } else { "ConfigMap" },
+                    hp.field
+                ));
+                covered.insert(pp);
             }
             continue;
         }
@@ -446,9 +539,165 @@ pub(crate) fn provide_files(
             });
         }
     }
+    for p in &args.infer.secret_files {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        if !secret_used.contains(&abs) {
+            errors.push(format!(
+                "--secret-file {}: no bind of the compose file has this file or read-only directory as its source",
+                p.display()
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(CliError::Invalid(errors))
     }
+}
+
+/// Most bytes of one directory bind (a ConfigMap or Secret holds at most 1 MiB).
+const MAX_DIR_BYTES: usize = 1024 * 1024;
+/// Most `spec.files.mounts` entries of a KompoxApp (the CRD's limit).
+const MAX_FILE_MOUNTS: usize = 64;
+/// Most files looked at in one directory bind before giving up.
+const MAX_DIR_FILES: usize = 1000;
+
+/// A ConfigMap/Secret key for a relative path: the path itself when it is a valid key
+/// (`[-._a-zA-Z0-9]+`, so no `/`), else the path with other characters as `_` and a short
+/// hash of it (`sub/b.conf` → `sub_b.conf-<hash>`).
+fn file_key(rel: &str) -> String {
+    let valid = !rel.is_empty()
+        && rel != "."
+        && rel != ".."
+        && rel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if valid {
+        return rel.to_owned();
+    }
+    let flat: String = rel
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{flat}-{}", short_hash(rel))
+}
+
+/// 0755 for an executable file (a script bound into the container), else the default.
+fn executable_mode(path: &Path) -> Option<i32> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o111 != 0).then_some(0o755)
+}
+
+/// The regular files under `dir` (recursively, symlinks followed), as (relative path, local
+/// path, size, mode), sorted; contents are read by the caller once the total is known to fit.
+#[allow(clippy::type_complexity)]
+fn dir_files(dir: &Path) -> Result<Vec<(String, PathBuf, usize, Option<i32>)>, String> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    let mut seen = 0usize;
+    while let Some((d, rel)) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("reading {}: {e}", d.display()))?;
+        for e in entries {
+            let e = e.map_err(|e| format!("reading {}: {e}", d.display()))?;
+            seen += 1;
+            if seen > MAX_DIR_FILES {
+                return Err(format!(
+                    "directory {} has more than {MAX_DIR_FILES} entries: bind it without :ro (a directory on the default disk)",
+                    dir.display()
+                ));
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let path = e.path();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push((path, r)),
+                Ok(m) if m.is_file() => {
+                    let size = usize::try_from(m.len()).unwrap_or(usize::MAX);
+                    let mode = executable_mode(&path);
+                    out.push((r, path, size, mode));
+                }
+                _ => {} // sockets, devices, dangling links
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Adds one file from a synthetic ConfigMap/Secret `name` (created or extended) and its
+/// `spec.files.mounts` entry at `path`.
+#[allow(clippy::too_many_arguments)]
+fn add_file(
+    app: &mut KompoxApp,
+    sources: &mut Sources,
+    name: &str,
+    secret: bool,
+    path: &str,
+    key: &str,
+    content: Vec<u8>,
+    mode: Option<i32>,
+) {
+    let meta = ObjectMeta {
+        name: Some(name.to_owned()),
+        ..ObjectMeta::default()
+    };
+    let r = LocalKeyRef {
+        name: name.to_owned(),
+        key: key.to_owned(),
+    };
+    let mut mount = FileMount {
+        path: path.to_owned(),
+        mode,
+        ..FileMount::default()
+    };
+    if secret {
+        let s = sources
+            .secrets
+            .entry(name.to_owned())
+            .or_insert_with(|| Secret {
+                metadata: meta,
+                ..Secret::default()
+            });
+        s.data
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_owned(), ByteString(content));
+        mount.secret_ref = Some(r);
+    } else {
+        let c = sources
+            .config_maps
+            .entry(name.to_owned())
+            .or_insert_with(|| ConfigMap {
+                metadata: meta,
+                ..ConfigMap::default()
+            });
+        match String::from_utf8(content) {
+            Ok(text) => {
+                c.data
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key.to_owned(), text);
+            }
+            Err(e) => {
+                c.binary_data
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key.to_owned(), ByteString(e.into_bytes()));
+            }
+        }
+        mount.config_map_ref = Some(r);
+    }
+    app.spec
+        .files
+        .get_or_insert_with(FilesSpec::default)
+        .mounts
+        .push(mount);
 }

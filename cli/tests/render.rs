@@ -176,14 +176,6 @@ fn invalid_input_exits_1_with_paths() {
         &d.join("compose.yml"),
         "services:\n  web:\n    image: x\n    volumes: ['./nginx.conf:/etc/nginx/nginx.conf']\n    env_file: ./missing.env\n",
     );
-    write(&d.join("nginx.conf"), "x");
-    let out = render(&d.join("compose.yml"), &["--env-file", "/unused=x"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        "error: services.web.volumes[0]: bind source \"nginx.conf\" is a file: Kompox binds directories (on spec.volumes[0]); put the file in a ConfigMap or Secret and add a spec.files.mounts entry with path /kompox/project/nginx.conf\n"
-    );
-    std::fs::remove_file(d.join("nginx.conf")).unwrap_or_default();
     let out = render(&d.join("compose.yml"), &["--env-file", "/unused=x"]);
     assert_eq!(
         text(&out.stderr),
@@ -235,5 +227,100 @@ fn zone_numbers_need_a_region() {
             .contains("error: spec.deployment.zone: zone \"1\": provider csi needs the region"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Without --app: the app, disks, file binds and ingress are inferred and said on stderr.
+#[test]
+fn zero_config_render_infers_and_says_so() {
+    let d = tmp("zeroconf");
+    write(
+        &d.join("compose.yml"),
+        "name: my_blog
+services:
+  db:
+    image: mariadb:11
+    volumes: [db_data:/var/lib/mysql]
+  wordpress:
+    image: wordpress:6
+    ports: ['8080:80']
+    volumes:
+      - ./nginx.conf:/etc/nginx/conf.d/default.conf:ro
+      - ./conf.d:/etc/extra:ro
+      - ./uploads:/var/www/html/wp-content/uploads
+      - /etc/pihole:/etc/pihole
+volumes:
+  db_data:
+    x-kompox: {size: 20Gi}
+",
+    );
+    write(&d.join("nginx.conf"), "server { listen 80; }\n");
+    std::fs::create_dir_all(d.join("conf.d/sub")).unwrap_or_default();
+    write(&d.join("conf.d/a.conf"), "a\n");
+    write(&d.join("conf.d/sub/b.conf"), "b\n");
+    let out = render(&d.join("compose.yml"), &["--host", "blog.example.com"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    for want in [
+        "inferred: app name my-blog (from the compose name:)",
+        "inferred: KompoxDisk db-data (20Gi) for compose volume db_data (x-kompox.size size)",
+        "inferred: KompoxDisk default (10Gi) for the binds on the default disk (default size): services.wordpress uploads, services.wordpress _host/etc/pihole",
+        "inferred: ingress rule wordpress: blog.example.com → published port 8080 (--host)",
+        "warning: services.wordpress.volumes[3]: host path /etc/pihole becomes the directory _host/etc/pihole on volume \"default\" (spec.volumes[0]), empty at first: copy the host's data there if the app needs it",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l == want),
+            "missing {want:?} in\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("key nginx.conf from ./nginx.conf for services.wordpress.volumes[0]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("from directory ./conf.d (2 files"),
+        "{stderr}"
+    );
+    for want in [
+        "name: my-blog-db-data",
+        "storage: 20Gi",
+        "name: my-blog-default",
+        "host: blog.example.com",
+        "subPath: _host/etc/pihole",
+        "path: sub/b.conf",
+        "mountPath: /etc/nginx/conf.d/default.conf",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+
+    // A file bind given as a Secret; a refused bind names the field and says why.
+    let out = render(
+        &d.join("compose.yml"),
+        &["--secret-file", &d.join("nginx.conf").to_string_lossy()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("inferred: Secret kompox-file-"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Over 1 MiB in a read-only directory: a clear error.
+    write(&d.join("conf.d/big"), &"x".repeat(1024 * 1024 + 1));
+    let out = render(&d.join("compose.yml"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: services.wordpress.volumes[1]: read-only directory ./conf.d holds 1048581 bytes in 3 files, more than the 1048576 (1 MiB) a ConfigMap or Secret can"),
+        "{}",
+        text(&out.stderr)
+    );
+    write(
+        &d.join("compose.yml"),
+        "services:\n  web:\n    image: x\n    volumes: ['/var/run/docker.sock:/var/run/docker.sock']\n",
+    );
+    let out = render(&d.join("compose.yml"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: services.web.volumes[0]: bind source \"/var/run/docker.sock\" is refused: the Docker daemon's socket: a Pod has no Docker daemon, and Kompox gives containers no access to the node\n"
     );
 }

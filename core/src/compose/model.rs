@@ -93,6 +93,8 @@ pub struct Service {
     pub profiles: Vec<String>,
     /// `pull_policy` as written (`always`, `never`, `missing`, `if_not_present`, `build`, …).
     pub pull_policy: Option<String>,
+    /// `x-kompox`: what `apply`/`render` without `--app` make of the service.
+    pub kompox: KompoxService,
 }
 
 /// `build`, recorded as given.
@@ -306,6 +308,25 @@ pub struct VolumeDef {
     /// `driver` (warned: ignored).
     pub driver: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `x-kompox`: what `apply`/`render` without `--app` make of the volume.
+    pub kompox: KompoxVolume,
+}
+
+/// `volumes.<name>.x-kompox`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KompoxVolume {
+    /// `size`: the size of the KompoxDisk made for the volume (a Kubernetes quantity).
+    pub size: Option<String>,
+}
+
+/// `services.<name>.x-kompox`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KompoxService {
+    /// `host` / `hosts`: host names routed to the service by an ingress rule.
+    pub hosts: Vec<String>,
+    /// `port`: the published port the hosts go to (needed when the service publishes
+    /// several).
+    pub port: Option<u16>,
 }
 
 /// Where a top-level config's or secret's content comes from.

@@ -40,6 +40,10 @@ pub(crate) fn service(ctx: &mut Ctx<'_>, path: &str, v: &Value, project: &Projec
     let mut legacy = Legacy::default();
     let mut deploy_replicas = None;
     for (key, value) in entries {
+        if key == "x-kompox" {
+            svc.kompox = super::top::kompox_service(ctx, &child(path, key), value);
+            continue;
+        }
         if !ctx.dispose_key(Scope::Service, path, key) {
             continue;
         }

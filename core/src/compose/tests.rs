@@ -1820,3 +1820,60 @@ fn gitea_with_postgres() {
         "services.gitea.environment[6]: required variable \"DB_PASSWORD\" is missing a value: set DB_PASSWORD"
     );
 }
+
+#[test]
+fn kompox_extensions() {
+    let p = ok("services:
+  web:
+    image: wordpress
+    ports: ['8080:80']
+    x-kompox: {host: blog.example.com, port: 8080}
+  api:
+    image: x
+    x-kompox: {hosts: [a.example.com, '*.b.example.com']}
+volumes:
+  db_data: {x-kompox: {size: 20Gi}}
+  other: {}
+");
+    let web = &p.project.services["web"].kompox;
+    assert_eq!(web.hosts, ["blog.example.com"]);
+    assert_eq!(web.port, Some(8080));
+    assert_eq!(
+        p.project.services["api"].kompox.hosts,
+        ["a.example.com", "*.b.example.com"]
+    );
+    assert_eq!(
+        p.project.volumes["db_data"].kompox.size.as_deref(),
+        Some("20Gi")
+    );
+    assert_eq!(p.project.volumes["other"].kompox.size, None);
+    // (case, compose, error)
+    for (case, yaml, want) in [
+        (
+            "bad size",
+            "services: {web: {image: x}}\nvolumes: {d: {x-kompox: {size: lots}}}\n",
+            "volumes.d.x-kompox.size: \"lots\" is not a Kubernetes quantity (expected e.g. 10Gi, 500M, 1e9)",
+        ),
+        (
+            "zero size",
+            "services: {web: {image: x}}\nvolumes: {d: {x-kompox: {size: 0}}}\n",
+            "volumes.d.x-kompox.size: must be more than 0",
+        ),
+        (
+            "bad host",
+            "services: {web: {image: x, x-kompox: {hosts: [ok.example.com, Bad_Host]}}}\n",
+            "services.web.x-kompox.hosts[1]: \"Bad_Host\" is not a host name (lower-case letters, digits, '-' and '.')",
+        ),
+        (
+            "bad port",
+            "services: {web: {image: x, x-kompox: {port: 70000}}}\n",
+            "services.web.x-kompox.port: 70000 is not a port (1-65535)",
+        ),
+    ] {
+        assert_eq!(errors(yaml), [want], "{case}");
+    }
+    assert_eq!(
+        warnings("services: {web: {image: x, x-kompox: {hostz: a}}}\n"),
+        ["services.web.x-kompox.hostz: unknown key; ignored"]
+    );
+}

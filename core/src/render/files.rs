@@ -224,19 +224,22 @@ pub struct HostPath {
     pub project_path: Option<String>,
     /// Whether rendering fails without it (`env_file` `required: false` is not).
     pub required: bool,
+    /// For a bind: whether it is read-only (`:ro`); a file is always mounted read-only.
+    pub read_only: bool,
 }
 
 /// The host paths a compose project names, in file order (services by name).
 #[must_use]
 pub fn host_paths(project: &Project) -> Vec<HostPath> {
     let mut out = Vec::new();
-    let mut push = |field: String, kind, path: &str, required| {
+    let mut push = |field: String, kind, path: &str, required, read_only| {
         out.push(HostPath {
             field,
             kind,
             path: path.to_owned(),
             project_path: project_path(path),
             required,
+            read_only,
         });
     };
     for (name, svc) in &project.services {
@@ -246,17 +249,18 @@ pub fn host_paths(project: &Project) -> Vec<HostPath> {
                 HostPathKind::EnvFile,
                 &ef.path,
                 ef.required,
+                true,
             );
         }
         for (field, m) in mount_fields(name, svc).into_iter().zip(&svc.mounts) {
             match &m.source {
                 MountSource::RelativeBind { path } if path != "." => {
-                    push(field, HostPathKind::Bind, path, true);
+                    push(field, HostPathKind::Bind, path, true, m.read_only);
                 }
                 MountSource::AbsoluteBind { path }
                     if matches!(bind_on_disk(&m.source), Some(DiskBind::Directory { .. })) =>
                 {
-                    push(field, HostPathKind::Bind, path, true);
+                    push(field, HostPathKind::Bind, path, true, m.read_only);
                 }
                 _ => {}
             }
@@ -268,7 +272,7 @@ pub fn host_paths(project: &Project) -> Vec<HostPath> {
     ] {
         for (name, def) in defs {
             if let FileObjectSource::File(path) = &def.source {
-                push(format!("{top}.{name}.file"), kind, path, true);
+                push(format!("{top}.{name}.file"), kind, path, true, true);
             }
         }
     }
