@@ -213,12 +213,6 @@ const ALLOWED: &[Allowed] = &[
         "environment",
         "pending: ${VAR} in env_file values is not interpolated yet (issue 14 item 1)",
     ),
-    allow(
-        "volume-names",
-        "*",
-        "load",
-        "pending: without --app a named volume has no disk yet (zero-config render, issue 14 item 4)",
-    ),
 ];
 
 /// What one service runs, in the terms both sides are compared in.
