@@ -9,13 +9,16 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kompox_core::api::{API_VERSION, InventoryEntry, KompoxApp};
 use kompox_core::render::APP_LABEL;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions,
 };
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{Error, Result};
@@ -94,6 +97,16 @@ pub fn owner_reference(app: &KompoxApp) -> Option<OwnerReference> {
         controller: Some(true),
         block_owner_deletion: Some(true),
     })
+}
+
+/// `obj` (typed) placed in `namespace` and owned by `owner`: the same as [`owned`] does to its
+/// JSON form.
+#[must_use]
+pub fn owned_typed<K: Resource>(mut obj: K, namespace: &str, owner: &OwnerReference) -> K {
+    let meta = obj.meta_mut();
+    meta.namespace = Some(namespace.to_owned());
+    meta.owner_references = Some(vec![owner.clone()]);
+    obj
 }
 
 /// `obj` placed in `namespace` and owned by `owner`.
@@ -176,21 +189,60 @@ pub async fn apply(
         )));
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
-    match api
-        .patch(
-            name,
-            &PatchParams::apply(field_manager).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-    {
-        Ok(o) => Ok(o),
-        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
-            Err(ApplyError::Refused(format!("{kind} {name}: {}", s.message)))
+    api.patch(
+        name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|e| apply_error(kind, namespace, name, e))
+}
+
+/// Applies the typed object `obj` (its namespace set) like [`apply`] and returns the live object
+/// in its type.
+///
+/// # Errors
+///
+/// As [`apply`].
+pub async fn apply_typed<K>(
+    client: &Client,
+    namespace: &str,
+    field_manager: &str,
+    obj: &K,
+) -> Result<K, ApplyError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    if name.is_empty() {
+        return Err(ApplyError::Refused(format!(
+            "rendered {kind} without metadata.name"
+        )));
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|e| apply_error(&kind, namespace, name, e))
+}
+
+/// A failed apply of `kind` `namespace/name`: refused (400/403/422) or retryable.
+fn apply_error(kind: &str, namespace: &str, name: &str, e: kube::Error) -> ApplyError {
+    match e {
+        kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => {
+            ApplyError::Refused(format!("{kind} {name}: {}", s.message))
         }
-        Err(e) => Err(ApplyError::Failed(Error::kube(format!(
-            "applying {kind} {namespace}/{name}"
-        ))(e))),
+        e => ApplyError::Failed(Error::kube(format!("applying {kind} {namespace}/{name}"))(
+            e,
+        )),
     }
 }
 
@@ -370,5 +422,13 @@ mod tests {
         assert_eq!(refs[0]["controller"], true);
         assert_eq!(refs[0]["blockOwnerDeletion"], true);
         assert_eq!(refs[0]["kind"], "KompoxApp");
+
+        // The typed form gets the same metadata.
+        let mut svc = k8s_openapi::api::core::v1::Service::default();
+        svc.metadata.name = Some("web".into());
+        let typed = serde_json::to_value(owned_typed(svc.clone(), "ns", &o)).ok();
+        let value = serde_json::to_value(&svc).ok().map(|v| owned(v, "ns", &o));
+        assert_eq!(typed, value);
+        assert!(typed.is_some());
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kompox_cluster::{OwnedInputs, gather_inputs, referenced_sources, resolve_cluster_info};
 use kompox_core::api::condition::reasons;
@@ -18,7 +19,7 @@ use kompox_core::api::{
 };
 use kompox_core::naming::DISK_LABEL;
 use kompox_core::provider::ClusterFacts;
-use kompox_core::render::{ClusterInfo, SOURCE_ANNOTATION, render};
+use kompox_core::render::{ClusterInfo, VolumeClaim, render};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -768,6 +769,7 @@ impl<'a> Run<'a> {
             .chain(extra)
             .map(|o| apply::owned(o, &self.ns, &owner))
             .collect();
+        let typed = apply::owned_typed(rendered.deployment.clone(), &self.ns, &owner);
         // 4. Objects someone else controls are never taken over; nothing is applied then.
         let conflicts = self.ownership_conflicts(&objects).await?;
         if !conflicts.is_empty() {
@@ -782,7 +784,7 @@ impl<'a> Run<'a> {
             return Ok(step);
         }
         // 6. RWO switch: decided from status.volumeSwitch and the live PVCs.
-        let views = self.volume_views(&objects, &disks).await?;
+        let views = self.volume_views(&rendered.volume_claims, &disks).await?;
         let plan = switch::plan(self.old.volume_switch.as_ref(), &views);
         let mut started = false;
         match &plan {
@@ -823,11 +825,14 @@ impl<'a> Run<'a> {
         }
         // 8. Apply (through the switch's phases while one runs).
         let deployment = match self.status.volume_switch.clone() {
-            Some(sw) => match self.run_switch(sw, &objects, &views).await? {
+            Some(sw) => match self.run_switch(sw, &objects, &typed, &views).await? {
                 SwitchStep::Waiting(step) => return Ok(step),
                 SwitchStep::Done(d) => d.map(|d| *d),
             },
-            None => match self.apply_all(&objects, Replicas::Rendered, None).await? {
+            None => match self
+                .apply_all(&objects, &typed, Replicas::Rendered, None)
+                .await?
+            {
                 Ok(d) => d,
                 Err(msg) => {
                     return Ok(Step {
@@ -858,8 +863,7 @@ impl<'a> Run<'a> {
         // 10. Claims no volume needs any more.
         self.release_stale_claims().await?;
         // 11. Status.
-        let hosts = ingress_hosts(&rendered.objects);
-        self.status.ingress_hosts = hosts;
+        self.status.ingress_hosts = rendered.ingress_hosts();
         if self.old.rendered_hash.as_deref() != Some(rendered.hash.as_str()) {
             let mut note = format!("applied {} objects ({})", objects.len(), rendered.hash);
             if !rendered.warnings.is_empty() {
@@ -870,8 +874,8 @@ impl<'a> Run<'a> {
                 .await;
         }
         self.status.rendered_hash = Some(rendered.hash.clone());
-        let dep_name = first_name(&objects, "Deployment");
-        let ing_name = first_name(&objects, "Ingress");
+        let dep_name = Some(rendered.deployment_name().to_owned());
+        let ing_name = rendered.ingress_name().map(str::to_owned);
         let outcome = readiness(
             deployment.as_ref(),
             dep_name.as_deref(),
@@ -930,19 +934,17 @@ impl<'a> Run<'a> {
     /// The app's volumes with their live PVCs (GETs: the switch must not decide from a cache).
     async fn volume_views(
         &self,
-        objects: &[Value],
+        claims: &[VolumeClaim],
         disks: &BTreeMap<String, KompoxDisk>,
     ) -> Result<Vec<VolumeView>> {
         let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns);
         let mut out = Vec::new();
-        for (i, v) in self.app.spec.volumes.iter().enumerate() {
-            let source = format!("spec.volumes[{i}]");
-            let Some(claim) = objects.iter().find_map(|o| {
-                (o["kind"] == "PersistentVolumeClaim"
-                    && o["metadata"]["annotations"][SOURCE_ANNOTATION] == source.as_str())
-                .then(|| o["metadata"]["name"].as_str().map(str::to_owned))
-                .flatten()
-            }) else {
+        for v in &self.app.spec.volumes {
+            let Some(claim) = claims
+                .iter()
+                .find(|c| c.volume == v.name)
+                .map(|c| c.claim.clone())
+            else {
                 continue;
             };
             let want_pv = disks
@@ -1065,58 +1067,53 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Applies `objects` in order (the PVC named `skip_claim` left out, the Deployment with
-    /// `replicas`). `Ok(Err(message))` when the API server refused one.
+    /// Applies `objects` in order, the Deployment among them as the typed `deployment` with
+    /// `replicas`, the PVC named `skip_claim` left out. `Ok(Err(message))` when the API server
+    /// refused one. Returns the applied Deployment.
     async fn apply_all(
         &mut self,
         objects: &[Value],
+        deployment: &Deployment,
         replicas: Replicas,
         skip_claim: Option<&str>,
     ) -> Result<std::result::Result<Option<Deployment>, String>> {
-        let mut todo: Vec<std::borrow::Cow<'_, Value>> = Vec::new();
+        let mut todo: Vec<Todo<'_>> = Vec::new();
         for obj in objects {
-            let kind = obj["kind"].as_str().unwrap_or_default();
-            if kind == "PersistentVolumeClaim"
-                && skip_claim.is_some_and(|c| obj["metadata"]["name"] == c)
-            {
-                continue;
-            }
-            if kind == "Deployment" && replicas == Replicas::Zero {
-                let mut o = obj.clone();
-                o["spec"]["replicas"] = Value::from(0);
-                todo.push(std::borrow::Cow::Owned(o));
-            } else {
-                todo.push(std::borrow::Cow::Borrowed(obj));
+            match obj["kind"].as_str().unwrap_or_default() {
+                "PersistentVolumeClaim"
+                    if skip_claim.is_some_and(|c| obj["metadata"]["name"] == c) => {}
+                "Deployment" => {
+                    let mut d = deployment.clone();
+                    if replicas == Replicas::Zero {
+                        d.spec.get_or_insert_with(Default::default).replicas = Some(0);
+                    }
+                    todo.push(Todo::Deployment(Box::new(d)));
+                }
+                _ => todo.push(Todo::Object(obj)),
             }
         }
         // Two waves, each applied concurrently: first what the workload reads or is constrained
         // by (Secrets, ConfigMaps, PVCs, policies, quota), then the workload and its Services.
-        let (first, second): (Vec<_>, Vec<_>) = todo.into_iter().partition(|o| {
-            !matches!(
-                o["kind"].as_str().unwrap_or_default(),
-                "Service" | "Deployment" | "Ingress"
-            )
-        });
-        let mut deployment = None;
+        let (first, second): (Vec<_>, Vec<_>) = todo
+            .into_iter()
+            .partition(|o| !matches!(o.kind(), "Service" | "Deployment" | "Ingress"));
+        let mut applied_deployment = None;
         for wave in [first, second] {
             let results = futures::future::join_all(
                 wave.iter()
-                    .map(|o| apply::apply(&self.client, &self.ns, FIELD_MANAGER, o.as_ref())),
+                    .map(|o| o.apply(&self.client, &self.ns, FIELD_MANAGER)),
             )
             .await;
             let mut refused = None;
             for (obj, applied) in wave.iter().zip(results) {
-                let kind = obj["kind"].as_str().unwrap_or_default();
+                let kind = obj.kind();
                 match applied {
-                    Ok(live) => {
-                        if let (Some(name), Some(v)) = (
-                            obj["metadata"]["name"].as_str(),
-                            tracked_version(kind, &live.metadata),
-                        ) {
+                    Ok((meta, typed)) => {
+                        if let (Some(name), Some(v)) = (obj.name(), tracked_version(kind, &meta)) {
                             self.versions.insert((kind.to_owned(), name.to_owned()), v);
                         }
-                        if kind == "Deployment" {
-                            deployment = Some(to_deployment(&live)?);
+                        if let Some(d) = typed {
+                            applied_deployment = Some(d);
                         }
                     }
                     Err(ApplyError::Refused(msg)) => {
@@ -1129,7 +1126,7 @@ impl<'a> Run<'a> {
                 return Ok(Err(msg));
             }
         }
-        Ok(Ok(deployment))
+        Ok(Ok(applied_deployment))
     }
 
     /// Names of the running Pods (not Succeeded/Failed) in the namespace whose volumes use
@@ -1206,13 +1203,14 @@ impl<'a> Run<'a> {
         &mut self,
         mut sw: VolumeSwitch,
         objects: &[Value],
+        deployment: &Deployment,
         views: &[VolumeView],
     ) -> Result<SwitchStep> {
         let Some(view) = views.iter().find(|v| v.volume == sw.volume).cloned() else {
             return Err(Error::Waiting(format!("volume {} vanished", sw.volume)));
         };
         let claim = view.claim.as_str();
-        let dep_name = first_name(objects, "Deployment");
+        let dep_name = deployment.metadata.name.clone();
         let wait = |sw: &VolumeSwitch, detail: String| {
             SwitchStep::Waiting(Step::waiting(
                 reasons::VOLUME_SWITCHING,
@@ -1228,7 +1226,9 @@ impl<'a> Run<'a> {
             })
         };
         if sw.phase != VolumeSwitchPhase::ScaleUp
-            && let Err(msg) = self.apply_all(objects, Replicas::Zero, Some(claim)).await?
+            && let Err(msg) = self
+                .apply_all(objects, deployment, Replicas::Zero, Some(claim))
+                .await?
         {
             return Ok(refused(msg));
         }
@@ -1318,7 +1318,10 @@ impl<'a> Run<'a> {
             }
         }
         // ScaleUp.
-        let deployment = match self.apply_all(objects, Replicas::Rendered, None).await? {
+        let deployment = match self
+            .apply_all(objects, deployment, Replicas::Rendered, None)
+            .await?
+        {
             Ok(d) => d,
             Err(msg) => return Ok(refused(msg)),
         };
@@ -1425,17 +1428,43 @@ enum SwitchStep {
     Done(Option<Box<Deployment>>),
 }
 
-/// The typed Deployment of an apply response.
-fn to_deployment(live: &kube::api::DynamicObject) -> Result<Deployment> {
-    let what = || "reading the applied Deployment".to_owned();
-    let v = serde_json::to_value(live).map_err(|source| Error::Serde {
-        what: what(),
-        source,
-    })?;
-    serde_json::from_value(v).map_err(|source| Error::Serde {
-        what: what(),
-        source,
-    })
+/// One object of an apply wave: the Deployment typed, the others as rendered.
+enum Todo<'o> {
+    Object(&'o Value),
+    Deployment(Box<Deployment>),
+}
+
+impl Todo<'_> {
+    fn kind(&self) -> &str {
+        match self {
+            Todo::Object(o) => o["kind"].as_str().unwrap_or_default(),
+            Todo::Deployment(_) => "Deployment",
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Todo::Object(o) => o["metadata"]["name"].as_str(),
+            Todo::Deployment(d) => d.metadata.name.as_deref(),
+        }
+    }
+
+    /// Applies it: the live metadata, and the live Deployment when it is the Deployment.
+    async fn apply(
+        &self,
+        client: &Client,
+        ns: &str,
+        field_manager: &str,
+    ) -> std::result::Result<(ObjectMeta, Option<Deployment>), ApplyError> {
+        match self {
+            Todo::Object(o) => apply::apply(client, ns, field_manager, o)
+                .await
+                .map(|live| (live.metadata, None)),
+            Todo::Deployment(d) => apply::apply_typed(client, ns, field_manager, d.as_ref())
+                .await
+                .map(|live| (live.metadata.clone(), Some(live))),
+        }
+    }
 }
 
 /// `Progressing` `DiskNotReady` when a referenced disk exists but has no PV yet.
@@ -1497,32 +1526,10 @@ fn readiness(
     }
 }
 
-fn first_name(objects: &[Value], kind: &str) -> Option<String> {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind)
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .map(str::to_owned)
-}
-
-/// Hosts of the rendered Ingresses, sorted, without duplicates.
-fn ingress_hosts(objects: &[Value]) -> Vec<String> {
-    let mut hosts: Vec<String> = objects
-        .iter()
-        .filter(|o| o["kind"] == "Ingress")
-        .flat_map(|o| o["spec"]["rules"].as_array().cloned().unwrap_or_default())
-        .filter_map(|r| r["host"].as_str().map(str::to_owned))
-        .collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
-    use serde_json::json;
 
     fn dep(ready: bool) -> Deployment {
         let mut d = Deployment::default();
@@ -1573,18 +1580,6 @@ mod tests {
             readiness(None, None, None, None).is_ready(),
             "nothing to run"
         );
-    }
-
-    #[test]
-    fn hosts_and_names_from_objects() {
-        let objs = [
-            json!({"kind": "Deployment", "metadata": {"name": "a-app"}}),
-            json!({"kind": "Ingress", "metadata": {"name": "a-app"},
-                   "spec": {"rules": [{"host": "b.example"}, {"host": "a.example"}, {"host": "b.example"}]}}),
-        ];
-        assert_eq!(ingress_hosts(&objs), ["a.example", "b.example"]);
-        assert_eq!(first_name(&objs, "Deployment").as_deref(), Some("a-app"));
-        assert_eq!(first_name(&objs, "Service"), None);
     }
 
     #[test]

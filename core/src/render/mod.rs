@@ -117,6 +117,7 @@ use std::fmt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::Serialize;
 use serde_json::Value;
@@ -251,7 +252,8 @@ pub fn referenced_disks(app: &KompoxApp) -> Vec<String> {
     set.into_iter().map(str::to_owned).collect()
 }
 
-/// A successful render.
+/// A successful render: the object list, plus typed views of the parts its users act on (so
+/// nobody has to find them in `objects` again by kind or annotation).
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
 pub struct Rendered {
@@ -264,6 +266,58 @@ pub struct Rendered {
     pub env_hash: String,
     /// `sha256:<hex>` over the canonical JSON of `objects` (for `status.renderedHash`).
     pub hash: String,
+    /// The Deployment, as it appears in `objects`.
+    pub deployment: Deployment,
+    /// The Ingress, as it appears in `objects` (`None` without `spec.ingress.rules`).
+    pub ingress: Option<Ingress>,
+    /// Each `spec.volumes[i]`, in spec order, with the PVC (in `objects`) that binds its disk.
+    pub volume_claims: Vec<VolumeClaim>,
+}
+
+/// One app volume and its PVC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeClaim {
+    /// `spec.volumes[i].name`.
+    pub volume: String,
+    /// The PersistentVolumeClaim's name.
+    pub claim: String,
+}
+
+impl Rendered {
+    /// The Deployment's name.
+    #[must_use]
+    pub fn deployment_name(&self) -> &str {
+        self.deployment.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The Ingress's name, if one is rendered.
+    #[must_use]
+    pub fn ingress_name(&self) -> Option<&str> {
+        self.ingress
+            .as_ref()
+            .and_then(|i| i.metadata.name.as_deref())
+    }
+
+    /// The hosts of the Ingress rules, sorted, without duplicates (for `status.ingressHosts`).
+    #[must_use]
+    pub fn ingress_hosts(&self) -> Vec<String> {
+        let hosts: BTreeSet<&str> = self
+            .ingress
+            .iter()
+            .flat_map(|i| i.spec.iter().flat_map(|s| s.rules.iter().flatten()))
+            .filter_map(|r| r.host.as_deref())
+            .collect();
+        hosts.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The PVC of app volume `volume`.
+    #[must_use]
+    pub fn claim_of(&self, volume: &str) -> Option<&str> {
+        self.volume_claims
+            .iter()
+            .find(|v| v.volume == volume)
+            .map(|v| v.claim.as_str())
+    }
 }
 
 /// Why an app could not be rendered.
@@ -594,11 +648,22 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     let Value::Array(objects) = all else {
         return Err(fail(cx));
     };
+    let volume_claims = storage
+        .volumes
+        .into_iter()
+        .map(|v| VolumeClaim {
+            volume: v.name,
+            claim: v.claim,
+        })
+        .collect();
     Ok(Rendered {
         objects,
         warnings: cx.warnings,
         env_hash,
         hash,
+        deployment,
+        ingress: network.ingress,
+        volume_claims,
     })
 }
 

@@ -569,6 +569,55 @@ volumes:
 }
 
 #[test]
+fn typed_parts_are_those_in_objects() {
+    let r = fx(
+        "services:\n  web: {image: x, ports: ['8080:80', '9090:90'], volumes: ['db:/db', './d:/d']}\nvolumes:\n  db: {}\n",
+        "  volumes: [{name: default, diskRef: {name: d1}}, {name: db, diskRef: {name: d2}}]
+  ingress:
+    rules:
+      - {name: http, port: 8080, hosts: [b.example.com, a.example.com]}
+      - {name: admin, port: 9090, hosts: [c.example.com]}",
+        "---\napiVersion: k8s.kompox.dev/v1alpha1\nkind: KompoxDisk\nmetadata: {name: d2}\nspec: {size: 5Gi}\nstatus: {pvName: pv-d2}\n",
+    )
+    .ok();
+    let typed = |v: &dyn erased::Ser| v.value().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&typed(&r.deployment), obj(&r, "Deployment", "app1-app"));
+    assert_eq!(r.deployment_name(), "app1-app");
+    let Some(ingress) = &r.ingress else {
+        panic!("an Ingress is rendered");
+    };
+    assert_eq!(&typed(ingress), obj(&r, "Ingress", "app1-app"));
+    assert_eq!(r.ingress_name(), Some("app1-app"));
+    assert_eq!(
+        r.ingress_hosts(),
+        ["a.example.com", "b.example.com", "c.example.com"],
+        "sorted"
+    );
+    let claims: Vec<(&str, &str)> = r
+        .volume_claims
+        .iter()
+        .map(|v| (v.volume.as_str(), v.claim.as_str()))
+        .collect();
+    assert_eq!(claims, [("default", "app1-default"), ("db", "app1-db")]);
+    for (i, (volume, claim)) in claims.iter().enumerate() {
+        let pvc = obj(&r, "PersistentVolumeClaim", claim);
+        assert_eq!(
+            pvc["metadata"]["annotations"][SOURCE_ANNOTATION],
+            format!("spec.volumes[{i}]").as_str(),
+            "{volume}"
+        );
+        assert_eq!(r.claim_of(volume), Some(*claim));
+    }
+    assert_eq!(r.claim_of("nope"), None);
+
+    // No ingress rules, no volumes: no Ingress, no claims.
+    let r = fx("services:\n  web: {image: x}\n", "  volumes: []", "").ok();
+    assert!(r.ingress.is_none() && r.ingress_hosts().is_empty());
+    assert!(r.volume_claims.is_empty());
+    assert_eq!(&typed(&r.deployment), obj(&r, "Deployment", "app1-app"));
+}
+
+#[test]
 fn volume_errors_and_warnings() {
     let e = fx(
         "services:
