@@ -969,3 +969,135 @@ fn every_case_directory_is_in_the_table() {
         );
     }
 }
+
+/// Command strings built from the pieces that matter to splitting and interpolation (quotes,
+/// backslashes, `$` forms, `$(…)`, backquotes, shell operators, blanks, unicode), eight
+/// services a project, both loaders on each project: the same projects must be refused, and
+/// accepted ones must give every service the same words. Deterministic (fixed seed).
+#[test]
+fn generated_command_strings_split_as_compose_splits() {
+    // Balanced pieces, and rarely an unbalanced one (which makes the project invalid).
+    const PIECES: &[&str] = &[
+        "a",
+        "b c",
+        "é",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\\\\",
+        "\\\"",
+        "\\ ",
+        "\\n",
+        "$",
+        "$$",
+        "$X",
+        "${X}",
+        "${X:-d e}",
+        "${U-}",
+        "$1",
+        ";",
+        "&&",
+        "|",
+        ">",
+        "2>&1",
+        "<",
+        "#",
+        "=",
+        "{",
+        "}",
+        "--flag=1",
+        "''",
+        "\"\"",
+        "'a b'",
+        "\"a $X\"",
+        "\"a\\nb\"",
+        "'a\\nb'",
+        "$(echo a b)",
+        "`id -u`",
+        "\"it's\"",
+        "'say \"hi\"'",
+        "\"$(x)\"",
+    ];
+    const UNBALANCED: &[&str] = &["'", "\"", "`", "(", ")", "$(", "${", "\\"];
+    const FILES: usize = 40;
+    const PER_FILE: usize = 4;
+    let Some(oracle) = oracle() else {
+        return;
+    };
+    let case = Case {
+        env: &[("X", "x y")],
+        ..corpus("generated-commands", "")
+    };
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap_or(0)
+    };
+    let (mut agreed, mut both_refused, mut report) = (0, 0, String::new());
+    for f in 0..FILES {
+        let mut compose = String::from("services:\n");
+        let mut commands = BTreeMap::new();
+        for s in 0..PER_FILE {
+            let command: String = (0..1 + next(8))
+                .map(|_| {
+                    if next(40) == 0 {
+                        UNBALANCED[next(UNBALANCED.len())]
+                    } else {
+                        PIECES[next(PIECES.len())]
+                    }
+                })
+                .collect();
+            let _ = write!(
+                compose,
+                "  s{s}:\n    image: busybox\n    command: {}\n",
+                serde_json::Value::String(command.clone())
+            );
+            commands.insert(format!("s{s}"), command);
+        }
+        let dir =
+            std::env::temp_dir().join(format!("kompox-oracle-{}-commands-{f}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write(&dir.join("compose.yml"), compose.as_bytes());
+        match (run_oracle(&oracle, &case, &dir), run_kompox(&case, &dir)) {
+            (Err(_), Err(_)) => both_refused += 1,
+            (Ok(want), Ok(got)) => {
+                for (name, w) in &want {
+                    let g = got.get(name).map(|g| &g.command);
+                    if g == Some(&w.command) {
+                        agreed += 1;
+                    } else {
+                        let _ = writeln!(
+                            report,
+                            "command {:?}:\n    oracle: {:?}\n    kompox: {:?}",
+                            commands.get(name).map_or("", String::as_str),
+                            w.command,
+                            g
+                        );
+                    }
+                }
+            }
+            (o, k) => {
+                let _ = writeln!(
+                    report,
+                    "project {f} ({:?}):\n    oracle: {}\n    kompox: {}",
+                    commands.values().collect::<Vec<_>>(),
+                    o.err().unwrap_or_else(|| "accepts".to_owned()),
+                    k.err().unwrap_or_else(|| "accepts".to_owned()),
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    eprintln!("generated commands: {agreed} agreed, {both_refused} projects refused by both");
+    assert!(
+        report.is_empty(),
+        "Kompox splits differently from compose-go:\n{report}"
+    );
+    assert!(
+        agreed >= FILES * PER_FILE / 4,
+        "only {agreed} commands compared"
+    );
+}
