@@ -1114,3 +1114,136 @@ fn generated_command_strings_split_as_compose_splits() {
         "only {agreed} commands compared"
     );
 }
+
+/// Invalid projects: the reference loader refuses them, and so must Kompox (an error, not a
+/// broken object), unless the entry names the reason for the difference; the test fails when
+/// a declared difference disappears too.
+#[test]
+fn kompox_refuses_what_the_reference_loader_refuses() {
+    /// (name, service body under `services: {a: …}`, the reason when the loaders differ)
+    const REFUSALS: &[(&str, &str, Option<&str>)] = &[
+        (
+            "assign default",
+            "image: x\nenvironment: {A: \"${A:=x}\"}",
+            None,
+        ),
+        ("unterminated brace", "image: \"x${A\"", None),
+        ("required variable", "image: \"${REQ:?must be set}\"", None),
+        (
+            "unmatched quote in command",
+            "image: x\ncommand: echo \"open",
+            None,
+        ),
+        (
+            "parenthesis in command",
+            "image: x\ncommand: echo (x)",
+            None,
+        ),
+        ("port out of range", "image: x\nports: [\"70000:80\"]", None),
+        ("port not a number", "image: x\nports: [\"abc\"]", None),
+        (
+            "unknown protocol",
+            "image: x\nports: [\"8080:80/xyz\"]",
+            None,
+        ),
+        ("unknown dependency", "image: x\ndepends_on: [ghost]", None),
+        (
+            "depends on itself",
+            "image: x\ndepends_on: {a: {condition: service_started}}",
+            None,
+        ),
+        (
+            "undeclared volume",
+            "image: x\nvolumes: [\"undeclared:/x\"]",
+            None,
+        ),
+        (
+            "duration without unit",
+            "image: x\nhealthcheck: {test: [CMD, x], interval: 10}",
+            None,
+        ),
+        (
+            "bad duration",
+            "image: x\nhealthcheck: {test: [CMD, x], interval: 10q}",
+            None,
+        ),
+        (
+            "bad memory",
+            "image: x\ndeploy: {resources: {limits: {memory: 12QB}}}",
+            None,
+        ),
+        (
+            "list as a variable",
+            "image: x\nenvironment: {A: [1, 2]}",
+            None,
+        ),
+        ("duplicate key", "image: x\nimage: y", None),
+        (
+            "missing env_file",
+            "image: x\nenv_file: [./missing.env]",
+            None,
+        ),
+        ("tmpfs a number", "image: x\ntmpfs: 5", None),
+        (
+            "numeric user",
+            "image: x\nuser: 1000",
+            Some("Kompox reads a number where compose's schema wants a string: the same user"),
+        ),
+        (
+            "numbers in a command list",
+            "image: x\ncommand: [sleep, 10]",
+            Some("Kompox reads numbers in a command list as their text, as Docker would run them"),
+        ),
+        (
+            "unknown key",
+            "image: x\nunknown_key: 1",
+            Some(
+                "Kompox warns at services.a.unknown_key and ignores it (compose's schema refuses)",
+            ),
+        ),
+        (
+            "expose not a port",
+            "image: x\nexpose: [\"abc\"]",
+            Some(
+                "compose-go passes expose entries on unchecked (Docker refuses the container later); Kompox refuses at once",
+            ),
+        ),
+        (
+            "build without image",
+            "build: .",
+            Some("Kompox deploys images and does not build them: services.a.image is required"),
+        ),
+    ];
+    let Some(oracle) = oracle() else {
+        return;
+    };
+    let case = corpus("refusals", "");
+    let mut report = String::new();
+    for (i, (name, body, reason)) in REFUSALS.iter().enumerate() {
+        let dir =
+            std::env::temp_dir().join(format!("kompox-oracle-{}-refusal-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let compose = format!("services:\n  a:\n    {}\n", body.replace('\n', "\n    "));
+        write(&dir.join("compose.yml"), compose.as_bytes());
+        let oracle_refuses = run_oracle(&oracle, &case, &dir).is_err();
+        let kompox = run_kompox(&case, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        match (oracle_refuses, kompox.is_err(), reason) {
+            (true, true, None) => {}
+            (o, k, Some(_)) if o != k => {}
+            (o, k, reason) => {
+                let _ = writeln!(
+                    report,
+                    "{name:?}: the reference loader {}, Kompox {}{}:\n{compose}",
+                    if o { "refuses" } else { "accepts" },
+                    if k { "refuses" } else { "accepts" },
+                    match reason {
+                        Some(r) => format!(" (the declared difference is gone: {r})"),
+                        None => String::new(),
+                    }
+                );
+            }
+        }
+    }
+    assert!(report.is_empty(), "{report}");
+}
