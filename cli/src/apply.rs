@@ -558,20 +558,86 @@ pub async fn run(
     write_state(&spath, &state)?;
 
     let disk_api: Api<KompoxDisk> = Api::namespaced(client.clone(), &ns);
-    for o in objects(&plan, &ns)? {
+    let mut existing: BTreeMap<String, KompoxDisk> = BTreeMap::new();
+    for d in plan.disks.keys() {
+        if let Some(x) = disk_api
+            .get_opt(d)
+            .await
+            .map_err(|e| kubectx::kube_error(&format!("reading KompoxDisk {ns}/{d}"), &e))?
+        {
+            existing.insert(d.clone(), x);
+        }
+    }
+    let mut objs = objects(&plan, &ns)?;
+    let mut applied_first = None;
+    // One Pod uses all the app's disks, so they must share a zone. Inferred disks without one
+    // go where an existing disk of the app is, else where the provisioner puts the first.
+    let fresh: Vec<String> = plan
+        .app
+        .spec
+        .volumes
+        .iter()
+        .map(|v| v.disk_ref.name.clone())
+        .filter(|d| {
+            plan.inferred_disks.contains(d)
+                && !existing.contains_key(d)
+                && plan.disks.get(d).is_some_and(|x| x.spec.zone.is_none())
+        })
+        .collect();
+    if !fresh.is_empty() && plan.disks.len() > 1 {
+        let non_empty = |z: Option<&String>| z.filter(|z| !z.trim().is_empty()).cloned();
+        let mut zone = plan
+            .disks
+            .values()
+            .find_map(|d| non_empty(d.spec.zone.as_ref()))
+            .or_else(|| {
+                existing.values().find_map(|d| {
+                    non_empty(d.spec.zone.as_ref())
+                        .or_else(|| non_empty(d.status.as_ref().and_then(|s| s.zone.as_ref())))
+                })
+            });
+        if zone.is_none()
+            && let Some(first) = fresh.first()
+            && let Some(o) = objs
+                .iter()
+                .find(|o| o["kind"] == "KompoxDisk" && o["metadata"]["name"] == first.as_str())
+        {
+            kubectx::apply(&client, o, false).await?;
+            let _ = writeln!(out, "{} applied", kubectx::describe(o));
+            zone = disk_zone(&disk_api, &ns, first, args.timeout).await?;
+            if let Some(z) = &zone {
+                let _ = writeln!(
+                    err,
+                    "inferred: zone {z} for the other disks (where the provisioner put KompoxDisk {first})"
+                );
+            }
+            applied_first = Some(first.clone());
+        }
+        if let Some(z) = zone {
+            for o in &mut objs {
+                if o["kind"] == "KompoxDisk"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| fresh.iter().any(|f| f == n))
+                {
+                    o["spec"]["zone"] = json!(z);
+                }
+            }
+        }
+    }
+    for o in objs {
         // An inferred disk is created once and then left alone: re-applying never changes
         // (shrinks, moves) or recreates it; `disk resize` grows it.
         if o["kind"] == "KompoxDisk"
             && let Some(dname) = o["metadata"]["name"].as_str()
-            && plan.inferred_disks.contains(dname)
-            && disk_api
-                .get_opt(dname)
-                .await
-                .map_err(|e| kubectx::kube_error(&format!("reading KompoxDisk {ns}/{dname}"), &e))?
-                .is_some()
         {
-            let _ = writeln!(out, "KompoxDisk {ns}/{dname} exists (kept as it is)");
-            continue;
+            if applied_first.as_deref() == Some(dname) {
+                continue;
+            }
+            if plan.inferred_disks.contains(dname) && existing.contains_key(dname) {
+                let _ = writeln!(out, "KompoxDisk {ns}/{dname} exists (kept as it is)");
+                continue;
+            }
         }
         kubectx::apply(&client, &o, false).await?;
         let extra = if o["kind"] == "Secret" {
@@ -591,6 +657,39 @@ pub async fn run(
         return Ok(());
     }
     wait_ready(&client, &ns, &name, args, out).await
+}
+
+/// The zone the provisioner gave a new disk (`status.zone`), waiting until it has one or is
+/// Ready without one (a provider without zones).
+async fn disk_zone(
+    api: &Api<KompoxDisk>,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<String>, CliError> {
+    let placed = |d: Option<&KompoxDisk>| {
+        d.is_some_and(|d| {
+            disk_ready(d)
+                || d.status
+                    .as_ref()
+                    .and_then(|s| s.zone.as_deref())
+                    .is_some_and(|z| !z.is_empty())
+        })
+    };
+    let wait = kube::runtime::wait::await_condition(api.clone(), name, placed);
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(d)) => Ok(d
+            .and_then(|d| d.status)
+            .and_then(|s| s.zone)
+            .filter(|z| !z.is_empty())),
+        Ok(Err(e)) => Err(CliError::Cluster(format!(
+            "watching KompoxDisk {ns}/{name}: {e}"
+        ))),
+        Err(_) => Err(CliError::Timeout(format!(
+            "KompoxDisk {ns}/{name} got no zone after {} (is kompox-controller running? `kubectl kompox install`); give --zone to place the disks yourself",
+            kubectx::seconds(timeout)
+        ))),
+    }
 }
 
 /// One line per condition of the app and its disks (`who type` → `status reason message`),

@@ -324,3 +324,49 @@ volumes:
         "error: services.web.volumes[0]: bind source \"/var/run/docker.sock\" is refused: the Docker daemon's socket: a Pod has no Docker daemon, and Kompox gives containers no access to the node\n"
     );
 }
+
+/// `samples/zero-config/*`: compose files taken as they are, rendered without --app (all
+/// inferred) as their reviewed `rendered.yaml`, with the `inferred:` and `warning:` lines as
+/// leading comments. Regenerate after a deliberate change, then review the diff:
+/// `KOMPOX_UPDATE_GOLDEN=1 cargo test -p kubectl-kompox --test render zero_config_samples`
+#[test]
+fn zero_config_samples_render_as_their_golden_files() {
+    let root = repo().join("samples").join("zero-config");
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().join("compose.yml").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    let update = std::env::var_os("KOMPOX_UPDATE_GOLDEN").is_some();
+    for name in names {
+        let dir = root.join(&name);
+        let out = render(
+            &dir.join("compose.yml"),
+            &["--provider", "aks", "--region", "japaneast"],
+        );
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let mut got = format!(
+            "# kubectl-kompox render -f samples/zero-config/{name}/compose.yml --provider aks --region japaneast\n\
+             # (no --app: everything below the comments is inferred from the compose file)\n"
+        );
+        for line in text(&out.stderr).lines() {
+            got.push_str(&format!("# {line}\n"));
+        }
+        got.push_str(&text(&out.stdout));
+        let golden = dir.join("rendered.yaml");
+        if update {
+            write(&golden, &got);
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        assert!(
+            got == want,
+            "samples/zero-config/{name}/rendered.yaml is stale; regenerate with KOMPOX_UPDATE_GOLDEN=1 cargo test -p kubectl-kompox --test render zero_config_samples and review:\n{got}"
+        );
+    }
+}
