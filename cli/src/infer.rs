@@ -21,7 +21,7 @@ use kompox_core::api::{
     AppVolume, DeploymentSpec, IngressRule, IngressSpec, KompoxApp, KompoxDisk, LocalRef,
 };
 use kompox_core::compose::{MountSource, Project, Protocol};
-use kompox_core::naming::{MAX_LABEL_LEN, k8s_name};
+use kompox_core::naming::{MAX_LABEL_LEN, k8s_name, k8s_names};
 use kompox_core::render::{DiskBind, bind_on_disk, project_path};
 
 use crate::CliError;
@@ -135,12 +135,24 @@ pub fn complete(
             }
         }
     }
+    // Disk names derived together, so `db_data` and `db-data` get distinct disks.
+    let disk_names = k8s_names(
+        project
+            .volumes
+            .keys()
+            .map(String::as_str)
+            .chain([DEFAULT_VOLUME]),
+        MAX_LABEL_LEN,
+    );
     let add_disk = |out: &mut Inferred,
                     disks: &mut BTreeMap<String, KompoxDisk>,
                     volume: &str,
                     size: &str,
                     why: String| {
-        let disk_name = k8s_name(volume, MAX_LABEL_LEN);
+        let disk_name = disk_names
+            .get(volume)
+            .cloned()
+            .unwrap_or_else(|| k8s_name(volume, MAX_LABEL_LEN));
         let mut d = disk(&disk_name);
         d.spec.size = Quantity(size.to_owned());
         d.spec.zone.clone_from(&zone);
@@ -490,6 +502,16 @@ volumes:
                     ("db_data", "db-data", "20Gi"),
                 ],
                 zone: Some("2"),
+            },
+            Case {
+                name: "volume names that collide get distinct disks",
+                yaml: "services: {web: {image: x, volumes: ['db_data:/a', 'db-data:/b']}}\nvolumes: {db_data: {}, db-data: {}}\n",
+                args: InferArgs::default(),
+                volumes: &[
+                    ("db-data", "db-data", "10Gi"),
+                    ("db_data", "db-data-47dfnl", "10Gi"),
+                ],
+                zone: None,
             },
             Case {
                 name: "stateless: no disk",
