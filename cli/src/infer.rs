@@ -127,7 +127,8 @@ pub fn complete(
                         && let Some(DiskBind::Directory { subpath, .. }) = bind_on_disk(src)
                     {
                         on_default.push(format!(
-                            "services.{sname} {}",
+                            "{} {}",
+                            kompox_core::compose::service_path(sname),
                             subpath.as_deref().unwrap_or(".")
                         ));
                     }
@@ -358,7 +359,8 @@ fn host_rules(
         if k.hosts.is_empty() {
             if k.port.is_some() {
                 errors.push(format!(
-                    "services.{name}.x-kompox.port: needs host or hosts"
+                    "{}.x-kompox.port: needs host or hosts",
+                    kompox_core::compose::service_path(name)
                 ));
             }
             continue;
@@ -369,7 +371,7 @@ fn host_rules(
             .filter(|p| p.protocol == Protocol::Tcp)
             .filter_map(|p| p.published)
             .collect();
-        let field = format!("services.{name}.x-kompox");
+        let field = format!("{}.x-kompox", kompox_core::compose::service_path(name));
         let port = match k.port {
             Some(p) if own.contains(&p) => p,
             Some(p) => {

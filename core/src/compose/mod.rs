@@ -68,6 +68,13 @@ pub use model::*;
 pub use ports::MAX_PORT_RANGE;
 pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES};
 
+/// The diagnostic path of a service: `services.web`, or `services["Web.Front"]` when the
+/// name holds characters other than letters, digits, `_` and `-` (as the parser writes it).
+#[must_use]
+pub fn service_path(name: &str) -> String {
+    walk::child("services", name)
+}
+
 /// A successfully parsed compose file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]

@@ -245,7 +245,7 @@ pub fn host_paths(project: &Project) -> Vec<HostPath> {
     for (name, svc) in &project.services {
         for (i, ef) in svc.env_file.iter().enumerate() {
             push(
-                format!("services.{name}.env_file[{i}]"),
+                format!("{}.env_file[{i}]", crate::compose::service_path(name)),
                 HostPathKind::EnvFile,
                 &ef.path,
                 ef.required,
@@ -290,10 +290,10 @@ pub(crate) fn mount_fields(name: &str, svc: &Service) -> Vec<String> {
         .map(|m| {
             if matches!(m.source, MountSource::Tmpfs { .. }) && !m.create_host_path {
                 t += 1;
-                format!("services.{name}.tmpfs[{}]", t - 1)
+                format!("{}.tmpfs[{}]", crate::compose::service_path(name), t - 1)
             } else {
                 v += 1;
-                format!("services.{name}.volumes[{}]", v - 1)
+                format!("{}.volumes[{}]", crate::compose::service_path(name), v - 1)
             }
         })
         .collect()
@@ -460,7 +460,7 @@ pub(crate) fn env_file_data(
 ) -> Option<BTreeMap<String, String>> {
     let mut data: Option<BTreeMap<String, String>> = None;
     for (i, ef) in svc.env_file.iter().enumerate() {
-        let field = format!("services.{service}.env_file[{i}]");
+        let field = format!("{}.env_file[{i}]", crate::compose::service_path(service));
         let Some(path) = project_path(&ef.path) else {
             cx.error(
                 ErrorReason::InvalidCompose,

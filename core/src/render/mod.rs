@@ -453,7 +453,7 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
             let obj = meta.object_name(&format!("{}-env", names.container(sname)));
             let bytes: BTreeMap<String, Vec<u8>> =
                 data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-            let field = format!("services.{sname}.env_file");
+            let field = format!("{}.env_file", crate::compose::service_path(sname));
             check_size(&mut cx, &field, &format!("Secret {obj:?}"), &bytes);
             secrets.push(secret(&meta, &obj, &field, bytes));
             env_secrets.insert(sname.clone(), obj);

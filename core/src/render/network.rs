@@ -68,7 +68,7 @@ pub(crate) fn plan(
     let mut taken: BTreeMap<String, &str> = BTreeMap::new();
 
     for (name, svc) in &project.services {
-        let field = format!("services.{name}");
+        let field = crate::compose::service_path(name);
         let sname = names.service(name);
         if let Some(other) = taken.insert(sname.clone(), name) {
             cx.error(
@@ -216,7 +216,7 @@ pub(crate) fn plan(
         for p in &svc.ports {
             if let Some(ip) = &p.host_ip {
                 cx.warn(
-                    format!("services.{name}.ports"),
+                    format!("{}.ports", crate::compose::service_path(name)),
                     format!("host_ip {ip} ignored: a Pod publishes no host ports"),
                 );
             }
@@ -224,7 +224,7 @@ pub(crate) fn plan(
                 && !ingress_ports.contains(&published)
             {
                 cx.warn(
-                    format!("services.{name}.ports"),
+                    format!("{}.ports", crate::compose::service_path(name)),
                     format!(
                         "published port {published} is not exposed outside the cluster (no spec.ingress.rules entry has port {published}); in the cluster it is {name}:{}",
                         p.target

@@ -133,7 +133,7 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
             if let Some(other) = port_owner.insert((port, proto.as_str()), name) {
                 cx.error(
                     ErrorReason::InvalidCompose,
-                    format!("services.{name}.ports"),
+                    format!("{}.ports", crate::compose::service_path(name)),
                     format!(
                         "container port {port}/{} is also used by service {other:?}: all services share one Pod network",
                         proto.as_str()
@@ -162,7 +162,7 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
     {
         cx.error(
             ErrorReason::InvalidCompose,
-            format!("services.{SUBPATH_INIT_CONTAINER}"),
+            crate::compose::service_path(SUBPATH_INIT_CONTAINER),
             format!("the name {SUBPATH_INIT_CONTAINER:?} is taken by Kompox's init container: rename the service"),
         );
     }
@@ -254,7 +254,7 @@ fn roles<'p>(
         let first = cycle.first().copied().unwrap_or_default();
         cx.error(
             ErrorReason::InvalidCompose,
-            format!("services.{first}.depends_on"),
+            format!("{}.depends_on", crate::compose::service_path(first)),
             format!("dependency cycle: {}", cycle.join(" -> ")),
         );
         return None;
@@ -281,7 +281,7 @@ fn roles<'p>(
                     } else {
                         cx.error(
                             ErrorReason::InvalidCompose,
-                            format!("services.{name}.depends_on.{dep}"),
+                            format!("{}.depends_on.{dep}", crate::compose::service_path(name)),
                             format!(
                                 "condition service_healthy needs a healthcheck with a test on service {dep:?} (Kubernetes does not run an image's HEALTHCHECK)"
                             ),
@@ -589,7 +589,7 @@ fn container(
     compose_mounts: Vec<PlannedMount>,
     global: &[PlannedMount],
 ) -> Container {
-    let field = format!("services.{name}");
+    let field = crate::compose::service_path(name);
     match (&svc.image, &svc.build) {
         (None, Some(_)) => cx.error(
             ErrorReason::InvalidCompose,
@@ -966,7 +966,7 @@ pub(crate) fn hosts(
     let mut by_host: BTreeMap<String, (String, &str)> = BTreeMap::new();
     for (name, svc) in &project.services {
         for (host, ip) in &svc.extra_hosts {
-            let field = format!("services.{name}.extra_hosts");
+            let field = format!("{}.extra_hosts", crate::compose::service_path(name));
             if ip == "host-gateway" {
                 cx.warn(
                     field,
@@ -980,7 +980,8 @@ pub(crate) fn hosts(
                     cx.warn(
                         field,
                         format!(
-                            "{host}: {ip} ignored: services.{owner} maps it to {prev} and all services share one /etc/hosts"
+                            "{host}: {ip} ignored: {} maps it to {prev} and all services share one /etc/hosts",
+                            crate::compose::service_path(owner)
                         ),
                     );
                 }
