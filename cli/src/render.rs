@@ -487,7 +487,18 @@ pub(crate) fn provide_files(
             continue;
         }
         let Some(local) = local.filter(|p| p.is_file()) else {
-            continue; // the renderer reports a missing required file
+            // Said in the terms of this machine; the renderer reports it otherwise (an
+            // absolute path with no --env-file, or env_file `required: false`).
+            if hp.required && !hp.path.starts_with('/') {
+                errors.push(format!(
+                    "{}: {} not found: create it next to the compose file ({}), or give --env-file {}=FILE",
+                    hp.field,
+                    hp.path,
+                    dir.join(hp.path.trim_start_matches("./")).display(),
+                    hp.path
+                ));
+            }
+            continue;
         };
         let content = read(&local)?;
         let name = format!("kompox-file-{}", short_hash(&pp));

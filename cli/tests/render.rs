@@ -179,8 +179,10 @@ fn invalid_input_exits_1_with_paths() {
     let out = render(&d.join("compose.yml"), &["--env-file", "/unused=x"]);
     assert_eq!(
         text(&out.stderr),
-        "warning: --env-file /unused: not needed: the compose file does not name it, or spec.files.mounts provides it\n\
-         error: services.web.env_file[0]: env file \"./missing.env\" not found: add a spec.files.mounts entry with path /kompox/project/missing.env (a Secret key holding the file)\n"
+        format!(
+            "error: services.web.env_file[0]: ./missing.env not found: create it next to the compose file ({}), or give --env-file ./missing.env=FILE\n",
+            d.join("missing.env").display()
+        )
     );
 
     write(
