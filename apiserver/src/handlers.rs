@@ -10,6 +10,7 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
+use kompox_cluster::{api_code, is_conflict};
 use kompox_core::api::{KompoxApp, KompoxDisk};
 use kompox_serve::{BoxError, ConnInfo, read_body_limited};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -448,7 +449,7 @@ async fn dry_run_one(state: &State, ns: &str, obj: &Value, secrets: &[String]) -
 }
 
 fn is_guard_failure(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 422)
+    is_conflict(e) || api_code(e) == Some(422)
 }
 
 async fn patch_json<K>(

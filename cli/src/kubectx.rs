@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt as _;
+use kompox_cluster::is_not_found;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
@@ -110,12 +111,6 @@ pub fn kube_error(what: &str, e: &kube::Error) -> CliError {
         )),
         other => CliError::Cluster(format!("{what}: {other}")),
     }
-}
-
-/// Whether `e` is an API 404.
-#[must_use]
-pub fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 /// Checks that the cluster answers (GET /version), with a clear message when it does not.

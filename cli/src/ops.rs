@@ -8,6 +8,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kompox_cluster::{is_conflict, is_not_found};
 use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{
     DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskSpec, KompoxSnapshot, KompoxSnapshotSpec,
@@ -553,10 +554,6 @@ async fn ns_client(kube: &KubeArgs, ns: &str) -> Result<Client, CliError> {
     Ok(client)
 }
 
-fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
-
 fn ready_of(conds: &[Condition]) -> String {
     conds
         .iter()
@@ -1018,7 +1015,7 @@ async fn delete_disk(
     };
     match api.delete(name, &dp).await {
         Ok(_) => {}
-        Err(e) if kubectx::is_not_found(&e) => {
+        Err(e) if is_not_found(&e) => {
             return Err(CliError::NotFound(format!(
                 "KompoxDisk {ns}/{name}: not found"
             )));

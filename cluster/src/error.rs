@@ -48,3 +48,48 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The HTTP status code of an error response from the API server (`None` for any other
+/// client error: transport, TLS, decoding).
+#[must_use]
+pub fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Whether the API server answered 404 Not Found.
+#[must_use]
+pub fn is_not_found(e: &kube::Error) -> bool {
+    api_code(e) == Some(404)
+}
+
+/// Whether the API server answered 409: a conflict (stale `resourceVersion`, a failed UID
+/// precondition) or an object that already exists.
+#[must_use]
+pub fn is_conflict(e: &kube::Error) -> bool {
+    api_code(e) == Some(409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("x", "AlreadyExists").with_code(code),
+        ))
+    }
+
+    #[test]
+    fn predicates() {
+        assert!(is_not_found(&api(404)) && !is_conflict(&api(404)));
+        assert!(is_conflict(&api(409)) && !is_not_found(&api(409)));
+        assert!(!is_not_found(&api(500)) && !is_conflict(&api(500)));
+        assert_eq!(api_code(&api(422)), Some(422));
+        let transport = kube::Error::LinesCodecMaxLineLengthExceeded;
+        assert_eq!(api_code(&transport), None);
+        assert!(!is_not_found(&transport) && !is_conflict(&transport));
+    }
+}

@@ -10,6 +10,9 @@
 //!   [`ClusterInfo`] (provider and region), and [`resolve_cluster_info`] is the same decision
 //!   without I/O.
 //!
+//! - [`is_not_found`], [`is_conflict`], [`api_code`]: what an API error response says, for
+//!   every crate that talks to the API server.
+//!
 //! Reads are plain GETs/LISTs with the caller's [`kube::Client`]; nothing is cached here, so
 //! callers with a watch cache (the controller) can keep their own and still share the
 //! decisions.
@@ -23,6 +26,6 @@ mod error;
 pub mod facts;
 pub mod inputs;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, api_code, is_conflict, is_not_found};
 pub use facts::{ClusterInfo, cluster_facts, cluster_info, majority_region, resolve_cluster_info};
 pub use inputs::{OwnedInputs, SourceRefs, gather_inputs, referenced_disks, referenced_sources};

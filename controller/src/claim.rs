@@ -8,7 +8,8 @@ use kompox_core::api::{AttachedTo, KompoxDisk};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use crate::error::{Error, Result, is_conflict};
+use crate::error::{Error, Result};
+use kompox_cluster::is_conflict;
 
 /// The outcome of claiming a disk for one app volume.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The crate's error type.
 
+use kompox_cluster::{api_code, is_conflict, is_not_found};
 use kompox_core::provider;
 
 /// Errors of the controller. Messages name the object or input involved and never carry Secret
@@ -29,9 +30,10 @@ pub enum Error {
         #[source]
         source: provider::Error,
     },
-    /// Reading cluster facts failed.
+    /// Reading an app's inputs or the cluster's facts failed other than by an API error (those
+    /// become [`Error::Kube`]).
     #[error(transparent)]
-    Cluster(#[from] kompox_cluster::Error),
+    Cluster(kompox_cluster::Error),
     /// An object lacks a field the controller needs (name, namespace, uid).
     #[error("{0}")]
     MissingField(String),
@@ -65,11 +67,12 @@ pub enum Error {
     /// An object kept changing under a read-modify-write for every attempt.
     #[error("{0}: the object kept changing; will retry")]
     Contended(String),
-    /// A finalizer is waiting for another component (the CSI provisioner deleting a volume,
-    /// snapshot-controller deleting a VolumeSnapshot, a PVC to go). Not a failure: it is an
-    /// error only because kube-runtime's `finalizer()` removes the finalizer on any `Ok`.
+    /// A reconcile is waiting for something another component does (the CSI provisioner
+    /// deleting a volume, snapshot-controller deleting a VolumeSnapshot, Pods or a PVC of a
+    /// deleted app to go). Not a failure: it is an error only because kube-runtime's
+    /// `finalizer()` removes the finalizer on any `Ok`. Counted in no error metric.
     #[error("waiting: {what}")]
-    Pending {
+    Waiting {
         /// What is awaited.
         what: String,
         /// When to look again.
@@ -78,6 +81,16 @@ pub enum Error {
     /// The configuration is invalid (bad namespace selector, ...).
     #[error("config: {0}")]
     Config(String),
+}
+
+/// API failures while reading inputs or facts are [`Error::Kube`], whoever read them.
+impl From<kompox_cluster::Error> for Error {
+    fn from(e: kompox_cluster::Error) -> Self {
+        match e {
+            kompox_cluster::Error::Kube { what, source } => Error::Kube { what, source },
+            other => Error::Cluster(other),
+        }
+    }
 }
 
 impl Error {
@@ -89,6 +102,14 @@ impl Error {
         }
     }
 
+    /// [`Error::Waiting`] for `what`, looked at again after `retry`.
+    pub fn waiting(what: impl Into<String>, retry: std::time::Duration) -> Self {
+        Error::Waiting {
+            what: what.into(),
+            retry,
+        }
+    }
+
     /// The error category, used as a metric label and Event reason (CamelCase, bounded).
     #[must_use]
     pub fn category(&self) -> &'static str {
@@ -97,6 +118,8 @@ impl Error {
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),
+                kube::runtime::finalizer::Error::AddFinalizer(k)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(k) => kube_category(k),
                 _ => "FinalizerError",
             },
             Error::Provider { .. } => "ProviderError",
@@ -108,29 +131,46 @@ impl Error {
             Error::Io { .. } => "Io",
             Error::Config(_) => "Config",
             Error::Contended(_) => "Conflict",
-            Error::Pending { .. } => "Pending",
+            Error::Waiting { .. } => "Waiting",
         }
     }
 
-    /// The retry delay of an [`Error::Pending`] (also inside a finalizer error).
+    /// The retry delay of an [`Error::Waiting`] (also inside a finalizer error).
     #[must_use]
-    pub fn pending_retry(&self) -> Option<std::time::Duration> {
+    pub fn waiting_retry(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Pending { retry, .. } => Some(*retry),
+            Error::Waiting { retry, .. } => Some(*retry),
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::CleanupFailed(inner)
-                | kube::runtime::finalizer::Error::ApplyFailed(inner) => inner.pending_retry(),
+                | kube::runtime::finalizer::Error::ApplyFailed(inner) => inner.waiting_retry(),
                 _ => None,
             },
             _ => None,
         }
     }
 
-    /// Whether the error is an API conflict (stale resourceVersion or a create race); the
-    /// caller re-reads and retries.
+    /// Whether this is a reconcile waiting ([`Error::Waiting`]), not a failure.
+    #[must_use]
+    pub fn is_waiting(&self) -> bool {
+        self.waiting_retry().is_some()
+    }
+
+    /// Whether the error is an API conflict (stale resourceVersion or a create race) or an
+    /// object that kept changing; the caller re-reads and retries.
     #[must_use]
     pub fn is_conflict(&self) -> bool {
-        self.category() == "Conflict"
+        match self {
+            Error::Kube { source, .. } => is_conflict(source),
+            Error::Contended(_) => true,
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.is_conflict(),
+                kube::runtime::finalizer::Error::AddFinalizer(k)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(k) => is_conflict(k),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 
@@ -145,11 +185,11 @@ pub fn finalizer_target_gone(e: &kube::runtime::finalizer::Error<Error>) -> bool
 /// `Invalid`) or `ApiError`.
 #[must_use]
 pub(crate) fn kube_category(e: &kube::Error) -> &'static str {
-    match e {
-        kube::Error::Api(s) if s.code == 409 => "Conflict",
-        kube::Error::Api(s) if s.code == 404 => "NotFound",
-        kube::Error::Api(s) if s.code == 403 => "Forbidden",
-        kube::Error::Api(s) if s.code == 422 || s.code == 400 => "Invalid",
+    match api_code(e) {
+        Some(409) => "Conflict",
+        Some(404) => "NotFound",
+        Some(403) => "Forbidden",
+        Some(400 | 422) => "Invalid",
         _ => "ApiError",
     }
 }
@@ -157,14 +197,73 @@ pub(crate) fn kube_category(e: &kube::Error) -> &'static str {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Whether a `kube::Error` is an API 404.
-#[must_use]
-pub fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
-/// Whether a `kube::Error` is an API 409 (conflict or already exists).
-#[must_use]
-pub fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("x", "y").with_code(code),
+        ))
+    }
+
+    fn in_finalizer(e: Error) -> Error {
+        Error::Finalizer(Box::new(kube::runtime::finalizer::Error::CleanupFailed(e)))
+    }
+
+    #[test]
+    fn categories() {
+        for (code, want) in [
+            (409, "Conflict"),
+            (404, "NotFound"),
+            (403, "Forbidden"),
+            (422, "Invalid"),
+            (400, "Invalid"),
+            (500, "ApiError"),
+        ] {
+            assert_eq!(Error::kube("x", api(code)).category(), want, "{code}");
+            assert_eq!(
+                in_finalizer(Error::kube("x", api(code))).category(),
+                want,
+                "{code} in a finalizer"
+            );
+            let add = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::AddFinalizer(
+                api(code),
+            )));
+            assert_eq!(add.category(), want, "{code} adding the finalizer");
+            assert_eq!(
+                add.is_conflict(),
+                code == 409,
+                "{code} adding the finalizer"
+            );
+        }
+        let read = kompox_cluster::Error::Kube {
+            what: "listing Nodes".into(),
+            source: api(403),
+        };
+        assert_eq!(Error::from(read).category(), "Forbidden");
+        assert_eq!(
+            Error::from(kompox_cluster::Error::NoNamespace).category(),
+            "ApiError"
+        );
+    }
+
+    #[test]
+    fn waiting_and_conflicts() {
+        let w = Error::waiting("pods", Duration::from_secs(2));
+        assert!(w.is_waiting());
+        assert_eq!(w.to_string(), "waiting: pods");
+        let f = in_finalizer(Error::waiting("p", Duration::from_secs(7)));
+        assert!(f.is_waiting());
+        assert_eq!(f.waiting_retry(), Some(Duration::from_secs(7)));
+        assert!(!Error::kube("x", api(500)).is_waiting());
+        assert!(!Error::kube("x", api(409)).is_waiting());
+
+        assert!(Error::kube("x", api(409)).is_conflict());
+        assert!(in_finalizer(Error::kube("x", api(409))).is_conflict());
+        assert!(Error::Contended("claim".into()).is_conflict());
+        assert!(!Error::kube("x", api(404)).is_conflict());
+        assert!(!w.is_conflict());
+    }
 }

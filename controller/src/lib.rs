@@ -75,7 +75,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 
-pub use error::{Error, Result, is_conflict, is_not_found};
+pub use error::{Error, Result};
 pub use leader::LeaseConfig;
 pub use metrics::ControllerMetrics;
 pub use runtime::{Backoff, NamespaceScope, Readiness, ReadyToken, Scope, Shutdown};
@@ -131,10 +131,10 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// The `error_policy` of every controller: counts the error under `controller` and its
     /// category, logs it, and requeues `key` with exponential backoff (1 s … 5 min). Conflicts
-    /// (someone else wrote first) retry at once after a short pause; [`Error::Pending`] (a
+    /// (someone else wrote first) retry at once after a short pause; [`Error::Waiting`] (a
     /// finalizer waiting on another component) requeues after its own delay, uncounted.
     pub fn error_action(&self, controller: &'static str, key: &str, err: &Error) -> Action {
-        if let Some(retry) = err.pending_retry() {
+        if let Some(retry) = err.waiting_retry() {
             tracing::debug!(controller, object = key, "{err}");
             return Action::requeue(retry);
         }

@@ -8,8 +8,8 @@ use kube::api::{DeleteParams, PostParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{is_conflict, is_not_found};
 use crate::{Error, Result};
+use kompox_cluster::{is_conflict, is_not_found};
 
 /// Creates `obj` through `api`; one that already exists (a repeated step, a create race) is
 /// fine. Returns whether this call created it (publish an Event only then).

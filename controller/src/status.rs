@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use kompox_core::api::{KompoxDiskStatus, KompoxSnapshotStatus};
 
-use crate::error::is_not_found;
 use crate::runtime::publish;
 use crate::{Context, Error, FIELD_MANAGER, Result};
+use kompox_cluster::is_not_found;
 
 /// Where a reconcile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

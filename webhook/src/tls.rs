@@ -33,6 +33,7 @@ use futures::{StreamExt as _, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
+use kompox_cluster::is_conflict;
 use kompox_serve::certs::certificate_pem;
 use kompox_serve::{CertKeyPem, CertifiedCa, generate_ca, issue_serving_cert};
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -424,7 +425,7 @@ pub async fn initial(client: &Client, s: &SecretTls) -> Result<CertKeyPem, Error
                             });
                         }
                         // Another replica won the race; its Secret arrives on the watch.
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) if is_conflict(&e) => {}
                         Err(source) => {
                             return Err(Error::Api {
                                 secret: s.id(),
@@ -590,7 +591,7 @@ async fn reconcile(
         match res {
             Ok(_) => tracing::info!(secret = %s.id(), why, "updated the TLS Secret"),
             // Someone else wrote it first; the watch brings their version.
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) if is_conflict(&e) => {}
             Err(source) => {
                 return Err(Error::Api {
                     secret: s.id(),
@@ -628,7 +629,7 @@ async fn sync_ca_bundle(
     if changed {
         match configs.replace(name, &PostParams::default(), &cfg).await {
             Ok(_) => tracing::info!(configuration = name, "caBundle updated"),
-            Err(kube::Error::Api(e)) if e.code == 409 => {
+            Err(e) if is_conflict(&e) => {
                 // Changed meanwhile; the watch brings it back here.
                 return Ok(Some(String::new()));
             }

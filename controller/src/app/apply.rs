@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kompox_cluster::{is_conflict, is_not_found};
 use kompox_core::api::{API_VERSION, InventoryEntry, KompoxApp};
 use kompox_core::render::APP_LABEL;
 use kube::api::{
@@ -21,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::error::{Error, Result};
+use crate::{Error, Result};
 
 /// The kinds the app controller applies, with their resource (plural) names.
 const KINDS: [(&str, &str, &str); 11] = [
@@ -240,7 +241,8 @@ fn apply_error(kind: &str, namespace: &str, name: &str, e: kube::Error) -> Apply
         kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422) => {
             ApplyError::Refused(format!("{kind} {name}: {}", s.message))
         }
-        e => ApplyError::Failed(Error::kube(format!("applying {kind} {namespace}/{name}"))(
+        e => ApplyError::Failed(Error::kube(
+            format!("applying {kind} {namespace}/{name}"),
             e,
         )),
     }
@@ -271,7 +273,7 @@ pub async fn prune(
         let Some(live) = api
             .get_metadata_opt(&e.name)
             .await
-            .map_err(Error::kube(format!("reading {what}")))?
+            .map_err(|e| Error::kube(format!("reading {what}"), e))?
         else {
             continue;
         };
@@ -299,8 +301,8 @@ pub async fn prune(
         };
         match api.delete(&e.name, &dp).await {
             Ok(_) => pruned.push(e.clone()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(err) => return Err(Error::kube(format!("pruning {what}"))(err)),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(err) => return Err(Error::kube(format!("pruning {what}"), err)),
         }
     }
     Ok(pruned)

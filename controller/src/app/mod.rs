@@ -70,7 +70,6 @@
 //! being deleted. A change re-renders within the debounce (200 ms) plus one reconcile.
 
 mod apply;
-mod error;
 pub mod hygiene;
 mod reconcile;
 pub mod status;
@@ -81,14 +80,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kompox_core::api::KompoxApp;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, ResourceExt};
+use kube::runtime::finalizer::Event as Finalizer;
 
-pub use error::Error;
 pub use reconcile::AppCtx;
 
-use crate::{Context, ReadyToken};
+use crate::{Context, Error, ReadyToken};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "app";
@@ -132,35 +130,16 @@ async fn reconcile(app: Arc<KompoxApp>, actx: Arc<AppCtx>) -> Result<Action, Err
     if !actx.stores.is_synced() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    let key = format!("{ns}/{}", app.name_any());
-    let api: Api<KompoxApp> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, APP_FINALIZER, app, |event| async {
+    ctx.finalized(app, APP_FINALIZER, |event| async {
         match event {
             Finalizer::Apply(a) => reconcile::apply(&a, &actx).await,
             Finalizer::Cleanup(a) => reconcile::cleanup(&a, &actx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if result.is_ok() {
-        ctx.reconciled(&key);
-    }
-    result
 }
 
 fn error_policy(app: Arc<KompoxApp>, err: &Error, actx: Arc<AppCtx>) -> Action {
-    let ctx = &actx.ctx;
-    let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
-    if err.is_waiting() {
-        tracing::debug!(object = key, %err, "waiting");
-        return Action::requeue(Duration::from_secs(2));
-    }
-    ctx.metrics.error(CONTROLLER, err.category());
-    let delay = if err.category() == "Conflict" {
-        Duration::from_millis(200)
-    } else {
-        ctx.backoff.next(&key)
-    };
-    tracing::warn!(controller = CONTROLLER, object = key, error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    actx.ctx
+        .error_action(CONTROLLER, &crate::object_key(app.as_ref()), err)
 }

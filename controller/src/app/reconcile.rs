@@ -11,7 +11,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kompox_cluster::{OwnedInputs, gather_inputs, referenced_sources, resolve_cluster_info};
+use kompox_cluster::{
+    OwnedInputs, gather_inputs, is_conflict, is_not_found, referenced_sources, resolve_cluster_info,
+};
 use kompox_core::api::condition::reasons;
 use kompox_core::api::{
     API_VERSION, InventoryEntry, KompoxApp, KompoxAppStatus, KompoxDisk, VolumeSwitch,
@@ -29,7 +31,6 @@ use serde_json::Value;
 
 use super::FIELD_MANAGER;
 use super::apply::{self, ApplyError};
-use super::error::{Error, Result};
 use super::hygiene::{self, NamespaceFacts};
 use super::status::{self, Note, Outcome};
 use super::switch::{self, LivePvc, Plan, VolumeView};
@@ -37,6 +38,7 @@ use super::watch::{Stores, app_label_value, versions};
 use crate::Context;
 use crate::claim::{self, Claim};
 use crate::runtime::publish;
+use crate::{Error, Result};
 
 /// A full apply is repeated at least this often (drift of objects no cache covers: the
 /// namespace hygiene objects, Namespace labels), plus a per-app jitter of up to a minute.
@@ -45,6 +47,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 const ROLLOUT: Duration = Duration::from_secs(30);
 /// Re-check while an RWO switch or a cleanup waits.
 const SWITCH_POLL: Duration = Duration::from_secs(2);
+/// Retry of a reconcile that waits ([`Error::Waiting`]: Pods or PVCs of a deleted app still
+/// there, an object without the metadata the reconcile needs).
+const WAIT: Duration = Duration::from_secs(2);
 /// Re-check of a Degraded app (its inputs are watched, so this is a safety net).
 const DEGRADED: Duration = Duration::from_secs(120);
 /// Re-check after the API server refused an object.
@@ -166,7 +171,7 @@ impl AppCtx {
         let facts = Api::<Namespace>::all(client.clone())
             .get_opt(ns)
             .await
-            .map_err(Error::kube(format!("reading Namespace {ns}")))?
+            .map_err(|e| Error::kube(format!("reading Namespace {ns}"), e))?
             .map(|n| {
                 NamespaceFacts::from_meta(
                     n.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
@@ -455,7 +460,7 @@ async fn cleanup_run(run: &mut Run<'_>) -> Result<Action> {
         disk_api
             .list(&ListParams::default())
             .await
-            .map_err(Error::kube(format!("listing KompoxDisks in {}", run.ns)))?
+            .map_err(|e| Error::kube(format!("listing KompoxDisks in {}", run.ns), e))?
             .items
             .into_iter()
             .filter(|d| {
@@ -495,11 +500,10 @@ async fn cleanup_run(run: &mut Run<'_>) -> Result<Action> {
     for p in &pvcs {
         let users = run.pods_using(&p.name).await?;
         if !users.is_empty() {
-            return Err(Error::Waiting(format!(
-                "Pods {} still use PVC {}",
-                users.join(", "),
-                p.name
-            )));
+            return Err(Error::waiting(
+                format!("Pods {} still use PVC {}", users.join(", "), p.name),
+                WAIT,
+            ));
         }
     }
     apply::prune(&run.client, &run.ns, &run.label, &run.uid, &pvcs).await?;
@@ -508,10 +512,13 @@ async fn cleanup_run(run: &mut Run<'_>) -> Result<Action> {
         if pvc_api
             .get_metadata_opt(&p.name)
             .await
-            .map_err(Error::kube(format!("reading PVC {}/{}", run.ns, p.name)))?
+            .map_err(|e| Error::kube(format!("reading PVC {}/{}", run.ns, p.name), e))?
             .is_some_and(|m| m.owner_references().iter().any(|o| o.uid == run.uid))
         {
-            return Err(Error::Waiting(format!("PVC {} is being deleted", p.name)));
+            return Err(Error::waiting(
+                format!("PVC {} is being deleted", p.name),
+                WAIT,
+            ));
         }
     }
     for d in &held {
@@ -519,10 +526,7 @@ async fn cleanup_run(run: &mut Run<'_>) -> Result<Action> {
             continue;
         };
         let dname = d.name_any();
-        if claim::release(&disk_api, &dname, &run.name, &att.volume)
-            .await
-            .map_err(Error::Claim)?
-        {
+        if claim::release(&disk_api, &dname, &run.name, &att.volume).await? {
             run.event(
                 EventType::Normal,
                 "DiskReleased",
@@ -592,7 +596,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(app: &'a KompoxApp, actx: &'a AppCtx) -> Result<Self> {
-        let missing = |f: &str| Error::Waiting(format!("KompoxApp without {f}"));
+        let missing = |f: &str| Error::waiting(format!("KompoxApp without {f}"), WAIT);
         let ns = app
             .metadata
             .namespace
@@ -655,10 +659,7 @@ impl<'a> Run<'a> {
                 &Patch::Apply(&patch),
             )
             .await
-            .map_err(Error::kube(format!(
-                "writing status of KompoxApp {}",
-                self.key
-            )))?;
+            .map_err(|e| Error::kube(format!("writing status of KompoxApp {}", self.key), e))?;
         self.written = self.status.clone();
         let rv = live
             .metadata
@@ -733,7 +734,7 @@ impl<'a> Run<'a> {
         let inputs = match gather_inputs(&self.client, self.app).await {
             Ok(i) => i,
             Err(kompox_cluster::Error::Kube { what, source }) => {
-                return Err(Error::kube(what)(source));
+                return Err(Error::kube(what, source));
             }
             Err(e) => return Ok(Step::degraded(reasons::REFERENCE_NOT_FOUND, e.to_string())),
         };
@@ -760,7 +761,7 @@ impl<'a> Run<'a> {
             }
         };
         let Some(owner) = apply::owner_reference(self.app) else {
-            return Err(Error::Waiting("KompoxApp without uid".into()));
+            return Err(Error::waiting("KompoxApp without uid", WAIT));
         };
         let objects: Vec<Value> = rendered
             .objects
@@ -901,9 +902,7 @@ impl<'a> Run<'a> {
                 continue; // the render already reported it
             };
             let decision = match claim::claim_decision(disk, &self.name, &v.name) {
-                Claim::Granted => claim::claim(&disk_api, dname, &self.name, &v.name)
-                    .await
-                    .map_err(Error::Claim)?,
+                Claim::Granted => claim::claim(&disk_api, dname, &self.name, &v.name).await?,
                 other => other,
             };
             match decision {
@@ -955,7 +954,7 @@ impl<'a> Run<'a> {
             let live = pvc_api
                 .get_opt(&claim)
                 .await
-                .map_err(Error::kube(format!("reading PVC {}/{claim}", self.ns)))?
+                .map_err(|e| Error::kube(format!("reading PVC {}/{claim}", self.ns), e))?
                 .map(|p| self.live_pvc(&p));
             out.push(VolumeView {
                 volume: v.name.clone(),
@@ -1010,10 +1009,9 @@ impl<'a> Run<'a> {
             api.get_metadata_opt(&e.name)
                 .await
                 .map(|m| m.map(|m| m.metadata))
-                .map_err(Error::kube(format!(
-                    "reading {} {}/{}",
-                    e.kind, self.ns, e.name
-                )))
+                .map_err(|err| {
+                    Error::kube(format!("reading {} {}/{}", e.kind, self.ns, e.name), err)
+                })
         });
         let live = futures::future::try_join_all(lookups).await?;
         Ok(entries
@@ -1136,7 +1134,7 @@ impl<'a> Run<'a> {
         let list = pods
             .list(&ListParams::default())
             .await
-            .map_err(Error::kube(format!("listing Pods in {}", self.ns)))?;
+            .map_err(|e| Error::kube(format!("listing Pods in {}", self.ns), e))?;
         Ok(list
             .items
             .into_iter()
@@ -1163,10 +1161,11 @@ impl<'a> Run<'a> {
     async fn still_running(&self, name: Option<&str>, claim: &str) -> Result<Option<String>> {
         if let Some(name) = name {
             let deps: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
-            if let Some(d) = deps.get_opt(name).await.map_err(Error::kube(format!(
-                "reading Deployment {}/{name}",
-                self.ns
-            )))? {
+            if let Some(d) = deps
+                .get_opt(name)
+                .await
+                .map_err(|e| Error::kube(format!("reading Deployment {}/{name}", self.ns), e))?
+            {
                 let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                 let st = d.status.clone().unwrap_or_default();
                 let observed =
@@ -1207,7 +1206,10 @@ impl<'a> Run<'a> {
         views: &[VolumeView],
     ) -> Result<SwitchStep> {
         let Some(view) = views.iter().find(|v| v.volume == sw.volume).cloned() else {
-            return Err(Error::Waiting(format!("volume {} vanished", sw.volume)));
+            return Err(Error::waiting(
+                format!("volume {} vanished", sw.volume),
+                WAIT,
+            ));
         };
         let claim = view.claim.as_str();
         let dep_name = deployment.metadata.name.clone();
@@ -1244,7 +1246,7 @@ impl<'a> Run<'a> {
             let live = pvc_api
                 .get_opt(claim)
                 .await
-                .map_err(Error::kube(format!("reading PVC {}/{claim}", self.ns)))?;
+                .map_err(|e| Error::kube(format!("reading PVC {}/{claim}", self.ns), e))?;
             match live {
                 Some(p) if p.metadata.deletion_timestamp.is_some() => {
                     let f = p.finalizers().join(", ");
@@ -1287,9 +1289,10 @@ impl<'a> Run<'a> {
                     };
                     match pvc_api.delete(claim, &dp).await {
                         Ok(_) => {}
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                        Err(e) if is_not_found(&e) || is_conflict(&e) => {}
                         Err(e) => {
-                            return Err(Error::kube(format!("deleting PVC {}/{claim}", self.ns))(
+                            return Err(Error::kube(
+                                format!("deleting PVC {}/{claim}", self.ns),
                                 e,
                             ));
                         }
@@ -1300,7 +1303,7 @@ impl<'a> Run<'a> {
                     let Some(pvc) = objects.iter().find(|o| {
                         o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == claim
                     }) else {
-                        return Err(Error::Waiting(format!("PVC {claim} is not rendered")));
+                        return Err(Error::waiting(format!("PVC {claim} is not rendered"), WAIT));
                     };
                     match apply::apply(&self.client, &self.ns, FIELD_MANAGER, pvc).await {
                         Ok(_) => {}
@@ -1327,10 +1330,7 @@ impl<'a> Run<'a> {
         };
         if !sw.from_disk.is_empty() && sw.from_disk != sw.to_disk {
             let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
-            if claim::release(&disk_api, &sw.from_disk, &self.name, &sw.volume)
-                .await
-                .map_err(Error::Claim)?
-            {
+            if claim::release(&disk_api, &sw.from_disk, &self.name, &sw.volume).await? {
                 self.event(
                     EventType::Normal,
                     "DiskReleased",
@@ -1386,7 +1386,7 @@ impl<'a> Run<'a> {
         let bound: Vec<String> = pvcs
             .list(&ListParams::default())
             .await
-            .map_err(Error::kube(format!("listing PVCs in {}", self.ns)))?
+            .map_err(|e| Error::kube(format!("listing PVCs in {}", self.ns), e))?
             .items
             .into_iter()
             .filter_map(|p| p.spec.and_then(|s| s.volume_name))
@@ -1401,10 +1401,7 @@ impl<'a> Run<'a> {
                 continue;
             };
             let dname = d.name_any();
-            if claim::release(&disk_api, &dname, &self.name, &att.volume)
-                .await
-                .map_err(Error::Claim)?
-            {
+            if claim::release(&disk_api, &dname, &self.name, &att.volume).await? {
                 self.event(
                     EventType::Normal,
                     "DiskReleased",

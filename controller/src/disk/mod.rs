@@ -1050,7 +1050,7 @@ async fn hand_back(
 }
 
 /// Reports the deletion as `Progressing` reason `Deleting` with `msg` and keeps the finalizer
-/// ([`Error::Pending`]): the next look is after `retry`.
+/// ([`Error::Waiting`]): the next look is after `retry`.
 async fn still_deleting(
     disk: &KompoxDisk,
     dctx: &DiskCtx,
@@ -1060,7 +1060,7 @@ async fn still_deleting(
     let status = disk.status.clone().unwrap_or_default();
     let phase = Phase::Progressing(reasons::DELETING, msg.clone());
     finish(disk, dctx, status, phase).await?;
-    Err(Error::Pending { what: msg, retry })
+    Err(Error::Waiting { what: msg, retry })
 }
 
 #[cfg(test)]

@@ -33,11 +33,11 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::disk::objects::{bind_claim_spec, managed_object, pv_capacity, pv_class};
-use crate::error::is_not_found;
 use crate::labels::{ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER, SNAPSHOT_LABEL};
 use crate::ops;
 use crate::status::{Phase, normal_event, report};
 use crate::{Context, Error, ReadyToken, Result};
+use kompox_cluster::is_not_found;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "snapshot";
@@ -578,7 +578,7 @@ async fn cleanup(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
         )
         .await;
     }
-    Err(Error::Pending {
+    Err(Error::Waiting {
         what: format!("VolumeSnapshot {ns}/{vs_name} to be deleted"),
         retry: Duration::from_secs(1),
     })

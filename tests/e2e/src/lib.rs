@@ -302,7 +302,7 @@ where
 {
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) if kompox_cluster::is_not_found(&e) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
     wait_until(&format!("{name} deleted"), DELETE_TIMEOUT, || async {
