@@ -3,17 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kompox_core::api::ProviderType;
-use kompox_core::provider::ClusterFacts;
 use kompox_serve::{Health, Metrics};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
 use crate::auth::{Authorizer, SharedRequestHeaderConfig};
 use crate::status::ApiError;
-use kompox_cluster::ClusterInfo;
+use kompox_cluster::{ClusterInfo, FactsCache};
 
 /// How long cluster facts (nodes, CSIDrivers, StorageClasses) are reused before re-reading.
 const FACTS_TTL: Duration = Duration::from_secs(30);
@@ -32,7 +31,7 @@ pub struct State {
     pub metrics: Metrics,
     /// Longest a request may take before it is answered 504.
     pub request_timeout: Duration,
-    facts: tokio::sync::Mutex<Option<(Instant, ClusterFacts)>>,
+    facts: FactsCache,
     kinds: RwLock<HashMap<GroupVersionKind, (ApiResource, bool)>>,
 }
 
@@ -54,7 +53,7 @@ impl State {
             health,
             metrics,
             request_timeout,
-            facts: tokio::sync::Mutex::new(None),
+            facts: FactsCache::new(FACTS_TTL),
             kinds: RwLock::new(HashMap::new()),
         }
     }
@@ -66,22 +65,10 @@ impl State {
     ///
     /// 503 when the facts cannot be read.
     pub async fn cluster_info(&self, explicit: ProviderType) -> Result<ClusterInfo, ApiError> {
-        let mut guard = self.facts.lock().await;
-        let fresh = guard
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < FACTS_TTL)
-            .map(|(_, f)| f.clone());
-        let facts = match fresh {
-            Some(f) => f,
-            None => {
-                let f = kompox_cluster::cluster_facts(&self.client)
-                    .await
-                    .map_err(|e| ApiError::unavailable(format!("reading cluster facts: {e}")))?;
-                *guard = Some((Instant::now(), f.clone()));
-                f
-            }
-        };
-        Ok(kompox_cluster::resolve_cluster_info(explicit, &facts))
+        self.facts
+            .cluster_info(&self.client, explicit)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("reading cluster facts: {e}")))
     }
 
     /// The API resource of a kind and whether it is namespaced, by discovery (cached).

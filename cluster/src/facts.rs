@@ -1,12 +1,14 @@
 //! Cluster facts: what the provider detection and zone mapping of `kompox-core` need from
-//! the cluster.
+//! the cluster, read through [`cluster_facts`] and kept for a short time by the one
+//! [`FactsCache`] of each process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::{CSIDriver, StorageClass};
 use kompox_core::api::ProviderType;
-use kompox_core::provider::{ClusterFacts, REGION_LABEL, resolve};
+use kompox_core::provider::{ClusterFacts, REGION_LABEL, ZONE_LABEL, resolve};
 use kube::Client;
 use kube::api::{Api, ListParams};
 
@@ -85,6 +87,16 @@ pub fn majority_region(facts: &ClusterFacts) -> Option<String> {
     best.map(|(r, _)| r.to_owned())
 }
 
+/// Every non-empty `topology.kubernetes.io/zone` node label value.
+#[must_use]
+pub fn node_zones(facts: &ClusterFacts) -> BTreeSet<String> {
+    facts
+        .node_labels
+        .iter()
+        .filter_map(|l| l.get(ZONE_LABEL).filter(|z| !z.is_empty()).cloned())
+        .collect()
+}
+
 /// The decision of [`cluster_info`] without I/O: `explicit` unless it is `auto` (then
 /// [`kompox_core::provider::detect`]), and the [`majority_region`].
 #[must_use]
@@ -104,6 +116,55 @@ pub fn resolve_cluster_info(explicit: ProviderType, facts: &ClusterFacts) -> Clu
 pub async fn cluster_info(client: &Client, explicit: ProviderType) -> Result<ClusterInfo> {
     let facts = cluster_facts(client).await?;
     Ok(resolve_cluster_info(explicit, &facts))
+}
+
+/// [`cluster_facts`] kept for a time: a burst of reconciles or requests reads the cluster
+/// once. One caller reads while the others wait for its answer; a failed read is not kept.
+#[derive(Debug)]
+pub struct FactsCache {
+    ttl: Duration,
+    cached: tokio::sync::Mutex<Option<(Instant, ClusterFacts)>>,
+}
+
+impl FactsCache {
+    /// A cache keeping facts for `ttl`.
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The facts, read with `client` when those kept are older than the TTL.
+    ///
+    /// # Errors
+    ///
+    /// As [`cluster_facts`].
+    pub async fn facts(&self, client: &Client) -> Result<ClusterFacts> {
+        let mut guard = self.cached.lock().await;
+        if let Some((at, facts)) = guard.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(facts.clone());
+        }
+        let facts = cluster_facts(client).await?;
+        *guard = Some((Instant::now(), facts.clone()));
+        Ok(facts)
+    }
+
+    /// [`cluster_info`] from the kept facts.
+    ///
+    /// # Errors
+    ///
+    /// As [`cluster_facts`].
+    pub async fn cluster_info(
+        &self,
+        client: &Client,
+        explicit: ProviderType,
+    ) -> Result<ClusterInfo> {
+        Ok(resolve_cluster_info(explicit, &self.facts(client).await?))
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +195,28 @@ mod tests {
             };
             assert_eq!(majority_region(&facts).as_deref(), want, "{name}");
         }
+    }
+
+    #[test]
+    fn zones_from_node_labels() {
+        let node = |z: &str| -> BTreeMap<String, String> {
+            [(ZONE_LABEL.to_owned(), z.to_owned())].into()
+        };
+        let facts = ClusterFacts {
+            node_labels: vec![
+                node("japaneast-1"),
+                node("japaneast-2"),
+                node("japaneast-1"),
+                node(""),
+                BTreeMap::new(),
+            ],
+            ..ClusterFacts::default()
+        };
+        assert_eq!(
+            node_zones(&facts).into_iter().collect::<Vec<_>>(),
+            ["japaneast-1", "japaneast-2"]
+        );
+        assert!(node_zones(&ClusterFacts::default()).is_empty());
     }
 
     #[test]

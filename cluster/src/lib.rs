@@ -8,14 +8,13 @@
 //! - [`facts`]: [`cluster_facts`] reads [`ClusterFacts`] (CSIDriver names, StorageClass
 //!   provisioners, node labels and providerIDs); [`cluster_info`] resolves them into a
 //!   [`ClusterInfo`] (provider and region), and [`resolve_cluster_info`] is the same decision
-//!   without I/O.
-//!
+//!   without I/O; [`FactsCache`] keeps the facts for a time (one per process: the
+//!   controller's disk and app controllers share one, the API server has one).
 //! - [`is_not_found`], [`is_conflict`], [`api_code`]: what an API error response says, for
 //!   every crate that talks to the API server.
 //!
-//! Reads are plain GETs/LISTs with the caller's [`kube::Client`]; nothing is cached here, so
-//! callers with a watch cache (the controller) can keep their own and still share the
-//! decisions.
+//! Reads are plain GETs/LISTs with the caller's [`kube::Client`]; the only cache here is
+//! [`FactsCache`] (app inputs change often and have watches in the controller).
 //!
 //! [`KompoxApp`]: kompox_core::api::KompoxApp
 //! [`ClusterFacts`]: kompox_core::provider::ClusterFacts
@@ -27,5 +26,8 @@ pub mod facts;
 pub mod inputs;
 
 pub use error::{Error, Result, api_code, is_conflict, is_not_found};
-pub use facts::{ClusterInfo, cluster_facts, cluster_info, majority_region, resolve_cluster_info};
+pub use facts::{
+    ClusterInfo, FactsCache, cluster_facts, cluster_info, majority_region, node_zones,
+    resolve_cluster_info,
+};
 pub use inputs::{OwnedInputs, SourceRefs, gather_inputs, referenced_disks, referenced_sources};

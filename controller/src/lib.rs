@@ -6,7 +6,7 @@
 //! - [`run`] wires everything: Kubernetes client, `/healthz` `/readyz` `/metrics` ([`http`]),
 //!   leader election ([`leader`]), the namespace scope, then every controller until shutdown.
 //! - [`Context`] is what every reconcile gets: client, metrics, Event recorder, config, scope,
-//!   shutdown signal and per-object retry backoff.
+//!   shutdown signal, per-object retry backoff and the cluster facts.
 //! - [`disk`] and [`snapshot`]: the storage controllers; [`claim`]: the multi-attach guard the
 //!   app controller uses; [`app`]: the KompoxApp controller.
 //!
@@ -70,6 +70,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kompox_cluster::FactsCache;
 use kompox_serve::Health;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -84,6 +85,8 @@ pub use runtime::{Backoff, NamespaceScope, Readiness, ReadyToken, Scope, Shutdow
 pub const FIELD_MANAGER: &str = "kompox-controller";
 /// `reportingController` of the controller's Events.
 pub const REPORTING_CONTROLLER: &str = "kompox.dev/controller";
+/// How long cluster facts are reused: a new CSI driver or node zone is seen within this time.
+pub const FACTS_TTL: Duration = Duration::from_secs(30);
 
 /// Everything [`run`] needs, parsed before any port is bound.
 #[derive(Debug, Clone)]
@@ -117,6 +120,9 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// Per-object retry backoff for `error_policy`.
     pub backoff: Backoff,
+    /// The cluster facts (provider detection, region, zones), read at most every
+    /// [`FACTS_TTL`] for every controller.
+    pub facts: FactsCache,
 }
 
 impl std::fmt::Debug for Context {
@@ -292,6 +298,7 @@ pub async fn run(
         scope,
         shutdown: stop.clone(),
         backoff: Backoff::default(),
+        facts: FactsCache::new(FACTS_TTL),
     });
 
     // Register every part before any can report, so /readyz waits for all caches.

@@ -1,102 +1,10 @@
-//! Provider facts read from the cluster (through `kompox-cluster`'s [`cluster_facts`]), cached
-//! briefly, and the pure choice of a disk's CSI driver ([`csi_driver`]).
+//! The controller's choice of a disk's CSI driver ([`csi_driver`]); the cluster facts it is
+//! made from come from [`crate::Context::facts`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
-use kompox_cluster::{cluster_facts, majority_region};
 use kompox_core::api::ProviderType;
-use kompox_core::provider::{self, ClusterFacts, Detection, ZONE_LABEL};
-use kube::Client;
-
-use crate::error::Result;
-
-/// What the storage controllers need to know about the cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClusterInfo {
-    /// The raw facts (CSI drivers, provisioners, node labels, providerIDs).
-    pub facts: ClusterFacts,
-    /// The region (most common `topology.kubernetes.io/region` node label), if any.
-    pub region: Option<String>,
-    /// Every `topology.kubernetes.io/zone` value on the nodes.
-    pub zones: BTreeSet<String>,
-}
-
-impl ClusterInfo {
-    /// Builds the info from facts (no I/O).
-    #[must_use]
-    pub fn from_facts(facts: ClusterFacts) -> Self {
-        let region = majority_region(&facts);
-        let zones = facts
-            .node_labels
-            .iter()
-            .filter_map(|l| l.get(ZONE_LABEL).filter(|z| !z.is_empty()).cloned())
-            .collect();
-        Self {
-            facts,
-            region,
-            zones,
-        }
-    }
-
-    /// The provider for `explicit` (auto → detected).
-    #[must_use]
-    pub fn resolve(&self, explicit: ProviderType) -> Detection {
-        provider::resolve(explicit, &self.facts)
-    }
-}
-
-/// Reads [`ClusterInfo`] (LISTs of CSIDrivers, StorageClasses and Nodes).
-///
-/// # Errors
-///
-/// [`crate::Error::Cluster`] when a list fails.
-pub async fn cluster_info(client: &Client) -> Result<ClusterInfo> {
-    Ok(ClusterInfo::from_facts(cluster_facts(client).await?))
-}
-
-/// [`cluster_info`] cached for a short time: a burst of reconciles reads the cluster once.
-#[derive(Debug)]
-pub struct InfoCache {
-    ttl: Duration,
-    cached: Mutex<Option<(Instant, ClusterInfo)>>,
-}
-
-impl InfoCache {
-    /// A cache keeping answers for `ttl`.
-    #[must_use]
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            cached: Mutex::new(None),
-        }
-    }
-
-    /// The cached info, or a fresh read.
-    ///
-    /// # Errors
-    ///
-    /// As [`cluster_info`].
-    pub async fn get(&self, client: &Client) -> Result<ClusterInfo> {
-        if let Some((at, info)) = self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            && at.elapsed() < self.ttl
-        {
-            return Ok(info.clone());
-        }
-        let info = cluster_info(client).await?;
-        *self
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((Instant::now(), info.clone()));
-        Ok(info)
-    }
-}
+use kompox_core::provider;
 
 /// The CSI driver of a disk: [`kompox_core::provider::csi_driver`], except that the generic
 /// `csi` provider without an explicit `options.csiDriver` uses the CSI driver the cluster
@@ -159,27 +67,5 @@ mod tests {
             csi_driver(ProviderType::Aks, &none, &[]),
             Ok("disk.csi.azure.com".into())
         );
-    }
-
-    #[test]
-    fn zones_and_region_from_node_labels() {
-        let node = |z: &str| -> BTreeMap<String, String> {
-            [
-                (ZONE_LABEL.to_string(), z.to_string()),
-                (provider::REGION_LABEL.to_string(), "japaneast".to_string()),
-            ]
-            .into()
-        };
-        let info = ClusterInfo::from_facts(ClusterFacts {
-            node_labels: vec![
-                node("japaneast-1"),
-                node("japaneast-2"),
-                node("japaneast-1"),
-            ],
-            ..Default::default()
-        });
-        assert_eq!(info.region.as_deref(), Some("japaneast"));
-        assert_eq!(info.zones.len(), 2);
-        assert_eq!(info.resolve(ProviderType::Auto).provider, ProviderType::Csi);
     }
 }

@@ -20,7 +20,6 @@ use kompox_core::api::{
     VolumeSwitchPhase,
 };
 use kompox_core::naming::DISK_LABEL;
-use kompox_core::provider::ClusterFacts;
 use kompox_core::render::{ClusterInfo, VolumeClaim, render};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -55,37 +54,6 @@ const DEGRADED: Duration = Duration::from_secs(120);
 /// Re-check after the API server refused an object.
 const REFUSED: Duration = Duration::from_secs(60);
 
-/// Cluster facts (provider detection, region), read at most once per TTL by one caller while
-/// the others wait.
-#[derive(Debug)]
-pub struct FactsCache {
-    ttl: Duration,
-    cached: tokio::sync::Mutex<Option<(Instant, ClusterFacts)>>,
-}
-
-impl FactsCache {
-    /// A cache keeping facts for `ttl`.
-    #[must_use]
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            cached: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    async fn get(&self, client: &Client) -> Result<ClusterFacts> {
-        let mut guard = self.cached.lock().await;
-        if let Some((at, facts)) = guard.as_ref()
-            && at.elapsed() < self.ttl
-        {
-            return Ok(facts.clone());
-        }
-        let facts = kompox_cluster::cluster_facts(client).await?;
-        *guard = Some((Instant::now(), facts.clone()));
-        Ok(facts)
-    }
-}
-
 /// What the last full reconcile of an app concluded, for the cheap path.
 #[derive(Debug, Clone)]
 struct Applied {
@@ -112,7 +80,6 @@ pub struct AppCtx {
     pub ctx: Arc<Context>,
     /// The caches.
     pub stores: Stores,
-    facts: FactsCache,
     applied: Mutex<HashMap<String, Applied>>,
     written: Mutex<HashMap<String, Written>>,
     namespaces: Mutex<HashMap<String, (Instant, NamespaceFacts)>>,
@@ -148,7 +115,6 @@ impl AppCtx {
         Self {
             ctx,
             stores,
-            facts: FactsCache::new(Duration::from_secs(60)),
             applied: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             namespaces: Mutex::new(HashMap::new()),
@@ -387,7 +353,7 @@ fn jitter(key: &str) -> Duration {
 /// API failures (retried by the error policy).
 pub async fn apply(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
     let mut run = Run::new(app, actx)?;
-    let facts = actx.facts.get(&run.client).await?;
+    let facts = actx.ctx.facts.facts(&run.client).await?;
     let cluster = resolve_cluster_info(app.spec.provider.type_, &facts);
     let inputs = inputs_fingerprint(app, &actx.stores, &cluster, &run.ns);
     let fp = combine(

@@ -35,11 +35,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kompox_cluster::{majority_region, node_zones};
 use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{
     DeletionPolicy, KompoxApp, KompoxDisk, KompoxDiskStatus, KompoxSnapshot, ProviderType, quantity,
 };
-use kompox_core::provider as core_provider;
+use kompox_core::provider::{self as core_provider, ClusterFacts};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::Event as Finalizer;
@@ -54,7 +55,6 @@ use crate::labels::{
     ROLE_PROVISION,
 };
 use crate::ops;
-use crate::provider::{ClusterInfo, InfoCache};
 use crate::status::{Phase, normal_event, report};
 use crate::{Context, Error, ReadyToken, Result};
 
@@ -67,7 +67,6 @@ const WAIT: Duration = Duration::from_secs(5);
 
 struct DiskCtx {
     ctx: Arc<Context>,
-    info: InfoCache,
 }
 
 /// Runs the KompoxDisk controller until shutdown.
@@ -112,10 +111,7 @@ pub async fn run(ctx: Arc<Context>, ready: ReadyToken) -> Result<()> {
     let controller = crate::runtime::reconcile_on_entry(controller, &ctx.scope);
     crate::runtime::report_when_synced(store, ready);
     let shutdown = ctx.shutdown.clone();
-    let dctx = Arc::new(DiskCtx {
-        ctx,
-        info: InfoCache::new(Duration::from_secs(30)),
-    });
+    let dctx = Arc::new(DiskCtx { ctx });
     crate::runtime::drive(
         CONTROLLER,
         controller,
@@ -180,7 +176,7 @@ struct Resolved {
 }
 
 /// Resolves provider, driver, parameters and zone, or says which field is wrong (pure).
-fn resolve(disk: &KompoxDisk, info: &ClusterInfo) -> std::result::Result<Resolved, Phase> {
+fn resolve(disk: &KompoxDisk, facts: &ClusterFacts) -> std::result::Result<Resolved, Phase> {
     let spec = &disk.spec;
     if let Err(e) = spec.validate() {
         return Err(Phase::Degraded(reasons::INVALID_SPEC, e.to_string()));
@@ -194,11 +190,11 @@ fn resolve(disk: &KompoxDisk, info: &ClusterInfo) -> std::result::Result<Resolve
     let status = disk.status.clone().unwrap_or_default();
     let provider = match (spec.provider.type_, status.provider) {
         (ProviderType::Auto, Some(p)) if p != ProviderType::Auto => p,
-        (ProviderType::Auto, _) => info.resolve(ProviderType::Auto).provider,
+        (ProviderType::Auto, _) => core_provider::resolve(ProviderType::Auto, facts).provider,
         (p, _) => p,
     };
-    let driver = crate::provider::csi_driver(provider, &spec.options, &info.facts.csi_drivers)
-        .map_err(|e| {
+    let driver =
+        crate::provider::csi_driver(provider, &spec.options, &facts.csi_drivers).map_err(|e| {
             Phase::Degraded(
                 reasons::PROVIDER_UNSUPPORTED,
                 format!("spec.provider.type: {e}"),
@@ -209,14 +205,16 @@ fn resolve(disk: &KompoxDisk, info: &ClusterInfo) -> std::result::Result<Resolve
     let zone = match &spec.zone {
         None => None,
         Some(z) => {
-            let node_zone = core_provider::node_zone(provider, info.region.as_deref(), z)
+            let region = majority_region(facts);
+            let node_zone = core_provider::node_zone(provider, region.as_deref(), z)
                 .map_err(|e| Phase::Degraded(reasons::INVALID_SPEC, format!("spec.zone: {e}")))?;
-            if !info.zones.is_empty() && !info.zones.contains(&node_zone) {
+            let zones = node_zones(facts);
+            if !zones.is_empty() && !zones.contains(&node_zone) {
                 return Err(Phase::Degraded(
                     reasons::INVALID_SPEC,
                     format!(
                         "spec.zone: zone {z:?} ({node_zone}) is not a zone of this cluster's {provider} nodes (zones: {})",
-                        info.zones.iter().cloned().collect::<Vec<_>>().join(", ")
+                        zones.into_iter().collect::<Vec<_>>().join(", ")
                     ),
                 ));
             }
@@ -277,8 +275,8 @@ async fn apply(disk: &KompoxDisk, dctx: &DiskCtx) -> Result<Action> {
     let ns = disk.namespace().unwrap_or_default();
     let name = disk.name_any();
     let mut status = disk.status.clone().unwrap_or_default();
-    let info = dctx.info.get(&ctx.client).await?;
-    let r = match resolve(disk, &info) {
+    let facts = ctx.facts.facts(&ctx.client).await?;
+    let r = match resolve(disk, &facts) {
         Ok(r) => r,
         Err(phase) => return finish(disk, dctx, status, phase).await,
     };
@@ -1067,7 +1065,7 @@ async fn still_deleting(
 mod tests {
     use super::*;
     use kompox_core::api::API_VERSION;
-    use kompox_core::provider::{ClusterFacts, REGION_LABEL, ZONE_LABEL};
+    use kompox_core::provider::{REGION_LABEL, ZONE_LABEL};
 
     fn disk(spec: serde_json::Value) -> KompoxDisk {
         let mut d: KompoxDisk = match serde_json::from_value(serde_json::json!({
@@ -1082,7 +1080,7 @@ mod tests {
         d
     }
 
-    fn local() -> ClusterInfo {
+    fn local() -> ClusterFacts {
         let node = |z: &str| -> std::collections::BTreeMap<String, String> {
             [
                 (ZONE_LABEL.to_string(), z.to_string()),
@@ -1090,7 +1088,7 @@ mod tests {
             ]
             .into()
         };
-        ClusterInfo::from_facts(ClusterFacts {
+        ClusterFacts {
             csi_drivers: vec!["mock.csi.kompox.dev".into()],
             storage_class_provisioners: vec!["mock.csi.kompox.dev".into()],
             node_labels: vec![
@@ -1099,7 +1097,7 @@ mod tests {
                 node("japaneast-3"),
             ],
             node_provider_ids: vec![],
-        })
+        }
     }
 
     fn degraded(r: std::result::Result<Resolved, Phase>) -> (String, String) {
@@ -1168,7 +1166,7 @@ mod tests {
             assert_eq!(r, reason, "{spec}");
             assert!(msg.starts_with(field), "{spec}: {msg}");
         }
-        let no_csi = ClusterInfo::default();
+        let no_csi = ClusterFacts::default();
         let (r, msg) = degraded(resolve(&disk(serde_json::json!({"size": "1Gi"})), &no_csi));
         assert_eq!(r, reasons::PROVIDER_UNSUPPORTED);
         assert!(msg.starts_with("spec.provider.type"), "{msg}");
