@@ -60,6 +60,7 @@ mod tests {
                     name: "c".into(),
                     key: "compose.yml".into(),
                 },
+                env_from: Vec::new(),
             },
             ..KompoxAppSpec::default()
         };

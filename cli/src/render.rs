@@ -342,6 +342,7 @@ pub fn default_app(name: &str) -> KompoxApp {
                     name: format!("{name}-compose"),
                     key: "compose.yml".to_owned(),
                 },
+                env_from: Vec::new(),
             },
             ..KompoxAppSpec::default()
         },

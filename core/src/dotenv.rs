@@ -1,22 +1,34 @@
-//! `env_file` parsing, following compose's dotenv format.
+//! `.env` and `env_file` parsing, as compose-go v2 (the reference loader) does it.
 //!
-//! - Blank lines and lines whose first non-blank character is `#` are skipped.
-//! - `KEY=value` (also `KEY: value`, as compose accepts); an optional `export ` prefix.
-//!   Whitespace around the key and before the value is trimmed.
-//! - Unquoted values run to the end of the line; ` #` (whitespace then `#`) starts an inline
-//!   comment; trailing whitespace is trimmed. `KEY=` is the empty string.
-//! - `'single quoted'` values are literal (no escapes) and may span lines.
-//! - `"double quoted"` values may span lines and understand `\n`, `\r`, `\t`, `\"`, `\\`,
-//!   `\$` (and `\a \b \f \v \'`); any other `\x` is `x`.
-//! - After a closing quote only whitespace or a `# comment` may follow on that line.
-//! - A line with a key alone (`KEY`) means "inherit from the environment" in compose; core
-//!   has no environment, so such lines are skipped.
-//! - Values are taken literally: unlike compose, `${VAR}` inside a value is not expanded.
-//! - Keys: letters, digits, `_`, `.`, `-`, `[`, `]` (compose's set).
-//! - Order is preserved; when a key repeats, the later value wins and the key keeps the
-//!   position of its first occurrence.
+//! - Statements start at the first non-blank character; a statement starting with `#` is a
+//!   comment to the end of its line. A UTF-8 byte order mark at the start is skipped.
+//! - `KEY=value` or `KEY: value`, with an optional `export ` prefix. Keys hold letters,
+//!   digits, `_`, `.`, `-`, `[`, `]`; blanks around the key are dropped, a blank inside it
+//!   is an error.
+//! - `KEY` alone on its line inherits: its value is looked up (the process environment for
+//!   a project `.env`; the project's variables then the service's `environment` for an
+//!   `env_file`), and the key is left out when the lookup finds nothing.
+//! - Unquoted values run to the end of the line; ` #` (a space, then `#`) starts a comment;
+//!   trailing blanks are trimmed; `${VAR}` is interpolated.
+//! - `'single quoted'` values are literal (`\'` is a quote; other backslashes stay) and may
+//!   span lines.
+//! - `"double quoted"` values may span lines; `\a \b \f \n \r \t \v \" \\`, `\$` (a literal
+//!   `$`) and `\0ooo` (octal) are escapes, other backslashes stay; then `${VAR}` is
+//!   interpolated.
+//! - After a closing quote the line goes on with the next statement (`A="x" B=y` sets both).
+//! - Interpolation inside values looks a variable up first with the caller's lookup, then
+//!   among the values parsed so far (earlier lines and earlier files).
+//! - A later value for a key replaces the earlier one.
 //!
-//! Errors carry a line number and never the line's content: env files hold secrets.
+//! Deviations from compose-go, none of which changes a file compose-go reads sensibly:
+//! - an empty key (`=value`) is skipped (compose-go stores a variable named "");
+//! - `KEY` alone on the last line without a final newline inherits like any other
+//!   `KEY` line (compose-go stores its name as the value of a variable named "").
+//!
+//! Errors carry a line number and at most a key, never a value or the line's content: env
+//! files hold secrets.
+
+use std::collections::BTreeMap;
 
 /// Largest env file accepted (a Secret holds at most 1 MiB).
 pub const MAX_DOTENV_BYTES: usize = 1024 * 1024;
@@ -24,9 +36,15 @@ pub const MAX_DOTENV_BYTES: usize = 1024 * 1024;
 /// Why an env file could not be parsed. Messages never include values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DotenvError {
-    /// The key of a `KEY=value` line is empty or has characters outside compose's set.
-    #[error("line {line}: invalid variable name")]
+    /// A key with a character outside compose's set.
+    #[error("line {line}: invalid character in a variable name")]
     InvalidKey {
+        /// 1-based line of the statement.
+        line: usize,
+    },
+    /// A key with a blank inside.
+    #[error("line {line}: a variable name cannot contain a space")]
+    SpaceInKey {
         /// 1-based line of the statement.
         line: usize,
     },
@@ -36,167 +54,295 @@ pub enum DotenvError {
         /// 1-based line where the value starts.
         line: usize,
     },
-    /// Something other than whitespace or a comment after a closing quote.
-    #[error("line {line}: unexpected text after the closing quote")]
-    TrailingText {
-        /// 1-based line of the closing quote.
+    /// `${…}` inside a value could not be interpolated.
+    #[error("line {line}: {key}: {reason}")]
+    Interpolation {
+        /// 1-based line of the statement.
         line: usize,
+        /// The key whose value failed.
+        key: String,
+        /// Why (no value, no message from the file).
+        reason: String,
     },
     /// The file is larger than [`MAX_DOTENV_BYTES`].
     #[error("env file is larger than {MAX_DOTENV_BYTES} bytes")]
     TooLarge,
 }
 
-fn is_key_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']')
-}
-
-fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.chars().all(is_key_char)
-}
-
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-/// Parses an env file into `(key, value)` pairs (see the module docs for the format).
+/// Parses an env file into a new map (see the module docs for the format), looking
+/// variables up with `lookup` first.
 ///
 /// # Errors
-/// The first malformed line, by number.
-pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, DotenvError> {
+/// The first malformed statement, by line.
+pub fn parse_dotenv(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, DotenvError> {
+    let mut vars = BTreeMap::new();
+    parse_dotenv_into(text, &mut vars, lookup)?;
+    Ok(vars)
+}
+
+/// Parses an env file into `vars` (later files of a list go into the same map: their
+/// values replace earlier ones, and interpolation sees them).
+///
+/// # Errors
+/// The first malformed statement, by line.
+pub fn parse_dotenv_into(
+    text: &str,
+    vars: &mut BTreeMap<String, String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), DotenvError> {
     if text.len() > MAX_DOTENV_BYTES {
         return Err(DotenvError::TooLarge);
     }
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let normalized = text.replace("\r\n", "\n");
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut rest = normalized.as_str();
-    let mut line = 1usize;
-    while !rest.is_empty() {
-        let line_end = rest.find('\n').unwrap_or(rest.len());
-        let this_line = &rest[..line_end];
-        let next = rest.get(line_end + 1..).unwrap_or("");
-        let stmt = this_line.trim_start_matches(is_blank);
-        if stmt.is_empty() || stmt.starts_with('#') {
-            rest = next;
-            line += 1;
-            continue;
-        }
-        let stmt = match stmt.strip_prefix("export") {
-            Some(after) if after.starts_with(is_blank) => after.trim_start_matches(is_blank),
-            _ => stmt,
-        };
-        let Some(sep) = stmt.find(['=', ':']) else {
-            // `KEY` alone: inherited from the environment in compose; skipped here.
-            if !valid_key(stmt.trim_end_matches(is_blank)) {
-                return Err(DotenvError::InvalidKey { line });
+    let src = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut p = Parser { src, pos: 0 };
+    while let Some(stmt) = p.statement_start() {
+        let line = p.line_at(stmt);
+        let (key, inherited) = p.key(line)?;
+        if inherited {
+            if !key.is_empty()
+                && let Some(v) = lookup(&key)
+            {
+                vars.insert(key, v);
             }
-            rest = next;
-            line += 1;
             continue;
-        };
-        let key = stmt[..sep].trim_end_matches(is_blank);
-        if !valid_key(key) {
-            return Err(DotenvError::InvalidKey { line });
         }
-        let key = key.to_owned();
-        // The value, from after the separator to the end of the whole remaining input
-        // (quoted values may span lines).
-        let value_offset = (this_line.len() - stmt.len()) + sep + 1;
-        let after_sep = rest.get(value_offset..).unwrap_or("");
-        let value_text = after_sep.trim_start_matches(is_blank);
-        let value;
-        match value_text.chars().next() {
-            Some(q @ ('\'' | '"')) => {
-                let body = &value_text[1..];
-                let close = if q == '\'' {
-                    body.find('\'')
-                } else {
-                    find_closing_double(body)
-                };
-                let Some(close) = close else {
-                    return Err(DotenvError::Unterminated { line });
-                };
-                let inner = &body[..close];
-                let newlines = inner.matches('\n').count();
-                value = if q == '"' {
-                    unescape(inner)
-                } else {
-                    inner.to_owned()
-                };
-                let tail = &body[close + 1..];
-                let tail_end = tail.find('\n').unwrap_or(tail.len());
-                let trailing = tail[..tail_end].trim_start_matches(is_blank);
-                line += newlines;
-                if !trailing.is_empty() && !trailing.starts_with('#') {
-                    return Err(DotenvError::TrailingText { line });
+        let value = p.value(line, &key, vars, lookup)?;
+        if !key.is_empty() {
+            vars.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+/// compose-go's `isSpace`: blanks, but not line breaks.
+fn is_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{a0}'
+    )
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_alphabetic() || c.is_numeric() || matches!(c, '_' | '.' | '-' | '[' | ']')
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    /// Byte offset of what is left.
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn rest(&self) -> &'a str {
+        self.src.get(self.pos..).unwrap_or_default()
+    }
+
+    /// 1-based line of byte offset `at` (computed only per statement).
+    fn line_at(&self, at: usize) -> usize {
+        1 + self
+            .src
+            .get(..at)
+            .map_or(0, |s| s.bytes().filter(|&b| b == b'\n').count())
+    }
+
+    /// Skips blanks, line breaks and comment lines; the offset of the next statement.
+    fn statement_start(&mut self) -> Option<usize> {
+        loop {
+            let rest = self.rest();
+            let skipped = rest.len() - rest.trim_start().len();
+            self.pos += skipped;
+            let rest = self.rest();
+            if rest.is_empty() {
+                return None;
+            }
+            if !rest.starts_with('#') {
+                return Some(self.pos);
+            }
+            match rest.find('\n') {
+                Some(n) => self.pos += n,
+                None => {
+                    self.pos = self.src.len();
+                    return None;
                 }
-                rest = tail.get(tail_end + 1..).unwrap_or("");
-                line += 1;
             }
+        }
+    }
+
+    /// The key of the statement at `pos`, and whether it is inherited (`KEY` alone).
+    fn key(&mut self, line: usize) -> Result<(String, bool), DotenvError> {
+        let mut rest = self.rest();
+        let mut base = self.pos;
+        // `^export\s+`
+        if let Some(after) = rest.strip_prefix("export")
+            && after.starts_with([' ', '\t', '\n', '\u{c}', '\r'])
+        {
+            let trimmed = after.trim_start_matches(is_space);
+            base += rest.len() - trimmed.len();
+            rest = trimmed;
+        }
+        let mut end = None;
+        for (i, c) in rest.char_indices() {
+            if is_space(c) {
+                continue;
+            }
+            match c {
+                '=' | ':' | '\n' => {
+                    end = Some((i, c == '\n'));
+                    break;
+                }
+                c if is_key_char(c) => {}
+                _ => return Err(DotenvError::InvalidKey { line }),
+            }
+        }
+        let (key, inherited, next) = match end {
+            Some((i, inherited)) => (rest.get(..i).unwrap_or_default(), inherited, base + i + 1),
+            // The last line, without a line break: `KEY` alone.
+            None => (rest, true, self.src.len()),
+        };
+        let key = key.trim_end();
+        if key.contains(' ') {
+            return Err(DotenvError::SpaceInKey { line });
+        }
+        self.pos = next;
+        if !inherited {
+            let rest = self.rest();
+            self.pos += rest.len() - rest.trim_start_matches(is_space).len();
+        }
+        Ok((key.to_owned(), inherited))
+    }
+
+    /// The value at `pos`, quoted or not, escapes expanded and interpolated.
+    fn value(
+        &mut self,
+        line: usize,
+        key: &str,
+        vars: &BTreeMap<String, String>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, DotenvError> {
+        let rest = self.rest();
+        let bytes = rest.as_bytes();
+        let expand = |text: &str| -> Result<String, DotenvError> {
+            let env = |k: &str| lookup(k).or_else(|| vars.get(k).cloned());
+            crate::compose::interpolate::interpolate(text, &env)
+                .map(|i| i.value)
+                .map_err(|e| DotenvError::Interpolation {
+                    line,
+                    key: key.to_owned(),
+                    reason: match e {
+                        crate::compose::interpolate::InterpolationError::Required {
+                            name, ..
+                        } => format!("required variable {name} is missing a value"),
+                        other => other.to_string(),
+                    },
+                })
+        };
+        let quote = match bytes.first() {
+            Some(&q @ (b'\'' | b'"')) => q,
             _ => {
-                let raw_end = after_sep.find('\n').unwrap_or(after_sep.len());
-                let raw = &after_sep[..raw_end];
-                let without_comment = match inline_comment(raw) {
-                    Some(i) => &raw[..i],
-                    None => raw,
+                let (raw, next) = match rest.find('\n') {
+                    Some(n) => (rest.get(..n).unwrap_or_default(), self.pos + n + 1),
+                    None => (rest, self.src.len()),
                 };
-                value = without_comment.trim().to_owned();
-                rest = next;
-                line += 1;
+                let raw = raw.split_once(" #").map_or(raw, |(v, _)| v);
+                let value = expand(raw.trim_end())?;
+                self.pos = next;
+                return Ok(value);
             }
+        };
+        let mut chars: Vec<u8> = Vec::new();
+        let mut escaped = false;
+        for (i, &b) in bytes.iter().enumerate().skip(1) {
+            if b != quote {
+                if !escaped && b == b'\\' {
+                    escaped = true;
+                    continue;
+                }
+                if escaped {
+                    escaped = false;
+                    chars.push(b'\\');
+                }
+                chars.push(b);
+                continue;
+            }
+            if escaped {
+                escaped = false;
+                chars.push(b);
+                continue;
+            }
+            // Only ASCII backslashes were dropped: still UTF-8.
+            let text = String::from_utf8(chars).unwrap_or_default();
+            let value = if quote == b'"' {
+                expand(&expand_escapes(&text))?
+            } else {
+                text
+            };
+            self.pos += i + 1;
+            return Ok(value);
         }
-        match out.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => out.push((key, value)),
-        }
+        Err(DotenvError::Unterminated { line })
     }
-    Ok(out)
 }
 
-/// Byte index of an inline comment in an unquoted value: a `#` preceded by whitespace.
-fn inline_comment(raw: &str) -> Option<usize> {
-    let bytes = raw.as_bytes();
-    (1..bytes.len())
-        .find(|&i| bytes.get(i) == Some(&b'#') && matches!(bytes.get(i - 1), Some(b' ' | b'\t')))
-}
-
-/// Index of the closing `"` in `body`, skipping backslash escapes.
-fn find_closing_double(body: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, c) in body.char_indices() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            return Some(i);
-        }
-    }
-    None
-}
-
-/// Expands the escapes of a double-quoted value.
-fn unescape(s: &str) -> String {
+/// compose-go's escapes of double-quoted values: `\a \b \f \n \r \t \v \" \\`, `\$` (kept
+/// as `$$` for the interpolation that follows) and `\0ooo` (octal, at most 255); anything
+/// else stays as written.
+fn expand_escapes(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let after = rest.get(i + 1..).unwrap_or_default();
+        let mut it = after.chars();
+        let simple = match it.next() {
+            Some('a') => Some("\u{7}"),
+            Some('b') => Some("\u{8}"),
+            Some('f') => Some("\u{c}"),
+            Some('n') => Some("\n"),
+            Some('r') => Some("\r"),
+            Some('t') => Some("\t"),
+            Some('v') => Some("\u{b}"),
+            Some('"') => Some("\""),
+            Some('\\') => Some("\\"),
+            Some('$') => Some("$$"),
+            Some('c') => Some("\\c"),
+            _ => None,
+        };
+        if let Some(rep) = simple {
+            out.push_str(rep);
+            rest = after.get(1..).unwrap_or_default();
             continue;
         }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('a') => out.push('\u{7}'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('v') => out.push('\u{b}'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+        if after.starts_with('0') {
+            let digits = after
+                .bytes()
+                .skip(1)
+                .take(3)
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let matched = after.get(..1 + digits).unwrap_or_default();
+            let octal = after.get(1..1 + digits).unwrap_or_default();
+            let value = (digits == 3 && octal.bytes().all(|b| b <= b'7'))
+                .then(|| u32::from_str_radix(octal, 8).ok())
+                .flatten()
+                .filter(|&v| v <= 255)
+                .and_then(char::from_u32);
+            match value {
+                Some(c) => out.push(c),
+                None => {
+                    out.push('\\');
+                    out.push_str(matched);
+                }
+            }
+            rest = after.get(1 + digits..).unwrap_or_default();
+            continue;
         }
+        out.push('\\');
+        rest = after;
     }
+    out.push_str(rest);
     out
 }
 
@@ -205,134 +351,283 @@ mod tests {
     use super::*;
     use crate::test_rng::Rng;
 
+    fn lookup(k: &str) -> Option<String> {
+        match k {
+            "HOME" => Some("/home/u".to_owned()),
+            "FROM_ENV" => Some("env".to_owned()),
+            "EMPTY_ENV" => Some(String::new()),
+            _ => None,
+        }
+    }
+
     fn pairs(text: &str) -> Vec<(String, String)> {
-        match parse_dotenv(text) {
-            Ok(p) => p,
+        match parse_dotenv(text, &lookup) {
+            Ok(p) => p.into_iter().collect(),
             Err(e) => panic!("{text:?}: {e}"),
         }
     }
 
     fn kv(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
+        let mut v: Vec<(String, String)> = items
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]
     fn table() {
-        let cases: &[(&str, &[(&str, &str)])] = &[
-            ("", &[]),
-            ("\n\n  \n", &[]),
-            ("# comment\nA=1", &[("A", "1")]),
-            ("   # indented comment\nA=1", &[("A", "1")]),
-            ("A=1\nB=2", &[("A", "1"), ("B", "2")]),
-            ("A=1\r\nB=2\r\n", &[("A", "1"), ("B", "2")]),
-            ("\u{feff}A=1", &[("A", "1")]),
-            ("export A=1", &[("A", "1")]),
-            ("export   A=1", &[("A", "1")]),
-            ("export=1", &[("export", "1")]),
-            ("exportA=1", &[("exportA", "1")]),
-            ("A=", &[("A", "")]),
-            ("A=   ", &[("A", "")]),
-            ("A", &[]),
-            ("A\nB=2", &[("B", "2")]),
-            ("  A  =  value  ", &[("A", "value")]),
-            ("A: value", &[("A", "value")]),
-            ("A=value # comment", &[("A", "value")]),
-            ("A=value\t# comment", &[("A", "value")]),
-            ("A=value#not-comment", &[("A", "value#not-comment")]),
-            ("A=#not-comment", &[("A", "#not-comment")]),
-            ("A= # only comment", &[("A", "")]),
-            ("A=a b c", &[("A", "a b c")]),
-            ("A=x=y", &[("A", "x=y")]),
+        let cases: &[(&str, &str, &[(&str, &str)])] = &[
+            ("empty", "", &[]),
+            ("blank lines", "\n\n  \n", &[]),
+            ("comment", "# comment\nA=1", &[("A", "1")]),
+            ("indented comment", "   # c\nA=1", &[("A", "1")]),
+            ("two", "A=1\nB=2", &[("A", "1"), ("B", "2")]),
+            ("crlf", "A=1\r\nB=2\r\n", &[("A", "1"), ("B", "2")]),
+            ("bom", "\u{feff}A=1", &[("A", "1")]),
+            ("export", "export A=1", &[("A", "1")]),
+            ("export blanks", "export   A=1", &[("A", "1")]),
+            ("export as key", "export=1", &[("export", "1")]),
+            ("export prefix of key", "exportA=1", &[("exportA", "1")]),
+            ("empty value", "A=", &[("A", "")]),
+            ("blank value", "A=   ", &[("A", "")]),
             (
+                "inherited set",
+                "FROM_ENV\nB=2",
+                &[("B", "2"), ("FROM_ENV", "env")],
+            ),
+            ("inherited unset", "NOPE\nB=2", &[("B", "2")]),
+            ("inherited last line", "FROM_ENV", &[("FROM_ENV", "env")]),
+            ("inherited empty", "EMPTY_ENV\n", &[("EMPTY_ENV", "")]),
+            ("blanks around", "  A  =  value  ", &[("A", "value")]),
+            ("yaml style", "A: value", &[("A", "value")]),
+            ("yaml style tight", "A:value", &[("A", "value")]),
+            ("inline comment", "A=value # comment", &[("A", "value")]),
+            (
+                "tab hash is no comment",
+                "A=value\t# c",
+                &[("A", "value\t# c")],
+            ),
+            ("hash without space", "A=value#not", &[("A", "value#not")]),
+            ("hash first", "A=#not-comment", &[("A", "#not-comment")]),
+            ("blank then hash", "A= # only", &[("A", "# only")]),
+            ("spaces inside", "A=a b c", &[("A", "a b c")]),
+            ("equals in value", "A=x=y", &[("A", "x=y")]),
+            (
+                "url",
                 "A=postgres://u:p@h:5432/db",
                 &[("A", "postgres://u:p@h:5432/db")],
             ),
             (
-                "A='literal \\n $X # not comment'",
-                &[("A", "literal \\n $X # not comment")],
+                "single literal",
+                "A='lit \\n $HOME # x'",
+                &[("A", "lit \\n $HOME # x")],
             ),
-            ("A='a'  # comment", &[("A", "a")]),
-            ("A=\"x\\ny\"", &[("A", "x\ny")]),
-            ("A=\"q\\\"q\"", &[("A", "q\"q")]),
-            ("A=\"back\\\\slash\"", &[("A", "back\\slash")]),
-            ("A=\"tab\\tend\"", &[("A", "tab\tend")]),
-            ("A=\"\\$HOME\"", &[("A", "$HOME")]),
+            ("single escaped quote", "A='it\\'s'", &[("A", "it's")]),
+            ("single comment after", "A='a'  # c", &[("A", "a")]),
+            ("double newline", "A=\"x\\ny\"", &[("A", "x\ny")]),
+            ("double quote escape", "A=\"q\\\"q\"", &[("A", "q\"q")]),
+            ("double backslash", "A=\"b\\\\s\"", &[("A", "b\\s")]),
+            ("double tab", "A=\"t\\tx\"", &[("A", "t\tx")]),
             (
-                "A=\"ends with backslash\\\\\"",
-                &[("A", "ends with backslash\\")],
+                "double bell etc",
+                "A=\"\\a\\b\\f\\v\\r\"",
+                &[("A", "\u{7}\u{8}\u{c}\u{b}\r")],
             ),
             (
-                "A=\"multi\nline\"\nB=2",
-                &[("A", "multi\nline"), ("B", "2")],
+                "double unknown escape stays",
+                "A=\"\\x\\c\\'\"",
+                &[("A", "\\x\\c\\'")],
             ),
-            ("A='multi\nline'\nB=2", &[("A", "multi\nline"), ("B", "2")]),
-            ("A=\"# not a comment\"", &[("A", "# not a comment")]),
-            ("A=\"\"", &[("A", "")]),
-            ("A=''", &[("A", "")]),
-            ("A=1\nA=2", &[("A", "2")]),
-            ("A=1\nB=2\nA=3", &[("A", "3"), ("B", "2")]),
-            ("my.key-1[0]=v", &[("my.key-1[0]", "v")]),
-            ("A=$B", &[("A", "$B")]),
-            ("A=${B:-x}", &[("A", "${B:-x}")]),
+            ("double octal", "A=\"\\0101\\0102\"", &[("A", "AB")]),
+            ("double short octal stays", "A=\"\\012\"", &[("A", "\\012")]),
+            ("double big octal stays", "A=\"\\0777\"", &[("A", "\\0777")]),
+            ("double escaped dollar", "A=\"\\$HOME\"", &[("A", "$HOME")]),
+            (
+                "double trailing backslash",
+                "A=\"ends\\\\\"",
+                &[("A", "ends\\")],
+            ),
+            (
+                "double multi-line",
+                "A=\"m\nl\"\nB=2",
+                &[("A", "m\nl"), ("B", "2")],
+            ),
+            (
+                "single multi-line",
+                "A='m\nl'\nB=2",
+                &[("A", "m\nl"), ("B", "2")],
+            ),
+            ("double hash", "A=\"# not\"", &[("A", "# not")]),
+            ("empty double", "A=\"\"", &[("A", "")]),
+            ("empty single", "A=''", &[("A", "")]),
+            (
+                "two on a line after quotes",
+                "A=\"x\" B=y",
+                &[("A", "x"), ("B", "y")],
+            ),
+            ("repeat", "A=1\nA=2", &[("A", "2")]),
+            (
+                "repeat keeps others",
+                "A=1\nB=2\nA=3",
+                &[("A", "3"), ("B", "2")],
+            ),
+            ("odd key chars", "my.key-1[0]=v", &[("my.key-1[0]", "v")]),
+            ("unicode key", "clé=v", &[("clé", "v")]),
+            ("tab in key", "A\tB=1", &[("A\tB", "1")]),
+            ("empty key skipped", "=value\nB=2", &[("B", "2")]),
+            (
+                "interpolated from lookup",
+                "A=$HOME/x",
+                &[("A", "/home/u/x")],
+            ),
+            ("interpolated braces", "A=${HOME}", &[("A", "/home/u")]),
+            (
+                "interpolated earlier",
+                "A=1\nB=${A}2",
+                &[("A", "1"), ("B", "12")],
+            ),
+            (
+                "lookup before earlier",
+                "HOME=mine\nB=$HOME",
+                &[("B", "/home/u"), ("HOME", "mine")],
+            ),
+            ("default", "A=${NOPE:-d}", &[("A", "d")]),
+            ("unset is empty", "A=x${NOPE}y", &[("A", "xy")]),
+            ("escaped dollar unquoted", "A=$$x", &[("A", "$x")]),
+            (
+                "double quoted interpolated",
+                "A=\"${HOME}\"",
+                &[("A", "/home/u")],
+            ),
+            (
+                "single not interpolated",
+                "A='${HOME}'",
+                &[("A", "${HOME}")],
+            ),
+            ("lone dollar", "A=5$", &[("A", "5$")]),
         ];
-        for (input, want) in cases {
-            assert_eq!(pairs(input), kv(want), "input {input:?}");
+        for (name, input, want) in cases {
+            assert_eq!(pairs(input), kv(want), "case {name}: {input:?}");
         }
     }
 
     #[test]
+    fn into_shares_earlier_files() {
+        let mut vars = BTreeMap::new();
+        parse_dotenv_into("A=1\nB=2", &mut vars, &lookup).expect("first");
+        parse_dotenv_into("B=${A}${B}3", &mut vars, &lookup).expect("second");
+        assert_eq!(vars.get("B").map(String::as_str), Some("123"));
+    }
+
+    #[test]
     fn errors_name_the_line_and_never_the_value() {
-        let cases: &[(&str, DotenvError)] = &[
-            ("=value", DotenvError::InvalidKey { line: 1 }),
-            ("A=1\nBAD KEY=secret", DotenvError::InvalidKey { line: 2 }),
-            ("A=1\n\nB@=secret", DotenvError::InvalidKey { line: 3 }),
-            ("A=\"secret", DotenvError::Unterminated { line: 1 }),
+        let interp = |line: usize, key: &str, reason: &str| DotenvError::Interpolation {
+            line,
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let cases: &[(&str, &str, DotenvError)] = &[
             (
+                "space in key",
+                "A=1\nBAD KEY=secret",
+                DotenvError::SpaceInKey { line: 2 },
+            ),
+            (
+                "bad char",
+                "A=1\n\nB@=secret",
+                DotenvError::InvalidKey { line: 3 },
+            ),
+            (
+                "unterminated",
+                "A=\"secret",
+                DotenvError::Unterminated { line: 1 },
+            ),
+            (
+                "unterminated single",
                 "A=1\nB='secret\nmore",
                 DotenvError::Unterminated { line: 2 },
             ),
-            ("A=\"sec\nret\"tail", DotenvError::TrailingText { line: 2 }),
-            ("A='x' y", DotenvError::TrailingText { line: 1 }),
-            ("not a key line", DotenvError::InvalidKey { line: 1 }),
+            (
+                "words",
+                "not a key line",
+                DotenvError::SpaceInKey { line: 1 },
+            ),
+            (
+                "bad interpolation",
+                "A=1\nPW=${secret",
+                interp(
+                    2,
+                    "PW",
+                    &crate::compose::interpolate::InterpolationError::Invalid.to_string(),
+                ),
+            ),
+            (
+                "required",
+                "PW=${NOPE:?secret hint}",
+                interp(1, "PW", "required variable NOPE is missing a value"),
+            ),
         ];
-        for (input, want) in cases {
-            let got = parse_dotenv(input);
-            assert_eq!(got.as_ref().err(), Some(want), "input {input:?}");
+        for (name, input, want) in cases {
+            let got = parse_dotenv(input, &lookup);
+            assert_eq!(got.as_ref().err(), Some(want), "case {name}: {input:?}");
             let msg = want.to_string();
-            assert!(!msg.contains("secret"), "{msg}");
+            assert!(!msg.contains("secret"), "case {name}: {msg}");
         }
         assert_eq!(
             DotenvError::InvalidKey { line: 2 }.to_string(),
-            "line 2: invalid variable name"
+            "line 2: invalid character in a variable name"
         );
     }
 
     #[test]
     fn line_numbers_count_multiline_values() {
-        let got = parse_dotenv("A=\"1\n2\n3\"\nB=ok\nC=\"open");
+        let got = parse_dotenv("A=\"1\n2\n3\"\nB=ok\nC=\"open", &lookup);
         assert_eq!(got, Err(DotenvError::Unterminated { line: 5 }));
     }
 
     #[test]
     fn too_large() {
         let big = "A=".to_owned() + &"x".repeat(MAX_DOTENV_BYTES);
-        assert_eq!(parse_dotenv(&big), Err(DotenvError::TooLarge));
+        assert_eq!(parse_dotenv(&big, &lookup), Err(DotenvError::TooLarge));
     }
 
+    /// Property: no input panics, errors never quote the input, and what parses parses the
+    /// same again when written back as `KEY='value'` lines (values without `'`).
     #[test]
-    fn never_panics_on_arbitrary_input() {
+    fn never_panics_and_errors_never_quote_input() {
         const ALPHABET: &[char] = &[
             'A', 'b', '_', '=', ':', '"', '\'', '\\', '#', ' ', '\t', '\n', '\r', '$', '{', '}',
-            'e', 'x', 'p', 'o', 'r', 't', '\u{feff}', 'é', '€', '0',
+            'e', 'x', 'p', 'o', 'r', 't', '\u{feff}', 'é', '€', '0', '7', '-', '?', '+', '.', '[',
+            '@', '\u{a0}', '\u{85}',
         ];
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..20_000 {
-            let len = rng.below(40);
+        for _ in 0..30_000 {
+            let len = rng.below(48);
             let s: String = (0..len).map(|_| *rng.pick(ALPHABET)).collect();
-            let _ = parse_dotenv(&s);
+            match parse_dotenv(&s, &lookup) {
+                Ok(vars) => {
+                    let back: String = vars
+                        .iter()
+                        .filter(|(k, v)| {
+                            !v.contains(['\'', '\\'])
+                                && !k.contains(['\t', '\u{a0}', '\u{85}', '\r'])
+                        })
+                        .map(|(k, v)| format!("{k}='{v}'\n"))
+                        .collect();
+                    let again = parse_dotenv(&back, &|_| None);
+                    assert!(again.is_ok(), "{s:?} → {back:?}: {again:?}");
+                }
+                Err(e) => {
+                    // Keys may be named; nothing else from the input.
+                    let shown = match &e {
+                        DotenvError::Interpolation { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    assert!(!shown.contains(['é', '€']), "{s:?}: {e}");
+                }
+            }
         }
     }
 }

@@ -506,6 +506,7 @@ mod tests {
                         name: compose.into(),
                         key: "compose.yml".into(),
                     },
+                    env_from: Vec::new(),
                 },
                 volumes: disk
                     .map(|d| AppVolume {

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{LocalKeyRef, LocalRef, ProviderSpec, conditions_schema};
+use super::common::{LocalKeyRef, LocalRef, OptionalRef, ProviderSpec, conditions_schema};
 use super::validate::{
     Errors, check_key_ref, check_keys, check_label, check_not_blank, check_provider,
     check_subdomain,
@@ -56,6 +56,32 @@ kompox_resource! {
 pub struct ComposeSource {
     /// ConfigMap key holding compose.yml.
     pub config_map_ref: LocalKeyRef,
+    /// Variables for ${VAR} interpolation in the compose file (what `.env` holds for Docker
+    /// Compose), like a container's envFrom: every key of each Secret or ConfigMap is a
+    /// variable, later entries win. A value from a Secret never appears in plain text in a
+    /// rendered object: environment entries that use one read it from a derived Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub env_from: Vec<ComposeEnvFrom>,
+}
+
+/// `spec.compose.envFrom[]`: one Secret or ConfigMap of interpolation variables.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.secretRef) != has(self.configMapRef)",
+    "message": "exactly one of secretRef or configMapRef must be set",
+}]))]
+pub struct ComposeEnvFrom {
+    /// Prepended to every key of the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// A Secret whose keys are variables (secret-held: never rendered in plain text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<OptionalRef>,
+    /// A ConfigMap whose keys are variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<OptionalRef>,
 }
 
 /// `spec.ingress`.
@@ -241,6 +267,21 @@ impl KompoxAppSpec {
             "spec.compose.configMapRef",
             &self.compose.config_map_ref,
         );
+        for (i, e) in self.compose.env_from.iter().enumerate() {
+            let f = format!("spec.compose.envFrom[{i}]");
+            match (&e.secret_ref, &e.config_map_ref) {
+                (Some(r), None) => {
+                    check_subdomain(&mut errs, &format!("{f}.secretRef.name"), &r.name)
+                }
+                (None, Some(r)) => {
+                    check_subdomain(&mut errs, &format!("{f}.configMapRef.name"), &r.name);
+                }
+                _ => errs.push(
+                    f.clone(),
+                    "exactly one of secretRef or configMapRef must be set",
+                ),
+            }
+        }
 
         if let Some(ing) = &self.ingress {
             check_keys(
@@ -371,6 +412,7 @@ mod tests {
                     name: "app1-compose".into(),
                     key: "compose.yml".into(),
                 },
+                env_from: Vec::new(),
             },
             ingress: Some(IngressSpec {
                 class_name: Some("traefik".into()),

@@ -103,6 +103,19 @@ pub struct LocalRef {
     pub name: String,
 }
 
+/// A reference to an object by name in the same namespace that may be marked optional.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OptionalRef {
+    /// Name of the object in the same namespace.
+    pub name: String,
+    /// When true, a missing object counts as empty instead of being an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
 /// A reference to one key of a ConfigMap or Secret in the same namespace.
 #[derive(
     Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,

@@ -56,10 +56,13 @@ use std::fmt;
 use thiserror::Error;
 
 pub use app::{
-    AppVolume, ComposeSource, DeploymentSpec, FileMount, FilesSpec, IngressRule, IngressSpec,
-    InventoryEntry, KompoxApp, KompoxAppSpec, KompoxAppStatus, VolumeSwitch, VolumeSwitchPhase,
+    AppVolume, ComposeEnvFrom, ComposeSource, DeploymentSpec, FileMount, FilesSpec, IngressRule,
+    IngressSpec, InventoryEntry, KompoxApp, KompoxAppSpec, KompoxAppStatus, VolumeSwitch,
+    VolumeSwitchPhase,
 };
-pub use common::{LocalKeyRef, LocalRef, ProviderSpec, ProviderType, QUANTITY_PATTERN};
+pub use common::{
+    LocalKeyRef, LocalRef, OptionalRef, ProviderSpec, ProviderType, QUANTITY_PATTERN,
+};
 pub use crd::{REGENERATE_COMMAND, crds, crds_yaml};
 pub use disk::{AttachedTo, DeletionPolicy, KompoxDisk, KompoxDiskSpec, KompoxDiskStatus};
 pub use snapshot::{KompoxSnapshot, KompoxSnapshotSpec, KompoxSnapshotStatus};

@@ -44,10 +44,12 @@
 //! - `environment` entries without a value are looked up with `env`; unset ones are left
 //!   out, with a warning.
 
-mod interpolate;
+mod image;
+pub(crate) mod interpolate;
 mod keys;
 mod model;
 mod mounts;
+mod origins;
 mod ports;
 mod service;
 mod shellwords;
@@ -63,9 +65,12 @@ mod tests;
 
 use std::fmt;
 
+pub use image::check_image_reference;
 pub use keys::{Disposition, KEYS, KeyRule, Scope, keys_markdown, rule_for};
 pub use model::*;
+pub use origins::{Interpolations, Origin};
 pub use ports::MAX_PORT_RANGE;
+pub(crate) use walk::child;
 pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES};
 
 /// The diagnostic path of a service: `services.web`, or `services["Web.Front"]` when the
@@ -82,6 +87,8 @@ pub struct Parsed {
     pub project: Project,
     /// Things accepted but ignored or questionable, each naming its path.
     pub warnings: Vec<Warning>,
+    /// The scalars that used variables, by path, and which variables were secret-held.
+    pub interpolations: Interpolations,
 }
 
 /// A non-fatal finding.
@@ -148,12 +155,27 @@ pub(crate) fn write_lines(f: &mut fmt::Formatter<'_>, diagnostics: &[Diagnostic]
 /// Parses a compose file.
 ///
 /// `env` supplies interpolation variables (and values for `environment` entries written
-/// without a value); the caller decides where they come from.
+/// without a value); the caller decides where they come from. None is secret-held (see
+/// [`parse_with`]).
 ///
 /// # Errors
 /// Every problem found (invalid YAML, invalid values, unresolved references, refused keys,
 /// failed `${VAR:?msg}` interpolations), each naming its path.
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, Error> {
+    parse_with(text, env, &|_| false)
+}
+
+/// [`parse`] with some variables secret-held (`secret(name)`): diagnostics never show their
+/// values, and [`Parsed::interpolations`] says where they went
+/// ([`Service::secret_environment`] for `environment` entries).
+///
+/// # Errors
+/// As [`parse`]; a diagnostic about an interpolated value names the variables it came from.
+pub fn parse_with(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secret: &dyn Fn(&str) -> bool,
+) -> Result<Parsed, Error> {
     let mut root = match yaml::load(text) {
         Ok(root) => root,
         Err(message) => {
@@ -165,13 +187,15 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed,
             });
         }
     };
-    let mut ctx = walk::Ctx::new(env);
+    let mut ctx = walk::Ctx::new(env, secret);
     ctx.interpolate_tree(&mut root);
     let project = top::project(&mut ctx, &root);
+    ctx.explain_diagnostics();
     if ctx.errors.is_empty() {
         Ok(Parsed {
             project,
             warnings: ctx.warnings,
+            interpolations: ctx.interpolations,
         })
     } else {
         Err(Error { errors: ctx.errors })

@@ -4,7 +4,7 @@
 //! parsed. Maps are `BTreeMap`s so that iteration (and anything rendered from it) is
 //! deterministic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A whole compose file.
@@ -55,6 +55,9 @@ pub struct Service {
     /// Resolved `environment` (a `null` value is looked up in the interpolation env and
     /// dropped when unset). Applied on top of `env_file`.
     pub environment: BTreeMap<String, String>,
+    /// The `environment` keys whose values came from secret-held variables (see
+    /// [`parse_with`](super::parse_with)): the renderer keeps them in a Secret.
+    pub secret_environment: BTreeSet<String>,
     /// `env_file` entries in order (later files override earlier ones). Core reads no files.
     pub env_file: Vec<EnvFile>,
     /// `ports`, with ranges expanded to one entry per port.

@@ -1,6 +1,6 @@
 //! One service.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::keys::Scope;
 use super::model::{
@@ -51,8 +51,12 @@ pub(crate) fn service(ctx: &mut Ctx<'_>, path: &str, v: &Value, project: &Projec
         match key.as_str() {
             "image" => {
                 svc.image = ctx.string(&at, value);
-                if svc.image.as_deref() == Some("") {
-                    ctx.error(&at, "must not be empty");
+                if let Some(image) = svc.image.as_deref() {
+                    if image.is_empty() {
+                        ctx.error(&at, "must not be empty");
+                    } else if let Err(why) = super::image::check_image_reference(image) {
+                        ctx.error(&at, format!("invalid image reference {image:?}: {why}"));
+                    }
                 }
             }
             "build" => svc.build = build(ctx, &at, value),
@@ -66,7 +70,9 @@ pub(crate) fn service(ctx: &mut Ctx<'_>, path: &str, v: &Value, project: &Projec
                     );
                 }
             }
-            "environment" => svc.environment = environment(ctx, &at, value),
+            "environment" => {
+                (svc.environment, svc.secret_environment) = environment(ctx, &at, value);
+            }
             "env_file" => svc.env_file = env_file(ctx, &at, value),
             "ports" => svc.ports = super::ports::ports(ctx, &at, value),
             "expose" => svc.expose = super::ports::expose(ctx, &at, value),
@@ -245,25 +251,41 @@ fn valid_env_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('=') && !name.contains('\0')
 }
 
-/// `environment`: map (null value = take from env) or `KEY=VAL` / `KEY` list.
-fn environment(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, String> {
+/// `environment`: map (null value = take from env) or `KEY=VAL` / `KEY` list. Also returns
+/// the keys whose values came from secret-held variables.
+fn environment(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+) -> (BTreeMap<String, String>, BTreeSet<String>) {
     let mut out = BTreeMap::new();
-    let from_env =
-        |ctx: &mut Ctx<'_>, at: &str, name: &str, out: &mut BTreeMap<String, String>| match (ctx
-            .env)(
-            name
-        ) {
-            Some(val) => {
-                out.insert(name.to_owned(), val);
+    let mut secret = BTreeSet::new();
+    let mut set = |ctx: &mut Ctx<'_>, at: &str, name: &str, value: Option<String>| {
+        if ctx.interpolations.uses_secret(at) {
+            ctx.interpolations.keep_in_secret(at);
+            secret.insert(name.to_owned());
+        } else {
+            secret.remove(name);
+        }
+        match value {
+            Some(v) => {
+                out.insert(name.to_owned(), v);
             }
             None => {
                 out.remove(name);
-                ctx.warn(
-                    at,
-                    format!("variable {name:?} is not set; left unset in the container"),
-                );
             }
-        };
+        }
+    };
+    let from_env = |ctx: &mut Ctx<'_>, at: &str, name: &str| {
+        let value = ctx.lookup_recorded(at, name);
+        if value.is_none() {
+            ctx.warn(
+                at,
+                format!("variable {name:?} is not set; left unset in the container"),
+            );
+        }
+        value
+    };
     match v {
         Value::Null => {}
         Value::Map(entries) => {
@@ -274,12 +296,16 @@ fn environment(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, Str
                     continue;
                 }
                 match value {
-                    Value::Null => from_env(ctx, &at, key, &mut out),
+                    Value::Null => {
+                        let value = from_env(ctx, &at, key);
+                        set(ctx, &at, key, value);
+                    }
                     Value::Seq(_) | Value::Map(_) => {
                         ctx.expected(&at, "a string, number, boolean or null", value);
                     }
                     scalar => {
-                        out.insert(key.clone(), scalar.scalar_text().unwrap_or_default());
+                        let text = scalar.scalar_text().unwrap_or_default();
+                        set(ctx, &at, key, Some(text));
                     }
                 }
             }
@@ -294,14 +320,15 @@ fn environment(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, Str
                 match text.split_once('=') {
                     Some((name, value)) => {
                         if valid_env_name(name) {
-                            out.insert(name.to_owned(), value.to_owned());
+                            set(ctx, &at, name, Some(value.to_owned()));
                         } else {
                             ctx.error(&at, "invalid variable name");
                         }
                     }
                     None => {
                         if valid_env_name(text) {
-                            from_env(ctx, &at, text, &mut out);
+                            let value = from_env(ctx, &at, text);
+                            set(ctx, &at, text, value);
                         } else {
                             ctx.error(&at, "invalid variable name");
                         }
@@ -311,7 +338,7 @@ fn environment(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> BTreeMap<String, Str
         }
         other => ctx.expected(path, "a mapping or a list of \"KEY=value\"", other),
     }
-    out
+    (out, secret)
 }
 
 /// `env_file`: a path, a list of paths, or `{path, required, format}` items.

@@ -1,30 +1,78 @@
 //! The walking context: where diagnostics are collected, plus typed readers for tree nodes
 //! that report mismatches at the node's path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::interpolate::interpolate;
+use super::interpolate::{InterpolationError, interpolate};
 use super::keys::{Disposition, Scope, rule_for};
+use super::origins::Interpolations;
 use super::yaml::Value;
 use super::{Diagnostic, Warning};
 
 /// Collects errors and warnings while the tree is walked.
 pub(crate) struct Ctx<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether a variable is secret-held.
+    pub secret: &'a dyn Fn(&str) -> bool,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Warning>,
+    /// The interpolated scalars.
+    pub interpolations: Interpolations,
     /// Variables already warned about as unset (one warning per variable).
     unset_warned: Vec<String>,
+    /// Paths of scalars that failed to interpolate.
+    interpolation_failed: BTreeSet<String>,
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn new(
+        env: &'a dyn Fn(&str) -> Option<String>,
+        secret: &'a dyn Fn(&str) -> bool,
+    ) -> Self {
         Ctx {
             env,
+            secret,
             errors: Vec::new(),
             warnings: Vec::new(),
+            interpolations: Interpolations::default(),
             unset_warned: Vec::new(),
+            interpolation_failed: BTreeSet::new(),
         }
+    }
+
+    /// Names the variables of interpolated scalars in the errors, and removes secret-held
+    /// values from errors and warnings.
+    pub(crate) fn explain_diagnostics(&mut self) {
+        // A scalar that failed to interpolate keeps its text: only that error is reported.
+        let failed = std::mem::take(&mut self.interpolation_failed);
+        let mut seen = BTreeSet::new();
+        self.errors
+            .retain(|d| !failed.contains(&d.path) || seen.insert(d.path.clone()));
+        for d in &mut self.errors {
+            self.interpolations.explain(&d.path, &mut d.message);
+        }
+        for w in &mut self.warnings {
+            self.interpolations.redact(&w.path, &mut w.message);
+        }
+    }
+
+    /// Looks a variable up for an `environment` entry without a value, recording it at `path`.
+    pub(crate) fn lookup_recorded(&mut self, path: &str, name: &str) -> Option<String> {
+        let value = (self.env)(name);
+        let (used, unset) = match &value {
+            Some(_) => (vec![name.to_owned()], Vec::new()),
+            None => (Vec::new(), vec![name.to_owned()]),
+        };
+        self.interpolations.record(
+            path,
+            name,
+            value.as_deref().unwrap_or_default(),
+            used,
+            unset,
+            self.env,
+            self.secret,
+        );
+        value
     }
 
     pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -61,6 +109,15 @@ impl<'a> Ctx<'a> {
                 }
                 match interpolate(s, self.env) {
                     Ok(done) => {
+                        self.interpolations.record(
+                            path,
+                            s,
+                            &done.value,
+                            done.used,
+                            done.unset.clone(),
+                            self.env,
+                            self.secret,
+                        );
                         *s = done.value;
                         for name in done.unset {
                             if !self.unset_warned.contains(&name) {
@@ -72,7 +129,18 @@ impl<'a> Ctx<'a> {
                             }
                         }
                     }
-                    Err(e) => self.error(path, e.to_string()),
+                    Err(e) => {
+                        self.interpolation_failed.insert(path.to_owned());
+                        let message = match e {
+                            InterpolationError::Required {
+                                name, message_used, ..
+                            } if message_used.iter().any(|n| (self.secret)(n)) => format!(
+                                "required variable {name} is missing a value (the message is not shown: it uses a secret-held variable)"
+                            ),
+                            e => e.to_string(),
+                        };
+                        self.error(path, message);
+                    }
                 }
             }
             Value::Seq(items) => {

@@ -10,9 +10,11 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::ctx::{Ctx, generated_volume_name};
+use super::vars::Variables;
 use super::{ErrorReason, PROJECT_DIR, Sources};
 use crate::api::KompoxApp;
 use crate::compose::{EnvFile, FileObjectDef, FileObjectSource, MountSource, Project, Service};
+use crate::compose::{Interpolations, child};
 use crate::hash::SourceKind;
 
 /// File mode of files.mounts entries without `mode` (Kubernetes' default).
@@ -452,12 +454,17 @@ pub(crate) fn config_map_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
 
 /// The merged variables of a service's env files (later files win), or `None` when no env
 /// file was found. Keys set by `environment` are left out: `env` wins anyway.
+///
+/// As compose-go does, `${VAR}` in a value (and a `KEY` line alone) looks the project's
+/// variables up first, then the service's `environment`, then the values read so far.
 pub(crate) fn env_file_data(
     cx: &mut Ctx,
     files: &mut FileTable,
     service: &str,
     svc: &Service,
+    vars: &Variables,
 ) -> Option<BTreeMap<String, String>> {
+    let lookup = |k: &str| vars.get(k).or_else(|| svc.environment.get(k).cloned());
     let mut data: Option<BTreeMap<String, String>> = None;
     for (i, ef) in svc.env_file.iter().enumerate() {
         let field = format!("{}.env_file[{i}]", crate::compose::service_path(service));
@@ -500,14 +507,9 @@ pub(crate) fn env_file_data(
             );
             continue;
         };
-        match parse_env_file(ef, text) {
-            Ok(pairs) => {
-                let d = data.get_or_insert_with(BTreeMap::new);
-                for (k, v) in pairs {
-                    d.insert(k, v);
-                }
-            }
-            Err(e) => cx.error(ErrorReason::InvalidSpec, field, format!("{what}: {e}")),
+        let d = data.get_or_insert_with(BTreeMap::new);
+        if let Err(e) = parse_env_file(ef, text, d, &lookup) {
+            cx.error(ErrorReason::InvalidSpec, field, format!("{what}: {e}"));
         }
     }
     if let Some(d) = &mut data {
@@ -516,13 +518,17 @@ pub(crate) fn env_file_data(
     data
 }
 
-/// Parses env file text per its `format`: dotenv by default, `raw` as `KEY=VALUE` lines
-/// taken literally. Errors name lines, never content.
-fn parse_env_file(ef: &EnvFile, text: &str) -> Result<Vec<(String, String)>, String> {
+/// Parses env file text per its `format` into `out`: dotenv by default, `raw` as
+/// `KEY=VALUE` lines taken literally. Errors name lines, never content.
+fn parse_env_file(
+    ef: &EnvFile,
+    text: &str,
+    out: &mut BTreeMap<String, String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     match ef.format.as_deref() {
-        None => crate::dotenv::parse_dotenv(text).map_err(|e| e.to_string()),
+        None => crate::dotenv::parse_dotenv_into(text, out, lookup).map_err(|e| e.to_string()),
         Some("raw") => {
-            let mut out = Vec::new();
             for (n, line) in text.lines().enumerate() {
                 let t = line.trim_start();
                 if t.is_empty() || t.starts_with('#') {
@@ -530,12 +536,12 @@ fn parse_env_file(ef: &EnvFile, text: &str) -> Result<Vec<(String, String)>, Str
                 }
                 match line.split_once('=') {
                     Some((k, v)) if !k.trim().is_empty() => {
-                        out.push((k.trim().to_owned(), v.to_owned()));
+                        out.insert(k.trim().to_owned(), v.to_owned());
                     }
                     _ => return Err(format!("line {}: expected KEY=VALUE", n + 1)),
                 }
             }
-            Ok(out)
+            Ok(())
         }
         Some(other) => Err(format!(
             "unknown env_file format {other:?} (expected raw or none)"
@@ -574,7 +580,8 @@ pub(crate) fn resolve_compose_files(
     derived: &mut Derived,
     project: &Project,
     secret: bool,
-    interpolation: &BTreeMap<String, String>,
+    vars: &Variables,
+    interpolations: &Interpolations,
     configs_name: &str,
     secrets_name: &str,
 ) {
@@ -593,9 +600,9 @@ pub(crate) fn resolve_compose_files(
         if !used.contains(name.as_str()) {
             continue;
         }
-        let field = format!("{top}.{name}");
+        let field = child(top, name);
         let Some((content, from_secret)) =
-            compose_file_content(cx, files, &field, def, interpolation, top)
+            compose_file_content(cx, files, &field, def, vars, interpolations, top)
         else {
             continue;
         };
@@ -622,20 +629,27 @@ pub(crate) fn resolve_compose_files(
     }
 }
 
-/// The content of one top-level config/secret, and whether it came from a Secret (or is a
-/// compose secret's environment value).
+/// The content of one top-level config/secret, and whether it is secret: it came from a
+/// Secret or a secret-held variable (or is a compose secret's environment value).
 fn compose_file_content(
     cx: &mut Ctx,
     files: &mut FileTable,
     field: &str,
     def: &FileObjectDef,
-    interpolation: &BTreeMap<String, String>,
+    vars: &Variables,
+    interpolations: &Interpolations,
     top: &str,
 ) -> Option<(Vec<u8>, bool)> {
     match &def.source {
-        FileObjectSource::Content(c) => Some((c.as_bytes().to_vec(), false)),
-        FileObjectSource::Environment(var) => match interpolation.get(var) {
-            Some(v) => Some((v.as_bytes().to_vec(), top == "secrets")),
+        FileObjectSource::Content(c) => Some((
+            c.as_bytes().to_vec(),
+            interpolations.uses_secret(&format!("{field}.content")),
+        )),
+        FileObjectSource::Environment(var) => match vars.get(var) {
+            Some(v) => Some((
+                v.as_bytes().to_vec(),
+                top == "secrets" || vars.is_secret(var),
+            )),
             None => {
                 cx.error(
                     ErrorReason::MissingReference,
@@ -825,21 +839,36 @@ mod tests {
             required: true,
             format: Some("raw".into()),
         };
+        let parse = |ef: &EnvFile, text: &str| {
+            let mut out = BTreeMap::new();
+            parse_env_file(ef, text, &mut out, &|_| Some("looked up".into())).map(|()| out)
+        };
         assert_eq!(
-            parse_env_file(&ef, "# c\nA=\"q\" #x\n\nB = 1\n"),
-            Ok(vec![
+            parse(&ef, "# c\nA=\"q\" #x\n\nB = ${X}\n"),
+            Ok(BTreeMap::from([
                 ("A".into(), "\"q\" #x".into()),
-                ("B".into(), " 1".into())
-            ])
+                ("B".into(), " ${X}".into())
+            ]))
         );
         assert_eq!(
-            parse_env_file(&ef, "A=1\nnope\n"),
+            parse(&ef, "A=1\nnope\n"),
             Err("line 2: expected KEY=VALUE".into())
+        );
+        let dotenv = EnvFile {
+            format: None,
+            ..ef.clone()
+        };
+        assert_eq!(
+            parse(&dotenv, "A=${X}\nINHERITED\n"),
+            Ok(BTreeMap::from([
+                ("A".into(), "looked up".into()),
+                ("INHERITED".into(), "looked up".into())
+            ]))
         );
         let bad = EnvFile {
             format: Some("yaml".into()),
             ..ef
         };
-        assert!(parse_env_file(&bad, "").is_err());
+        assert!(parse(&bad, "").is_err());
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! let compose_ref = LocalKeyRef { name: "hello-compose".into(), key: "compose.yml".into() };
 //! let spec = KompoxAppSpec {
-//!     compose: ComposeSource { config_map_ref: compose_ref },
+//!     compose: ComposeSource { config_map_ref: compose_ref, env_from: vec![] },
 //!     ..KompoxAppSpec::default()
 //! };
 //! let app = KompoxApp::new("hello", spec);
@@ -105,6 +105,7 @@ mod files;
 mod network;
 mod pod;
 mod storage;
+mod vars;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -135,6 +136,7 @@ use crate::hash::{ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_ref
 use crate::naming::ENV_HASH_ANNOTATION;
 use ctx::{AppMeta, Ctx, Names};
 use files::{Derived, FileTable, check_size};
+use vars::Variables;
 
 /// Label carrying the app name on every rendered object.
 pub const APP_LABEL: &str = "kompox.dev/app";
@@ -170,7 +172,8 @@ pub struct RenderInput<'a> {
     pub sources: &'a Sources,
     /// Facts about the cluster.
     pub cluster: &'a ClusterInfo,
-    /// Variables for `${VAR}` interpolation (empty in the cluster).
+    /// Plain (not secret-held) variables for `${VAR}` interpolation, over those of
+    /// `spec.compose.envFrom` (the CLI's `--var`; empty in the cluster).
     pub interpolation: &'a BTreeMap<String, String>,
 }
 
@@ -225,10 +228,18 @@ pub struct SourceRefs {
 }
 
 /// The Secrets and ConfigMaps the caller must fetch and pass as [`Sources`]: those named by
-/// `spec.files.mounts`.
+/// `spec.compose.envFrom` and `spec.files.mounts`.
 #[must_use]
 pub fn referenced_sources(app: &KompoxApp) -> SourceRefs {
     let mut refs = SourceRefs::default();
+    for e in &app.spec.compose.env_from {
+        if let Some(s) = &e.secret_ref {
+            refs.secrets.insert(s.name.clone());
+        }
+        if let Some(c) = &e.config_map_ref {
+            refs.config_maps.insert(c.name.clone());
+        }
+    }
     for m in app.spec.files.iter().flat_map(|f| &f.mounts) {
         if let Some(s) = &m.secret_ref {
             refs.secrets.insert(s.name.clone());
@@ -420,8 +431,9 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         }
         Err(e) => cx.error(ErrorReason::InvalidSpec, "spec", e.to_string()),
     }
+    let vars = Variables::gather(&mut cx, app, input.sources, input.interpolation);
     let parsed =
-        match crate::compose::parse(input.compose, &|k| input.interpolation.get(k).cloned()) {
+        match crate::compose::parse_with(input.compose, &|k| vars.get(k), &|k| vars.is_secret(k)) {
             Ok(p) => Some(p),
             Err(e) => {
                 for d in e.errors {
@@ -433,28 +445,91 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     let Some(parsed) = parsed.filter(|_| !cx.has_errors()) else {
         return Err(fail(cx));
     };
-    cx.warnings = parsed.warnings;
+    let interpolations = &parsed.interpolations;
     let project = &parsed.project;
     let meta = AppMeta::new(name, app.metadata.namespace.as_deref());
+    cx.warnings = parsed.warnings.clone();
+    secret_use_warnings(&mut cx, project, interpolations);
+    let result = render_parsed(&mut cx, input, &vars, project, interpolations, &meta);
+    // Errors and warnings about interpolated compose fields name the variables and never
+    // show a secret-held value.
+    for (_, d) in &mut cx.errors {
+        interpolations.explain(&d.path, &mut d.message);
+    }
+    for w in &mut cx.warnings {
+        interpolations.redact(&w.path, &mut w.message);
+    }
+    match result {
+        Some(mut r) if !cx.has_errors() => {
+            r.warnings = cx.warnings;
+            Ok(r)
+        }
+        _ => Err(fail(cx)),
+    }
+}
+
+/// Warns about every compose field other than an `environment` entry (kept in a Secret),
+/// a config's `content` (moved to a Secret) or a compose secret that used a secret-held
+/// variable: its value shows in plain text in the rendered objects.
+fn secret_use_warnings(
+    cx: &mut Ctx,
+    project: &crate::compose::Project,
+    interpolations: &crate::compose::Interpolations,
+) {
+    use crate::compose::child;
+    let config_contents: BTreeSet<String> = project
+        .configs
+        .keys()
+        .map(|n| child(&child("configs", n), "content"))
+        .collect();
+    for (path, origin) in interpolations.secret_uses() {
+        let in_secret = origin.kept_in_secret()
+            || config_contents.contains(path)
+            || path.starts_with("secrets.")
+            || path.starts_with("secrets[");
+        if in_secret {
+            continue;
+        }
+        let names: Vec<String> = origin.secret.iter().map(|n| format!("${{{n}}}")).collect();
+        cx.warn(
+            path,
+            format!(
+                "uses the secret-held variable {}: its value is in plain text in the rendered objects (only environment entries, configs and secrets are kept in Secrets)",
+                names.join(", ")
+            ),
+        );
+    }
+}
+
+/// The render proper, once the compose file parsed: `None` when errors were recorded.
+fn render_parsed(
+    cx: &mut Ctx,
+    input: &RenderInput,
+    vars: &Variables,
+    project: &crate::compose::Project,
+    interpolations: &crate::compose::Interpolations,
+    meta: &AppMeta,
+) -> Option<Rendered> {
+    let app = input.app;
 
     let names = Names::new(
         project.services.keys().map(String::as_str),
         app.spec.volumes.iter().map(|v| v.name.as_str()),
     );
-    let mut files = FileTable::resolve(&mut cx, app, input.sources);
-    let storage = storage::plan(&mut cx, &meta, &names, app, input.disks, input.cluster);
+    let mut files = FileTable::resolve(cx, app, input.sources);
+    let storage = storage::plan(cx, meta, &names, app, input.disks, input.cluster);
 
     // Derived objects: env Secrets per service, configs and secrets.
     let mut secrets: Vec<Secret> = Vec::new();
     let mut config_maps: Vec<ConfigMap> = Vec::new();
     let mut env_secrets = BTreeMap::new();
     for (sname, svc) in &project.services {
-        if let Some(data) = files::env_file_data(&mut cx, &mut files, sname, svc) {
+        if let Some(data) = files::env_file_data(cx, &mut files, sname, svc, vars) {
             let obj = meta.object_name(&format!("{}-env", names.container(sname)));
             let bytes: BTreeMap<String, Vec<u8>> =
                 data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
             let field = format!("{}.env_file", crate::compose::service_path(sname));
-            check_size(&mut cx, &field, &format!("Secret {obj:?}"), &bytes);
+            check_size(cx, &field, &format!("Secret {obj:?}"), &bytes);
             secrets.push(secret(&meta, &obj, &field, bytes));
             env_secrets.insert(sname.clone(), obj);
         }
@@ -464,24 +539,40 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     let mut derived = Derived::default();
     for secret in [false, true] {
         files::resolve_compose_files(
-            &mut cx,
+            cx,
             &mut files,
             &mut derived,
             project,
             secret,
-            input.interpolation,
+            vars,
+            interpolations,
             &configs_name,
             &secrets_name,
         );
     }
+    // `environment` entries that use secret-held variables: one derived Secret, read with
+    // secretKeyRef.
+    let env_name = meta.object_name(ENVIRONMENT_SECRET);
+    let mut env_refs: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    let mut env_data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (sname, svc) in &project.services {
+        for k in &svc.secret_environment {
+            let Some(v) = svc.environment.get(k) else {
+                continue;
+            };
+            let key = environment_key(sname, k);
+            env_data.insert(key.clone(), v.clone().into_bytes());
+            env_refs.insert((sname.clone(), k.clone()), (env_name.clone(), key));
+        }
+    }
+    if !env_data.is_empty() {
+        let field = "services.*.environment";
+        check_size(cx, field, &format!("Secret {env_name:?}"), &env_data);
+        secrets.push(secret(&meta, &env_name, field, env_data));
+    }
     let d = std::mem::take(&mut derived.configs);
     if !d.is_empty() {
-        check_size(
-            &mut cx,
-            "configs",
-            &format!("ConfigMap {configs_name:?}"),
-            &d,
-        );
+        check_size(cx, "configs", &format!("ConfigMap {configs_name:?}"), &d);
         config_maps.push(config_map(&meta, &configs_name, "configs", d));
     }
     for (data, obj, field) in [
@@ -497,19 +588,13 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         ),
     ] {
         if !data.is_empty() {
-            check_size(&mut cx, field, &format!("Secret {obj:?}"), &data);
+            check_size(cx, field, &format!("Secret {obj:?}"), &data);
             secrets.push(secret(&meta, obj, field, data));
         }
     }
 
-    let network = network::plan(&mut cx, &meta, &names, app, project);
-    let hosts = pod::hosts(
-        &mut cx,
-        project,
-        &names,
-        &meta.object_name("hosts"),
-        &meta.name,
-    );
+    let network = network::plan(cx, &meta, &names, app, project);
+    let hosts = pod::hosts(cx, project, &names, &meta.object_name("hosts"), &meta.name);
     if let (Some(file), Some(text)) = (&hosts.file, &hosts.file_content) {
         config_maps.push(config_map(
             &meta,
@@ -519,12 +604,13 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         ));
     }
     let pod = pod::build(
-        &mut cx,
+        cx,
         &pod::PodInputs {
             project,
             storage: &storage,
             spec_volumes: app.spec.volumes.iter().map(|v| v.name.as_str()).collect(),
             env_secrets: &env_secrets,
+            env_refs: &env_refs,
             derived: &derived,
             names: &names,
             hosts: &hosts,
@@ -563,7 +649,7 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     }
 
     let Some(pod) = pod.filter(|_| !cx.has_errors()) else {
-        return Err(fail(cx));
+        return None;
     };
 
     // The env hash, computed from the pod spec like the webhook does.
@@ -624,29 +710,29 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         Err(e) => cx.error(ErrorReason::InvalidSpec, "", format!("internal: {e}")),
     };
     for s in &secrets {
-        push(&mut cx, s);
+        push(cx, s);
     }
     for c in &config_maps {
-        push(&mut cx, c);
+        push(cx, c);
     }
     for p in &storage.pvcs {
-        push(&mut cx, p);
+        push(cx, p);
     }
     for s in &network.services {
-        push(&mut cx, s);
+        push(cx, s);
     }
-    push(&mut cx, &deployment);
+    push(cx, &deployment);
     if let Some(i) = &network.ingress {
-        push(&mut cx, i);
+        push(cx, i);
     }
     if cx.has_errors() {
-        return Err(fail(cx));
+        return None;
     }
     objects.sort_by_key(sort_key);
     let all = Value::Array(objects);
     let hash = crate::hash::hash_bytes(crate::hash::canonical_json_string(&all).as_bytes());
     let Value::Array(objects) = all else {
-        return Err(fail(cx));
+        return None;
     };
     let volume_claims = storage
         .volumes
@@ -656,9 +742,9 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
             claim: v.claim,
         })
         .collect();
-    Ok(Rendered {
+    Some(Rendered {
         objects,
-        warnings: cx.warnings,
+        warnings: Vec::new(),
         env_hash,
         hash,
         deployment,
@@ -679,6 +765,27 @@ pub fn yaml_stream(objects: &[Value]) -> Result<String, String> {
         s.push('\n');
     }
     Ok(s)
+}
+
+/// Suffix of the derived Secret holding `environment` values that use secret-held variables.
+pub const ENVIRONMENT_SECRET: &str = "environment";
+
+/// The key of `environment` entry `key` of service `service` in that Secret:
+/// `<service>.<key>`, or `<service>.env-<hash>` when `key` is not a valid Secret key.
+fn environment_key(service: &str, key: &str) -> String {
+    let k = format!("{service}.{key}");
+    let valid = k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if valid {
+        k
+    } else {
+        format!(
+            "{}.env-{}",
+            crate::naming::sanitize_label(service, 40),
+            crate::naming::short_hash(key)
+        )
+    }
 }
 
 /// Kinds in Helm's install order.

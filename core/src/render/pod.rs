@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    ExecAction, HostAlias, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PersistentVolumeClaimVolumeSource, PodSpec, Probe, ResourceRequirements, SecretEnvSource,
-    SecurityContext, Volume, VolumeMount,
+    EnvVarSource, ExecAction, HostAlias, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodSpec, Probe, ResourceRequirements,
+    SecretEnvSource, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -56,6 +56,8 @@ pub(crate) struct PodInputs<'a> {
     pub spec_volumes: BTreeSet<&'a str>,
     /// Compose service → derived env Secret.
     pub env_secrets: &'a BTreeMap<String, String>,
+    /// (service, environment key) → (Secret, key) for values kept in a Secret.
+    pub env_refs: &'a BTreeMap<(String, String), (String, String)>,
     pub derived: &'a Derived,
     pub names: &'a Names,
     /// How compose service names resolve inside the Pod ([`hosts`]).
@@ -668,11 +670,28 @@ fn container(
     let env: Vec<EnvVar> = svc
         .environment
         .iter()
-        .map(|(k, v)| EnvVar {
-            name: k.clone(),
-            value: Some(literal(v)),
-            value_from: None,
-        })
+        .map(
+            |(k, v)| match inp.env_refs.get(&(name.to_owned(), k.clone())) {
+                // A value from a Secret is not expanded by Kubernetes: no `$` doubling.
+                Some((secret, key)) => EnvVar {
+                    name: k.clone(),
+                    value: None,
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.clone(),
+                            key: key.clone(),
+                            optional: None,
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                },
+                None => EnvVar {
+                    name: k.clone(),
+                    value: Some(literal(v)),
+                    value_from: None,
+                },
+            },
+        )
         .collect();
     let env_from = inp.env_secrets.get(name).map(|s| {
         vec![EnvFromSource {

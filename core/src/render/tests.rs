@@ -874,7 +874,7 @@ fn env_file_errors_never_show_values() {
     assert_error(
         &e,
         ErrorReason::InvalidSpec,
-        "services.web.env_file[0]: env file /kompox/project/bad.env (spec.files.mounts[2], Secret \"src\" key \"bad.env\"): line 2: invalid variable name",
+        "services.web.env_file[0]: env file /kompox/project/bad.env (spec.files.mounts[2], Secret \"src\" key \"bad.env\"): line 2: a variable name cannot contain a space",
     );
     assert_error(
         &e,
@@ -1799,5 +1799,285 @@ fn directory_bind_from_file_entries() {
         !r.objects
             .iter()
             .any(|o| o.to_string().contains("/kompox/project/conf.d"))
+
+// ---------------------------------------------------------------- spec.compose.envFrom
+
+/// `spec.compose.envFrom` lines and the Secret `vars` (PW, TAG, DB_PORT) and ConfigMap
+/// `plain` (TAG, HOST) they name.
+const VARS_SPEC: &str =
+    "  files: {mounts: [{path: /kompox/project/app.env, secretRef: {name: files, key: app.env}}]}";
+const VARS_DOCS: &str = "---
+apiVersion: v1
+kind: Secret
+metadata: {name: vars}
+stringData: {PW: hunter2-secret, TAG: '1.27', DB_PORT: 5432x, EMPTY: ''}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: plain}
+data: {TAG: '1.26', HOST: db.internal}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: files}
+stringData: {app.env: \"FROM_FILE=${PW}-x\\nHOST_COPY=$HOST\\n\"}
+";
+
+fn env_from(secret: Option<&str>, config_map: Option<&str>) -> crate::api::ComposeEnvFrom {
+    let r = |n: &str| crate::api::OptionalRef {
+        name: n.to_owned(),
+        optional: None,
+    };
+    crate::api::ComposeEnvFrom {
+        prefix: None,
+        secret_ref: secret.map(r),
+        config_map_ref: config_map.map(r),
+    }
+}
+
+/// A fixture with `spec.compose.envFrom` = `sources` (`s:NAME` a Secret, `c:NAME` a
+/// ConfigMap), in order.
+fn fx_vars(compose: &str, sources: &[&str]) -> Fx {
+    let mut f = fx(compose, VARS_SPEC, VARS_DOCS);
+    f.app().spec.compose.env_from = sources
+        .iter()
+        .map(|s| match s.split_once(':') {
+            Some(("s", n)) => env_from(Some(n), None),
+            _ => env_from(None, Some(s.trim_start_matches("c:"))),
+        })
+        .collect();
+    f
+}
+
+fn all_text(r: &Rendered) -> String {
+    serde_json::to_string(&r.objects).unwrap_or_default()
+}
+
+#[test]
+fn env_from_variables_interpolate_with_precedence() {
+    let compose = "services:\n  web:\n    image: nginx:${TAG}\n    environment: {HOST: $HOST}\n";
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("a ConfigMap alone", &["c:plain"], "nginx:1.26"),
+        ("later entries win", &["c:plain", "s:vars"], "nginx:1.27"),
+        (
+            "the Secret first, the ConfigMap wins",
+            &["s:vars", "c:plain"],
+            "nginx:1.26",
+        ),
+    ];
+    for (name, sources, image) in cases {
+        let r = fx_vars(compose, sources).ok();
+        assert_eq!(ctr(&r, "web")["image"], *image, "case {name}");
+        assert_eq!(
+            ctr(&r, "web")["env"],
+            json!([{"name": "HOST", "value": "db.internal"}]),
+            "case {name}"
+        );
+    }
+    // --var (RenderInput::interpolation) wins over envFrom.
+    let mut f = fx_vars(compose, &["c:plain"]);
+    f.vars.insert("TAG".into(), "2.0".into());
+    assert_eq!(ctr(&f.ok(), "web")["image"], "nginx:2.0");
+    // A prefix.
+    let mut f = fx_vars(
+        "services:\n  web:\n    image: nginx:${CM_TAG}\n",
+        &["c:plain"],
+    );
+    f.app().spec.compose.env_from[0].prefix = Some("CM_".into());
+    assert_eq!(ctr(&f.ok(), "web")["image"], "nginx:1.26");
+}
+
+#[test]
+fn env_from_missing_sources() {
+    let compose = "services:\n  web:\n    image: nginx\n";
+    let e = fx_vars(compose, &["s:nope", "c:gone"]).err();
+    assert_error(
+        &e,
+        ErrorReason::MissingReference,
+        "spec.compose.envFrom[0].secretRef.name: Secret \"nope\" not found",
+    );
+    assert_error(
+        &e,
+        ErrorReason::MissingReference,
+        "spec.compose.envFrom[1].configMapRef.name: ConfigMap \"gone\" not found",
+    );
+    let mut f = fx_vars(compose, &["s:nope"]);
+    if let Some(r) = f.app().spec.compose.env_from[0].secret_ref.as_mut() {
+        r.optional = Some(true);
+    }
+    f.ok();
+    let refs = referenced_sources(&fx_vars(compose, &["s:vars", "c:plain"]).bundle.apps[0]);
+    assert!(refs.secrets.contains("vars") && refs.config_maps.contains("plain"));
+}
+
+#[test]
+fn secret_held_environment_values_become_secret_key_refs() {
+    let compose = "services:
+  db:
+    image: postgres:16
+    environment:
+      POSTGRES_PASSWORD: ${PW}
+      URL: postgres://app:${PW}@db:${DB_PORT:-5432}/app
+      PLAIN: literal
+      HOST: $HOST
+  web:
+    image: nginx
+    environment: [PW, \"odd key=${PW}\"]
+";
+    let r = fx_vars(compose, &["s:vars", "c:plain"]).ok();
+    let text = all_text(&r);
+    let sref = |key: &str| json!({"secretKeyRef": {"name": "app1-environment", "key": key}});
+    assert_eq!(
+        ctr(&r, "db")["env"],
+        json!([
+            {"name": "HOST", "value": "db.internal"},
+            {"name": "PLAIN", "value": "literal"},
+            {"name": "POSTGRES_PASSWORD", "valueFrom": sref("db.POSTGRES_PASSWORD")},
+            {"name": "URL", "valueFrom": sref("db.URL")},
+        ])
+    );
+    let web_env = ctr(&r, "web")["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(web_env.len(), 2);
+    assert_eq!(web_env[1]["name"], "odd key");
+    assert!(
+        web_env[1]["valueFrom"]["secretKeyRef"]["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("web.env-")),
+        "{web_env:?}"
+    );
+    let s = obj(&r, "Secret", "app1-environment");
+    let data = s["data"].as_object().cloned().unwrap_or_default();
+    assert_eq!(data.len(), 4, "{data:?}");
+    // The values are in the Secret (base64), nowhere in plain text.
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(warnings(&r).iter().all(|w| !w.contains("hunter2")));
+    // The env hash covers the derived Secret: a new password rolls the Pod.
+    let mut f = fx_vars(compose, &["s:vars", "c:plain"]);
+    if let Some(s) = f.bundle.sources.secrets.get_mut("vars") {
+        s.string_data
+            .get_or_insert_with(BTreeMap::new)
+            .insert("PW".into(), "another".into());
+    }
+    assert_ne!(f.ok().env_hash, r.env_hash);
+    // A variable from a ConfigMap stays plain.
+    let r = fx_vars(compose, &["c:plain"]).ok();
+    assert!(!has(&r, "Secret", "app1-environment") || !all_text(&r).contains("db.HOST"));
+}
+
+#[test]
+fn secret_held_variables_elsewhere_warn_without_the_value() {
+    let compose = "services:
+  web:
+    image: nginx:${TAG}
+    command: [run, \"--password=${PW}\"]
+    labels: {pw: $PW}
+configs:
+  app:
+    content: pw=${PW}
+  other:
+    environment: PW
+secrets:
+  s:
+    environment: PW
+";
+    let mut compose = compose.to_owned();
+    compose = compose.replace(
+        "    labels: {pw: $PW}\n",
+        "    labels: {pw: $PW}\n    configs: [app, other]\n    secrets: [s]\n",
+    );
+    let r = fx_vars(&compose, &["s:vars"]).ok();
+    let w = warnings(&r);
+    let secret_warning = |path: &str, var: &str| {
+        format!(
+            "{path}: uses the secret-held variable ${{{var}}}: its value is in plain text in the rendered objects (only environment entries, configs and secrets are kept in Secrets)"
+        )
+    };
+    for want in [
+        secret_warning("services.web.image", "TAG"),
+        secret_warning("services.web.command[1]", "PW"),
+        secret_warning("services.web.labels.pw", "PW"),
+    ] {
+        assert!(w.contains(&want), "missing {want:?} in {w:#?}");
+    }
+    assert!(
+        !w.iter()
+            .any(|w| w.starts_with("configs") || w.starts_with("secrets")),
+        "{w:#?}"
+    );
+    assert!(w.iter().all(|w| !w.contains("hunter2")), "{w:#?}");
+    // Configs whose content came from a secret-held variable are kept in a Secret.
+    assert!(!has(&r, "ConfigMap", "app1-configs"), "{:?}", names(&r));
+    let s = obj(&r, "Secret", "app1-configs");
+    assert!(s["data"]["app"].is_string() && s["data"]["other"].is_string());
+}
+
+#[test]
+fn values_invalid_after_interpolation_are_errors_naming_field_and_variable() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "empty tag from an unset variable",
+            "image: nginx:${NOPE}",
+            "services.web.image: invalid image reference \"nginx:\": the tag after \":\" is empty (interpolated from ${NOPE} (not set))",
+        ),
+        (
+            "empty tag from an empty secret variable",
+            "image: nginx:${EMPTY}",
+            "services.web.image: invalid image reference \"nginx:${EMPTY}\": the tag after \":\" is empty (interpolated from ${EMPTY})",
+        ),
+        (
+            "a port from a secret variable: the value is not shown",
+            "image: nginx\n    ports: [\"${DB_PORT}:80\"]",
+            "services.web.ports[0]: invalid port \"${DB_PORT}:80\" (interpolated from ${DB_PORT})",
+        ),
+        (
+            "a size",
+            "image: nginx\n    shm_size: ${HOST}",
+            "services.web.shm_size: invalid size \"db.internal\" (expected bytes or e.g. \"512M\", \"1.5g\") (interpolated from ${HOST})",
+        ),
+        (
+            "a duration",
+            "image: nginx\n    stop_grace_period: ${TAG}",
+            "services.web.stop_grace_period: invalid duration \"1.26\" (expected e.g. \"10s\", \"1m30s\", \"500ms\") (interpolated from ${TAG})",
+        ),
+    ];
+    for (name, body, want) in cases {
+        let compose = format!("services:\n  web:\n    {body}\n");
+        let e = fx_vars(&compose, &["s:vars", "c:plain"]).err();
+        let lines: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+        assert!(lines.iter().any(|l| l == want), "case {name}: {lines:#?}");
+        assert!(
+            lines.iter().all(|l| !l.contains("5432x")),
+            "case {name}: {lines:#?}"
+        );
+        assert_eq!(e.reason, ErrorReason::InvalidCompose, "case {name}");
+    }
+}
+
+#[test]
+fn env_files_interpolate_with_the_variables() {
+    let compose = "services:\n  web:\n    image: nginx\n    env_file: [./app.env]\n";
+    let r = fx_vars(compose, &["s:vars", "c:plain"]).ok();
+    let s = obj(&r, "Secret", "app1-web-env");
+    let decoded: BTreeMap<String, String> = s["data"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let b = v.as_str().unwrap_or_default();
+            let bytes = serde_json::from_value::<k8s_openapi::ByteString>(json!(b))
+                .map(|b| b.0)
+                .unwrap_or_default();
+            (k.clone(), String::from_utf8(bytes).unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        decoded,
+        BTreeMap::from([
+            ("FROM_FILE".to_owned(), "hunter2-secret-x".to_owned()),
+            ("HOST_COPY".to_owned(), "db.internal".to_owned()),
+        ])
     );
 }
