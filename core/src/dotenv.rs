@@ -378,7 +378,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, &str, &[(&str, &str)])] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: &[Case] = &[
             ("empty", "", &[]),
             ("blank lines", "\n\n  \n", &[]),
             ("comment", "# comment\nA=1", &[("A", "1")]),

@@ -169,7 +169,8 @@ pub fn disk_apps(apps: &Store<KompoxApp>, disk: &KompoxDisk) -> Vec<ObjectRef<Ko
 }
 
 /// Apps a ConfigMap (`secret == false`) or Secret change concerns: those naming it as their
-/// compose file or in `spec.files.mounts`, and the app owning it (derived objects).
+/// compose file, in `spec.compose.envFrom` or in `spec.files.mounts`, and the app owning it
+/// (derived objects).
 #[must_use]
 pub fn source_apps<K: Resource>(
     apps: &Store<KompoxApp>,
@@ -184,7 +185,16 @@ pub fn source_apps<K: Resource>(
     let mut out: Vec<_> = apps_in(&state, ns)
         .filter(|a| {
             let compose = !secret && a.spec.compose.config_map_ref.name == name;
+            let env_from = a.spec.compose.env_from.iter().any(|e| {
+                let r = if secret {
+                    &e.secret_ref
+                } else {
+                    &e.config_map_ref
+                };
+                r.as_ref().is_some_and(|r| r.name == name)
+            });
             compose
+                || env_from
                 || a.spec.files.iter().flat_map(|f| &f.mounts).any(|m| {
                     if secret {
                         m.secret_ref.as_ref().is_some_and(|r| r.name == name)
@@ -620,17 +630,36 @@ mod tests {
             }),
             ..KompoxAppStatus::default()
         });
+        let mut vars = app("v", "ns", "own", None, None);
+        vars.spec.compose.env_from = vec![
+            kompox_core::api::ComposeEnvFrom {
+                secret_ref: Some(kompox_core::api::OptionalRef {
+                    name: "dotenv".into(),
+                    optional: None,
+                }),
+                ..kompox_core::api::ComposeEnvFrom::default()
+            },
+            kompox_core::api::ComposeEnvFrom {
+                config_map_ref: Some(kompox_core::api::OptionalRef {
+                    name: "shared".into(),
+                    optional: Some(true),
+                }),
+                ..kompox_core::api::ComposeEnvFrom::default()
+            },
+        ];
         let s = store(vec![
             app("a", "ns", "shared", Some("d1"), Some("env")),
             app("b", "ns", "shared", None, None),
             app("c", "other", "shared", Some("d1"), Some("env")),
             switching,
+            vars,
         ]);
 
         let mut cm = PartialObjectMeta::<ConfigMap>::default();
         cm.metadata.name = Some("shared".into());
         cm.metadata.namespace = Some("ns".into());
-        assert_eq!(names(&source_apps(&s, &cm, false)), ["a", "b"]);
+        // The compose ConfigMap of a and b, an envFrom ConfigMap of v.
+        assert_eq!(names(&source_apps(&s, &cm, false)), ["a", "b", "v"]);
         // A Secret named like the compose ConfigMap is not the compose file.
         assert!(source_apps(&s, &cm, true).is_empty());
 
@@ -638,6 +667,8 @@ mod tests {
         sec.metadata.name = Some("env".into());
         sec.metadata.namespace = Some("ns".into());
         assert_eq!(names(&source_apps(&s, &sec, true)), ["a"]);
+        sec.metadata.name = Some("dotenv".into());
+        assert_eq!(names(&source_apps(&s, &sec, true)), ["v"]);
 
         let mut derived = PartialObjectMeta::<Secret>::default();
         derived.metadata.name = Some("b-web-env".into());

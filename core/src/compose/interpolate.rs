@@ -204,7 +204,7 @@ fn braced(
     };
     let arg_start = op_at + 1;
     // The pattern's `(.*)}`: the match runs to the last `}` on this line.
-    if !line.as_ref().is_some_and(|c| arg_start <= c.end) {
+    if line.as_ref().is_none_or(|c| arg_start > c.end) {
         let end = text
             .get(arg_start..)
             .and_then(|t| t.find('\n'))

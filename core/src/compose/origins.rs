@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::interpolate::Interpolated;
+
 /// One interpolated scalar.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -55,12 +57,11 @@ impl Interpolations {
         &mut self,
         path: &str,
         template: &str,
-        value: &str,
-        used: Vec<String>,
-        unset: Vec<String>,
+        done: &Interpolated,
         env: &dyn Fn(&str) -> Option<String>,
         secret: &dyn Fn(&str) -> bool,
     ) {
+        let Interpolated { value, used, unset } = done;
         if used.is_empty() && unset.is_empty() {
             return;
         }
@@ -74,8 +75,8 @@ impl Interpolations {
             path.to_owned(),
             Origin {
                 template: template.to_owned(),
-                used,
-                unset,
+                used: used.clone(),
+                unset: unset.clone(),
                 secret,
                 value: value.to_owned(),
                 secret_values,
@@ -201,36 +202,44 @@ mod tests {
         i.record(
             "services.web.image",
             "nginx:${TAG}",
-            "nginx:",
-            vec!["TAG".into()],
-            vec![],
+            &Interpolated {
+                value: "nginx:".into(),
+                used: vec!["TAG".into()],
+                unset: vec![],
+            },
             &env,
             &secret,
         );
         i.record(
             "services.web.ports[0]",
             "${PORT}:80",
-            "80x:80",
-            vec!["PORT".into()],
-            vec![],
+            &Interpolated {
+                value: "80x:80".into(),
+                used: vec!["PORT".into()],
+                unset: vec![],
+            },
             &env,
             &secret,
         );
         i.record(
             "services.db.user",
             "${PW}",
-            "hunter2",
-            vec!["PW".into()],
-            vec![],
+            &Interpolated {
+                value: "hunter2".into(),
+                used: vec!["PW".into()],
+                unset: vec![],
+            },
             &env,
             &secret,
         );
         i.record(
             "services.db.command",
             "run ${PW} ${NOPE}",
-            "run hunter2 ",
-            vec!["PW".into()],
-            vec!["NOPE".into()],
+            &Interpolated {
+                value: "run hunter2 ".into(),
+                used: vec!["PW".into()],
+                unset: vec!["NOPE".into()],
+            },
             &env,
             &secret,
         );

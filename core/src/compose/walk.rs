@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::interpolate::{InterpolationError, interpolate};
+use super::interpolate::{Interpolated, InterpolationError, interpolate};
 use super::keys::{Disposition, Scope, rule_for};
 use super::origins::Interpolations;
 use super::yaml::Value;
@@ -59,19 +59,20 @@ impl<'a> Ctx<'a> {
     /// Looks a variable up for an `environment` entry without a value, recording it at `path`.
     pub(crate) fn lookup_recorded(&mut self, path: &str, name: &str) -> Option<String> {
         let value = (self.env)(name);
-        let (used, unset) = match &value {
-            Some(_) => (vec![name.to_owned()], Vec::new()),
-            None => (Vec::new(), vec![name.to_owned()]),
+        let done = match &value {
+            Some(v) => Interpolated {
+                value: v.clone(),
+                used: vec![name.to_owned()],
+                unset: Vec::new(),
+            },
+            None => Interpolated {
+                value: String::new(),
+                used: Vec::new(),
+                unset: vec![name.to_owned()],
+            },
         };
-        self.interpolations.record(
-            path,
-            name,
-            value.as_deref().unwrap_or_default(),
-            used,
-            unset,
-            self.env,
-            self.secret,
-        );
+        self.interpolations
+            .record(path, name, &done, self.env, self.secret);
         value
     }
 
@@ -109,15 +110,8 @@ impl<'a> Ctx<'a> {
                 }
                 match interpolate(s, self.env) {
                     Ok(done) => {
-                        self.interpolations.record(
-                            path,
-                            s,
-                            &done.value,
-                            done.used,
-                            done.unset.clone(),
-                            self.env,
-                            self.secret,
-                        );
+                        self.interpolations
+                            .record(path, s, &done, self.env, self.secret);
                         *s = done.value;
                         for name in done.unset {
                             if !self.unset_warned.contains(&name) {

@@ -53,7 +53,8 @@
 //! | bind whose source is a `spec.files.mounts` path (see [`project_path`]) | the file, read-only, from that Secret/ConfigMap key |
 //! | anonymous volume / `tmpfs` / `shm_size` | emptyDir (warning) / emptyDir `Memory` with `sizeLimit` / emptyDir `Memory` at `/dev/shm` |
 //! | `env_file` | derived Secret `<app>-<service>-env` (dotenv parsed; later files win; keys set by `environment` left out) + `envFrom`; each file from the `spec.files.mounts` entry at its [`project_path`]; missing → error unless `required: false` |
-//! | `environment` | `env`, sorted; wins over `envFrom` as over `env_file` in compose |
+//! | `environment` | `env`, sorted; wins over `envFrom` as over `env_file` in compose; an entry whose value used a secret-held variable is a `secretKeyRef` into the derived Secret `<app>-environment` (key `<service>.<KEY>`) |
+//! | `spec.compose.envFrom` | the `${VAR}` interpolation variables (each key of each Secret/ConfigMap, later entries win, `prefix`, `optional`); Secret-held values never appear in plain text: besides `environment` entries, configs using them go to the Secret `<app>-configs`, and any other field using one is a warning naming it |
 //! | `configs` / `secrets` (`file`, `content`, `environment`) | ConfigMap `<app>-configs` (Secret `<app>-configs` when read from a Secret) / Secret `<app>-secrets`, one key per name, mounted with `subPath` and `defaultMode` (`mode`, default 0444); `external` → error; `uid`/`gid` → warning |
 //! | other `spec.files.mounts` entries | mounted read-only at `path` in every service container, `defaultMode` = `mode` (default 0644) |
 //! | `entrypoint` / `command` | `command` / `args` (`$` doubled where Kubernetes would expand `$(…)`) |
@@ -530,7 +531,7 @@ fn render_parsed(
                 data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
             let field = format!("{}.env_file", crate::compose::service_path(sname));
             check_size(cx, &field, &format!("Secret {obj:?}"), &bytes);
-            secrets.push(secret(&meta, &obj, &field, bytes));
+            secrets.push(secret(meta, &obj, &field, bytes));
             env_secrets.insert(sname.clone(), obj);
         }
     }
@@ -568,12 +569,12 @@ fn render_parsed(
     if !env_data.is_empty() {
         let field = "services.*.environment";
         check_size(cx, field, &format!("Secret {env_name:?}"), &env_data);
-        secrets.push(secret(&meta, &env_name, field, env_data));
+        secrets.push(secret(meta, &env_name, field, env_data));
     }
     let d = std::mem::take(&mut derived.configs);
     if !d.is_empty() {
         check_size(cx, "configs", &format!("ConfigMap {configs_name:?}"), &d);
-        config_maps.push(config_map(&meta, &configs_name, "configs", d));
+        config_maps.push(config_map(meta, &configs_name, "configs", d));
     }
     for (data, obj, field) in [
         (
@@ -589,15 +590,15 @@ fn render_parsed(
     ] {
         if !data.is_empty() {
             check_size(cx, field, &format!("Secret {obj:?}"), &data);
-            secrets.push(secret(&meta, obj, field, data));
+            secrets.push(secret(meta, obj, field, data));
         }
     }
 
-    let network = network::plan(cx, &meta, &names, app, project);
+    let network = network::plan(cx, meta, &names, app, project);
     let hosts = pod::hosts(cx, project, &names, &meta.object_name("hosts"), &meta.name);
     if let (Some(file), Some(text)) = (&hosts.file, &hosts.file_content) {
         config_maps.push(config_map(
-            &meta,
+            meta,
             &file.name,
             "services",
             BTreeMap::from([(pod::HOSTS_KEY.to_owned(), text.clone().into_bytes())]),
@@ -648,9 +649,7 @@ fn render_parsed(
         cx.error(ErrorReason::InvalidSpec, p, m);
     }
 
-    let Some(pod) = pod.filter(|_| !cx.has_errors()) else {
-        return None;
-    };
+    let pod = pod.filter(|_| !cx.has_errors())?;
 
     // The env hash, computed from the pod spec like the webhook does.
     let mut digests: BTreeMap<(SourceKind, String), ObjectDigests> = BTreeMap::new();

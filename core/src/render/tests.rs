@@ -1905,7 +1905,7 @@ fn env_from_missing_sources() {
     if let Some(r) = f.app().spec.compose.env_from[0].secret_ref.as_mut() {
         r.optional = Some(true);
     }
-    f.ok();
+    assert_eq!(ctr(&f.ok(), "web")["image"], "nginx");
     let refs = referenced_sources(&fx_vars(compose, &["s:vars", "c:plain"]).bundle.apps[0]);
     assert!(refs.secrets.contains("vars") && refs.config_maps.contains("plain"));
 }
