@@ -517,7 +517,7 @@ mod props {
     pub(super) fn dotenv(
         text: &str,
     ) -> Result<BTreeMap<String, String>, crate::dotenv::DotenvError> {
-        crate::dotenv::parse_dotenv(text).map(|pairs| pairs.into_iter().collect())
+        crate::dotenv::parse_dotenv(text, &|_| None)
     }
 
     /// Named volumes every generated project declares (and the app binds, each to a disk).

@@ -1799,6 +1799,8 @@ fn directory_bind_from_file_entries() {
         !r.objects
             .iter()
             .any(|o| o.to_string().contains("/kompox/project/conf.d"))
+    );
+}
 
 // ---------------------------------------------------------------- spec.compose.envFrom
 
