@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! kubectl kompox apply -f compose.yml [--app app.yml | --kompoxops kompoxops.yml]
-//!     [--env-file PATH=FILE]... [--workspace W] [--wait=true|false] [--timeout 300s]
+//!     [--env-file FILE]... [--project-file PATH=FILE]... [--workspace W] [--wait=true|false]
+//!     [--timeout 300s]
 //! ```
 //!
 //! 1. Everything is built and rendered offline first, so an invalid compose file or app fails
@@ -50,6 +51,7 @@ use serde_json::{Value, json};
 use crate::CliError;
 use crate::kubectx::{self, KubeArgs};
 use crate::render::{self as offline, RenderArgs};
+use crate::vars::{ProjectVars, process_env};
 
 /// How the rendered objects reach the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,9 +78,13 @@ pub struct ApplyArgs {
     /// A legacy kompoxops.yml; its `app:` section (name, ingress, volumes, deployment.zone).
     #[arg(long, value_name = "KOMPOXOPS_YML")]
     pub kompoxops: Option<PathBuf>,
+    /// An env file of interpolation variables instead of the project .env (repeatable, as
+    /// `docker compose --env-file`; later files win).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
     /// Read the file the compose file names PATH (env_file …) from FILE.
-    #[arg(long = "env-file", value_name = "PATH=FILE")]
-    pub env_files: Vec<String>,
+    #[arg(long = "project-file", value_name = "PATH=FILE")]
+    pub project_files: Vec<String>,
     #[command(flatten)]
     pub infer: crate::infer::InferArgs,
     /// The workspace (tenant) part of the namespace name.
@@ -173,7 +179,8 @@ pub struct Plan {
 pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
     let compose = offline::read_text(&args.file)?;
     let fname = args.file.display().to_string();
-    let parsed = kompox_core::compose::parse(&compose, &|_| None).map_err(|e| {
+    let vars = ProjectVars::load(&args.file, &args.env_files, process_env())?;
+    let parsed = kompox_core::compose::parse(&compose, &|k| vars.lookup(k)).map_err(|e| {
         CliError::Invalid(e.errors.iter().map(|d| format!("{fname}: {d}")).collect())
     })?;
     let mut warnings: Vec<Warning> = parsed
@@ -205,6 +212,7 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         app: None,
         output: offline::Output::Yaml,
         env_files: args.env_files.clone(),
+        project_files: args.project_files.clone(),
         vars: Vec::new(),
         provider: ProviderType::Csi,
         region: None,
@@ -225,9 +233,18 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         &parsed.project,
         &dir,
         &rargs,
+        &vars,
     )?;
     let inferred = crate::infer::complete(&mut app, &mut disks, &parsed.project, &args.infer)?;
     notes.extend(inferred.notes);
+    // The interpolation variables, in the Secret `<app>-dotenv` (always: a variable removed
+    // from .env is removed from the cluster too).
+    if let Some(name) = vars.attach(&mut app, &mut sources, &mut warnings, true) {
+        notes.push(format!(
+            "variables {}",
+            offline::vars_line(&vars, &sources, &name)
+        ));
+    }
     for v in &app.spec.volumes {
         disks
             .entry(v.disk_ref.name.clone())

@@ -22,6 +22,7 @@ pub mod kubectx;
 pub mod local;
 pub mod ops;
 pub mod render;
+pub mod vars;
 
 /// Command line of `kubectl-kompox`.
 #[derive(Debug, Parser)]

@@ -1,7 +1,8 @@
 //! `kubectl kompox render`: renders a compose app without a cluster.
 //!
 //! ```text
-//! kubectl kompox render -f compose.yml [--app app.yml] [-o yaml|json] [--env-file PATH=FILE]...
+//! kubectl kompox render -f compose.yml [--app app.yml] [-o yaml|json] [--env-file FILE]...
+//!     [--project-file PATH=FILE]... [--var KEY=VALUE]...
 //! ```
 //!
 //! - Without `--app` (zero-config), the app is inferred ([`crate::infer`]): named after the
@@ -17,9 +18,13 @@
 //!   `status.pvName` gets `kompox-<disk>`; one that is missing is assumed to be 10Gi.
 //! - Files the compose file names (`env_file`, configs/secrets `file:`) that no
 //!   `spec.files.mounts` entry provides are read from disk, relative to the compose file, or
-//!   from `--env-file PATH=FILE` (PATH as written in the compose file).
-//! - `${VAR}` is interpolated from `--var KEY=VALUE` only: the process environment is not
-//!   read, so the output is what the controller renders.
+//!   from `--project-file PATH=FILE` (PATH as written in the compose file).
+//! - `${VAR}` is interpolated as `docker compose` does ([`crate::vars`]): the environment,
+//!   then `.env` beside the compose file or the `--env-file` files. The variables used are
+//!   passed to the renderer as the Secret `<app>-dotenv` named by `spec.compose.envFrom`,
+//!   exactly as `apply` uploads them, so the output is what the controller renders: an
+//!   `environment` entry using one reads it from the derived Secret `<app>-environment`.
+//!   `--var KEY=VALUE` sets a plain variable over all of them.
 //! - Secrets are redacted (each value replaced by its sha256) unless `--show-secrets` is
 //!   given, e.g. to pipe the output into `kubectl apply -f -`.
 //! - Warnings go to stderr as `warning: path: message`; invalid input exits with status 1
@@ -48,6 +53,7 @@ use kompox_core::render::{
 use crate::CliError;
 use crate::infer::InferArgs;
 pub use crate::infer::default_name;
+use crate::vars::{ProjectVars, process_env};
 
 /// Shown by `render --help`.
 pub const LONG_HELP: &str = "\
@@ -62,8 +68,14 @@ read-only directory binds too (one key per file, 1 MiB at most).
 spec.files.mounts name. Disks are assumed fresh (status.pvName kompox-<disk>).
 
 Files the compose file names (env_file, configs/secrets `file:`) that no spec.files.mounts entry
-provides are read next to the compose file, or from --env-file PATH=FILE. Relative paths map to
-/kompox/project/<path> in spec.files.mounts.
+provides are read next to the compose file, or from --project-file PATH=FILE. Relative paths map
+to /kompox/project/<path> in spec.files.mounts.
+
+${VAR} is interpolated as docker compose does: from the environment, then `.env` beside the
+compose file (or the --env-file files instead, later files winning). Those values are treated as
+secret (apply keeps them in the Secret <app>-dotenv): an environment entry using one reads it
+from a derived Secret, anywhere else a warning names the field. --var KEY=VALUE sets a plain
+variable over all of them.
 
 Secrets are printed redacted (each value as its sha256); use --show-secrets to pipe the output
 into `kubectl apply -f -`. Warnings go to stderr; invalid input exits with status 1.
@@ -100,10 +112,15 @@ pub struct RenderArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Yaml)]
     pub output: Output,
+    /// An env file of interpolation variables instead of the project .env (repeatable, as
+    /// `docker compose --env-file`; later files win).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
     /// Read the file the compose file names PATH (env_file, configs/secrets file) from FILE.
-    #[arg(long = "env-file", value_name = "PATH=FILE")]
-    pub env_files: Vec<String>,
-    /// A variable for ${VAR} interpolation (repeatable).
+    #[arg(long = "project-file", value_name = "PATH=FILE")]
+    pub project_files: Vec<String>,
+    /// A plain variable for ${VAR} interpolation, over the environment and env files
+    /// (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
     /// The cluster's provider (maps zone numbers to node zone labels).
@@ -198,7 +215,11 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
     }
     let mut warnings: Vec<Warning> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    let parsed = kompox_core::compose::parse(&compose, &|k| interpolation.get(k).cloned()).ok();
+    let vars = ProjectVars::load(&args.file, &args.env_files, process_env())?;
+    let parsed = kompox_core::compose::parse(&compose, &|k| {
+        interpolation.get(k).cloned().or_else(|| vars.lookup(k))
+    })
+    .ok();
 
     let (mut app, mut disks, mut sources) = match &args.app {
         Some(path) => {
@@ -224,6 +245,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             &parsed.project,
             &dir,
             args,
+            &vars,
         )?;
         crate::infer::complete(&mut app, &mut disks, &parsed.project, &args.infer)
             .map(|i| notes.extend(i.notes))?;
@@ -242,6 +264,9 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
                 disks.insert(name.clone(), disk(name));
             }
         }
+    }
+    if let Some(name) = vars.attach(&mut app, &mut sources, &mut warnings, false) {
+        write_vars_line(err, &vars, &sources, &name)?;
     }
     let mut fresh = Bundle {
         disks,
@@ -299,6 +324,41 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         .map_err(|e| CliError::Io(format!("writing output: {e}")))
 }
 
+/// `variables: A, B (from .env and the environment) in Secret <name>`: names only.
+pub(crate) fn write_vars_line(
+    err: &mut dyn Write,
+    vars: &ProjectVars,
+    sources: &Sources,
+    name: &str,
+) -> Result<(), CliError> {
+    writeln!(err, "variables: {}", vars_line(vars, sources, name))
+        .map_err(|e| CliError::Io(format!("writing notes: {e}")))
+}
+
+/// The names kept in the variables Secret and where they came from (never a value).
+pub(crate) fn vars_line(vars: &ProjectVars, sources: &Sources, name: &str) -> String {
+    let names: Vec<&str> = sources
+        .secrets
+        .get(name)
+        .and_then(|s| s.data.as_ref())
+        .map(|d| d.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let from: Vec<String> = vars.read.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "{} from {}the environment, in Secret {name} (spec.compose.envFrom)",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        },
+        if from.is_empty() {
+            String::new()
+        } else {
+            format!("{} and ", from.join(", "))
+        }
+    )
+}
+
 /// What was inferred without `--app`, one `inferred: …` line each.
 pub(crate) fn write_notes(err: &mut dyn Write, notes: &[String]) -> Result<(), CliError> {
     for n in notes {
@@ -350,10 +410,11 @@ pub fn default_app(name: &str) -> KompoxApp {
 }
 
 /// Provides the files the compose file names that no `spec.files.mounts` entry covers, from
-/// `--env-file` or next to the compose file, as synthetic Secrets/ConfigMaps with mounts the
+/// `--project-file` or next to the compose file, as synthetic Secrets/ConfigMaps with mounts the
 /// renderer consumes: env files, configs/secrets files, single-file binds (a ConfigMap, or a
 /// Secret with `--secret-file`, key = the file name) and small read-only directory binds
 /// (one key per file). Each bind file made this way is a line in `notes`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn provide_files(
     app: &mut KompoxApp,
     sources: &mut Sources,
@@ -362,12 +423,19 @@ pub(crate) fn provide_files(
     project: &kompox_core::compose::Project,
     dir: &Path,
     args: &RenderArgs,
+    vars: &ProjectVars,
 ) -> Result<(), CliError> {
+    for def in project.configs.values().chain(project.secrets.values()) {
+        if let kompox_core::compose::FileObjectSource::Environment(v) = &def.source {
+            let _ = vars.lookup(v);
+        }
+    }
     let mut mapped: BTreeMap<String, (&str, PathBuf)> = BTreeMap::new();
-    for e in &args.env_files {
-        let (k, f) = split_pair("--env-file", e)?;
-        let key = project_path(k)
-            .ok_or_else(|| CliError::Invalid(vec![format!("--env-file {k:?}: not a file path")]))?;
+    for e in &args.project_files {
+        let (k, f) = split_pair("--project-file", e)?;
+        let key = project_path(k).ok_or_else(|| {
+            CliError::Invalid(vec![format!("--project-file {k:?}: not a file path")])
+        })?;
         mapped.insert(key, (k, PathBuf::from(f)));
     }
     let secret_paths: BTreeSet<PathBuf> = args
@@ -489,10 +557,10 @@ pub(crate) fn provide_files(
         }
         let Some(local) = local.filter(|p| p.is_file()) else {
             // Said in the terms of this machine; the renderer reports it otherwise (an
-            // absolute path with no --env-file, or env_file `required: false`).
+            // absolute path with no --project-file, or env_file `required: false`).
             if hp.required && !hp.path.starts_with('/') {
                 errors.push(format!(
-                    "{}: {} not found: create it next to the compose file ({}), or give --env-file {}=FILE",
+                    "{}: {} not found: create it next to the compose file ({}), or give --project-file {}=FILE",
                     hp.field,
                     hp.path,
                     dir.join(hp.path.trim_start_matches("./")).display(),
@@ -502,6 +570,11 @@ pub(crate) fn provide_files(
             continue;
         };
         let content = read(&local)?;
+        if hp.kind == HostPathKind::EnvFile
+            && let Ok(text) = std::str::from_utf8(&content)
+        {
+            vars.scan_env_file(text);
+        }
         let name = format!("kompox-file-{}", short_hash(&pp));
         let meta = ObjectMeta {
             name: Some(name.clone()),
@@ -546,7 +619,7 @@ pub(crate) fn provide_files(
     for (pp, (k, _)) in &mapped {
         if !used_flags.contains(pp) {
             warnings.push(Warning {
-                path: format!("--env-file {k}"),
+                path: format!("--project-file {k}"),
                 message: "not needed: the compose file does not name it, or spec.files.mounts provides it".to_owned(),
             });
         }

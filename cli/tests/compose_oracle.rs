@@ -37,8 +37,8 @@ struct Case {
     name: &'static str,
     /// Directory (relative to the repository) holding `compose.yml` and its files.
     dir: &'static str,
-    /// The environment of the run (the oracle's process environment; Kompox gets the same
-    /// variables as `--var`, as it does not read its own environment).
+    /// The environment of the run (the process environment of both the oracle and
+    /// `kubectl-kompox render`).
     env: &'static [(&'static str, &'static str)],
     /// `docker compose --env-file` files, relative to the case directory.
     env_files: &'static [&'static str],
@@ -177,54 +177,6 @@ const ALLOWED: &[Allowed] = &[
         "user",
         "Kubernetes takes numeric IDs only (runAsGroup): a group name is left to the image, with \
          a warning at services.<name>.user",
-    ),
-    allow(
-        "dotenv",
-        "app",
-        "image",
-        "pending: the project .env is not read for interpolation yet (issue 14 item 1)",
-    ),
-    allow(
-        "dotenv",
-        "app",
-        "command",
-        "pending: the project .env is not read for interpolation yet (issue 14 item 1)",
-    ),
-    allow(
-        "dotenv",
-        "app",
-        "environment",
-        "pending: the project .env is not read for interpolation yet (issue 14 item 1)",
-    ),
-    allow(
-        "env-file-flag",
-        "app",
-        "image",
-        "pending: render has no --env-file for interpolation files yet (issue 14 item 1)",
-    ),
-    allow(
-        "env-file-flag",
-        "app",
-        "environment",
-        "pending: render has no --env-file for interpolation files yet (issue 14 item 1)",
-    ),
-    allow(
-        "env-file",
-        "api",
-        "environment",
-        "pending: ${VAR} in env_file values is not interpolated yet (issue 14 item 1)",
-    ),
-    allow(
-        "env-file-syntax",
-        "app",
-        "environment",
-        "pending: ${VAR} in env_file values is not interpolated yet (issue 14 item 1)",
-    ),
-    allow(
-        "env-file",
-        "worker",
-        "environment",
-        "pending: ${VAR} in env_file values is not interpolated yet (issue 14 item 1)",
     ),
 ];
 
@@ -770,8 +722,10 @@ fn run_kompox(case: &Case, project: &Path) -> Result<BTreeMap<String, Observed>,
     if let Some(app) = case.app {
         cmd.arg("--app").arg(repo().join(app));
     }
+    for f in case.env_files {
+        cmd.arg("--env-file").arg(project.join(f));
+    }
     for (k, v) in case.env {
-        cmd.arg("--var").arg(format!("{k}={v}"));
         cmd.env(k, v);
     }
     let out = match cmd.output() {

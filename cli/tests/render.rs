@@ -105,7 +105,7 @@ configs:
     write(&d.join("site.conf"), "listen 80;\n");
     let compose = d.join("compose.yml");
     let extra = format!("/etc/app/extra.env={}", d.join("extra.env").display());
-    let out = render(&compose, &["--env-file", &extra]);
+    let out = render(&compose, &["--project-file", &extra]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("name: demo-web-env"), "{stdout}");
@@ -134,7 +134,7 @@ configs:
     let out = render(
         &compose,
         &[
-            "--env-file",
+            "--project-file",
             &extra,
             "--show-secrets",
             "-n",
@@ -176,11 +176,11 @@ fn invalid_input_exits_1_with_paths() {
         &d.join("compose.yml"),
         "services:\n  web:\n    image: x\n    volumes: ['./nginx.conf:/etc/nginx/nginx.conf']\n    env_file: ./missing.env\n",
     );
-    let out = render(&d.join("compose.yml"), &["--env-file", "/unused=x"]);
+    let out = render(&d.join("compose.yml"), &["--project-file", "/unused=x"]);
     assert_eq!(
         text(&out.stderr),
         format!(
-            "error: services.web.env_file[0]: ./missing.env not found: create it next to the compose file ({}), or give --env-file ./missing.env=FILE\n",
+            "error: services.web.env_file[0]: ./missing.env not found: create it next to the compose file ({}), or give --project-file ./missing.env=FILE\n",
             d.join("missing.env").display()
         )
     );
@@ -371,4 +371,186 @@ fn zero_config_samples_render_as_their_golden_files() {
             "samples/zero-config/{name}/rendered.yaml is stale; regenerate with KOMPOX_UPDATE_GOLDEN=1 cargo test -p kubectl-kompox --test render zero_config_samples and review:\n{got}"
         );
     }
+}
+
+/// `render -f <compose> <args>` with exactly `env` as the process environment.
+fn render_env(compose: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = bin();
+    cmd.env_clear()
+        .arg("render")
+        .arg("-f")
+        .arg(compose)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.output() {
+        Ok(o) => o,
+        Err(e) => panic!("running kubectl-kompox: {e}"),
+    }
+}
+
+/// The project `.env`, `--env-file` and the environment, as docker compose reads them; the
+/// values go to Secrets, never into the Deployment; names only on stderr.
+#[test]
+fn dotenv_env_file_and_environment_interpolate_as_compose() {
+    let d = tmp("dotenv");
+    write(
+        &d.join("compose.yml"),
+        "name: shop
+services:
+  db:
+    image: postgres:${PG_TAG:-16}
+    environment:
+      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?set it in .env}
+      POSTGRES_USER: ${DB_USER}
+    command: [postgres, -c, \"log_line_prefix=${PREFIX}\"]
+",
+    );
+    write(
+        &d.join(".env"),
+        "POSTGRES_PASSWORD=\"p@ss w0rd-from-dotenv\"\nDB_USER=shop\nPREFIX=x-${DB_USER}\nPG_TAG=15\n",
+    );
+    write(
+        &d.join("prod.env"),
+        "POSTGRES_PASSWORD=prod-secret-value\nDB_USER=prod\n",
+    );
+    let compose = d.join("compose.yml");
+    struct Case {
+        name: &'static str,
+        args: Vec<String>,
+        env: Vec<(&'static str, &'static str)>,
+        image: &'static str,
+        password: &'static str,
+        prefix: &'static str,
+    }
+    let prod = d.join("prod.env").display().to_string();
+    let cases = [
+        Case {
+            name: "the project .env",
+            args: vec![],
+            env: vec![],
+            image: "postgres:15",
+            password: "p@ss w0rd-from-dotenv",
+            prefix: "log_line_prefix=x-shop",
+        },
+        Case {
+            name: "the environment wins over .env",
+            args: vec![],
+            env: vec![("PG_TAG", "17"), ("POSTGRES_PASSWORD", "env-secret-value")],
+            image: "postgres:17",
+            password: "env-secret-value",
+            prefix: "log_line_prefix=x-shop",
+        },
+        Case {
+            name: "--env-file replaces .env",
+            args: vec!["--env-file".into(), prod],
+            env: vec![],
+            image: "postgres:16",
+            password: "prod-secret-value",
+            prefix: "log_line_prefix=",
+        },
+        Case {
+            name: "--var wins over everything",
+            args: vec!["--var".into(), "PG_TAG=18".into()],
+            env: vec![("PG_TAG", "17")],
+            image: "postgres:18",
+            password: "p@ss w0rd-from-dotenv",
+            prefix: "log_line_prefix=x-shop",
+        },
+    ];
+    for c in cases {
+        let mut args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        args.extend(["-o", "json", "--show-secrets"]);
+        let out = render_env(&compose, &args, &c.env);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "case {}: {stderr}", c.name);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        let find = |kind: &str, name: &str| {
+            items
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let ctr = &find("Deployment", "shop-app")["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(ctr["image"], c.image, "case {}", c.name);
+        assert_eq!(ctr["args"][2], c.prefix, "case {}", c.name);
+        let env = ctr["env"].as_array().cloned().unwrap_or_default();
+        for e in &env {
+            assert!(e["value"].is_null(), "case {}: a plain value {e}", c.name);
+            assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], "shop-environment");
+        }
+        let secret = find("Secret", "shop-environment");
+        let b64 = secret["data"]["db.POSTGRES_PASSWORD"]
+            .as_str()
+            .unwrap_or_default();
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+            .unwrap_or_default();
+        assert_eq!(text(&decoded), c.password, "case {}", c.name);
+        // The Deployment and stderr never hold the password.
+        let dep = find("Deployment", "shop-app").to_string();
+        assert!(!dep.contains(c.password), "case {}: {dep}", c.name);
+        assert!(!stderr.contains(c.password), "case {}: {stderr}", c.name);
+        assert!(
+            stderr.contains("variables: ") && stderr.contains("POSTGRES_PASSWORD"),
+            "case {}: {stderr}",
+            c.name
+        );
+        assert!(
+            stderr.contains(
+                "warning: services.db.command[2]: uses the secret-held variable ${PREFIX}"
+            ) || c.name == "--env-file replaces .env",
+            "case {}: {stderr}",
+            c.name
+        );
+    }
+    // The redacted output holds no value either.
+    let out = render_env(&compose, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("w0rd"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn env_file_problems_name_the_file_and_line() {
+    let d = tmp("dotenv-errors");
+    write(
+        &d.join("compose.yml"),
+        "services:\n  web:\n    image: nginx:${TAG}\n    environment: {PW: \"${PW:?set PW}\"}\n",
+    );
+    let compose = d.join("compose.yml");
+    write(&d.join(".env"), "TAG=1.27\nPW=\"unterminated-s3cret\n");
+    let out = render_env(&compose, &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(".env: line 2: unterminated quoted value"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    write(&d.join(".env"), "TAG=\n");
+    let out = render_env(&compose, &[], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: services.web.image: invalid image reference \"nginx:${TAG}\": the tag after \":\" is empty (interpolated from ${TAG})"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "error: services.web.environment.PW: required variable PW is missing a value: set PW"
+        ),
+        "{stderr}"
+    );
+
+    let missing = d.join("nope.env").display().to_string();
+    let out = render_env(&compose, &["--env-file", &missing], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nope.env: cannot be read"),
+        "{}",
+        text(&out.stderr)
+    );
 }
