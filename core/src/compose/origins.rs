@@ -155,10 +155,12 @@ impl Interpolations {
                 *message = message.replace(&format!("{:?}", o.value), &format!("{:?}", o.template));
             }
         }
+        // A parser may quote a piece of the value (an image reference's component): quoted
+        // text with an alphanumeric run of 3 or more characters of a secret value shows it.
         let leaks = secret
             .iter()
             .flat_map(|o| &o.secret_values)
-            .any(|v| message.contains(v.as_str()));
+            .any(|v| shows_part_of(message, v));
         if leaks {
             let names: Vec<String> = secret
                 .iter()
@@ -171,6 +173,18 @@ impl Interpolations {
             );
         }
     }
+}
+
+/// Whether `message` contains `value`, or quotes text holding one of its alphanumeric runs of
+/// 3+ characters (a parser quoting a piece of the value, as an image reference's component).
+fn shows_part_of(message: &str, value: &str) -> bool {
+    message.contains(value)
+        || message.split('"').skip(1).step_by(2).any(|quoted| {
+            value
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|part| part.chars().count() >= 3)
+                .any(|part| quoted.contains(part))
+        })
 }
 
 fn push_unique(list: &mut Vec<String>, item: String) {
@@ -296,5 +310,28 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         let uses: Vec<&str> = i.secret_uses().map(|(p, _)| p).collect();
         assert_eq!(uses, ["services.db.command", "services.db.user"]);
+    }
+
+    #[test]
+    fn pieces_of_a_secret_value_in_quotes_show_it() {
+        for (name, message, value, shows) in [
+            ("whole value", "bad x=hunter2/y", "hunter2/y", true),
+            (
+                "quoted component",
+                "invalid component \"nginx:hunter2\"",
+                "hunter2/",
+                true,
+            ),
+            ("short runs ignored", "invalid \"ab\"", "ab/cd", false),
+            (
+                "unquoted pieces ignored",
+                "uses the secret-held ${PW}",
+                "held/x",
+                false,
+            ),
+            ("template only", "invalid \"${PW}\"", "hunter2", false),
+        ] {
+            assert_eq!(super::shows_part_of(message, value), shows, "{name}");
+        }
     }
 }

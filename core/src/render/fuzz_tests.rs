@@ -451,7 +451,9 @@ fn generated_compose_files_never_panic() {
 ///
 /// Properties: render never panics; what renders is well-formed (DNS-1123 object names,
 /// unique container names and mount paths per container) and deterministic; an `.env` parse
-/// error never quotes a value (every generated value carries [`props::MARK`]).
+/// error never quotes a value (every generated value carries [`props::MARK`]); with the
+/// variables held in a Secret (`spec.compose.envFrom`), no warning or error quotes one and
+/// no container `env` entry holds one in plain text.
 ///
 /// The CI run is [`props::CI_CASES`] cases from a fixed seed (reproducible);
 /// `generated_projects_soak` (ignored) runs `KOMPOX_SOAK_CASES` (default 100,000) from a
@@ -463,8 +465,11 @@ mod props {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
     use super::{SAMPLES, base_cluster, run};
-    use crate::api::{AppVolume, LocalRef};
+    use crate::api::{AppVolume, ComposeEnvFrom, LocalRef, OptionalRef};
     use crate::render::Bundle;
 
     /// Carried by every generated variable value; must never appear in a dotenv error.
@@ -784,6 +789,65 @@ mod props {
                 prop_assert!(!e.errors.is_empty(), "an error without diagnostics");
             }
             None => {}
+        }
+        secret_held(p, b, &vars)
+    }
+
+    /// The same project with its `.env` variables held in a Secret (`spec.compose.envFrom`, as
+    /// `apply` uploads them): no warning or error quotes a value, and no container `env` entry
+    /// holds one in plain text (those read the derived Secret).
+    fn secret_held(
+        p: &Project,
+        mut b: Bundle,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<(), TestCaseError> {
+        b.sources.secrets.insert(
+            "dotenv".to_owned(),
+            Secret {
+                metadata: ObjectMeta {
+                    name: Some("dotenv".to_owned()),
+                    ..ObjectMeta::default()
+                },
+                string_data: Some(vars.clone()),
+                ..Secret::default()
+            },
+        );
+        if let Some(app) = b.apps.first_mut() {
+            app.spec.compose.env_from.push(ComposeEnvFrom {
+                secret_ref: Some(OptionalRef {
+                    name: "dotenv".to_owned(),
+                    optional: None,
+                }),
+                ..ComposeEnvFrom::default()
+            });
+        }
+        let messages: Vec<String> = match run(&p.compose, &b, &base_cluster(), &BTreeMap::new()) {
+            Some(Ok(r)) => {
+                for o in r.objects.iter().filter(|o| o["kind"] != "Secret") {
+                    let pod = &o["spec"]["template"]["spec"];
+                    for c in ["initContainers", "containers"]
+                        .iter()
+                        .flat_map(|k| pod[*k].as_array().into_iter().flatten())
+                    {
+                        for e in c["env"].as_array().into_iter().flatten() {
+                            let v = e["value"].as_str().unwrap_or_default();
+                            prop_assert!(
+                                !v.contains(MARK),
+                                "a secret-held value in plain text: {e}"
+                            );
+                        }
+                    }
+                }
+                r.warnings.iter().map(ToString::to_string).collect()
+            }
+            Some(Err(e)) => e.errors.iter().map(ToString::to_string).collect(),
+            None => Vec::new(),
+        };
+        for m in messages {
+            prop_assert!(
+                !m.contains(MARK),
+                "a message quotes a secret-held value: {m}"
+            );
         }
         Ok(())
     }
