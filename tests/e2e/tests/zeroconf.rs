@@ -4,7 +4,8 @@
 //!
 //! A WordPress + MariaDB file written the way published ones are (volume `db_data` with an
 //! underscore, services reaching each other by name, a single-file bind `./nginx.conf`,
-//! credentials `${…}` from the project's `.env`) deploys to Ready with everything inferred;
+//! credentials `${…}` from the project's `.env`, which end up in Secrets only) deploys to Ready
+//! with everything inferred;
 //! editing the bound file and re-applying rolls the Pod; re-applying never recreates a disk.
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kompox_core::api::{KompoxApp, KompoxDisk};
 use kompox_e2e::cli::{Run, kompox_async, temp_dir};
 use kompox_e2e::{admin_client, wait_until};
@@ -265,6 +266,40 @@ async fn checks(
             "a password is in the Deployment"
         );
     }
+    // The passwords from .env live in Secrets: the Pod reads them by secretKeyRef.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let values: Vec<Vec<u8>> = secrets
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .flat_map(|s| s.data.unwrap_or_default().into_values().map(|v| v.0))
+        .collect();
+    for secret in [DB_PASSWORD, DB_ROOT_PASSWORD] {
+        ensure!(
+            values.iter().any(|v| v.as_slice() == secret.as_bytes()),
+            "a password from .env is in no Secret"
+        );
+    }
+    let db = tpl["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .chain(tpl["spec"]["initContainers"].as_array())
+        .flatten()
+        .find(|c| c["name"] == "db")
+        .cloned()
+        .context("no db container")?;
+    let pw = db["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "MYSQL_PASSWORD")
+        .cloned()
+        .with_context(|| format!("no MYSQL_PASSWORD: {db}"))?;
+    ensure!(
+        pw["valueFrom"]["secretKeyRef"]["name"].is_string() && pw.get("value").is_none(),
+        "MYSQL_PASSWORD is not a secretKeyRef: {pw}"
+    );
     let r = kompox_async(cache, &["rendered", app, "-n", ns, "-o", "json"])
         .await?
         .ok()?;
