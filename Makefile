@@ -15,8 +15,12 @@ build: ## Build every Kompox binary.
 tools: ## Build the pinned upstream control-plane binaries into the cache (skipped when present).
 	hack/build-tools.sh
 
+.PHONY: images
+images: ## With KOMPOX_REAL_NODE=1: build the real node's images (pause, busybox, Kompox's own; hack/images.sh).
+	@if [ "$${KOMPOX_REAL_NODE:-0}" = 1 ]; then hack/images.sh build; fi
+
 .PHONY: up
-up: tools ## Start the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok).
+up: tools images ## Start the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok; KOMPOX_REAL_NODE=1: a real node).
 	hack/cluster.sh up
 
 .PHONY: down

@@ -49,7 +49,9 @@ build() {
   if find "$mod" -name '*_test.go' -type f | grep -q .; then
     (cd "$mod" && GOFLAGS=-mod=readonly go test -count=1 ./...)
   fi
-  (cd "$mod" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$KOMPOX_BIN/" "$@")
+  # cgo=1 for a tool that needs C (runc: libseccomp); tags=… as the upstream Makefile sets them.
+  (cd "$mod" && GOFLAGS=-mod=readonly CGO_ENABLED=${cgo:-0} go build -trimpath -tags "${tags:-}" \
+    -ldflags "-s -w $ldflags" -o "$KOMPOX_BIN/" "$@")
   # etcd's main package is its server module's root, which go names "server".
   if [ -x "$KOMPOX_BIN/server" ]; then mv -f "$KOMPOX_BIN/server" "$KOMPOX_BIN/etcd"; fi
   echo "$want" > "$stamp"
@@ -111,4 +113,30 @@ fi
 # compose-spec's reference loader behind a small main of ours (hack/tools/compose-oracle): the
 # oracle of the differential test cli/tests/compose_oracle.rs.
 build "$here/tools/compose-oracle" "" kompox.dev/hack/tools/compose-oracle/cmd/compose-oracle
+# The real node (KOMPOX_REAL_NODE=1; hack/README.md, "The real node"): kubelet and kube-proxy,
+# containerd with its runc shim, runc (cgo, libseccomp), the CNI plugins, crictl, and the
+# pause image's binary (pause.c of the pinned Kubernetes module, compiled static).
+if [ "${KOMPOX_REAL_NODE:-0}" = 1 ]; then
+  build "$here/tools/kubelet" "$ld" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+  cver() { (cd "$here/tools/$1" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$2"); }
+  build "$here/tools/containerd" \
+    "-X github.com/containerd/containerd/v2/version.Version=$(cver containerd github.com/containerd/containerd/v2)" \
+    github.com/containerd/containerd/v2/cmd/containerd \
+    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
+  pkg-config --exists libseccomp || die "runc needs libseccomp's headers: apt-get install libseccomp-dev pkg-config"
+  cgo=1 tags="seccomp urfave_cli_no_docs" build "$here/tools/runc" \
+    "-X main.version=$(cver runc github.com/opencontainers/runc)" github.com/opencontainers/runc
+  build "$here/tools/cni" "" github.com/containernetworking/plugins/plugins/main/bridge \
+    github.com/containernetworking/plugins/plugins/main/loopback \
+    github.com/containernetworking/plugins/plugins/ipam/host-local \
+    github.com/containernetworking/plugins/plugins/meta/portmap
+  build "$here/tools/crictl" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$(cver crictl sigs.k8s.io/cri-tools)" \
+    sigs.k8s.io/cri-tools/cmd/crictl
+  if [ ! -x "$KOMPOX_BIN/pause" ] || [ "$KOMPOX_BIN/pause" -ot "$KOMPOX_BIN/.kubelet.stamp" ]; then
+    k8sdir=$(cd "$here/tools/kubelet" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+    cc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION" -o "$KOMPOX_BIN/pause.tmp" "$k8sdir/build/pause/linux/pause.c"
+    strip "$KOMPOX_BIN/pause.tmp"
+    mv -f "$KOMPOX_BIN/pause.tmp" "$KOMPOX_BIN/pause"
+  fi
+fi
 echo "$KOMPOX_BIN"

@@ -29,6 +29,9 @@ CSI_SOCK=$STATE/csi/csi.sock
 # The mock driver's data plane (-data-dir): a directory per volume and per snapshot.
 CSI_DATA=$STATE/csi/data
 SNAPSHOT_CRDS=$KOMPOX_BIN/../snapshot-crds.yaml
+# The real node (KOMPOX_REAL_NODE=1): hack/lib/node.sh.
+# shellcheck source=hack/lib/node.sh
+source "$here/lib/node.sh"
 
 pidfile() { echo "$STATE/pids/$1.pid"; }
 
@@ -87,6 +90,8 @@ gen_pki() {
   cert controller-manager "/CN=system:kube-controller-manager" ca "$client"
   cert scheduler "/CN=system:kube-scheduler" ca "$client"
   cert front-proxy-client "/CN=front-proxy-client" front-proxy-ca "$client"
+  # How kube-apiserver authenticates to a kubelet (logs, exec; the real node's).
+  cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" ca "$client"
   if [ ! -s "$PKI/sa.key" ]; then
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -161,7 +166,11 @@ up() {
   "$here/build-tools.sh" > /dev/null
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
   load_ports
-  if all_running etcd kube-apiserver && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then
+  # The real node's Pods reach the API server at the node IP: it listens on all addresses then.
+  local bind=127.0.0.1
+  real_node_enabled && bind=0.0.0.0
+  if all_running etcd kube-apiserver && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready &&
+    [ "${APISERVER_BIND:-127.0.0.1}" = "$bind" ]; then
     # etcd and the API server hold the state: keep them, start only what is missing of the
     # stateless rest (e.g. one component stopped to run it with new flags or a new build).
     if ! all_running "${COMPONENTS[@]}"; then
@@ -170,10 +179,12 @@ up() {
     if ! all_running "${CSI_COMPONENTS[@]}"; then
       csi_up
     fi
+    if real_node_enabled; then node_up; fi
     log "already up: API server at https://127.0.0.1:$APISERVER_PORT"
     return 0
   fi
   # Anything half-running from an earlier start goes, then everything starts fresh on free ports.
+  node_down
   stop_all
   rm -rf "$STATE/etcd"
   gen_pki
@@ -186,6 +197,7 @@ APISERVER_PORT=$APISERVER_PORT
 KCM_PORT=$KCM_PORT
 SCHED_PORT=$SCHED_PORT
 KWOK_PORT=$KWOK_PORT
+APISERVER_BIND=$bind
 EOF
   kubeconfig "$STATE/admin.kubeconfig" admin
   kubeconfig "$STATE/dev.kubeconfig" dev
@@ -205,14 +217,16 @@ EOF
   # which is how an APIService reaches a server running on this machine (hack/README.md).
   start kube-apiserver kube-apiserver \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address "$bind" --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
-    --authorization-mode RBAC \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --authorization-mode Node,RBAC \
+    --enable-admission-plugins NamespaceLifecycle,NodeRestriction,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types InternalIP,Hostname \
     --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
     --requestheader-allowed-names front-proxy-client \
     --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
@@ -226,6 +240,7 @@ EOF
   wait_for "3 Ready kwok nodes" 120 nodes_ready
   wait_for "the default ServiceAccount" 60 kc get serviceaccount default -n default
   csi_up
+  if real_node_enabled; then node_up; fi
   log "up in $((SECONDS - start_t))s: API server at https://127.0.0.1:$APISERVER_PORT, nodes in $REGION-1..3"
 }
 
@@ -296,8 +311,15 @@ csi_up() {
     rm -f "$CSI_SOCK"
     rm -rf "$CSI_DATA"
     mkdir -p "$CSI_DATA"
+    # With the real node, the same process is its node plugin: it registers with the
+    # kubelet and bind-mounts volumes' data directories into Pods (hack/lib/node.sh).
+    local node_args=()
+    if real_node_enabled; then
+      node_args=(-node-id "$NODE_NAME" -node-topology "$REGION-1"
+        -kubelet-registration-dir "$NODE_DIR/kubelet/plugins_registry")
+    fi
     start csi-mock-driver csi-mock-driver -endpoint "$CSI_SOCK" -name "$CSI_DRIVER" \
-      -topology-key topology.kubernetes.io/zone -data-dir "$CSI_DATA" -v=3
+      -topology-key topology.kubernetes.io/zone -data-dir "$CSI_DATA" "${node_args[@]}" -v=3
   fi
   wait_log csi-mock-driver "mock CSI driver serving" 30
   csi_objects
@@ -429,6 +451,7 @@ stop_components() {
 }
 
 down() {
+  node_down
   stop_all
   if [ "${1:-}" = "--wipe" ]; then
     rm -rf "$STATE"
@@ -443,7 +466,7 @@ down() {
 status() {
   load_ports
   local c
-  for c in "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"; do
+  for c in "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}" "${NODE_COMPONENTS[@]}"; do
     if running "$c"; then echo "$c: running (pid $(cat "$(pidfile "$c")"))"; else echo "$c: stopped"; fi
   done
   if [ -n "${APISERVER_PORT:-}" ] && apiserver_ready; then

@@ -4,8 +4,10 @@ go 1.26.0
 
 require (
 	github.com/container-storage-interface/spec v1.9.0
+	golang.org/x/sys v0.38.0
 	google.golang.org/grpc v1.72.2
 	k8s.io/klog/v2 v2.130.1
+	k8s.io/kubelet v0.0.0
 	k8s.io/kubernetes v1.35.4
 )
 
@@ -17,7 +19,6 @@ require (
 	github.com/stretchr/objx v0.5.2 // indirect
 	github.com/stretchr/testify v1.11.1 // indirect
 	golang.org/x/net v0.47.0 // indirect
-	golang.org/x/sys v0.38.0 // indirect
 	golang.org/x/text v0.31.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20250528174236-200df99c418a // indirect
 	google.golang.org/protobuf v1.36.8 // indirect

@@ -17,6 +17,7 @@ pub mod apiserver;
 pub mod apps;
 pub mod cli;
 pub mod controller;
+pub mod node;
 pub mod storage;
 
 use anyhow::{Context, Result, bail};

@@ -32,7 +32,9 @@ fn zone(n: u8) -> String {
 
 async fn node_in_zone(client: &Client, zone: &str) -> Result<String> {
     Api::<Node>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/zone={zone}")))
+        .list(
+            &ListParams::default().labels(&format!("type=kwok,topology.kubernetes.io/zone={zone}")),
+        )
         .await?
         .items
         .into_iter()

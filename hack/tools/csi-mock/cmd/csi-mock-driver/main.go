@@ -70,6 +70,9 @@ func main() {
 	name := flag.String("name", "mock.csi.kompox.dev", "CSI driver name (GetPluginInfo); the mock also answers NodeGetInfo with it as node id")
 	topologyKey := flag.String("topology-key", "", "if set (e.g. topology.kubernetes.io/zone): advertise VOLUME_ACCESSIBILITY_CONSTRAINTS and give each new volume the first requested segment of this key")
 	dataDir := flag.String("data-dir", "", "if set: keep each volume's files in DIR/volumes/<id> and copy them for snapshots (DIR/snapshots/<id>), restores and clones; DIR must hold no volumes or snapshots of an earlier process")
+	nodeID := flag.String("node-id", "", "if set (with -data-dir): serve the node side for this node: NodeStage/NodePublish bind-mount the volume's data directory, NodeGetInfo answers this id and -node-topology")
+	nodeTopology := flag.String("node-topology", "", "the node's segment of -topology-key (e.g. japaneast-1), for NodeGetInfo")
+	registrationDir := flag.String("kubelet-registration-dir", "", "with -node-id: register with the kubelet's plugin watcher through a socket in this directory (<kubelet root>/plugins_registry)")
 	list := flag.String("list", "", "client mode: print the driver's volumes|snapshots (ListVolumes/ListSnapshots over -endpoint) and exit")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -109,7 +112,14 @@ func main() {
 		}
 		controller = dp
 	}
-	drv := mockdriver.NewCSIDriver(&mockdriver.CSIDriverServers{Controller: controller, Identity: svc, Node: svc})
+	var node csi.NodeServer = svc
+	if *nodeID != "" {
+		if *dataDir == "" {
+			klog.Fatal("-node-id needs -data-dir (the node side mounts the volumes' data directories)")
+		}
+		node = newNodeData(svc, *dataDir, *nodeID, *topologyKey, *nodeTopology)
+	}
+	drv := mockdriver.NewCSIDriver(&mockdriver.CSIDriverServers{Controller: controller, Identity: svc, Node: node})
 
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		klog.Fatalf("removing stale socket %s: %v", path, err)
@@ -122,11 +132,19 @@ func main() {
 	if err := drv.Start(l, nil); err != nil {
 		klog.Fatalf("start: %v", err)
 	}
-	klog.InfoS("mock CSI driver serving", "name", *name, "endpoint", path, "topologyKey", *topologyKey, "dataDir", *dataDir)
+	stopRegistration := func() {}
+	if *nodeID != "" && *registrationDir != "" {
+		stopRegistration, err = serveRegistration(*registrationDir, *name, path)
+		if err != nil {
+			klog.Fatalf("kubelet registration: %v", err)
+		}
+	}
+	klog.InfoS("mock CSI driver serving", "name", *name, "endpoint", path, "topologyKey", *topologyKey, "dataDir", *dataDir, "nodeID", *nodeID)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
+	stopRegistration()
 	drv.Stop()
 	_ = os.Remove(path)
 	klog.Info("mock CSI driver stopped")
