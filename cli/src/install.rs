@@ -77,6 +77,14 @@ pub struct InstallArgs {
     /// `kompox.dev/tenant=team-a`), for a controller that shares the cluster; default: all.
     #[arg(long, value_name = "SELECTOR")]
     pub watch_namespaces: Option<String>,
+    /// Run the servers only on nodes with this label (`KEY=VALUE`; repeatable), e.g. a system
+    /// node pool. Not with --local.
+    #[arg(long = "node-selector", value_name = "KEY=VALUE")]
+    pub node_selector: Vec<String>,
+    /// Let the servers run on nodes with this taint (`KEY[=VALUE]:EFFECT`, or `KEY:EFFECT` for
+    /// any value; repeatable). Not with --local.
+    #[arg(long = "toleration", value_name = "KEY[=VALUE]:EFFECT")]
+    pub tolerations: Vec<String>,
     /// Directory of the server binaries for --local (default: next to this binary, then PATH).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<std::path::PathBuf>,
@@ -139,6 +147,7 @@ pub enum Placement {
     InCluster {
         image: String,
         watch_namespaces: Option<String>,
+        scheduling: Scheduling,
     },
     /// Local processes: the aggregated API server on `apiserver_port`, the webhook on
     /// `webhook_port` (both on 127.0.0.1).
@@ -146,6 +155,76 @@ pub enum Placement {
         apiserver_port: u16,
         webhook_port: u16,
     },
+}
+
+/// Where the in-cluster servers may run: `nodeSelector` and `tolerations` of their Pods.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scheduling {
+    pub node_selector: serde_json::Map<String, Value>,
+    pub tolerations: Vec<Value>,
+}
+
+/// The taint effects a toleration may name.
+const EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+impl Scheduling {
+    /// Parses `--node-selector KEY=VALUE` and `--toleration KEY[=VALUE]:EFFECT` values; every
+    /// bad one is reported, naming the flag and the value.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Invalid`] with one line per bad value.
+    pub fn parse(node_selector: &[String], tolerations: &[String]) -> Result<Self, CliError> {
+        let mut problems = Vec::new();
+        let mut out = Scheduling::default();
+        for (i, s) in node_selector.iter().enumerate() {
+            match s.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !v.contains('=') => {
+                    out.node_selector.insert(k.trim().into(), json!(v.trim()));
+                }
+                _ => problems.push(format!("--node-selector[{i}] {s:?}: want KEY=VALUE")),
+            }
+        }
+        for (i, t) in tolerations.iter().enumerate() {
+            let Some((kv, effect)) = t.rsplit_once(':') else {
+                problems.push(format!("--toleration[{i}] {t:?}: want KEY[=VALUE]:EFFECT"));
+                continue;
+            };
+            if !EFFECTS.contains(&effect) {
+                problems.push(format!(
+                    "--toleration[{i}] {t:?}: effect {effect:?} is not one of {}",
+                    EFFECTS.join(", ")
+                ));
+                continue;
+            }
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (kv, None),
+            };
+            if key.trim().is_empty() {
+                problems.push(format!("--toleration[{i}] {t:?}: empty key"));
+                continue;
+            }
+            out.tolerations.push(match value {
+                Some(v) => json!({"key": key, "operator": "Equal", "value": v, "effect": effect}),
+                None => json!({"key": key, "operator": "Exists", "effect": effect}),
+            });
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(CliError::Invalid(problems))
+        }
+    }
+
+    fn apply(&self, pod_spec: &mut Value) {
+        if !self.node_selector.is_empty() {
+            pod_spec["nodeSelector"] = Value::Object(self.node_selector.clone());
+        }
+        if !self.tolerations.is_empty() {
+            pod_spec["tolerations"] = Value::Array(self.tolerations.clone());
+        }
+    }
 }
 
 /// The CA and serving certificates in [`CERTS_SECRET`].
@@ -280,6 +359,7 @@ pub fn objects(
         Placement::InCluster {
             image,
             watch_namespaces,
+            ..
         } => {
             for (name, text, bin) in [
                 (
@@ -353,6 +433,14 @@ pub fn objects(
         out.push(w);
     }
     out.extend(traefik(acme_email));
+    // In the cluster, the servers and Traefik run where --node-selector/--toleration say.
+    if let Placement::InCluster { scheduling, .. } = placement {
+        for d in out.iter_mut().filter(|o| o["kind"] == "Deployment") {
+            if let Some(spec) = d.pointer_mut("/spec/template/spec") {
+                scheduling.apply(spec);
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -576,11 +664,12 @@ async fn replace_if_ports_differ(client: &Client, svc: &Value) -> Result<(), Cli
     .await
 }
 
-fn in_cluster(args: &InstallArgs) -> Placement {
-    Placement::InCluster {
+fn in_cluster(args: &InstallArgs) -> Result<Placement, CliError> {
+    Ok(Placement::InCluster {
         image: args.image.clone(),
         watch_namespaces: args.watch_namespaces.clone(),
-    }
+        scheduling: Scheduling::parse(&args.node_selector, &args.tolerations)?,
+    })
 }
 
 /// Runs `install`.
@@ -603,6 +692,11 @@ pub async fn run_install(
                 .into(),
         ]));
     }
+    if args.local && !(args.node_selector.is_empty() && args.tolerations.is_empty()) {
+        return Err(CliError::Invalid(vec![
+            "--node-selector/--toleration: they place in-cluster servers; --local runs them on this machine".into(),
+        ]));
+    }
     if args.dry_run == DryRun::Client {
         // No cluster contact: fresh certificates and placeholder ports.
         let certs = Certs::generate()?;
@@ -612,7 +706,7 @@ pub async fn run_install(
                 webhook_port: 0,
             }
         } else {
-            in_cluster(args)
+            in_cluster(args)?
         };
         let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
         return kubectx::write_objects(out, &kubectx::redact(&objs), args.output);
@@ -652,7 +746,7 @@ pub async fn run_install(
             p
         }
     } else {
-        in_cluster(args)
+        in_cluster(args)?
     };
     let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
 
@@ -689,10 +783,10 @@ pub async fn run_install(
             s.dir.display()
         );
     } else {
-        let _ = writeln!(
-            out,
-            "Kompox installed; the APIService becomes Available once the kompox-apiserver Pods are ready"
-        );
+        // The production path: the servers are Pods; Available means a kompox-apiserver Pod
+        // is ready behind its Service.
+        wait_apiservice(&client, args.timeout, Some(&mut *out)).await?;
+        let _ = writeln!(out, "APIService {APISERVICE} is Available");
     }
     Ok(())
 }
@@ -838,6 +932,7 @@ mod tests {
             &Placement::InCluster {
                 image: "img".into(),
                 watch_namespaces: Some("kompox.dev/tenant=a".into()),
+                scheduling: Scheduling::default(),
             },
             &certs,
             None,
@@ -853,5 +948,105 @@ mod tests {
         assert!(has("kompox-controller"), "{}", args("kompox-controller"));
         assert!(!has("kompox-apiserver") && !has("kompox-webhook"));
         Ok(())
+    }
+
+    #[test]
+    fn scheduling_flags_place_the_servers_and_traefik() -> Result<(), CliError> {
+        let scheduling = Scheduling::parse(
+            &["kompox.dev/node=real".into()],
+            &[
+                "kompox.dev/real-node:NoSchedule".into(),
+                "pool=system:NoExecute".into(),
+            ],
+        )?;
+        let objs = objects(
+            &Placement::InCluster {
+                image: "img".into(),
+                watch_namespaces: None,
+                scheduling,
+            },
+            &Certs::generate()?,
+            None,
+        )?;
+        let deployments: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Deployment").collect();
+        assert_eq!(deployments.len(), 4, "three servers and Traefik");
+        for d in deployments {
+            let spec = &d["spec"]["template"]["spec"];
+            assert_eq!(
+                spec["nodeSelector"],
+                json!({"kompox.dev/node": "real"}),
+                "{}",
+                d["metadata"]["name"]
+            );
+            assert_eq!(
+                spec["tolerations"],
+                json!([
+                    {"key": "kompox.dev/real-node", "operator": "Exists", "effect": "NoSchedule"},
+                    {"key": "pool", "operator": "Equal", "value": "system", "effect": "NoExecute"},
+                ])
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn bad_scheduling_flags_are_named() {
+        struct Case {
+            name: &'static str,
+            selector: &'static [&'static str],
+            toleration: &'static [&'static str],
+            want: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "selector without =",
+                selector: &["zone"],
+                toleration: &[],
+                want: &["--node-selector[0] \"zone\": want KEY=VALUE"],
+            },
+            Case {
+                name: "selector with empty key",
+                selector: &["a=b", "=x"],
+                toleration: &[],
+                want: &["--node-selector[1] \"=x\""],
+            },
+            Case {
+                name: "toleration without effect",
+                selector: &[],
+                toleration: &["dedicated"],
+                want: &["--toleration[0] \"dedicated\": want KEY[=VALUE]:EFFECT"],
+            },
+            Case {
+                name: "unknown effect",
+                selector: &[],
+                toleration: &["k:Never"],
+                want: &["effect \"Never\" is not one of NoSchedule, PreferNoSchedule, NoExecute"],
+            },
+            Case {
+                name: "empty key",
+                selector: &[],
+                toleration: &["=v:NoSchedule"],
+                want: &["--toleration[0] \"=v:NoSchedule\": empty key"],
+            },
+            Case {
+                name: "all reported",
+                selector: &["x"],
+                toleration: &["y"],
+                want: &["--node-selector[0]", "--toleration[0]"],
+            },
+        ];
+        for c in cases {
+            let sel: Vec<String> = c.selector.iter().map(|s| (*s).into()).collect();
+            let tol: Vec<String> = c.toleration.iter().map(|s| (*s).into()).collect();
+            match Scheduling::parse(&sel, &tol) {
+                Err(CliError::Invalid(lines)) => {
+                    let text = lines.join("\n");
+                    for w in c.want {
+                        assert!(text.contains(w), "{}: {text:?} lacks {w:?}", c.name);
+                    }
+                }
+                other => panic!("{}: {other:?}", c.name),
+            }
+        }
     }
 }
