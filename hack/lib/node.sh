@@ -244,7 +244,7 @@ EOF
   fi
 }
 
-# node_endpoints: the `kubernetes` Service's endpoints (the API server runs with
+# node_endpoints: the node's RBAC and the `kubernetes` Service's endpoints (the API server runs with
 # --endpoint-reconciler-type none): the node IP and the API server's port, so in-cluster
 # clients (KUBERNETES_SERVICE_HOST) reach it through kube-proxy.
 node_endpoints() {
@@ -274,6 +274,16 @@ metadata:
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:kubelet-api-admin}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: kube-apiserver-kubelet-client}
+---
+# The kubelet's rights by RBAC (the API server authorizes RBAC only: with the Node
+# authorizer on, an e2e test of disk resizing lost the app's Resizing condition).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kompox-node-$NODE_NAME
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:node}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:node:$NODE_NAME"}
 EOF
 }
 
@@ -301,13 +311,13 @@ node_up() {
   PATH="$KOMPOX_BIN:$PATH" start containerd containerd --config "$NODE_DIR/containerd.toml"
   wait_for "containerd's CRI" 60 crictl_ info
   "$here/images.sh" import-node > /dev/null
+  node_endpoints
   start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy.yaml" -v=1
   start kubelet kubelet --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$NODE_DIR/kubelet" \
     --cert-dir "$NODE_DIR/kubelet-pki" \
     --node-labels "kompox.dev/node=real,topology.kubernetes.io/region=$REGION,topology.kubernetes.io/zone=$REGION-1" \
     -v=1
-  node_endpoints
   wait_for "node $NODE_NAME Ready" 120 node_ready
   log "real node $NODE_NAME Ready in $((SECONDS - t))s (containerd, kubelet, kube-proxy; Pods on $NODE_CIDR)"
 }

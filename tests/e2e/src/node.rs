@@ -33,6 +33,27 @@ pub fn zone(n: u8) -> Result<String> {
     Ok(format!("{region}-{n}"))
 }
 
+/// Whether the real node's containerd has `image` (crictl through its CRI socket).
+pub fn has_image(image: &str) -> Result<bool> {
+    let c = crate::cluster();
+    let dir = std::env::var_os("KOMPOX_CLUSTER_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            c.admin_kubeconfig
+                .parent()
+                .map(std::path::Path::to_path_buf)
+        })
+        .context("no cluster dir")?;
+    let sock = dir.join("node/run/containerd.sock");
+    let out = std::process::Command::new(c.bin_dir.join("crictl"))
+        .arg("--runtime-endpoint")
+        .arg(format!("unix://{}", sock.display()))
+        .args(["inspecti", "-q", image])
+        .output()
+        .context("running crictl")?;
+    Ok(out.status.success())
+}
+
 /// Whether this run has the real node. Its tests return early (saying so) without it.
 pub fn enabled() -> bool {
     std::env::var("KOMPOX_REAL_NODE").is_ok_and(|v| v == "1")
