@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Parser;
 use kompox_apiserver::{Config, Server, TlsSource};
 use kompox_serve::TlsFiles;
@@ -42,35 +42,10 @@ struct Args {
     log_json: bool,
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("using {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no in-cluster configuration or kubeconfig")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    kompox_serve::init_logging("info", args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let mut config = Config::new(
@@ -85,7 +60,7 @@ async fn main() -> Result<()> {
     config.authz_allow_ttl = Duration::from_secs(args.authorization_allow_ttl_seconds);
     config.authz_deny_ttl = Duration::from_secs(args.authorization_deny_ttl_seconds);
 
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = kompox_cluster::client(args.kubeconfig.as_deref()).await?;
     let server = Server::bind(config).await?;
     tracing::info!(addr = ?server.local_addr().ok(), "kompox-apiserver starting");
     server

@@ -4,28 +4,19 @@
 
 use std::collections::BTreeMap;
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
 use kompox_cluster::ClusterInfo;
 use kompox_core::api::{KompoxApp, KompoxDisk};
 use kube::ResourceExt as _;
 use serde_json::{Value, json};
 
 use crate::status::ApiError;
+pub use kompox_core::well_known::{
+    ATTACH_INTENT_ANNOTATION, ENV_HASH_ANNOTATION, RENDERED_HASH_ANNOTATION, VALID_ANNOTATION,
+    VALIDATION_ANNOTATION, WARNINGS_ANNOTATION,
+};
 
-/// Annotation on a KompoxDisk recording which app volume an `attach` bound it to
-/// (`<app>/<volume>`), so the controller's multi-attach guard sees the intent before the
-/// switch has happened.
-pub const ATTACH_INTENT_ANNOTATION: &str = "kompox.dev/attach-intent";
-/// List annotation: JSON array of `"path: message"` warnings from rendering.
-pub const WARNINGS_ANNOTATION: &str = "kompox.dev/warnings";
-/// List annotation: `status.renderedHash` the controller would record.
-pub const RENDERED_HASH_ANNOTATION: &str = "kompox.dev/rendered-hash";
-/// List annotation: the env hash of the app's referenced Secrets/ConfigMaps.
-pub const ENV_HASH_ANNOTATION: &str = "kompox.dev/env-hash";
-/// List annotation with `?validate=true`: JSON array of per-object verdicts, in item order:
-/// `{"apiVersion","kind","name","allowed":bool,"code"?,"reason"?,"message"?}`.
-pub const VALIDATION_ANNOTATION: &str = "kompox.dev/validation";
-/// List annotation with `?validate=true`: `"true"` when every object passed the dry run.
-pub const VALID_ANNOTATION: &str = "kompox.dev/valid";
 /// Largest request body accepted (attach/detach bodies are tiny).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -231,13 +222,21 @@ pub fn check_attach(
     Ok(())
 }
 
-fn rv_test(rv: Option<&str>) -> Value {
-    json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv.unwrap_or("")})
+/// A JSON pointer from unescaped tokens (`/` and `~` in a token are escaped).
+fn pointer(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
 }
 
-fn patch_from(ops: Vec<Value>) -> Result<json_patch::Patch, ApiError> {
-    serde_json::from_value(Value::Array(ops))
-        .map_err(|e| ApiError::internal(format!("building a JSON patch: {e}")))
+/// The guard of every patch here: the resourceVersion is still the one read.
+fn rv_test(rv: Option<&str>) -> PatchOperation {
+    PatchOperation::Test(TestOperation {
+        path: pointer(&["metadata", "resourceVersion"]),
+        value: Value::from(rv.unwrap_or("")),
+    })
+}
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
 }
 
 /// The JSON patch binding `spec.volumes[volume].diskRef.name` to `disk_name` (adding the
@@ -246,28 +245,26 @@ fn patch_from(ops: Vec<Value>) -> Result<json_patch::Patch, ApiError> {
 ///
 /// # Errors
 ///
-/// 500 only if the patch cannot be built (not reachable).
+/// None: the `Result` is kept for the handlers' `?` (building the patch cannot fail).
 pub fn attach_app_patch(
     app: &KompoxApp,
     volume: &str,
     disk_name: &str,
 ) -> Result<Option<json_patch::Patch>, ApiError> {
     let mut ops = vec![rv_test(app.metadata.resource_version.as_deref())];
+    let entry = json!({"name": volume, "diskRef": {"name": disk_name}});
     match app.spec.volumes.iter().position(|v| v.name == volume) {
         Some(i) if app.spec.volumes[i].disk_ref.name == disk_name => return Ok(None),
-        Some(i) => ops.push(json!({
-            "op": "replace", "path": format!("/spec/volumes/{i}/diskRef/name"), "value": disk_name,
+        Some(i) => ops.push(PatchOperation::Replace(ReplaceOperation {
+            path: pointer(&["spec", "volumes", &i.to_string(), "diskRef", "name"]),
+            value: Value::from(disk_name),
         })),
-        None if app.spec.volumes.is_empty() => ops.push(json!({
-            "op": "add", "path": "/spec/volumes",
-            "value": [{"name": volume, "diskRef": {"name": disk_name}}],
-        })),
-        None => ops.push(json!({
-            "op": "add", "path": "/spec/volumes/-",
-            "value": {"name": volume, "diskRef": {"name": disk_name}},
-        })),
+        None if app.spec.volumes.is_empty() => {
+            ops.push(add(pointer(&["spec", "volumes"]), json!([entry])));
+        }
+        None => ops.push(add(pointer(&["spec", "volumes", "-"]), entry)),
     }
-    patch_from(ops).map(Some)
+    Ok(Some(json_patch::Patch(ops)))
 }
 
 /// Checks a detach: 409 when the disk is held by another app volume than `target`.
@@ -295,7 +292,7 @@ pub fn check_detach(
 ///
 /// # Errors
 ///
-/// 500 only if the patch cannot be built (not reachable).
+/// None: the `Result` is kept for the handlers' `?` (building the patch cannot fail).
 pub fn detach_app_patch(
     app: &KompoxApp,
     volume: &str,
@@ -308,17 +305,13 @@ pub fn detach_app_patch(
         .position(|v| v.name == volume && v.disk_ref.name == disk_name)
     {
         None => Ok(None),
-        Some(i) => patch_from(vec![
+        Some(i) => Ok(Some(json_patch::Patch(vec![
             rv_test(app.metadata.resource_version.as_deref()),
-            json!({"op": "remove", "path": format!("/spec/volumes/{i}")}),
-        ])
-        .map(Some),
+            PatchOperation::Remove(RemoveOperation {
+                path: pointer(&["spec", "volumes", &i.to_string()]),
+            }),
+        ]))),
     }
-}
-
-/// JSON pointer escaping of one path segment (`/` → `~1`).
-fn pointer_segment(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
 }
 
 /// The JSON patch setting (`Some`) or removing (`None`) the attach-intent annotation on a
@@ -326,7 +319,7 @@ fn pointer_segment(s: &str) -> String {
 ///
 /// # Errors
 ///
-/// 500 only if the patch cannot be built (not reachable).
+/// None: the `Result` is kept for the handlers' `?` (building the patch cannot fail).
 pub fn intent_patch(
     disk: &KompoxDisk,
     intent: Option<&str>,
@@ -335,19 +328,17 @@ pub fn intent_patch(
     if current.map(String::as_str) == intent {
         return Ok(None);
     }
-    let path = format!(
-        "/metadata/annotations/{}",
-        pointer_segment(ATTACH_INTENT_ANNOTATION)
-    );
+    let path = pointer(&["metadata", "annotations", ATTACH_INTENT_ANNOTATION]);
     let mut ops = vec![rv_test(disk.metadata.resource_version.as_deref())];
     match (intent, disk.metadata.annotations.is_some()) {
-        (Some(v), true) => ops.push(json!({"op": "add", "path": path, "value": v})),
-        (Some(v), false) => ops.push(json!({
-            "op": "add", "path": "/metadata/annotations", "value": {ATTACH_INTENT_ANNOTATION: v},
-        })),
-        (None, _) => ops.push(json!({"op": "remove", "path": path})),
+        (Some(v), true) => ops.push(add(path, Value::from(v))),
+        (Some(v), false) => ops.push(add(
+            pointer(&["metadata", "annotations"]),
+            json!({ATTACH_INTENT_ANNOTATION: v}),
+        )),
+        (None, _) => ops.push(PatchOperation::Remove(RemoveOperation { path })),
     }
-    patch_from(ops).map(Some)
+    Ok(Some(json_patch::Patch(ops)))
 }
 
 /// Removes every occurrence of each secret (plain text and base64) from `text`. Used on
@@ -735,6 +726,15 @@ mod tests {
         }
         let held = disk(None, None, Some("a/data"));
         assert!(intent_patch(&held, Some("a/data")).unwrap().is_none());
+        // On the wire: the annotation's `/` escaped, the resourceVersion test first.
+        let wire = serde_json::to_value(intent_patch(&held, None).unwrap().unwrap()).unwrap();
+        assert_eq!(
+            wire,
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+                {"op": "remove", "path": "/metadata/annotations/kompox.dev~1attach-intent"},
+            ])
+        );
         let mut v = serde_json::to_value(&held).unwrap();
         json_patch::patch(&mut v, &intent_patch(&held, None).unwrap().unwrap()).unwrap();
         assert!(

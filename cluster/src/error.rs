@@ -28,6 +28,10 @@ pub enum Error {
     /// The KompoxApp has no namespace (it was not read from the API).
     #[error("metadata.namespace: the KompoxApp has no namespace")]
     NoNamespace,
+    /// No usable client configuration: the kubeconfig cannot be read or used, or there is
+    /// neither an in-cluster configuration nor a kubeconfig.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(String),
     /// A request to the Kubernetes API failed.
     #[error("{what}: {source}")]
     Kube {

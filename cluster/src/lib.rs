@@ -10,6 +10,9 @@
 //!   [`ClusterInfo`] (provider and region), and [`resolve_cluster_info`] is the same decision
 //!   without I/O; [`FactsCache`] keeps the facts for a time (one per process: the
 //!   controller's disk and app controllers share one, the API server has one).
+//! - [`client`]: the one kubeconfig → [`kube::Client`] of the servers, benchmarks and tests
+//!   ([`client::config`] for the configuration alone).
+//! - [`retry_on_conflict`]: the one read-modify-write retry loop.
 //! - [`is_not_found`], [`is_conflict`], [`api_code`]: what an API error response says, for
 //!   every crate that talks to the API server.
 //!
@@ -21,13 +24,17 @@
 
 #![warn(missing_docs)]
 
+pub mod client;
 mod error;
 pub mod facts;
 pub mod inputs;
+mod retry;
 
+pub use client::client;
 pub use error::{Error, Result, api_code, is_conflict, is_not_found};
 pub use facts::{
     ClusterInfo, FactsCache, cluster_facts, cluster_info, majority_region, node_zones,
     resolve_cluster_info,
 };
 pub use inputs::{OwnedInputs, SourceRefs, gather_inputs, referenced_disks, referenced_sources};
+pub use retry::retry_on_conflict;

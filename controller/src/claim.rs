@@ -9,7 +9,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 
 use crate::error::{Error, Result};
-use kompox_cluster::is_conflict;
+use kompox_cluster::{is_conflict, retry_on_conflict};
 
 /// The outcome of claiming a disk for one app volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +71,14 @@ pub async fn claim(
     app: &str,
     volume: &str,
 ) -> Result<Claim> {
-    for _ in 0..ATTEMPTS {
+    retry_on_conflict(ATTEMPTS, || async move {
         let disk = api
             .get_status(disk_name)
             .await
             .map_err(|e| Error::kube(format!("reading KompoxDisk {disk_name}"), e))?;
         let decision = claim_decision(&disk, app, volume);
         if decision != Claim::Granted {
-            return Ok(decision);
+            return Ok(Some(decision));
         }
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": disk.metadata.resource_version},
@@ -88,12 +88,13 @@ pub async fn claim(
             .patch_status(disk_name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => return Ok(Claim::Granted),
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(Error::kube(format!("claiming KompoxDisk {disk_name}"), e)),
+            Ok(_) => Ok(Some(Claim::Granted)),
+            Err(e) if is_conflict(&e) => Ok(None),
+            Err(e) => Err(Error::kube(format!("claiming KompoxDisk {disk_name}"), e)),
         }
-    }
-    Err(Error::Contended(format!("claiming KompoxDisk {disk_name}")))
+    })
+    .await?
+    .ok_or_else(|| Error::Contended(format!("claiming KompoxDisk {disk_name}")))
 }
 
 /// Releases `disk_name` if (and only if) it is held by `app`/`volume`; returns whether it was.
@@ -109,26 +110,25 @@ pub async fn release(
     app: &str,
     volume: &str,
 ) -> Result<bool> {
-    for _ in 0..ATTEMPTS {
+    retry_on_conflict(ATTEMPTS, || async move {
         let Some(disk) = api
             .get_opt(disk_name)
             .await
             .map_err(|e| Error::kube(format!("reading KompoxDisk {disk_name}"), e))?
         else {
-            return Ok(false);
+            return Ok(Some(false));
         };
         if claim_decision(&disk, app, volume) != Claim::AlreadyHeld {
-            return Ok(false);
+            return Ok(Some(false));
         }
         match clear_attached(api, &disk).await {
-            Ok(()) => return Ok(true),
-            Err(Error::Kube { source, .. }) if is_conflict(&source) => {}
-            Err(e) => return Err(e),
+            Ok(()) => Ok(Some(true)),
+            Err(Error::Kube { source, .. }) if is_conflict(&source) => Ok(None),
+            Err(e) => Err(e),
         }
-    }
-    Err(Error::Contended(format!(
-        "releasing KompoxDisk {disk_name}"
-    )))
+    })
+    .await?
+    .ok_or_else(|| Error::Contended(format!("releasing KompoxDisk {disk_name}")))
 }
 
 /// Clears `status.attachedTo` of `disk` if it is unchanged since it was read.

@@ -90,14 +90,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = config(&args)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-    if args.log_json {
-        fmt.json().init();
-    } else {
-        fmt.init();
-    }
+    kompox_serve::init_logging("info,kube_lease_manager=warn", args.log_json);
     tracing::info!(scope = ?config.namespaces, leader_elect = config.leader_election.is_some(), instance = %config.instance, "starting kompox-controller");
     kompox_controller::run(
         config,

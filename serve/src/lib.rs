@@ -10,6 +10,7 @@
 //! - [`respond`]: [`read_body_limited`], [`json`], [`text`].
 //! - [`health`] and [`metrics`]: `/healthz` `/livez` `/readyz`, `/metrics`.
 //! - [`certs`]: CA and leaf certificate generation (rcgen).
+//! - [`init_logging`]: the tracing setup of every binary (`RUST_LOG`, text or JSON lines).
 //!
 //! A minimal server:
 //!
@@ -36,6 +37,7 @@
 pub mod certs;
 mod error;
 pub mod health;
+mod logging;
 pub mod metrics;
 pub mod respond;
 pub mod server;
@@ -45,6 +47,7 @@ pub mod tls;
 pub use certs::{CertKeyPem, CertifiedCa, generate_ca, issue_client_cert, issue_serving_cert};
 pub use error::{Error, Result};
 pub use health::Health;
+pub use logging::init_logging;
 pub use metrics::Metrics;
 pub use respond::{BodyError, json, read_body_limited, text};
 pub use server::{

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Parser;
 use kompox_webhook::tls::{Managed, SecretTls};
 use kompox_webhook::{Config, TlsSource};
@@ -101,34 +100,13 @@ impl Args {
     }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("--kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no in-cluster config and no kubeconfig")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Parse everything before binding anything; a bad combination is a usage error.
     let config = args.config().unwrap_or_else(|e| e.exit());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let client = client(args.kubeconfig.as_ref()).await?;
+    kompox_serve::init_logging("info", false);
+    let client = kompox_cluster::client(args.kubeconfig.as_deref()).await?;
     let shutdown = kompox_serve::shutdown_signal(args.exit_on_stdin_close);
     kompox_webhook::run(config, client, shutdown).await?;
     Ok(())

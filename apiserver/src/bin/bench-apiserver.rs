@@ -120,11 +120,8 @@ fn gitea_sample() -> (String, Vec<Value>) {
     }
 }
 
-async fn admin_client(path: &PathBuf) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await?;
-    Ok(kube::Client::try_from(cfg)?)
+async fn admin_client(path: &std::path::Path) -> Result<kube::Client> {
+    Ok(kompox_cluster::client(Some(path)).await?)
 }
 
 fn apiservices(client: &kube::Client) -> Api<DynamicObject> {

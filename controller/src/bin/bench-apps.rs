@@ -114,11 +114,8 @@ fn sample(pid: u32) -> Result<ProcSample> {
     })
 }
 
-async fn client(path: &PathBuf) -> Result<Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await?;
-    Ok(Client::try_from(cfg)?)
+async fn client(path: &std::path::Path) -> Result<Client> {
+    Ok(kompox_cluster::client(Some(path)).await?)
 }
 
 async fn ensure_crds(client: &Client) -> Result<()> {

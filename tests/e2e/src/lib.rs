@@ -24,9 +24,9 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::runtime::wait::{Condition, await_condition};
-use kube::{Client, Config, Resource};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 /// Where the local control plane keeps what tests need to reach it.
@@ -107,9 +107,7 @@ fn start_cluster() -> Result<Cluster> {
 
 /// A client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> Result<Client> {
-    let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    Ok(kompox_cluster::client(Some(path)).await?)
 }
 
 /// A client acting as the cluster admin.

@@ -83,11 +83,7 @@ const BENCH_LABEL: &str = "kompox.dev/bench-webhook";
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    let client = Client::try_from(config)?;
+    let client = kompox_cluster::client(Some(&args.kubeconfig)).await?;
     let id = format!("{:08x}", std::process::id() ^ (now_nanos() as u32));
     let ns = format!("bench-webhook-{id}");
 
