@@ -328,7 +328,7 @@ pub async fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<(), CliError> 
         let mut want = kubectx::redact(&[want]).pop().unwrap_or(Value::Null);
         let mut no_annotations = false;
         if let Some(a) = want["metadata"]["annotations"].as_object_mut() {
-            a.remove("kompox.dev/redacted");
+            a.remove(kompox_core::redact::REDACTED_ANNOTATION);
             no_annotations = a.is_empty();
         }
         if let (true, Some(m)) = (no_annotations, want["metadata"].as_object_mut()) {

@@ -13,3 +13,4 @@ pub mod redact;
 pub mod render;
 #[cfg(test)]
 mod test_rng;
+pub mod well_known;

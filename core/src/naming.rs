@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use crate::well_known::{
+    APP_ID_LABEL, DISK_LABEL, DISK_NAMESPACE_LABEL, ENV_HASH_ANNOTATION, TENANT_LABEL,
+    WEBHOOK_LABEL,
+};
+
 /// Prefix of Kompox-owned namespaces (`k4x-` as `k8s-` is to Kubernetes).
 pub const PREFIX: &str = "k4x";
 /// Workspace used in namespace names when none is given.
@@ -26,26 +31,9 @@ pub const MAX_SUBDOMAIN_LEN: usize = 253;
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "kompox";
-/// Label carrying the workspace (tenant) of an app namespace.
-pub const TENANT_LABEL: &str = "kompox.dev/tenant";
-/// Label carrying the compact ID of an app namespace.
-pub const APP_ID_LABEL: &str = "kompox.dev/app-id";
 
-/// Label naming the KompoxDisk behind a volume: set by the storage controller on the static
-/// PersistentVolumes it creates, and optionally by users on a PVC (the disk is then in the
-/// PVC's namespace).
-pub const DISK_LABEL: &str = "kompox.dev/disk";
-/// Label on Kompox static PersistentVolumes (cluster-scoped) carrying the namespace of the
-/// KompoxDisk named by [`DISK_LABEL`].
-pub const DISK_NAMESPACE_LABEL: &str = "kompox.dev/disk-namespace";
-/// Object label opting a Pod, Deployment or StatefulSet out of the admission webhook when set
-/// to [`WEBHOOK_DISABLED`] (the webhook registration's `objectSelector`).
-pub const WEBHOOK_LABEL: &str = "kompox.dev/webhook";
 /// Value of [`WEBHOOK_LABEL`] that opts an object out.
 pub const WEBHOOK_DISABLED: &str = "disabled";
-/// Annotation holding [`crate::hash::env_hash`] of the Secrets/ConfigMaps a pod (template)
-/// references; on a pod template, a new value rolls the pods.
-pub const ENV_HASH_ANNOTATION: &str = "kompox.dev/env-hash";
 
 const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Base36 digits needed for any 256-bit value.

@@ -12,9 +12,8 @@ use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Map, Value, json};
 
 use crate::hash::{canonical_json_string, hash_bytes};
+pub use crate::well_known::REDACTED_ANNOTATION;
 
-/// Annotation added to redacted Secrets.
-pub const REDACTED_ANNOTATION: &str = "kompox.dev/redacted";
 /// kubectl's client-side-apply annotation, which holds the full object including values.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 

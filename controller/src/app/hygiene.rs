@@ -41,12 +41,10 @@ use kompox_core::naming::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL, truncate_w
 use kompox_core::render::{APP_LABEL, Diagnostic, INSTANCE_LABEL, NAME_LABEL};
 use serde_json::{Value, json};
 
-/// Namespace annotation naming the group bound to the operator Role (wins over the tenant).
-pub const OPERATORS_GROUP_ANNOTATION: &str = "kompox.dev/operators-group";
-/// KompoxApp annotation holding a JSON `ResourceQuotaSpec`.
-pub const RESOURCE_QUOTA_ANNOTATION: &str = "kompox.dev/resource-quota";
-/// KompoxApp annotation holding a JSON `LimitRangeSpec`.
-pub const LIMIT_RANGE_ANNOTATION: &str = "kompox.dev/limit-range";
+pub use kompox_core::well_known::{
+    LIMIT_RANGE_ANNOTATION, OPERATORS_GROUP_ANNOTATION, RESOURCE_QUOTA_ANNOTATION,
+};
+
 /// The namespace of the ingress controller allowed by the NetworkPolicy.
 pub const TRAEFIK_NAMESPACE: &str = "k4x-traefik";
 /// Prefix of the operators group derived from the tenant label.

@@ -135,12 +135,11 @@ use crate::api::{KompoxApp, KompoxDisk, ProviderType, condition::reasons};
 pub use crate::compose::{Diagnostic, Warning};
 use crate::hash::{ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_refs};
 use crate::naming::ENV_HASH_ANNOTATION;
+pub use crate::well_known::{APP_LABEL, SOURCE_ANNOTATION};
 use ctx::{AppMeta, Ctx, Names};
 use files::{Derived, FileTable, check_size};
 use vars::Variables;
 
-/// Label carrying the app name on every rendered object.
-pub const APP_LABEL: &str = "kompox.dev/app";
 /// `app.kubernetes.io/name`.
 pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 /// `app.kubernetes.io/instance`.
@@ -149,8 +148,6 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Value of [`COMPONENT_LABEL`], and the suffix of the Deployment, Service and Ingress names.
 pub const COMPONENT: &str = "app";
-/// Annotation naming the compose service or App field an object came from.
-pub const SOURCE_ANNOTATION: &str = "kompox.dev/source";
 /// The virtual project directory: relative compose paths resolve under it (see
 /// [`project_path`]).
 pub const PROJECT_DIR: &str = "/kompox/project";
