@@ -92,6 +92,10 @@ gen_pki() {
   cert front-proxy-client "/CN=front-proxy-client" front-proxy-ca "$client"
   # How kube-apiserver authenticates to a kubelet (logs, exec; the real node's).
   cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" ca "$client"
+  # kube-apiserver's identity towards admission webhooks (admission.yaml): Kompox's webhook
+  # answers only clients with a certificate from this CA (--client-ca-file).
+  ca webhook-client-ca kompox-local-webhook-client-ca
+  cert webhook-client "/CN=kube-apiserver-webhook-client" webhook-client-ca "$client"
   if [ ! -s "$PKI/sa.key" ]; then
     openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
     openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -122,6 +126,36 @@ contexts:
 current-context: kompox-local
 EOF
   chmod 600 "$file"
+}
+
+# admission_config: kube-apiserver's AdmissionConfiguration; its kubeConfigFile gives every
+# webhook call ("*": whatever host the webhook has) the webhook-client certificate.
+admission_config() {
+  cat > "$STATE/webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $PKI/webhook-client.crt
+    client-key: $PKI/webhook-client.key
+EOF
+  chmod 600 "$STATE/webhook-client.kubeconfig"
+  cat > "$STATE/admission.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $STATE/webhook-client.kubeconfig
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $STATE/webhook-client.kubeconfig
+EOF
 }
 
 # start <name> <binary> <args…>: a background process in its own session, logged, with a pid file.
@@ -203,6 +237,7 @@ EOF
   kubeconfig "$STATE/dev.kubeconfig" dev
   kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
   kubeconfig "$STATE/scheduler.kubeconfig" scheduler
+  admission_config
 
   local start_t=$SECONDS
   start etcd etcd --name kompox --data-dir "$STATE/etcd" \
@@ -224,7 +259,8 @@ EOF
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
     --authorization-mode RBAC \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --admission-control-config-file "$STATE/admission.yaml" \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
     --kubelet-preferred-address-types InternalIP,Hostname \
     --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
@@ -481,6 +517,7 @@ env_() {
   echo "export KUBECONFIG=$STATE/admin.kubeconfig"
   echo "export KUBECONFIG_USER=$STATE/dev.kubeconfig"
   echo "export KOMPOX_FRONT_PROXY_CA=$PKI/front-proxy-ca.crt"
+  echo "export KOMPOX_WEBHOOK_CLIENT_CA_FILE=$PKI/webhook-client-ca.crt"
   echo "export KOMPOX_CSI_DATA_DIR=$CSI_DATA"
   echo "export PATH=$KOMPOX_BIN:\$PATH"
 }

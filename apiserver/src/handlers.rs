@@ -348,13 +348,17 @@ async fn rendered(state: &State, ns: &str, name: &str, validate: bool) -> Result
         .await
         .map_err(|e| inputs_error(name, e))?;
     let cluster = state.cluster_info(app.spec.provider.type_).await?;
-    let out = crate::render::render(&inputs, &cluster, name)?;
+    let out = crate::render::render_bounded(state, inputs, cluster, name).await?;
     let verdicts = if validate {
         Some(dry_run_all(state, ns, &out).await)
     } else {
         None
     };
-    Ok(service::rendered_list(&out, verdicts.as_deref()))
+    Ok(service::rendered_list(
+        &state.render.key,
+        &out,
+        verdicts.as_deref(),
+    ))
 }
 
 fn inputs_error(app: &str, e: kompox_cluster::Error) -> ApiError {
@@ -722,6 +726,11 @@ mod tests {
             Health::new(),
             Metrics::new("kompox_apiserver"),
             Duration::from_secs(5),
+            crate::state::RenderLimits {
+                key: kompox_core::hash::HashKey::new(&[5; 32]).unwrap(),
+                timeout: Duration::from_secs(5),
+                concurrency: 2,
+            },
         ))
     }
 

@@ -33,7 +33,8 @@ pub use kompox_serve::TlsSource;
 use kompox_serve::{Health, Metrics, ReloadableTls, Stop};
 
 use crate::auth::SarAuthorizer;
-use crate::state::State;
+use crate::state::{RenderLimits, State};
+use kompox_core::hash::HashKey;
 
 /// Server configuration, fully parsed before anything is bound.
 #[derive(Debug, Clone)]
@@ -50,13 +51,20 @@ pub struct Config {
     pub authz_deny_ttl: Duration,
     /// Longest a request may take (then 504).
     pub request_timeout: Duration,
+    /// Longest one render may take (then 504): rendering runs on the blocking pool, at most
+    /// [`Config::render_concurrency`] at a time.
+    pub render_timeout: Duration,
+    /// Renders running at once; more wait for a slot within their time budget.
+    pub render_concurrency: usize,
+    /// The install's key for the env hash, the rendered hash and redacted values.
+    pub hash_key: HashKey,
 }
 
 impl Config {
-    /// Defaults for everything but the address and certificate: reload every 10 s, cache
-    /// verdicts 10 s, 30 s per request.
+    /// Defaults for everything but the address, certificate and key: reload every 10 s,
+    /// cache verdicts 10 s, 30 s per request, 5 s and 4 at a time for rendering.
     #[must_use]
-    pub fn new(listen: SocketAddr, tls: TlsSource) -> Self {
+    pub fn new(listen: SocketAddr, tls: TlsSource, hash_key: HashKey) -> Self {
         Self {
             listen,
             tls,
@@ -64,6 +72,9 @@ impl Config {
             authz_allow_ttl: Duration::from_secs(10),
             authz_deny_ttl: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            render_timeout: Duration::from_secs(5),
+            render_concurrency: 4,
+            hash_key,
         }
     }
 }
@@ -134,6 +145,11 @@ impl Server {
             health.clone(),
             metrics,
             config.request_timeout,
+            RenderLimits {
+                key: config.hash_key.clone(),
+                timeout: config.render_timeout,
+                concurrency: config.render_concurrency,
+            },
         ));
 
         let stop = Stop::new();

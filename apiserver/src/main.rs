@@ -34,6 +34,16 @@ struct Args {
     /// Seconds a denied authorization verdict is cached.
     #[arg(long, default_value_t = 10)]
     authorization_deny_ttl_seconds: u64,
+    /// The install's hash key (the file of the kompox-hash-key Secret): every digest in
+    /// `rendered` is keyed with it, the same key as the controller's and the webhook's.
+    #[arg(long, env = "KOMPOX_HASH_KEY_FILE", value_name = "FILE")]
+    hash_key_file: PathBuf,
+    /// Longest one render may take, in seconds (then 504).
+    #[arg(long, default_value_t = 5)]
+    render_timeout_seconds: u64,
+    /// Renders running at once (on the blocking pool).
+    #[arg(long, default_value_t = 4)]
+    render_concurrency: usize,
     /// Exit when standard input reaches end of file (for tests: a dead parent leaves nothing).
     #[arg(long)]
     exit_on_stdin_close: bool,
@@ -48,6 +58,11 @@ async fn main() -> Result<()> {
     kompox_serve::init_logging("info", args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
+    let path = &args.hash_key_file;
+    let material = std::fs::read(path)
+        .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
+    let hash_key = kompox_core::hash::HashKey::new(&material)
+        .with_context(|| format!("--hash-key-file {}", path.display()))?;
     let mut config = Config::new(
         args.listen,
         TlsSource::Files(TlsFiles {
@@ -55,7 +70,10 @@ async fn main() -> Result<()> {
             key: args.tls_private_key_file.clone(),
             client_ca: None,
         }),
+        hash_key,
     );
+    config.render_timeout = Duration::from_secs(args.render_timeout_seconds.max(1));
+    config.render_concurrency = args.render_concurrency.max(1);
     config.cert_reload_interval = Duration::from_secs(args.tls_reload_interval_seconds.max(1));
     config.authz_allow_ttl = Duration::from_secs(args.authorization_allow_ttl_seconds);
     config.authz_deny_ttl = Duration::from_secs(args.authorization_deny_ttl_seconds);

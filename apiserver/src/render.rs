@@ -2,12 +2,54 @@
 //! way, so `rendered` shows exactly what it would apply.
 
 use kompox_cluster::{ClusterInfo, OwnedInputs};
+use kompox_core::hash::HashKey;
 use kompox_core::render::{RenderError, render as core_render};
 
 use crate::service::RenderOutput;
+use crate::state::State;
 use crate::status::{ApiError, Cause};
 
-/// Renders `inputs` for `cluster`.
+/// [`render`] off the async workers: on the blocking pool, at most
+/// [`crate::state::RenderLimits::concurrency`] at once, answered 504 when it (waiting for a
+/// slot included) takes longer than [`crate::state::RenderLimits::timeout`]. The parser's own
+/// budgets bound the CPU one render can take; this bounds how long a request and the other
+/// requests wait for it.
+///
+/// # Errors
+///
+/// As [`render`]; 504 past the budget; 500 if the render task failed.
+pub async fn render_bounded(
+    state: &State,
+    inputs: OwnedInputs,
+    cluster: ClusterInfo,
+    app_name: &str,
+) -> Result<RenderOutput, ApiError> {
+    let limits = &state.render;
+    let key = limits.key.clone();
+    let name = app_name.to_owned();
+    let slots = state.render_slots.clone();
+    let work = async move {
+        let permit = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::unavailable("shutting down"))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            render(&inputs, &cluster, &key, &name)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("rendering failed: {e}")))?
+    };
+    match tokio::time::timeout(limits.timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::timeout(format!(
+            "rendering kompoxapp {app_name:?} took longer than {:?}",
+            limits.timeout
+        ))),
+    }
+}
+
+/// Renders `inputs` for `cluster`, digests under the install's `key`.
 ///
 /// # Errors
 ///
@@ -17,9 +59,10 @@ use crate::status::{ApiError, Cause};
 pub fn render(
     inputs: &OwnedInputs,
     cluster: &ClusterInfo,
+    key: &HashKey,
     app_name: &str,
 ) -> Result<RenderOutput, ApiError> {
-    match core_render(&inputs.input(cluster)) {
+    match core_render(&inputs.input(cluster, key)) {
         Ok(r) => Ok(RenderOutput {
             objects: r.objects,
             warnings: r.warnings.iter().map(ToString::to_string).collect(),
@@ -84,14 +127,16 @@ mod tests {
         let ok = render(
             &inputs("services:\n  web:\n    image: nginx\n    ports: [\"8080:80\"]\n"),
             &cluster,
+            &HashKey::new(&[5; 32]).unwrap(),
             "hello",
         )
         .unwrap();
         assert!(!ok.objects.is_empty());
-        assert!(ok.hash.starts_with("sha256:"));
+        assert!(ok.hash.starts_with("hmac-sha256:"));
         let e = render(
             &inputs("services:\n  web:\n    image: nginx\n    ports: [x]\n"),
             &cluster,
+            &HashKey::new(&[5; 32]).unwrap(),
             "hello",
         )
         .unwrap_err();

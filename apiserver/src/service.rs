@@ -8,6 +8,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
 use kompox_cluster::ClusterInfo;
 use kompox_core::api::{KompoxApp, KompoxDisk};
+use kompox_core::hash::HashKey;
 use kube::ResourceExt as _;
 use serde_json::{Value, json};
 
@@ -433,7 +434,7 @@ impl Verdict {
 /// ([`kompox_core::redact::redact_objects`]), warnings, hashes and (with `validate`) the
 /// verdicts as List annotations.
 #[must_use]
-pub fn rendered_list(out: &RenderOutput, verdicts: Option<&[Verdict]>) -> Value {
+pub fn rendered_list(key: &HashKey, out: &RenderOutput, verdicts: Option<&[Verdict]>) -> Value {
     let mut annotations = serde_json::Map::new();
     annotations.insert(
         WARNINGS_ANNOTATION.into(),
@@ -456,7 +457,7 @@ pub fn rendered_list(out: &RenderOutput, verdicts: Option<&[Verdict]>) -> Value 
         "apiVersion": "v1",
         "kind": "List",
         "metadata": {"resourceVersion": "", "annotations": annotations},
-        "items": kompox_core::redact::redact_objects(&out.objects),
+        "items": kompox_core::redact::redact_objects(key, &out.objects),
     })
 }
 
@@ -773,9 +774,16 @@ mod tests {
                 scrub(&format!("bad {secret}"), &secret_values(&out.objects)),
             )),
         }];
-        let list = rendered_list(&out, Some(&verdicts));
+        let key = HashKey::new(&[5; 32]).unwrap();
+        let list = rendered_list(&key, &out, Some(&verdicts));
         let text = list.to_string();
         assert!(!text.contains(secret) && !text.contains(&b64), "{text}");
+        // `echo -n VALUE | sha256sum` finds nothing.
+        {
+            use sha2::Digest as _;
+            let plain = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+            assert!(!text.contains(&plain), "{text}");
+        }
         assert_eq!(list["kind"], "List");
         assert_eq!(
             list["items"][0]["metadata"]["annotations"]["kompox.dev/redacted"],
@@ -791,7 +799,7 @@ mod tests {
         assert_eq!(v[0]["allowed"], false);
         assert_eq!(v[0]["message"], "bad <redacted>");
         assert!(
-            rendered_list(&out, None)["metadata"]["annotations"]
+            rendered_list(&key, &out, None)["metadata"]["annotations"]
                 .get(VALIDATION_ANNOTATION)
                 .is_none()
         );

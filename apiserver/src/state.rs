@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use kompox_core::api::ProviderType;
+use kompox_core::hash::HashKey;
 use kompox_serve::{Health, Metrics};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -16,6 +17,17 @@ use kompox_cluster::{ClusterInfo, FactsCache};
 
 /// How long cluster facts (nodes, CSIDrivers, StorageClasses) are reused before re-reading.
 const FACTS_TTL: Duration = Duration::from_secs(30);
+
+/// The install's hash key and how much rendering may cost.
+#[derive(Debug, Clone)]
+pub struct RenderLimits {
+    /// Key of every digest in `rendered` ([`kompox_core::hash`]).
+    pub key: HashKey,
+    /// Longest one render may take, waiting for a slot included.
+    pub timeout: Duration,
+    /// Renders running at once on the blocking pool.
+    pub concurrency: usize,
+}
 
 /// Shared state of one server.
 pub struct State {
@@ -31,6 +43,10 @@ pub struct State {
     pub metrics: Metrics,
     /// Longest a request may take before it is answered 504.
     pub request_timeout: Duration,
+    /// The install's key and the budget of rendering.
+    pub render: RenderLimits,
+    /// Slots for renders on the blocking pool ([`RenderLimits::concurrency`]).
+    pub render_slots: Arc<tokio::sync::Semaphore>,
     facts: FactsCache,
     kinds: RwLock<HashMap<GroupVersionKind, (ApiResource, bool)>>,
 }
@@ -45,6 +61,7 @@ impl State {
         health: Health,
         metrics: Metrics,
         request_timeout: Duration,
+        render: RenderLimits,
     ) -> Self {
         Self {
             client,
@@ -53,6 +70,8 @@ impl State {
             health,
             metrics,
             request_timeout,
+            render_slots: Arc::new(tokio::sync::Semaphore::new(render.concurrency.max(1))),
+            render,
             facts: FactsCache::new(FACTS_TTL),
             kinds: RwLock::new(HashMap::new()),
         }

@@ -99,6 +99,11 @@ impl Process {
         std::fs::write(dir.join("tls.crt"), &first.cert_pem).unwrap();
         std::fs::write(dir.join("tls.key"), &first.key_pem).unwrap();
         std::fs::write(dir.join("kubeconfig"), KUBECONFIG).unwrap();
+        std::fs::write(
+            dir.join("hash.key"),
+            "process test: a hash key of 32+ bytes\n",
+        )
+        .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -113,6 +118,10 @@ impl Process {
             ))
             .arg(format!("--kubeconfig={}", dir.join("kubeconfig").display()))
             .arg("--tls-reload-interval-seconds=1")
+            .arg(format!(
+                "--hash-key-file={}",
+                dir.join("hash.key").display()
+            ))
             .arg("--exit-on-stdin-close")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())

@@ -219,6 +219,7 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         namespace: None,
         show_secrets: false,
         infer: args.infer.clone(),
+        hash_key_file: None,
     };
     let dir = args
         .file
@@ -269,6 +270,7 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         sources: &sources,
         cluster: &cluster,
         interpolation: &interpolation,
+        key: &crate::render::run_key()?,
     }) {
         return Err(CliError::Invalid(
             e.errors.iter().map(|d| format!("{fname}: {d}")).collect(),
@@ -960,7 +962,13 @@ pub async fn client_reconcile(client: &Client, app: &KompoxApp) -> Result<usize,
     let cluster = kompox_cluster::cluster_info(client, app.spec.provider.type_)
         .await
         .map_err(|e| CliError::Cluster(format!("detecting the cluster's provider: {e}")))?;
-    let rendered = render(&inputs.input(&cluster))
+    // The install's key when this user may read it (so the env hash is the webhook's),
+    // else one for this run: nobody else compares these objects' digests.
+    let key = match crate::install::read_hash_key(client).await {
+        Ok(Some(k)) => k,
+        Ok(None) | Err(_) => crate::render::run_key()?,
+    };
+    let rendered = render(&inputs.input(&cluster, &key))
         .map_err(|e| CliError::Invalid(e.errors.iter().map(ToString::to_string).collect()))?;
     let owner = app.controller_owner_ref(&());
     let mut n = 0;

@@ -28,6 +28,13 @@ pub const SYSTEM_NS: &str = "k4x-system";
 pub const TRAEFIK_NS: &str = "k4x-traefik";
 /// Secret holding the CA and the serving certificates `install` generated.
 pub const CERTS_SECRET: &str = "kompox-certs";
+/// Secret holding the install's hash key (`key`): every digest the servers publish is keyed
+/// with it ([`kompox_core::hash`]). Only the servers read it (mounted into their Pods).
+pub const HASH_KEY_SECRET: &str = "kompox-hash-key";
+/// Key of the hash key in [`HASH_KEY_SECRET`].
+pub const HASH_KEY_DATA: &str = "key";
+/// Where the Deployments mount [`HASH_KEY_SECRET`].
+pub const HASH_KEY_MOUNT: &str = "/etc/kompox/hash-key";
 /// Name of the APIService.
 pub const APISERVICE: &str = "v1alpha1.subresources.k8s.kompox.dev";
 /// Name of the MutatingWebhookConfiguration.
@@ -85,6 +92,11 @@ pub struct InstallArgs {
     /// any value; repeatable). Not with --local.
     #[arg(long = "toleration", value_name = "KEY[=VALUE]:EFFECT")]
     pub tolerations: Vec<String>,
+    /// CA bundle (PEM) of the client certificate kube-apiserver presents to admission webhooks
+    /// (its AdmissionConfiguration `kubeConfigFile`): the webhook then answers only
+    /// kube-apiserver (docs/security.md).
+    #[arg(long, env = "KOMPOX_WEBHOOK_CLIENT_CA_FILE", value_name = "FILE")]
+    pub webhook_client_ca: Option<std::path::PathBuf>,
     /// Directory of the server binaries for --local (default: next to this binary, then PATH).
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<std::path::PathBuf>,
@@ -148,6 +160,8 @@ pub enum Placement {
         image: String,
         watch_namespaces: Option<String>,
         scheduling: Scheduling,
+        /// PEM of the CA of kube-apiserver's webhook client certificate, if it has one.
+        webhook_client_ca: Option<String>,
     },
     /// Local processes: the aggregated API server on `apiserver_port`, the webhook on
     /// `webhook_port` (both on 127.0.0.1).
@@ -326,6 +340,58 @@ pub async fn certs(client: Option<&Client>) -> Result<Certs, CliError> {
     Certs::generate()
 }
 
+/// A fresh hash key: 32 random bytes as 64 hex characters (text, so the mounted file and
+/// `kubectl get secret` show it plainly to whoever may read it).
+#[must_use]
+pub fn generate_hash_key() -> String {
+    hex_encode(&rand::random::<[u8; 32]>())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The hash key material in [`HASH_KEY_SECRET`], `None` when there is none (or it is unusable).
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when the Secret cannot be read (other than absent).
+pub async fn read_hash_key_material(client: &Client) -> Result<Option<String>, CliError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), SYSTEM_NS);
+    let s = api.get_opt(HASH_KEY_SECRET).await.map_err(|e| {
+        kubectx::kube_error(&format!("reading Secret {SYSTEM_NS}/{HASH_KEY_SECRET}"), &e)
+    })?;
+    Ok(s.and_then(|s| s.data)
+        .and_then(|mut d| d.remove(HASH_KEY_DATA))
+        .and_then(|b| String::from_utf8(b.0).ok())
+        .filter(|m| kompox_core::hash::HashKey::new(m.as_bytes()).is_ok()))
+}
+
+/// The install's hash key, if this client may read it.
+///
+/// # Errors
+///
+/// As [`read_hash_key_material`].
+pub async fn read_hash_key(
+    client: &Client,
+) -> Result<Option<kompox_core::hash::HashKey>, CliError> {
+    Ok(read_hash_key_material(client)
+        .await?
+        .and_then(|m| kompox_core::hash::HashKey::new(m.as_bytes()).ok()))
+}
+
+fn hash_key_secret(material: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": HASH_KEY_SECRET, "namespace": SYSTEM_NS, "labels": managed_labels()},
+        "data": {HASH_KEY_DATA: base64::engine::general_purpose::STANDARD.encode(material)},
+    })
+}
+
 /// Every object `install` applies, in order (CRDs and namespaces first).
 ///
 /// # Errors
@@ -334,6 +400,7 @@ pub async fn certs(client: Option<&Client>) -> Result<Certs, CliError> {
 pub fn objects(
     placement: &Placement,
     certs: &Certs,
+    hash_key: &str,
     acme_email: Option<&str>,
 ) -> Result<Vec<Value>, CliError> {
     let mut out = docs("crds/kompox.yaml", CRDS)?;
@@ -347,6 +414,7 @@ pub fn objects(
         out.extend(docs(name, text)?);
     }
     out.push(certs.secret(CERTS_SECRET));
+    out.push(hash_key_secret(hash_key));
     // The apiserver's Deployment mounts kompox-apiserver-tls; the webhook reads kompox-webhook-tls.
     if matches!(placement, Placement::InCluster { .. }) {
         out.push(certs.secret("kompox-apiserver-tls"));
@@ -359,8 +427,16 @@ pub fn objects(
         Placement::InCluster {
             image,
             watch_namespaces,
+            webhook_client_ca,
             ..
         } => {
+            if let Some(ca) = webhook_client_ca {
+                out.push(json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": WEBHOOK_CLIENT_CA_CONFIG_MAP, "namespace": SYSTEM_NS, "labels": managed_labels()},
+                    "data": {"ca.crt": ca},
+                }));
+            }
             for (name, text, bin) in [
                 (
                     "apiserver/deployment.yaml",
@@ -389,6 +465,12 @@ pub fn objects(
                         ) {
                             a.push(json!(format!("--namespace-selector={sel}")));
                         }
+                    }
+                    if d["kind"] == "Deployment"
+                        && bin == "kompox-webhook"
+                        && webhook_client_ca.is_some()
+                    {
+                        require_client_certs(&mut d);
                     }
                     out.push(d);
                 }
@@ -442,6 +524,36 @@ pub fn objects(
         }
     }
     Ok(out)
+}
+
+/// ConfigMap with the CA of kube-apiserver's webhook client certificate (`ca.crt`).
+pub const WEBHOOK_CLIENT_CA_CONFIG_MAP: &str = "kompox-webhook-client-ca";
+
+/// Mounts [`WEBHOOK_CLIENT_CA_CONFIG_MAP`] into the webhook's Deployment `d` and makes the
+/// webhook require client certificates from it.
+fn require_client_certs(d: &mut Value) {
+    let mount = "/etc/kompox/webhook-client-ca";
+    if let Some(c) = d.pointer_mut("/spec/template/spec/containers/0") {
+        if let Some(a) = c["args"].as_array_mut() {
+            a.push(json!(format!("--client-ca-file={mount}/ca.crt")));
+        }
+        match c["volumeMounts"].as_array_mut() {
+            Some(m) => {
+                m.push(json!({"name": "webhook-client-ca", "mountPath": mount, "readOnly": true}))
+            }
+            None => {
+                c["volumeMounts"] =
+                    json!([{"name": "webhook-client-ca", "mountPath": mount, "readOnly": true}])
+            }
+        }
+    }
+    if let Some(spec) = d.pointer_mut("/spec/template/spec") {
+        let vol = json!({"name": "webhook-client-ca", "configMap": {"name": WEBHOOK_CLIENT_CA_CONFIG_MAP}});
+        match spec["volumes"].as_array_mut() {
+            Some(v) => v.push(vol),
+            None => spec["volumes"] = json!([vol]),
+        }
+    }
 }
 
 /// Default-deny ingress in both namespaces, then what must reach the servers and Traefik.
@@ -664,12 +776,32 @@ async fn replace_if_ports_differ(client: &Client, svc: &Value) -> Result<(), Cli
     .await
 }
 
-fn in_cluster(args: &InstallArgs) -> Result<Placement, CliError> {
+fn in_cluster(
+    args: &InstallArgs,
+    webhook_client_ca: Option<String>,
+) -> Result<Placement, CliError> {
     Ok(Placement::InCluster {
         image: args.image.clone(),
         watch_namespaces: args.watch_namespaces.clone(),
         scheduling: Scheduling::parse(&args.node_selector, &args.tolerations)?,
+        webhook_client_ca,
     })
+}
+
+/// The PEM of `--webhook-client-ca`, checked to hold a certificate.
+fn webhook_client_ca(args: &InstallArgs) -> Result<Option<String>, CliError> {
+    let Some(path) = &args.webhook_client_ca else {
+        return Ok(None);
+    };
+    let flag = format!("--webhook-client-ca {}", path.display());
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Invalid(vec![format!("{flag}: {e}")]))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CliError::Invalid(vec![format!(
+            "{flag}: no PEM certificate"
+        )]));
+    }
+    Ok(Some(pem))
 }
 
 /// Runs `install`.
@@ -697,6 +829,7 @@ pub async fn run_install(
             "--node-selector/--toleration: they place in-cluster servers; --local runs them on this machine".into(),
         ]));
     }
+    let client_ca = webhook_client_ca(args)?;
     if args.dry_run == DryRun::Client {
         // No cluster contact: fresh certificates and placeholder ports.
         let certs = Certs::generate()?;
@@ -706,9 +839,14 @@ pub async fn run_install(
                 webhook_port: 0,
             }
         } else {
-            in_cluster(args)?
+            in_cluster(args, client_ca)?
         };
-        let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
+        let objs = objects(
+            &placement,
+            &certs,
+            &generate_hash_key(),
+            args.acme_email.as_deref(),
+        )?;
         return kubectx::write_objects(out, &kubectx::redact(&objs), args.output);
     }
     let (client, url) = kubectx::client(&args.kube).await?;
@@ -720,6 +858,11 @@ pub async fn run_install(
         );
     }
     let certs = certs(Some(&client)).await?;
+    // Kept across re-installs: a new key would change every env hash and roll every app.
+    let hash_key = match read_hash_key_material(&client).await? {
+        Some(k) => k,
+        None => generate_hash_key(),
+    };
     let dry = args.dry_run == DryRun::Server;
 
     let mut servers = None;
@@ -734,6 +877,8 @@ pub async fn run_install(
                 &args.kube,
                 args.bin_dir.as_deref(),
                 &certs,
+                &hash_key,
+                client_ca.as_deref(),
                 args.watch_namespaces.as_deref(),
                 out,
             )
@@ -746,9 +891,9 @@ pub async fn run_install(
             p
         }
     } else {
-        in_cluster(args)?
+        in_cluster(args, client_ca)?
     };
-    let objs = objects(&placement, &certs, args.acme_email.as_deref())?;
+    let objs = objects(&placement, &certs, &hash_key, args.acme_email.as_deref())?;
 
     let mut applied = Vec::new();
     for (i, o) in objs.iter().enumerate() {
@@ -808,7 +953,7 @@ pub async fn run_uninstall(
         apiserver_port: 0,
         webhook_port: 0,
     };
-    let all = objects(&placement, &certs, None)?;
+    let all = objects(&placement, &certs, &generate_hash_key(), None)?;
     let mut order: Vec<&Value> = Vec::new();
     let first = ["APIService", "MutatingWebhookConfiguration"];
     order.extend(
@@ -898,6 +1043,7 @@ mod tests {
                 webhook_port: 5443,
             },
             &certs,
+            &generate_hash_key(),
             Some("a@example.com"),
         )?;
         let find = |kind: &str| {
@@ -933,8 +1079,10 @@ mod tests {
                 image: "img".into(),
                 watch_namespaces: Some("kompox.dev/tenant=a".into()),
                 scheduling: Scheduling::default(),
+                webhook_client_ca: Some("-----BEGIN CERTIFICATE-----".into()),
             },
             &certs,
+            &generate_hash_key(),
             None,
         )?;
         let args = |name: &str| {
@@ -947,6 +1095,21 @@ mod tests {
         let has = |name: &str| args(name).as_array().is_some_and(|a| a.contains(&selector));
         assert!(has("kompox-controller"), "{}", args("kompox-controller"));
         assert!(!has("kompox-apiserver") && !has("kompox-webhook"));
+        let webhook_args = args("kompox-webhook");
+        assert!(
+            webhook_args.as_array().is_some_and(|a| a.iter().any(|x| x
+                .as_str()
+                .is_some_and(|s| s.starts_with("--client-ca-file=")))),
+            "{webhook_args}"
+        );
+        assert!(
+            objs.iter().any(|o| o["kind"] == "ConfigMap"
+                && o["metadata"]["name"] == WEBHOOK_CLIENT_CA_CONFIG_MAP)
+        );
+        assert!(
+            objs.iter()
+                .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == HASH_KEY_SECRET)
+        );
         Ok(())
     }
 
@@ -964,8 +1127,10 @@ mod tests {
                 image: "img".into(),
                 watch_namespaces: None,
                 scheduling,
+                webhook_client_ca: None,
             },
             &Certs::generate()?,
+            &generate_hash_key(),
             None,
         )?;
         let deployments: Vec<&Value> = objs.iter().filter(|o| o["kind"] == "Deployment").collect();

@@ -41,6 +41,8 @@ pub struct Servers {
     pub controller_port: u16,
     /// The controller's `--namespace-selector` (all namespaces when `None`).
     pub watch_namespaces: Option<String>,
+    /// The webhook requires kube-apiserver's client certificate ([`WEBHOOK_CLIENT_CA_FILE`]).
+    pub webhook_client_ca: bool,
     /// Which servers already run (reused).
     running: Vec<bool>,
     bins: Vec<PathBuf>,
@@ -119,6 +121,11 @@ fn write_private(path: &Path, content: &[u8]) -> Result<(), CliError> {
     f.write_all(content).map_err(|e| io("writing", path, &e))
 }
 
+/// The servers' hash key (the content of the install's hash key Secret).
+const HASH_KEY_FILE: &str = "hash.key";
+/// The CA of kube-apiserver's webhook client certificate (`install --webhook-client-ca`).
+const WEBHOOK_CLIENT_CA_FILE: &str = "webhook-client-ca.crt";
+
 /// The file recording the running controller's `--namespace-selector`.
 const CONTROLLER_SCOPE: &str = "kompox-controller.watch-namespaces";
 
@@ -133,6 +140,8 @@ pub async fn prepare(
     kube: &KubeArgs,
     bin_dir: Option<&Path>,
     certs: &Certs,
+    hash_key: &str,
+    webhook_client_ca: Option<&str>,
     watch_namespaces: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<Servers, CliError> {
@@ -159,6 +168,14 @@ pub async fn prepare(
     write_private(&dir.join("tls.crt"), certs.tls_crt.as_bytes())?;
     write_private(&dir.join("tls.key"), certs.tls_key.as_bytes())?;
     write_private(&dir.join("ca.crt"), certs.ca_crt.as_bytes())?;
+    write_private(&dir.join(HASH_KEY_FILE), hash_key.as_bytes())?;
+    let client_ca = dir.join(WEBHOOK_CLIENT_CA_FILE);
+    match webhook_client_ca {
+        Some(pem) => write_private(&client_ca, pem.as_bytes())?,
+        None => {
+            let _ = std::fs::remove_file(&client_ca);
+        }
+    }
     let kc = kubectx::kubeconfig(kube)?;
     let text = serde_saphyr::to_string(&kc)
         .map_err(|e| CliError::Io(format!("writing the servers' kubeconfig: {e}")))?;
@@ -171,6 +188,7 @@ pub async fn prepare(
         webhook_port: ports[1],
         controller_port: ports[2],
         watch_namespaces: watch_namespaces.map(str::to_owned),
+        webhook_client_ca: webhook_client_ca.is_some(),
         running,
         bins,
     })
@@ -192,19 +210,28 @@ pub async fn start(s: &Servers, timeout: Duration, out: &mut dyn Write) -> Resul
             continue;
         }
         let kc = dir.join(format!("{name}.kubeconfig"));
-        let args: Vec<String> = match *name {
+        let mut args: Vec<String> = match *name {
             "kompox-apiserver" => vec![
                 format!("--listen={}", listen(s.apiserver_port)),
                 format!("--tls-cert-file={}", dir.join("tls.crt").display()),
                 format!("--tls-private-key-file={}", dir.join("tls.key").display()),
                 format!("--kubeconfig={}", kc.display()),
             ],
-            "kompox-webhook" => vec![
-                format!("--listen={}", listen(s.webhook_port)),
-                format!("--tls-cert-file={}", dir.join("tls.crt").display()),
-                format!("--tls-private-key-file={}", dir.join("tls.key").display()),
-                format!("--kubeconfig={}", kc.display()),
-            ],
+            "kompox-webhook" => {
+                let mut a = vec![
+                    format!("--listen={}", listen(s.webhook_port)),
+                    format!("--tls-cert-file={}", dir.join("tls.crt").display()),
+                    format!("--tls-private-key-file={}", dir.join("tls.key").display()),
+                    format!("--kubeconfig={}", kc.display()),
+                ];
+                if s.webhook_client_ca {
+                    a.push(format!(
+                        "--client-ca-file={}",
+                        dir.join(WEBHOOK_CLIENT_CA_FILE).display()
+                    ));
+                }
+                a
+            }
             _ => {
                 let mut a = vec![
                     format!("--metrics-listen={}", listen(s.controller_port)),
@@ -219,6 +246,10 @@ pub async fn start(s: &Servers, timeout: Duration, out: &mut dyn Write) -> Resul
                 a
             }
         };
+        args.push(format!(
+            "--hash-key-file={}",
+            dir.join(HASH_KEY_FILE).display()
+        ));
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)

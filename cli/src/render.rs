@@ -25,8 +25,11 @@
 //!   exactly as `apply` uploads them, so the output is what the controller renders: an
 //!   `environment` entry using one reads it from the derived Secret `<app>-environment`.
 //!   `--var KEY=VALUE` sets a plain variable over all of them.
-//! - Secrets are redacted (each value replaced by its sha256) unless `--show-secrets` is
-//!   given, e.g. to pipe the output into `kubectl apply -f -`.
+//! - Secrets are redacted unless `--show-secrets` is given (e.g. to pipe the output into
+//!   `kubectl apply -f -`): each value is replaced by a keyed digest under a key drawn at
+//!   random for this run ([`kompox_core::hash`]), as are the env hash and the rendered hash,
+//!   so nothing in the output confirms a guessed value. Within one output, equal digests of the
+//!   same Secret key mean equal values; across runs digests differ.
 //! - Warnings go to stderr as `warning: path: message`; invalid input exits with status 1
 //!   and `error: path: message` lines.
 
@@ -43,6 +46,7 @@ use kompox_core::api::{
     ComposeSource, DeletionPolicy, FileMount, FilesSpec, KompoxApp, KompoxAppSpec, KompoxDisk,
     KompoxDiskSpec, LocalKeyRef, ProviderSpec, ProviderType,
 };
+use kompox_core::hash::HashKey;
 use kompox_core::naming::short_hash;
 use kompox_core::redact::redact_objects;
 use kompox_core::render::{
@@ -77,8 +81,9 @@ secret (apply keeps them in the Secret <app>-dotenv): an environment entry using
 from a derived Secret, anywhere else a warning names the field. --var KEY=VALUE sets a plain
 variable over all of them.
 
-Secrets are printed redacted (each value as its sha256); use --show-secrets to pipe the output
-into `kubectl apply -f -`. Warnings go to stderr; invalid input exits with status 1.
+Secrets are printed redacted (each value as a keyed digest under a random key drawn for this run,
+so nothing in the output confirms a guessed value); use --show-secrets to pipe the output into
+`kubectl apply -f -`. Warnings go to stderr; invalid input exits with status 1.
 
 Example:
   kubectl kompox render -f samples/gitea/compose.yml --app samples/gitea/app.yml \\
@@ -132,11 +137,15 @@ pub struct RenderArgs {
     /// Namespace to set on the app (and the objects).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Print Secret values instead of their sha256 (e.g. for kubectl apply).
+    /// Print Secret values instead of their keyed digests (e.g. for kubectl apply).
     #[arg(long)]
     pub show_secrets: bool,
     #[command(flatten)]
     pub infer: InferArgs,
+    /// Key the digests with this key file (e.g. the install's, to compare with what the
+    /// servers show) instead of a random key for this run.
+    #[arg(long, env = "KOMPOX_HASH_KEY_FILE", value_name = "FILE")]
+    pub hash_key_file: Option<PathBuf>,
 }
 
 fn parse_provider(s: &str) -> Result<ProviderType, String> {
@@ -279,6 +288,17 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         provider: args.provider,
         region: args.region.clone(),
     };
+    let key = match &args.hash_key_file {
+        Some(path) => {
+            let material = std::fs::read(path).map_err(|e| {
+                CliError::Invalid(vec![format!("--hash-key-file {}: {e}", path.display())])
+            })?;
+            HashKey::new(&material).map_err(|e| {
+                CliError::Invalid(vec![format!("--hash-key-file {}: {e}", path.display())])
+            })?
+        }
+        None => run_key()?,
+    };
     let rendered = render(&RenderInput {
         app: &app,
         compose: &compose,
@@ -286,6 +306,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         sources: &sources,
         cluster: &cluster,
         interpolation: &interpolation,
+        key: &key,
     });
     let rendered = match rendered {
         Ok(r) => r,
@@ -302,7 +323,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
     let objects = if args.show_secrets {
         rendered.objects
     } else {
-        redact_objects(&rendered.objects)
+        redact_objects(&key, &rendered.objects)
     };
     let text = match args.output {
         Output::Yaml => kompox_core::render::yaml_stream(&objects)
@@ -365,6 +386,17 @@ pub(crate) fn write_notes(err: &mut dyn Write, notes: &[String]) -> Result<(), C
         writeln!(err, "inferred: {n}").map_err(|e| CliError::Io(format!("writing notes: {e}")))?;
     }
     Ok(())
+}
+
+/// A key drawn at random for one run: offline there is no install key, and a fixed one would
+/// make the digests in the output checkable offline.
+///
+/// # Errors
+///
+/// Not expected ([`HashKey::new`] accepts 32 random bytes).
+pub(crate) fn run_key() -> Result<HashKey, CliError> {
+    HashKey::new(&rand::random::<[u8; 32]>())
+        .map_err(|e| CliError::Io(format!("drawing a key: {e}")))
 }
 
 fn write_warnings(err: &mut dyn Write, warnings: &[Warning]) -> Result<(), CliError> {

@@ -40,6 +40,19 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// A file with the key the golden files are rendered with (core/tests/golden.rs).
+fn golden_key_file() -> PathBuf {
+    let d = tmp("golden-key");
+    let f = d.join("hash.key");
+    write(&f, "kompox golden samples: fixed key");
+    f
+}
+
 fn write(path: &Path, content: &str) {
     if let Err(e) = std::fs::write(path, content) {
         panic!("{}: {e}", path.display());
@@ -61,6 +74,8 @@ fn samples_render_as_their_golden_files() {
                 "aks",
                 "--region",
                 "japaneast",
+                "--hash-key-file",
+                &golden_key_file().to_string_lossy(),
             ],
         );
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
@@ -110,10 +125,15 @@ configs:
     let stdout = text(&out.stdout);
     assert!(stdout.contains("name: demo-web-env"), "{stdout}");
     assert!(
-        stdout.contains("PASSWORD: sha256:"),
+        stdout.contains("PASSWORD: hmac-sha256:"),
         "redacted by default: {stdout}"
     );
-    assert!(stdout.contains("EXTRA: sha256:"), "{stdout}");
+    assert!(stdout.contains("EXTRA: hmac-sha256:"), "{stdout}");
+    // No unkeyed digest of the value: `echo -n very-secret-value | sha256sum` finds nothing.
+    assert!(
+        !stdout.contains(&sha256_hex(b"very-secret-value")),
+        "{stdout}"
+    );
     assert!(!stdout.contains("very-secret-value"));
     assert!(
         stdout.contains("site: |") || stdout.contains("site: \"listen 80;"),

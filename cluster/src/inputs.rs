@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kompox_core::api::{KompoxApp, KompoxDisk};
+use kompox_core::hash::HashKey;
 use kompox_core::render::{ClusterInfo, RenderInput, Sources};
 pub use kompox_core::render::{SourceRefs, referenced_disks, referenced_sources};
 use kube::api::Api;
@@ -43,10 +44,10 @@ impl std::fmt::Debug for OwnedInputs {
 }
 
 impl OwnedInputs {
-    /// The renderer's view of these inputs for `cluster`:
-    /// `kompox_core::render::render(&inputs.input(&cluster))`.
+    /// The renderer's view of these inputs for `cluster`, digests under the install's `key`:
+    /// `kompox_core::render::render(&inputs.input(&cluster, &key))`.
     #[must_use]
-    pub fn input<'a>(&'a self, cluster: &'a ClusterInfo) -> RenderInput<'a> {
+    pub fn input<'a>(&'a self, cluster: &'a ClusterInfo, key: &'a HashKey) -> RenderInput<'a> {
         RenderInput {
             app: &self.app,
             compose: &self.compose,
@@ -54,6 +55,7 @@ impl OwnedInputs {
             sources: &self.sources,
             cluster,
             interpolation: &self.interpolation,
+            key,
         }
     }
 }

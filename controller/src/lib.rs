@@ -101,6 +101,11 @@ pub struct Config {
     pub leader_election: Option<LeaseConfig>,
     /// This replica's name for Events (`reportingInstance`).
     pub instance: String,
+    /// The install's key for env hashes and rendered hashes (the webhook and the aggregated
+    /// API server use the same).
+    pub hash_key: kompox_core::hash::HashKey,
+    /// Longest one render may take; an app whose render takes longer is Degraded.
+    pub render_timeout: std::time::Duration,
 }
 
 /// What every reconcile gets.

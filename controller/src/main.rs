@@ -39,6 +39,13 @@ struct Args {
     /// Seconds before expiry the holder renews.
     #[arg(long, default_value_t = 5)]
     lease_grace_secs: u64,
+    /// The install's hash key (the file of the kompox-hash-key Secret): env hashes and rendered
+    /// hashes are keyed with it, the same key as the webhook's and the aggregated API server's.
+    #[arg(long, env = "KOMPOX_HASH_KEY_FILE", value_name = "FILE")]
+    hash_key_file: PathBuf,
+    /// Longest one render may take, in seconds (the app is then Degraded).
+    #[arg(long, default_value_t = 10)]
+    render_timeout_seconds: u64,
     /// Exit when standard input reaches end-of-file (a parent that dies takes us with it).
     #[arg(long)]
     exit_on_stdin_close: bool,
@@ -68,7 +75,14 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         bail!("--lease-grace-secs must be > 0 and < --lease-duration-secs");
     }
     let instance = instance_name();
+    let path = &args.hash_key_file;
+    let material = std::fs::read(path)
+        .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
+    let hash_key = kompox_core::hash::HashKey::new(&material)
+        .with_context(|| format!("--hash-key-file {}", path.display()))?;
     Ok(Config {
+        hash_key,
+        render_timeout: std::time::Duration::from_secs(args.render_timeout_seconds.max(1)),
         kubeconfig: args
             .kubeconfig
             .clone()

@@ -115,6 +115,10 @@ fn main() {
         region: Some("japaneast".to_owned()),
     };
     let vars = BTreeMap::new();
+    let key = match kompox_core::hash::HashKey::new(&[7; 32]) {
+        Ok(k) => k,
+        Err(e) => panic!("{e}"),
+    };
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
     let mut cases: Vec<Case> = std::fs::read_dir(&samples)
         .map(|rd| {
@@ -141,6 +145,7 @@ fn main() {
             sources: &case.bundle.sources,
             cluster: &cluster,
             interpolation: &vars,
+            key: &key,
         };
         let rendered = match render(&input) {
             Ok(r) => r,

@@ -1,22 +1,34 @@
-//! Content hashes: `env_hash` over referenced Secret/ConfigMap data (rolled into a pod
-//! template annotation so a change restarts the pods), and canonical JSON hashes for
-//! `status.renderedHash`.
+//! Content digests: `env_hash` over referenced Secret/ConfigMap data (rolled into a pod
+//! template annotation so a change restarts the pods), the digest of rendered manifests for
+//! `status.renderedHash`, and the digests that stand for Secret values in redacted output.
 //!
-//! All outputs are `sha256:<64 lowercase hex>`.
+//! # Keyed: nothing can be checked offline
 //!
-//! # `env_hash` encoding (v2)
+//! Every digest that leaves a server is an HMAC-SHA256 under the install's [`HashKey`] (a
+//! random key `kubectl kompox install` keeps in a Secret only the servers read), written
+//! `hmac-sha256:<64 lowercase hex>`. An unkeyed hash of a Secret value would confirm guesses
+//! (`echo -n GUESS | sha256sum`); without the key nobody can compute or compare these values
+//! outside the servers. Each use has its own domain tag and binds the identity of what it
+//! covers (namespace, name, key), so two digests of the same value in different objects
+//! differ and a tenant cannot reproduce another namespace's digest with its own Secret.
+//!
+//! The per-value [`Digest`]s below stay in the servers' memory (the webhook's caches); they
+//! are plain SHA-256 and never leave a process.
+//!
+//! # `env_hash` encoding (v3)
 //!
 //! The webhook, the controller and the renderer must compute the same value from the same
-//! inputs, so the encoding is fixed here. It is defined over per-value SHA-256 digests, not
-//! over the values themselves, so a cache holding only digests ([`ObjectDigests`]) computes
-//! the same hash as code holding the full objects, and Secret values need not stay in memory.
+//! inputs and the same key, so the encoding is fixed here. It is defined over per-value
+//! SHA-256 digests, not over the values themselves, so a cache holding only digests
+//! ([`ObjectDigests`]) computes the same hash as code holding the full objects, and Secret
+//! values need not stay in memory.
 //!
 //! 1. Inputs are sorted by (kind, namespace, name, key, value digest) and exact duplicates
 //!    removed, so neither input order nor referencing the same key twice changes the hash.
-//! 2. The hash is sha256 over the domain tag `kompox-env-hash/v2\0`, the input count (u64
-//!    big-endian), then per input: kind, namespace, name and key each as u64 big-endian byte
-//!    length + bytes, then a presence byte — `0` for an absent key (nothing follows), `1`
-//!    followed by the 32-byte SHA-256 digest of the value.
+//! 2. The hash is HMAC-SHA256 under the key over the domain tag `kompox-env-hash/v3\0`, the
+//!    input count (u64 big-endian), then per input: kind, namespace, name and key each as u64
+//!    big-endian byte length + bytes, then a presence byte — `0` for an absent key (nothing
+//!    follows), `1` followed by the 32-byte SHA-256 digest of the value.
 //!
 //! Length prefixes make `a=bc` and `ab=c` differ.
 //!
@@ -43,30 +55,100 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
 
+use hmac::{Hmac, Mac as _};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, EnvFromSource, EnvVar, KeyToPath, PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-/// Prefix of every hash string.
+/// Prefix of the in-memory [`Digest`]'s `Debug` form.
 pub const SHA256_PREFIX: &str = "sha256:";
+
+/// Prefix of every keyed digest ([`HashKey`]) that leaves a server.
+pub const KEYED_PREFIX: &str = "hmac-sha256:";
 
 /// The ConfigMap kube-controller-manager publishes in every namespace with the cluster CA.
 /// Every Pod with a service account token mounts it (the `kube-api-access-*` projected
 /// volume), so it is not app configuration and [`pod_spec_env_refs`] leaves it out.
 pub const KUBE_ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 
-const ENV_HASH_DOMAIN: &[u8] = b"kompox-env-hash/v2\0";
+const ENV_HASH_DOMAIN: &[u8] = b"kompox-env-hash/v3\0";
 
 /// Errors from hashing.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Error {
-    /// The value could not be turned into JSON (e.g. a map with non-string keys).
-    #[error("hash_json: value is not representable as JSON: {0}")]
-    Json(String),
+    /// The key material is too short to be a secret.
+    #[error("hash key: {len} bytes, want at least {min} (a random key as `kubectl kompox install` writes)", min = HashKey::MIN_LEN)]
+    ShortKey {
+        /// Length of what was given (after trimming whitespace).
+        len: usize,
+    },
+}
+
+/// The per-install secret key of every digest that leaves a server (see the module docs).
+/// `Debug` never shows it.
+#[derive(Clone)]
+pub struct HashKey(Hmac<Sha256>);
+
+impl HashKey {
+    /// Shortest key accepted, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// A key from its material, e.g. the content of the key file: leading and trailing ASCII
+    /// whitespace is ignored (a trailing newline), at least [`HashKey::MIN_LEN`] bytes must
+    /// remain.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShortKey`] when the material is shorter.
+    pub fn new(material: &[u8]) -> Result<HashKey, Error> {
+        let m = material.trim_ascii();
+        if m.len() < Self::MIN_LEN {
+            return Err(Error::ShortKey { len: m.len() });
+        }
+        // HMAC takes keys of any length; the error arm cannot happen.
+        Hmac::<Sha256>::new_from_slice(m)
+            .map(HashKey)
+            .map_err(|_| Error::ShortKey { len: m.len() })
+    }
+
+    /// HMAC-SHA256 under this key over `domain` then each field as u64 big-endian length +
+    /// bytes, as `hmac-sha256:<hex>`. Every keyed digest is one of these with its own domain.
+    #[must_use]
+    pub fn digest(&self, domain: &[u8], fields: &[&[u8]]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(domain);
+        for f in fields {
+            mac.update(&(f.len() as u64).to_be_bytes());
+            mac.update(f);
+        }
+        keyed(mac)
+    }
+}
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(<secret>)")
+    }
+}
+
+fn keyed(mac: Hmac<Sha256>) -> String {
+    format!("{KEYED_PREFIX}{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Domain of [`rendered_hash`].
+const RENDERED_DOMAIN: &[u8] = b"kompox-rendered/v1\0";
+
+/// The keyed digest of rendered objects (`status.renderedHash`): over their canonical JSON
+/// ([`canonical_json_string`]), so key order does not matter.
+#[must_use]
+pub fn rendered_hash(key: &HashKey, objects: &Value) -> String {
+    key.digest(
+        RENDERED_DOMAIN,
+        &[canonical_json_string(objects).as_bytes()],
+    )
 }
 
 /// Which kind of object a [`HashInput`] comes from.
@@ -422,6 +504,7 @@ where
 /// [`env_hash`] of [`env_inputs_for_refs`]: the env hash of a pod spec's references.
 #[must_use]
 pub fn env_hash_for_refs<D>(
+    key: &HashKey,
     namespace: &str,
     refs: &[EnvRef],
     resolve: impl FnMut(SourceKind, &str) -> Option<D>,
@@ -429,18 +512,18 @@ pub fn env_hash_for_refs<D>(
 where
     D: Deref<Target = ObjectDigests>,
 {
-    env_hash(&env_inputs_for_refs(namespace, refs, resolve))
+    env_hash(key, &env_inputs_for_refs(namespace, refs, resolve))
 }
 
 /// The env hash of `inputs`; see the module docs for the exact encoding.
 #[must_use]
-pub fn env_hash(inputs: &[HashInput]) -> String {
+pub fn env_hash(key: &HashKey, inputs: &[HashInput]) -> String {
     let mut sorted: Vec<&HashInput> = inputs.iter().collect();
     sorted.sort();
     sorted.dedup();
-    let mut h = Sha256::new();
+    let mut h = key.0.clone();
     h.update(ENV_HASH_DOMAIN);
-    h.update((sorted.len() as u64).to_be_bytes());
+    h.update(&(sorted.len() as u64).to_be_bytes());
     for i in sorted {
         for field in [
             i.kind.as_str().as_bytes(),
@@ -448,35 +531,18 @@ pub fn env_hash(inputs: &[HashInput]) -> String {
             i.name.as_bytes(),
             i.key.as_bytes(),
         ] {
-            h.update((field.len() as u64).to_be_bytes());
+            h.update(&(field.len() as u64).to_be_bytes());
             h.update(field);
         }
         match &i.value {
-            None => h.update([0u8]),
+            None => h.update(&[0u8]),
             Some(d) => {
-                h.update([1u8]);
-                h.update(d.0);
+                h.update(&[1u8]);
+                h.update(&d.0);
             }
         }
     }
-    format!("{SHA256_PREFIX}{}", hex::encode(h.finalize()))
-}
-
-/// `sha256:<hex>` of `bytes`.
-#[must_use]
-pub fn hash_bytes(bytes: &[u8]) -> String {
-    format!("{SHA256_PREFIX}{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// `sha256:<hex>` of the canonical JSON of `value` (object keys sorted at every level, no
-/// whitespace), for `status.renderedHash`.
-///
-/// # Errors
-///
-/// [`Error::Json`] if `value` cannot be represented as JSON.
-pub fn hash_json<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
-    let v = serde_json::to_value(value).map_err(|e| Error::Json(e.to_string()))?;
-    Ok(hash_bytes(canonical_json_string(&v).as_bytes()))
+    keyed(h)
 }
 
 /// `value` with the keys of every object in sorted order (a no-op without serde_json's
@@ -518,34 +584,84 @@ mod tests {
         HashInput::present(SourceKind::Secret, "ns", "env", key, value)
     }
 
+    /// The key of the fixed vectors: 32 bytes `k`.
+    fn k() -> HashKey {
+        match HashKey::new(&[b'k'; 32]) {
+            Ok(k) => k,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn env_hash(inputs: &[HashInput]) -> String {
+        super::env_hash(&k(), inputs)
+    }
+
+    fn env_hash_for_refs<D: Deref<Target = ObjectDigests>>(
+        ns: &str,
+        refs: &[EnvRef],
+        resolve: impl FnMut(SourceKind, &str) -> Option<D>,
+    ) -> String {
+        super::env_hash_for_refs(&k(), ns, refs, resolve)
+    }
+
     #[test]
-    fn hash_bytes_vector() {
-        // python3: hashlib.sha256(b"hello").hexdigest()
+    fn keys_are_checked_and_never_shown() {
         assert_eq!(
-            hash_bytes(b"hello"),
-            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+            HashKey::new(b"  short\n").map(|_| ()),
+            Err(Error::ShortKey { len: 5 })
+        );
+        let material = "0123456789abcdef0123456789abcdef";
+        let key = HashKey::new(format!("{material}\n").as_bytes()).map_err(|e| e.to_string());
+        let Ok(key) = key else { panic!("{key:?}") };
+        assert!(!format!("{key:?}").contains(material));
+        // Trailing whitespace of a key file does not change the key.
+        let same = HashKey::new(material.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(
+            same.map(|s| s.digest(b"d", &[b"x"])),
+            Ok(key.digest(b"d", &[b"x"]))
         );
     }
 
     #[test]
+    fn keyed_digest_vector_and_key_dependence() {
+        // python3: hmac.new(b"k"*32, b"d" + struct.pack(">Q", 1) + b"x", "sha256").hexdigest()
+        assert_eq!(
+            k().digest(b"d", &[b"x"]),
+            "hmac-sha256:356d63b9849efa6f9ffe7edaa46192163ef828ac8324ba1ec4783c850b4fee1b"
+        );
+        let other = HashKey::new(&[b'o'; 32]).map_err(|e| e.to_string());
+        assert_ne!(
+            other.map(|o| o.digest(b"d", &[b"x"])),
+            Ok(k().digest(b"d", &[b"x"]))
+        );
+        // Field boundaries count.
+        assert_ne!(
+            k().digest(b"d", &[b"ab", b"c"]),
+            k().digest(b"d", &[b"a", b"bc"])
+        );
+        assert_ne!(k().digest(b"d", &[b"x"]), k().digest(b"e", &[b"x"]));
+    }
+
+    #[test]
     fn env_hash_fixed_vectors() {
-        // Computed independently with python3: sha256(b"kompox-env-hash/v2\0" + struct.pack(">Q", n)
-        // + per input: length-prefixed kind/ns/name/key, then b"\0" or b"\1" + sha256(value)).
-        // Pinned: changing the encoding must be deliberate (webhook, controller and renderer agree).
+        // Computed independently with python3: hmac.new(b"k"*32, b"kompox-env-hash/v3\0" +
+        // struct.pack(">Q", n) + per input: length-prefixed kind/ns/name/key, then b"\0" or
+        // b"\1" + sha256(value), "sha256"). Pinned: changing the encoding must be deliberate
+        // (webhook, controller and renderer agree).
         assert_eq!(
             env_hash(&[]),
-            "sha256:0bd86d8d21cb5c3d2203864a9df301d51e21f621746f652f654fde49f1e07a04"
+            "hmac-sha256:d57713ac4c2f6e0b4a2ef53dd57ef707d0c1b3f9a4e76f488bf3dcb80f316e81"
         );
         assert_eq!(
             env_hash(&[sec("A", "1")]),
-            "sha256:a55ef0222e1036a54f94519c61ea30c3d3d9f83ff00af8be613d31fef907667b"
+            "hmac-sha256:48c612667a7be34917b1ac10ad8b7de3c664523d62367bfe58fb64d40e93a76b"
         );
         assert_eq!(
             env_hash(&[
                 HashInput::missing(SourceKind::Secret, "ns", "env", "A"),
                 HashInput::present(SourceKind::ConfigMap, "ns", "cfg", "x", ""),
             ]),
-            "sha256:b16990b9daee032b5e3e8c148c52733274b96952ac97de36baaf67c142d65d02"
+            "hmac-sha256:282180df4f72a1b0b2fb4a4dac20f2437344071161957396d6a2a43344a9f14e"
         );
     }
 
@@ -554,7 +670,7 @@ mod tests {
         let a = env_hash(&[sec("A", "1"), sec("B", "2")]);
         assert_eq!(a, env_hash(&[sec("B", "2"), sec("A", "1")]));
         assert_eq!(a, env_hash(&[sec("B", "2"), sec("A", "1"), sec("A", "1")]));
-        assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
+        assert!(a.starts_with(KEYED_PREFIX) && a.len() == KEYED_PREFIX.len() + 64);
     }
 
     #[test]
@@ -586,7 +702,13 @@ mod tests {
         let d = Digest::of(b"hunter2");
         let shown = format!("{d:?} {:?}", sec("pw", "hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains(&hash_bytes(b"hunter2")), "{shown}");
+        // python3: hashlib.sha256(b"hunter2").hexdigest()
+        assert!(
+            shown.contains(
+                "sha256:f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"
+            ),
+            "{shown}"
+        );
     }
 
     fn secret() -> Secret {
@@ -763,27 +885,23 @@ mod tests {
     }
 
     #[test]
-    fn hash_json_is_key_order_independent() {
-        let a = hash_json(&json!({"b": 1, "a": {"y": [1, 2], "x": null}}));
-        let b = hash_json(&json!({"a": {"x": null, "y": [1, 2]}, "b": 1}));
+    fn rendered_hash_is_key_order_independent_and_keyed() {
+        let a = rendered_hash(&k(), &json!({"b": 1, "a": {"y": [1, 2], "x": null}}));
+        let b = rendered_hash(&k(), &json!({"a": {"x": null, "y": [1, 2]}, "b": 1}));
         assert_eq!(a, b);
         assert_ne!(
             a,
-            hash_json(&json!({"a": {"x": null, "y": [2, 1]}, "b": 1}))
+            rendered_hash(&k(), &json!({"a": {"x": null, "y": [2, 1]}, "b": 1}))
         );
         assert_eq!(
             canonical_json_string(&json!({"b": 1, "a": 2})),
             r#"{"a":2,"b":1}"#
         );
-        // python3: hashlib.sha256(b'{"a":2,"b":1}').hexdigest()
+        // python3: hmac.new(b"k"*32, b"kompox-rendered/v1\0" + struct.pack(">Q", 13)
+        //   + b'{"a":2,"b":1}', "sha256").hexdigest()
         assert_eq!(
-            hash_json(&json!({"b": 1, "a": 2})),
-            Ok(
-                "sha256:d3626ac30a87e6f7a6428233b3c68299976865fa5508e4267c5415c76af7a772"
-                    .to_string()
-            )
+            rendered_hash(&k(), &json!({"b": 1, "a": 2})),
+            "hmac-sha256:c89695471188a49e27517b84089eb4f0966631ddd705c6f3794d9a1f38caa495"
         );
-        let non_string_keys: BTreeMap<(i32, i32), i32> = [((1, 2), 3)].into();
-        assert!(hash_json(&non_string_keys).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kompox_core::api::ProviderType;
+use kompox_core::hash::HashKey;
 use kompox_core::redact::redact_objects;
 use kompox_core::render::{Bundle, ClusterInfo, RenderInput, render, yaml_stream};
 
@@ -17,6 +18,11 @@ fn cluster() -> ClusterInfo {
         provider: ProviderType::Aks,
         region: Some("japaneast".to_owned()),
     }
+}
+
+/// A fixed key, so the goldens' digests are stable (an install has its own random key).
+fn key() -> HashKey {
+    HashKey::new(b"kompox golden samples: fixed key").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn samples_dir() -> PathBuf {
@@ -41,18 +47,20 @@ fn render_sample(name: &str, dir: &Path) -> String {
         sources: &bundle.sources,
         cluster: &cluster(),
         interpolation: &BTreeMap::new(),
+        key: &key(),
     })
     .unwrap_or_else(|e| panic!("{name}: render failed:\n{e}"));
     let mut out = format!(
         "# Rendered from samples/{name}/compose.yml and app.yml for provider aks, region japaneast.\n\
          # Same as: kubectl-kompox render -f samples/{name}/compose.yml --app samples/{name}/app.yml --provider aks --region japaneast\n\
+         # (digests under the fixed key \"kompox golden samples: fixed key\", given with --hash-key-file)\n\
          # Regenerate: KOMPOX_UPDATE_GOLDEN=1 cargo test -p kompox-core --test golden\n"
     );
     for w in bundle.warnings.iter().chain(&rendered.warnings) {
         out.push_str(&format!("# warning: {w}\n"));
     }
     out.push_str(
-        &yaml_stream(&redact_objects(&rendered.objects)).unwrap_or_else(|e| panic!("{e}")),
+        &yaml_stream(&redact_objects(&key(), &rendered.objects)).unwrap_or_else(|e| panic!("{e}")),
     );
     out
 }

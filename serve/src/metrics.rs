@@ -94,19 +94,21 @@ impl Metrics {
     }
 
     /// Records one handled request. `route` must be a fixed route name or template
-    /// (`"/apis/{group}/{version}"`, `"mutate"`), never the raw path, to bound cardinality.
+    /// (`"/apis/{group}/{version}"`, `"mutate"`), never the raw path, to bound cardinality;
+    /// the method is recorded as [`method_label`] (a closed set).
     pub fn observe(&self, route: &str, method: &Method, code: StatusCode, elapsed: Duration) {
+        let method = method_label(method);
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
-                method: method.as_str().to_owned(),
+                method: method.to_owned(),
                 code: code.as_u16(),
             })
             .inc();
         self.duration
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
-                method: method.as_str().to_owned(),
+                method: method.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -141,11 +143,49 @@ impl Metrics {
     }
 }
 
+/// A request method as a metric label: one of the standard methods, else `"other"` — the
+/// method is whatever the client sent, and every distinct label value is a series kept until
+/// restart.
+#[must_use]
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use prometheus_client::metrics::gauge::Gauge;
+
+    #[test]
+    fn methods_are_a_closed_set() {
+        let m = Metrics::new("t");
+        for i in 0..200 {
+            let Ok(method) = Method::from_bytes(format!("X{i:0>1000}").as_bytes()) else {
+                panic!("extension method {i}")
+            };
+            m.observe("r", &method, StatusCode::METHOD_NOT_ALLOWED, Duration::ZERO);
+        }
+        m.observe("r", &Method::GET, StatusCode::OK, Duration::ZERO);
+        let out = m.encode().unwrap();
+        assert!(
+            out.contains(r#"t_http_requests_total{route="r",method="other",code="405"} 200"#),
+            "{out}"
+        );
+        assert!(out.contains(r#"method="GET""#), "{out}");
+        assert!(out.len() < 4096, "{} bytes", out.len());
+    }
 
     #[test]
     fn encodes_request_metrics_and_extra_metrics() {

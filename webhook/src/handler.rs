@@ -20,6 +20,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kompox_core::hash::HashKey;
 use kompox_serve::{BoxError, Health, Metrics, json, read_body_limited, text};
 use kube::core::admission::Operation;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,7 +40,7 @@ pub const MUTATE_PATH: &str = "/mutate";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReviewLabels {
-    kind: String,
+    kind: &'static str,
     result: &'static str,
 }
 
@@ -55,7 +56,18 @@ struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
-    kind: String,
+    kind: &'static str,
+}
+
+/// A review's `kind` as a metric label: the kinds the webhook decides on, else `"other"` (the
+/// kind is whatever the caller sent; each distinct label value is a series kept until restart).
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "Pod" => "Pod",
+        "Deployment" => "Deployment",
+        "StatefulSet" => "StatefulSet",
+        _ => "other",
+    }
 }
 
 /// The webhook's own metrics, registered in the shared [`Metrics`] registry.
@@ -108,6 +120,7 @@ impl WebhookMetrics {
 #[derive(Clone)]
 pub struct Handler {
     lookup: Arc<dyn Lookup>,
+    key: HashKey,
     health: Health,
     metrics: Metrics,
     webhook: WebhookMetrics,
@@ -128,13 +141,14 @@ struct Outcome {
 }
 
 impl Handler {
-    /// A handler deciding on `lookup`; `/readyz` and `/mutate` follow `health`; webhook metrics
-    /// are registered in `metrics`.
+    /// A handler deciding on `lookup`, env hashes under the install's `key`; `/readyz` and
+    /// `/mutate` follow `health`; webhook metrics are registered in `metrics`.
     #[must_use]
-    pub fn new(lookup: Arc<dyn Lookup>, health: Health, metrics: Metrics) -> Self {
+    pub fn new(lookup: Arc<dyn Lookup>, key: HashKey, health: Health, metrics: Metrics) -> Self {
         let webhook = WebhookMetrics::register(&metrics);
         Handler {
             lookup,
+            key,
             health,
             metrics,
             webhook,
@@ -214,7 +228,7 @@ impl Handler {
         self.webhook
             .reviews
             .get_or_create(&ReviewLabels {
-                kind: String::new(),
+                kind: "other",
                 result: "invalid",
             })
             .inc();
@@ -230,23 +244,24 @@ impl Handler {
         let req = review::decode(body)?;
         let ns = req.namespace.as_deref().unwrap_or_default();
         let lookup = self.lookup.as_ref();
+        let key = &self.key;
         let outcome = match (&req.object, req.operation.clone()) {
             (Some(Object::Pod(pod)), Operation::Create) => {
-                finish(&req.uid, mutate::mutate_pod(ns, &pod.0, lookup))
+                finish(&req.uid, mutate::mutate_pod(ns, &pod.0, lookup, key))
             }
             (Some(Object::Deployment(d)), op @ (Operation::Create | Operation::Update)) => {
                 let old = match (&req.old_object, op) {
                     (Some(Object::Deployment(o)), Operation::Update) => o.template.as_ref(),
                     _ => None,
                 };
-                template(&req.uid, ns, d.template.as_ref(), old, lookup)
+                template(&req.uid, ns, d.template.as_ref(), old, lookup, key)
             }
             (Some(Object::StatefulSet(s)), op @ (Operation::Create | Operation::Update)) => {
                 let old = match (&req.old_object, op) {
                     (Some(Object::StatefulSet(o)), Operation::Update) => o.template.as_ref(),
                     _ => None,
                 };
-                template(&req.uid, ns, s.template.as_ref(), old, lookup)
+                template(&req.uid, ns, s.template.as_ref(), old, lookup, key)
             }
             // Registered for something we do not handle: let it through unchanged.
             _ => unchanged(&req.uid),
@@ -260,7 +275,7 @@ impl Handler {
         self.webhook
             .reviews
             .get_or_create(&ReviewLabels {
-                kind: kind.to_owned(),
+                kind: kind_label(kind),
                 result: o.result,
             })
             .inc();
@@ -289,7 +304,7 @@ impl Handler {
         self.webhook
             .latency
             .get_or_create(&KindLabels {
-                kind: kind.to_owned(),
+                kind: kind_label(kind),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -301,9 +316,13 @@ fn template(
     template: Option<&PodTemplateSpec>,
     old: Option<&PodTemplateSpec>,
     lookup: &dyn Lookup,
+    key: &HashKey,
 ) -> Outcome {
     match template {
-        Some(t) => finish(uid, Ok(mutate::mutate_template(namespace, t, old, lookup))),
+        Some(t) => finish(
+            uid,
+            Ok(mutate::mutate_template(namespace, t, old, lookup, key)),
+        ),
         None => unchanged(uid),
     }
 }

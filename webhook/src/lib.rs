@@ -95,6 +95,50 @@ pub enum TlsSource {
     },
 }
 
+/// Who may call `/mutate` and `/metrics`: clients with a certificate from `ca_file` (and, when
+/// `allowed_names` is not empty, one of those subject CNs). kube-apiserver presents one when its
+/// AdmissionConfiguration names a `kubeConfigFile` with a client certificate for this webhook
+/// (docs/security.md). Health endpoints stay open for probes.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// PEM bundle of the CA(s) the client certificate must chain to (polled with the serving
+    /// files; read once for the other sources).
+    pub ca_file: std::path::PathBuf,
+    /// Accepted subject common names; empty accepts any certificate from the CA.
+    pub allowed_names: Vec<String>,
+}
+
+impl ClientAuth {
+    /// `None` when `conn` may call `path`, else the refusal.
+    fn refuse(
+        &self,
+        path: &str,
+        conn: &kompox_serve::ConnInfo,
+    ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
+        if path != handler::MUTATE_PATH && path != "/metrics" {
+            return None;
+        }
+        if conn.peer_certificates.as_ref().is_none_or(Vec::is_empty) {
+            return Some(kompox_serve::text(
+                http::StatusCode::UNAUTHORIZED,
+                "a client certificate is required\n",
+            ));
+        }
+        if self.allowed_names.is_empty() {
+            return None;
+        }
+        let cn = kompox_serve::peer_common_name(conn).unwrap_or_default();
+        if self.allowed_names.contains(&cn) {
+            None
+        } else {
+            Some(kompox_serve::text(
+                http::StatusCode::FORBIDDEN,
+                "this client certificate may not call the webhook\n",
+            ))
+        }
+    }
+}
+
 /// Everything the webhook needs, parsed before anything is bound.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -105,6 +149,11 @@ pub struct Config {
     /// Region to map zone numbers with when no Node has a `topology.kubernetes.io/region`
     /// label.
     pub region: Option<String>,
+    /// The install's key for env hashes (the controller and the renderer use the same).
+    pub hash_key: kompox_core::hash::HashKey,
+    /// Client-certificate authentication of the callers; `None` answers anyone who reaches
+    /// the port (then only keyed, namespace-bound digests can be learnt).
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// A bound, not yet serving webhook: [`Webhook::local_addr`] is known, so tests can register
@@ -135,18 +184,32 @@ impl Webhook {
     /// [`Error::Serve`] for an unusable certificate or an address that cannot be bound,
     /// [`Error::TlsSecret`] when the Secret cannot be read or written.
     pub async fn bind(config: Config, client: Client) -> Result<Webhook> {
+        let client_ca_file = config.client_auth.as_ref().map(|a| a.ca_file.clone());
+        let client_ca = match &client_ca_file {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|source| kompox_serve::Error::Io {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let tls = match &config.tls {
             TlsSource::Files { cert, key } => ReloadableTls::from_files(&TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
-                client_ca: None,
+                client_ca: client_ca_file,
             })?,
             TlsSource::Pem { cert, key } => {
-                ReloadableTls::new(cert.as_bytes(), key.as_bytes(), None)?
+                ReloadableTls::new(cert.as_bytes(), key.as_bytes(), client_ca.as_deref())?
             }
             TlsSource::Secret(s) => {
                 let pair = tls::initial(&client, s).await?;
-                ReloadableTls::new(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), None)?
+                ReloadableTls::new(
+                    pair.cert_pem.as_bytes(),
+                    pair.key_pem.as_bytes(),
+                    client_ca.as_deref(),
+                )?
             }
         };
         let server = Server::bind(config.listen, tls.clone()).await?;
@@ -214,7 +277,7 @@ impl Webhook {
                     TlsFiles {
                         cert: cert.clone(),
                         key: key.clone(),
-                        client_ca: None,
+                        client_ca: config.client_auth.as_ref().map(|a| a.ca_file.clone()),
                     },
                 );
                 Some(tokio::spawn(
@@ -230,12 +293,27 @@ impl Webhook {
             TlsSource::Pem { .. } => None,
         };
 
-        let handler = Handler::new(Arc::new(state), health.clone(), metrics);
+        let handler = Handler::new(
+            Arc::new(state),
+            config.hash_key.clone(),
+            health.clone(),
+            metrics,
+        );
+        let auth = config.client_auth.clone().map(Arc::new);
         server
             .serve(
-                move |req, _conn| {
+                move |req: http::Request<hyper::body::Incoming>, conn| {
                     let handler = handler.clone();
-                    async move { handler.handle(req).await }
+                    let auth = auth.clone();
+                    async move {
+                        if let Some(refusal) = auth
+                            .as_ref()
+                            .and_then(|a| a.refuse(req.uri().path(), &conn))
+                        {
+                            return refusal;
+                        }
+                        handler.handle(req).await
+                    }
                 },
                 stop.on_shutdown(shutdown, health),
             )

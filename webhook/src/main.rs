@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use kompox_core::hash::HashKey;
 use kompox_webhook::tls::{Managed, SecretTls};
 use kompox_webhook::{Config, TlsSource};
 
@@ -48,6 +49,24 @@ struct Args {
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
 
+    /// The install's hash key (the file of the kompox-hash-key Secret): env hashes are keyed
+    /// with it, the same key as the controller's and the aggregated API server's.
+    #[arg(long, env = "KOMPOX_HASH_KEY_FILE", value_name = "FILE")]
+    hash_key_file: PathBuf,
+
+    /// CA bundle (PEM) of the client certificate kube-apiserver presents (its AdmissionConfiguration
+    /// `kubeConfigFile`): `/mutate` and `/metrics` then answer only such clients (401/403 otherwise).
+    #[arg(long, env = "KOMPOX_WEBHOOK_CLIENT_CA_FILE", value_name = "FILE")]
+    client_ca_file: Option<PathBuf>,
+
+    /// Subject CN the client certificate must have (repeatable; default: any from the CA).
+    #[arg(
+        long = "client-allowed-name",
+        requires = "client_ca_file",
+        value_name = "CN"
+    )]
+    client_allowed_names: Vec<String>,
+
     /// Region for mapping zone numbers when no Node has a topology.kubernetes.io/region label.
     #[arg(long)]
     region: Option<String>,
@@ -66,8 +85,15 @@ fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Reads the hash key file (a trailing newline is fine).
+fn read_hash_key(path: &std::path::Path) -> anyhow::Result<HashKey> {
+    let material = std::fs::read(path)
+        .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
+    HashKey::new(&material).with_context(|| format!("--hash-key-file {}", path.display()))
+}
+
 impl Args {
-    fn config(&self) -> Result<Config, clap::Error> {
+    fn config(&self, hash_key: HashKey) -> Result<Config, clap::Error> {
         let tls = match (
             &self.tls_cert_file,
             &self.tls_private_key_file,
@@ -96,6 +122,15 @@ impl Args {
             listen: self.listen,
             tls,
             region: self.region.clone().filter(|r| !r.is_empty()),
+            hash_key,
+            client_auth: self
+                .client_ca_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|ca_file| kompox_webhook::ClientAuth {
+                    ca_file,
+                    allowed_names: self.client_allowed_names.clone(),
+                }),
         })
     }
 }
@@ -104,7 +139,9 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Parse everything before binding anything; a bad combination is a usage error.
-    let config = args.config().unwrap_or_else(|e| e.exit());
+    let config = args
+        .config(read_hash_key(&args.hash_key_file)?)
+        .unwrap_or_else(|e| e.exit());
     kompox_serve::init_logging("info", false);
     let client = kompox_cluster::client(args.kubeconfig.as_deref()).await?;
     let shutdown = kompox_serve::shutdown_signal(args.exit_on_stdin_close);
@@ -118,10 +155,14 @@ mod tests {
     use super::*;
 
     fn config(args: &[&str]) -> Result<Config, String> {
-        let args =
-            Args::try_parse_from(std::iter::once("kompox-webhook").chain(args.iter().copied()))
-                .map_err(|e| e.to_string())?;
-        args.config().map_err(|e| e.to_string())
+        let args = Args::try_parse_from(
+            ["kompox-webhook", "--hash-key-file=unused"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .map_err(|e| e.to_string())?;
+        let key = HashKey::new(&[1; 32]).map_err(|e| e.to_string())?;
+        args.config(key).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -39,7 +39,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kompox_core::api::{KompoxDisk, ProviderType};
-use kompox_core::hash::{self, ObjectDigests, SourceKind};
+use kompox_core::hash::{self, HashKey, ObjectDigests, SourceKind};
 use kompox_core::naming::{DISK_LABEL, DISK_NAMESPACE_LABEL, ENV_HASH_ANNOTATION};
 use kompox_core::provider::{self, ZONE_LABEL};
 use serde_json::{Value, json};
@@ -144,7 +144,12 @@ impl Denial {
 /// # Errors
 ///
 /// [`Denial::ZoneConflict`] when the Pod's disks are in different zones.
-pub fn mutate_pod(namespace: &str, pod: &Pod, lookup: &dyn Lookup) -> Result<Mutation, Denial> {
+pub fn mutate_pod(
+    namespace: &str,
+    pod: &Pod,
+    lookup: &dyn Lookup,
+    key: &HashKey,
+) -> Result<Mutation, Denial> {
     let mut m = Mutation::default();
     let Some(spec) = &pod.spec else {
         return Ok(m);
@@ -160,6 +165,7 @@ pub fn mutate_pod(namespace: &str, pod: &Pod, lookup: &dyn Lookup) -> Result<Mut
             Some(&pod.metadata),
             &["metadata"],
             lookup,
+            key,
             &mut m,
         );
     }
@@ -174,6 +180,7 @@ pub fn mutate_template(
     template: &PodTemplateSpec,
     old_template: Option<&PodTemplateSpec>,
     lookup: &dyn Lookup,
+    key: &HashKey,
 ) -> Mutation {
     let mut m = Mutation::default();
     let Some(spec) = &template.spec else {
@@ -195,6 +202,7 @@ pub fn mutate_template(
             template.metadata.as_ref(),
             &["spec", "template", "metadata"],
             lookup,
+            key,
             &mut m,
         );
     }
@@ -236,13 +244,14 @@ fn stamp_env_hash(
     meta: Option<&ObjectMeta>,
     meta_path: &[&str],
     lookup: &dyn Lookup,
+    key: &HashKey,
     m: &mut Mutation,
 ) {
     let refs = hash::pod_spec_env_refs(spec);
     if refs.is_empty() {
         return;
     }
-    let value = hash::env_hash_for_refs(namespace, &refs, |kind, name| {
+    let value = hash::env_hash_for_refs(key, namespace, &refs, |kind, name| {
         lookup.env_object(kind, namespace, name)
     });
     let annotations = meta.and_then(|m| m.annotations.as_ref());

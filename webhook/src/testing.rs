@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Secret};
 use kompox_core::api::KompoxDisk;
-use kompox_core::hash::{ObjectDigests, SourceKind};
+use kompox_core::hash::{HashKey, ObjectDigests, SourceKind};
 use kompox_core::naming::{DISK_LABEL, DISK_NAMESPACE_LABEL};
 use serde_json::{Value, json};
 
@@ -19,6 +19,14 @@ pub(crate) struct Fake {
     pub disks: BTreeMap<(String, String), Arc<KompoxDisk>>,
     pub env: BTreeMap<(SourceKind, String, String), Arc<ObjectDigests>>,
     pub region: Option<String>,
+}
+
+/// The key the unit tests hash with.
+pub(crate) fn key() -> HashKey {
+    match HashKey::new(&[3; 32]) {
+        Ok(k) => k,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 pub(crate) fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {

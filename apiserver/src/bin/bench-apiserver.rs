@@ -350,6 +350,7 @@ async fn run(args: Args) -> Result<()> {
             cert: leaf.cert_pem.clone(),
             key: leaf.key_pem.clone(),
         },
+        kompox_core::hash::HashKey::new(&[0x42; 32])?,
     ))
     .await?;
     let addr = server.local_addr()?;

@@ -708,8 +708,37 @@ impl<'a> Run<'a> {
             return Ok(step);
         }
         // 2. Render. Invalid compose, zone mismatch, missing references: nothing is applied and
-        //    the live objects stay as they are.
-        let rendered = match render(&inputs.input(cluster)) {
+        //    the live objects stay as they are. Rendering is CPU work an input can make
+        //    expensive: it runs on the blocking pool, within a time budget.
+        let config = &self.actx.ctx.config;
+        let (key, budget, owned_cluster) = (
+            config.hash_key.clone(),
+            config.render_timeout,
+            cluster.clone(),
+        );
+        let task = tokio::task::spawn_blocking(move || {
+            let r = render(&inputs.input(&owned_cluster, &key));
+            (r, inputs)
+        });
+        let (rendered, inputs) = match tokio::time::timeout(budget, task).await {
+            Ok(Ok(done)) => done,
+            // Only a panic in the renderer (a bug) ends the task otherwise.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the renderer failed");
+                return Ok(Step::degraded(
+                    reasons::INVALID_COMPOSE,
+                    "the renderer failed on this app (a Kompox bug; see the controller's log)"
+                        .into(),
+                ));
+            }
+            Err(_) => {
+                return Ok(Step::degraded(
+                    reasons::INVALID_COMPOSE,
+                    format!("rendering took longer than {budget:?}: simplify the compose file"),
+                ));
+            }
+        };
+        let rendered = match rendered {
             Ok(r) => r,
             Err(e) => {
                 return Ok(Step::degraded(e.reason.condition_reason(), e.to_string()));

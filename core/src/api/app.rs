@@ -188,7 +188,7 @@ pub struct KompoxAppStatus {
     /// metadata.generation last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Hash of the rendered manifests last applied (`sha256:<hex>`).
+    /// Keyed digest of the rendered manifests last applied (`hmac-sha256:<hex>`, under the install's hash key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendered_hash: Option<String>,
     /// Objects applied for this app, used to prune what is no longer rendered.

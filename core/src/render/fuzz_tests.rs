@@ -273,6 +273,7 @@ fn run(
         sources: &b.sources,
         cluster,
         interpolation: vars,
+        key: &super::tests::test_key(),
     }))
 }
 

@@ -8,6 +8,7 @@
 //! ```
 //! use std::collections::BTreeMap;
 //! use kompox_core::api::{ComposeSource, KompoxApp, KompoxAppSpec, LocalKeyRef, ProviderType};
+//! use kompox_core::hash::HashKey;
 //! use kompox_core::render::{ClusterInfo, RenderInput, Sources, render};
 //!
 //! let compose_ref = LocalKeyRef { name: "hello-compose".into(), key: "compose.yml".into() };
@@ -24,11 +25,12 @@
 //!     sources: &Sources::default(),
 //!     cluster: &ClusterInfo { provider: ProviderType::K3s, region: None },
 //!     interpolation: &BTreeMap::new(),
+//!     key: &HashKey::new(&[7; 32]).expect("a key"),
 //! })
 //! .expect("renders");
 //! let kinds: Vec<&str> = rendered.objects.iter().filter_map(|o| o["kind"].as_str()).collect();
 //! assert_eq!(kinds, ["Service", "Deployment"]);
-//! assert!(rendered.hash.starts_with("sha256:"));
+//! assert!(rendered.hash.starts_with("hmac-sha256:"));
 //! ```
 //!
 //! # The conversion
@@ -133,7 +135,9 @@ pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
 
 use crate::api::{KompoxApp, KompoxDisk, ProviderType, condition::reasons};
 pub use crate::compose::{Diagnostic, Warning};
-use crate::hash::{ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_refs};
+use crate::hash::{
+    HashKey, ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_refs, rendered_hash,
+};
 use crate::naming::ENV_HASH_ANNOTATION;
 pub use crate::well_known::{APP_LABEL, SOURCE_ANNOTATION};
 use ctx::{AppMeta, Ctx, Names};
@@ -173,6 +177,8 @@ pub struct RenderInput<'a> {
     /// Plain (not secret-held) variables for `${VAR}` interpolation, over those of
     /// `spec.compose.envFrom` (the CLI's `--var`; empty in the cluster).
     pub interpolation: &'a BTreeMap<String, String>,
+    /// The install's key for the env hash and the rendered hash ([`crate::hash`]).
+    pub key: &'a HashKey,
 }
 
 impl fmt::Debug for RenderInput<'_> {
@@ -273,7 +279,7 @@ pub struct Rendered {
     pub warnings: Vec<Warning>,
     /// The pod template's `kompox.dev/env-hash`.
     pub env_hash: String,
-    /// `sha256:<hex>` over the canonical JSON of `objects` (for `status.renderedHash`).
+    /// The keyed digest of `objects` ([`crate::hash::rendered_hash`], `status.renderedHash`).
     pub hash: String,
     /// The Deployment, as it appears in `objects`.
     pub deployment: Deployment,
@@ -667,9 +673,12 @@ fn render_parsed(
         digests.insert((SourceKind::ConfigMap, d.name.clone()), d);
     }
     let namespace = meta.namespace.clone().unwrap_or_default();
-    let env_hash = env_hash_for_refs(&namespace, &pod_spec_env_refs(&pod), |kind, n| {
-        digests.get(&(kind, n.to_owned()))
-    });
+    let env_hash = env_hash_for_refs(
+        input.key,
+        &namespace,
+        &pod_spec_env_refs(&pod),
+        |kind, n| digests.get(&(kind, n.to_owned())),
+    );
 
     let dep_name = meta.object_name(COMPONENT);
     let deployment = Deployment {
@@ -726,7 +735,7 @@ fn render_parsed(
     }
     objects.sort_by_key(sort_key);
     let all = Value::Array(objects);
-    let hash = crate::hash::hash_bytes(crate::hash::canonical_json_string(&all).as_bytes());
+    let hash = rendered_hash(input.key, &all);
     let Value::Array(objects) = all else {
         return None;
     };

@@ -26,6 +26,14 @@ status: {pvName: pv-d1}
 
 /// `spec` lines (indented by two spaces, no `compose:`); without `volumes:` the app gets
 /// `[{name: default, diskRef: {name: d1}}]`.
+/// The key the tests render with.
+pub(super) fn test_key() -> HashKey {
+    match HashKey::new(&[7; 32]) {
+        Ok(k) => k,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn fx(compose: &str, spec: &str, docs: &str) -> Fx {
     let mut spec = spec.to_owned();
     if !spec.contains("volumes:") {
@@ -65,6 +73,7 @@ impl Fx {
             sources: &self.bundle.sources,
             cluster: &self.cluster,
             interpolation: &self.vars,
+            key: &test_key(),
         })
     }
     fn ok(&self) -> Rendered {
@@ -242,10 +251,10 @@ configs:
     assert_eq!(pod(&r)["enableServiceLinks"], false);
     assert_eq!(pod(&r)["automountServiceAccountToken"], false);
     assert_eq!(obj(&r, "Service", "web")["spec"]["selector"], sel);
-    assert!(r.hash.starts_with("sha256:") && r.hash.len() == 71);
+    assert!(r.hash.starts_with("hmac-sha256:") && r.hash.len() == 76);
     assert_eq!(
         r.hash,
-        crate::hash::hash_json(&r.objects).unwrap_or_default()
+        crate::hash::rendered_hash(&test_key(), &json!(r.objects))
     );
 }
 
@@ -1491,7 +1500,9 @@ configs:
     );
     let refs = pod_spec_env_refs(&spec);
     assert_eq!(refs.len(), 3, "{refs:?}");
-    let webhook = env_hash_for_refs("ns1", &refs, |k, n| cluster.get(&(k, n.to_owned())));
+    let webhook = env_hash_for_refs(&test_key(), "ns1", &refs, |k, n| {
+        cluster.get(&(k, n.to_owned()))
+    });
     assert_eq!(webhook, r.env_hash);
 }
 

@@ -165,6 +165,7 @@ async fn start() -> Result<Aggregated> {
             cert: leaf.cert_pem.clone(),
             key: leaf.key_pem.clone(),
         },
+        crate::hash_key(),
     );
     // Short verdict caches so RBAC changes show within a test's wait.
     config.authz_allow_ttl = Duration::from_millis(500);

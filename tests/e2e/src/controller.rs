@@ -186,7 +186,9 @@ async fn spawn(opts: &Options, start: u32) -> Result<(Child, ChildStdin, u16, Pa
         .arg(&opts.namespace)
         .arg("--metrics-listen")
         .arg(format!("127.0.0.1:{port}"))
-        .arg("--exit-on-stdin-close");
+        .arg("--exit-on-stdin-close")
+        .arg("--hash-key-file")
+        .arg(crate::hash_key_file()?);
     match &opts.lease {
         Some(lease) => cmd.args([
             "--leader-elect=true",

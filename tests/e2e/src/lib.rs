@@ -42,6 +42,36 @@ pub struct Cluster {
     pub bin_dir: PathBuf,
 }
 
+/// The hash key of the servers the tests start (the webhook, the controller and the
+/// aggregated API server must share one, as an install's do).
+pub const HASH_KEY: &str = "kompox e2e tests: a fixed hash key, 32+ bytes";
+
+/// [`HASH_KEY`] as a key.
+///
+/// # Panics
+/// Never: the constant is long enough.
+pub fn hash_key() -> kompox_core::hash::HashKey {
+    match kompox_core::hash::HashKey::new(HASH_KEY.as_bytes()) {
+        Ok(k) => k,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A file holding [`HASH_KEY`], for servers run as processes (`--hash-key-file`).
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn hash_key_file() -> Result<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("e2e-logs");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("hash.key");
+    std::fs::write(&path, HASH_KEY).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// The repository root (the workspace this crate lives in).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -124,6 +124,8 @@ impl InProcessController {
             namespaces: scope,
             leader_election: None,
             instance: format!("e2e-{:08x}", rand::random::<u32>()),
+            hash_key: crate::hash_key(),
+            render_timeout: std::time::Duration::from_secs(10),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(kompox_controller::run(config, async {

@@ -49,6 +49,8 @@ impl WebhookServer {
                 key: leaf.key_pem,
             },
             region: None,
+            hash_key: crate::hash_key(),
+            client_auth: None,
         };
         Self::start_with(client, config, ca).await
     }

@@ -232,7 +232,7 @@ async fn gitea_body(env: &mut Env) -> Result<()> {
         status
             .rendered_hash
             .as_deref()
-            .is_some_and(|h| h.starts_with("sha256:"))
+            .is_some_and(|h| h.starts_with("hmac-sha256:"))
     );
     let kinds: Vec<String> = status
         .inventory

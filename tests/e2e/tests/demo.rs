@@ -79,7 +79,7 @@ async fn demo_flow_install_apply_snapshot_restore_uninstall() -> Result<()> {
         anyhow::ensure!(zones["key"] == "topology.kubernetes.io/zone", "{pj}");
         anyhow::ensure!(zones["values"][0] == "japaneast-1", "{pj}");
         let hash = pj["metadata"]["annotations"]["kompox.dev/env-hash"].as_str().unwrap_or_default();
-        anyhow::ensure!(hash.starts_with("sha256:"), "{pj}");
+        anyhow::ensure!(hash.starts_with("hmac-sha256:"), "{pj}");
 
         // 5. status, diff.
         let r = k(s(&["status", "gitea", "-f", &compose])).await?.ok()?;

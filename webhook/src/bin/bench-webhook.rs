@@ -286,6 +286,11 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
     Ok(())
 }
 
+/// A key for the benchmark's decisions (any key costs the same).
+fn bench_key() -> Result<kompox_core::hash::HashKey> {
+    Ok(kompox_core::hash::HashKey::new(&[0x42; 32])?)
+}
+
 fn pct(a: Duration, b: Duration) -> f64 {
     100.0 * (a.as_secs_f64() - b.as_secs_f64()) / b.as_secs_f64().max(1e-9)
 }
@@ -395,8 +400,12 @@ async fn decision_only(client: &Client, body: &Bytes) -> Result<()> {
     state.wait_synced().await?;
     let health = kompox_serve::Health::new();
     health.set_ready(true);
-    let handler =
-        kompox_webhook::Handler::new(Arc::new(state), health, kompox_serve::Metrics::new("bench"));
+    let handler = kompox_webhook::Handler::new(
+        Arc::new(state),
+        bench_key()?,
+        health,
+        kompox_serve::Metrics::new("bench"),
+    );
     let review = handler.review(body)?;
     ensure!(
         review.response.as_ref().is_some_and(|r| r.patch.is_some()),

@@ -13,6 +13,7 @@ fn handler(lookup: Fake) -> Handler {
     health.set_ready(true);
     Handler::new(
         Arc::new(lookup),
+        crate::testing::key(),
         health,
         Metrics::new(crate::METRICS_PREFIX),
     )
@@ -292,7 +293,8 @@ async fn transport_errors_have_statuses_and_messages() {
     }
     let (_, metrics) = call(&h, Request::get("/metrics").body(Full::default()).unwrap()).await;
     assert!(
-        metrics.contains(r#"kompox_webhook_admission_reviews_total{kind="",result="invalid"} 5"#),
+        metrics
+            .contains(r#"kompox_webhook_admission_reviews_total{kind="other",result="invalid"} 5"#),
         "{metrics}"
     );
 }
@@ -300,7 +302,12 @@ async fn transport_errors_have_statuses_and_messages() {
 #[tokio::test]
 async fn not_ready_answers_503() {
     let health = Health::new();
-    let h = Handler::new(Arc::new(lookup()), health.clone(), Metrics::new("t"));
+    let h = Handler::new(
+        Arc::new(lookup()),
+        crate::testing::key(),
+        health.clone(),
+        Metrics::new("t"),
+    );
     let body = review(("", "Pod"), "CREATE", pod(&["data"]), Value::Null, false).to_string();
     let (status, text) = call(&h, post(body.clone())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
@@ -341,4 +348,29 @@ async fn truncated_and_corrupted_reviews_never_panic() {
             "{status}"
         );
     }
+}
+
+#[tokio::test]
+async fn metric_labels_do_not_grow_with_the_reviews_kinds() {
+    let h = handler(lookup());
+    let (_, before) = call(&h, Request::get("/metrics").body(Full::default()).unwrap()).await;
+    for i in 0..3000 {
+        let kind = format!("K{i}{}", "x".repeat(1024));
+        let body = review(("", &kind), "CREATE", pod(&[]), Value::Null, false).to_string();
+        let (status, text) = call(&h, post(body)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let (_, after) = call(&h, Request::get("/metrics").body(Full::default()).unwrap()).await;
+    assert!(
+        after.contains(
+            r#"kompox_webhook_admission_reviews_total{kind="other",result="unchanged"} 3000"#
+        ),
+        "{after}"
+    );
+    assert!(
+        after.len() < before.len() + 8 * 1024,
+        "metrics grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
 }

@@ -39,7 +39,7 @@ const REQ: &str = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDu
 
 fn decide_pod(obj: &Value, lookup: &Fake) -> Result<Mutation, Denial> {
     let p: Pod = from(obj.clone());
-    mutate_pod(NS, &p, lookup)
+    mutate_pod(NS, &p, lookup, &crate::testing::key())
 }
 
 fn patch_json(m: &Mutation) -> Value {
@@ -300,13 +300,16 @@ fn pod_env_hash_is_stamped_once_and_never_overwritten() {
         p["metadata"] = meta;
         p
     };
-    let want = hash::env_hash(&[hash::HashInput::present(
-        SourceKind::Secret,
-        NS,
-        "env",
-        "PASSWORD",
-        "hunter2",
-    )]);
+    let want = hash::env_hash(
+        &crate::testing::key(),
+        &[hash::HashInput::present(
+            SourceKind::Secret,
+            NS,
+            "env",
+            "PASSWORD",
+            "hunter2",
+        )],
+    );
 
     let bare = with_env_from(json!({"name": "p"}));
     let m = decide_pod(&bare, &lookup).unwrap();
@@ -369,7 +372,13 @@ fn decide_template(obj: &Value, old: Option<&Value>, lookup: &Fake) -> Mutation 
     let old: Option<Deployment> = old.map(|o| from(o.clone()));
     let template = d.spec.map(|s| s.template).unwrap_or_default();
     let old_template = old.and_then(|o| o.spec).map(|s| s.template);
-    mutate_template(NS, &template, old_template.as_ref(), lookup)
+    mutate_template(
+        NS,
+        &template,
+        old_template.as_ref(),
+        lookup,
+        &crate::testing::key(),
+    )
 }
 
 #[test]

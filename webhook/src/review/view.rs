@@ -231,8 +231,8 @@ mod tests {
         assert_eq!(view.0.metadata.managed_fields, None);
         let lookup = crate::testing::Fake::new().kompox_claim("ns", "data", "main", "2");
         assert_eq!(
-            crate::mutate::mutate_pod("ns", &full, &lookup),
-            crate::mutate::mutate_pod("ns", &view.0, &lookup)
+            crate::mutate::mutate_pod("ns", &full, &lookup, &crate::testing::key()),
+            crate::mutate::mutate_pod("ns", &view.0, &lookup, &crate::testing::key())
         );
     }
 
