@@ -70,8 +70,9 @@ pub use keys::{Disposition, KEYS, KeyRule, Scope, keys_markdown, rule_for};
 pub use model::*;
 pub use origins::{Interpolations, Origin};
 pub use ports::MAX_PORT_RANGE;
+pub use top::MAX_SERVICES;
 pub(crate) use walk::child;
-pub use yaml::{MAX_DEPTH, MAX_INPUT_BYTES};
+pub use yaml::{MAX_DEPTH, MAX_EXPANDED_NODES, MAX_INPUT_BYTES, MAX_MERGED_NODES};
 
 /// The diagnostic path of a service: `services.web`, or `services["Web.Front"]` when the
 /// name holds characters other than letters, digits, `_` and `-` (as the parser writes it).

@@ -1766,3 +1766,23 @@ volumes:
         ["services.web.x-kompox.hostz: unknown key; ignored"]
     );
 }
+
+#[test]
+fn too_many_services_is_an_error_naming_services() {
+    let many: String = (0..=MAX_SERVICES)
+        .map(|i| format!("  s{i}:\n    image: nginx\n"))
+        .collect();
+    let errs = errors(&format!("services:\n{many}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("services: 101 services; at most 100")),
+        "{errs:?}"
+    );
+    let ok_count: String = (0..MAX_SERVICES)
+        .map(|i| format!("  s{i}:\n    image: nginx\n"))
+        .collect();
+    assert_eq!(
+        ok(&format!("services:\n{ok_count}")).project.services.len(),
+        MAX_SERVICES
+    );
+}

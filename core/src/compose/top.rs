@@ -10,6 +10,10 @@ use super::model::{
 use super::walk::{Ctx, child, is_resource_name, normalize_relative};
 use super::yaml::Value;
 
+/// Most services one compose file may have: they all run as containers of one Pod, and a
+/// Pod of hundreds of containers is not something Kubernetes runs well.
+pub const MAX_SERVICES: usize = 100;
+
 /// Walks the whole file.
 pub(crate) fn project(ctx: &mut Ctx<'_>, root: &Value) -> Project {
     let mut project = Project::default();
@@ -49,6 +53,13 @@ pub(crate) fn project(ctx: &mut Ctx<'_>, root: &Value) -> Project {
     match get("services") {
         None => ctx.error("services", "required"),
         Some(v) => match v {
+            Value::Map(services) if services.len() > MAX_SERVICES => ctx.error(
+                "services",
+                format!(
+                    "{} services; at most {MAX_SERVICES} (Kompox runs every service as a container of one Pod)",
+                    services.len()
+                ),
+            ),
             Value::Map(services) => {
                 let mut parsed = BTreeMap::new();
                 for (name, def) in services {

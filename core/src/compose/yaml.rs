@@ -17,6 +17,18 @@ pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of sequences and mappings accepted. Real compose files stay below 10.
 pub const MAX_DEPTH: usize = 32;
 
+/// Most nodes a compose file may stand for once every alias and `<<` merge key is expanded
+/// (counted before anything is built, see [`expanded_size`]). The samples stay below 150
+/// nodes; aliases multiply at every level of nesting, so a few hundred bytes can otherwise
+/// stand for millions of nodes.
+pub const MAX_EXPANDED_NODES: u64 = 20_000;
+
+/// Most nodes `<<` merge keys may bring in, all merges together. A service template merged
+/// into 20 services is a few hundred; serde-saphyr's merge expansion costs far more per node
+/// than plain parsing (about 40 µs in a debug build), so nested merges of a few hundred bytes
+/// would otherwise cost seconds of CPU.
+pub const MAX_MERGED_NODES: u64 = 2_000;
+
 /// A parsed YAML node. Mapping keys are strings (scalar keys are converted), in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
@@ -107,9 +119,120 @@ pub(crate) fn load(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
+    match expanded_size(text, MAX_EXPANDED_NODES, MAX_MERGED_NODES) {
+        Err(c) if c.merged > MAX_MERGED_NODES => {
+            return Err(format!(
+                "`<<` merge keys bring in more than {MAX_MERGED_NODES} nodes; merge smaller or fewer mappings"
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "expands to more than {MAX_EXPANDED_NODES} nodes once aliases and `<<` merge keys are expanded"
+            ));
+        }
+        Ok(_) => {}
+    }
     let value: Option<Value> =
         serde_saphyr::from_str_with_options(text, options()).map_err(|e| tidy(&e.to_string()))?;
     Ok(value.unwrap_or(Value::Null))
+}
+
+/// What [`expanded_size`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Expansion {
+    /// Nodes with every alias expanded (a scalar is 1, a collection 1 + its children, an
+    /// alias the size of its anchor).
+    pub nodes: u64,
+    /// Of those, nodes that `<<` merge keys bring in (the size of every merge value).
+    pub merged: u64,
+}
+
+/// Counts what `text` stands for once every alias and `<<` merge key is expanded, from the
+/// parser's events alone (linear in the input, nothing is built), stopping as soon as
+/// `max_nodes` or `max_merged` is passed (`Err` with the counts so far). Text that does not
+/// parse counts as far as it goes: the real parse reports the error.
+pub(crate) fn expanded_size(
+    text: &str,
+    max_nodes: u64,
+    max_merged: u64,
+) -> Result<Expansion, Expansion> {
+    use granit_parser::{Event, Parser, ScalarStyle};
+    use std::collections::HashMap;
+
+    /// An open collection.
+    struct Frame {
+        size: u64,
+        anchor: usize,
+        map: bool,
+        children: u64,
+        /// The next child is the value of a `<<` key.
+        merge_value: bool,
+    }
+    let mut anchors: HashMap<usize, u64> = HashMap::new();
+    let mut open: Vec<Frame> = Vec::new();
+    let mut count = Expansion::default();
+    let mut top: u64 = 0;
+    // A finished node of `n` nodes (`merge_key`: it is a plain `<<` scalar) joins its parent.
+    let mut finish = |open: &mut Vec<Frame>, n: u64, merge_key: bool| -> Result<(), Expansion> {
+        match open.last_mut() {
+            Some(p) => {
+                p.size = p.size.saturating_add(n);
+                if p.map && p.children % 2 == 0 {
+                    p.merge_value = merge_key;
+                } else if p.map && p.merge_value {
+                    count.merged = count.merged.saturating_add(n);
+                    p.merge_value = false;
+                }
+                p.children += 1;
+                count.nodes = count.nodes.max(p.size);
+            }
+            None => {
+                top = top.saturating_add(n);
+                count.nodes = count.nodes.max(top);
+            }
+        }
+        if count.nodes > max_nodes || count.merged > max_merged {
+            Err(count)
+        } else {
+            Ok(())
+        }
+    };
+    for item in Parser::new_from_str(text) {
+        let Ok((event, _)) = item else {
+            break;
+        };
+        match event {
+            Event::Scalar(value, style, anchor, _) => {
+                if anchor != 0 {
+                    anchors.insert(anchor, 1);
+                }
+                finish(&mut open, 1, style == ScalarStyle::Plain && value == "<<")?;
+            }
+            Event::Alias(id) => {
+                let n = anchors.get(&id).copied().unwrap_or(1);
+                finish(&mut open, n, false)?;
+            }
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
+                open.push(Frame {
+                    size: 1,
+                    anchor,
+                    map: matches!(event, Event::MappingStart(..)),
+                    children: 0,
+                    merge_value: false,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(f) = open.pop() {
+                    if f.anchor != 0 {
+                        anchors.insert(f.anchor, f.size);
+                    }
+                    finish(&mut open, f.size, false)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(count)
 }
 
 /// Drops library-specific advice from serde-saphyr messages and rewords the common budget
@@ -242,5 +365,122 @@ impl Visitor<'_> for KeyVisitor {
     }
     fn visit_unit<E: de::Error>(self) -> Result<Key, E> {
         Err(E::custom("a mapping key must not be null"))
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// `levels` levels of mappings, each merging the one below `n` times (the first holds
+    /// `keys` keys), then a service.
+    fn merge_bomb(n: usize, levels: usize, keys: usize) -> String {
+        let first: Vec<String> = (0..keys).map(|i| format!("k{i}: {i}")).collect();
+        let mut out = vec![format!("x-l0: &l0 {{{}}}", first.join(", "))];
+        for l in 1..=levels {
+            let refs = vec![format!("*l{}", l - 1); n].join(", ");
+            out.push(format!("x-l{l}: &l{l} {{<<: [{refs}], z{l}: 1}}"));
+        }
+        out.push("services: {web: {image: nginx}}".into());
+        out.join("\n")
+    }
+
+    /// The same with sequences of aliases (no merge keys).
+    fn alias_bomb(n: usize, levels: usize, keys: usize) -> String {
+        let first: Vec<String> = (0..keys).map(|i| format!("k{i}: {i}")).collect();
+        let mut out = vec![format!("x-l0: &l0 {{{}}}", first.join(", "))];
+        for l in 1..=levels {
+            let refs = vec![format!("*l{}", l - 1); n].join(", ");
+            out.push(format!("x-l{l}: &l{l} [{refs}]"));
+        }
+        out.push("services: {web: {image: nginx}}".into());
+        out.join("\n")
+    }
+
+    #[test]
+    fn expansion_is_counted() {
+        let cases = [
+            ("plain", "a: 1\nb: [1, 2]\n".to_owned(), 7, 0),
+            ("alias", "a: &x [1, 2]\nb: *x\n".to_owned(), 9, 0),
+            (
+                "merge",
+                "a: &x {k: 1}\nb: {<<: *x, j: 2}\n".to_owned(),
+                13,
+                3,
+            ),
+            (
+                "merge list",
+                "a: &x {k: 1}\nb: {<<: [*x, *x]}\n".to_owned(),
+                15,
+                7,
+            ),
+            (
+                "quoted << is a key",
+                "a: &x {k: 1}\nb: {'<<': *x}\n".to_owned(),
+                11,
+                0,
+            ),
+        ];
+        for (name, text, nodes, merged) in cases {
+            assert_eq!(
+                expanded_size(&text, u64::MAX, u64::MAX),
+                Ok(Expansion { nodes, merged }),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn bombs_are_refused_quickly_and_real_files_pass() {
+        let cases = [
+            (
+                "merge bomb 8x4",
+                merge_bomb(8, 4, 8),
+                Some("`<<` merge keys bring in more than"),
+            ),
+            (
+                "merge bomb 16x4",
+                merge_bomb(16, 4, 16),
+                Some("`<<` merge keys bring in more than"),
+            ),
+            (
+                "alias bomb 10x6",
+                alias_bomb(10, 6, 10),
+                Some("expands to more than"),
+            ),
+            (
+                "alias bomb 35x2",
+                alias_bomb(35, 2, 35),
+                Some("expands to more than"),
+            ),
+            ("small merges", merge_bomb(3, 2, 5), None),
+        ];
+        for (name, text, want) in cases {
+            let start = std::time::Instant::now();
+            let got = load(&text);
+            let took = start.elapsed();
+            match want {
+                Some(w) => {
+                    let e = got.err().unwrap_or_default();
+                    assert!(e.contains(w), "{name}: {e}");
+                    // Refused before serde-saphyr expands anything (well under the 100 ms the
+                    // budget promises, even in a debug build on a busy machine).
+                    assert!(
+                        took < std::time::Duration::from_millis(100),
+                        "{name}: {took:?}"
+                    );
+                }
+                None => assert!(got.is_ok(), "{name}: {got:?}"),
+            }
+        }
+        for s in ["gitea", "wordpress", "nextcloud", "vaultwarden", "miniflux"] {
+            let path = format!("{}/../samples/{s}/compose.yml", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let count = expanded_size(&text, u64::MAX, u64::MAX);
+            assert!(
+                count.is_ok_and(|c| c.nodes < MAX_EXPANDED_NODES / 10 && c.merged == 0),
+                "{s}: {count:?}"
+            );
+        }
     }
 }
