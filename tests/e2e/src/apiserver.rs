@@ -315,8 +315,25 @@ pub async fn direct(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(StatusCode, Bytes)> {
+    let name = format!("{SERVICE}.{SYSTEM_NAMESPACE}.svc");
+    let server = (agg.addr, agg.ca_pem.as_str(), name.as_str());
+    https_request(server, client_cert, method, path, headers, body).await
+}
+
+/// One HTTP/1.1 request over TLS to `server` = (address, CA to trust (PEM), TLS server
+/// name), with an optional client certificate. An `Err` means the TLS handshake or the
+/// connection failed.
+pub async fn https_request(
+    server: (std::net::SocketAddr, &str, &str),
+    client_cert: Option<(&str, &str)>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(StatusCode, Bytes)> {
+    let (addr, ca_pem, server_name) = server;
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(agg.ca_pem.as_bytes()) {
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c?)?;
     }
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
@@ -331,8 +348,8 @@ pub async fn direct(
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(agg.addr).await?;
-    let name = ServerName::try_from(format!("{SERVICE}.{SYSTEM_NAMESPACE}.svc"))?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_owned())?;
     let tls = connector.connect(name, tcp).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(async move {

@@ -38,6 +38,9 @@ pub struct Cluster {
     pub user_kubeconfig: PathBuf,
     /// The CA that signs kube-apiserver's front-proxy client certificate.
     pub front_proxy_ca: PathBuf,
+    /// The CA of the client certificate kube-apiserver presents to admission webhooks (its
+    /// AdmissionConfiguration `kubeConfigFile`).
+    pub webhook_client_ca: PathBuf,
     /// Directory holding kubectl and the other upstream binaries.
     pub bin_dir: PathBuf,
 }
@@ -131,6 +134,7 @@ fn start_cluster() -> Result<Cluster> {
         admin_kubeconfig: var("KUBECONFIG")?.into(),
         user_kubeconfig: var("KUBECONFIG_USER")?.into(),
         front_proxy_ca: var("KOMPOX_FRONT_PROXY_CA")?.into(),
+        webhook_client_ca: var("KOMPOX_WEBHOOK_CLIENT_CA_FILE")?.into(),
         bin_dir,
     })
 }

@@ -54,6 +54,11 @@ fn env_file() -> String {
     )
 }
 
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
 fn assert_no_secret(what: &str, body: &[u8]) {
     let text = String::from_utf8_lossy(body);
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -63,6 +68,10 @@ fn assert_no_secret(what: &str, body: &[u8]) {
         b64.encode(DB_PASSWORD),
         b64.encode(SECRET_KEY),
         b64.encode(env_file()),
+        // `echo -n VALUE | sha256sum`: redaction is keyed, so no plain digest appears.
+        sha256_hex(DB_PASSWORD),
+        sha256_hex(SECRET_KEY),
+        sha256_hex(&env_file()),
     ] {
         assert!(
             !text.contains(&needle),
