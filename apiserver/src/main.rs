@@ -61,7 +61,7 @@ async fn main() -> Result<()> {
     let path = &args.hash_key_file;
     let material = std::fs::read(path)
         .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
-    let hash_key = kompox_core::hash::HashKey::new(&material)
+    let hash_key = kompox_core::hash::HashKey::from_file_contents(&material)
         .with_context(|| format!("--hash-key-file {}", path.display()))?;
     let mut config = Config::new(
         args.listen,

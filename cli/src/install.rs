@@ -368,7 +368,7 @@ pub async fn read_hash_key_material(client: &Client) -> Result<Option<String>, C
     Ok(s.and_then(|s| s.data)
         .and_then(|mut d| d.remove(HASH_KEY_DATA))
         .and_then(|b| String::from_utf8(b.0).ok())
-        .filter(|m| kompox_core::hash::HashKey::new(m.as_bytes()).is_ok()))
+        .filter(|m| kompox_core::hash::HashKey::from_file_contents(m.as_bytes()).is_ok()))
 }
 
 /// The install's hash key, if this client may read it.
@@ -381,7 +381,7 @@ pub async fn read_hash_key(
 ) -> Result<Option<kompox_core::hash::HashKey>, CliError> {
     Ok(read_hash_key_material(client)
         .await?
-        .and_then(|m| kompox_core::hash::HashKey::new(m.as_bytes()).ok()))
+        .and_then(|m| kompox_core::hash::HashKey::from_file_contents(m.as_bytes()).ok()))
 }
 
 fn hash_key_secret(material: &str) -> Value {

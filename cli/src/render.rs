@@ -293,7 +293,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             let material = std::fs::read(path).map_err(|e| {
                 CliError::Invalid(vec![format!("--hash-key-file {}: {e}", path.display())])
             })?;
-            HashKey::new(&material).map_err(|e| {
+            HashKey::from_file_contents(&material).map_err(|e| {
                 CliError::Invalid(vec![format!("--hash-key-file {}: {e}", path.display())])
             })?
         }

@@ -46,8 +46,8 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// A file with the key the golden files are rendered with (core/tests/golden.rs).
-fn golden_key_file() -> PathBuf {
-    let d = tmp("golden-key");
+fn golden_key_file(test: &str) -> PathBuf {
+    let d = tmp(&format!("golden-key-{test}"));
     let f = d.join("hash.key");
     write(&f, "kompox golden samples: fixed key");
     f
@@ -75,7 +75,7 @@ fn samples_render_as_their_golden_files() {
                 "--region",
                 "japaneast",
                 "--hash-key-file",
-                &golden_key_file().to_string_lossy(),
+                &golden_key_file(name).to_string_lossy(),
             ],
         );
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
@@ -367,14 +367,23 @@ fn zero_config_samples_render_as_their_golden_files() {
     let update = std::env::var_os("KOMPOX_UPDATE_GOLDEN").is_some();
     for name in names {
         let dir = root.join(&name);
+        let key = golden_key_file("zero-config");
         let out = render(
             &dir.join("compose.yml"),
-            &["--provider", "aks", "--region", "japaneast"],
+            &[
+                "--provider",
+                "aks",
+                "--region",
+                "japaneast",
+                "--hash-key-file",
+                &key.to_string_lossy(),
+            ],
         );
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
         let mut got = format!(
             "# kubectl-kompox render -f samples/zero-config/{name}/compose.yml --provider aks --region japaneast\n\
-             # (no --app: everything below the comments is inferred from the compose file)\n"
+             # (no --app: everything below the comments is inferred from the compose file)\n\
+             # (digests under the fixed key \"kompox golden samples: fixed key\", given with --hash-key-file)\n"
         );
         for line in text(&out.stderr).lines() {
             got.push_str(&format!("# {line}\n"));

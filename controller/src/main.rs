@@ -78,7 +78,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     let path = &args.hash_key_file;
     let material = std::fs::read(path)
         .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
-    let hash_key = kompox_core::hash::HashKey::new(&material)
+    let hash_key = kompox_core::hash::HashKey::from_file_contents(&material)
         .with_context(|| format!("--hash-key-file {}", path.display()))?;
     Ok(Config {
         hash_key,

@@ -96,22 +96,33 @@ impl HashKey {
     /// Shortest key accepted, in bytes.
     pub const MIN_LEN: usize = 32;
 
-    /// A key from its material, e.g. the content of the key file: leading and trailing ASCII
-    /// whitespace is ignored (a trailing newline), at least [`HashKey::MIN_LEN`] bytes must
-    /// remain.
+    /// A key from exactly these bytes (at least [`HashKey::MIN_LEN`]).
     ///
     /// # Errors
     ///
-    /// [`Error::ShortKey`] when the material is shorter.
+    /// [`Error::ShortKey`] when there are fewer.
     pub fn new(material: &[u8]) -> Result<HashKey, Error> {
-        let m = material.trim_ascii();
-        if m.len() < Self::MIN_LEN {
-            return Err(Error::ShortKey { len: m.len() });
+        if material.len() < Self::MIN_LEN {
+            return Err(Error::ShortKey {
+                len: material.len(),
+            });
         }
         // HMAC takes keys of any length; the error arm cannot happen.
-        Hmac::<Sha256>::new_from_slice(m)
+        Hmac::<Sha256>::new_from_slice(material)
             .map(HashKey)
-            .map_err(|_| Error::ShortKey { len: m.len() })
+            .map_err(|_| Error::ShortKey {
+                len: material.len(),
+            })
+    }
+
+    /// A key from the content of a key file (the hex text `kubectl kompox install` writes):
+    /// leading and trailing ASCII whitespace (a trailing newline) is not part of the key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShortKey`] when fewer than [`HashKey::MIN_LEN`] bytes remain.
+    pub fn from_file_contents(contents: &[u8]) -> Result<HashKey, Error> {
+        Self::new(contents.trim_ascii())
     }
 
     /// HMAC-SHA256 under this key over `domain` then each field as u64 big-endian length +
@@ -607,11 +618,14 @@ mod tests {
     #[test]
     fn keys_are_checked_and_never_shown() {
         assert_eq!(
-            HashKey::new(b"  short\n").map(|_| ()),
+            HashKey::from_file_contents(b"  short\n").map(|_| ()),
             Err(Error::ShortKey { len: 5 })
         );
+        // Raw bytes are taken as they are, whitespace included (a random key may hold any).
+        assert!(HashKey::new(&[b' '; 32]).is_ok());
         let material = "0123456789abcdef0123456789abcdef";
-        let key = HashKey::new(format!("{material}\n").as_bytes()).map_err(|e| e.to_string());
+        let key = HashKey::from_file_contents(format!("{material}\n").as_bytes())
+            .map_err(|e| e.to_string());
         let Ok(key) = key else { panic!("{key:?}") };
         assert!(!format!("{key:?}").contains(material));
         // Trailing whitespace of a key file does not change the key.

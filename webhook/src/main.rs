@@ -89,7 +89,8 @@ fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
 fn read_hash_key(path: &std::path::Path) -> anyhow::Result<HashKey> {
     let material = std::fs::read(path)
         .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
-    HashKey::new(&material).with_context(|| format!("--hash-key-file {}", path.display()))
+    HashKey::from_file_contents(&material)
+        .with_context(|| format!("--hash-key-file {}", path.display()))
 }
 
 impl Args {
