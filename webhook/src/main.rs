@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Parser;
 use kompox_core::hash::HashKey;
 use kompox_webhook::tls::{Managed, SecretTls};
