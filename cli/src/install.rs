@@ -19,6 +19,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::CliError;
+pub use crate::certs::{Certs, DNS_NAMES};
 use crate::kubectx::{self, Format, KubeArgs};
 use crate::local;
 
@@ -241,77 +242,18 @@ impl Scheduling {
     }
 }
 
-/// The CA and serving certificates in [`CERTS_SECRET`].
-#[derive(Debug, Clone)]
-pub struct Certs {
-    pub ca_crt: String,
-    pub ca_key: String,
-    pub tls_crt: String,
-    pub tls_key: String,
-}
-
-/// DNS names on the serving certificate (the apiserver's Service name is what the aggregator
-/// verifies; the webhook's for the in-cluster Service; `localhost` for `--local`).
-pub const DNS_NAMES: [&str; 5] = [
-    "kompox-apiserver.k4x-system.svc",
-    "kompox-apiserver.k4x-system.svc.cluster.local",
-    "kompox-webhook.k4x-system.svc",
-    "kompox-webhook.k4x-system.svc.cluster.local",
-    "localhost",
-];
-
-impl Certs {
-    /// A fresh CA and serving certificate.
-    ///
-    /// # Errors
-    ///
-    /// [`CliError::Io`] when generation fails.
-    pub fn generate() -> Result<Self, CliError> {
-        let ca = kompox_serve::certs::generate_ca("kompox-ca")
-            .map_err(|e| CliError::Io(format!("generating the CA: {e}")))?;
-        let ip = [std::net::IpAddr::from([127, 0, 0, 1])];
-        let leaf = kompox_serve::certs::issue_serving_cert(&ca, &DNS_NAMES, &ip, 825)
-            .map_err(|e| CliError::Io(format!("issuing the serving certificate: {e}")))?;
-        Ok(Certs {
-            ca_crt: ca.cert_pem().to_owned(),
-            ca_key: ca.key_pem().to_owned(),
-            tls_crt: leaf.cert_pem,
-            tls_key: leaf.key_pem,
-        })
-    }
-
-    fn from_secret(s: &Secret) -> Option<Self> {
-        let data = s.data.as_ref()?;
-        let get = |k: &str| {
-            data.get(k)
-                .and_then(|b| String::from_utf8(b.0.clone()).ok())
-                .filter(|v| !v.is_empty())
-        };
-        Some(Certs {
-            ca_crt: get("ca.crt")?,
-            ca_key: get("ca.key")?,
-            tls_crt: get("tls.crt")?,
-            tls_key: get("tls.key")?,
-        })
-    }
-
-    /// The Secret holding them (`kubernetes.io/tls` plus the CA).
-    #[must_use]
-    pub fn secret(&self, name: &str) -> Value {
-        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        json!({
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": SYSTEM_NS, "labels": managed_labels()},
-            "data": {
-                "ca.crt": b(&self.ca_crt), "ca.key": b(&self.ca_key),
-                "tls.crt": b(&self.tls_crt), "tls.key": b(&self.tls_key),
-            },
-        })
-    }
-
-    fn ca_bundle(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(&self.ca_crt)
-    }
+/// The Secret `name` holding `certs` (`kubernetes.io/tls` plus the CA).
+#[must_use]
+pub fn certs_secret(certs: &Certs, name: &str) -> Value {
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": SYSTEM_NS, "labels": managed_labels()},
+        "data": {
+            "ca.crt": b(&certs.ca_crt), "ca.key": b(&certs.ca_key),
+            "tls.crt": b(&certs.tls_crt), "tls.key": b(&certs.tls_key),
+        },
+    })
 }
 
 /// The certificates already in the cluster, else fresh ones (so re-installing keeps them).
@@ -413,12 +355,12 @@ pub fn objects(
     ] {
         out.extend(docs(name, text)?);
     }
-    out.push(certs.secret(CERTS_SECRET));
+    out.push(certs_secret(certs, CERTS_SECRET));
     out.push(hash_key_secret(hash_key));
     // The apiserver's Deployment mounts kompox-apiserver-tls; the webhook reads kompox-webhook-tls.
     if matches!(placement, Placement::InCluster { .. }) {
-        out.push(certs.secret("kompox-apiserver-tls"));
-        out.push(certs.secret("kompox-webhook-tls"));
+        out.push(certs_secret(certs, "kompox-apiserver-tls"));
+        out.push(certs_secret(certs, "kompox-webhook-tls"));
     }
     out.extend(network_policies());
 

@@ -2,7 +2,8 @@
 //! parses arguments and reports errors.
 //!
 //! Subcommands:
-//! - [`install`]: `install` / `uninstall` (in the cluster, or `--local` processes: [`local`]);
+//! - [`install`]: `install` / `uninstall` (in the cluster, or `--local` processes: [`local`]),
+//!   with the CA and serving certificate of [`certs`];
 //! - [`apply`]: a compose app into its namespace, waiting until Ready;
 //! - [`render`]: render a compose app to Kubernetes objects, offline;
 //! - [`ops`]: `rendered`, `status`, `diff`, `disk …`, `snapshot …`.
@@ -16,6 +17,7 @@ use std::io::Write;
 use clap::{Parser, Subcommand};
 
 pub mod apply;
+pub mod certs;
 pub mod infer;
 pub mod install;
 pub mod kubectx;

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::CliError;
-use crate::install::Certs;
+use crate::certs::Certs;
 use crate::kubectx::{self, KubeArgs};
 
 /// The three servers.

@@ -5,8 +5,11 @@
 //!
 //! - [`run`] wires everything: Kubernetes client, `/healthz` `/readyz` `/metrics` ([`http`]),
 //!   leader election ([`leader`]), the namespace scope, then every controller until shutdown.
-//! - [`Context`] is what every reconcile gets: client, metrics, Event recorder, config, scope,
-//!   shutdown signal, per-object retry backoff and the cluster facts.
+//! - [`Context`] (`context.rs`) is what every reconcile gets: client, metrics, Event recorder,
+//!   config, scope, shutdown signal, per-object retry backoff and the cluster facts; with the
+//!   shared error policy and finalizer wrapper.
+//! - [`events`]: the one way an Event is published; [`status`]: phases, conditions, status
+//!   writes.
 //! - [`disk`] and [`snapshot`]: the storage controllers; [`claim`]: the multi-attach guard the
 //!   app controller uses; [`app`]: the KompoxApp controller.
 //!
@@ -38,7 +41,7 @@
 //! - A disk is usable by an app when its `Ready` condition is `True` and `status.pvName` is set.
 //! - Status is written with server-side apply (field manager [`FIELD_MANAGER`]); conditions are
 //!   merged with [`kompox_core::api::condition::merge`]; Events are published only on
-//!   transitions ([`runtime::publish`]).
+//!   transitions ([`events::publish`]).
 //!
 //! # Scope
 //!
@@ -52,19 +55,20 @@
 
 pub mod app;
 pub mod claim;
+mod context;
 pub mod disk;
 mod error;
+pub mod events;
 pub mod http;
+pub mod idempotent;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
-pub mod ops;
 pub mod provider;
 pub mod runtime;
 pub mod snapshot;
 pub mod status;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,19 +76,18 @@ use std::time::Duration;
 
 use kompox_cluster::FactsCache;
 use kompox_serve::Health;
-use kube::runtime::controller::Action;
+use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Api, Client};
 
+pub use context::{Context, object_key};
 pub use error::{Error, Result};
+pub use kompox_core::well_known::REPORTING_CONTROLLER;
 pub use leader::LeaseConfig;
 pub use metrics::ControllerMetrics;
 pub use runtime::{Backoff, NamespaceScope, Readiness, ReadyToken, Scope, Shutdown};
 
 /// Field manager of every server-side apply the controller makes.
 pub const FIELD_MANAGER: &str = "kompox-controller";
-/// `reportingController` of the controller's Events.
-pub const REPORTING_CONTROLLER: &str = "kompox.dev/controller";
 /// How long cluster facts are reused: a new CSI driver or node zone is seen within this time.
 pub const FACTS_TTL: Duration = Duration::from_secs(30);
 
@@ -108,133 +111,19 @@ pub struct Config {
     pub render_timeout: std::time::Duration,
 }
 
-/// What every reconcile gets.
-pub struct Context {
-    /// Kubernetes client.
-    pub client: Client,
-    /// Reconcile metrics (and the `/metrics` registry).
-    pub metrics: ControllerMetrics,
-    /// Event recorder (reporting controller [`REPORTING_CONTROLLER`]).
-    pub recorder: Recorder,
-    /// The process configuration.
-    pub config: Arc<Config>,
-    /// The namespace scope.
-    pub scope: Scope,
-    /// Fires when the process stops; pass `ctx.shutdown.clone().wait()` to
-    /// `Controller::graceful_shutdown_on`.
-    pub shutdown: Shutdown,
-    /// Per-object retry backoff for `error_policy`.
-    pub backoff: Backoff,
-    /// The cluster facts (provider detection, region, zones), read at most every
-    /// [`FACTS_TTL`] for every controller.
-    pub facts: FactsCache,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("config", &self.config)
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Context {
-    /// The `error_policy` of every controller: counts the error under `controller` and its
-    /// category, logs it, and requeues `key` with exponential backoff (1 s … 5 min). Conflicts
-    /// (someone else wrote first) retry at once after a short pause; [`Error::Waiting`] (a
-    /// finalizer waiting on another component) requeues after its own delay, uncounted.
-    pub fn error_action(&self, controller: &'static str, key: &str, err: &Error) -> Action {
-        if let Some(retry) = err.waiting_retry() {
-            tracing::debug!(controller, object = key, "{err}");
-            return Action::requeue(retry);
-        }
-        self.metrics.error(controller, err.category());
-        let delay = if err.is_conflict() {
-            Duration::from_millis(200)
-        } else {
-            self.backoff.next(key)
-        };
-        tracing::warn!(controller, object = key, error = %err, retry_in = ?delay, "reconcile failed");
-        Action::requeue(delay)
-    }
-
-    /// Forgets `key`'s failures after a successful reconcile.
-    pub fn reconciled(&self, key: &str) {
-        self.backoff.reset(key);
-    }
-
-    /// The reconcile of an object that carries `finalizer_name`: returns at once for an object
-    /// outside the scope; runs `reconcile` inside kube-runtime's `finalizer()` (which adds the
-    /// finalizer first, and removes it once the `Cleanup` reconcile returns `Ok`); an object
-    /// gone while its finalizer was being removed is done; a success forgets the object's
-    /// failures.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::MissingField`] for an object without a namespace; [`Error::Finalizer`] with
-    /// the reconcile's or the finalizer patch's error.
-    pub async fn finalized<K, Fut>(
-        &self,
-        obj: Arc<K>,
-        finalizer_name: &str,
-        reconcile: impl FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
-    ) -> Result<Action>
-    where
-        K: status::Namespaced + serde::Serialize,
-        Fut: Future<Output = Result<Action>>,
-    {
-        let Some(ns) = obj.meta().namespace.clone() else {
-            return Err(Error::MissingField(format!(
-                "{} without namespace",
-                K::kind(&())
-            )));
-        };
-        if !self.scope.contains(&ns) {
-            return Ok(Action::await_change());
-        }
-        let key = object_key(obj.as_ref());
-        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
-        let result = match kube::runtime::finalizer(&api, finalizer_name, obj, reconcile).await {
-            Err(e) if error::finalizer_target_gone(&e) => Ok(Action::await_change()),
-            r => r.map_err(|e| Error::Finalizer(Box::new(e))),
-        };
-        if result.is_ok() {
-            self.reconciled(&key);
-        }
-        result
-    }
-}
-
-/// `namespace/name` of an object: its key in logs and in the retry backoff.
-pub fn object_key<K: kube::Resource>(obj: &K) -> String {
-    let meta = obj.meta();
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
-
-/// Builds the Kubernetes client from `config.kubeconfig` (or inference).
+/// Builds the Kubernetes client from `config.kubeconfig` (or inference), with
+/// [`kompox_cluster::client`].
 ///
 /// # Errors
 ///
 /// [`Error::Kubeconfig`] when the file cannot be read or the client cannot be built.
 pub async fn client(config: &Config) -> Result<Client> {
-    let kc = match &config.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| Error::Kubeconfig(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Kubeconfig(format!("{}: {e}", path.display())))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::Kubeconfig(e.to_string()))?,
-    };
-    Client::try_from(kc).map_err(|e| Error::Kubeconfig(e.to_string()))
+    kompox_cluster::client(config.kubeconfig.as_deref())
+        .await
+        .map_err(|e| match e {
+            kompox_cluster::Error::Kubeconfig(msg) => Error::Kubeconfig(msg),
+            other => Error::from(other),
+        })
 }
 
 /// Runs the controller process until `shutdown` completes (clean exit) or the Lease is lost

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::api::core::v1::Namespace;
 use kompox_serve::Health;
 use kube::api::ListParams;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -507,36 +506,6 @@ impl Backoff {
 pub fn backoff_delay(failures: u32) -> Duration {
     let secs = 1u64.checked_shl(failures.min(16)).unwrap_or(u64::MAX);
     Duration::from_secs(secs).clamp(BACKOFF_MIN, BACKOFF_MAX)
-}
-
-/// Publishes an Event, logging (not failing) when the API refuses it. Notes are cut to the
-/// API's 1 kB limit. Callers publish only on transitions and never put Secret data in `note`.
-pub async fn publish(
-    recorder: &Recorder,
-    regarding: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: impl Into<String>,
-) {
-    let mut note = note.into();
-    if note.len() > 1000 {
-        let mut end = 1000;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-    }
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, regarding).await {
-        tracing::warn!(reason, error = %e, "publishing an Event failed");
-    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kompox_core::api::condition::{self, Status, reasons, types};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 
 use kompox_core::api::{KompoxDiskStatus, KompoxSnapshotStatus};
 
-use crate::runtime::publish;
+use crate::events::{self, Note};
 use crate::{Context, Error, FIELD_MANAGER, Result};
 use kompox_cluster::is_not_found;
 
@@ -26,19 +26,6 @@ pub enum Phase {
     /// A user must change something (a spec field, a reference, a disk claimed by another
     /// app): reason and message naming the field.
     Degraded(&'static str, String),
-}
-
-/// One Event to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    /// Normal or Warning.
-    pub type_: EventType,
-    /// CamelCase reason.
-    pub reason: String,
-    /// The action (`Reconcile`, `Snapshot`, `Apply`, `Prune`, `VolumeSwitch`, …).
-    pub action: &'static str,
-    /// Human-readable note; never Secret data.
-    pub note: String,
 }
 
 impl Phase {
@@ -166,7 +153,7 @@ where
         return Ok(false);
     }
     if let Some(note) = phase.transition(old.conditions(), action) {
-        publish_note(&ctx.recorder, obj, note).await;
+        events::publish(&ctx.recorder, obj, note).await;
     }
     Ok(true)
 }
@@ -175,39 +162,6 @@ where
 #[must_use]
 pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Publishes `note` about `obj` (see [`publish`]).
-pub async fn publish_note<K: Resource<DynamicType = ()>>(recorder: &Recorder, obj: &K, note: Note) {
-    publish(
-        recorder,
-        &obj.object_ref(&()),
-        note.type_,
-        &note.reason,
-        note.action,
-        note.note,
-    )
-    .await;
-}
-
-/// Publishes a Normal Event about `obj` (see [`publish`]): call it only for a transition or an
-/// action taken.
-pub async fn normal_event<K: Resource<DynamicType = ()>>(
-    recorder: &Recorder,
-    obj: &K,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    publish(
-        recorder,
-        &obj.object_ref(&()),
-        EventType::Normal,
-        reason,
-        action,
-        note,
-    )
-    .await;
 }
 
 /// Writes `status` to `obj`'s status subresource by server-side apply (field manager

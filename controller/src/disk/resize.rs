@@ -37,8 +37,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use super::{DiskCtx, objects};
-use crate::status::{Phase, normal_event};
-use crate::{Error, Result, ops};
+use crate::events::{self, Note};
+use crate::status::Phase;
+use crate::{Error, Result, idempotent};
 
 /// Who holds the static PV.
 #[derive(Debug, Clone, Copy)]
@@ -239,7 +240,7 @@ pub(super) async fn grow(
         Plan::Refused(msg) => Ok(Some(Phase::Degraded(RESIZE_FAILED, msg))),
         Plan::Wait(msg) => progressing(msg),
         Plan::RemoveResizeClaim => {
-            ops::delete(
+            idempotent::delete(
                 &pvcs,
                 &claim_name,
                 &format!("PersistentVolumeClaim {ns}/{claim_name}"),
@@ -262,8 +263,13 @@ pub(super) async fn grow(
                 super::pv_handle(pv).unwrap_or_default()
             );
             let what = format!("PersistentVolumeClaim {ns}/{claim_name}");
-            if ops::create(&pvcs, &pvc, &what).await? {
-                normal_event(&dctx.ctx.recorder, disk, RESIZING, "Resize", msg.clone()).await;
+            if idempotent::create(&pvcs, &pvc, &what).await? {
+                events::publish(
+                    &dctx.ctx.recorder,
+                    disk,
+                    Note::normal(RESIZING, "Resize", msg.clone()),
+                )
+                .await;
             }
             progressing(msg)
         }
@@ -297,7 +303,12 @@ pub(super) async fn grow(
                 "growing volume {} from {have} to {want} through PVC {pns}/{pname}{why}",
                 super::pv_handle(pv).unwrap_or_default()
             );
-            normal_event(&dctx.ctx.recorder, disk, RESIZING, "Resize", msg.clone()).await;
+            events::publish(
+                &dctx.ctx.recorder,
+                disk,
+                Note::normal(RESIZING, "Resize", msg.clone()),
+            )
+            .await;
             progressing(msg)
         }
     }

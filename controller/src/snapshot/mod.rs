@@ -33,9 +33,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::disk::objects::{bind_claim_spec, managed_object, pv_capacity, pv_class};
+use crate::events::{self, Note};
+use crate::idempotent;
 use crate::labels::{ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER, SNAPSHOT_LABEL};
-use crate::ops;
-use crate::status::{Phase, normal_event, report};
+use crate::status::{Phase, report};
 use crate::{Context, Error, ReadyToken, Result};
 use kompox_cluster::is_not_found;
 
@@ -334,16 +335,14 @@ async fn take(
         &[(SNAPSHOT_LABEL, &name)],
         json!({"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": source}}),
     )?;
-    if ops::create(&vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
+    if idempotent::create(&vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
         let note = format!(
             "taking VolumeSnapshot {vs_name} of PVC {source} (disk {disk_name}, class {class})"
         );
-        normal_event(
+        events::publish(
             &ctx.recorder,
             snap,
-            reasons::SNAPSHOT_PENDING,
-            "Snapshot",
-            note,
+            Note::normal(reasons::SNAPSHOT_PENDING, "Snapshot", note),
         )
         .await;
     }
@@ -391,7 +390,7 @@ async fn source_pvc(
             let size = pv_capacity(pv).map_or(disk.spec.size.0.as_str(), |q| q.0.as_str());
             let pvc = temp_claim(snap, &pv_name, pv_class(pv), temp, size)?;
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-            ops::create(&pvcs, &pvc, &format!("PersistentVolumeClaim {ns}/{temp}")).await?;
+            idempotent::create(&pvcs, &pvc, &format!("PersistentVolumeClaim {ns}/{temp}")).await?;
             return waiting(format!(
                 "binding temporary PVC {temp} to PersistentVolume {pv_name}"
             ));
@@ -535,7 +534,7 @@ async fn observe(
 async fn delete_temp_claim(ctx: &Context, ns: &str, snapshot: &str) -> Result<()> {
     let temp = source_pvc_name(snapshot);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
-    ops::delete(&pvcs, &temp, &format!("PersistentVolumeClaim {ns}/{temp}")).await
+    idempotent::delete(&pvcs, &temp, &format!("PersistentVolumeClaim {ns}/{temp}")).await
 }
 
 /// The VolumeSnapshot API in `ns` and the VolumeSnapshot of KompoxSnapshot `snapshot`, if any
@@ -568,13 +567,15 @@ async fn cleanup(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     if vs.metadata.deletion_timestamp.is_none() {
-        ops::delete(&vs_api, &vs_name, &format!("VolumeSnapshot {ns}/{vs_name}")).await?;
-        normal_event(
+        idempotent::delete(&vs_api, &vs_name, &format!("VolumeSnapshot {ns}/{vs_name}")).await?;
+        events::publish(
             &ctx.recorder,
             snap,
-            reasons::DELETING,
-            "Delete",
-            format!("deleting VolumeSnapshot {vs_name}"),
+            Note::normal(
+                reasons::DELETING,
+                "Delete",
+                format!("deleting VolumeSnapshot {vs_name}"),
+            ),
         )
         .await;
     }

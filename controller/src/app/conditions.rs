@@ -10,7 +10,8 @@ use kompox_core::api::condition;
 /// something that resolves by itself (rollout, disk provisioning, an RWO switch);
 /// [`Outcome::Degraded`] when a user must change something (compose, spec, a disk claimed by
 /// another app) — nothing was applied in that reconcile. The storage controllers' vocabulary.
-pub use crate::status::{Note, Phase as Outcome};
+pub use crate::events::Note;
+pub use crate::status::Phase as Outcome;
 
 /// `status` with the outcome's conditions merged in (transition times move only on a flip),
 /// `ready` and `observedGeneration` set.
