@@ -22,6 +22,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::FIELD_MANAGER;
+use super::fingerprint::tracked_version;
+use super::reconcile::{Replicas, Run};
 use crate::{Error, Result};
 
 /// The kinds the app controller applies, with their resource (plural) names.
@@ -306,6 +311,109 @@ pub async fn prune(
         }
     }
     Ok(pruned)
+}
+
+/// One object of an apply wave: see [`Run::apply_all`].
+enum Todo<'o> {
+    Object(&'o Value),
+    Deployment(Box<Deployment>),
+}
+
+impl Todo<'_> {
+    fn kind(&self) -> &str {
+        match self {
+            Todo::Object(o) => o["kind"].as_str().unwrap_or_default(),
+            Todo::Deployment(_) => "Deployment",
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Todo::Object(o) => o["metadata"]["name"].as_str(),
+            Todo::Deployment(d) => d.metadata.name.as_deref(),
+        }
+    }
+
+    /// Applies it: the live metadata, and the live Deployment when it is the Deployment.
+    async fn apply(
+        &self,
+        client: &Client,
+        ns: &str,
+        field_manager: &str,
+    ) -> std::result::Result<(ObjectMeta, Option<Deployment>), ApplyError> {
+        match self {
+            Todo::Object(o) => apply(client, ns, field_manager, o)
+                .await
+                .map(|live| (live.metadata, None)),
+            Todo::Deployment(d) => apply_typed(client, ns, field_manager, d.as_ref())
+                .await
+                .map(|live| (live.metadata.clone(), Some(live))),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Applies `objects` in order, the Deployment among them as the typed `deployment` with
+    /// `replicas`, the PVC named `skip_claim` left out. `Ok(Err(message))` when the API server
+    /// refused one. Returns the applied Deployment.
+    pub(super) async fn apply_all(
+        &mut self,
+        objects: &[Value],
+        deployment: &Deployment,
+        replicas: Replicas,
+        skip_claim: Option<&str>,
+    ) -> Result<std::result::Result<Option<Deployment>, String>> {
+        let mut todo: Vec<Todo<'_>> = Vec::new();
+        for obj in objects {
+            match obj["kind"].as_str().unwrap_or_default() {
+                "PersistentVolumeClaim"
+                    if skip_claim.is_some_and(|c| obj["metadata"]["name"] == c) => {}
+                "Deployment" => {
+                    let mut d = deployment.clone();
+                    if replicas == Replicas::Zero {
+                        d.spec.get_or_insert_with(Default::default).replicas = Some(0);
+                    }
+                    todo.push(Todo::Deployment(Box::new(d)));
+                }
+                _ => todo.push(Todo::Object(obj)),
+            }
+        }
+        // Two waves, each applied concurrently: first what the workload reads or is constrained
+        // by (Secrets, ConfigMaps, PVCs, policies, quota), then the workload and its Services.
+        let (first, second): (Vec<_>, Vec<_>) = todo
+            .into_iter()
+            .partition(|o| !matches!(o.kind(), "Service" | "Deployment" | "Ingress"));
+        let mut applied_deployment = None;
+        for wave in [first, second] {
+            let results = futures::future::join_all(
+                wave.iter()
+                    .map(|o| o.apply(&self.client, &self.ns, FIELD_MANAGER)),
+            )
+            .await;
+            let mut refused = None;
+            for (obj, applied) in wave.iter().zip(results) {
+                let kind = obj.kind();
+                match applied {
+                    Ok((meta, typed)) => {
+                        if let (Some(name), Some(v)) = (obj.name(), tracked_version(kind, &meta)) {
+                            self.versions.insert((kind.to_owned(), name.to_owned()), v);
+                        }
+                        if let Some(d) = typed {
+                            applied_deployment = Some(d);
+                        }
+                    }
+                    Err(ApplyError::Refused(msg)) => {
+                        refused.get_or_insert(msg);
+                    }
+                    Err(ApplyError::Failed(e)) => return Err(e),
+                }
+            }
+            if let Some(msg) = refused {
+                return Ok(Err(msg));
+            }
+        }
+        Ok(Ok(applied_deployment))
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //!
 //! 1. **Gather** the compose ConfigMap, the Secrets/ConfigMaps of `spec.files.mounts` and the
 //!    KompoxDisks of `spec.volumes` with `kompox_cluster::gather_inputs`, and the cluster facts
-//!    (provider, region; cached for a minute). A referenced disk without a PV yet →
+//!    (provider, region; `Context::facts`, shared with the disk controller). A referenced disk without a PV yet →
 //!    `Progressing` `DiskNotReady`.
 //! 2. **Render** with `kompox_core::render`. Any render error → `Degraded` with the renderer's
 //!    reason (`InvalidCompose`, `ZoneMismatch`, `ReferenceNotFound`, `InvalidSpec`) and every
@@ -31,7 +31,7 @@
 //!    as old ∪ new before applying.
 //! 8. **Release** claims of disks no volume names any more, once no PVC binds their PV.
 //! 9. **Status** by server-side apply on the status subresource: conditions Ready /
-//!    Progressing / Degraded merged purely ([`status`]), `ready`, `observedGeneration`,
+//!    Progressing / Degraded merged purely ([`conditions`]), `ready`, `observedGeneration`,
 //!    `renderedHash`, `ingressHosts`, `inventory`, `volumeSwitch`. Events only on transitions
 //!    (Ready, a new Degraded reason, a new rendered hash, switch phases, claims, prunes).
 //!
@@ -70,9 +70,11 @@
 //! being deleted. A change re-renders within the debounce (200 ms) plus one reconcile.
 
 mod apply;
+mod cleanup;
+pub mod conditions;
+mod fingerprint;
 pub mod hygiene;
 mod reconcile;
-pub mod status;
 pub mod switch;
 pub mod watch;
 
@@ -84,6 +86,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
 
+pub use kompox_core::well_known::APP_FINALIZER;
 pub use reconcile::AppCtx;
 
 use crate::{Context, Error, ReadyToken};
@@ -92,8 +95,6 @@ use crate::{Context, Error, ReadyToken};
 pub const CONTROLLER: &str = "app";
 /// Field manager of the app controller's server-side applies (objects and status).
 pub const FIELD_MANAGER: &str = "kompox";
-/// Finalizer on KompoxApps: releases disk claims once the app's Pods are gone.
-pub const APP_FINALIZER: &str = "k8s.kompox.dev/app";
 
 /// Runs the KompoxApp controller until `ctx.shutdown` fires.
 ///
@@ -133,7 +134,7 @@ async fn reconcile(app: Arc<KompoxApp>, actx: Arc<AppCtx>) -> Result<Action, Err
     ctx.finalized(app, APP_FINALIZER, |event| async {
         match event {
             Finalizer::Apply(a) => reconcile::apply(&a, &actx).await,
-            Finalizer::Cleanup(a) => reconcile::cleanup(&a, &actx).await,
+            Finalizer::Cleanup(a) => cleanup::cleanup(&a, &actx).await,
         }
     })
     .await

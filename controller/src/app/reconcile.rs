@@ -1,6 +1,8 @@
 //! One KompoxApp reconcile: the full path (gather, render, claim, switch, apply, prune, status)
 //! and the cheap path taken when nothing the render depends on changed (status only, from the
-//! caches), plus the finalizer's cleanup.
+//! caches). The fingerprint that decides between them is in [`super::fingerprint`], the
+//! finalizer's cleanup in [`super::cleanup`], the switch phases in [`super::switch`], the
+//! apply waves in [`super::apply`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -11,52 +13,50 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kompox_cluster::{
-    OwnedInputs, gather_inputs, is_conflict, is_not_found, referenced_sources, resolve_cluster_info,
-};
+use kompox_cluster::{OwnedInputs, gather_inputs, resolve_cluster_info};
 use kompox_core::api::condition::reasons;
-use kompox_core::api::{
-    API_VERSION, InventoryEntry, KompoxApp, KompoxAppStatus, KompoxDisk, VolumeSwitch,
-    VolumeSwitchPhase,
-};
+use kompox_core::api::{API_VERSION, InventoryEntry, KompoxApp, KompoxAppStatus, KompoxDisk};
 use kompox_core::naming::DISK_LABEL;
 use kompox_core::render::{ClusterInfo, VolumeClaim, render};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 
 use super::FIELD_MANAGER;
-use super::apply::{self, ApplyError};
+use super::apply;
+use super::conditions::{self, Outcome};
+use super::fingerprint::{
+    self, cached_owned_fingerprint, combine, holds_stale_claims, inputs_fingerprint,
+    owned_fingerprint,
+};
 use super::hygiene::{self, NamespaceFacts};
-use super::status::{self, Note, Outcome};
-use super::switch::{self, LivePvc, Plan, VolumeView};
-use super::watch::{Stores, app_label_value, versions};
+use super::switch::{self, LivePvc, Plan, SwitchStep, VolumeView};
+use super::watch::{Stores, app_label_value};
 use crate::Context;
 use crate::claim::{self, Claim};
-use crate::runtime::publish;
+use crate::events::{self, Note};
 use crate::{Error, Result};
 
 /// A full apply is repeated at least this often (drift of objects no cache covers: the
 /// namespace hygiene objects, Namespace labels), plus a per-app jitter of up to a minute.
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// Re-check while a rollout is under way (Deployment events usually come first).
-const ROLLOUT: Duration = Duration::from_secs(30);
+pub(super) const ROLLOUT: Duration = Duration::from_secs(30);
 /// Re-check while an RWO switch or a cleanup waits.
-const SWITCH_POLL: Duration = Duration::from_secs(2);
+pub(super) const SWITCH_POLL: Duration = Duration::from_secs(2);
 /// Retry of a reconcile that waits ([`Error::Waiting`]: Pods or PVCs of a deleted app still
 /// there, an object without the metadata the reconcile needs).
-const WAIT: Duration = Duration::from_secs(2);
+pub(super) const WAIT: Duration = Duration::from_secs(2);
 /// Re-check of a Degraded app (its inputs are watched, so this is a safety net).
-const DEGRADED: Duration = Duration::from_secs(120);
+pub(super) const DEGRADED: Duration = Duration::from_secs(120);
 /// Re-check after the API server refused an object.
-const REFUSED: Duration = Duration::from_secs(60);
+pub(super) const REFUSED: Duration = Duration::from_secs(60);
 
 /// What the last full reconcile of an app concluded, for the cheap path.
 #[derive(Debug, Clone)]
-struct Applied {
+pub(super) struct Applied {
     uid: String,
     fingerprint: u64,
     at: Instant,
@@ -64,7 +64,7 @@ struct Applied {
 }
 
 #[derive(Debug, Clone)]
-enum AppliedResult {
+pub(super) enum AppliedResult {
     /// Objects applied: readiness comes from these (cached) objects.
     Objects {
         deployment: Option<String>,
@@ -87,14 +87,14 @@ pub struct AppCtx {
 
 /// How long what a Namespace says about hygiene is reused (labels rarely change; a change is
 /// picked up within this time by the next full reconcile).
-const NAMESPACE_TTL: Duration = Duration::from_secs(30);
+pub(super) const NAMESPACE_TTL: Duration = Duration::from_secs(30);
 
 /// The status this process last wrote for an app, with the resource version the write
 /// produced. The watch cache may still hold an older object when the next reconcile starts
 /// (the status event is filtered out but can arrive late); reading that older status would
 /// repeat transition Events and could resume an RWO switch from a stale phase.
 #[derive(Debug, Clone)]
-struct Written {
+pub(super) struct Written {
     uid: String,
     resource_version: u64,
     status: KompoxAppStatus,
@@ -174,7 +174,7 @@ impl AppCtx {
         }
     }
 
-    fn wrote(&self, key: &str, written: Option<Written>) {
+    pub(super) fn wrote(&self, key: &str, written: Option<Written>) {
         let mut map = self.written.lock().unwrap_or_else(PoisonError::into_inner);
         match written {
             Some(w) => map.insert(key.to_owned(), w),
@@ -189,150 +189,13 @@ impl AppCtx {
             .cloned()
     }
 
-    fn remember(&self, key: &str, applied: Option<Applied>) {
+    pub(super) fn remember(&self, key: &str, applied: Option<Applied>) {
         let mut map = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         match applied {
             Some(a) => map.insert(key.to_owned(), a),
             None => map.remove(key),
         };
     }
-}
-
-/// A hash of the inputs of a full reconcile of `app` that the caches can see: the app's
-/// identity, spec and annotations; the cluster facts; the resource versions of the compose
-/// ConfigMap and the `spec.files.mounts` sources; the fields of its disks that the render and
-/// claims read.
-fn inputs_fingerprint(app: &KompoxApp, stores: &Stores, cluster: &ClusterInfo, ns: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    app.metadata.uid.hash(&mut h);
-    app.metadata.generation.hash(&mut h);
-    app.metadata.annotations.hash(&mut h);
-    format!("{cluster:?}").hash(&mut h);
-    let refs = referenced_sources(app);
-    let mut cms: Vec<&str> = refs.config_maps.iter().map(String::as_str).collect();
-    cms.push(&app.spec.compose.config_map_ref.name);
-    let secrets: Vec<&str> = refs.secrets.iter().map(String::as_str).collect();
-    versions(&stores.config_maps, ns, &cms).hash(&mut h);
-    versions(&stores.secrets, ns, &secrets).hash(&mut h);
-    for v in &app.spec.volumes {
-        let d = stores
-            .disks
-            .get(&ObjectRef::new(&v.disk_ref.name).within(ns));
-        match d {
-            Some(d) => {
-                d.metadata.generation.hash(&mut h);
-                let s = d.status.clone().unwrap_or_default();
-                (s.pv_name, s.zone, s.attached_to, s.storage_class_name).hash(&mut h);
-            }
-            None => "absent".hash(&mut h),
-        }
-    }
-    h.finish()
-}
-
-/// The version of an owned object that the fingerprint tracks: a Deployment's generation
-/// (its status changes all the time; only spec changes matter), else the resource version.
-fn tracked_version(
-    kind: &str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<String> {
-    if kind == "Deployment" {
-        meta.generation.map(|g| g.to_string())
-    } else {
-        meta.resource_version.clone()
-    }
-}
-
-/// Kinds whose objects the caches hold (and the fingerprint therefore covers).
-const CACHED_KINDS: [&str; 6] = [
-    "Deployment",
-    "Service",
-    "Ingress",
-    "PersistentVolumeClaim",
-    "Secret",
-    "ConfigMap",
-];
-
-/// A hash of the inventoried objects of cached kinds, each with its [`tracked_version`] from
-/// `version` (`None`: absent). A deleted or edited object changes it.
-fn owned_fingerprint(
-    inventory: &[InventoryEntry],
-    version: impl Fn(&InventoryEntry) -> Option<String>,
-) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for e in inventory
-        .iter()
-        .filter(|e| CACHED_KINDS.contains(&e.kind.as_str()))
-    {
-        (e, version(e)).hash(&mut h);
-    }
-    h.finish()
-}
-
-/// [`owned_fingerprint`] from the caches.
-fn cached_owned_fingerprint(inventory: &[InventoryEntry], stores: &Stores, ns: &str) -> u64 {
-    owned_fingerprint(inventory, |e| {
-        let n = e.name.as_str();
-        let r = |meta: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
-            meta.and_then(|m| tracked_version(&e.kind, &m))
-        };
-        match e.kind.as_str() {
-            "Deployment" => r(stores
-                .deployments
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone())),
-            "Service" => r(stores
-                .services
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone())),
-            "Ingress" => r(stores
-                .ingresses
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone())),
-            "PersistentVolumeClaim" => r(stores
-                .pvcs
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone())),
-            "Secret" => r(stores
-                .secrets
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone())),
-            "ConfigMap" => r(stores
-                .config_maps
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone())),
-            _ => None,
-        }
-    })
-}
-
-/// Whether the caches show a disk claimed by `app` for a volume that no longer names it: the
-/// full path releases such claims once no PVC binds the disk, so the cheap path is not taken
-/// (the PVC's deletion event then finds it).
-fn holds_stale_claims(app: &KompoxApp, stores: &Stores, ns: &str) -> bool {
-    let name = app.metadata.name.as_deref().unwrap_or_default();
-    stores.disks.state().iter().any(|d| {
-        d.metadata.namespace.as_deref() == Some(ns)
-            && d.status
-                .as_ref()
-                .and_then(|s| s.attached_to.as_ref())
-                .is_some_and(|a| {
-                    a.app == name
-                        && !app.spec.volumes.iter().any(|v| {
-                            v.name == a.volume
-                                && Some(v.disk_ref.name.as_str()) == d.metadata.name.as_deref()
-                        })
-                })
-    })
-}
-
-/// The fingerprint of a reconcile: unchanged ⇒ a full reconcile would apply nothing new, so
-/// only the status is refreshed. After a full reconcile the owned part is taken from the apply
-/// responses, so the watch events of the controller's own writes find it unchanged.
-fn combine(inputs: u64, owned: u64) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (inputs, owned).hash(&mut h);
-    h.finish()
 }
 
 fn now() -> Time {
@@ -394,126 +257,15 @@ pub async fn apply(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
     Ok(action)
 }
 
-/// The Cleanup side of the finalizer: stop the app's Pods, remove its PVCs and release its
-/// disk claims, so no other app can mount a disk while this app's Pods still run. Everything
-/// else is garbage-collected through owner references once the finalizer is gone; Orphan disks
-/// (and every KompoxDisk: they are not owned by the app) stay.
-///
-/// # Errors
-///
-/// [`Error::Waiting`] while Pods or PVCs are still there (keeps the finalizer); API failures.
-pub async fn cleanup(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
-    let mut run = Run::new(app, actx)?;
-    actx.remember(&run.key, None);
-    let result = cleanup_run(&mut run).await;
-    if result.is_ok() {
-        actx.wrote(&run.key, None);
-    }
-    result
-}
-
-async fn cleanup_run(run: &mut Run<'_>) -> Result<Action> {
-    let app = run.app;
-    let inventory = run.old.inventory.clone();
-    let of_kind = |k: &str| -> Vec<InventoryEntry> {
-        inventory.iter().filter(|e| e.kind == k).cloned().collect()
-    };
-    let pvcs = of_kind("PersistentVolumeClaim");
-    let disk_api: Api<KompoxDisk> = Api::namespaced(run.client.clone(), &run.ns);
-    let held: Vec<KompoxDisk> = if pvcs.is_empty() && app.spec.volumes.is_empty() {
-        Vec::new()
-    } else {
-        disk_api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::kube(format!("listing KompoxDisks in {}", run.ns), e))?
-            .items
-            .into_iter()
-            .filter(|d| {
-                d.status
-                    .as_ref()
-                    .and_then(|s| s.attached_to.as_ref())
-                    .is_some_and(|a| a.app == run.name)
-            })
-            .collect()
-    };
-    if pvcs.is_empty() && held.is_empty() {
-        return Ok(Action::await_change());
-    }
-    let msg = "app deleted: stopping its Pods and releasing its disks".to_owned();
-    run.finish(
-        Outcome::Progressing(reasons::DELETING, msg.clone()),
-        SWITCH_POLL,
-    )
-    .await?;
-    if run
-        .old
-        .conditions
-        .iter()
-        .all(|c| c.reason != reasons::DELETING)
-    {
-        run.event(EventType::Normal, reasons::DELETING, "Delete", msg)
-            .await;
-    }
-    apply::prune(
-        &run.client,
-        &run.ns,
-        &run.label,
-        &run.uid,
-        &of_kind("Deployment"),
-    )
-    .await?;
-    for p in &pvcs {
-        let users = run.pods_using(&p.name).await?;
-        if !users.is_empty() {
-            return Err(Error::waiting(
-                format!("Pods {} still use PVC {}", users.join(", "), p.name),
-                WAIT,
-            ));
-        }
-    }
-    apply::prune(&run.client, &run.ns, &run.label, &run.uid, &pvcs).await?;
-    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(run.client.clone(), &run.ns);
-    for p in &pvcs {
-        if pvc_api
-            .get_metadata_opt(&p.name)
-            .await
-            .map_err(|e| Error::kube(format!("reading PVC {}/{}", run.ns, p.name), e))?
-            .is_some_and(|m| m.owner_references().iter().any(|o| o.uid == run.uid))
-        {
-            return Err(Error::waiting(
-                format!("PVC {} is being deleted", p.name),
-                WAIT,
-            ));
-        }
-    }
-    for d in &held {
-        let Some(att) = d.status.as_ref().and_then(|s| s.attached_to.as_ref()) else {
-            continue;
-        };
-        let dname = d.name_any();
-        if claim::release(&disk_api, &dname, &run.name, &att.volume).await? {
-            run.event(
-                EventType::Normal,
-                "DiskReleased",
-                "Delete",
-                format!("released disk {dname} (volume {})", att.volume),
-            )
-            .await;
-        }
-    }
-    Ok(Action::await_change())
-}
-
 /// The outcome of the full path.
-struct Step {
-    outcome: Outcome,
-    requeue: Duration,
-    cache: Option<AppliedResult>,
+pub(super) struct Step {
+    pub(super) outcome: Outcome,
+    pub(super) requeue: Duration,
+    pub(super) cache: Option<AppliedResult>,
 }
 
 impl Step {
-    fn degraded(reason: &'static str, message: String) -> Step {
+    pub(super) fn degraded(reason: &'static str, message: String) -> Step {
         Step {
             outcome: Outcome::Degraded(reason, message.clone()),
             requeue: DEGRADED,
@@ -521,7 +273,7 @@ impl Step {
         }
     }
 
-    fn waiting(reason: &'static str, message: String, requeue: Duration) -> Step {
+    pub(super) fn waiting(reason: &'static str, message: String, requeue: Duration) -> Step {
         Step {
             outcome: Outcome::Progressing(reason, message),
             requeue,
@@ -532,7 +284,7 @@ impl Step {
 
 /// How the Deployment is applied in this pass.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Replicas {
+pub(super) enum Replicas {
     /// As rendered.
     Rendered,
     /// Zero (an RWO switch's ScaleDown/Rebind).
@@ -540,28 +292,28 @@ enum Replicas {
 }
 
 /// One reconcile of one app.
-struct Run<'a> {
-    app: &'a KompoxApp,
-    actx: &'a AppCtx,
-    client: Client,
-    ns: String,
-    name: String,
-    uid: String,
-    key: String,
-    label: String,
-    api: Api<KompoxApp>,
+pub(super) struct Run<'a> {
+    pub(super) app: &'a KompoxApp,
+    pub(super) actx: &'a AppCtx,
+    pub(super) client: Client,
+    pub(super) ns: String,
+    pub(super) name: String,
+    pub(super) uid: String,
+    pub(super) key: String,
+    pub(super) label: String,
+    pub(super) api: Api<KompoxApp>,
     /// The status as read.
-    old: KompoxAppStatus,
+    pub(super) old: KompoxAppStatus,
     /// The status as last written (or read).
-    written: KompoxAppStatus,
+    pub(super) written: KompoxAppStatus,
     /// The status being built.
-    status: KompoxAppStatus,
+    pub(super) status: KompoxAppStatus,
     /// The tracked version of every object applied in this reconcile, by (kind, name).
-    versions: HashMap<(String, String), String>,
+    pub(super) versions: HashMap<(String, String), String>,
 }
 
 impl<'a> Run<'a> {
-    fn new(app: &'a KompoxApp, actx: &'a AppCtx) -> Result<Self> {
+    pub(super) fn new(app: &'a KompoxApp, actx: &'a AppCtx) -> Result<Self> {
         let missing = |f: &str| Error::waiting(format!("KompoxApp without {f}"), WAIT);
         let ns = app
             .metadata
@@ -589,25 +341,14 @@ impl<'a> Run<'a> {
         })
     }
 
-    async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
-        publish(
-            &self.actx.ctx.recorder,
-            &self.app.object_ref(&()),
-            type_,
-            reason,
-            action,
-            note,
-        )
-        .await;
-    }
-
-    async fn note(&self, n: Note) {
-        self.event(n.type_, &n.reason, n.action, n.note).await;
+    /// Publishes `note` about the app.
+    pub(super) async fn publish(&self, note: Note) {
+        events::publish(&self.actx.ctx.recorder, self.app, note).await;
     }
 
     /// Writes `self.status` by server-side apply on the status subresource if it differs from
     /// what was last written.
-    async fn write(&mut self) -> Result<()> {
+    pub(super) async fn write(&mut self) -> Result<()> {
         if self.status == self.written {
             return Ok(());
         }
@@ -645,12 +386,13 @@ impl<'a> Run<'a> {
 
     /// Merges the outcome into the status, writes it, publishes transition Events, and says
     /// when to come back.
-    async fn finish(&mut self, outcome: Outcome, requeue: Duration) -> Result<Action> {
+    pub(super) async fn finish(&mut self, outcome: Outcome, requeue: Duration) -> Result<Action> {
         let status = std::mem::take(&mut self.status);
-        self.status = status::with_outcome(status, &outcome, self.app.metadata.generation, &now());
+        self.status =
+            conditions::with_outcome(status, &outcome, self.app.metadata.generation, &now());
         self.write().await?;
-        for n in status::transition_events(&self.old.conditions, &outcome) {
-            self.note(n).await;
+        for n in conditions::transition_events(&self.old.conditions, &outcome) {
+            self.publish(n).await;
         }
         Ok(match outcome {
             Outcome::Ready(_) => Action::requeue(RESYNC + jitter(&self.key)),
@@ -659,7 +401,7 @@ impl<'a> Run<'a> {
     }
 
     /// The cheap path: only the status, from the caches.
-    async fn observe(&mut self, hit: &Applied) -> Result<Action> {
+    pub(super) async fn observe(&mut self, hit: &Applied) -> Result<Action> {
         let outcome = match &hit.result {
             AppliedResult::Degraded(r, m) => Outcome::Degraded(r, m.clone()),
             AppliedResult::Objects {
@@ -695,7 +437,7 @@ impl<'a> Run<'a> {
     }
 
     /// The full path.
-    async fn full(&mut self, cluster: &ClusterInfo) -> Result<Step> {
+    pub(super) async fn full(&mut self, cluster: &ClusterInfo) -> Result<Step> {
         // 1. Inputs. A missing compose file is the user's to fix; an API failure is retried.
         let inputs = match gather_inputs(&self.client, self.app).await {
             Ok(i) => i,
@@ -791,13 +533,8 @@ impl<'a> Run<'a> {
                         "abandoned the switch of volume {} to disk {}: {}",
                         sw.volume, sw.to_disk, "the spec no longer asks for it"
                     );
-                    self.event(
-                        EventType::Normal,
-                        "VolumeSwitchAborted",
-                        "VolumeSwitch",
-                        note,
-                    )
-                    .await;
+                    self.publish(Note::normal("VolumeSwitchAborted", "VolumeSwitch", note))
+                        .await;
                 }
                 self.status.volume_switch = None;
             }
@@ -811,12 +548,11 @@ impl<'a> Run<'a> {
         self.status.inventory = apply::union(&self.old.inventory, &new_inventory);
         self.write().await?;
         if started && let Some(sw) = &self.status.volume_switch {
-            self.event(
-                EventType::Normal,
+            self.publish(Note::normal(
                 "VolumeSwitch",
                 "VolumeSwitch",
                 switch::progress_message(sw, "started"),
-            )
+            ))
             .await;
         }
         // 8. Apply (through the switch's phases while one runs).
@@ -848,12 +584,11 @@ impl<'a> Run<'a> {
                 .iter()
                 .map(|e| format!("{} {}", e.kind, e.name))
                 .collect();
-            self.event(
-                EventType::Normal,
+            self.publish(Note::normal(
                 "Pruned",
                 "Prune",
                 format!("deleted {}", list.join(", ")),
-            )
+            ))
             .await;
         }
         // 10. Claims no volume needs any more.
@@ -866,8 +601,7 @@ impl<'a> Run<'a> {
                 let w: Vec<String> = rendered.warnings.iter().map(ToString::to_string).collect();
                 note.push_str(&format!("; warnings: {}", w.join("; ")));
             }
-            self.event(EventType::Normal, "Applied", "Apply", note)
-                .await;
+            self.publish(Note::normal("Applied", "Apply", note)).await;
         }
         self.status.rendered_hash = Some(rendered.hash.clone());
         let dep_name = Some(rendered.deployment_name().to_owned());
@@ -889,7 +623,10 @@ impl<'a> Run<'a> {
     }
 
     /// Claims each volume's disk. `Some(step)` when a disk is held by another app volume.
-    async fn claim_disks(&mut self, disks: &BTreeMap<String, KompoxDisk>) -> Result<Option<Step>> {
+    pub(super) async fn claim_disks(
+        &mut self,
+        disks: &BTreeMap<String, KompoxDisk>,
+    ) -> Result<Option<Step>> {
         let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
         for v in &self.app.spec.volumes {
             let dname = &v.disk_ref.name;
@@ -903,12 +640,11 @@ impl<'a> Run<'a> {
             match decision {
                 Claim::AlreadyHeld => {}
                 Claim::Granted => {
-                    self.event(
-                        EventType::Normal,
+                    self.publish(Note::normal(
                         "DiskClaimed",
                         "Claim",
                         format!("claimed disk {dname} for volume {}", v.name),
-                    )
+                    ))
                     .await;
                 }
                 held @ Claim::HeldBy { .. } => {
@@ -926,7 +662,7 @@ impl<'a> Run<'a> {
     }
 
     /// The app's volumes with their live PVCs (GETs: the switch must not decide from a cache).
-    async fn volume_views(
+    pub(super) async fn volume_views(
         &self,
         claims: &[VolumeClaim],
         disks: &BTreeMap<String, KompoxDisk>,
@@ -962,7 +698,7 @@ impl<'a> Run<'a> {
         Ok(out)
     }
 
-    fn live_pvc(&self, p: &PersistentVolumeClaim) -> LivePvc {
+    pub(super) fn live_pvc(&self, p: &PersistentVolumeClaim) -> LivePvc {
         let volume_name = p.spec.as_ref().and_then(|s| s.volume_name.clone());
         let disk = volume_name
             .as_deref()
@@ -990,7 +726,7 @@ impl<'a> Run<'a> {
     /// messages. Objects this app has applied before (in `status.inventory`) are checked in the
     /// watch caches; new ones with a metadata GET, so an object nobody labelled (a user's own)
     /// is found too.
-    async fn ownership_conflicts(&self, objects: &[Value]) -> Result<Vec<String>> {
+    pub(super) async fn ownership_conflicts(&self, objects: &[Value]) -> Result<Vec<String>> {
         let entries: Vec<InventoryEntry> = objects.iter().filter_map(apply::entry_of).collect();
         let lookups = entries.iter().map(|e| async move {
             if self.old.inventory.contains(e) {
@@ -1022,109 +758,14 @@ impl<'a> Run<'a> {
             .collect())
     }
 
-    /// The cached metadata of an object of this app's inventory (`None` for kinds without a
-    /// cache, or when the cache does not hold it).
-    fn cached_meta(
-        &self,
-        e: &InventoryEntry,
-    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
-        let s = &self.actx.stores;
-        let ns = self.ns.as_str();
-        let n = e.name.as_str();
-        match e.kind.as_str() {
-            "Deployment" => s
-                .deployments
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone()),
-            "Service" => s
-                .services
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone()),
-            "Ingress" => s
-                .ingresses
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone()),
-            "PersistentVolumeClaim" => s
-                .pvcs
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone()),
-            "Secret" => s
-                .secrets
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone()),
-            "ConfigMap" => s
-                .config_maps
-                .get(&ObjectRef::new(n).within(ns))
-                .map(|o| o.metadata.clone()),
-            _ => None,
-        }
-    }
-
-    /// Applies `objects` in order, the Deployment among them as the typed `deployment` with
-    /// `replicas`, the PVC named `skip_claim` left out. `Ok(Err(message))` when the API server
-    /// refused one. Returns the applied Deployment.
-    async fn apply_all(
-        &mut self,
-        objects: &[Value],
-        deployment: &Deployment,
-        replicas: Replicas,
-        skip_claim: Option<&str>,
-    ) -> Result<std::result::Result<Option<Deployment>, String>> {
-        let mut todo: Vec<Todo<'_>> = Vec::new();
-        for obj in objects {
-            match obj["kind"].as_str().unwrap_or_default() {
-                "PersistentVolumeClaim"
-                    if skip_claim.is_some_and(|c| obj["metadata"]["name"] == c) => {}
-                "Deployment" => {
-                    let mut d = deployment.clone();
-                    if replicas == Replicas::Zero {
-                        d.spec.get_or_insert_with(Default::default).replicas = Some(0);
-                    }
-                    todo.push(Todo::Deployment(Box::new(d)));
-                }
-                _ => todo.push(Todo::Object(obj)),
-            }
-        }
-        // Two waves, each applied concurrently: first what the workload reads or is constrained
-        // by (Secrets, ConfigMaps, PVCs, policies, quota), then the workload and its Services.
-        let (first, second): (Vec<_>, Vec<_>) = todo
-            .into_iter()
-            .partition(|o| !matches!(o.kind(), "Service" | "Deployment" | "Ingress"));
-        let mut applied_deployment = None;
-        for wave in [first, second] {
-            let results = futures::future::join_all(
-                wave.iter()
-                    .map(|o| o.apply(&self.client, &self.ns, FIELD_MANAGER)),
-            )
-            .await;
-            let mut refused = None;
-            for (obj, applied) in wave.iter().zip(results) {
-                let kind = obj.kind();
-                match applied {
-                    Ok((meta, typed)) => {
-                        if let (Some(name), Some(v)) = (obj.name(), tracked_version(kind, &meta)) {
-                            self.versions.insert((kind.to_owned(), name.to_owned()), v);
-                        }
-                        if let Some(d) = typed {
-                            applied_deployment = Some(d);
-                        }
-                    }
-                    Err(ApplyError::Refused(msg)) => {
-                        refused.get_or_insert(msg);
-                    }
-                    Err(ApplyError::Failed(e)) => return Err(e),
-                }
-            }
-            if let Some(msg) = refused {
-                return Ok(Err(msg));
-            }
-        }
-        Ok(Ok(applied_deployment))
+    /// The cached metadata of an object of this app's inventory ([`fingerprint::cached_meta`]).
+    pub(super) fn cached_meta(&self, e: &InventoryEntry) -> Option<ObjectMeta> {
+        fingerprint::cached_meta(&self.actx.stores, &self.ns, &e.kind, &e.name)
     }
 
     /// Names of the running Pods (not Succeeded/Failed) in the namespace whose volumes use
     /// PVC `claim`. Any owner counts.
-    async fn pods_using(&self, claim: &str) -> Result<Vec<String>> {
+    pub(super) async fn pods_using(&self, claim: &str) -> Result<Vec<String>> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
         let list = pods
             .list(&ListParams::default())
@@ -1151,205 +792,9 @@ impl<'a> Run<'a> {
             .collect())
     }
 
-    /// `None` when the Deployment `name` runs no replica any more and no Pod uses `claim`;
-    /// otherwise what is still running.
-    async fn still_running(&self, name: Option<&str>, claim: &str) -> Result<Option<String>> {
-        if let Some(name) = name {
-            let deps: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
-            if let Some(d) = deps
-                .get_opt(name)
-                .await
-                .map_err(|e| Error::kube(format!("reading Deployment {}/{name}", self.ns), e))?
-            {
-                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let st = d.status.clone().unwrap_or_default();
-                let observed =
-                    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-                if want != 0 || !observed || st.replicas.unwrap_or(0) != 0 {
-                    return Ok(Some(format!(
-                        "Deployment {name} still has {} replicas",
-                        st.replicas.unwrap_or(0)
-                    )));
-                }
-            }
-        }
-        let users = self.pods_using(claim).await?;
-        Ok((!users.is_empty()).then(|| format!("Pods {} still use PVC {claim}", users.join(", "))))
-    }
-
-    /// Persists a phase change and announces it.
-    async fn enter(&mut self, sw: &mut VolumeSwitch, phase: VolumeSwitchPhase) -> Result<()> {
-        sw.phase = phase;
-        self.status.volume_switch = Some(sw.clone());
-        self.write().await?;
-        self.event(
-            EventType::Normal,
-            "VolumeSwitch",
-            "VolumeSwitch",
-            switch::progress_message(sw, "entered"),
-        )
-        .await;
-        Ok(())
-    }
-
-    /// Runs the switch `sw` as far as it can go now (see [`super::switch`]).
-    async fn run_switch(
-        &mut self,
-        mut sw: VolumeSwitch,
-        objects: &[Value],
-        deployment: &Deployment,
-        views: &[VolumeView],
-    ) -> Result<SwitchStep> {
-        let Some(view) = views.iter().find(|v| v.volume == sw.volume).cloned() else {
-            return Err(Error::waiting(
-                format!("volume {} vanished", sw.volume),
-                WAIT,
-            ));
-        };
-        let claim = view.claim.as_str();
-        let dep_name = deployment.metadata.name.clone();
-        let wait = |sw: &VolumeSwitch, detail: String| {
-            SwitchStep::Waiting(Step::waiting(
-                reasons::VOLUME_SWITCHING,
-                switch::progress_message(sw, &detail),
-                SWITCH_POLL,
-            ))
-        };
-        let refused = |msg: String| {
-            SwitchStep::Waiting(Step {
-                outcome: Outcome::Degraded(reasons::APPLY_FAILED, msg),
-                requeue: REFUSED,
-                cache: None,
-            })
-        };
-        if sw.phase != VolumeSwitchPhase::ScaleUp
-            && let Err(msg) = self
-                .apply_all(objects, deployment, Replicas::Zero, Some(claim))
-                .await?
-        {
-            return Ok(refused(msg));
-        }
-        if sw.phase == VolumeSwitchPhase::ScaleDown {
-            if let Some(running) = self.still_running(dep_name.as_deref(), claim).await? {
-                return Ok(wait(&sw, running));
-            }
-            self.enter(&mut sw, VolumeSwitchPhase::Rebind).await?;
-        }
-        if sw.phase == VolumeSwitchPhase::Rebind {
-            let pvc_api: Api<PersistentVolumeClaim> =
-                Api::namespaced(self.client.clone(), &self.ns);
-            let live = pvc_api
-                .get_opt(claim)
-                .await
-                .map_err(|e| Error::kube(format!("reading PVC {}/{claim}", self.ns), e))?;
-            match live {
-                Some(p) if p.metadata.deletion_timestamp.is_some() => {
-                    let f = p.finalizers().join(", ");
-                    return Ok(wait(
-                        &sw,
-                        format!("waiting for PVC {claim} to be deleted (finalizers: {f})"),
-                    ));
-                }
-                Some(p)
-                    if p.spec.as_ref().and_then(|s| s.volume_name.as_deref())
-                        == Some(view.want_pv.as_str()) =>
-                {
-                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
-                    if phase.as_deref() != Some("Bound") {
-                        return Ok(wait(
-                            &sw,
-                            format!(
-                                "waiting for PVC {claim} to bind to PersistentVolume {}",
-                                view.want_pv
-                            ),
-                        ));
-                    }
-                    self.enter(&mut sw, VolumeSwitchPhase::ScaleUp).await?;
-                }
-                Some(p) => {
-                    let users = self.pods_using(claim).await?;
-                    if !users.is_empty() {
-                        self.enter(&mut sw, VolumeSwitchPhase::ScaleDown).await?;
-                        return Ok(wait(
-                            &sw,
-                            format!("Pods {} use PVC {claim} again", users.join(", ")),
-                        ));
-                    }
-                    let dp = DeleteParams {
-                        preconditions: Some(Preconditions {
-                            uid: p.metadata.uid.clone(),
-                            resource_version: None,
-                        }),
-                        ..DeleteParams::background()
-                    };
-                    match pvc_api.delete(claim, &dp).await {
-                        Ok(_) => {}
-                        Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-                        Err(e) => {
-                            return Err(Error::kube(
-                                format!("deleting PVC {}/{claim}", self.ns),
-                                e,
-                            ));
-                        }
-                    }
-                    return Ok(wait(&sw, format!("deleting PVC {claim} to rebind it")));
-                }
-                None => {
-                    let Some(pvc) = objects.iter().find(|o| {
-                        o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == claim
-                    }) else {
-                        return Err(Error::waiting(format!("PVC {claim} is not rendered"), WAIT));
-                    };
-                    match apply::apply(&self.client, &self.ns, FIELD_MANAGER, pvc).await {
-                        Ok(_) => {}
-                        Err(ApplyError::Refused(msg)) => return Ok(refused(msg)),
-                        Err(ApplyError::Failed(e)) => return Err(e),
-                    }
-                    return Ok(wait(
-                        &sw,
-                        format!(
-                            "created PVC {claim} bound to PersistentVolume {}",
-                            view.want_pv
-                        ),
-                    ));
-                }
-            }
-        }
-        // ScaleUp.
-        let deployment = match self
-            .apply_all(objects, deployment, Replicas::Rendered, None)
-            .await?
-        {
-            Ok(d) => d,
-            Err(msg) => return Ok(refused(msg)),
-        };
-        if !sw.from_disk.is_empty() && sw.from_disk != sw.to_disk {
-            let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
-            if claim::release(&disk_api, &sw.from_disk, &self.name, &sw.volume).await? {
-                self.event(
-                    EventType::Normal,
-                    "DiskReleased",
-                    "VolumeSwitch",
-                    format!("released disk {} (volume {})", sw.from_disk, sw.volume),
-                )
-                .await;
-            }
-        }
-        self.status.volume_switch = None;
-        self.write().await?;
-        self.event(
-            EventType::Normal,
-            "VolumeSwitched",
-            "VolumeSwitch",
-            switch::progress_message(&sw, "done"),
-        )
-        .await;
-        Ok(SwitchStep::Done(deployment.map(Box::new)))
-    }
-
     /// Releases disks this app holds for a volume that no longer names them, once no PVC in
     /// the namespace is bound to their PV.
-    async fn release_stale_claims(&self) -> Result<()> {
+    pub(super) async fn release_stale_claims(&self) -> Result<()> {
         let wanted: Vec<(&str, &str)> = self
             .app
             .spec
@@ -1397,65 +842,18 @@ impl<'a> Run<'a> {
             };
             let dname = d.name_any();
             if claim::release(&disk_api, &dname, &self.name, &att.volume).await? {
-                self.event(
-                    EventType::Normal,
+                self.publish(Note::normal(
                     "DiskReleased",
                     "Release",
                     format!(
                         "released disk {dname}: volume {} no longer uses it",
                         att.volume
                     ),
-                )
+                ))
                 .await;
             }
         }
         Ok(())
-    }
-}
-
-enum SwitchStep {
-    /// The switch waits; the reconcile ends with this step.
-    Waiting(Step),
-    /// The switch finished; the rendered set is applied (the applied Deployment).
-    Done(Option<Box<Deployment>>),
-}
-
-/// One object of an apply wave: the Deployment typed, the others as rendered.
-enum Todo<'o> {
-    Object(&'o Value),
-    Deployment(Box<Deployment>),
-}
-
-impl Todo<'_> {
-    fn kind(&self) -> &str {
-        match self {
-            Todo::Object(o) => o["kind"].as_str().unwrap_or_default(),
-            Todo::Deployment(_) => "Deployment",
-        }
-    }
-
-    fn name(&self) -> Option<&str> {
-        match self {
-            Todo::Object(o) => o["metadata"]["name"].as_str(),
-            Todo::Deployment(d) => d.metadata.name.as_deref(),
-        }
-    }
-
-    /// Applies it: the live metadata, and the live Deployment when it is the Deployment.
-    async fn apply(
-        &self,
-        client: &Client,
-        ns: &str,
-        field_manager: &str,
-    ) -> std::result::Result<(ObjectMeta, Option<Deployment>), ApplyError> {
-        match self {
-            Todo::Object(o) => apply::apply(client, ns, field_manager, o)
-                .await
-                .map(|live| (live.metadata, None)),
-            Todo::Deployment(d) => apply::apply_typed(client, ns, field_manager, d.as_ref())
-                .await
-                .map(|live| (live.metadata.clone(), Some(live))),
-        }
     }
 }
 
@@ -1496,7 +894,7 @@ fn readiness(
     ingress_exists: Option<bool>,
 ) -> Outcome {
     let (dep_ready, dep_msg) = match deployment {
-        Some(d) => status::deployment_ready(d),
+        Some(d) => conditions::deployment_ready(d),
         None => (
             dep_name.is_none(),
             dep_name.map_or_else(

@@ -1,5 +1,6 @@
-//! The RWO volume switch, decided purely: which volume to switch, and when to abandon a
-//! recorded switch. The reconcile (`super::reconcile`) runs the phases:
+//! The RWO volume switch: decided purely ([`plan`]: which volume to switch, and when to abandon
+//! a recorded switch), then run phase by phase against the cluster (`Run::run_switch`, called by
+//! the reconcile):
 //!
 //! 1. **ScaleDown** — the Deployment is applied with `replicas: 0` (the rest of the rendered set
 //!    as usual, except the switching PVC); the phase ends when the Deployment controller has
@@ -18,7 +19,22 @@
 //! disk's only PVC is gone before a Pod may use the new one, and the new one cannot be claimed
 //! by anyone else.
 
-use kompox_core::api::{VolumeSwitch, VolumeSwitchPhase};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kompox_cluster::{is_conflict, is_not_found};
+use kompox_core::api::condition::reasons;
+use kompox_core::api::{KompoxDisk, VolumeSwitch, VolumeSwitchPhase};
+use kube::api::{DeleteParams, Preconditions};
+use kube::{Api, ResourceExt};
+use serde_json::Value;
+
+use super::FIELD_MANAGER;
+use super::apply::{self, ApplyError};
+use super::conditions::Outcome;
+use super::reconcile::{REFUSED, Replicas, Run, SWITCH_POLL, Step, WAIT};
+use crate::claim;
+use crate::events::Note;
+use crate::{Error, Result};
 
 /// A live PVC of an app volume, as far as the switch cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +139,219 @@ pub fn progress_message(sw: &VolumeSwitch, detail: &str) -> String {
         "switching volume {} from disk {from} to disk {}: {:?}: {detail}",
         sw.volume, sw.to_disk, sw.phase
     )
+}
+
+// Execution: the phases of a switch against the cluster (the plan above says which).
+
+/// How an RWO switch left this reconcile.
+pub(super) enum SwitchStep {
+    /// The switch waits; the reconcile ends with this step.
+    Waiting(Step),
+    /// The switch finished; the rendered set is applied (the applied Deployment).
+    Done(Option<Box<Deployment>>),
+}
+
+impl Run<'_> {
+    /// `None` when the Deployment `name` runs no replica any more and no Pod uses `claim`;
+    /// otherwise what is still running.
+    pub(super) async fn still_running(
+        &self,
+        name: Option<&str>,
+        claim: &str,
+    ) -> Result<Option<String>> {
+        if let Some(name) = name {
+            let deps: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+            if let Some(d) = deps
+                .get_opt(name)
+                .await
+                .map_err(|e| Error::kube(format!("reading Deployment {}/{name}", self.ns), e))?
+            {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let st = d.status.clone().unwrap_or_default();
+                let observed =
+                    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+                if want != 0 || !observed || st.replicas.unwrap_or(0) != 0 {
+                    return Ok(Some(format!(
+                        "Deployment {name} still has {} replicas",
+                        st.replicas.unwrap_or(0)
+                    )));
+                }
+            }
+        }
+        let users = self.pods_using(claim).await?;
+        Ok((!users.is_empty()).then(|| format!("Pods {} still use PVC {claim}", users.join(", "))))
+    }
+
+    /// Persists a phase change and announces it.
+    pub(super) async fn enter(
+        &mut self,
+        sw: &mut VolumeSwitch,
+        phase: VolumeSwitchPhase,
+    ) -> Result<()> {
+        sw.phase = phase;
+        self.status.volume_switch = Some(sw.clone());
+        self.write().await?;
+        self.publish(Note::normal(
+            "VolumeSwitch",
+            "VolumeSwitch",
+            progress_message(sw, "entered"),
+        ))
+        .await;
+        Ok(())
+    }
+
+    /// Runs the switch `sw` as far as it can go now (see [`super::switch`]).
+    pub(super) async fn run_switch(
+        &mut self,
+        mut sw: VolumeSwitch,
+        objects: &[Value],
+        deployment: &Deployment,
+        views: &[VolumeView],
+    ) -> Result<SwitchStep> {
+        let Some(view) = views.iter().find(|v| v.volume == sw.volume).cloned() else {
+            return Err(Error::waiting(
+                format!("volume {} vanished", sw.volume),
+                WAIT,
+            ));
+        };
+        let claim = view.claim.as_str();
+        let dep_name = deployment.metadata.name.clone();
+        let wait = |sw: &VolumeSwitch, detail: String| {
+            SwitchStep::Waiting(Step::waiting(
+                reasons::VOLUME_SWITCHING,
+                progress_message(sw, &detail),
+                SWITCH_POLL,
+            ))
+        };
+        let refused = |msg: String| {
+            SwitchStep::Waiting(Step {
+                outcome: Outcome::Degraded(reasons::APPLY_FAILED, msg),
+                requeue: REFUSED,
+                cache: None,
+            })
+        };
+        if sw.phase != VolumeSwitchPhase::ScaleUp
+            && let Err(msg) = self
+                .apply_all(objects, deployment, Replicas::Zero, Some(claim))
+                .await?
+        {
+            return Ok(refused(msg));
+        }
+        if sw.phase == VolumeSwitchPhase::ScaleDown {
+            if let Some(running) = self.still_running(dep_name.as_deref(), claim).await? {
+                return Ok(wait(&sw, running));
+            }
+            self.enter(&mut sw, VolumeSwitchPhase::Rebind).await?;
+        }
+        if sw.phase == VolumeSwitchPhase::Rebind {
+            let pvc_api: Api<PersistentVolumeClaim> =
+                Api::namespaced(self.client.clone(), &self.ns);
+            let live = pvc_api
+                .get_opt(claim)
+                .await
+                .map_err(|e| Error::kube(format!("reading PVC {}/{claim}", self.ns), e))?;
+            match live {
+                Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                    let f = p.finalizers().join(", ");
+                    return Ok(wait(
+                        &sw,
+                        format!("waiting for PVC {claim} to be deleted (finalizers: {f})"),
+                    ));
+                }
+                Some(p)
+                    if p.spec.as_ref().and_then(|s| s.volume_name.as_deref())
+                        == Some(view.want_pv.as_str()) =>
+                {
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                    if phase.as_deref() != Some("Bound") {
+                        return Ok(wait(
+                            &sw,
+                            format!(
+                                "waiting for PVC {claim} to bind to PersistentVolume {}",
+                                view.want_pv
+                            ),
+                        ));
+                    }
+                    self.enter(&mut sw, VolumeSwitchPhase::ScaleUp).await?;
+                }
+                Some(p) => {
+                    let users = self.pods_using(claim).await?;
+                    if !users.is_empty() {
+                        self.enter(&mut sw, VolumeSwitchPhase::ScaleDown).await?;
+                        return Ok(wait(
+                            &sw,
+                            format!("Pods {} use PVC {claim} again", users.join(", ")),
+                        ));
+                    }
+                    let dp = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: p.metadata.uid.clone(),
+                            resource_version: None,
+                        }),
+                        ..DeleteParams::background()
+                    };
+                    match pvc_api.delete(claim, &dp).await {
+                        Ok(_) => {}
+                        Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+                        Err(e) => {
+                            return Err(Error::kube(
+                                format!("deleting PVC {}/{claim}", self.ns),
+                                e,
+                            ));
+                        }
+                    }
+                    return Ok(wait(&sw, format!("deleting PVC {claim} to rebind it")));
+                }
+                None => {
+                    let Some(pvc) = objects.iter().find(|o| {
+                        o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == claim
+                    }) else {
+                        return Err(Error::waiting(format!("PVC {claim} is not rendered"), WAIT));
+                    };
+                    match apply::apply(&self.client, &self.ns, FIELD_MANAGER, pvc).await {
+                        Ok(_) => {}
+                        Err(ApplyError::Refused(msg)) => return Ok(refused(msg)),
+                        Err(ApplyError::Failed(e)) => return Err(e),
+                    }
+                    return Ok(wait(
+                        &sw,
+                        format!(
+                            "created PVC {claim} bound to PersistentVolume {}",
+                            view.want_pv
+                        ),
+                    ));
+                }
+            }
+        }
+        // ScaleUp.
+        let deployment = match self
+            .apply_all(objects, deployment, Replicas::Rendered, None)
+            .await?
+        {
+            Ok(d) => d,
+            Err(msg) => return Ok(refused(msg)),
+        };
+        if !sw.from_disk.is_empty() && sw.from_disk != sw.to_disk {
+            let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
+            if claim::release(&disk_api, &sw.from_disk, &self.name, &sw.volume).await? {
+                self.publish(Note::normal(
+                    "DiskReleased",
+                    "VolumeSwitch",
+                    format!("released disk {} (volume {})", sw.from_disk, sw.volume),
+                ))
+                .await;
+            }
+        }
+        self.status.volume_switch = None;
+        self.write().await?;
+        self.publish(Note::normal(
+            "VolumeSwitched",
+            "VolumeSwitch",
+            progress_message(&sw, "done"),
+        ))
+        .await;
+        Ok(SwitchStep::Done(deployment.map(Box::new)))
+    }
 }
 
 #[cfg(test)]
