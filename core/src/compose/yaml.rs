@@ -55,6 +55,16 @@ impl Value {
         }
     }
 
+    /// Nodes in the tree: a scalar is 1, a collection 1 + its children (counted as
+    /// [`expanded_size`] counts them).
+    pub(crate) fn nodes(&self) -> u64 {
+        match self {
+            Value::Seq(items) => 1 + items.iter().map(Value::nodes).sum::<u64>(),
+            Value::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + v.nodes()).sum::<u64>(),
+            _ => 1,
+        }
+    }
+
     /// The scalar as text (numbers and booleans spelled out); `None` for null and collections.
     pub(crate) fn scalar_text(&self) -> Option<String> {
         match self {
@@ -119,22 +129,34 @@ pub(crate) fn load(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    match expanded_size(text, MAX_EXPANDED_NODES, MAX_MERGED_NODES) {
-        Err(c) if c.merged > MAX_MERGED_NODES => {
-            return Err(format!(
-                "`<<` merge keys bring in more than {MAX_MERGED_NODES} nodes; merge smaller or fewer mappings"
-            ));
+    // Without an anchor (`&`) nothing can be expanded and without `<<` nothing merged: the
+    // text stands for no more nodes than it holds, so the tree is built at once and counted
+    // (the same limit, without a second pass of the parser over every compose file).
+    let expands = text.contains('&') || text.contains("<<");
+    if expands {
+        match expanded_size(text, MAX_EXPANDED_NODES, MAX_MERGED_NODES) {
+            Err(c) if c.merged > MAX_MERGED_NODES => {
+                return Err(format!(
+                    "`<<` merge keys bring in more than {MAX_MERGED_NODES} nodes; merge smaller or fewer mappings"
+                ));
+            }
+            Err(_) => return Err(too_many_nodes()),
+            Ok(_) => {}
         }
-        Err(_) => {
-            return Err(format!(
-                "expands to more than {MAX_EXPANDED_NODES} nodes once aliases and `<<` merge keys are expanded"
-            ));
-        }
-        Ok(_) => {}
     }
     let value: Option<Value> =
         serde_saphyr::from_str_with_options(text, options()).map_err(|e| tidy(&e.to_string()))?;
-    Ok(value.unwrap_or(Value::Null))
+    let value = value.unwrap_or(Value::Null);
+    if !expands && value.nodes() > MAX_EXPANDED_NODES {
+        return Err(too_many_nodes());
+    }
+    Ok(value)
+}
+
+fn too_many_nodes() -> String {
+    format!(
+        "expands to more than {MAX_EXPANDED_NODES} nodes once aliases and `<<` merge keys are expanded"
+    )
 }
 
 /// What [`expanded_size`] counted.
@@ -431,6 +453,20 @@ mod budget_tests {
     }
 
     #[test]
+    fn a_plain_file_over_the_node_limit_is_refused_like_an_expanded_one() {
+        // No anchor and no merge key: counted on the built tree instead of by a first pass.
+        let keys = usize::try_from(MAX_EXPANDED_NODES / 2).unwrap_or(usize::MAX);
+        let at_limit: String = (0..keys - 1).map(|i| format!("k{i}: {i}\n")).collect();
+        let over = format!("{at_limit}k{keys}: 0\n");
+        assert_eq!(
+            load(&at_limit).map(|v| v.nodes()),
+            Ok(MAX_EXPANDED_NODES - 1)
+        );
+        let e = load(&over).err().unwrap_or_default();
+        assert!(e.starts_with("expands to more than 20000 nodes"), "{e}");
+    }
+
+    #[test]
     fn bombs_are_refused_quickly_and_real_files_pass() {
         let cases = [
             (
@@ -472,6 +508,17 @@ mod budget_tests {
                 }
                 None => assert!(got.is_ok(), "{name}: {got:?}"),
             }
+        }
+        for s in ["gitea", "wordpress", "nextcloud", "vaultwarden", "miniflux"] {
+            let path = format!("{}/../samples/{s}/compose.yml", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tree = load(&text).map(|v| v.nodes());
+            let counted = expanded_size(&text, u64::MAX, u64::MAX).map(|c| c.nodes);
+            assert_eq!(
+                tree,
+                counted.map_err(|_| String::new()),
+                "{s}: both counts agree"
+            );
         }
         for s in ["gitea", "wordpress", "nextcloud", "vaultwarden", "miniflux"] {
             let path = format!("{}/../samples/{s}/compose.yml", env!("CARGO_MANIFEST_DIR"));
