@@ -78,7 +78,7 @@ pub async fn claim(
             .map_err(|e| Error::kube(format!("reading KompoxDisk {disk_name}"), e))?;
         let decision = claim_decision(&disk, app, volume);
         if decision != Claim::Granted {
-            return Ok(Some(decision));
+            return Ok(Ok(decision));
         }
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": disk.metadata.resource_version},
@@ -88,13 +88,13 @@ pub async fn claim(
             .patch_status(disk_name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => Ok(Some(Claim::Granted)),
-            Err(e) if is_conflict(&e) => Ok(None),
+            Ok(_) => Ok(Ok(Claim::Granted)),
+            Err(e) if is_conflict(&e) => Ok(Err(())),
             Err(e) => Err(Error::kube(format!("claiming KompoxDisk {disk_name}"), e)),
         }
     })
     .await?
-    .ok_or_else(|| Error::Contended(format!("claiming KompoxDisk {disk_name}")))
+    .map_err(|()| Error::Contended(format!("claiming KompoxDisk {disk_name}")))
 }
 
 /// Releases `disk_name` if (and only if) it is held by `app`/`volume`; returns whether it was.
@@ -116,19 +116,19 @@ pub async fn release(
             .await
             .map_err(|e| Error::kube(format!("reading KompoxDisk {disk_name}"), e))?
         else {
-            return Ok(Some(false));
+            return Ok(Ok(false));
         };
         if claim_decision(&disk, app, volume) != Claim::AlreadyHeld {
-            return Ok(Some(false));
+            return Ok(Ok(false));
         }
         match clear_attached(api, &disk).await {
-            Ok(()) => Ok(Some(true)),
-            Err(Error::Kube { source, .. }) if is_conflict(&source) => Ok(None),
+            Ok(()) => Ok(Ok(true)),
+            Err(Error::Kube { source, .. }) if is_conflict(&source) => Ok(Err(())),
             Err(e) => Err(e),
         }
     })
     .await?
-    .ok_or_else(|| Error::Contended(format!("releasing KompoxDisk {disk_name}")))
+    .map_err(|()| Error::Contended(format!("releasing KompoxDisk {disk_name}")))
 }
 
 /// Clears `status.attachedTo` of `disk` if it is unchanged since it was read.
