@@ -21,7 +21,7 @@ use kompox_serve::{ConnInfo, Health, ReloadableTls, peer_common_name};
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
-use crate::status::ApiError;
+use crate::api_error::ApiError;
 
 /// Namespace of [`AUTH_CONFIG_MAP`].
 pub const AUTH_NAMESPACE: &str = "kube-system";

@@ -20,10 +20,10 @@ use kompox_core::api::{KompoxApp, KompoxDisk};
 use kompox_serve::{BoxError, ConnInfo};
 use kube::api::Api;
 
+use crate::api_error::ApiError;
 use crate::auth::{self, Attributes, UserInfo};
 use crate::discovery::{self, GROUP, GROUP_VERSION};
 use crate::state::State;
-use crate::status::ApiError;
 
 /// A parsed request path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,20 +10,20 @@
 //! Discovery (`/apis`, `/apis/<group>`, `/apis/<group>/<version>`), `/healthz`, `/livez`,
 //! `/readyz` and `/metrics` need no authentication; everything else needs kube-apiserver's
 //! front-proxy client certificate ([`auth`]) and passes a SubjectAccessReview. Errors are
-//! `metav1.Status` objects ([`status`]).
+//! `metav1.Status` objects ([`api_error`]).
 //!
 //! Layout: [`handlers`] (HTTP), [`service`] (decisions without I/O), [`auth`], [`state`],
 //! [`discovery`], [`render`] (the single call into the core renderer).
 
 #![warn(missing_docs)]
 
+pub mod api_error;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
 pub mod render;
 pub mod service;
 pub mod state;
-pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

@@ -5,9 +5,9 @@ use kompox_cluster::{ClusterInfo, OwnedInputs};
 use kompox_core::hash::HashKey;
 use kompox_core::render::{RenderError, render as core_render};
 
+use crate::api_error::{ApiError, Cause};
 use crate::service::RenderOutput;
 use crate::state::State;
-use crate::status::{ApiError, Cause};
 
 /// [`render`] off the async workers: on the blocking pool, at most
 /// [`crate::state::RenderLimits::concurrency`] at once, answered 504 when it (waiting for a

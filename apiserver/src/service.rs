@@ -12,7 +12,7 @@ use kompox_core::hash::HashKey;
 use kube::ResourceExt as _;
 use serde_json::{Value, json};
 
-use crate::status::ApiError;
+use crate::api_error::ApiError;
 pub use kompox_core::well_known::{
     ATTACH_INTENT_ANNOTATION, ENV_HASH_ANNOTATION, RENDERED_HASH_ANNOTATION, VALID_ANNOTATION,
     VALIDATION_ANNOTATION, WARNINGS_ANNOTATION,

@@ -11,8 +11,8 @@ use kompox_serve::{Health, Metrics};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 
+use crate::api_error::ApiError;
 use crate::auth::{Authorizer, SharedRequestHeaderConfig};
-use crate::status::ApiError;
 use kompox_cluster::{ClusterInfo, FactsCache};
 
 /// How long cluster facts (nodes, CSIDrivers, StorageClasses) are reused before re-reading.

@@ -6,7 +6,7 @@
 //!   so a changed Secret or ConfigMap rolls their Pods.
 //!
 //! Layout: [`mutate`] is the pure decision, [`handler`] the HTTP layer, [`review`] the
-//! AdmissionReview wire format, [`state`] the reflector caches the decision reads, [`tls`]
+//! AdmissionReview wire format, [`state`] the reflector caches the decision reads, [`tls_secret`]
 //! the serving certificate kept in a Secret. [`run`] wires them to the shared HTTPS server
 //! (`kompox_serve`); `main.rs` only parses flags.
 
@@ -37,7 +37,7 @@ pub mod handler;
 pub mod mutate;
 pub mod review;
 pub mod state;
-pub mod tls;
+pub mod tls_secret;
 
 #[cfg(test)]
 mod testing;
@@ -68,7 +68,7 @@ pub enum Error {
     Serve(#[from] kompox_serve::Error),
     /// The TLS Secret could not be read, created or updated.
     #[error(transparent)]
-    TlsSecret(#[from] tls::Error),
+    TlsSecret(#[from] tls_secret::Error),
 }
 
 /// `Result` with [`Error`].
@@ -85,7 +85,7 @@ pub enum TlsSource {
         key: std::path::PathBuf,
     },
     /// A Secret (`--tls-secret`), watched for changes; optionally managed by the webhook.
-    Secret(tls::SecretTls),
+    Secret(tls_secret::SecretTls),
     /// PEM in memory (tests, benchmarks); never reloaded.
     Pem {
         /// Certificate chain, leaf first.
@@ -204,7 +204,7 @@ impl Webhook {
                 ReloadableTls::new(cert.as_bytes(), key.as_bytes(), client_ca.as_deref())?
             }
             TlsSource::Secret(s) => {
-                let pair = tls::initial(&client, s).await?;
+                let pair = tls_secret::initial(&client, s).await?;
                 ReloadableTls::new(
                     pair.cert_pem.as_bytes(),
                     pair.key_pem.as_bytes(),
@@ -284,7 +284,7 @@ impl Webhook {
                     reloader.run(FILE_POLL_INTERVAL, stop.stopped()),
                 ))
             }
-            TlsSource::Secret(s) => Some(tokio::spawn(tls::run(
+            TlsSource::Secret(s) => Some(tokio::spawn(tls_secret::run(
                 client.clone(),
                 s.clone(),
                 tls.clone(),

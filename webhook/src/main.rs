@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use kompox_core::hash::HashKey;
-use kompox_webhook::tls::{Managed, SecretTls};
+use kompox_webhook::tls_secret::{Managed, SecretTls};
 use kompox_webhook::{Config, TlsSource};
 
 /// Kompox's mutating admission webhook: Pods follow their disks' zone; an env-hash annotation

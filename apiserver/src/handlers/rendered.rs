@@ -10,11 +10,11 @@ use kube::core::GroupVersionKind;
 use serde_json::Value;
 
 use super::{authorize, get_app};
+use crate::api_error::{ApiError, Cause};
 use crate::auth::{Attributes, UserInfo};
 use crate::discovery::GROUP;
 use crate::service::{self, RenderOutput, Verdict};
 use crate::state::State;
-use crate::status::{ApiError, Cause};
 
 /// Field manager of the server-side dry runs.
 pub const FIELD_MANAGER: &str = "kompox";

@@ -18,11 +18,11 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 
 use super::{authorize, get_app, get_disk};
+use crate::api_error::ApiError;
 use crate::auth::{Attributes, UserInfo};
 use crate::discovery::GROUP;
 use crate::service::{self, MAX_BODY_BYTES, VolumeTarget, check_attach, check_detach};
 use crate::state::State;
-use crate::status::ApiError;
 
 /// Attempts of an attach/detach when a resourceVersion guard fails.
 const MAX_ATTEMPTS: usize = 5;

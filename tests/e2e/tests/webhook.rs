@@ -470,10 +470,10 @@ async fn serving_certificate_from_a_secret_rotates_without_restart() -> Result<(
     let config_name = format!("kompox-e2e-{id}");
     let config = kompox_webhook::Config {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        tls: kompox_webhook::TlsSource::Secret(kompox_webhook::tls::SecretTls {
+        tls: kompox_webhook::TlsSource::Secret(kompox_webhook::tls_secret::SecretTls {
             namespace: ns.name.clone(),
             name: secret_name.into(),
-            manage: Some(kompox_webhook::tls::Managed {
+            manage: Some(kompox_webhook::tls_secret::Managed {
                 dns_names: vec!["localhost".into()],
                 webhook_configuration: Some(config_name.clone()),
             }),
