@@ -25,7 +25,7 @@ use serde_json::Value;
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::FIELD_MANAGER;
-use super::fingerprint::tracked_version;
+use super::fingerprint::{self, tracked_version};
 use super::reconcile::{Replicas, Run};
 use crate::{Error, Result};
 
@@ -413,6 +413,50 @@ impl Run<'_> {
             }
         }
         Ok(Ok(applied_deployment))
+    }
+}
+
+/// Objects someone else controls are never taken over.
+impl Run<'_> {
+    /// The objects of `objects` that exist and are not this app's ([`foreign`]), as
+    /// messages. Objects this app has applied before (in `status.inventory`) are checked in the
+    /// watch caches; new ones with a metadata GET, so an object nobody labelled (a user's own)
+    /// is found too.
+    pub(super) async fn ownership_conflicts(&self, objects: &[Value]) -> Result<Vec<String>> {
+        let entries: Vec<InventoryEntry> = objects.iter().filter_map(entry_of).collect();
+        let lookups = entries.iter().map(|e| async move {
+            if self.old.inventory.contains(e) {
+                return Ok(self.cached_meta(e));
+            }
+            let Some(ar) = api_resource(&e.api_version, &e.kind) else {
+                return Ok(None);
+            };
+            let api: Api<kube::api::DynamicObject> =
+                Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+            api.get_metadata_opt(&e.name)
+                .await
+                .map(|m| m.map(|m| m.metadata))
+                .map_err(|err| {
+                    Error::kube(format!("reading {} {}/{}", e.kind, self.ns, e.name), err)
+                })
+        });
+        let live = futures::future::try_join_all(lookups).await?;
+        Ok(entries
+            .iter()
+            .zip(live)
+            .filter_map(|(e, m)| {
+                let why = foreign(m.as_ref()?, &self.uid, &self.label)?;
+                Some(format!(
+                    "{} {} cannot be applied: {why}; give it another name (e.g. rename the compose service) or run the apps in separate namespaces",
+                    e.kind, e.name
+                ))
+            })
+            .collect())
+    }
+
+    /// The cached metadata of an object of this app's inventory ([`fingerprint::cached_meta`]).
+    pub(super) fn cached_meta(&self, e: &InventoryEntry) -> Option<ObjectMeta> {
+        fingerprint::cached_meta(&self.actx.stores, &self.ns, &e.kind, &e.name)
     }
 }
 

@@ -102,6 +102,38 @@ pub fn transition_events(old: &[Condition], outcome: &Outcome) -> Vec<Note> {
     outcome.transition(old, "Reconcile").into_iter().collect()
 }
 
+/// Ready when the Deployment is available and the Ingress (if any) is admitted. With no
+/// ingress controller reporting status (the local cluster has no Traefik), an Ingress counts
+/// as admitted once it exists.
+pub(super) fn readiness(
+    deployment: Option<&Deployment>,
+    dep_name: Option<&str>,
+    ingress: Option<&str>,
+    ingress_exists: Option<bool>,
+) -> Outcome {
+    let (dep_ready, dep_msg) = match deployment {
+        Some(d) => deployment_ready(d),
+        None => (
+            dep_name.is_none(),
+            dep_name.map_or_else(
+                || "no Deployment rendered".to_owned(),
+                |n| format!("Deployment {n} not found"),
+            ),
+        ),
+    };
+    let ing_msg = match (ingress, ingress_exists) {
+        (Some(i), Some(true)) => Some(Ok(format!("Ingress {i} admitted"))),
+        (Some(i), _) => Some(Err(format!("Ingress {i} not found"))),
+        _ => None,
+    };
+    match (dep_ready, ing_msg) {
+        (true, None) => Outcome::Ready(dep_msg),
+        (true, Some(Ok(i))) => Outcome::Ready(format!("{dep_msg}; {i}")),
+        (true, Some(Err(i))) => Outcome::Progressing(condition::reasons::APPLYING, i),
+        (false, _) => Outcome::Progressing(condition::reasons::APPLYING, dep_msg),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,10 +248,61 @@ mod tests {
         let evs = transition_events(&s.conditions, &ready);
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].reason, "Ready");
-        let rolling = Outcome::Progressing(reasons::APPLYING, "rolling".into());
+        let rolling = Outcome::Progressing(condition::reasons::APPLYING, "rolling".into());
         assert!(transition_events(&s.conditions, &rolling).is_empty());
         let s = with_outcome(s, &rolling, Some(2), &t(2));
         assert!(condition::is_true(&s.conditions, types::PROGRESSING));
         assert!(!condition::is_true(&s.conditions, types::DEGRADED));
+    }
+
+    fn dep_ready(ready: bool) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("a-app".into());
+        d.metadata.generation = Some(1);
+        d.spec = Some(DeploymentSpec {
+            replicas: Some(1),
+            ..DeploymentSpec::default()
+        });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            replicas: Some(1),
+            updated_replicas: Some(1),
+            available_replicas: Some(i32::from(ready)),
+            ..DeploymentStatus::default()
+        });
+        d
+    }
+
+    #[test]
+    fn readiness_table() {
+        let ready = dep_ready(true);
+        let slow = dep_ready(false);
+        let cases = [
+            ("ready, no ingress", Some(&ready), None, None, true),
+            (
+                "ready, ingress exists",
+                Some(&ready),
+                Some("a-app"),
+                Some(true),
+                true,
+            ),
+            (
+                "ready, ingress missing",
+                Some(&ready),
+                Some("a-app"),
+                Some(false),
+                false,
+            ),
+            ("rolling", Some(&slow), Some("a-app"), Some(true), false),
+            ("deployment missing", None, None, None, false),
+        ];
+        for (name, d, ing, exists, want) in cases {
+            let out = readiness(d, Some("a-app"), ing, exists);
+            assert_eq!(out.is_ready(), want, "{name}: {out:?}");
+        }
+        assert!(
+            readiness(None, None, None, None).is_ready(),
+            "nothing to run"
+        );
     }
 }

@@ -70,6 +70,7 @@
 //! being deleted. A change re-renders within the debounce (200 ms) plus one reconcile.
 
 mod apply;
+mod claims;
 mod cleanup;
 pub mod conditions;
 mod fingerprint;

@@ -1,24 +1,22 @@
 //! One KompoxApp reconcile: the full path (gather, render, claim, switch, apply, prune, status)
 //! and the cheap path taken when nothing the render depends on changed (status only, from the
 //! caches). The fingerprint that decides between them is in [`super::fingerprint`], the
-//! finalizer's cleanup in [`super::cleanup`], the switch phases in [`super::switch`], the
-//! apply waves in [`super::apply`].
+//! finalizer's cleanup in [`super::cleanup`], the disk claims in [`super::claims`], the switch
+//! phases and the live PVCs they read in [`super::switch`], the apply waves and the ownership
+//! check in [`super::apply`], readiness in [`super::conditions`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kompox_cluster::{OwnedInputs, gather_inputs, resolve_cluster_info};
 use kompox_core::api::condition::reasons;
-use kompox_core::api::{API_VERSION, InventoryEntry, KompoxApp, KompoxAppStatus, KompoxDisk};
-use kompox_core::naming::DISK_LABEL;
-use kompox_core::render::{ClusterInfo, VolumeClaim, render};
-use kube::api::{ListParams, Patch, PatchParams};
+use kompox_core::api::{API_VERSION, KompoxApp, KompoxAppStatus};
+use kompox_core::render::{ClusterInfo, render};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
@@ -26,16 +24,14 @@ use serde_json::Value;
 
 use super::FIELD_MANAGER;
 use super::apply;
-use super::conditions::{self, Outcome};
+use super::conditions::{self, Outcome, readiness};
 use super::fingerprint::{
-    self, cached_owned_fingerprint, combine, holds_stale_claims, inputs_fingerprint,
-    owned_fingerprint,
+    cached_owned_fingerprint, combine, holds_stale_claims, inputs_fingerprint, owned_fingerprint,
 };
 use super::hygiene::{self, NamespaceFacts};
-use super::switch::{self, LivePvc, Plan, SwitchStep, VolumeView};
+use super::switch::{self, Plan, SwitchStep};
 use super::watch::{Stores, app_label_value};
 use crate::Context;
-use crate::claim::{self, Claim};
 use crate::events::{self, Note};
 use crate::{Error, Result};
 
@@ -621,240 +617,6 @@ impl<'a> Run<'a> {
             }),
         })
     }
-
-    /// Claims each volume's disk. `Some(step)` when a disk is held by another app volume.
-    pub(super) async fn claim_disks(
-        &mut self,
-        disks: &BTreeMap<String, KompoxDisk>,
-    ) -> Result<Option<Step>> {
-        let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
-        for v in &self.app.spec.volumes {
-            let dname = &v.disk_ref.name;
-            let Some(disk) = disks.get(dname) else {
-                continue; // the render already reported it
-            };
-            let decision = match claim::claim_decision(disk, &self.name, &v.name) {
-                Claim::Granted => claim::claim(&disk_api, dname, &self.name, &v.name).await?,
-                other => other,
-            };
-            match decision {
-                Claim::AlreadyHeld => {}
-                Claim::Granted => {
-                    self.publish(Note::normal(
-                        "DiskClaimed",
-                        "Claim",
-                        format!("claimed disk {dname} for volume {}", v.name),
-                    ))
-                    .await;
-                }
-                held @ Claim::HeldBy { .. } => {
-                    let msg = held
-                        .in_use_message(dname)
-                        .unwrap_or_else(|| format!("disk {dname} is in use"));
-                    return Ok(Some(Step::degraded(
-                        reasons::DISK_IN_USE,
-                        format!("spec.volumes[{}].diskRef: {msg}; nothing is bound", v.name),
-                    )));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The app's volumes with their live PVCs (GETs: the switch must not decide from a cache).
-    pub(super) async fn volume_views(
-        &self,
-        claims: &[VolumeClaim],
-        disks: &BTreeMap<String, KompoxDisk>,
-    ) -> Result<Vec<VolumeView>> {
-        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns);
-        let mut out = Vec::new();
-        for v in &self.app.spec.volumes {
-            let Some(claim) = claims
-                .iter()
-                .find(|c| c.volume == v.name)
-                .map(|c| c.claim.clone())
-            else {
-                continue;
-            };
-            let want_pv = disks
-                .get(&v.disk_ref.name)
-                .and_then(|d| d.status.as_ref())
-                .and_then(|s| s.pv_name.clone())
-                .unwrap_or_default();
-            let live = pvc_api
-                .get_opt(&claim)
-                .await
-                .map_err(|e| Error::kube(format!("reading PVC {}/{claim}", self.ns), e))?
-                .map(|p| self.live_pvc(&p));
-            out.push(VolumeView {
-                volume: v.name.clone(),
-                claim,
-                want_disk: v.disk_ref.name.clone(),
-                want_pv,
-                live,
-            });
-        }
-        Ok(out)
-    }
-
-    pub(super) fn live_pvc(&self, p: &PersistentVolumeClaim) -> LivePvc {
-        let volume_name = p.spec.as_ref().and_then(|s| s.volume_name.clone());
-        let disk = volume_name
-            .as_deref()
-            .and_then(|pv| {
-                self.actx
-                    .stores
-                    .disks
-                    .state()
-                    .iter()
-                    .find(|d| {
-                        d.metadata.namespace.as_deref() == Some(self.ns.as_str())
-                            && d.status.as_ref().and_then(|s| s.pv_name.as_deref()) == Some(pv)
-                    })
-                    .map(|d| d.name_any())
-            })
-            .or_else(|| p.labels().get(DISK_LABEL).cloned());
-        LivePvc {
-            volume_name,
-            disk,
-            terminating: p.metadata.deletion_timestamp.is_some(),
-        }
-    }
-
-    /// The objects of `objects` that exist and are not this app's ([`apply::foreign`]), as
-    /// messages. Objects this app has applied before (in `status.inventory`) are checked in the
-    /// watch caches; new ones with a metadata GET, so an object nobody labelled (a user's own)
-    /// is found too.
-    pub(super) async fn ownership_conflicts(&self, objects: &[Value]) -> Result<Vec<String>> {
-        let entries: Vec<InventoryEntry> = objects.iter().filter_map(apply::entry_of).collect();
-        let lookups = entries.iter().map(|e| async move {
-            if self.old.inventory.contains(e) {
-                return Ok(self.cached_meta(e));
-            }
-            let Some(ar) = apply::api_resource(&e.api_version, &e.kind) else {
-                return Ok(None);
-            };
-            let api: Api<kube::api::DynamicObject> =
-                Api::namespaced_with(self.client.clone(), &self.ns, &ar);
-            api.get_metadata_opt(&e.name)
-                .await
-                .map(|m| m.map(|m| m.metadata))
-                .map_err(|err| {
-                    Error::kube(format!("reading {} {}/{}", e.kind, self.ns, e.name), err)
-                })
-        });
-        let live = futures::future::try_join_all(lookups).await?;
-        Ok(entries
-            .iter()
-            .zip(live)
-            .filter_map(|(e, m)| {
-                let why = apply::foreign(m.as_ref()?, &self.uid, &self.label)?;
-                Some(format!(
-                    "{} {} cannot be applied: {why}; give it another name (e.g. rename the compose service) or run the apps in separate namespaces",
-                    e.kind, e.name
-                ))
-            })
-            .collect())
-    }
-
-    /// The cached metadata of an object of this app's inventory ([`fingerprint::cached_meta`]).
-    pub(super) fn cached_meta(&self, e: &InventoryEntry) -> Option<ObjectMeta> {
-        fingerprint::cached_meta(&self.actx.stores, &self.ns, &e.kind, &e.name)
-    }
-
-    /// Names of the running Pods (not Succeeded/Failed) in the namespace whose volumes use
-    /// PVC `claim`. Any owner counts.
-    pub(super) async fn pods_using(&self, claim: &str) -> Result<Vec<String>> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = pods
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::kube(format!("listing Pods in {}", self.ns), e))?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter(|p| {
-                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-                !matches!(phase, Some("Succeeded" | "Failed"))
-            })
-            .filter(|p| {
-                p.spec
-                    .iter()
-                    .flat_map(|s| s.volumes.iter().flatten())
-                    .any(|v| {
-                        v.persistent_volume_claim
-                            .as_ref()
-                            .is_some_and(|c| c.claim_name == claim)
-                    })
-            })
-            .map(|p| p.name_any())
-            .collect())
-    }
-
-    /// Releases disks this app holds for a volume that no longer names them, once no PVC in
-    /// the namespace is bound to their PV.
-    pub(super) async fn release_stale_claims(&self) -> Result<()> {
-        let wanted: Vec<(&str, &str)> = self
-            .app
-            .spec
-            .volumes
-            .iter()
-            .map(|v| (v.name.as_str(), v.disk_ref.name.as_str()))
-            .collect();
-        let stale: Vec<Arc<KompoxDisk>> = self
-            .actx
-            .stores
-            .disks
-            .state()
-            .into_iter()
-            .filter(|d| d.metadata.namespace.as_deref() == Some(self.ns.as_str()))
-            .filter(|d| {
-                d.status
-                    .as_ref()
-                    .and_then(|s| s.attached_to.as_ref())
-                    .is_some_and(|a| {
-                        a.app == self.name
-                            && !wanted.contains(&(a.volume.as_str(), d.name_any().as_str()))
-                    })
-            })
-            .collect();
-        if stale.is_empty() {
-            return Ok(());
-        }
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns);
-        let bound: Vec<String> = pvcs
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::kube(format!("listing PVCs in {}", self.ns), e))?
-            .items
-            .into_iter()
-            .filter_map(|p| p.spec.and_then(|s| s.volume_name))
-            .collect();
-        let disk_api: Api<KompoxDisk> = Api::namespaced(self.client.clone(), &self.ns);
-        for d in stale {
-            let pv = d.status.as_ref().and_then(|s| s.pv_name.clone());
-            if pv.is_some_and(|pv| bound.contains(&pv)) {
-                continue; // a PVC (perhaps terminating) still binds it
-            }
-            let Some(att) = d.status.as_ref().and_then(|s| s.attached_to.clone()) else {
-                continue;
-            };
-            let dname = d.name_any();
-            if claim::release(&disk_api, &dname, &self.name, &att.volume).await? {
-                self.publish(Note::normal(
-                    "DiskReleased",
-                    "Release",
-                    format!(
-                        "released disk {dname}: volume {} no longer uses it",
-                        att.volume
-                    ),
-                ))
-                .await;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// `Progressing` `DiskNotReady` when a referenced disk exists but has no PV yet.
@@ -884,93 +646,9 @@ fn disks_not_ready(app: &KompoxApp, inputs: &OwnedInputs) -> Option<Step> {
     })
 }
 
-/// Ready when the Deployment is available and the Ingress (if any) is admitted. With no
-/// ingress controller reporting status (the local cluster has no Traefik), an Ingress counts
-/// as admitted once it exists.
-fn readiness(
-    deployment: Option<&Deployment>,
-    dep_name: Option<&str>,
-    ingress: Option<&str>,
-    ingress_exists: Option<bool>,
-) -> Outcome {
-    let (dep_ready, dep_msg) = match deployment {
-        Some(d) => conditions::deployment_ready(d),
-        None => (
-            dep_name.is_none(),
-            dep_name.map_or_else(
-                || "no Deployment rendered".to_owned(),
-                |n| format!("Deployment {n} not found"),
-            ),
-        ),
-    };
-    let ing_msg = match (ingress, ingress_exists) {
-        (Some(i), Some(true)) => Some(Ok(format!("Ingress {i} admitted"))),
-        (Some(i), _) => Some(Err(format!("Ingress {i} not found"))),
-        _ => None,
-    };
-    match (dep_ready, ing_msg) {
-        (true, None) => Outcome::Ready(dep_msg),
-        (true, Some(Ok(i))) => Outcome::Ready(format!("{dep_msg}; {i}")),
-        (true, Some(Err(i))) => Outcome::Progressing(reasons::APPLYING, i),
-        (false, _) => Outcome::Progressing(reasons::APPLYING, dep_msg),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
-
-    fn dep(ready: bool) -> Deployment {
-        let mut d = Deployment::default();
-        d.metadata.name = Some("a-app".into());
-        d.metadata.generation = Some(1);
-        d.spec = Some(DeploymentSpec {
-            replicas: Some(1),
-            ..DeploymentSpec::default()
-        });
-        d.status = Some(DeploymentStatus {
-            observed_generation: Some(1),
-            replicas: Some(1),
-            updated_replicas: Some(1),
-            available_replicas: Some(i32::from(ready)),
-            ..DeploymentStatus::default()
-        });
-        d
-    }
-
-    #[test]
-    fn readiness_table() {
-        let ready = dep(true);
-        let slow = dep(false);
-        let cases = [
-            ("ready, no ingress", Some(&ready), None, None, true),
-            (
-                "ready, ingress exists",
-                Some(&ready),
-                Some("a-app"),
-                Some(true),
-                true,
-            ),
-            (
-                "ready, ingress missing",
-                Some(&ready),
-                Some("a-app"),
-                Some(false),
-                false,
-            ),
-            ("rolling", Some(&slow), Some("a-app"), Some(true), false),
-            ("deployment missing", None, None, None, false),
-        ];
-        for (name, d, ing, exists, want) in cases {
-            let out = readiness(d, Some("a-app"), ing, exists);
-            assert_eq!(out.is_ready(), want, "{name}: {out:?}");
-        }
-        assert!(
-            readiness(None, None, None, None).is_ready(),
-            "nothing to run"
-        );
-    }
 
     #[test]
     fn jitter_is_bounded_and_stable() {

@@ -19,12 +19,16 @@
 //! disk's only PVC is gone before a Pod may use the new one, and the new one cannot be claimed
 //! by anyone else.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kompox_cluster::{is_conflict, is_not_found};
 use kompox_core::api::condition::reasons;
 use kompox_core::api::{KompoxDisk, VolumeSwitch, VolumeSwitchPhase};
-use kube::api::{DeleteParams, Preconditions};
+use kompox_core::naming::DISK_LABEL;
+use kompox_core::render::VolumeClaim;
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 
@@ -351,6 +355,99 @@ impl Run<'_> {
         ))
         .await;
         Ok(SwitchStep::Done(deployment.map(Box::new)))
+    }
+}
+
+/// What the switch reads from the cluster: the volumes' live PVCs and the Pods using one.
+impl Run<'_> {
+    /// The app's volumes with their live PVCs (GETs: the switch must not decide from a cache).
+    pub(super) async fn volume_views(
+        &self,
+        claims: &[VolumeClaim],
+        disks: &BTreeMap<String, KompoxDisk>,
+    ) -> Result<Vec<VolumeView>> {
+        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut out = Vec::new();
+        for v in &self.app.spec.volumes {
+            let Some(claim) = claims
+                .iter()
+                .find(|c| c.volume == v.name)
+                .map(|c| c.claim.clone())
+            else {
+                continue;
+            };
+            let want_pv = disks
+                .get(&v.disk_ref.name)
+                .and_then(|d| d.status.as_ref())
+                .and_then(|s| s.pv_name.clone())
+                .unwrap_or_default();
+            let live = pvc_api
+                .get_opt(&claim)
+                .await
+                .map_err(|e| Error::kube(format!("reading PVC {}/{claim}", self.ns), e))?
+                .map(|p| self.live_pvc(&p));
+            out.push(VolumeView {
+                volume: v.name.clone(),
+                claim,
+                want_disk: v.disk_ref.name.clone(),
+                want_pv,
+                live,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn live_pvc(&self, p: &PersistentVolumeClaim) -> LivePvc {
+        let volume_name = p.spec.as_ref().and_then(|s| s.volume_name.clone());
+        let disk = volume_name
+            .as_deref()
+            .and_then(|pv| {
+                self.actx
+                    .stores
+                    .disks
+                    .state()
+                    .iter()
+                    .find(|d| {
+                        d.metadata.namespace.as_deref() == Some(self.ns.as_str())
+                            && d.status.as_ref().and_then(|s| s.pv_name.as_deref()) == Some(pv)
+                    })
+                    .map(|d| d.name_any())
+            })
+            .or_else(|| p.labels().get(DISK_LABEL).cloned());
+        LivePvc {
+            volume_name,
+            disk,
+            terminating: p.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// Names of the running Pods (not Succeeded/Failed) in the namespace whose volumes use
+    /// PVC `claim`. Any owner counts.
+    pub(super) async fn pods_using(&self, claim: &str) -> Result<Vec<String>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::kube(format!("listing Pods in {}", self.ns), e))?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .filter(|p| {
+                p.spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .any(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == claim)
+                    })
+            })
+            .map(|p| p.name_any())
+            .collect())
     }
 }
 
