@@ -19,6 +19,7 @@ use clap::Args;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kompox_core::api::{
     AppVolume, DeploymentSpec, IngressRule, IngressSpec, KompoxApp, KompoxDisk, LocalRef,
+    PodSecurityLevel,
 };
 use kompox_core::compose::{MountSource, Project, Protocol};
 use kompox_core::naming::{MAX_LABEL_LEN, k8s_name, k8s_names};
@@ -49,6 +50,17 @@ pub struct InferArgs {
     /// ConfigMap; repeatable.
     #[arg(long = "secret-file", value_name = "PATH")]
     pub secret_files: Vec<PathBuf>,
+    /// The app's Pod Security level (`spec.podSecurity`): baseline (the default),
+    /// restricted, or privileged (the API server accepts privileged only from someone allowed
+    /// to `use` `kompoxapps/privileged`, e.g. a cluster admin).
+    #[arg(long, value_name = "LEVEL", value_parser = parse_pod_security)]
+    pub pod_security: Option<PodSecurityLevel>,
+}
+
+/// Parses `--pod-security`.
+fn parse_pod_security(s: &str) -> Result<PodSecurityLevel, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("{s:?}: expected baseline, restricted or privileged"))
 }
 
 /// What was inferred.
@@ -212,6 +224,10 @@ pub fn complete(
             d.zone = Some(z.clone());
             out.notes.push(format!("spec.deployment.zone {z} (--zone)"));
         }
+    }
+
+    if let Some(level) = args.pod_security {
+        app.spec.pod_security = level;
     }
 
     // Ingress.

@@ -55,6 +55,7 @@ const WEBHOOK_CONFIG_YAML: &str =
     include_str!("../../manifests/webhook/mutatingwebhookconfiguration.yaml");
 const CONTROLLER_RBAC: &str = include_str!("../../manifests/controller/rbac.yaml");
 const CONTROLLER_DEPLOY: &str = include_str!("../../manifests/controller/deployment.yaml");
+const POD_SECURITY_POLICY: &str = include_str!("../../manifests/policy/podsecurity.yaml");
 
 /// Dry-run modes, as kubectl spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -352,6 +353,7 @@ pub fn objects(
         ("apiserver/rbac.yaml", APISERVER_RBAC),
         ("webhook/rbac.yaml", WEBHOOK_RBAC),
         ("controller/rbac.yaml", CONTROLLER_RBAC),
+        ("policy/podsecurity.yaml", POD_SECURITY_POLICY),
     ] {
         out.extend(docs(name, text)?);
     }

@@ -368,20 +368,25 @@ fn zero_config_samples_render_as_their_golden_files() {
     for name in names {
         let dir = root.join(&name);
         let key = golden_key_file("zero-config");
-        let out = render(
-            &dir.join("compose.yml"),
-            &[
-                "--provider",
-                "aks",
-                "--region",
-                "japaneast",
-                "--hash-key-file",
-                &key.to_string_lossy(),
-            ],
-        );
+        // A sample may need flags (`args`, one line), e.g. pihole's NET_ADMIN its Pod Security
+        // level.
+        let extra = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
+        let extra: Vec<&str> = extra.split_whitespace().collect();
+        let key = key.to_string_lossy();
+        let mut args = vec![
+            "--provider",
+            "aks",
+            "--region",
+            "japaneast",
+            "--hash-key-file",
+            &key,
+        ];
+        args.extend(extra.iter().copied());
+        let out = render(&dir.join("compose.yml"), &args);
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let shown: String = extra.iter().map(|a| format!(" {a}")).collect();
         let mut got = format!(
-            "# kubectl-kompox render -f samples/zero-config/{name}/compose.yml --provider aks --region japaneast\n\
+            "# kubectl-kompox render -f samples/zero-config/{name}/compose.yml --provider aks --region japaneast{shown}\n\
              # (no --app: everything below the comments is inferred from the compose file)\n\
              # (digests under the fixed key \"kompox golden samples: fixed key\", given with --hash-key-file)\n"
         );

@@ -11,6 +11,13 @@
 //! | ResourceQuota | `kompox-<app>` | only when the KompoxApp has annotation `kompox.dev/resource-quota` (a JSON `ResourceQuotaSpec`) |
 //! | LimitRange | `kompox-<app>` | only when the KompoxApp has annotation `kompox.dev/limit-range` (a JSON `LimitRangeSpec`) |
 //!
+//! And on the Namespace itself, before anything is applied: the PodSecurity admission labels
+//! `pod-security.kubernetes.io/enforce` and `…/warn` = the most permissive `spec.podSecurity`
+//! of the namespace's KompoxApps ([`namespace_level`]; `baseline` by default), applied by
+//! server-side apply with the field manager [`POD_SECURITY_MANAGER`], forced: Kompox owns
+//! these labels on the namespaces it manages. kube-apiserver then refuses a Pod that breaks
+//! the level whoever creates it; the renderer refuses it earlier, naming the compose field.
+//!
 //! # The operators group
 //!
 //! The Namespace decides, never the KompoxApp: annotation [`OPERATORS_GROUP_ANNOTATION`] on the
@@ -36,7 +43,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LimitRangeSpec, ResourceQuotaSpec};
-use kompox_core::api::KompoxApp;
+use kompox_core::api::{KompoxApp, PodSecurityLevel};
 use kompox_core::naming::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL, truncate_with_hash};
 use kompox_core::render::{APP_LABEL, Diagnostic, INSTANCE_LABEL, NAME_LABEL};
 use serde_json::{Value, json};
@@ -50,6 +57,13 @@ pub const TRAEFIK_NAMESPACE: &str = "k4x-traefik";
 /// Prefix of the operators group derived from the tenant label.
 pub const TENANT_GROUP_PREFIX: &str = "kompox:tenant:";
 
+/// The PodSecurity admission label that decides.
+pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+/// The PodSecurity admission label that warns the client (kubectl shows the warning).
+pub const WARN_LABEL: &str = "pod-security.kubernetes.io/warn";
+/// Field manager of the Namespace's PodSecurity labels.
+pub const POD_SECURITY_MANAGER: &str = "kompox-pod-security";
+
 /// What the Namespace says about hygiene.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceFacts {
@@ -57,6 +71,40 @@ pub struct NamespaceFacts {
     pub managed: bool,
     /// The operators group, if any (see the module docs).
     pub operators_group: Option<String>,
+    /// The `pod-security.kubernetes.io/enforce` and `…/warn` labels, as they are.
+    pub pod_security: (Option<String>, Option<String>),
+}
+
+/// The level a Kompox app namespace is labelled with: the most permissive `spec.podSecurity`
+/// of its apps (each app's own Pod is still checked against its own level by the renderer);
+/// `baseline` without apps.
+pub fn namespace_level<'a>(apps: impl IntoIterator<Item = &'a KompoxApp>) -> PodSecurityLevel {
+    apps.into_iter()
+        .map(|a| a.spec.pod_security)
+        .max()
+        .unwrap_or_default()
+}
+
+/// The server-side apply body that sets the PodSecurity labels of namespace `ns` to `level`;
+/// `None` when they already say so.
+#[must_use]
+pub fn pod_security_labels(
+    ns: &str,
+    level: PodSecurityLevel,
+    facts: &NamespaceFacts,
+) -> Option<Value> {
+    let want = Some(level.as_str().to_owned());
+    if facts.pod_security == (want.clone(), want) {
+        return None;
+    }
+    Some(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {
+            ENFORCE_LABEL: level.as_str(),
+            WARN_LABEL: level.as_str(),
+        }},
+    }))
 }
 
 impl NamespaceFacts {
@@ -80,6 +128,10 @@ impl NamespaceFacts {
         NamespaceFacts {
             managed,
             operators_group,
+            pod_security: (
+                labels.get(ENFORCE_LABEL).cloned(),
+                labels.get(WARN_LABEL).cloned(),
+            ),
         }
     }
 }
@@ -277,6 +329,60 @@ mod tests {
         }
     }
 
+    #[test]
+    fn namespace_pod_security_level() {
+        let with = |level: PodSecurityLevel| {
+            let mut a = app(&[]);
+            a.spec.pod_security = level;
+            a
+        };
+        use PodSecurityLevel::{Baseline, Privileged, Restricted};
+        let cases: [(&str, Vec<KompoxApp>, PodSecurityLevel); 5] = [
+            ("no apps", vec![], Baseline),
+            ("one default app", vec![app(&[])], Baseline),
+            ("restricted only", vec![with(Restricted)], Restricted),
+            (
+                "the most permissive wins",
+                vec![with(Restricted), with(Baseline)],
+                Baseline,
+            ),
+            (
+                "a privileged app",
+                vec![with(Baseline), with(Privileged), with(Restricted)],
+                Privileged,
+            ),
+        ];
+        for (name, apps, want) in cases {
+            assert_eq!(namespace_level(&apps), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn pod_security_labels_only_when_they_differ() {
+        let facts = NamespaceFacts::from_meta(
+            &map(&[(MANAGED_BY_LABEL, "kompox"), (ENFORCE_LABEL, "baseline")]),
+            &map(&[]),
+        );
+        let body = pod_security_labels("ns", PodSecurityLevel::Baseline, &facts);
+        assert_eq!(
+            body.map(|b| b["metadata"]["labels"].clone()),
+            Some(json!({ENFORCE_LABEL: "baseline", WARN_LABEL: "baseline"}))
+        );
+        let facts = NamespaceFacts::from_meta(
+            &map(&[(ENFORCE_LABEL, "baseline"), (WARN_LABEL, "baseline")]),
+            &map(&[]),
+        );
+        assert_eq!(
+            pod_security_labels("ns", PodSecurityLevel::Baseline, &facts),
+            None
+        );
+        let raised = pod_security_labels("ns", PodSecurityLevel::Privileged, &facts);
+        assert_eq!(
+            raised.map(|b| b["metadata"]["labels"][ENFORCE_LABEL].clone()),
+            Some(json!("privileged"))
+        );
+    }
+
     fn kinds(objs: &[Value]) -> Vec<&str> {
         objs.iter().filter_map(|o| o["kind"].as_str()).collect()
     }
@@ -292,6 +398,7 @@ mod tests {
         let facts = NamespaceFacts {
             managed: true,
             operators_group: Some("kompox:tenant:t".into()),
+            ..NamespaceFacts::default()
         };
         let objs = objects(&app(&[]), "ns", "gitea", &facts).unwrap_or_default();
         assert_eq!(kinds(&objs), ["NetworkPolicy", "Role", "RoleBinding"]);
@@ -322,6 +429,7 @@ mod tests {
         let no_group = NamespaceFacts {
             managed: true,
             operators_group: None,
+            ..NamespaceFacts::default()
         };
         let objs = objects(&app(&[]), "ns", "gitea", &no_group).unwrap_or_default();
         assert_eq!(kinds(&objs), ["NetworkPolicy", "Role"]);
@@ -332,6 +440,7 @@ mod tests {
         let facts = NamespaceFacts {
             managed: true,
             operators_group: None,
+            ..NamespaceFacts::default()
         };
         let a = app(&[
             (

@@ -148,6 +148,52 @@ impl AppCtx {
         Ok(facts)
     }
 
+    /// Labels a Kompox app namespace for PodSecurity admission with the most permissive level
+    /// of its apps (`app` counted as it is now, the others as the cache holds them), when the
+    /// labels say otherwise ([`hygiene::pod_security_labels`]).
+    async fn label_namespace(
+        &self,
+        client: &Client,
+        ns: &str,
+        app: &KompoxApp,
+        facts: &NamespaceFacts,
+    ) -> Result<()> {
+        let uid = app.metadata.uid.as_deref();
+        let others = self.stores.apps.state();
+        let here = others
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|a| a.namespace().as_deref() == Some(ns) && a.metadata.uid.as_deref() != uid)
+            .chain(std::iter::once(app));
+        let level = hygiene::namespace_level(here);
+        let Some(body) = hygiene::pod_security_labels(ns, level, facts) else {
+            return Ok(());
+        };
+        let params = PatchParams::apply(hygiene::POD_SECURITY_MANAGER).force();
+        let applied = Api::<Namespace>::all(client.clone())
+            .patch(ns, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| Error::kube(format!("labelling Namespace {ns} for PodSecurity"), e))?;
+        let facts = NamespaceFacts::from_meta(
+            applied.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+            applied
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&BTreeMap::new()),
+        );
+        self.namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ns.to_owned(), (Instant::now(), facts));
+        tracing::info!(
+            namespace = ns,
+            level = level.as_str(),
+            "PodSecurity labels set"
+        );
+        Ok(())
+    }
+
     /// The app's status: ours if we wrote a newer one than the cached object holds.
     ///
     /// Resource versions are compared as integers (etcd revisions); a version that is not an
@@ -445,6 +491,14 @@ impl<'a> Run<'a> {
         if let Some(step) = disks_not_ready(self.app, &inputs) {
             return Ok(step);
         }
+        // The PodSecurity labels of a Kompox app namespace come first, whether or not this app
+        // renders: kube-apiserver then holds every Pod there to the level, whoever creates it.
+        let facts = self.actx.namespace_facts(&self.client, &self.ns).await?;
+        if facts.managed {
+            self.actx
+                .label_namespace(&self.client, &self.ns, self.app, &facts)
+                .await?;
+        }
         // 2. Render. Invalid compose, zone mismatch, missing references: nothing is applied and
         //    the live objects stay as they are. Rendering is CPU work an input can make
         //    expensive: it runs on the blocking pool, within a time budget.
@@ -485,7 +539,6 @@ impl<'a> Run<'a> {
         let disks = inputs.disks.clone();
         drop(inputs);
         // 3. Namespace hygiene.
-        let facts = self.actx.namespace_facts(&self.client, &self.ns).await?;
         let extra = match hygiene::objects(self.app, &self.ns, &self.label, &facts) {
             Ok(o) => o,
             Err(diags) => {

@@ -47,6 +47,66 @@ kompox_resource! {
         /// Files projected into the containers from ConfigMaps/Secrets (env_file, configs).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub files: Option<FilesSpec>,
+        /// Pod Security Standards level the app's Pod must meet: `baseline` (the default),
+        /// `restricted`, or `privileged`. Kompox checks the rendered Pod against it before
+        /// applying anything, and labels a Kompox app namespace with it (PodSecurity admission).
+        /// Setting `privileged` needs the `use` verb on `kompoxapps/privileged`, which the
+        /// tenant's operator role does not hold (docs/security.md).
+        #[serde(default, skip_serializing_if = "PodSecurityLevel::is_baseline")]
+        pub pod_security: PodSecurityLevel,
+    }
+}
+
+/// `spec.podSecurity`: a level of the Kubernetes Pod Security Standards.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    // The hardened profile: non-root, no privilege escalation, RuntimeDefault seccomp, all
+    // capabilities dropped (Kompox sets these on the Pod).
+    Restricted,
+    // Known privilege escalations refused: no privileged containers, host namespaces, host
+    // paths or ports, added capabilities beyond the default set.
+    #[default]
+    Baseline,
+    // Unrestricted; only with the `use` verb on `kompoxapps/privileged`.
+    Privileged,
+}
+
+impl PodSecurityLevel {
+    /// The default level (left out when serializing, so an apply that does not mention
+    /// `spec.podSecurity` does not take it over).
+    #[must_use]
+    pub fn is_baseline(&self) -> bool {
+        *self == PodSecurityLevel::Baseline
+    }
+
+    /// The value of the `pod-security.kubernetes.io/enforce` label (`"baseline"`, ...).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Restricted => "restricted",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Privileged => "privileged",
+        }
+    }
+}
+
+impl std::fmt::Display for PodSecurityLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

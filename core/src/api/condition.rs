@@ -32,6 +32,8 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// A referenced ConfigMap, Secret, disk or snapshot does not exist.
     pub const REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
+    /// The rendered Pod breaks the app's Pod Security level (`spec.podSecurity`).
+    pub const POD_SECURITY_VIOLATION: &str = "PodSecurityViolation";
     /// Disk and deployment zones disagree.
     pub const ZONE_MISMATCH: &str = "ZoneMismatch";
     /// The disk is bound to another app volume.

@@ -57,8 +57,8 @@ use thiserror::Error;
 
 pub use app::{
     AppVolume, ComposeEnvFrom, ComposeSource, DeploymentSpec, FileMount, FilesSpec, IngressRule,
-    IngressSpec, InventoryEntry, KompoxApp, KompoxAppSpec, KompoxAppStatus, VolumeSwitch,
-    VolumeSwitchPhase,
+    IngressSpec, InventoryEntry, KompoxApp, KompoxAppSpec, KompoxAppStatus, PodSecurityLevel,
+    VolumeSwitch, VolumeSwitchPhase,
 };
 pub use common::{
     LocalKeyRef, LocalRef, OptionalRef, ProviderSpec, ProviderType, QUANTITY_PATTERN,

@@ -107,6 +107,7 @@ mod ctx;
 mod files;
 mod network;
 mod pod;
+pub mod podsecurity;
 mod storage;
 mod vars;
 
@@ -133,7 +134,7 @@ pub use files::{
 };
 pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
 
-use crate::api::{KompoxApp, KompoxDisk, ProviderType, condition::reasons};
+use crate::api::{KompoxApp, KompoxDisk, PodSecurityLevel, ProviderType, condition::reasons};
 pub use crate::compose::{Diagnostic, Warning};
 use crate::hash::{
     HashKey, ObjectDigests, SourceKind, env_hash_for_refs, pod_spec_env_refs, rendered_hash,
@@ -346,6 +347,8 @@ pub enum ErrorReason {
     MissingReference,
     /// The KompoxApp (or a disk or file it points at) is invalid.
     InvalidSpec,
+    /// The Pod breaks the app's Pod Security level (`spec.podSecurity`).
+    PodSecurity,
 }
 
 impl ErrorReason {
@@ -357,14 +360,16 @@ impl ErrorReason {
             ErrorReason::ZoneMismatch => reasons::ZONE_MISMATCH,
             ErrorReason::MissingReference => reasons::REFERENCE_NOT_FOUND,
             ErrorReason::InvalidSpec => reasons::INVALID_SPEC,
+            ErrorReason::PodSecurity => reasons::POD_SECURITY_VIOLATION,
         }
     }
 
     /// Higher first: the reason reported when errors of several kinds are found.
     const fn rank(self) -> u8 {
         match self {
-            ErrorReason::InvalidSpec => 3,
-            ErrorReason::InvalidCompose => 2,
+            ErrorReason::InvalidSpec => 4,
+            ErrorReason::InvalidCompose => 3,
+            ErrorReason::PodSecurity => 2,
             ErrorReason::ZoneMismatch => 1,
             ErrorReason::MissingReference => 0,
         }
@@ -378,6 +383,7 @@ impl fmt::Display for ErrorReason {
             ErrorReason::ZoneMismatch => "ZoneMismatch",
             ErrorReason::MissingReference => "MissingReference",
             ErrorReason::InvalidSpec => "InvalidSpec",
+            ErrorReason::PodSecurity => "PodSecurity",
         })
     }
 }
@@ -469,6 +475,56 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
             Ok(r)
         }
         _ => Err(fail(cx)),
+    }
+}
+
+/// Records an error for each rule of `level` the rendered Pod breaks, naming the compose
+/// field it came from (`services.web.privileged`, `services.web.cap_add[0]`,
+/// `services.web.user`), or the Pod field for what Kompox itself set.
+fn pod_security(
+    cx: &mut Ctx,
+    level: PodSecurityLevel,
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    project: &crate::compose::Project,
+    names: &Names,
+) {
+    use podsecurity::Field;
+    let service_of = |container: &str| {
+        project
+            .services
+            .keys()
+            .find(|s| names.container(s) == container)
+    };
+    let advice = match level {
+        PodSecurityLevel::Restricted => "; spec.podSecurity: baseline allows less hardened Pods",
+        _ => {
+            "; only a cluster admin can allow it, with spec.podSecurity: privileged (docs/security.md)"
+        }
+    };
+    for v in podsecurity::check(level, pod) {
+        let svc = v.container.as_deref().and_then(service_of);
+        let path = match (svc, v.field) {
+            (Some(s), Field::Privileged) => {
+                format!("{}.privileged", crate::compose::service_path(s))
+            }
+            (Some(s), Field::CapabilityAdded(i)) => {
+                format!("{}.cap_add[{i}]", crate::compose::service_path(s))
+            }
+            (Some(s), Field::User) => format!("{}.user", crate::compose::service_path(s)),
+            (Some(s), Field::Other) => {
+                format!("{} (Pod {})", crate::compose::service_path(s), v.path)
+            }
+            (None, _) => format!("Pod {}", v.path),
+        };
+        cx.error(
+            ErrorReason::PodSecurity,
+            path,
+            format!(
+                "{} at Pod Security level {:?} (spec.podSecurity){advice}",
+                v.message,
+                level.as_str()
+            ),
+        );
     }
 }
 
@@ -652,7 +708,16 @@ fn render_parsed(
         cx.error(ErrorReason::InvalidSpec, p, m);
     }
 
-    let pod = pod.filter(|_| !cx.has_errors())?;
+    let mut pod = pod.filter(|_| !cx.has_errors())?;
+    // The app's Pod Security level: restricted's required settings, then the check.
+    let level = app.spec.pod_security;
+    if level == PodSecurityLevel::Restricted {
+        podsecurity::harden(&mut pod);
+    }
+    pod_security(cx, level, &pod, project, &names);
+    if cx.has_errors() {
+        return None;
+    }
 
     // The env hash, computed from the pod spec like the webhook does.
     let mut digests: BTreeMap<(SourceKind, String), ObjectDigests> = BTreeMap::new();

@@ -1252,7 +1252,9 @@ fn depends_on_becomes_sidecars_and_init_containers() {
 
 #[test]
 fn container_settings() {
-    let r = ok("services:
+    // privileged and cap_add beyond the default set need the privileged level.
+    let r = fx(
+        "services:
   web:
     image: x
     entrypoint: [/bin/sh, -c]
@@ -1279,7 +1281,11 @@ fn container_settings() {
     user: www-data:staff
     pull_policy: daily
     extra_hosts: ['db.local:10.0.0.2']
-");
+",
+        "  podSecurity: privileged",
+        "",
+    )
+    .ok();
     let web = ctr(&r, "web");
     assert_eq!(web["command"], json!(["/bin/sh", "-c"]));
     assert_eq!(web["args"], json!(["echo", "$$(date)", "${HOME}"]));
@@ -2093,4 +2099,117 @@ fn env_files_interpolate_with_the_variables() {
             ("HOST_COPY".to_owned(), "db.internal".to_owned()),
         ])
     );
+}
+
+/// The rendered Pod is checked against `spec.podSecurity` (baseline by default); each refusal
+/// names the compose field and nothing is rendered.
+#[test]
+fn pod_security_levels() {
+    let bad = "services:
+  web:
+    image: x
+    privileged: true
+    cap_add: [CHOWN, sys_admin]
+  db:
+    image: y
+    user: root
+";
+    let level = |l: &str| {
+        if l.is_empty() {
+            String::new()
+        } else {
+            format!("  podSecurity: {l}")
+        }
+    };
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "baseline by default",
+            "",
+            &["services.web.privileged", "services.web.cap_add[1]"],
+        ),
+        (
+            "baseline",
+            "baseline",
+            &["services.web.privileged", "services.web.cap_add[1]"],
+        ),
+        (
+            "restricted",
+            "restricted",
+            &[
+                "services.db.user",
+                "services.web.privileged",
+                "services.web.cap_add[0]",
+                "services.web.cap_add[1]",
+            ],
+        ),
+        ("privileged", "privileged", &[]),
+    ];
+    for (name, l, want) in cases {
+        let f = fx(bad, &level(l), "");
+        if want.is_empty() {
+            let r = f.ok();
+            assert_eq!(ctr(&r, "web")["securityContext"]["privileged"], true);
+            continue;
+        }
+        let e = f.err();
+        let paths: Vec<&str> = e.errors.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(&paths, want, "case {name:?}");
+        assert_eq!(e.reason, ErrorReason::PodSecurity, "case {name:?}");
+        assert_eq!(e.reason.condition_reason(), "PodSecurityViolation");
+    }
+    let e = fx(bad, "", "").err();
+    assert_eq!(
+        e.errors[0].message,
+        "privileged containers are not allowed at Pod Security level \"baseline\" (spec.podSecurity); only a cluster admin can allow it, with spec.podSecurity: privileged (docs/security.md)"
+    );
+    assert_eq!(
+        e.errors[1].message.split(" at ").next(),
+        Some("adding capability SYS_ADMIN is not allowed")
+    );
+}
+
+/// `restricted` sets what the level needs on the Pod and every container, init containers
+/// (Kompox's own and dependencies) included.
+#[test]
+fn restricted_pod_is_hardened() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    user: '1000'
+    cap_add: [NET_BIND_SERVICE]
+    volumes: [default/sub:/srv]
+    depends_on: [db]
+  db:
+    image: y
+volumes:
+  default: {}
+",
+        "  podSecurity: restricted",
+        "",
+    )
+    .ok();
+    let p = pod(&r);
+    assert_eq!(
+        p["securityContext"],
+        json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    for c in [SUBPATH_INIT_CONTAINER, "db", "web"] {
+        let sc = &ctr(&r, c)["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{c}");
+    }
+    assert_eq!(
+        ctr(&r, "web")["securityContext"]["capabilities"]["add"],
+        json!(["NET_BIND_SERVICE"])
+    );
+    let spec: PodSpec = serde_json::from_value(p.clone()).unwrap_or_default();
+    assert_eq!(
+        podsecurity::check(PodSecurityLevel::Restricted, &spec),
+        Vec::new()
+    );
+    // baseline leaves the Pod as the compose file says.
+    let r = ok("services:\n  web:\n    image: x\n");
+    assert!(pod(&r).get("securityContext").is_none());
+    assert!(ctr(&r, "web").get("securityContext").is_none());
 }

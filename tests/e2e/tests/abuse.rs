@@ -9,6 +9,12 @@
 //! - Metric labels stay bounded when a caller sends 3,000 reviews of distinct 1 KiB kinds.
 //! - A nested merge-key compose file is refused by `rendered` within 100 ms of parsing.
 //!
+//! - A tenant cannot get a privileged Pod through the controller: a compose file with
+//!   `privileged: true` makes the app Degraded (PodSecurityViolation, naming the field) and no
+//!   Pod is created; the tenant's operators group cannot set `spec.podSecurity: privileged`
+//!   (the ValidatingAdmissionPolicy of manifests/policy/podsecurity.yaml); a cluster admin can,
+//!   and the app then runs, its namespace labelled for PodSecurity admission accordingly.
+//!
 //! `rendered` holding no `sha256sum` of a Secret value is asserted by the apiserver suite
 //! (`assert_no_secret`).
 
@@ -17,16 +23,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use http::{Method, StatusCode};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kompox_core::api::condition::reasons;
+use kompox_core::api::{KompoxApp, PodSecurityLevel};
 use kompox_core::hash::{HashInput, HashKey, SourceKind, env_hash as keyed_env_hash};
 use kompox_e2e::TestNamespace;
 use kompox_e2e::apiserver::{BASE, https_request, raw};
-use kompox_e2e::apps::{apply, put_compose, small_app};
+use kompox_e2e::apps::{apply, put_compose, small_app, wait_degraded, wait_ready};
+use kompox_e2e::wait_until;
 use kompox_e2e::webhook::{
     Registration, WebhookServer, env_hash, managed_namespace, pod, put_secret, test_id,
     wait_mutating,
 };
 use kompox_e2e::{admin_client, cluster, hash_key};
 use kompox_serve::certs::{generate_ca, issue_serving_cert};
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 /// The subject CN of kube-apiserver's webhook client certificate (hack/cluster.sh).
@@ -242,4 +255,175 @@ async fn merge_key_bomb_is_refused_quickly_by_rendered() -> Result<()> {
         "rendered answered after {took:?}"
     );
     ns.cleanup().await
+}
+
+/// The PodSecurity admission label of namespace `ns`.
+async fn enforce_label(client: &kube::Client, ns: &str) -> Result<Option<String>> {
+    let n = kube::Api::<Namespace>::all(client.clone()).get(ns).await?;
+    Ok(n.metadata
+        .labels
+        .unwrap_or_default()
+        .get("pod-security.kubernetes.io/enforce")
+        .cloned())
+}
+
+/// A client acting as `user` in `groups` (the admin impersonating them).
+async fn impersonating(user: &str, groups: &[&str]) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    Ok(kube::Client::try_from(config)?)
+}
+
+const PRIVILEGED_COMPOSE: &str = "services:
+  web:
+    image: nginx:1.27
+    privileged: true
+    cap_add: [SYS_ADMIN]
+    user: root
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_get_no_privileged_pods_through_the_controller() -> Result<()> {
+    const TIMEOUT: Duration = Duration::from_secs(90);
+    kompox_e2e::ensure_crds().await?;
+    let policy = kompox_e2e::repo_root().join("manifests/policy/podsecurity.yaml");
+    let policy = policy.to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || {
+        kompox_e2e::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &policy])
+    })
+    .await??;
+    let (client, ns, controller) = kompox_e2e::controller::scoped(
+        "abuse-priv",
+        &[
+            ("app.kubernetes.io/managed-by", "kompox"),
+            ("kompox.dev/tenant", "team-p"),
+        ],
+    )
+    .await?;
+    let body = async {
+        let apps: kube::Api<KompoxApp> = ns.api();
+        // The tenant's operators group (bound by the controller's namespace hygiene).
+        let tenant = impersonating("alice", &["kompox:tenant:team-p"]).await?;
+        let tenant_apps: kube::Api<KompoxApp> = kube::Api::namespaced(tenant.clone(), &ns.name);
+
+        // A plain app: its namespace hygiene binds the tenant's operators group.
+        put_compose(
+            &client,
+            &ns.name,
+            "ok-compose",
+            "services: {plain: {image: nginx:1.27}}\n",
+        )
+        .await?;
+        apply(&client, &ns.name, &small_app("ok", "ok-compose")).await?;
+        wait_ready(&apps, "ok", TIMEOUT).await?;
+        ensure!(
+            enforce_label(&client, &ns.name).await?.as_deref() == Some("baseline"),
+            "namespace not labelled baseline"
+        );
+        let rbs: kube::Api<RoleBinding> = ns.api();
+        rbs.get("kompox-ok-operators").await?;
+
+        // The tenant writes a privileged compose file (its Role allows ConfigMaps) for an app
+        // an admin created: refused before anything is applied, naming each field; no
+        // Deployment, no Pod.
+        put_compose(&tenant, &ns.name, "priv-compose", PRIVILEGED_COMPOSE).await?;
+        apply(&client, &ns.name, &small_app("priv", "priv-compose")).await?;
+        let msg = wait_degraded(&apps, "priv", reasons::POD_SECURITY_VIOLATION, TIMEOUT).await?;
+        for field in ["services.web.privileged", "services.web.cap_add[0]"] {
+            ensure!(msg.contains(field), "{field} not named in: {msg}");
+        }
+        let deployments: kube::Api<Deployment> = ns.api();
+        ensure!(
+            deployments.get_opt("priv-app").await?.is_none(),
+            "a Deployment was applied"
+        );
+        let pods: kube::Api<Pod> = ns.api();
+        let priv_pods = ListParams::default().labels("kompox.dev/app=priv");
+        ensure!(
+            pods.list(&priv_pods).await?.items.is_empty(),
+            "a Pod exists"
+        );
+
+        // The tenant may edit the app (the operator Role), but not opt it into privileged.
+        tenant_apps
+            .patch(
+                "priv",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"note": "tenant edit"}}})),
+            )
+            .await
+            .context("the tenant edits its app")?;
+        let opt_in = Patch::Merge(json!({"spec": {"podSecurity": "privileged"}}));
+        // The policy takes a moment to load after it is applied: until the tenant's server-side
+        // dry run is refused.
+        let dry = PatchParams {
+            dry_run: true,
+            ..PatchParams::default()
+        };
+        wait_until(
+            "the privileged opt-in refused to the tenant",
+            TIMEOUT,
+            || {
+                let tenant_apps = tenant_apps.clone();
+                let opt_in = opt_in.clone();
+                let dry = dry.clone();
+                async move { Ok(tenant_apps.patch("priv", &dry, &opt_in).await.is_err()) }
+            },
+        )
+        .await?;
+        let refused = tenant_apps
+            .patch("priv", &PatchParams::default(), &opt_in)
+            .await;
+        match refused {
+            Err(kube::Error::Api(s)) => ensure!(
+                s.code == 403 && s.message.contains("kompoxapps/privileged"),
+                "{s:?}"
+            ),
+            other => anyhow::bail!("the tenant set the privileged opt-in: {other:?}"),
+        }
+        ensure!(
+            apps.get("priv").await?.spec.pod_security == PodSecurityLevel::Baseline,
+            "the opt-in was stored"
+        );
+
+        // A cluster admin opts the app in: the namespace is labelled privileged, the app runs.
+        apps.patch("priv", &PatchParams::default(), &opt_in).await?;
+        wait_ready(&apps, "priv", TIMEOUT).await?;
+        ensure!(
+            enforce_label(&client, &ns.name).await?.as_deref() == Some("privileged"),
+            "namespace not labelled privileged"
+        );
+        let pod = pods
+            .list(&priv_pods)
+            .await?
+            .items
+            .into_iter()
+            .next()
+            .context("no Pod of the opted-in app")?;
+        let sc = pod
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.security_context)
+            .context("no securityContext")?;
+        ensure!(sc.privileged == Some(true), "{sc:?}");
+        // Once opted in, the tenant still edits the app.
+        tenant_apps
+            .patch(
+                "priv",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"note": "after opt-in"}}})),
+            )
+            .await
+            .context("the tenant edits the opted-in app")?;
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let log = controller.log.clone();
+    let teardown = kompox_e2e::controller::finish(ns, controller).await;
+    body.with_context(|| format!("controller log: {}", log.display()))?;
+    teardown
 }
