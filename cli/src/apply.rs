@@ -15,7 +15,12 @@
 //!    and the KompoxApp. Without `--app` the app is inferred from the compose file
 //!    ([`crate::infer`], each inference an `inferred: …` line on stderr); an inferred disk that
 //!    exists already is left as it is, so re-applying never changes or recreates a disk.
-//! 4. With `--wait` (default), a progress line per condition change until the app is Ready.
+//! 4. With `--wait` (default), a progress line per condition change until the app is Ready:
+//!    the controller's Ready for this generation, its `status.renderedHash` equal to what the
+//!    cluster's inputs render to now (the `rendered` subresource: so an edited project file,
+//!    `.env` or compose file, which change only ConfigMaps and Secrets, has been applied), and
+//!    every Deployment of the app rolled out (new generation observed, all replicas updated
+//!    and available, no old one left).
 //!
 //! `--reconcile`: the KompoxApp controller applies the rendered objects. Until it does
 //! (`auto`: when no controller has observed the app after `--controller-grace`), or with
@@ -850,7 +855,8 @@ async fn wait_ready(
     let mut state = Seen::new();
     let mut printed: BTreeMap<String, String> = BTreeMap::new();
     let mut grace_over = false;
-    let mut client_applied = false;
+    let mut client_applied: Option<BTreeMap<String, i64>> = None;
+    let mut rollout = Rollout::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
@@ -893,12 +899,29 @@ async fn wait_ready(
             }
         }
         if app_ready(&a) {
-            let _ = writeln!(
-                out,
-                "KompoxApp {ns}/{app} is Ready ({:.1}s)",
-                start.elapsed().as_secs_f32()
-            );
-            return Ok(());
+            match rollout
+                .check(client, &a, &state.deployments.0.state(), out)
+                .await
+            {
+                Ok(()) => {
+                    let _ = writeln!(
+                        out,
+                        "KompoxApp {ns}/{app} is Ready ({:.1}s)",
+                        start.elapsed().as_secs_f32()
+                    );
+                    return Ok(());
+                }
+                Err(waiting) => {
+                    let k = "rollout".to_owned();
+                    if printed.get(&k) != Some(&waiting) {
+                        kubectx::progress(out, start, &waiting);
+                        printed.insert(k, waiting);
+                    }
+                    if args.reconcile != Reconcile::Client {
+                        continue;
+                    }
+                }
+            }
         }
         let observed = a
             .status
@@ -917,19 +940,22 @@ async fn wait_ready(
         {
             continue;
         }
-        if !client_applied {
-            if args.reconcile == Reconcile::Auto {
-                let _ = writeln!(
-                    out,
-                    "  no controller has observed the app after {}: applying the rendered objects from the plugin (--reconcile=client)",
-                    kubectx::seconds(args.controller_grace)
-                );
+        let applied = match &client_applied {
+            Some(g) => g,
+            None => {
+                if args.reconcile == Reconcile::Auto {
+                    let _ = writeln!(
+                        out,
+                        "  no controller has observed the app after {}: applying the rendered objects from the plugin (--reconcile=client)",
+                        kubectx::seconds(args.controller_grace)
+                    );
+                }
+                let (n, generations) = client_reconcile(client, &a).await?;
+                kubectx::progress(out, start, &format!("applied {n} rendered objects"));
+                client_applied.insert(generations)
             }
-            let n = client_reconcile(client, &a).await?;
-            kubectx::progress(out, start, &format!("applied {n} rendered objects"));
-            client_applied = true;
-        }
-        match workloads_ready(&state.deployments.0.state()) {
+        };
+        match workloads_ready(&state.deployments.0.state(), applied) {
             Ok(()) => {
                 let _ = writeln!(
                     out,
@@ -950,12 +976,16 @@ async fn wait_ready(
 }
 
 /// Renders `app` from the cluster's objects (as the controller does) and server-side applies
-/// the result. Returns how many objects were applied.
+/// the result. Returns how many objects were applied, and the generation of each Deployment
+/// as applied (what its rollout must reach).
 ///
 /// # Errors
 ///
 /// [`CliError`] naming the render error or the object the server refused.
-pub async fn client_reconcile(client: &Client, app: &KompoxApp) -> Result<usize, CliError> {
+pub async fn client_reconcile(
+    client: &Client,
+    app: &KompoxApp,
+) -> Result<(usize, BTreeMap<String, i64>), CliError> {
     let inputs = kompox_cluster::gather_inputs(client, app)
         .await
         .map_err(|e| CliError::Cluster(format!("gathering the app's inputs: {e}")))?;
@@ -972,38 +1002,132 @@ pub async fn client_reconcile(client: &Client, app: &KompoxApp) -> Result<usize,
         .map_err(|e| CliError::Invalid(e.errors.iter().map(ToString::to_string).collect()))?;
     let owner = app.controller_owner_ref(&());
     let mut n = 0;
+    let mut generations = BTreeMap::new();
     for mut o in rendered.objects {
         if let Some(owner) = &owner {
             o["metadata"]["ownerReferences"] = json!([owner]);
         }
-        kubectx::apply(client, &o, false).await?;
+        let got = kubectx::apply(client, &o, false).await?;
+        if got["kind"] == "Deployment"
+            && let (Some(name), Some(generation)) = (
+                got["metadata"]["name"].as_str(),
+                got["metadata"]["generation"].as_i64(),
+            )
+        {
+            generations.insert(name.to_owned(), generation);
+        }
         n += 1;
     }
-    Ok(n)
+    Ok((n, generations))
 }
 
-/// `Ok` when every Deployment of the app's namespace is available, else what is missing.
-fn workloads_ready(deployments: &[Arc<Deployment>]) -> Result<(), String> {
-    if deployments.is_empty() {
-        return Err("no Deployment yet".into());
+/// `Ok` when every Deployment the plugin applied has rolled out the generation it applied
+/// ([`kompox_cluster::deployment_ready`]), else what is missing. `applied`: name → generation
+/// the apply returned (a watch may still show the object from before it).
+fn workloads_ready(
+    deployments: &[Arc<Deployment>],
+    applied: &BTreeMap<String, i64>,
+) -> Result<(), String> {
+    if applied.is_empty() {
+        return Err("no Deployment applied".into());
     }
-    let mut waiting = BTreeSet::new();
-    for d in deployments {
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let st = d.status.clone().unwrap_or_default();
-        let avail = st.available_replicas.unwrap_or(0);
-        let updated = st.updated_replicas.unwrap_or(0);
-        if avail < want || updated < want {
-            waiting.insert(format!(
-                "Deployment {}: {avail}/{want} available",
-                d.name_any()
-            ));
+    let mut waiting = Vec::new();
+    for (name, generation) in applied {
+        match deployments.iter().find(|d| d.name_any() == *name) {
+            None => waiting.push(format!("Deployment {name}: not seen yet")),
+            Some(d) if d.metadata.generation.unwrap_or(0) < *generation => waiting.push(format!(
+                "Deployment {name}: generation {generation} not seen yet"
+            )),
+            Some(d) => {
+                let (ready, why) = kompox_cluster::deployment_ready(d);
+                if !ready {
+                    waiting.push(why);
+                }
+            }
         }
     }
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(waiting.into_iter().collect::<Vec<_>>().join(", "))
+        Err(waiting.join(", "))
+    }
+}
+
+/// `apply --wait`'s check that the controller's Ready is about what this apply sent.
+///
+/// A changed project file, `.env` or compose file changes only ConfigMaps and Secrets, so the
+/// KompoxApp's generation stays and its status is Ready from before. The controller records
+/// the keyed digest of what it applied (`status.renderedHash`); the `rendered` subresource
+/// says which digest the cluster's current inputs render to. Ready is confirmed when the two
+/// agree and every Deployment of the app has rolled out
+/// ([`kompox_cluster::deployment_ready`]).
+#[derive(Default)]
+struct Rollout {
+    /// `status.renderedHash` values already compared with `rendered`: whether they matched.
+    compared: BTreeMap<String, bool>,
+    /// `rendered` could not be read: the status's word is taken (said once).
+    unconfirmable: bool,
+}
+
+impl Rollout {
+    async fn check(
+        &mut self,
+        client: &Client,
+        a: &KompoxApp,
+        deployments: &[Arc<Deployment>],
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
+        let ns = a.namespace().unwrap_or_default();
+        let name = a.name_any();
+        let status = a.status.clone().unwrap_or_default();
+        if !self.unconfirmable {
+            let applied = status.rendered_hash.clone().unwrap_or_default();
+            let matched = match self.compared.get(&applied) {
+                Some(m) => *m,
+                None => match crate::ops::fetch_rendered(client, &ns, &name).await {
+                    Ok(list) => {
+                        let want = list["metadata"]["annotations"]
+                            [kompox_core::well_known::RENDERED_HASH_ANNOTATION]
+                            .as_str()
+                            .unwrap_or_default();
+                        let m = !applied.is_empty() && want == applied;
+                        self.compared.insert(applied, m);
+                        m
+                    }
+                    Err(e) => {
+                        let _ = writeln!(
+                            out,
+                            "  cannot compare with kompoxapps/{name}/rendered ({e}): Ready is the controller's word for generation {}, a changed file or variable may still be rolling out",
+                            a.metadata.generation.unwrap_or_default()
+                        );
+                        self.unconfirmable = true;
+                        true
+                    }
+                },
+            };
+            if !matched {
+                return Err(format!(
+                    "KompoxApp {name}: the controller has not applied the current inputs yet"
+                ));
+            }
+        }
+        let mut waiting = Vec::new();
+        for e in status.inventory.iter().filter(|e| e.kind == "Deployment") {
+            match deployments.iter().find(|d| d.name_any() == e.name) {
+                None => waiting.push(format!("Deployment {}: not seen yet", e.name)),
+                Some(d) => {
+                    let (ready, why) = kompox_cluster::deployment_ready(d);
+                    if !ready {
+                        waiting.push(why);
+                    }
+                }
+            }
+        }
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(waiting.join(", "))
+        }
     }
 }
 
@@ -1070,23 +1194,66 @@ pub async fn namespace_exists(client: &Client, ns: &str) -> Result<(), CliError>
 mod tests {
     use super::*;
 
-    fn deployment(name: &str, replicas: i32, available: i32) -> Arc<Deployment> {
+    fn deployment(name: &str, generation: i64, replicas: i32, available: i32) -> Arc<Deployment> {
         let d: Result<Deployment, _> = serde_json::from_value(json!({
-            "metadata": {"name": name},
+            "metadata": {"name": name, "generation": generation},
             "spec": {"replicas": replicas, "selector": {}, "template": {}},
-            "status": {"availableReplicas": available, "updatedReplicas": available},
+            "status": {"observedGeneration": generation, "replicas": available,
+                       "availableReplicas": available, "updatedReplicas": available},
         }));
         Arc::new(d.unwrap_or_default())
     }
 
     #[test]
     fn workloads_ready_names_what_is_missing() {
-        assert_eq!(workloads_ready(&[]), Err("no Deployment yet".into()));
-        assert_eq!(
-            workloads_ready(&[deployment("web", 1, 1), deployment("db", 2, 1)]),
-            Err("Deployment db: 1/2 available".into())
+        let applied = |v: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            v.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect()
+        };
+        type Case = (
+            &'static str,
+            Vec<Arc<Deployment>>,
+            BTreeMap<String, i64>,
+            Result<(), &'static str>,
         );
-        assert_eq!(workloads_ready(&[deployment("web", 1, 1)]), Ok(()));
+        let cases: [Case; 5] = [
+            (
+                "nothing applied",
+                vec![],
+                applied(&[]),
+                Err("no Deployment applied"),
+            ),
+            (
+                "applied, not seen",
+                vec![],
+                applied(&[("web", 1)]),
+                Err("Deployment web: not seen yet"),
+            ),
+            (
+                "the watch still shows the generation before the apply",
+                vec![deployment("web", 1, 1, 1)],
+                applied(&[("web", 2)]),
+                Err("Deployment web: generation 2 not seen yet"),
+            ),
+            (
+                "rolling",
+                vec![deployment("web", 2, 2, 1)],
+                applied(&[("web", 2)]),
+                Err("Deployment web: 1 of 2 replicas updated"),
+            ),
+            (
+                "rolled out",
+                vec![deployment("web", 2, 1, 1)],
+                applied(&[("web", 2)]),
+                Ok(()),
+            ),
+        ];
+        for (name, deps, applied, want) in cases {
+            assert_eq!(
+                workloads_ready(&deps, &applied),
+                want.map_err(str::to_owned),
+                "{name}"
+            );
+        }
     }
 
     #[test]

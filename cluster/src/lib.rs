@@ -13,6 +13,8 @@
 //! - [`client`]: the one kubeconfig → [`kube::Client`] of the servers, benchmarks and tests
 //!   ([`client::config`] for the configuration alone).
 //! - [`retry_on_conflict`]: the one read-modify-write retry loop.
+//! - [`deployment_ready`]: whether a Deployment has rolled out (the controller's Ready and
+//!   `apply --wait`).
 //! - [`is_not_found`], [`is_conflict`], [`api_code`]: what an API error response says, for
 //!   every crate that talks to the API server.
 //!
@@ -29,6 +31,7 @@ mod error;
 pub mod facts;
 pub mod inputs;
 mod retry;
+pub mod rollout;
 
 pub use client::client;
 pub use error::{Error, Result, api_code, is_conflict, is_not_found};
@@ -38,3 +41,4 @@ pub use facts::{
 };
 pub use inputs::{OwnedInputs, SourceRefs, gather_inputs, referenced_disks, referenced_sources};
 pub use retry::retry_on_conflict;
+pub use rollout::deployment_ready;

@@ -29,70 +29,8 @@ pub fn with_outcome(
     status
 }
 
-/// Whether a Deployment has rolled out its current spec and is available, with a message
-/// naming what is missing.
-///
-/// Ready means: the Deployment controller observed the current generation, every desired
-/// replica runs the current template (`updatedReplicas`), no old replica is left
-/// (`replicas == updatedReplicas`), and all are available. A rollout past its progress
-/// deadline is reported as not ready with that reason.
-#[must_use]
-pub fn deployment_ready(d: &Deployment) -> (bool, String) {
-    let name = d.metadata.name.as_deref().unwrap_or_default();
-    let generation = d.metadata.generation.unwrap_or(0);
-    let Some(st) = d.status.as_ref() else {
-        return (
-            false,
-            format!("Deployment {name}: waiting for the Deployment controller"),
-        );
-    };
-    if st.observed_generation.unwrap_or(0) < generation {
-        return (
-            false,
-            format!("Deployment {name}: generation {generation} not observed yet"),
-        );
-    }
-    if let Some(c) = st.conditions.iter().flatten().find(|c| {
-        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    }) {
-        return (
-            false,
-            format!(
-                "Deployment {name}: progress deadline exceeded: {}",
-                c.message.as_deref().unwrap_or_default()
-            ),
-        );
-    }
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let updated = st.updated_replicas.unwrap_or(0);
-    let total = st.replicas.unwrap_or(0);
-    let available = st.available_replicas.unwrap_or(0);
-    if want == 0 {
-        return (false, format!("Deployment {name}: scaled to zero"));
-    }
-    if updated < want {
-        return (
-            false,
-            format!("Deployment {name}: {updated} of {want} replicas updated"),
-        );
-    }
-    if total > updated {
-        return (
-            false,
-            format!(
-                "Deployment {name}: {} old replicas pending termination",
-                total - updated
-            ),
-        );
-    }
-    if available < want {
-        return (
-            false,
-            format!("Deployment {name}: {available} of {want} replicas available"),
-        );
-    }
-    (true, format!("Deployment {name} available"))
-}
+/// Whether a Deployment has rolled out (shared with `kubectl kompox apply --wait`).
+pub use kompox_cluster::deployment_ready;
 
 /// The Events a change of outcome calls for: `Ready` when the app becomes ready, a Warning
 /// with the reason when it becomes Degraded or its Degraded reason changes. Nothing when the
@@ -104,14 +42,24 @@ pub fn transition_events(old: &[Condition], outcome: &Outcome) -> Vec<Note> {
 
 /// Ready when the Deployment is available and the Ingress (if any) is admitted. With no
 /// ingress controller reporting status (the local cluster has no Traefik), an Ingress counts
-/// as admitted once it exists.
+/// as admitted once it exists. `applied`: the Deployment's generation as last applied; a
+/// (cached) Deployment older than that is not ready, whatever its status says.
 pub(super) fn readiness(
     deployment: Option<&Deployment>,
+    applied: Option<i64>,
     dep_name: Option<&str>,
     ingress: Option<&str>,
     ingress_exists: Option<bool>,
 ) -> Outcome {
     let (dep_ready, dep_msg) = match deployment {
+        Some(d) if d.metadata.generation < applied => (
+            false,
+            format!(
+                "Deployment {}: generation {} not seen yet",
+                d.metadata.name.as_deref().unwrap_or_default(),
+                applied.unwrap_or_default()
+            ),
+        ),
         Some(d) => deployment_ready(d),
         None => (
             dep_name.is_none(),
@@ -137,87 +85,13 @@ pub(super) fn readiness(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::jiff::Timestamp;
     use kompox_core::api::condition::{reasons, types};
     use kube::runtime::events::EventType;
 
     fn t(s: i64) -> Time {
         Time(Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH))
-    }
-
-    fn dep(generation: i64, want: i32, st: Option<(i64, i32, i32, i32)>) -> Deployment {
-        let mut d = Deployment::default();
-        d.metadata.name = Some("web-app".into());
-        d.metadata.generation = Some(generation);
-        d.spec = Some(DeploymentSpec {
-            replicas: Some(want),
-            ..DeploymentSpec::default()
-        });
-        d.status = st.map(|(obs, total, updated, available)| DeploymentStatus {
-            observed_generation: Some(obs),
-            replicas: Some(total),
-            updated_replicas: Some(updated),
-            available_replicas: Some(available),
-            ..DeploymentStatus::default()
-        });
-        d
-    }
-
-    #[test]
-    fn deployment_readiness_table() {
-        let cases = [
-            ("no status", dep(1, 1, None), false, "waiting"),
-            (
-                "old generation",
-                dep(2, 1, Some((1, 1, 1, 1))),
-                false,
-                "not observed",
-            ),
-            (
-                "not updated",
-                dep(2, 1, Some((2, 1, 0, 1))),
-                false,
-                "0 of 1 replicas updated",
-            ),
-            (
-                "old left",
-                dep(2, 1, Some((2, 2, 1, 1))),
-                false,
-                "pending termination",
-            ),
-            (
-                "unavailable",
-                dep(2, 1, Some((2, 1, 1, 0))),
-                false,
-                "0 of 1 replicas available",
-            ),
-            (
-                "scaled down",
-                dep(2, 0, Some((2, 0, 0, 0))),
-                false,
-                "scaled to zero",
-            ),
-            ("ready", dep(2, 1, Some((2, 1, 1, 1))), true, "available"),
-        ];
-        for (name, d, want, msg) in cases {
-            let (ready, m) = deployment_ready(&d);
-            assert_eq!(ready, want, "{name}: {m}");
-            assert!(m.contains(msg), "{name}: {m}");
-        }
-        let mut stuck = dep(2, 1, Some((2, 1, 1, 0)));
-        if let Some(s) = stuck.status.as_mut() {
-            s.conditions = Some(vec![DeploymentCondition {
-                type_: "Progressing".into(),
-                status: "False".into(),
-                reason: Some("ProgressDeadlineExceeded".into()),
-                message: Some("too slow".into()),
-                ..DeploymentCondition::default()
-            }]);
-        }
-        let (ready, m) = deployment_ready(&stuck);
-        assert!(!ready);
-        assert!(m.contains("progress deadline exceeded: too slow"), "{m}");
     }
 
     #[test]
@@ -297,12 +171,19 @@ mod tests {
             ("deployment missing", None, None, None, false),
         ];
         for (name, d, ing, exists, want) in cases {
-            let out = readiness(d, Some("a-app"), ing, exists);
+            let out = readiness(d, Some(1), Some("a-app"), ing, exists);
             assert_eq!(out.is_ready(), want, "{name}: {out:?}");
         }
         assert!(
-            readiness(None, None, None, None).is_ready(),
+            readiness(None, None, None, None, None).is_ready(),
             "nothing to run"
+        );
+        // The cache still holds the rolled-out generation 1 after generation 2 was applied.
+        let out = readiness(Some(&ready), Some(2), Some("a-app"), None, None);
+        assert!(!out.is_ready(), "{out:?}");
+        assert!(
+            format!("{out:?}").contains("Deployment a-app: generation 2 not seen yet"),
+            "{out:?}"
         );
     }
 }

@@ -64,6 +64,9 @@ pub(super) enum AppliedResult {
     /// Objects applied: readiness comes from these (cached) objects.
     Objects {
         deployment: Option<String>,
+        /// The Deployment's generation as applied: a cached copy older than this (its watch
+        /// event not yet delivered) says nothing about the rollout.
+        generation: Option<i64>,
         ingress: Option<String>,
     },
     /// The same inputs give the same verdict.
@@ -448,6 +451,7 @@ impl<'a> Run<'a> {
             AppliedResult::Degraded(r, m) => Outcome::Degraded(r, m.clone()),
             AppliedResult::Objects {
                 deployment,
+                generation,
                 ingress,
             } => {
                 let dep = deployment.as_ref().and_then(|d| {
@@ -465,6 +469,7 @@ impl<'a> Run<'a> {
                 });
                 readiness(
                     dep.as_deref(),
+                    *generation,
                     deployment.as_deref(),
                     ingress.as_deref(),
                     ing,
@@ -655,8 +660,10 @@ impl<'a> Run<'a> {
         self.status.rendered_hash = Some(rendered.hash.clone());
         let dep_name = Some(rendered.deployment_name().to_owned());
         let ing_name = rendered.ingress_name().map(str::to_owned);
+        let generation = deployment.as_ref().and_then(|d| d.metadata.generation);
         let outcome = readiness(
             deployment.as_ref(),
+            generation,
             dep_name.as_deref(),
             ing_name.as_deref(),
             ing_name.as_ref().map(|_| true),
@@ -666,6 +673,7 @@ impl<'a> Run<'a> {
             requeue: ROLLOUT,
             cache: Some(AppliedResult::Objects {
                 deployment: dep_name,
+                generation,
                 ingress: ing_name,
             }),
         })

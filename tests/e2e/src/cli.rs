@@ -4,10 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt as _};
 
-use crate::{cluster, repo_root};
+use crate::{admin_client, cluster, repo_root, wait_until};
 
 /// `target/debug` of this workspace (or `$CARGO_TARGET_DIR/debug`).
 pub fn target_debug() -> PathBuf {
@@ -33,7 +38,29 @@ pub fn binary() -> Result<PathBuf> {
 
 fn build() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // What cargo sets for the test process describes this test crate, not the build: ring's
+    // build script reruns when CARGO_MANIFEST_DIR changes, so passing it on rebuilt ring and
+    // everything above it (kube, rustls, the four binaries: minutes on 2 cores) here, and again
+    // in the next `cargo test`.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if matches!(
+            k.as_ref(),
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        ) || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_EXE_")
+        {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    let out = cmd
         .current_dir(repo_root())
         .args([
             "build",
@@ -187,4 +214,247 @@ pub fn row(
         bail!("row {r:?} does not match header {header:?}");
     }
     Ok(header.iter().cloned().zip(r.iter().cloned()).collect())
+}
+
+/// What [`with_local_install`] hands its body: Kompox's servers from `install --local`, their
+/// controller scoped (`--watch-namespaces`) to the fresh workspace `ws`, and a fresh project
+/// directory `dir`.
+pub struct LocalInstall {
+    /// `KOMPOX_CACHE` of the servers (where `--local` keeps their state and logs).
+    pub cache: PathBuf,
+    /// A fresh directory for the test's compose project.
+    pub dir: PathBuf,
+    /// The workspace (tenant) the test applies into; its namespaces are deleted afterwards.
+    pub ws: String,
+    /// The cluster admin.
+    pub client: Client,
+    /// The output of `install --local`.
+    pub install: Run,
+    start: Instant,
+}
+
+impl LocalInstall {
+    /// `kubectl-kompox args…` against these servers.
+    ///
+    /// # Errors
+    ///
+    /// See [`kompox`].
+    pub async fn kompox(&self, args: &[&str]) -> Result<Run> {
+        kompox_async(&self.cache, args).await
+    }
+
+    /// The namespace `apply` recorded for `app` of this workspace in `dir/.kompox/state.json`.
+    ///
+    /// # Errors
+    ///
+    /// When the state file or the entry is missing.
+    pub fn namespace_of(&self, app: &str) -> Result<String> {
+        let path = self.dir.join(".kompox/state.json");
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?,
+        )?;
+        state["apps"][format!("{}/{app}", self.ws)]["namespace"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no namespace for {app} in {state}"))
+    }
+
+    /// Prints `[e2e <seconds since install>] what` on stderr (`--nocapture` shows where the
+    /// time goes).
+    pub fn step(&self, what: &str) {
+        eprintln!("[e2e {:6.1}s] {what}", self.start.elapsed().as_secs_f32());
+    }
+}
+
+/// Runs `body` against Kompox servers started by `install --local` for a fresh workspace
+/// named `prefix` + 6 hex digits, then always (also after a failure) deletes the workspace's
+/// namespaces (while the controller still runs its finalizers), runs `uninstall --local`
+/// (which must stop the three servers) and removes the temporary directories.
+///
+/// # Errors
+///
+/// The body's error first, else what failed in the install or the cleanup.
+pub async fn with_local_install<F>(prefix: &str, body: F) -> Result<()>
+where
+    F: for<'a> FnOnce(&'a LocalInstall) -> BoxFuture<'a, Result<()>>,
+{
+    let cache = temp_dir(&format!("{prefix}-cache"))?;
+    let dir = temp_dir(prefix)?;
+    let ws = format!("{prefix}{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let selector = format!("kompox.dev/tenant={ws}");
+    let start = Instant::now();
+    let install = kompox_async(
+        &cache,
+        &["install", "--local", "--watch-namespaces", &selector],
+    )
+    .await;
+    let result = match install.and_then(Run::ok) {
+        Ok(install) => match admin_client().await {
+            Err(e) => Err(e),
+            Ok(client) => {
+                let env = LocalInstall {
+                    cache: cache.clone(),
+                    dir: dir.clone(),
+                    ws: ws.clone(),
+                    client,
+                    install,
+                    start,
+                };
+                env.step("installed (--local)");
+                let r = if env
+                    .install
+                    .stdout
+                    .contains("APIService v1alpha1.subresources.k8s.kompox.dev is Available")
+                {
+                    body(&env).await
+                } else {
+                    Err(anyhow::anyhow!(
+                        "install --local: no Available APIService: {:?}",
+                        env.install
+                    ))
+                };
+                env.step("body done");
+                let cleaned = delete_namespaces(&env.client, &selector).await;
+                env.step("namespaces deleted");
+                r.and(cleaned)
+            }
+        },
+        Err(e) => Err(e),
+    };
+    let un = kompox_async(&cache, &["uninstall", "--local"]).await;
+    result?;
+    let un = un?.ok()?;
+    for server in ["kompox-apiserver", "kompox-webhook", "kompox-controller"] {
+        ensure!(
+            un.stdout
+                .lines()
+                .any(|l| l.starts_with(server) && l.ends_with("stopped")),
+            "uninstall --local did not stop {server}: {un:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
+/// Deletes the namespaces matching `selector` and waits until they are gone.
+async fn delete_namespaces(client: &Client, selector: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let lp = ListParams::default().labels(selector);
+    for ns in api.list(&lp).await?.items {
+        api.delete(&ns.name_any(), &DeleteParams::default()).await?;
+    }
+    wait_until(
+        &format!("namespaces {selector} gone"),
+        Duration::from_secs(120),
+        || {
+            let (api, lp) = (api.clone(), lp.clone());
+            async move { Ok(api.list(&lp).await?.items.is_empty()) }
+        },
+    )
+    .await
+}
+
+/// A Deployment's generation, pod-template `kompox.dev/env-hash` and the names of its
+/// namespace's Pods, at one moment.
+#[derive(Debug, Clone)]
+pub struct PodsAt {
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// The template's env-hash.
+    pub hash: String,
+    /// The Pods (not terminating).
+    pub pods: Vec<String>,
+}
+
+/// [`PodsAt`] now, for Deployment `dep` of namespace `ns` (the app's own namespace).
+///
+/// # Errors
+///
+/// When a read fails.
+pub async fn pods_at(client: &Client, ns: &str, dep: &str) -> Result<PodsAt> {
+    let d = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+        .get(dep)
+        .await?;
+    let generation = d.metadata.generation.unwrap_or_default();
+    let hash = d
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get(kompox_core::naming::ENV_HASH_ANNOTATION).cloned())
+        .unwrap_or_default();
+    let pods = live_pods(client, ns)
+        .await?
+        .into_iter()
+        .map(|p| p.name_any())
+        .collect();
+    Ok(PodsAt {
+        generation,
+        hash,
+        pods,
+    })
+}
+
+async fn live_pods(client: &Client, ns: &str) -> Result<Vec<k8s_openapi::api::core::v1::Pod>> {
+    Ok(
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect(),
+    )
+}
+
+/// Checks, without waiting, that Deployment `dep` has rolled since `before`: a new generation,
+/// observed, with one replica updated, available and no old one left, and the one live Pod a
+/// new one that carries the template's env-hash and is Ready. Returns the new state (the
+/// caller checks whether the env-hash had to change).
+///
+/// # Errors
+///
+/// Saying which of these does not hold.
+pub async fn rolled_since(client: &Client, ns: &str, dep: &str, before: &PodsAt) -> Result<PodsAt> {
+    let d = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+        .get(dep)
+        .await?;
+    let now = pods_at(client, ns, dep).await?;
+    ensure!(
+        now.generation > before.generation,
+        "Deployment {dep}: generation {} unchanged",
+        now.generation
+    );
+    let st = d.status.clone().unwrap_or_default();
+    ensure!(
+        st.observed_generation == d.metadata.generation
+            && st.updated_replicas == Some(1)
+            && st.available_replicas == Some(1)
+            && st.replicas == Some(1),
+        "Deployment {dep} has not rolled out: generation {:?}, status {st:?}",
+        d.metadata.generation
+    );
+    let pods = live_pods(client, ns).await?;
+    let [pod] = pods.as_slice() else {
+        bail!("one live Pod expected in {ns}: {:?}", now.pods);
+    };
+    let name = pod.name_any();
+    ensure!(!before.pods.contains(&name), "Pod {name} is the old one");
+    let pod_hash = pod
+        .annotations()
+        .get(kompox_core::naming::ENV_HASH_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        pod_hash == now.hash,
+        "Pod {name} carries env-hash {pod_hash}, the template {}",
+        now.hash
+    );
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    ensure!(ready, "Pod {name} is not Ready: {:?}", pod.status);
+    Ok(now)
 }

@@ -13,13 +13,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
-use kompox_e2e::cli::{Run, kompox, kompox_async, row, table, temp_dir};
+use kompox_e2e::cli::{
+    LocalInstall, Run, kompox, kompox_async, row, table, temp_dir, with_local_install,
+};
 use kompox_e2e::controller::driver_volumes;
-use kompox_e2e::{admin_client, cluster, ensure_crds, wait_until};
+use kompox_e2e::{cluster, ensure_crds, wait_until};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 #[test]
@@ -256,43 +258,14 @@ fn kompoxops_errors_name_the_field_before_touching_the_cluster() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_servers_kompoxops_disks_snapshots_and_lists() -> Result<()> {
-    let cache = temp_dir("cli-local-cache")?;
-    let dir = temp_dir("cli-local-app")?;
-    let ws = format!("cli{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let selector = format!("kompox.dev/tenant={ws}");
-    let install = kompox_async(
-        &cache,
-        &["install", "--local", "--watch-namespaces", &selector],
-    )
-    .await;
-    let result = match install.and_then(Run::ok) {
-        Ok(r)
-            if r.stdout
-                .contains("APIService v1alpha1.subresources.k8s.kompox.dev is Available") =>
-        {
-            with_app(&cache, &dir, &ws).await
-        }
-        Ok(r) => Err(anyhow::anyhow!(
-            "install --local: no Available APIService: {r:?}"
-        )),
-        Err(e) => Err(e),
-    };
-    // Always stop the local servers, also after a failure.
-    let un = kompox_async(&cache, &["uninstall", "--local"]).await;
-    result?;
-    let un = un?.ok()?;
-    ensure!(
-        un.stdout.contains("kompox-controller") && un.stdout.contains("stopped"),
-        "{un:?}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&cache);
-    Ok(())
+    with_local_install("cli", |env| Box::pin(with_app(env))).await
 }
 
-/// `apply --kompoxops` into a fresh namespace, the disk and snapshot flows in it, then the
-/// namespace deleted (while the controller still runs its finalizers).
-async fn with_app(cache: &Path, dir: &Path, ws: &str) -> Result<()> {
+/// `apply --kompoxops` into a fresh namespace, then the disk and snapshot flows in it (the
+/// namespace is deleted by [`with_local_install`] while the controller still runs its
+/// finalizers).
+async fn with_app(env: &LocalInstall) -> Result<()> {
+    let (cache, dir, ws) = (env.cache.as_path(), env.dir.as_path(), env.ws.as_str());
     let compose = dir.join("compose.yml");
     std::fs::write(&compose, KOMPOXOPS_COMPOSE)?;
     let ops = dir.join("kompoxops.yml");
@@ -313,35 +286,13 @@ async fn with_app(cache: &Path, dir: &Path, ws: &str) -> Result<()> {
         ],
     )
     .await?;
-    // The namespace is recorded before the wait, so it is cleaned up whatever happened.
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(".kompox/state.json"))
-            .with_context(|| format!("{applied:?}"))?,
-    )?;
-    let ns = state["apps"][format!("{ws}/legacy-web")]["namespace"]
-        .as_str()
-        .context("namespace in state.json")?
-        .to_owned();
-    let client = admin_client().await?;
-    let result = async {
-        kompoxops_applied(&client, &ns, applied).await?;
-        disk_flows(cache, &client, &ns).await?;
-        snapshot_flows(cache, &client, &ns).await
-    }
-    .await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(&ns, &DeleteParams::default()).await?;
-    wait_until(
-        &format!("namespace {ns} gone"),
-        Duration::from_secs(120),
-        || {
-            let namespaces = namespaces.clone();
-            let ns = ns.clone();
-            async move { Ok(namespaces.get_opt(&ns).await?.is_none()) }
-        },
-    )
-    .await?;
-    result
+    let ns = env
+        .namespace_of("legacy-web")
+        .with_context(|| format!("{applied:?}"))?;
+    let client = env.client.clone();
+    kompoxops_applied(&client, &ns, applied).await?;
+    disk_flows(cache, &client, &ns).await?;
+    snapshot_flows(cache, &client, &ns).await
 }
 
 /// What `apply --kompoxops` made of the legacy file: the app's ingress, zone and volumes, the

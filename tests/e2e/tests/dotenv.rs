@@ -2,21 +2,20 @@
 //! servers from `install --local`: `apply` keeps the variables in the Secret `<app>-dotenv`
 //! named by `spec.compose.envFrom`; an `environment` entry using one is a `secretKeyRef` into
 //! `<app>-environment`, so the password is in Secrets only (not in the Deployment, not in
-//! `rendered`, never printed); editing `.env` and re-applying rolls the Pod; so does editing
-//! the Secret itself (the controller watches it).
+//! `rendered`, never printed); editing `.env` and re-applying rolls the Pod before `apply`
+//! returns; editing the Secret itself rolls it too (the controller watches it).
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kompox_core::api::KompoxApp;
-use kompox_e2e::cli::{Run, kompox_async, temp_dir};
-use kompox_e2e::{admin_client, wait_until};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Client, ResourceExt as _};
-use serde_json::{Value, json};
+use kompox_e2e::cli::{LocalInstall, Run, pods_at, rolled_since, with_local_install};
+use kompox_e2e::wait_until;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
 const COMPOSE: &str = "\
 name: pgapp
@@ -30,47 +29,27 @@ services:
     expose: [5432]
 ";
 
+const DEPLOYMENT: &str = "pgapp-app";
 const PASSWORD_1: &str = "dotenv-pw-first-5e1d";
 const PASSWORD_2: &str = "dotenv-pw-second-a9c0";
 const PASSWORD_3: &str = "dotenv-pw-third-77b4";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dotenv_values_live_in_secrets_and_roll_the_pod() -> Result<()> {
-    let cache = temp_dir("dotenv-cache")?;
-    let dir = temp_dir("dotenv")?;
-    let ws = format!("de{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let selector = format!("kompox.dev/tenant={ws}");
-    let install = kompox_async(
-        &cache,
-        &["install", "--local", "--watch-namespaces", &selector],
-    )
-    .await;
-    let result = match install.and_then(Run::ok) {
-        Ok(_) => flow(&cache, &dir, &ws).await,
-        Err(e) => Err(e),
-    };
-    let un = kompox_async(&cache, &["uninstall", "--local"]).await;
-    result?;
-    un?.ok()?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&cache);
-    Ok(())
+    with_local_install("de", |env| Box::pin(flow(env))).await
 }
 
-async fn apply(cache: &Path, dir: &Path, ws: &str) -> Result<Run> {
-    let compose = dir.join("compose.yml");
-    kompox_async(
-        cache,
-        &[
-            "apply",
-            "-f",
-            &compose.to_string_lossy(),
-            "--workspace",
-            ws,
-            "--timeout",
-            "180s",
-        ],
-    )
+async fn apply(env: &LocalInstall) -> Result<Run> {
+    let compose = env.dir.join("compose.yml");
+    env.kompox(&[
+        "apply",
+        "-f",
+        &compose.to_string_lossy(),
+        "--workspace",
+        &env.ws,
+        "--timeout",
+        "180s",
+    ])
     .await
 }
 
@@ -82,33 +61,15 @@ fn write_dotenv(dir: &Path, password: &str) -> Result<()> {
     Ok(())
 }
 
-async fn flow(cache: &Path, dir: &Path, ws: &str) -> Result<()> {
-    std::fs::write(dir.join("compose.yml"), COMPOSE)?;
-    write_dotenv(dir, PASSWORD_1)?;
-    let first = apply(cache, dir, ws).await?;
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(".kompox/state.json"))
-            .with_context(|| format!("{first:?}"))?,
-    )?;
-    let ns = state["apps"][format!("{ws}/pgapp")]["namespace"]
-        .as_str()
-        .with_context(|| format!("namespace in state.json: {state}"))?
-        .to_owned();
-    let client = admin_client().await?;
-    let result = checks(cache, dir, ws, &client, &ns, first).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(&ns, &DeleteParams::default()).await?;
-    wait_until(
-        &format!("namespace {ns} gone"),
-        Duration::from_secs(120),
-        || {
-            let namespaces = namespaces.clone();
-            let ns = ns.clone();
-            async move { Ok(namespaces.get_opt(&ns).await?.is_none()) }
-        },
-    )
-    .await?;
-    result
+async fn flow(env: &LocalInstall) -> Result<()> {
+    std::fs::write(env.dir.join("compose.yml"), COMPOSE)?;
+    write_dotenv(&env.dir, PASSWORD_1)?;
+    let first = apply(env).await?;
+    env.step("first apply");
+    let ns = env
+        .namespace_of("pgapp")
+        .with_context(|| format!("{first:?}"))?;
+    checks(env, &ns, first).await
 }
 
 fn secret_value(s: &Secret, key: &str) -> Option<String> {
@@ -118,56 +79,9 @@ fn secret_value(s: &Secret, key: &str) -> Option<String> {
         .and_then(|b| String::from_utf8(b.0.clone()).ok())
 }
 
-/// The Deployment's env-hash and Pod names once it is available with one updated replica.
-async fn settled(client: &Client, ns: &str) -> Result<(String, Vec<String>)> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let d = serde_json::to_value(deployments.get("pgapp-app").await?)?;
-    let hash = d["spec"]["template"]["metadata"]["annotations"]["kompox.dev/env-hash"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let names = pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|p| p.name_any())
-        .collect();
-    Ok((hash, names))
-}
-
-/// Waits until the env-hash differs from `before` and the old Pods are gone.
-async fn rolled(
-    client: &Client,
-    ns: &str,
-    what: &str,
-    before: &(String, Vec<String>),
-) -> Result<()> {
-    wait_until(what, Duration::from_secs(120), || {
-        let (client, ns, before) = (client.clone(), ns.to_owned(), before.clone());
-        async move {
-            let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-            let d = serde_json::to_value(deployments.get("pgapp-app").await?)?;
-            let available = d["status"]["availableReplicas"] == 1
-                && d["status"]["updatedReplicas"] == 1
-                && d["status"]["replicas"] == 1;
-            let (hash, names) = settled(&client, &ns).await?;
-            Ok(available && hash != before.0 && !before.1.iter().any(|p| names.contains(p)))
-        }
-    })
-    .await
-}
-
 #[allow(clippy::too_many_lines)]
-async fn checks(
-    cache: &Path,
-    dir: &Path,
-    ws: &str,
-    client: &Client,
-    ns: &str,
-    first: Run,
-) -> Result<()> {
+async fn checks(env: &LocalInstall, ns: &str, first: Run) -> Result<()> {
+    let client = &env.client;
     let first = first.ok()?;
     ensure!(
         first
@@ -212,16 +126,17 @@ async fn checks(
 
     // The Deployment reads it by secretKeyRef; plain values stay plain.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let dep = serde_json::to_value(deployments.get("pgapp-app").await?)?;
+    let dep = serde_json::to_value(deployments.get(DEPLOYMENT).await?)?;
     ensure!(
         !dep.to_string().contains(PASSWORD_1),
         "the password is in the Deployment"
     );
     let ctr = &dep["spec"]["template"]["spec"]["containers"][0];
     ensure!(ctr["image"] == "postgres:16.4", "{}", ctr["image"]);
-    let env = ctr["env"].as_array().cloned().unwrap_or_default();
+    let ctr_env = ctr["env"].as_array().cloned().unwrap_or_default();
     let by_name = |n: &str| {
-        env.iter()
+        ctr_env
+            .iter()
             .find(|e| e["name"] == n)
             .cloned()
             .unwrap_or_default()
@@ -229,12 +144,13 @@ async fn checks(
     ensure!(
         by_name("POSTGRES_PASSWORD")["valueFrom"]
             == json!({"secretKeyRef": {"name": "pgapp-environment", "key": "db.POSTGRES_PASSWORD"}}),
-        "{env:?}"
+        "{ctr_env:?}"
     );
-    ensure!(by_name("POSTGRES_USER")["value"] == "app", "{env:?}");
+    ensure!(by_name("POSTGRES_USER")["value"] == "app", "{ctr_env:?}");
 
     // `rendered` redacts it; so does `render`.
-    let r = kompox_async(cache, &["rendered", "pgapp", "-n", ns, "-o", "json"])
+    let r = env
+        .kompox(&["rendered", "pgapp", "-n", ns, "-o", "json"])
         .await?
         .ok()?;
     ensure!(
@@ -243,13 +159,19 @@ async fn checks(
     );
     ensure!(r.stdout.contains("pgapp-environment"), "{}", r.stdout);
 
-    // A new password in .env, re-applied: the derived Secret changes, the Pod rolls.
-    let before = settled(client, ns).await?;
-    ensure!(before.1.len() == 1, "{before:?}");
-    write_dotenv(dir, PASSWORD_2)?;
-    let second = apply(cache, dir, ws).await?.ok()?;
+    // A new password in .env, re-applied: the derived Secret changes, and the Pod has rolled
+    // when apply returns.
+    let before = pods_at(client, ns, DEPLOYMENT).await?;
+    ensure!(before.pods.len() == 1, "{before:?}");
+    write_dotenv(&env.dir, PASSWORD_2)?;
+    let second = apply(env).await?.ok()?;
+    env.step("apply after editing .env");
     ensure!(!second.stderr.contains(PASSWORD_2), "{second:?}");
-    rolled(client, ns, "the Pod rolled after .env changed", &before).await?;
+    let rolled = rolled_since(client, ns, DEPLOYMENT, &before)
+        .await
+        .with_context(|| format!("right after apply returned: {second:?}"))?;
+    ensure!(rolled.hash != before.hash, "the env-hash did not change");
+    let before = rolled;
     let derived = secrets.get("pgapp-environment").await?;
     ensure!(
         secret_value(&derived, "db.POSTGRES_PASSWORD").as_deref() == Some(PASSWORD_2),
@@ -257,7 +179,6 @@ async fn checks(
     );
 
     // Editing the variables Secret in the cluster re-renders (the controller watches it).
-    let before = settled(client, ns).await?;
     secrets
         .patch(
             "pgapp-dotenv",
@@ -265,19 +186,23 @@ async fn checks(
             &Patch::Merge(json!({"stringData": {"POSTGRES_PASSWORD": PASSWORD_3}})),
         )
         .await?;
-    rolled(
-        client,
-        ns,
+    wait_until(
         "the Pod rolled after pgapp-dotenv changed",
-        &before,
+        Duration::from_secs(120),
+        || async {
+            Ok(rolled_since(client, ns, DEPLOYMENT, &before)
+                .await
+                .is_ok_and(|now| now.hash != before.hash))
+        },
     )
     .await?;
+    env.step("rolled after the Secret edit");
     let derived = secrets.get("pgapp-environment").await?;
     ensure!(
         secret_value(&derived, "db.POSTGRES_PASSWORD").as_deref() == Some(PASSWORD_3),
         "pgapp-environment follows pgapp-dotenv"
     );
-    let dep = serde_json::to_value(deployments.get("pgapp-app").await?)?;
+    let dep = serde_json::to_value(deployments.get(DEPLOYMENT).await?)?;
     ensure!(
         !dep.to_string().contains(PASSWORD_3),
         "the password is in the Deployment"

@@ -5,22 +5,19 @@
 //! A WordPress + MariaDB file written the way published ones are (volume `db_data` with an
 //! underscore, services reaching each other by name, a single-file bind `./nginx.conf`,
 //! credentials `${…}` from the project's `.env`, which end up in Secrets only) deploys to Ready
-//! with everything inferred;
-//! editing the bound file and re-applying rolls the Pod; re-applying never recreates a disk.
+//! with everything inferred. Editing the bound file, or the compose file, and re-applying rolls
+//! the Pod, and `apply` returns only once the new Pod is up; re-applying never recreates a
+//! disk.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kompox_core::api::{KompoxApp, KompoxDisk};
-use kompox_e2e::cli::{Run, kompox_async, temp_dir};
-use kompox_e2e::{admin_client, wait_until};
-use kube::api::{Api, DeleteParams, ListParams};
-use kube::{Client, ResourceExt as _};
-use serde_json::Value;
+use kompox_e2e::cli::{LocalInstall, Run, pods_at, rolled_since, with_local_install};
+use kube::ResourceExt as _;
+use kube::api::{Api, ListParams};
 
 /// The compose file, as a user would copy it from a published example.
 const COMPOSE: &str = "\
@@ -70,94 +67,48 @@ const DB_ROOT_PASSWORD: &str = "zc-root-password-91c2";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_file_as_it_is_deploys_without_app() -> Result<()> {
-    let cache = temp_dir("zeroconf-cache")?;
-    let dir = temp_dir("wordpress")?;
-    let ws = format!("zc{:06x}", rand::random::<u32>() & 0xff_ffff);
-    let selector = format!("kompox.dev/tenant={ws}");
-    let install = kompox_async(
-        &cache,
-        &["install", "--local", "--watch-namespaces", &selector],
-    )
-    .await;
-    let result = match install.and_then(Run::ok) {
-        Ok(_) => flow(&cache, &dir, &ws).await,
-        Err(e) => Err(e),
-    };
-    let un = kompox_async(&cache, &["uninstall", "--local"]).await;
-    result?;
-    un?.ok()?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&cache);
-    Ok(())
+    with_local_install("zc", |env| Box::pin(flow(env))).await
 }
 
-async fn apply(cache: &Path, dir: &Path, ws: &str) -> Result<Run> {
-    let compose = dir.join("compose.yml");
-    kompox_async(
-        cache,
-        &[
-            "apply",
-            "-f",
-            &compose.to_string_lossy(),
-            "--disk-size",
-            "1Gi",
-            "--workspace",
-            ws,
-            "--timeout",
-            "180s",
-        ],
-    )
+async fn apply(env: &LocalInstall) -> Result<Run> {
+    let compose = env.dir.join("compose.yml");
+    env.kompox(&[
+        "apply",
+        "-f",
+        &compose.to_string_lossy(),
+        "--disk-size",
+        "1Gi",
+        "--workspace",
+        &env.ws,
+        "--timeout",
+        "180s",
+    ])
     .await
 }
 
-async fn flow(cache: &Path, dir: &Path, ws: &str) -> Result<()> {
+async fn flow(env: &LocalInstall) -> Result<()> {
+    let dir = &env.dir;
     std::fs::write(dir.join("compose.yml"), COMPOSE)?;
     std::fs::write(dir.join("nginx.conf"), NGINX_CONF)?;
     std::fs::write(
         dir.join(".env"),
         format!("DB_PASSWORD={DB_PASSWORD}\nDB_ROOT_PASSWORD={DB_ROOT_PASSWORD}\n"),
     )?;
-    let first = apply(cache, dir, ws).await?;
-    // The namespace is recorded before the wait: clean it up whatever happened next.
+    let first = apply(env).await?;
+    env.step("first apply");
     let app_name = dir
         .file_name()
         .map(|n| kompox_core::naming::k8s_name(&n.to_string_lossy(), 40))
         .context("directory name")?;
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(".kompox/state.json"))
-            .with_context(|| format!("{first:?}"))?,
-    )?;
-    let ns = state["apps"][format!("{ws}/{app_name}")]["namespace"]
-        .as_str()
-        .with_context(|| format!("namespace in state.json: {state}"))?
-        .to_owned();
-    let client = admin_client().await?;
-    let result = checks(cache, dir, ws, &client, &ns, &app_name, first).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(&ns, &DeleteParams::default()).await?;
-    wait_until(
-        &format!("namespace {ns} gone"),
-        Duration::from_secs(120),
-        || {
-            let namespaces = namespaces.clone();
-            let ns = ns.clone();
-            async move { Ok(namespaces.get_opt(&ns).await?.is_none()) }
-        },
-    )
-    .await?;
-    result
+    let ns = env
+        .namespace_of(&app_name)
+        .with_context(|| format!("{first:?}"))?;
+    checks(env, &ns, &app_name, first).await
 }
 
 #[allow(clippy::too_many_lines)]
-async fn checks(
-    cache: &Path,
-    dir: &Path,
-    ws: &str,
-    client: &Client,
-    ns: &str,
-    app: &str,
-    first: Run,
-) -> Result<()> {
+async fn checks(env: &LocalInstall, ns: &str, app: &str, first: Run) -> Result<()> {
+    let (client, dir) = (&env.client, &env.dir);
     let first = first.ok()?;
     ensure!(
         first
@@ -300,30 +251,29 @@ async fn checks(
         pw["valueFrom"]["secretKeyRef"]["name"].is_string() && pw.get("value").is_none(),
         "MYSQL_PASSWORD is not a secretKeyRef: {pw}"
     );
-    let r = kompox_async(cache, &["rendered", app, "-n", ns, "-o", "json"])
+    let r = env
+        .kompox(&["rendered", app, "-n", ns, "-o", "json"])
         .await?
         .ok()?;
     for secret in [DB_PASSWORD, DB_ROOT_PASSWORD] {
         ensure!(!r.stdout.contains(secret), "a password is in rendered");
     }
-    let hash_before = tpl["metadata"]["annotations"]["kompox.dev/env-hash"]
-        .as_str()
-        .context("env-hash")?
-        .to_owned();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pod_before = pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|p| p.name_any())
-        .collect::<Vec<_>>();
-    ensure!(pod_before.len() == 1, "{pod_before:?}");
+    let pods_before = pods_at(client, ns, &dep_name).await?;
+    ensure!(pods_before.pods.len() == 1, "{pods_before:?}");
 
-    // Edit the bound file and re-apply: the Pod rolls; the disks stay the same objects.
+    // Edit the bound file and re-apply: apply returns once the Pod has rolled (no wait here);
+    // the disks stay the same objects.
     let edited = NGINX_CONF.replace("listen 80;", "listen 80;\n  client_max_body_size 64m;");
     std::fs::write(dir.join("nginx.conf"), &edited)?;
-    let second = apply(cache, dir, ws).await?.ok()?;
+    let second = apply(env).await?.ok()?;
+    env.step("apply after editing nginx.conf");
+    let rolled = rolled_since(client, ns, &dep_name, &pods_before)
+        .await
+        .with_context(|| format!("right after apply returned: {second:?}"))?;
+    ensure!(
+        rolled.hash != pods_before.hash,
+        "the env-hash did not change"
+    );
     ensure!(
         second.stdout.contains(&format!("namespace {ns} (reused)")),
         "{second:?}"
@@ -341,59 +291,48 @@ async fn checks(
         cm.data.unwrap_or_default().get("nginx.conf") == Some(&edited),
         "the ConfigMap was not updated"
     );
-    let old_pod = pod_before[0].clone();
-    wait_until(
-        "the Pod rolled after nginx.conf changed",
-        Duration::from_secs(120),
-        || {
-            let (deployments, pods, dep_name, hash_before, old_pod) = (
-                deployments.clone(),
-                pods.clone(),
-                dep_name.clone(),
-                hash_before.clone(),
-                old_pod.clone(),
-            );
-            async move {
-                let d = serde_json::to_value(deployments.get(&dep_name).await?)?;
-                let hash = d["spec"]["template"]["metadata"]["annotations"]["kompox.dev/env-hash"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let available = d["status"]["availableReplicas"] == 1
-                    && d["status"]["updatedReplicas"] == 1
-                    && d["status"]["replicas"] == 1;
-                let names: Vec<String> = pods
-                    .list(&ListParams::default())
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|p| p.name_any())
-                    .collect();
-                Ok(hash != hash_before && available && !names.contains(&old_pod))
-            }
-        },
-    )
-    .await?;
+
+    // A change of the compose file alone (it lives in a ConfigMap too) rolls the Pod the same
+    // way before apply returns.
+    std::fs::write(
+        dir.join("compose.yml"),
+        COMPOSE.replace("image: nginx:1.27", "image: nginx:1.27.3"),
+    )?;
+    let third = apply(env).await?.ok()?;
+    env.step("apply after editing compose.yml");
+    rolled_since(client, ns, &dep_name, &rolled)
+        .await
+        .with_context(|| format!("right after apply returned: {third:?}"))?;
+    let dep = serde_json::to_value(deployments.get(&dep_name).await?)?;
+    ensure!(
+        dep["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] == "nginx" && c["image"] == "nginx:1.27.3"),
+        "the nginx image did not change: {dep}"
+    );
     let after = uids(disks.list(&ListParams::default()).await?.items);
     ensure!(after == before, "disks recreated: {before:?} → {after:?}");
 
-    // A third apply with a smaller --disk-size changes nothing on the existing disks.
-    let third = kompox_async(
-        cache,
-        &[
+    // Another apply with a smaller --disk-size changes nothing on the existing disks.
+    let fourth = env
+        .kompox(&[
             "apply",
             "-f",
             &dir.join("compose.yml").to_string_lossy(),
             "--disk-size",
             "512Mi",
             "--workspace",
-            ws,
+            &env.ws,
             "--wait=false",
-        ],
-    )
-    .await?
-    .ok()?;
-    ensure!(third.stdout.contains("exists (kept as it is)"), "{third:?}");
+        ])
+        .await?
+        .ok()?;
+    ensure!(
+        fourth.stdout.contains("exists (kept as it is)"),
+        "{fourth:?}"
+    );
     let db = disks.get("db-data").await?;
     ensure!(db.spec.size.0 == "1Gi", "{:?}", db.spec);
     ensure!(
