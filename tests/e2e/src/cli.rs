@@ -37,31 +37,7 @@ pub fn binary() -> Result<PathBuf> {
 }
 
 fn build() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    // What cargo sets for the test process describes this test crate, not the build: ring's
-    // build script reruns when CARGO_MANIFEST_DIR changes, so passing it on rebuilt ring and
-    // everything above it (kube, rustls, the four binaries: minutes on 2 cores) here, and again
-    // in the next `cargo test`.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if matches!(
-            k.as_ref(),
-            "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_BIN_NAME"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_TARGET_TMPDIR"
-                | "CARGO_RUSTC_CURRENT_DIR"
-        ) || k.starts_with("CARGO_PKG_")
-            || k.starts_with("CARGO_BIN_EXE_")
-        {
-            cmd.env_remove(k.as_ref());
-        }
-    }
-    let out = cmd
-        .current_dir(repo_root())
+    let out = crate::cargo_command()
         .args([
             "build",
             "-p",

@@ -54,8 +54,7 @@ fn target_dir() -> PathBuf {
 pub fn binary() -> Result<PathBuf> {
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
+        let out = crate::cargo_command()
             .args([
                 "build",
                 "-p",
@@ -63,7 +62,6 @@ pub fn binary() -> Result<PathBuf> {
                 "--bin",
                 "kompox-controller",
             ])
-            .current_dir(repo_root())
             .output()
             .map_err(|e| format!("running cargo build: {e}"))?;
         if !out.status.success() {

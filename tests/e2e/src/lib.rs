@@ -75,6 +75,38 @@ pub fn hash_key_file() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `cargo` (the one running the tests) in the workspace root, for the nested builds of the
+/// binaries the tests run, without what cargo set for the test process itself.
+///
+/// Those variables describe the test crate, not the build: ring's build script reruns when
+/// `CARGO_MANIFEST_DIR` changes, so passing them on rebuilt ring and everything above it
+/// (kube, rustls, the four binaries: minutes on 2 cores) in the nested build, and again in
+/// the next `cargo test`.
+#[must_use]
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo_root());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if matches!(
+            k.as_ref(),
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        ) || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_EXE_")
+        {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    cmd
+}
+
 /// The repository root (the workspace this crate lives in).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
