@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! eval "$(hack/cluster.sh env)"
-//! cargo run --release -p kompox-apiserver --bin bench-apiserver -- [--requests 300] [--seconds 5]
+//! cargo run --release -p kompox-bench --bin bench-apiserver -- [--requests 300] [--seconds 5]
 //! ```
 //!
 //! It starts the server in-process on 127.0.0.1 (as the admin kubeconfig's user), registers

@@ -106,6 +106,9 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&cert, &leaf.cert_pem)?;
     std::fs::write(&key, &leaf.key_pem)?;
+    // The webhook's env-hash key: the bytes of bench_key(), as the install's Secret holds one.
+    let hash_key = dir.join("hash.key");
+    std::fs::write(&hash_key, BENCH_KEY)?;
     let port = free_port()?;
     let bin = match &args.webhook_bin {
         Some(b) => b.clone(),
@@ -119,7 +122,11 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
         .arg(format!("--tls-cert-file={}", cert.display()))
         .arg(format!("--tls-private-key-file={}", key.display()))
         .arg(format!("--kubeconfig={}", args.kubeconfig.display()))
+        .arg(format!("--hash-key-file={}", hash_key.display()))
         .arg("--exit-on-stdin-close")
+        // The direct phase's clients hold no kube-apiserver client certificate: the webhook
+        // runs without client authentication (`hack/cluster.sh env` exports its CA file).
+        .env_remove("KOMPOX_WEBHOOK_CLIENT_CA_FILE")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .kill_on_drop(true)
@@ -286,9 +293,12 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
     Ok(())
 }
 
-/// A key for the benchmark's decisions (any key costs the same).
+/// The benchmark's hash key (any key costs the same).
+const BENCH_KEY: [u8; 32] = [0x42; 32];
+
+/// [`BENCH_KEY`] for the in-process decisions.
 fn bench_key() -> Result<kompox_core::hash::HashKey> {
-    Ok(kompox_core::hash::HashKey::new(&[0x42; 32])?)
+    Ok(kompox_core::hash::HashKey::new(&BENCH_KEY)?)
 }
 
 fn pct(a: Duration, b: Duration) -> f64 {

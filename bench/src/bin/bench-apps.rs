@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! eval "$(hack/cluster.sh env)"           # the local control plane
-//! cargo build --release -p kompox-controller --bins
+//! cargo build --release -p kompox-controller -p kompox-bench --bins
 //! target/release/bench-apps --apps 1000
 //! ```
 //!
@@ -242,7 +242,7 @@ async fn main() -> Result<()> {
     };
     if !controller.exists() {
         bail!(
-            "{} not found (cargo build --release -p kompox-controller --bins)",
+            "{} not found (cargo build --release -p kompox-controller -p kompox-bench --bins)",
             controller.display()
         );
     }
@@ -301,6 +301,24 @@ async fn bench(args: &Args, client: &Client, ns: &str, controller: &PathBuf) -> 
         t.elapsed().as_secs_f64()
     );
 
+    // The controller's hash key file, as the install's Secret holds one (any key costs the same).
+    let hash_key = std::env::temp_dir().join(format!("kompox-{ns}.hash-key"));
+    std::fs::write(&hash_key, [0x42u8; 32])?;
+    let result = run_controller(args, client, ns, controller, &hash_key, &apps, &names).await;
+    std::fs::remove_file(&hash_key).ok();
+    result
+}
+
+/// Runs the controller over the apps and measures it.
+async fn run_controller(
+    args: &Args,
+    client: &Client,
+    ns: &str,
+    controller: &PathBuf,
+    hash_key: &std::path::Path,
+    apps: &Api<KompoxApp>,
+    names: &[String],
+) -> Result<()> {
     let port = free_port()?;
     let log = match &args.controller_log {
         Some(p) => Some(std::fs::File::create(p)?),
@@ -317,6 +335,8 @@ async fn bench(args: &Args, client: &Client, ns: &str, controller: &PathBuf) -> 
         ])
         .arg("--metrics-listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--hash-key-file")
+        .arg(hash_key)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
