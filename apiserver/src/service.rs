@@ -469,6 +469,7 @@ mod tests {
         AppVolume, AttachedTo, DeploymentSpec, KompoxAppSpec, KompoxDiskSpec, KompoxDiskStatus,
         LocalRef, ProviderType,
     };
+    use rstest::rstest;
 
     fn cluster() -> ClusterInfo {
         ClusterInfo {
@@ -541,67 +542,27 @@ mod tests {
         .unwrap();
         assert_eq!(ok, target("a", "data"));
         assert!(parse_volume_target(None, br#"{"app":"a","volume":"v_1"}"#).is_ok());
-        let cases: [(&str, Option<&str>, &[u8], u16, &str); 9] = [
-            (
-                "yaml",
-                Some("application/yaml"),
-                b"app: a",
-                415,
-                "Content-Type",
-            ),
-            ("not json", None, b"{", 400, "body: not valid JSON"),
-            ("array", None, b"[]", 400, "body: must be a JSON object"),
-            (
-                "missing app",
-                None,
-                br#"{"volume":"v"}"#,
-                400,
-                "body.app: required",
-            ),
-            (
-                "missing volume",
-                None,
-                br#"{"app":"a"}"#,
-                400,
-                "body.volume: required",
-            ),
-            (
-                "number",
-                None,
-                br#"{"app":1,"volume":"v"}"#,
-                400,
-                "body.app: must be a string",
-            ),
-            (
-                "bad app",
-                None,
-                br#"{"app":"A_b","volume":"v"}"#,
-                400,
-                "body.app:",
-            ),
-            (
-                "bad volume",
-                None,
-                br#"{"app":"a","volume":"-v"}"#,
-                400,
-                "body.volume:",
-            ),
-            (
-                "unknown",
-                None,
-                br#"{"app":"a","volume":"v","x":1}"#,
-                400,
-                "body.x: unknown",
-            ),
-        ];
-        for (name, ct, body, code, msg) in cases {
-            let e = parse_volume_target(ct, body).unwrap_err();
-            assert_eq!(e.code.as_u16(), code, "{name}: {e}");
-            assert!(
-                e.message.starts_with(msg) || e.message.contains(msg),
-                "{name}: {e}"
-            );
-        }
+    }
+
+    #[rstest]
+    #[case::yaml(Some("application/yaml"), b"app: a", 415, "Content-Type")]
+    #[case::not_json(None, b"{", 400, "body: not valid JSON")]
+    #[case::array(None, b"[]", 400, "body: must be a JSON object")]
+    #[case::missing_app(None, br#"{"volume":"v"}"#, 400, "body.app: required")]
+    #[case::missing_volume(None, br#"{"app":"a"}"#, 400, "body.volume: required")]
+    #[case::number(None, br#"{"app":1,"volume":"v"}"#, 400, "body.app: must be a string")]
+    #[case::bad_app(None, br#"{"app":"A_b","volume":"v"}"#, 400, "body.app:")]
+    #[case::bad_volume(None, br#"{"app":"a","volume":"-v"}"#, 400, "body.volume:")]
+    #[case::unknown(None, br#"{"app":"a","volume":"v","x":1}"#, 400, "body.x: unknown")]
+    fn bad_bodies_name_the_field(
+        #[case] ct: Option<&str>,
+        #[case] body: &[u8],
+        #[case] code: u16,
+        #[case] msg: &str,
+    ) {
+        let e = parse_volume_target(ct, body).unwrap_err();
+        assert_eq!(e.code.as_u16(), code, "{e}");
+        assert!(e.message.starts_with(msg) || e.message.contains(msg), "{e}");
     }
 
     #[test]

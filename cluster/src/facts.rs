@@ -170,6 +170,7 @@ impl FactsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn node(region: Option<&str>) -> BTreeMap<String, String> {
         region
@@ -177,24 +178,21 @@ mod tests {
             .unwrap_or_default()
     }
 
-    type Case<'a> = (&'a str, Vec<Option<&'a str>>, Option<&'a str>);
-
-    #[test]
-    fn region_is_the_most_common_label() {
-        let cases: [Case; 5] = [
-            ("no nodes", vec![], None),
-            ("no labels", vec![None, None], None),
-            ("majority", vec![Some("b"), Some("a"), Some("b")], Some("b")),
-            ("tie sorts", vec![Some("z"), Some("a")], Some("a")),
-            ("blank ignored", vec![Some(" "), Some("west")], Some("west")),
-        ];
-        for (name, regions, want) in cases {
-            let facts = ClusterFacts {
-                node_labels: regions.into_iter().map(node).collect(),
-                ..ClusterFacts::default()
-            };
-            assert_eq!(majority_region(&facts).as_deref(), want, "{name}");
-        }
+    #[rstest]
+    #[case::no_nodes(vec![], None)]
+    #[case::no_labels(vec![None, None], None)]
+    #[case::majority(vec![Some("b"), Some("a"), Some("b")], Some("b"))]
+    #[case::tie_sorts(vec![Some("z"), Some("a")], Some("a"))]
+    #[case::blank_ignored(vec![Some(" "), Some("west")], Some("west"))]
+    fn region_is_the_most_common_label(
+        #[case] regions: Vec<Option<&str>>,
+        #[case] want: Option<&str>,
+    ) {
+        let facts = ClusterFacts {
+            node_labels: regions.into_iter().map(node).collect(),
+            ..ClusterFacts::default()
+        };
+        assert_eq!(majority_region(&facts).as_deref(), want);
     }
 
     #[test]

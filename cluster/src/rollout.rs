@@ -72,6 +72,7 @@ pub fn deployment_ready(d: &Deployment) -> (bool, String) {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use rstest::rstest;
 
     fn dep(generation: i64, want: i32, st: Option<(i64, i32, i32, i32)>) -> Deployment {
         let mut d = Deployment::default();
@@ -91,47 +92,22 @@ mod tests {
         d
     }
 
+    #[rstest]
+    #[case::no_status(dep(1, 1, None), false, "waiting")]
+    #[case::old_generation(dep(2, 1, Some((1, 1, 1, 1))), false, "not observed")]
+    #[case::not_updated(dep(2, 1, Some((2, 1, 0, 1))), false, "0 of 1 replicas updated")]
+    #[case::old_left(dep(2, 1, Some((2, 2, 1, 1))), false, "pending termination")]
+    #[case::unavailable(dep(2, 1, Some((2, 1, 1, 0))), false, "0 of 1 replicas available")]
+    #[case::scaled_down(dep(2, 0, Some((2, 0, 0, 0))), false, "scaled to zero")]
+    #[case::ready(dep(2, 1, Some((2, 1, 1, 1))), true, "available")]
+    fn deployment_readiness(#[case] d: Deployment, #[case] want: bool, #[case] msg: &str) {
+        let (ready, m) = deployment_ready(&d);
+        assert_eq!(ready, want, "{m}");
+        assert!(m.contains(msg), "{m}");
+    }
+
     #[test]
-    fn deployment_readiness_table() {
-        let cases = [
-            ("no status", dep(1, 1, None), false, "waiting"),
-            (
-                "old generation",
-                dep(2, 1, Some((1, 1, 1, 1))),
-                false,
-                "not observed",
-            ),
-            (
-                "not updated",
-                dep(2, 1, Some((2, 1, 0, 1))),
-                false,
-                "0 of 1 replicas updated",
-            ),
-            (
-                "old left",
-                dep(2, 1, Some((2, 2, 1, 1))),
-                false,
-                "pending termination",
-            ),
-            (
-                "unavailable",
-                dep(2, 1, Some((2, 1, 1, 0))),
-                false,
-                "0 of 1 replicas available",
-            ),
-            (
-                "scaled down",
-                dep(2, 0, Some((2, 0, 0, 0))),
-                false,
-                "scaled to zero",
-            ),
-            ("ready", dep(2, 1, Some((2, 1, 1, 1))), true, "available"),
-        ];
-        for (name, d, want, msg) in cases {
-            let (ready, m) = deployment_ready(&d);
-            assert_eq!(ready, want, "{name}: {m}");
-            assert!(m.contains(msg), "{name}: {m}");
-        }
+    fn a_stuck_rollout_says_so() {
         let mut stuck = dep(2, 1, Some((2, 1, 1, 0)));
         if let Some(s) = stuck.status.as_mut() {
             s.conditions = Some(vec![DeploymentCondition {

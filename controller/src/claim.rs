@@ -149,6 +149,7 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use kompox_core::api::{KompoxDiskSpec, KompoxDiskStatus};
+    use rstest::rstest;
 
     fn disk(attached: Option<(&str, &str)>) -> KompoxDisk {
         let spec: KompoxDiskSpec = match serde_json::from_value(serde_json::json!({"size": "1Gi"}))
@@ -168,49 +169,32 @@ mod tests {
         d
     }
 
-    #[test]
-    fn decision_table() {
-        let held_by = |a: &str, v: &str| Claim::HeldBy {
+    fn held_by(a: &str, v: &str) -> Claim {
+        Claim::HeldBy {
             app: a.into(),
             volume: v.into(),
-        };
-        for (name, d, app, vol, want) in [
-            ("free", disk(None), "gitea", "data", Claim::Granted),
-            (
-                "no status",
-                {
-                    let mut d = disk(None);
-                    d.status = None;
-                    d
-                },
-                "gitea",
-                "data",
-                Claim::Granted,
-            ),
-            (
-                "same holder",
-                disk(Some(("gitea", "data"))),
-                "gitea",
-                "data",
-                Claim::AlreadyHeld,
-            ),
-            (
-                "other app",
-                disk(Some(("gitea", "data"))),
-                "wiki",
-                "data",
-                held_by("gitea", "data"),
-            ),
-            (
-                "same app, other volume",
-                disk(Some(("gitea", "data"))),
-                "gitea",
-                "db",
-                held_by("gitea", "data"),
-            ),
-        ] {
-            assert_eq!(claim_decision(&d, app, vol), want, "{name}");
         }
+    }
+
+    fn no_status() -> KompoxDisk {
+        let mut d = disk(None);
+        d.status = None;
+        d
+    }
+
+    #[rstest]
+    #[case::free(disk(None), "gitea", "data", Claim::Granted)]
+    #[case::no_status(no_status(), "gitea", "data", Claim::Granted)]
+    #[case::same_holder(disk(Some(("gitea", "data"))), "gitea", "data", Claim::AlreadyHeld)]
+    #[case::other_app(disk(Some(("gitea", "data"))), "wiki", "data", held_by("gitea", "data"))]
+    #[case::same_app_other_volume(
+        disk(Some(("gitea", "data"))),
+        "gitea",
+        "db",
+        held_by("gitea", "data")
+    )]
+    fn decision(#[case] d: KompoxDisk, #[case] app: &str, #[case] vol: &str, #[case] want: Claim) {
+        assert_eq!(claim_decision(&d, app, vol), want);
     }
 
     #[test]

@@ -379,6 +379,7 @@ mod tests {
     use super::*;
     use json_patch::jsonptr::PointerBuf;
     use json_patch::{AddOperation, PatchOperation};
+    use rstest::rstest;
     use serde_json::json;
 
     #[test]
@@ -494,29 +495,44 @@ mod tests {
         let e = decode(late.as_bytes()).unwrap_err().to_string();
         assert!(e.contains("a field has the wrong type or value"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
 
-        let cases: [(&[u8], &str); 8] = [
-            (b"", "malformed AdmissionReview: unexpected end of input at line 1 column 0"),
-            (b"{not json hunter2", "malformed AdmissionReview: invalid JSON at line 1 column 2"),
-            (b"[1,2]", "malformed AdmissionReview: a field has the wrong type or value at line 1 column 2"),
-            (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
-                r#"unsupported review: want apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion "admission.k8s.io/v1beta1" kind "AdmissionReview""#),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "malformed AdmissionReview: no request"),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#,
-                "malformed AdmissionReview: missing field `uid`"),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}}"#,
-                "malformed AdmissionReview: missing field `kind`"),
-            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"hunter2","kind":{"group":"","version":"v1","kind":"Pod"}}}"#,
-                "malformed AdmissionReview: a field has the wrong type or value"),
-        ];
-        for (body, want) in cases {
-            let got = decode(body).map(|r| r.uid).unwrap_err().to_string();
-            assert!(
-                got.starts_with(want),
-                "{}: {got}",
-                String::from_utf8_lossy(body)
-            );
-            assert!(!got.contains("hunter2"), "{got}");
-        }
+    #[rstest]
+    #[case::empty(
+        b"",
+        "malformed AdmissionReview: unexpected end of input at line 1 column 0"
+    )]
+    #[case::not_json(
+        b"{not json hunter2",
+        "malformed AdmissionReview: invalid JSON at line 1 column 2"
+    )]
+    #[case::an_array(
+        b"[1,2]",
+        "malformed AdmissionReview: a field has the wrong type or value at line 1 column 2"
+    )]
+    #[case::v1beta1(
+        br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
+        r#"unsupported review: want apiVersion admission.k8s.io/v1 kind AdmissionReview, got apiVersion "admission.k8s.io/v1beta1" kind "AdmissionReview""#
+    )]
+    #[case::no_request(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+        "malformed AdmissionReview: no request"
+    )]
+    #[case::no_uid(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#,
+        "malformed AdmissionReview: missing field `uid`"
+    )]
+    #[case::no_kind(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}}"#,
+        "malformed AdmissionReview: missing field `kind`"
+    )]
+    #[case::unknown_operation(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"hunter2","kind":{"group":"","version":"v1","kind":"Pod"}}}"#,
+        "malformed AdmissionReview: a field has the wrong type or value"
+    )]
+    fn bad_reviews_are_named_never_quoted(#[case] body: &[u8], #[case] want: &str) {
+        let got = decode(body).map(|r| r.uid).unwrap_err().to_string();
+        assert!(got.starts_with(want), "{got}");
+        assert!(!got.contains("hunter2"), "{got}");
     }
 }

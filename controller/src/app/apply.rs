@@ -464,6 +464,7 @@ impl Run<'_> {
 mod tests {
     use super::*;
     use kompox_core::api::KompoxAppSpec;
+    use rstest::rstest;
     use serde_json::json;
 
     fn e(av: &str, kind: &str, name: &str) -> InventoryEntry {
@@ -514,47 +515,43 @@ mod tests {
         assert!(stale(&inv, &inv).is_empty());
     }
 
-    #[test]
-    fn foreign_objects_are_not_taken_over() {
-        let owner = |uid: &str, controller: bool| OwnerReference {
+    fn owner(uid: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
             api_version: API_VERSION.into(),
             kind: "KompoxApp".into(),
             name: format!("app-{uid}"),
             uid: uid.into(),
             controller: Some(controller),
             block_owner_deletion: None,
-        };
-        let meta = |owners: Vec<OwnerReference>, label: Option<&str>| ObjectMeta {
+        }
+    }
+
+    fn meta(owners: Vec<OwnerReference>, label: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
             owner_references: Some(owners),
             labels: label.map(|l| [(APP_LABEL.to_owned(), l.to_owned())].into()),
             ..ObjectMeta::default()
-        };
-        let cases = [
-            ("mine", meta(vec![owner("u1", true)], Some("a")), None),
-            (
-                "another app's",
-                meta(vec![owner("u2", true)], Some("b")),
-                Some("it is controlled by KompoxApp app-u2"),
-            ),
-            (
-                "labelled, no controller",
-                meta(vec![owner("u2", false)], Some("a")),
-                None,
-            ),
-            (
-                "a user's",
-                meta(vec![], None),
-                Some("it exists and is not managed by this KompoxApp"),
-            ),
-            (
-                "another app's label",
-                meta(vec![], Some("b")),
-                Some("it exists and is not managed by this KompoxApp"),
-            ),
-        ];
-        for (name, m, want) in cases {
-            assert_eq!(foreign(&m, "u1", "a").as_deref(), want, "{name}");
         }
+    }
+
+    /// Objects another app or a user controls are never taken over.
+    #[rstest]
+    #[case::mine(meta(vec![owner("u1", true)], Some("a")), None)]
+    #[case::another_apps(
+        meta(vec![owner("u2", true)], Some("b")),
+        Some("it is controlled by KompoxApp app-u2")
+    )]
+    #[case::labelled_no_controller(meta(vec![owner("u2", false)], Some("a")), None)]
+    #[case::a_users(
+        meta(vec![], None),
+        Some("it exists and is not managed by this KompoxApp")
+    )]
+    #[case::another_apps_label(
+        meta(vec![], Some("b")),
+        Some("it exists and is not managed by this KompoxApp")
+    )]
+    fn foreign_objects(#[case] m: ObjectMeta, #[case] want: Option<&str>) {
+        assert_eq!(foreign(&m, "u1", "a").as_deref(), want);
     }
 
     #[test]

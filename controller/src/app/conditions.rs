@@ -89,6 +89,7 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
     use kompox_core::api::condition::{reasons, types};
     use kube::runtime::events::EventType;
+    use rstest::rstest;
 
     fn t(s: i64) -> Time {
         Time(Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH))
@@ -147,33 +148,27 @@ mod tests {
         d
     }
 
+    /// `deployment`: `Some(available)`, or `None` when it is not found.
+    #[rstest]
+    #[case::ready_no_ingress(Some(true), None, None, true)]
+    #[case::ready_ingress_exists(Some(true), Some("a-app"), Some(true), true)]
+    #[case::ready_ingress_missing(Some(true), Some("a-app"), Some(false), false)]
+    #[case::rolling(Some(false), Some("a-app"), Some(true), false)]
+    #[case::deployment_missing(None, None, None, false)]
+    fn readiness_cases(
+        #[case] deployment: Option<bool>,
+        #[case] ing: Option<&str>,
+        #[case] exists: Option<bool>,
+        #[case] want: bool,
+    ) {
+        let d = deployment.map(dep_ready);
+        let out = readiness(d.as_ref(), Some(1), Some("a-app"), ing, exists);
+        assert_eq!(out.is_ready(), want, "{out:?}");
+    }
+
     #[test]
-    fn readiness_table() {
+    fn readiness_of_nothing_and_of_an_unseen_generation() {
         let ready = dep_ready(true);
-        let slow = dep_ready(false);
-        let cases = [
-            ("ready, no ingress", Some(&ready), None, None, true),
-            (
-                "ready, ingress exists",
-                Some(&ready),
-                Some("a-app"),
-                Some(true),
-                true,
-            ),
-            (
-                "ready, ingress missing",
-                Some(&ready),
-                Some("a-app"),
-                Some(false),
-                false,
-            ),
-            ("rolling", Some(&slow), Some("a-app"), Some(true), false),
-            ("deployment missing", None, None, None, false),
-        ];
-        for (name, d, ing, exists, want) in cases {
-            let out = readiness(d, Some(1), Some("a-app"), ing, exists);
-            assert_eq!(out.is_ready(), want, "{name}: {out:?}");
-        }
         assert!(
             readiness(None, None, None, None, None).is_ready(),
             "nothing to run"

@@ -270,6 +270,7 @@ fn operator_rules() -> Value {
 mod tests {
     use super::*;
     use kompox_core::api::KompoxAppSpec;
+    use rstest::rstest;
 
     fn app(annotations: &[(&str, &str)]) -> KompoxApp {
         let mut a = KompoxApp::new("gitea", KompoxAppSpec::default());
@@ -289,72 +290,67 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn namespace_facts_table() {
-        let cases = [
-            ("unmanaged", map(&[]), map(&[]), false, None),
-            (
-                "tenant",
-                map(&[(MANAGED_BY_LABEL, "kompox"), (TENANT_LABEL, "team-a")]),
-                map(&[]),
-                true,
-                Some("kompox:tenant:team-a"),
-            ),
-            (
-                "annotation wins",
-                map(&[(MANAGED_BY_LABEL, "kompox"), (TENANT_LABEL, "team-a")]),
-                map(&[(OPERATORS_GROUP_ANNOTATION, "ops@example.com")]),
-                true,
-                Some("ops@example.com"),
-            ),
-            (
-                "managed, no tenant",
-                map(&[(MANAGED_BY_LABEL, "kompox")]),
-                map(&[(OPERATORS_GROUP_ANNOTATION, "  ")]),
-                true,
-                None,
-            ),
-            (
-                "other manager",
-                map(&[(MANAGED_BY_LABEL, "helm"), (TENANT_LABEL, "t")]),
-                map(&[]),
-                false,
-                Some("kompox:tenant:t"),
-            ),
-        ];
-        for (name, labels, annotations, managed, group) in cases {
-            let f = NamespaceFacts::from_meta(&labels, &annotations);
-            assert_eq!(f.managed, managed, "{name}");
-            assert_eq!(f.operators_group.as_deref(), group, "{name}");
-        }
+    #[rstest]
+    #[case::unmanaged(map(&[]), map(&[]), false, None)]
+    #[case::tenant(
+        map(&[(MANAGED_BY_LABEL, "kompox"), (TENANT_LABEL, "team-a")]),
+        map(&[]),
+        true,
+        Some("kompox:tenant:team-a")
+    )]
+    #[case::annotation_wins(
+        map(&[(MANAGED_BY_LABEL, "kompox"), (TENANT_LABEL, "team-a")]),
+        map(&[(OPERATORS_GROUP_ANNOTATION, "ops@example.com")]),
+        true,
+        Some("ops@example.com")
+    )]
+    #[case::managed_no_tenant(
+        map(&[(MANAGED_BY_LABEL, "kompox")]),
+        map(&[(OPERATORS_GROUP_ANNOTATION, "  ")]),
+        true,
+        None
+    )]
+    #[case::other_manager(
+        map(&[(MANAGED_BY_LABEL, "helm"), (TENANT_LABEL, "t")]),
+        map(&[]),
+        false,
+        Some("kompox:tenant:t")
+    )]
+    fn namespace_facts(
+        #[case] labels: BTreeMap<String, String>,
+        #[case] annotations: BTreeMap<String, String>,
+        #[case] managed: bool,
+        #[case] group: Option<&str>,
+    ) {
+        let f = NamespaceFacts::from_meta(&labels, &annotations);
+        assert_eq!(f.managed, managed);
+        assert_eq!(f.operators_group.as_deref(), group);
     }
 
-    #[test]
-    fn namespace_pod_security_level() {
-        let with = |level: PodSecurityLevel| {
-            let mut a = app(&[]);
-            a.spec.pod_security = level;
-            a
-        };
-        use PodSecurityLevel::{Baseline, Privileged, Restricted};
-        let cases: [(&str, Vec<KompoxApp>, PodSecurityLevel); 5] = [
-            ("no apps", vec![], Baseline),
-            ("one default app", vec![app(&[])], Baseline),
-            ("restricted only", vec![with(Restricted)], Restricted),
-            (
-                "the most permissive wins",
-                vec![with(Restricted), with(Baseline)],
-                Baseline,
-            ),
-            (
-                "a privileged app",
-                vec![with(Baseline), with(Privileged), with(Restricted)],
-                Privileged,
-            ),
-        ];
-        for (name, apps, want) in cases {
-            assert_eq!(namespace_level(&apps), want, "{name}");
-        }
+    fn with(level: PodSecurityLevel) -> KompoxApp {
+        let mut a = app(&[]);
+        a.spec.pod_security = level;
+        a
+    }
+
+    #[rstest]
+    #[case::no_apps(vec![], PodSecurityLevel::Baseline)]
+    #[case::one_default_app(vec![app(&[])], PodSecurityLevel::Baseline)]
+    #[case::restricted_only(vec![with(PodSecurityLevel::Restricted)], PodSecurityLevel::Restricted)]
+    #[case::the_most_permissive_wins(
+        vec![with(PodSecurityLevel::Restricted), with(PodSecurityLevel::Baseline)],
+        PodSecurityLevel::Baseline
+    )]
+    #[case::a_privileged_app(
+        vec![
+            with(PodSecurityLevel::Baseline),
+            with(PodSecurityLevel::Privileged),
+            with(PodSecurityLevel::Restricted),
+        ],
+        PodSecurityLevel::Privileged
+    )]
+    fn namespace_pod_security_level(#[case] apps: Vec<KompoxApp>, #[case] want: PodSecurityLevel) {
+        assert_eq!(namespace_level(&apps), want);
     }
 
     #[test]

@@ -454,6 +454,8 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use VolumeSwitchPhase::{Rebind, ScaleDown, ScaleUp};
+    use rstest::rstest;
 
     fn view(vol: &str, want: &str, live: Option<(&str, bool)>) -> VolumeView {
         VolumeView {
@@ -478,78 +480,59 @@ mod tests {
         }
     }
 
-    #[test]
-    fn plan_table() {
-        use VolumeSwitchPhase::{Rebind, ScaleDown, ScaleUp};
-        let cases: Vec<(&str, Option<VolumeSwitch>, Vec<VolumeView>, Plan)> = vec![
-            (
-                "fresh app: nothing live",
-                None,
-                vec![view("data", "a", None)],
-                Plan::None,
-            ),
-            (
-                "bound as wanted",
-                None,
-                vec![view("data", "a", Some(("a", false)))],
-                Plan::None,
-            ),
-            (
-                "diskRef changed: start with the first such volume",
-                None,
-                vec![
-                    view("cache", "c", Some(("c", false))),
-                    view("data", "b", Some(("a", false))),
-                    view("logs", "y", Some(("x", false))),
-                ],
-                Plan::Switch(sw("data", "a", "b", ScaleDown)),
-            ),
-            (
-                "PVC deleted by someone while in use: replace it",
-                None,
-                vec![view("data", "a", Some(("a", true)))],
-                Plan::Switch(sw("data", "a", "a", ScaleDown)),
-            ),
-            (
-                "recorded switch continues",
-                Some(sw("data", "a", "b", Rebind)),
-                vec![view("data", "b", None)],
-                Plan::Switch(sw("data", "a", "b", Rebind)),
-            ),
-            (
-                "volume removed from the spec",
-                Some(sw("data", "a", "b", ScaleDown)),
-                vec![view("other", "b", None)],
-                Plan::Abort,
-            ),
-            (
-                "spec went back before the rebind",
-                Some(sw("data", "a", "b", ScaleDown)),
-                vec![view("data", "a", Some(("a", false)))],
-                Plan::Abort,
-            ),
-            (
-                "spec changed again during the rebind: new target",
-                Some(sw("data", "a", "b", Rebind)),
-                vec![view("data", "c", None)],
-                Plan::Switch(sw("data", "a", "c", Rebind)),
-            ),
-            (
-                "spec went back after the old PVC was deleted: rebind to the old disk",
-                Some(sw("data", "a", "b", Rebind)),
-                vec![view("data", "a", None)],
-                Plan::Switch(sw("data", "a", "a", Rebind)),
-            ),
-            (
-                "scale-up with the PVC already bound",
-                Some(sw("data", "a", "b", ScaleUp)),
-                vec![view("data", "b", Some(("b", false)))],
-                Plan::Switch(sw("data", "a", "b", ScaleUp)),
-            ),
-        ];
-        for (name, current, views, want) in cases {
-            assert_eq!(plan(current.as_ref(), &views), want, "{name}");
-        }
+    #[rstest]
+    #[case::fresh_app_nothing_live(None, vec![view("data", "a", None)], Plan::None)]
+    #[case::bound_as_wanted(None, vec![view("data", "a", Some(("a", false)))], Plan::None)]
+    #[case::disk_ref_changed_start_with_the_first_such_volume(
+        None,
+        vec![
+            view("cache", "c", Some(("c", false))),
+            view("data", "b", Some(("a", false))),
+            view("logs", "y", Some(("x", false))),
+        ],
+        Plan::Switch(sw("data", "a", "b", ScaleDown))
+    )]
+    #[case::pvc_deleted_by_someone_while_in_use_replace_it(
+        None,
+        vec![view("data", "a", Some(("a", true)))],
+        Plan::Switch(sw("data", "a", "a", ScaleDown))
+    )]
+    #[case::recorded_switch_continues(
+        Some(sw("data", "a", "b", Rebind)),
+        vec![view("data", "b", None)],
+        Plan::Switch(sw("data", "a", "b", Rebind))
+    )]
+    #[case::volume_removed_from_the_spec(
+        Some(sw("data", "a", "b", ScaleDown)),
+        vec![view("other", "b", None)],
+        Plan::Abort
+    )]
+    #[case::spec_went_back_before_the_rebind(
+        Some(sw("data", "a", "b", ScaleDown)),
+        vec![view("data", "a", Some(("a", false)))],
+        Plan::Abort
+    )]
+    #[case::spec_changed_again_during_the_rebind_new_target(
+        Some(sw("data", "a", "b", Rebind)),
+        vec![view("data", "c", None)],
+        Plan::Switch(sw("data", "a", "c", Rebind))
+    )]
+    #[case::spec_went_back_after_the_old_pvc_was_deleted_rebind_to_the_old_disk(
+        Some(sw("data", "a", "b", Rebind)),
+        vec![view("data", "a", None)],
+        Plan::Switch(sw("data", "a", "a", Rebind))
+    )]
+    #[case::scale_up_with_the_pvc_already_bound(
+        Some(sw("data", "a", "b", ScaleUp)),
+        vec![view("data", "b", Some(("b", false)))],
+        Plan::Switch(sw("data", "a", "b", ScaleUp))
+    )]
+    fn plan_cases(
+        #[case] current: Option<VolumeSwitch>,
+        #[case] views: Vec<VolumeView>,
+        #[case] want: Plan,
+    ) {
+        assert_eq!(plan(current.as_ref(), &views), want);
     }
 
     #[test]
