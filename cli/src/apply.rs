@@ -174,6 +174,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Disks inferred from the compose file: created when absent, never changed.
     pub inferred_disks: BTreeSet<String>,
+    /// Disks of `external` compose volumes (disk → compose volume) that `--app` does not
+    /// declare: they must exist in the app's namespace; nothing creates them.
+    pub external: BTreeMap<String, String>,
 }
 
 /// Builds the [`Plan`] and renders it offline to surface every error first.
@@ -251,10 +254,19 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
             offline::vars_line(&vars, &sources, &name)
         ));
     }
+    // The disks of external compose volumes must exist ([`run`] checks), unless `--app`
+    // declares them.
+    let external: BTreeMap<String, String> = inferred
+        .external
+        .into_iter()
+        .filter(|(d, _)| !disks.contains_key(d))
+        .collect();
     for v in &app.spec.volumes {
-        disks
-            .entry(v.disk_ref.name.clone())
-            .or_insert_with(|| offline::disk(&v.disk_ref.name));
+        if !external.contains_key(&v.disk_ref.name) {
+            disks
+                .entry(v.disk_ref.name.clone())
+                .or_insert_with(|| offline::disk(&v.disk_ref.name));
+        }
     }
 
     // Render offline against fresh disks: the same checks the controller will make.
@@ -262,6 +274,12 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         disks: disks.clone(),
         ..Bundle::default()
     };
+    for d in external.keys() {
+        fresh
+            .disks
+            .entry(d.clone())
+            .or_insert_with(|| offline::disk(d));
+    }
     fresh.assume_fresh_disks();
     let cluster = ClusterInfo {
         provider: ProviderType::Csi,
@@ -289,6 +307,7 @@ pub fn plan(args: &ApplyArgs) -> Result<Plan, CliError> {
         warnings,
         notes,
         inferred_disks: inferred.disks,
+        external,
     })
 }
 
@@ -563,6 +582,35 @@ pub async fn run(
         }
     };
     let ns = entry.namespace.clone();
+    let reused = state.apps.contains_key(&k);
+    // External volumes' disks, checked before anything is applied.
+    let disk_api: Api<KompoxDisk> = Api::namespaced(client.clone(), &ns);
+    let mut existing: BTreeMap<String, KompoxDisk> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (d, volume) in &plan.external {
+        let found = if reused {
+            disk_api
+                .get_opt(d)
+                .await
+                .map_err(|e| kubectx::kube_error(&format!("reading KompoxDisk {ns}/{d}"), &e))?
+        } else {
+            None
+        };
+        match found {
+            Some(x) => {
+                existing.insert(d.clone(), x);
+            }
+            None => missing.push(external_missing(
+                &args.file,
+                volume,
+                d,
+                reused.then_some(ns.as_str()),
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CliError::Invalid(missing));
+    }
     let ns_obj = json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": ns, "labels": {
@@ -571,7 +619,6 @@ pub async fn run(
             naming::APP_ID_LABEL: entry.app_id,
         }},
     });
-    let reused = state.apps.contains_key(&k);
     kubectx::apply(&client, &ns_obj, false).await?;
     let _ = writeln!(
         out,
@@ -581,8 +628,6 @@ pub async fn run(
     state.apps.insert(k, entry);
     write_state(&spath, &state)?;
 
-    let disk_api: Api<KompoxDisk> = Api::namespaced(client.clone(), &ns);
-    let mut existing: BTreeMap<String, KompoxDisk> = BTreeMap::new();
     for d in plan.disks.keys() {
         if let Some(x) = disk_api
             .get_opt(d)
@@ -608,7 +653,7 @@ pub async fn run(
                 && plan.disks.get(d).is_some_and(|x| x.spec.zone.is_none())
         })
         .collect();
-    if !fresh.is_empty() && plan.disks.len() > 1 {
+    if !fresh.is_empty() && plan.disks.len() + plan.external.len() > 1 {
         let non_empty = |z: Option<&String>| z.filter(|z| !z.trim().is_empty()).cloned();
         let mut zone = plan
             .disks
@@ -681,6 +726,21 @@ pub async fn run(
         return Ok(());
     }
     wait_ready(&client, &ns, &name, args, out).await
+}
+
+/// The error for the disk of external compose volume `volume` that does not exist: in
+/// namespace `ns`, or (`None`) for an app with no namespace yet.
+fn external_missing(file: &Path, volume: &str, disk: &str, ns: Option<&str>) -> String {
+    let f = file.display();
+    let why = "compose creates no external volume, so apply does not either";
+    match ns {
+        Some(ns) => format!(
+            "{f}: volumes.{volume}.external: KompoxDisk {disk} not found in namespace {ns} ({why}): create it with `kubectl kompox disk create {disk} -n {ns} --size 10Gi` (or --from-snapshot SNAPSHOT), declare it with --app, or drop external to let apply make a new disk"
+        ),
+        None => format!(
+            "{f}: volumes.{volume}.external: KompoxDisk {disk} must exist before the app is applied ({why}), and this app has no namespace yet: declare the disk with --app (a KompoxDisk named {disk}, e.g. with spec.handle to adopt an existing volume or spec.fromSnapshot), or drop external to let apply make a new disk"
+        ),
+    }
 }
 
 /// The zone the provisioner gave a new disk (`status.zone`), waiting until it has one or is

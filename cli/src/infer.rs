@@ -5,6 +5,7 @@
 //! |---|---|
 //! | app name | `--app`, else the compose `name:`, else the compose file's directory ([`default_name`]) |
 //! | `spec.volumes` | one entry per compose volume a service mounts that `spec.volumes` lacks, on a KompoxDisk named [`k8s_name`] of the volume (`db_data` → `db-data`); plus `default` first when a bind is a directory on the default disk and `spec.volumes` is empty |
+//! | external volumes | `external: true` (or the obsolete `external: {name: …}`): compose creates nothing for them, so neither does Kompox: the volume refers to the existing KompoxDisk [`external_disk`] (`name:`, else the key, as a Kubernetes name); `apply` refuses to go on when it does not exist |
 //! | disk size | `x-kompox: {size: …}` on the compose volume, else `--disk-size`, else 10Gi |
 //! | zone | `--zone` (disks and `spec.deployment.zone`), else none: the provisioner picks the disk's zone and the Pod follows the disk |
 //! | `spec.ingress.rules` | `--host NAME[=PORT]` and `x-kompox: {host(s), port}` on services, when `--app` has no rules; PORT is a published port, the only one the compose file (or the service) publishes when omitted |
@@ -70,6 +71,16 @@ pub struct Inferred {
     pub notes: Vec<String>,
     /// The disks made here (created when absent, never changed afterwards).
     pub disks: BTreeSet<String>,
+    /// Disks of `external` compose volumes (disk → compose volume): they must exist (in the
+    /// app's namespace, or in `--app`); nothing makes them.
+    pub external: BTreeMap<String, String>,
+}
+
+/// The KompoxDisk an `external` compose volume refers to: its `name:` (or its key) as a
+/// Kubernetes name ([`k8s_name`]: `shared_media` → `shared-media`).
+#[must_use]
+pub fn external_disk(key: &str, def: &kompox_core::compose::VolumeDef) -> String {
+    k8s_name(def.name.as_deref().unwrap_or(key), MAX_LABEL_LEN)
 }
 
 /// The app's name without `--app`: the compose `name:`, else the compose file's directory,
@@ -148,15 +159,37 @@ pub fn complete(
             }
         }
     }
-    // Disk names derived together, so `db_data` and `db-data` get distinct disks.
+    // External volumes name an existing disk; the disks made here are named together with
+    // those names, so `db_data` and `db-data` get distinct disks, and none takes the name of
+    // an external one.
+    let external: BTreeMap<&str, String> = project
+        .volumes
+        .iter()
+        .filter(|(_, d)| d.external)
+        .map(|(k, d)| (k.as_str(), external_disk(k, d)))
+        .collect();
     let disk_names = k8s_names(
         project
             .volumes
-            .keys()
-            .map(String::as_str)
-            .chain([DEFAULT_VOLUME]),
+            .iter()
+            .filter(|(_, d)| !d.external)
+            .map(|(k, _)| k.as_str())
+            .chain([DEFAULT_VOLUME])
+            .chain(external.values().map(String::as_str)),
         MAX_LABEL_LEN,
     );
+    for (key, disk) in &external {
+        if let Some(made) = project
+            .volumes
+            .keys()
+            .filter(|k| !external.contains_key(k.as_str()))
+            .find(|k| disk_names.get(k.as_str()) == Some(disk))
+        {
+            errors.push(format!(
+                "volumes.{key}: external volume {key}'s disk {disk} would also be the disk made for volume {made}: rename one"
+            ));
+        }
+    }
     let add_disk = |out: &mut Inferred,
                     disks: &mut BTreeMap<String, KompoxDisk>,
                     volume: &str,
@@ -184,6 +217,15 @@ pub fn complete(
     };
     let has = |app: &KompoxApp, v: &str| app.spec.volumes.iter().any(|x| x.name == v);
     if !on_default.is_empty() && app.spec.volumes.is_empty() {
+        if let Some((key, _)) = external
+            .iter()
+            .find(|(_, d)| disk_names.get(DEFAULT_VOLUME) == Some(*d))
+        {
+            errors.push(format!(
+                "volumes.{key}: external volume {key}'s disk is named {DEFAULT_VOLUME}, the disk Kompox makes for the binds ({}): give the volume another name",
+                on_default.join(", ")
+            ));
+        }
         let v = add_disk(
             &mut out,
             disks,
@@ -198,6 +240,22 @@ pub fn complete(
     }
     for (name, def) in &project.volumes {
         if !mounted.contains(name.as_str()) || has(app, name) {
+            continue;
+        }
+        if let Some(d) = external.get(name.as_str()) {
+            out.notes.push(format!(
+                "KompoxDisk {d} for compose volume {name} (external: it must exist; apply never makes it){}",
+                if def.kompox.size.is_some() {
+                    "; x-kompox.size ignored"
+                } else {
+                    ""
+                }
+            ));
+            out.external.insert(d.clone(), name.clone());
+            app.spec.volumes.push(AppVolume {
+                name: name.clone(),
+                disk_ref: LocalRef { name: d.clone() },
+            });
             continue;
         }
         let (size, from) = match &def.kompox.size {
@@ -582,6 +640,115 @@ volumes:
                 want.is_empty() && c.zone.is_none(),
                 "{}",
                 c.name
+            );
+        }
+    }
+
+    #[test]
+    fn external_volumes_refer_to_existing_disks() {
+        struct Case {
+            name: &'static str,
+            yaml: &'static str,
+            /// (volume, disk) of spec.volumes.
+            volumes: &'static [(&'static str, &'static str)],
+            /// Disks made (never the external ones).
+            made: &'static [&'static str],
+            /// disk → volume of the external ones.
+            external: &'static [(&'static str, &'static str)],
+        }
+        let cases = [
+            Case {
+                name: "external: true names the disk by its key",
+                yaml: "services: {db: {image: x, volumes: ['db_data:/d', 'media:/m']}}\nvolumes: {db_data: {external: true}, media: {}}\n",
+                volumes: &[("db_data", "db-data"), ("media", "media")],
+                made: &["media"],
+                external: &[("db-data", "db_data")],
+            },
+            Case {
+                name: "name: is the disk's name, as a Kubernetes name",
+                yaml: "services: {db: {image: x, volumes: ['data:/d']}}\nvolumes: {data: {external: true, name: Shared_Media}}\n",
+                volumes: &[("data", "shared-media")],
+                made: &[],
+                external: &[("shared-media", "data")],
+            },
+            Case {
+                name: "the obsolete external: {name}",
+                yaml: "services: {db: {image: x, volumes: ['data:/d']}}\nvolumes: {data: {external: {name: pgdata}}}\n",
+                volumes: &[("data", "pgdata")],
+                made: &[],
+                external: &[("pgdata", "data")],
+            },
+            Case {
+                name: "a made disk does not take an external disk's name",
+                yaml: "services: {db: {image: x, volumes: ['db_data:/d', 'old:/o']}}\nvolumes: {db_data: {}, old: {external: true, name: db-data}}\n",
+                volumes: &[("db_data", "db-data-47dfnl"), ("old", "db-data")],
+                made: &["db-data-47dfnl"],
+                external: &[("db-data", "old")],
+            },
+            Case {
+                name: "an unmounted external volume is not referred to",
+                yaml: "services: {db: {image: x}}\nvolumes: {data: {external: true}}\n",
+                volumes: &[],
+                made: &[],
+                external: &[],
+            },
+        ];
+        for c in cases {
+            let (app, disks, inferred) =
+                run(c.yaml, &InferArgs::default()).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let got: Vec<(&str, &str)> = app
+                .spec
+                .volumes
+                .iter()
+                .map(|v| (v.name.as_str(), v.disk_ref.name.as_str()))
+                .collect();
+            assert_eq!(got, c.volumes, "{}", c.name);
+            let made: Vec<&str> = disks.keys().map(String::as_str).collect();
+            assert_eq!(made, c.made, "{}", c.name);
+            assert_eq!(
+                inferred
+                    .disks
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+                c.made,
+                "{}",
+                c.name
+            );
+            let ext: Vec<(&str, &str)> = inferred
+                .external
+                .iter()
+                .map(|(d, v)| (d.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(ext, c.external, "{}", c.name);
+            for (d, v) in c.external {
+                let want = format!(
+                    "KompoxDisk {d} for compose volume {v} (external: it must exist; apply never makes it)"
+                );
+                assert!(
+                    inferred.notes.contains(&want),
+                    "{}: {:?}",
+                    c.name,
+                    inferred.notes
+                );
+            }
+        }
+        for (name, yaml, want) in [
+            (
+                "an external disk named as a made one",
+                "services: {db: {image: x, volumes: ['shared:/s', 'ext:/e']}}\nvolumes: {shared: {}, ext: {external: true, name: shared}}\n",
+                "volumes.ext: external volume ext's disk shared would also be the disk made for volume shared: rename one",
+            ),
+            (
+                "an external disk named as the default disk the binds need",
+                "services: {db: {image: x, volumes: ['./data:/d', 'ext:/e']}}\nvolumes: {ext: {external: true, name: default}}\n",
+                "volumes.ext: external volume ext's disk is named default, the disk Kompox makes for the binds (services.db data): give the volume another name",
+            ),
+        ] {
+            assert_eq!(
+                run(yaml, &InferArgs::default()).map(|_| ()),
+                Err(want.to_owned()),
+                "{name}"
             );
         }
     }

@@ -65,7 +65,8 @@ Without --app, the app is inferred and each inference printed as `inferred: …`
 name from the compose `name:` (or the directory), one disk per compose volume (size from
 `x-kompox: {size: 20Gi}` on the volume, else --disk-size, else 10Gi) plus `default` for binds,
 the zone from --zone, ingress rules from --host NAME[=PORT] or `x-kompox: {host: NAME}` on a
-service. Single-file binds become a ConfigMap (a Secret with --secret-file PATH), small
+service. A volume with `external: true` refers to the existing KompoxDisk named by its `name:`
+(else its key); none is made for it. Single-file binds become a ConfigMap (a Secret with --secret-file PATH), small
 read-only directory binds too (one key per file, 1 MiB at most).
 
 --app takes a YAML stream with one KompoxApp, its KompoxDisks and the Secrets/ConfigMaps its
@@ -256,8 +257,12 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             args,
             &vars,
         )?;
-        crate::infer::complete(&mut app, &mut disks, &parsed.project, &args.infer)
-            .map(|i| notes.extend(i.notes))?;
+        let inferred = crate::infer::complete(&mut app, &mut disks, &parsed.project, &args.infer)?;
+        notes.extend(inferred.notes);
+        // An external volume's disk exists in the cluster (apply checks): rendered as fresh.
+        for d in inferred.external.keys() {
+            disks.entry(d.clone()).or_insert_with(|| disk(d));
+        }
     }
     if let Some(path) = &args.app {
         for (i, v) in app.spec.volumes.iter().enumerate() {

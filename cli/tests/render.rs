@@ -347,6 +347,49 @@ volumes:
     );
 }
 
+/// An `external` compose volume refers to an existing KompoxDisk (named by `name:`), rendered
+/// as if it were there; no disk is made for it.
+#[test]
+fn zero_config_external_volume_names_an_existing_disk() {
+    let d = tmp("zeroconf-external");
+    write(
+        &d.join("compose.yml"),
+        "name: shop
+services:
+  db:
+    image: postgres:16
+    volumes: [pgdata:/var/lib/postgresql/data, cache:/cache]
+volumes:
+  pgdata:
+    external: true
+    name: shop_pgdata
+  cache: {}
+",
+    );
+    let out = render(&d.join("compose.yml"), &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    for want in [
+        "inferred: KompoxDisk shop-pgdata for compose volume pgdata (external: it must exist; apply never makes it)",
+        "inferred: KompoxDisk cache (10Gi) for compose volume cache (default size)",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l == want),
+            "missing {want:?} in\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("KompoxDisk shop-pgdata (") && !stderr.contains("KompoxDisk pgdata"),
+        "{stderr}"
+    );
+    for want in [
+        "kompox.dev/disk: shop-pgdata",
+        "volumeName: kompox-shop-pgdata",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+}
+
 /// `samples/zero-config/*`: compose files taken as they are, rendered without --app (all
 /// inferred) as their reviewed `rendered.yaml`, with the `inferred:` and `warning:` lines as
 /// leading comments. Regenerate after a deliberate change, then review the diff:

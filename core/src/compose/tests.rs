@@ -1226,6 +1226,24 @@ fn top_level_volumes() {
             "volumes.e.driver_opts: ignored: Kompox provisions volumes itself",
         ]
     );
+    // The obsolete `external: {name: x}` is `external: true` with `name: x`.
+    let old = ok("services: {}\nvolumes:\n  legacy:\n    external:\n      name: shared_data\n");
+    assert_eq!(
+        old.project.volumes.get("legacy"),
+        Some(&VolumeDef {
+            external: true,
+            name: Some("shared_data".into()),
+            ..VolumeDef::default()
+        })
+    );
+    assert_eq!(
+        texts(&old.warnings),
+        vec!["volumes.legacy.external: external: {name} is obsolete: use external: true and name"]
+    );
+    assert_eq!(
+        errors("services: {}\nvolumes:\n  v:\n    external: {name: a}\n    name: b\n"),
+        vec!["volumes.v.external: external.name \"a\" and name \"b\" differ: give only name"]
+    );
     assert_eq!(
         errors("services: {}\nvolumes:\n  \"-bad\": {}\n  ok: [1]\n"),
         vec![

@@ -135,10 +135,11 @@ fn volume_def(ctx: &mut Ctx<'_>, at: &str, def: &Value) -> Option<VolumeDef> {
             fields,
             &["external", "name", "driver", "driver_opts", "labels"],
         );
+        let mut external_name = None;
         for (key, value) in fields {
             let kat = child(at, key);
             match key.as_str() {
-                "external" => vol.external = external(ctx, &kat, value),
+                "external" => (vol.external, external_name) = external(ctx, &kat, value),
                 "name" => vol.name = ctx.string(&kat, value),
                 "driver" => {
                     vol.driver = ctx.string(&kat, value);
@@ -152,21 +153,36 @@ fn volume_def(ctx: &mut Ctx<'_>, at: &str, def: &Value) -> Option<VolumeDef> {
                 _ => {}
             }
         }
+        // The obsolete `external: {name: x}` names the volume as `name: x` does (compose-go
+        // takes it so, and refuses two different names).
+        if let Some(n) = external_name {
+            match &vol.name {
+                Some(name) if *name != n => ctx.error(
+                    &child(at, "external"),
+                    format!("external.name {n:?} and name {name:?} differ: give only name"),
+                ),
+                _ => vol.name = Some(n),
+            }
+        }
     }
     Some(vol)
 }
 
-/// `external: true`, or the obsolete `external: {name: …}` (accepted as true).
-fn external(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> bool {
+/// `external: true`, or the obsolete `external: {name: …}` (true, and the name).
+fn external(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> (bool, Option<String>) {
     match v {
-        Value::Map(_) => {
+        Value::Map(fields) => {
             ctx.warn(
                 path,
                 "external: {name} is obsolete: use external: true and name",
             );
-            true
+            let name = fields
+                .iter()
+                .find(|(k, _)| k == "name")
+                .and_then(|(_, n)| ctx.string(&child(path, "name"), n));
+            (true, name)
         }
-        other => ctx.boolean(path, other).unwrap_or(false),
+        other => (ctx.boolean(path, other).unwrap_or(false), None),
     }
 }
 
@@ -242,7 +258,11 @@ fn file_object_def(
                 }
             }
             "external" => {
-                sources.extend(external(ctx, &kat, value).then_some(FileObjectSource::External));
+                sources.extend(
+                    external(ctx, &kat, value)
+                        .0
+                        .then_some(FileObjectSource::External),
+                );
             }
             "name" => name_field = ctx.string(&kat, value),
             "labels" => labels = ctx.string_map(&kat, value),

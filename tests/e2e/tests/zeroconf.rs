@@ -10,14 +10,18 @@
 //! disk.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kompox_core::api::{KompoxApp, KompoxDisk};
-use kompox_e2e::cli::{LocalInstall, Run, pods_at, rolled_since, with_local_install};
-use kube::ResourceExt as _;
-use kube::api::{Api, ListParams};
+use kompox_e2e::cli::{
+    LocalInstall, Run, kompox_async, pods_at, rolled_since, temp_dir, with_local_install,
+};
+use kompox_e2e::{admin_client, ensure_crds};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt as _};
 
 /// The compose file, as a user would copy it from a published example.
 const COMPOSE: &str = "\
@@ -339,5 +343,136 @@ async fn checks(env: &LocalInstall, ns: &str, app: &str, first: Run) -> Result<(
         db.uid().unwrap_or_default() == before["db-data"],
         "db-data recreated"
     );
+    Ok(())
+}
+
+/// A compose volume with `external: true` is created outside the project: `apply` refers to
+/// the existing KompoxDisk (named by the volume's `name:`) and never makes one; a missing one
+/// stops `apply` before anything is applied, saying how to provide it. Talks to the API
+/// server only (`--wait=false`, no controller).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_volumes_must_exist() -> Result<()> {
+    ensure_crds().await?;
+    let client = admin_client().await?;
+    let cache = temp_dir("zc-ext-cache")?;
+    let dir = temp_dir("zc-ext")?;
+    let ws = format!("zx{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let result = external_flow(&client, &cache, &dir, &ws).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&format!("kompox.dev/tenant={ws}"));
+    for ns in namespaces.list(&lp).await?.items {
+        namespaces
+            .delete(&ns.name_any(), &DeleteParams::default())
+            .await?;
+    }
+    result?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
+async fn external_flow(client: &Client, cache: &Path, dir: &Path, ws: &str) -> Result<()> {
+    let compose = dir.join("compose.yml");
+    let file = compose.to_string_lossy().into_owned();
+    let args = ["apply", "-f", &file, "--workspace", ws, "--wait=false"];
+    let apply = || kompox_async(cache, &args);
+    let with_external = "name: shop\nservices:\n  db:\n    image: postgres:16\n    volumes: [pgdata:/var/lib/postgresql/data]\nvolumes:\n  pgdata:\n    external: true\n    name: shop_pgdata\n";
+
+    // A new app: no namespace yet, so no disk can exist; nothing is created.
+    std::fs::write(&compose, with_external)?;
+    let r = apply().await?;
+    ensure!(r.code == 1, "{r:?}");
+    ensure!(
+        r.stderr.contains(&format!(
+            "{file}: volumes.pgdata.external: KompoxDisk shop-pgdata must exist before the app is applied"
+        )) && r.stderr.contains("declare the disk with --app"),
+        "{r:?}"
+    );
+    ensure!(!dir.join(".kompox").exists(), "state written: {r:?}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let lp = ListParams::default().labels(&format!("kompox.dev/tenant={ws}"));
+    ensure!(
+        namespaces.list(&lp).await?.items.is_empty(),
+        "a namespace was created"
+    );
+
+    // The app exists without the volume; the external disk is still missing: refused, with
+    // the command that makes it, and the compose ConfigMap is not touched.
+    std::fs::write(
+        &compose,
+        "name: shop\nservices:\n  db:\n    image: postgres:16\n",
+    )?;
+    apply().await?.ok()?;
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".kompox/state.json"))?)?;
+    let ns = state["apps"][format!("{ws}/shop")]["namespace"]
+        .as_str()
+        .context("namespace in state.json")?
+        .to_owned();
+    std::fs::write(&compose, with_external)?;
+    let r = apply().await?;
+    ensure!(r.code == 1, "{r:?}");
+    ensure!(
+        r.stderr.contains(&format!(
+            "volumes.pgdata.external: KompoxDisk shop-pgdata not found in namespace {ns}"
+        )) && r.stderr.contains(&format!(
+            "`kubectl kompox disk create shop-pgdata -n {ns} --size 10Gi`"
+        )),
+        "{r:?}"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = cms.get("shop-compose").await?;
+    ensure!(
+        !cm.data
+            .unwrap_or_default()
+            .values()
+            .any(|v| v.contains("external")),
+        "the compose ConfigMap was updated by a refused apply"
+    );
+
+    // Made as the message says, the disk is used as it is.
+    kompox_async(
+        cache,
+        &[
+            "disk",
+            "create",
+            "shop-pgdata",
+            "-n",
+            &ns,
+            "--size",
+            "3Gi",
+            "--wait=false",
+        ],
+    )
+    .await?
+    .ok()?;
+    let r = apply().await?.ok()?;
+    ensure!(
+        !r.stdout.contains("KompoxDisk") && r.stderr.contains(
+            "inferred: KompoxDisk shop-pgdata for compose volume pgdata (external: it must exist; apply never makes it)"
+        ),
+        "{r:?}"
+    );
+    let app = Api::<KompoxApp>::namespaced(client.clone(), &ns)
+        .get("shop")
+        .await?;
+    let vols: Vec<(String, String)> = app
+        .spec
+        .volumes
+        .iter()
+        .map(|v| (v.name.clone(), v.disk_ref.name.clone()))
+        .collect();
+    ensure!(
+        vols == [("pgdata".to_owned(), "shop-pgdata".to_owned())],
+        "{vols:?}"
+    );
+    let disk = Api::<KompoxDisk>::namespaced(client.clone(), &ns)
+        .get("shop-pgdata")
+        .await?;
+    ensure!(disk.spec.size.0 == "3Gi", "{:?}", disk.spec);
+    let disks = Api::<KompoxDisk>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?;
+    ensure!(disks.items.len() == 1, "a disk was made: {:?}", disks.items);
     Ok(())
 }
