@@ -26,7 +26,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use super::FIELD_MANAGER;
 use super::fingerprint::{self, tracked_version};
-use super::reconcile::{Replicas, Run};
+use super::run::{Replicas, Run};
 use crate::{Error, Result};
 
 /// The kinds the app controller applies, with their resource (plural) names.

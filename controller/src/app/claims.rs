@@ -11,7 +11,7 @@ use kompox_core::api::condition::reasons;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
-use super::reconcile::{Run, Step};
+use super::run::{Run, Step};
 use crate::claim::{self, Claim};
 use crate::events::Note;
 use crate::{Error, Result};

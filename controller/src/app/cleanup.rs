@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 
 use super::apply;
 use super::conditions::Outcome;
-use super::reconcile::{AppCtx, Run, SWITCH_POLL, WAIT};
+use super::run::{AppCtx, Run, SWITCH_POLL, WAIT};
 use crate::claim;
 use crate::events::Note;
 use crate::{Error, Result};

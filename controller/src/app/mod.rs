@@ -76,6 +76,7 @@ pub mod conditions;
 mod fingerprint;
 pub mod hygiene;
 mod reconcile;
+mod run;
 pub mod switch;
 pub mod watch;
 
@@ -88,7 +89,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
 
 pub use kompox_core::well_known::APP_FINALIZER;
-pub use reconcile::AppCtx;
+pub use run::AppCtx;
 
 use crate::{Context, Error, ReadyToken};
 

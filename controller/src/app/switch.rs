@@ -35,7 +35,7 @@ use serde_json::Value;
 use super::FIELD_MANAGER;
 use super::apply::{self, ApplyError};
 use super::conditions::Outcome;
-use super::reconcile::{REFUSED, Replicas, Run, SWITCH_POLL, Step, WAIT};
+use super::run::{REFUSED, Replicas, Run, SWITCH_POLL, Step, WAIT};
 use crate::claim;
 use crate::events::Note;
 use crate::{Error, Result};

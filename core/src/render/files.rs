@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, KeyToPath, ProjectedVolumeSource,
-    Secret, SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
+    ConfigMapProjection, ConfigMapVolumeSource, KeyToPath, ProjectedVolumeSource, SecretProjection,
+    SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
 };
 
 use super::ctx::{Ctx, generated_volume_name};
-use super::vars::Variables;
+use super::vars::{Variables, config_map_value, secret_value};
 use super::{ErrorReason, PROJECT_DIR, Sources};
 use crate::api::KompoxApp;
 use crate::compose::{EnvFile, FileObjectDef, FileObjectSource, MountSource, Project, Service};
@@ -428,28 +428,6 @@ impl FileTable {
     pub fn source_names(&self) -> impl Iterator<Item = (&FileEntry, SourceKind, &str)> {
         self.entries.iter().map(|e| (e, e.kind, e.name.as_str()))
     }
-}
-
-/// The value of a Secret key: `stringData` wins over `data`, as the apiserver does.
-pub(crate) fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
-    if let Some(v) = s.string_data.as_ref().and_then(|d| d.get(key)) {
-        return Some(v.as_bytes().to_vec());
-    }
-    s.data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|v| v.0.clone())
-}
-
-/// The value of a ConfigMap key: `data`, else `binaryData`.
-pub(crate) fn config_map_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
-    if let Some(v) = c.data.as_ref().and_then(|d| d.get(key)) {
-        return Some(v.as_bytes().to_vec());
-    }
-    c.binary_data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|v| v.0.clone())
 }
 
 /// The merged variables of a service's env files (later files win), or `None` when no env

@@ -30,6 +30,19 @@ use crate::provider::ZONE_LABEL;
 /// Where the init container mounts each app volume whose sub-directories it creates.
 const SUBPATH_INIT_ROOT: &str = "/work";
 
+/// How a compose service runs inside the Pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A regular container.
+    Main,
+    /// A native sidecar (init container with `restartPolicy: Always`): others depend on it
+    /// being started (or healthy: then it has a startupProbe).
+    Sidecar { startup: bool },
+    /// An init container run to completion: others depend on it with
+    /// `service_completed_successfully`.
+    Job,
+}
+
 /// What the pod builder needs besides the compose project.
 pub(crate) struct PodInputs<'a> {
     pub project: &'a Project,
@@ -113,10 +126,7 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
     let mut port_owner: BTreeMap<(u16, &str), &str> = BTreeMap::new();
     let mut containers: BTreeMap<&str, Container> = BTreeMap::new();
     for (name, svc) in &project.services {
-        let role = roles
-            .get(name.as_str())
-            .copied()
-            .unwrap_or(order::Role::Main);
+        let role = roles.get(name.as_str()).copied().unwrap_or(Role::Main);
         let mounts = planned.remove(name.as_str()).unwrap_or_default();
         let c = container::ServiceContainer {
             name,

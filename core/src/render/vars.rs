@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::files::{config_map_value, secret_value};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
 use super::{ErrorReason, Sources};
 use crate::api::KompoxApp;
 use crate::render::ctx::Ctx;
@@ -114,4 +115,26 @@ impl Variables {
     pub(crate) fn is_secret(&self, name: &str) -> bool {
         self.map.get(name).is_some_and(|v| v.secret)
     }
+}
+
+/// The value of a Secret key: `stringData` wins over `data`, as the apiserver does.
+pub(crate) fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = s.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.as_bytes().to_vec());
+    }
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+}
+
+/// The value of a ConfigMap key: `data`, else `binaryData`.
+pub(crate) fn config_map_value(c: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = c.data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.as_bytes().to_vec());
+    }
+    c.binary_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
 }

@@ -10,8 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::order::Role;
-use super::{PlannedMount, PodInputs, Volumes, memory_volume};
+use super::{PlannedMount, PodInputs, Role, Volumes, memory_volume};
 use crate::compose::{HealthTest, Healthcheck, IdOrName, Restart, Service};
 use crate::render::ErrorReason;
 use crate::render::ctx::{

@@ -8,23 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::Role;
 use super::container::probe_exec;
 use crate::compose::{DependencyCondition, Project};
 use crate::render::ErrorReason;
 use crate::render::ctx::Ctx;
-
-/// How a compose service runs inside the Pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// A regular container.
-    Main,
-    /// A native sidecar (init container with `restartPolicy: Always`): others depend on it
-    /// being started (or healthy: then it has a startupProbe).
-    Sidecar { startup: bool },
-    /// An init container run to completion: others depend on it with
-    /// `service_completed_successfully`.
-    Job,
-}
 
 /// The role of every service and the init containers in start order.
 pub(crate) struct Order<'p> {
