@@ -132,6 +132,8 @@ if [ "${KOMPOX_REAL_NODE:-0}" = 1 ]; then
     github.com/containernetworking/plugins/plugins/meta/portmap
   build "$here/tools/crictl" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$(cver crictl sigs.k8s.io/cri-tools)" \
     sigs.k8s.io/cri-tools/cmd/crictl
+  # The cluster DNS: a process of this machine, next to the kubelet.
+  build "$here/tools/coredns" "" kompox.dev/hack/tools/coredns/cmd/coredns
   if [ ! -x "$KOMPOX_BIN/pause" ] || [ "$KOMPOX_BIN/pause" -ot "$KOMPOX_BIN/.kubelet.stamp" ]; then
     k8sdir=$(cd "$here/tools/kubelet" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
     cc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION" -o "$KOMPOX_BIN/pause.tmp" "$k8sdir/build/pause/linux/pause.c"

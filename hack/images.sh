@@ -19,13 +19,22 @@ IMAGES=$KOMPOX_CACHE/images
 DEBS=$KOMPOX_CACHE/debs
 SOCK=$STATE/node/run/containerd.sock
 
+ROOT=$(cd "$here/.." && pwd)
+# install_const <NAME>: the string constant NAME of cli/src/install.rs (one home for the image
+# names `kubectl kompox install` puts in its Deployments).
+install_const() {
+  sed -n "s/^pub const $1: &str = \"\([^\"]*\)\";/\1/p" "$ROOT/cli/src/install.rs"
+}
 # What each image is called in Pod specs.
 PAUSE=registry.k8s.io/pause:3.10.1
 BUSYBOX=docker.io/library/busybox:1.35
-# kubectl kompox install's default --image (cli/src/install.rs DEFAULT_IMAGE).
-KOMPOX=ghcr.io/kompox/kompox:dev
-ROOT=$(cd "$here/.." && pwd)
+KOMPOX=$(install_const DEFAULT_IMAGE)
+[ -n "$KOMPOX" ] || die "cannot read DEFAULT_IMAGE from cli/src/install.rs"
 MUSL=x86_64-unknown-linux-musl
+# The musl release build has a target dir of its own, kept between runs: sharing target/ with
+# the debug and host builds would not save anything (other profile, other target) and `cargo
+# clean` of one would take the other.
+MUSL_TARGET_DIR=${KOMPOX_MUSL_TARGET_DIR:-$ROOT/target/musl}
 
 # deb <package>: the path of the package's .deb (Debian's, via apt-get download), cached.
 deb() {
@@ -113,9 +122,10 @@ kompox() {
   rustup target list --installed 2> /dev/null | grep -qx "$MUSL" || rustup target add "$MUSL" > /dev/null
   command -v musl-gcc > /dev/null || die "Kompox's static binaries need musl-gcc: apt-get install musl-tools"
   local t=$SECONDS pkgs=() b
-  for b in "${bins[@]}"; do pkgs+=(-p "$b"); done
-  (cd "$ROOT" && cargo build --release --locked --target "$MUSL" "${pkgs[@]}" >&2)
-  local rel=$ROOT/target/$MUSL/release
+  # Only the binaries the image holds (-p alone would also build each package's benchmarks).
+  for b in "${bins[@]}"; do pkgs+=(-p "$b" --bin "$b"); done
+  (cd "$ROOT" && CARGO_TARGET_DIR=$MUSL_TARGET_DIR cargo build --release --locked --target "$MUSL" "${pkgs[@]}" >&2)
+  local rel=$MUSL_TARGET_DIR/$MUSL/release
   fresh "$out" "${bins[@]/#/$rel/}" "$ROOT/Containerfile" && return 0
   log "built Kompox's musl binaries in $((SECONDS - t))s"
   local root; root=$(mktemp -d)

@@ -19,7 +19,7 @@ KWOK_CIDR=10.244.0.0/16
 # The taint keeps the kwok-based tests' Pods (fake images) off the real node; Pods meant to
 # run tolerate it and select the node by its label kompox.dev/node=real.
 NODE_TAINT=kompox.dev/real-node
-NODE_COMPONENTS=(containerd kube-proxy kubelet)
+NODE_COMPONENTS=(containerd kube-proxy kubelet coredns)
 NODE_DIR=$STATE/node
 NODE_SOCK=$NODE_DIR/run/containerd.sock
 # One real node per machine: iptables chains, the bridge and the kernel settings are global.
@@ -37,6 +37,7 @@ node_pki() {
   local client="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
   cert "node-$NODE_NAME" "/O=system:nodes/CN=system:node:$NODE_NAME" ca "$client"
   cert kube-proxy "/CN=system:kube-proxy" ca "$client"
+  cert coredns "/CN=kompox:coredns" ca "$client"
   cert "kubelet-serving" "/CN=$NODE_NAME" ca \
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:$NODE_NAME,IP:$NODE_IP"
 }
@@ -144,6 +145,32 @@ EOF
 EOF
   kubeconfig "$NODE_DIR/kubelet.kubeconfig" "node-$NODE_NAME"
   kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
+  kubeconfig "$NODE_DIR/coredns.kubeconfig" coredns
+  # The cluster DNS: CoreDNS on the node IP, behind the kube-dns Service ($CLUSTER_DNS). Names
+  # outside the cluster answer NXDOMAIN at once: no Pod here reaches anything beyond this
+  # machine, and a forwarder would hand their queries to this machine's resolver.
+  cat > "$NODE_DIR/Corefile" <<EOF
+cluster.local:$COREDNS_PORT in-addr.arpa:$COREDNS_PORT ip6.arpa:$COREDNS_PORT {
+    bind $NODE_IP
+    errors
+    health 127.0.0.1:$COREDNS_HEALTH_PORT
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $NODE_DIR/coredns.kubeconfig
+        pods insecure
+        ttl 5
+    }
+    cache 5
+    loadbalance
+}
+.:$COREDNS_PORT {
+    bind $NODE_IP
+    errors
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
+EOF
   # An empty resolv.conf: Pods get the cluster DNS only, never this machine's resolver.
   : > "$NODE_DIR/resolv.conf"
   # Facts of this machine kind: cgroup v1 without systemd (cgroupfs driver), open files
@@ -232,6 +259,14 @@ node_claim() {
 }
 
 node_ports() {
+  if [ -z "${COREDNS_PORT:-}" ]; then
+    COREDNS_PORT=$(free_port); COREDNS_HEALTH_PORT=$(free_port); COREDNS_READY_PORT=$(free_port)
+    cat >> "$STATE/ports.env" <<EOF
+COREDNS_PORT=$COREDNS_PORT
+COREDNS_HEALTH_PORT=$COREDNS_HEALTH_PORT
+COREDNS_READY_PORT=$COREDNS_READY_PORT
+EOF
+  fi
   if [ -z "${KUBELET_PORT:-}" ]; then
     KUBELET_PORT=$(free_port); KUBELET_HEALTHZ_PORT=$(free_port)
     KUBE_PROXY_HEALTHZ_PORT=$(free_port); KUBE_PROXY_METRICS_PORT=$(free_port)
@@ -265,6 +300,53 @@ ports:
 - name: https
   port: $APISERVER_PORT
   protocol: TCP
+EOF
+  # The cluster DNS: Service kube-dns at $CLUSTER_DNS (the kubelet's clusterDNS) with CoreDNS,
+  # a process on the node IP, as its endpoint; CoreDNS reads Services and EndpointSlices.
+  kc apply -f - > /dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $CLUSTER_DNS
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: $COREDNS_PORT}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: $COREDNS_PORT}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels:
+    kubernetes.io/service-name: kube-dns
+    endpointslice.kubernetes.io/managed-by: kompox-cluster-sh
+addressType: IPv4
+endpoints:
+- addresses: [$NODE_IP]
+  conditions: {ready: true}
+ports:
+- {name: dns, port: $COREDNS_PORT, protocol: UDP}
+- {name: dns-tcp, port: $COREDNS_PORT, protocol: TCP}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: kompox-coredns
+rules:
+- {apiGroups: [""], resources: [services, namespaces, pods], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kompox-coredns
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kompox-coredns}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "kompox:coredns"}
 EOF
   kc apply -f - > /dev/null <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
@@ -313,12 +395,14 @@ node_up() {
   "$here/images.sh" import-node > /dev/null
   node_endpoints
   start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy.yaml" -v=1
+  start coredns coredns -conf "$NODE_DIR/Corefile"
   start kubelet kubelet --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$NODE_DIR/kubelet" \
     --cert-dir "$NODE_DIR/kubelet-pki" \
     --node-labels "kompox.dev/node=real,topology.kubernetes.io/region=$REGION,topology.kubernetes.io/zone=$REGION-1" \
     -v=1
   wait_for "node $NODE_NAME Ready" 120 node_ready
+  wait_for "CoreDNS ready" 60 curl -fsS --max-time 2 "http://127.0.0.1:$COREDNS_READY_PORT/ready"
   log "real node $NODE_NAME Ready in $((SECONDS - t))s (containerd, kubelet, kube-proxy; Pods on $NODE_CIDR)"
 }
 
@@ -338,7 +422,7 @@ node_down() {
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
     if [ "$exe" = "$KOMPOX_BIN/containerd-shim-runc-v2" ]; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
   done
-  stop_components kube-proxy
+  stop_components kube-proxy coredns
   if [ -x "$KOMPOX_BIN/kube-proxy" ]; then
     "$KOMPOX_BIN/kube-proxy" --cleanup --config "$NODE_DIR/kube-proxy.yaml" > "$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1 || true
   fi

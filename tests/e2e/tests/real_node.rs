@@ -1,7 +1,8 @@
 //! The real node (`KOMPOX_REAL_NODE=1`): Pods run processes in containerd on this machine, their
 //! logs come back through kube-apiserver from the kubelet, Services work through kube-proxy, and
-//! Pods reach kube-apiserver through the `kubernetes` Service. Without the real node each test
-//! says it was skipped and passes.
+//! Pods reach kube-apiserver through the `kubernetes` Service, and resolve Services by name through
+//! the cluster DNS (CoreDNS behind `kube-dns`). Without the real node each test says it was skipped
+//! and passes.
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Service};
@@ -91,8 +92,8 @@ async fn a_busybox_pod_runs_and_its_log_is_read_back() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_service_reaches_its_pod_and_pods_reach_the_api_server() -> Result<()> {
-    if node::skip("a_service_reaches_its_pod_and_pods_reach_the_api_server") {
+async fn a_service_reaches_its_pod_by_ip_and_name_and_pods_reach_the_api_server() -> Result<()> {
+    if node::skip("a_service_reaches_its_pod_by_ip_and_name_and_pods_reach_the_api_server") {
         return Ok(());
     }
     let client = admin_client().await?;
@@ -122,12 +123,19 @@ async fn a_service_reaches_its_pod_and_pods_reach_the_api_server() -> Result<()>
     // server's port answers plain HTTP with a 400. HTTP by hand with nc: the wget of Debian's
     // busybox-static 1.35 crashes (SIGSEGV) on these answers.
     let get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3";
+    // Then by name through the cluster DNS: the short name (the Pod's search path), the full name,
+    // and a name that does not exist (NXDOMAIN, not the ClusterIP of something else).
+    let fqdn = format!("web.{}.svc.cluster.local", ns.name);
     let log = node::run_to_completion(
         &pods,
         "client",
         &format!(
             "for i in $(seq 1 60); do {get} {ip} 80 | grep 'served by' && break; sleep 0.5; done; \
-             {get} $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT"
+             {get} $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT; \
+             echo \"by name: $({get} web 80 | grep 'served by')\"; \
+             echo \"fqdn: $(nslookup {fqdn} | grep -A1 '^Name:' | tail -n1)\"; \
+             nslookup no-such-service.{ns}.svc.cluster.local > /dev/null 2>&1 || echo 'missing: NXDOMAIN'",
+            ns = ns.name
         ),
     )
     .await?;
@@ -135,6 +143,19 @@ async fn a_service_reaches_its_pod_and_pods_reach_the_api_server() -> Result<()>
     ensure!(
         log.contains("Client sent an HTTP request to an HTTPS server"),
         "client log (kube-apiserver through the kubernetes Service): {log:?}"
+    );
+    ensure!(
+        log.contains("by name: served by web"),
+        "client log (the Service by its short name through the cluster DNS): {log:?}"
+    );
+    ensure!(
+        log.contains(&format!("fqdn: Address: {ip}"))
+            || log.contains(&format!("fqdn: Address 1: {ip}")),
+        "client log ({fqdn} resolves to the ClusterIP {ip}): {log:?}"
+    );
+    ensure!(
+        log.contains("missing: NXDOMAIN"),
+        "client log (a Service that does not exist does not resolve): {log:?}"
     );
     ns.cleanup().await
 }
