@@ -24,7 +24,7 @@ use kompox_core::api::{
 };
 use kompox_core::compose::{MountSource, Project, Protocol};
 use kompox_core::naming::{MAX_LABEL_LEN, k8s_name, k8s_names};
-use kompox_core::render::{DiskBind, bind_on_disk, project_path};
+use kompox_core::render::{DiskBind, bind_on_disk, bind_path, project_path};
 
 use crate::CliError;
 use crate::render::{DEFAULT_DISK_SIZE, DEFAULT_VOLUME, disk};
@@ -140,12 +140,7 @@ pub fn complete(
                     mounted.insert(name.as_str());
                 }
                 src => {
-                    let provided = match src {
-                        MountSource::RelativeBind { path } | MountSource::AbsoluteBind { path } => {
-                            project_path(path).is_some_and(|p| covered.provides(&p))
-                        }
-                        _ => false,
-                    };
+                    let provided = bind_path(src).is_some_and(|p| covered.provides(&p));
                     if !provided
                         && let Some(DiskBind::Directory { subpath, .. }) = bind_on_disk(src)
                     {

@@ -412,6 +412,23 @@ fn write_warnings(err: &mut dyn Write, warnings: &[Warning]) -> Result<(), CliEr
     Ok(())
 }
 
+/// The warning for a bind source outside the project (absolute or `~/`) uploaded from this
+/// machine.
+fn outside_upload(field: &str, shown: &str, secret: bool, name: &str) -> Warning {
+    Warning {
+        path: field.to_owned(),
+        message: if secret {
+            format!(
+                "{shown} is outside the project: this machine's copy goes to Secret {name}, as it is now (re-apply after editing it)"
+            )
+        } else {
+            format!(
+                "{shown} is outside the project: this machine's copy goes to ConfigMap {name}, as it is now (re-apply after editing it); --secret-file {shown} puts it in a Secret if it holds a credential"
+            )
+        },
+    }
+}
+
 /// A fresh disk of [`DEFAULT_DISK_SIZE`].
 pub(crate) fn disk(name: &str) -> KompoxDisk {
     KompoxDisk::new(
@@ -503,13 +520,20 @@ pub(crate) fn provide_files(
                 used_flags.insert(pp.clone());
                 Some(f.clone())
             }
+            // `~/` as compose expands it: the home directory of whoever runs the command.
+            None if hp.path.starts_with("~/") => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(&hp.path[2..])),
             None if !hp.path.starts_with('/') => Some(dir.join(&hp.path)),
             None if hp.kind == HostPathKind::Bind => Some(PathBuf::from(&hp.path)),
             None => None,
         };
         if hp.kind == HostPathKind::Bind {
             let Some(local) = local else { continue };
-            let shown = if hp.path.starts_with('/') {
+            // Outside the project (absolute or `~/`): this machine's file is what compose
+            // would bind; it is uploaded as it is now, which a warning says.
+            let outside = hp.path.starts_with('/') || hp.path.starts_with("~/");
+            let shown = if outside {
                 hp.path.clone()
             } else {
                 format!("./{}", hp.path)
@@ -534,6 +558,9 @@ pub(crate) fn provide_files(
                     if secret { "Secret" } else { "ConfigMap" },
                     hp.field
                 ));
+                if outside {
+                    warnings.push(outside_upload(&hp.field, &shown, secret, &name));
+                }
                 covered.insert(pp);
             } else if local.is_dir() && hp.read_only {
                 let files = match dir_files(&local) {
@@ -588,6 +615,9 @@ pub(crate) fn provide_files(
                     if secret { "Secret" } else { "ConfigMap" },
                     hp.field
                 ));
+                if outside {
+                    warnings.push(outside_upload(&hp.field, &shown, secret, &name));
+                }
                 covered.insert(pp);
             }
             continue;

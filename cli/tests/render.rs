@@ -390,6 +390,78 @@ volumes:
     }
 }
 
+/// A bind source outside the project is treated by what it is on this machine, as a relative
+/// one: `~/` (the home directory, as compose expands it) and absolute files become ConfigMaps
+/// (or Secrets with --secret-file), with a warning that this machine's copy is uploaded;
+/// what does not exist is a directory on the default disk; sockets stay refused.
+#[test]
+fn binds_outside_the_project_are_this_machines_files() {
+    let d = tmp("outside");
+    let home = d.join("home");
+    std::fs::create_dir_all(home.join(".config")).unwrap_or_default();
+    write(&home.join(".config/app.conf"), "a = 1\n");
+    write(&d.join("abs.conf"), "abs\n");
+    let abs = d.join("abs.conf").to_string_lossy().into_owned();
+    let project = d.join("project");
+    std::fs::create_dir_all(&project).unwrap_or_default();
+    write(
+        &project.join("compose.yml"),
+        &format!(
+            "services:
+  web:
+    image: nginx
+    volumes:
+      - ~/.config/app.conf:/etc/app.conf:ro
+      - {abs}:/etc/abs.conf:ro
+      - ~/data:/data
+"
+        ),
+    );
+    let home_s = home.to_string_lossy().into_owned();
+    let out = render_env(&project.join("compose.yml"), &[], &[("HOME", &home_s)]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    for want in [
+        "warning: services.web.volumes[0]: ~/.config/app.conf is outside the project: this machine's copy goes to ConfigMap kompox-file-",
+        "warning: services.web.volumes[2]: host path ~/data becomes the directory _home/data on volume \"default\"",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!(
+            "warning: services.web.volumes[1]: {abs} is outside the project"
+        )),
+        "{stderr}"
+    );
+    for want in [
+        "inferred: ConfigMap kompox-file-",
+        "key app.conf from ~/.config/app.conf for services.web.volumes[0]",
+        "key abs.conf from",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in\n{stderr}");
+    }
+    for want in ["mountPath: /etc/app.conf", "subPath: _home/data"] {
+        assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("subPath: _home/.config"), "{stdout}");
+    // With --secret-file, the home file goes to a Secret.
+    let secret = home.join(".config/app.conf").to_string_lossy().into_owned();
+    let out = render_env(
+        &project.join("compose.yml"),
+        &["--secret-file", &secret],
+        &[("HOME", &home_s)],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("inferred: Secret kompox-file-")
+            && stderr.contains(
+                "~/.config/app.conf is outside the project: this machine's copy goes to Secret"
+            ),
+        "{stderr}"
+    );
+}
+
 /// `samples/zero-config/*`: compose files taken as they are, rendered without --app (all
 /// inferred) as their reviewed `rendered.yaml`, with the `inferred:` and `warning:` lines as
 /// leading comments. Regenerate after a deliberate change, then review the diff:

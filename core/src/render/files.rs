@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 
 use super::ctx::{Ctx, generated_volume_name};
 use super::vars::{Variables, config_map_value, secret_value};
-use super::{ErrorReason, PROJECT_DIR, Sources};
+use super::{ErrorReason, HOME_DIR, PROJECT_DIR, Sources};
 use crate::api::KompoxApp;
 use crate::compose::{EnvFile, FileObjectDef, FileObjectSource, MountSource, Project, Service};
 use crate::compose::{Interpolations, child};
@@ -63,6 +63,41 @@ pub fn project_path(path: &str) -> Option<String> {
         return None;
     }
     Some(format!("/{}", parts.join("/")))
+}
+
+/// The `spec.files.mounts` path that provides a bind source: [`project_path`] for relative
+/// and absolute binds; for `~/` binds the path under [`HOME_DIR`] (`~/.config/app.conf` →
+/// `/kompox/home/.config/app.conf`), `None` when it leaves the home directory. `None` for
+/// mounts that are not binds.
+///
+/// ```
+/// use kompox_core::compose::MountSource;
+/// use kompox_core::render::bind_path;
+/// let home = |p: &str| MountSource::HomeBind { path: p.into() };
+/// assert_eq!(bind_path(&home(".config/app.conf")).as_deref(), Some("/kompox/home/.config/app.conf"));
+/// assert_eq!(bind_path(&home("../root")), None);
+/// ```
+#[must_use]
+pub fn bind_path(source: &MountSource) -> Option<String> {
+    match source {
+        MountSource::RelativeBind { path } | MountSource::AbsoluteBind { path } => {
+            project_path(path)
+        }
+        MountSource::HomeBind { path } => {
+            let mut parts: Vec<&str> = Vec::new();
+            for c in path.split('/') {
+                match c {
+                    "" | "." => {}
+                    ".." => {
+                        parts.pop()?;
+                    }
+                    c => parts.push(c),
+                }
+            }
+            (!parts.is_empty()).then(|| format!("{HOME_DIR}/{}", parts.join("/")))
+        }
+        MountSource::Volume { .. } | MountSource::Anonymous | MountSource::Tmpfs { .. } => None,
+    }
 }
 
 /// Where a bind that no `spec.files.mounts` entry provides goes (see [`bind_on_disk`]).
@@ -204,8 +239,8 @@ pub enum HostPathKind {
     ConfigFile,
     /// A top-level `secrets.*.file`.
     SecretFile,
-    /// A bind source `services.*.volumes[i]`: relative, or an absolute path that is not
-    /// refused ([`bind_on_disk`]).
+    /// A bind source `services.*.volumes[i]`: relative, `~/`, or an absolute path that is
+    /// not refused ([`bind_on_disk`]).
     Bind,
 }
 
@@ -220,9 +255,10 @@ pub struct HostPath {
     pub field: String,
     pub kind: HostPathKind,
     /// The path as the compose file gives it (bind sources and config files normalized
-    /// relative to the project directory by the parser).
+    /// relative to the project directory by the parser; `~/…` for home binds).
     pub path: String,
-    /// [`project_path`] of `path`.
+    /// The `spec.files.mounts` path that provides it: [`project_path`] of `path`, or
+    /// [`bind_path`] of a bind source.
     pub project_path: Option<String>,
     /// Whether rendering fails without it (`env_file` `required: false` is not).
     pub required: bool,
@@ -234,12 +270,12 @@ pub struct HostPath {
 #[must_use]
 pub fn host_paths(project: &Project) -> Vec<HostPath> {
     let mut out = Vec::new();
-    let mut push = |field: String, kind, path: &str, required, read_only| {
+    let mut push = |field: String, kind, path: String, at: Option<String>, required, read_only| {
         out.push(HostPath {
             field,
             kind,
-            path: path.to_owned(),
-            project_path: project_path(path),
+            path,
+            project_path: at,
             required,
             read_only,
         });
@@ -249,20 +285,46 @@ pub fn host_paths(project: &Project) -> Vec<HostPath> {
             push(
                 format!("{}.env_file[{i}]", crate::compose::service_path(name)),
                 HostPathKind::EnvFile,
-                &ef.path,
+                ef.path.clone(),
+                project_path(&ef.path),
                 ef.required,
                 true,
             );
         }
         for (field, m) in mount_fields(name, svc).into_iter().zip(&svc.mounts) {
+            let at = bind_path(&m.source);
             match &m.source {
                 MountSource::RelativeBind { path } if path != "." => {
-                    push(field, HostPathKind::Bind, path, true, m.read_only);
+                    push(
+                        field,
+                        HostPathKind::Bind,
+                        path.clone(),
+                        at,
+                        true,
+                        m.read_only,
+                    );
                 }
                 MountSource::AbsoluteBind { path }
                     if matches!(bind_on_disk(&m.source), Some(DiskBind::Directory { .. })) =>
                 {
-                    push(field, HostPathKind::Bind, path, true, m.read_only);
+                    push(
+                        field,
+                        HostPathKind::Bind,
+                        path.clone(),
+                        at,
+                        true,
+                        m.read_only,
+                    );
+                }
+                MountSource::HomeBind { path } if at.is_some() => {
+                    push(
+                        field,
+                        HostPathKind::Bind,
+                        format!("~/{path}"),
+                        at,
+                        true,
+                        m.read_only,
+                    );
                 }
                 _ => {}
             }
@@ -274,7 +336,14 @@ pub fn host_paths(project: &Project) -> Vec<HostPath> {
     ] {
         for (name, def) in defs {
             if let FileObjectSource::File(path) = &def.source {
-                push(format!("{top}.{name}.file"), kind, path, true, true);
+                push(
+                    format!("{top}.{name}.file"),
+                    kind,
+                    path.clone(),
+                    project_path(path),
+                    true,
+                    true,
+                );
             }
         }
     }

@@ -129,8 +129,8 @@ use serde_json::Value;
 
 pub use bundle::{Bundle, fresh_pv_name};
 pub use files::{
-    DiskBind, HOME_BIND_DIR, HOST_BIND_DIR, HostPath, HostPathKind, bind_on_disk, host_paths,
-    project_path,
+    DiskBind, HOME_BIND_DIR, HOST_BIND_DIR, HostPath, HostPathKind, bind_on_disk, bind_path,
+    host_paths, project_path,
 };
 pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
 
@@ -156,6 +156,8 @@ pub const COMPONENT: &str = "app";
 /// The virtual project directory: relative compose paths resolve under it (see
 /// [`project_path`]).
 pub const PROJECT_DIR: &str = "/kompox/project";
+/// The virtual home directory: `~/` bind sources resolve under it (see [`bind_path`]).
+pub const HOME_DIR: &str = "/kompox/home";
 /// Name of the init container that creates sub-directories on app volumes.
 pub const SUBPATH_INIT_CONTAINER: &str = "init-volume-subpaths";
 /// Image of that init container (`mkdir` only; the same as kompoxops uses).

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::ctx::{Ctx, Names, bytes_quantity, generated_volume_name, literal, seconds};
 use super::files::{
-    DEFAULT_FILE_MODE, Derived, DiskBind, FileRef, FileTable, FileVolumes, bind_on_disk,
-    mount_fields, project_path,
+    DEFAULT_FILE_MODE, Derived, DiskBind, FileRef, FileTable, FileVolumes, bind_on_disk, bind_path,
+    mount_fields,
 };
 use super::network::service_ports;
 use super::storage::Storage;
@@ -283,7 +283,7 @@ fn compose_mounts(
             | MountSource::AbsoluteBind { path }
             | MountSource::HomeBind { path } => {
                 let home = matches!(m.source, MountSource::HomeBind { .. });
-                let file_path = if home { None } else { project_path(path) };
+                let file_path = bind_path(&m.source);
                 let covered = file_path.as_deref().and_then(|p| files.take(p));
                 if let Some(e) = covered {
                     // A single-file bind provided by a files.mounts entry.
