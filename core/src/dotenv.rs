@@ -20,7 +20,9 @@
 //!   among the values parsed so far (earlier lines and earlier files).
 //! - A later value for a key replaces the earlier one.
 //!
-//! Deviations from compose-go, none of which changes a file compose-go reads sensibly:
+//! Deviations from compose-go, none of which changes a file compose-go reads sensibly (each
+//! is a declared, exactly asserted difference of the compose-oracle differential test,
+//! `cli/tests/compose-corpus/dotenv-deviations`):
 //! - an empty key (`=value`) is skipped (compose-go stores a variable named "");
 //! - `KEY` alone on the last line without a final newline inherits like any other
 //!   `KEY` line (compose-go stores its name as the value of a variable named "").

@@ -12,7 +12,8 @@
 //!
 //! compose-go accepts any string at load time (Docker refuses a bad one when it pulls);
 //! Kompox refuses it when rendering, so that `nginx:${TAG}` with `TAG` empty is an error
-//! naming the field rather than a Pod that never starts.
+//! naming the field rather than a Pod that never starts (declared refusal differences of the
+//! compose-oracle test).
 
 /// Longest repository name.
 const MAX_NAME: usize = 255;

@@ -20,7 +20,7 @@
 //! `${` followed by anything but `NAME}` or `NAME<op>` is an error.
 //!
 //! The one deviation: defaults nested deeper than [`MAX_NESTING`] levels are an error
-//! (compose-go has no limit).
+//! (compose-go has no limit; a declared refusal difference of the compose-oracle test).
 //!
 //! Messages never quote the text being interpolated or a variable's value.
 
