@@ -134,6 +134,11 @@ if [ "${KOMPOX_REAL_NODE:-0}" = 1 ]; then
     sigs.k8s.io/cri-tools/cmd/crictl
   # The cluster DNS: a process of this machine, next to the kubelet.
   build "$here/tools/coredns" "" kompox.dev/hack/tools/coredns/cmd/coredns
+  # The ingress controller `kubectl kompox install` runs (hack/images.sh packs it into the image
+  # install names).
+  build "$here/tools/traefik" \
+    "-X github.com/traefik/traefik/v3/pkg/version.Version=$(cver traefik github.com/traefik/traefik/v3)" \
+    github.com/traefik/traefik/v3/cmd/traefik
   if [ ! -x "$KOMPOX_BIN/pause" ] || [ "$KOMPOX_BIN/pause" -ot "$KOMPOX_BIN/.kubelet.stamp" ]; then
     k8sdir=$(cd "$here/tools/kubelet" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
     cc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION" -o "$KOMPOX_BIN/pause.tmp" "$k8sdir/build/pause/linux/pause.c"

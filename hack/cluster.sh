@@ -158,11 +158,13 @@ plugins:
 EOF
 }
 
-# start <name> <binary> <args…>: a background process in its own session, logged, with a pid file.
+# start <name> <binary> <args…>: a background process in its own session, logged, with a pid
+# file. <binary> is a file of $KOMPOX_BIN, or an absolute path (a script of hack/lib).
 start() {
   local name=$1 bin=$2; shift 2
   if running "$name"; then return 0; fi
-  setsid "$KOMPOX_BIN/$bin" "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null 9>&- &
+  [[ $bin == /* ]] || bin=$KOMPOX_BIN/$bin
+  setsid "$bin" "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$(pidfile "$name")"
 }
 

@@ -29,7 +29,8 @@ install_const() {
 PAUSE=registry.k8s.io/pause:3.10.1
 BUSYBOX=docker.io/library/busybox:1.35
 KOMPOX=$(install_const DEFAULT_IMAGE)
-[ -n "$KOMPOX" ] || die "cannot read DEFAULT_IMAGE from cli/src/install.rs"
+TRAEFIK=$(install_const TRAEFIK_IMAGE)
+[ -n "$KOMPOX" ] && [ -n "$TRAEFIK" ] || die "cannot read DEFAULT_IMAGE and TRAEFIK_IMAGE from cli/src/install.rs"
 MUSL=x86_64-unknown-linux-musl
 # The musl release build has a target dir of its own, kept between runs: sharing target/ with
 # the debug and host builds would not save anything (other profile, other target) and `cargo
@@ -139,6 +140,25 @@ kompox() {
   rm -rf "$root"
 }
 
+# Traefik, the ingress controller install runs: the binary hack/build-tools.sh built from the
+# pinned module (hack/tools/traefik), named as install names it. The tag must be the pin's
+# version, so the image is what its name says.
+traefik() {
+  local out=$IMAGES/traefik.tar bin=$KOMPOX_BIN/traefik want
+  [ -x "$bin" ] || die "no traefik binary: run KOMPOX_REAL_NODE=1 hack/build-tools.sh"
+  want=$(sed -n 's|^require github.com/traefik/traefik/v3 \(v[0-9.]*\)$|\1|p' "$here/tools/traefik/go.mod")
+  [ "${TRAEFIK##*:}" = "$want" ] ||
+    die "cli/src/install.rs TRAEFIK_IMAGE is $TRAEFIK but hack/tools/traefik pins $want: keep them equal"
+  fresh "$out" "$bin" "$ROOT/cli/src/install.rs" && return 0
+  local root; root=$(mktemp -d)
+  mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"
+  chmod 1777 "$root/tmp"
+  install -m 0755 "$bin" "$root/usr/local/bin/traefik"
+  [ ! -s /etc/ssl/certs/ca-certificates.crt ] || cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  image "$out" "$TRAEFIK" "$root" --entrypoint '["/usr/local/bin/traefik"]'
+  rm -rf "$root"
+}
+
 build_node() {
   mkdir -p "$IMAGES"
   pause
@@ -159,9 +179,11 @@ import_node() {
 }
 
 case "${1:-}" in
-  build) build_node; kompox ;;
+  build) build_node; kompox; traefik ;;
   import-node) import_node ;;
-  list) echo "$PAUSE $IMAGES/pause.tar"; echo "$BUSYBOX $IMAGES/busybox.tar"; echo "$KOMPOX $IMAGES/kompox.tar" ;;
+  list)
+    echo "$PAUSE $IMAGES/pause.tar"; echo "$BUSYBOX $IMAGES/busybox.tar"
+    echo "$TRAEFIK $IMAGES/traefik.tar"; echo "$KOMPOX $IMAGES/kompox.tar" ;;
   containerfile-spec) containerfile_spec ;;
   *) echo "usage: $0 build|import-node|list|containerfile-spec" >&2; exit 2 ;;
 esac

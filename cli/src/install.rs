@@ -43,7 +43,7 @@ pub const WEBHOOK_CONFIG: &str = "kompox-webhook";
 /// The image with the three binaries (see `Containerfile`).
 pub const DEFAULT_IMAGE: &str = "ghcr.io/kompox/kompox:dev";
 /// Traefik's image.
-pub const TRAEFIK_IMAGE: &str = "docker.io/library/traefik:v3.5";
+pub const TRAEFIK_IMAGE: &str = "docker.io/library/traefik:v3.6.12";
 
 const CRDS: &str = include_str!("../../manifests/crds/kompox.yaml");
 const APISERVER_RBAC: &str = include_str!("../../manifests/apiserver/rbac.yaml");
@@ -550,6 +550,11 @@ fn traefik(acme_email: Option<&str>) -> Vec<Value> {
     let mut args = vec![
         "--providers.kubernetesingress".to_owned(),
         "--providers.kubernetesingress.ingressclass=traefik".to_owned(),
+        // Traefik copies its Service's load-balancer address into the status of every Ingress it
+        // serves: that status is what shows an Ingress admitted.
+        format!(
+            "--providers.kubernetesingress.ingressendpoint.publishedservice={TRAEFIK_NS}/traefik"
+        ),
         "--entrypoints.web.address=:8000".to_owned(),
         "--entrypoints.websecure.address=:8443".to_owned(),
         "--ping".to_owned(),

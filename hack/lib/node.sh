@@ -19,7 +19,7 @@ KWOK_CIDR=10.244.0.0/16
 # The taint keeps the kwok-based tests' Pods (fake images) off the real node; Pods meant to
 # run tolerate it and select the node by its label kompox.dev/node=real.
 NODE_TAINT=kompox.dev/real-node
-NODE_COMPONENTS=(containerd kube-proxy kubelet coredns)
+NODE_COMPONENTS=(containerd kube-proxy kubelet coredns servicelb)
 NODE_DIR=$STATE/node
 NODE_SOCK=$NODE_DIR/run/containerd.sock
 # One real node per machine: iptables chains, the bridge and the kernel settings are global.
@@ -61,6 +61,8 @@ node_network() {
   # put back exactly what was there before.
   sysctl_set net.ipv4.ip_forward 1
   sysctl_set net.bridge.bridge-nf-call-iptables 1
+  # kube-proxy sets it for the NodePorts on 127.0.0.1; recorded here so down restores it.
+  sysctl_set net.ipv4.conf.all.route_localnet 1
   sysctl_set vm.overcommit_memory 1
   sysctl_set vm.panic_on_oom 0
   sysctl_set kernel.panic 10
@@ -228,7 +230,9 @@ bindAddress: $NODE_IP
 clusterCIDR: $NODE_CIDR
 healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
 metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
-nodePortAddresses: [$NODE_IP/32]
+# NodePorts on the node IP and on 127.0.0.1 (kube-proxy sets route_localnet for the latter):
+# the host reaches Traefik's Service at 127.0.0.1:<nodePort>.
+nodePortAddresses: [$NODE_IP/32, 127.0.0.1/32]
 conntrack:
   maxPerCore: 0
   min: 0
@@ -396,6 +400,7 @@ node_up() {
   node_endpoints
   start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy.yaml" -v=1
   start coredns coredns -conf "$NODE_DIR/Corefile"
+  start servicelb "$here/lib/servicelb.sh" "$KOMPOX_BIN/kubectl" "$STATE/admin.kubeconfig" "$NODE_IP"
   start kubelet kubelet --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --root-dir "$NODE_DIR/kubelet" \
     --cert-dir "$NODE_DIR/kubelet-pki" \
@@ -422,7 +427,7 @@ node_down() {
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
     if [ "$exe" = "$KOMPOX_BIN/containerd-shim-runc-v2" ]; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
   done
-  stop_components kube-proxy coredns
+  stop_components kube-proxy coredns servicelb
   if [ -x "$KOMPOX_BIN/kube-proxy" ]; then
     "$KOMPOX_BIN/kube-proxy" --cleanup --config "$NODE_DIR/kube-proxy.yaml" > "$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1 || true
   fi

@@ -3,15 +3,19 @@
 //! kompox-apiserver, kompox-webhook and kompox-controller as Pods on the containerd node. The
 //! APIService is Available through its Service's endpoints, the webhook mutates a Pod through its
 //! Service, the aggregated API answers, and a deleted apiserver Pod is replaced and the APIService
-//! is Available again. Then `uninstall`. Cluster-wide registrations: this binary runs alone (cargo
+//! is Available again. Traefik, which install runs as the ingress controller, runs from the image
+//! hack/images.sh built from the pinned module: its Service gets the local load balancer's address,
+//! an Ingress is admitted (Traefik writes that address into its status) and its backend answers
+//! through Traefik from this machine at 127.0.0.1:<nodePort>. Then `uninstall`. Cluster-wide registrations: this binary runs alone (cargo
 //! runs test binaries one after another), like tests/demo.rs.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kompox_e2e::cli::{kompox, temp_dir};
 use kompox_e2e::node::{self, NODE};
@@ -208,7 +212,156 @@ async fn installed_and_serving(cache: &std::path::Path, client: &kube::Client) -
         "apiserver Pod deleted -> two ready Pods and Available again: {:.1?}",
         t.elapsed()
     );
-    webhook_mutates(client).await
+    webhook_mutates(client).await?;
+    traefik_serves_an_ingress(client).await
+}
+
+/// The node's IP (hack/lib/node.sh `NODE_IP`): hack/lib/servicelb.sh gives LoadBalancer Services
+/// this address.
+const NODE_IP: &str = "10.85.0.1";
+
+/// Traefik (install's ingress controller) admits an Ingress and routes it to its backend Pod.
+async fn traefik_serves_an_ingress(client: &kube::Client) -> Result<()> {
+    let t = Instant::now();
+    let deploy = Api::<Deployment>::namespaced(client.clone(), "k4x-traefik");
+    wait_until(
+        "Deployment traefik available",
+        Duration::from_secs(120),
+        || async {
+            let d = deploy.get("traefik").await?;
+            Ok(d.status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1)
+        },
+    )
+    .await?;
+    let services = Api::<Service>::namespaced(client.clone(), "k4x-traefik");
+    wait_until(
+        "Service traefik with the load balancer's address",
+        Duration::from_secs(60),
+        || async {
+            let s = services.get("traefik").await?;
+            Ok(lb_ips(s.status.and_then(|s| s.load_balancer))
+                .iter()
+                .any(|ip| ip == NODE_IP))
+        },
+    )
+    .await?;
+    let node_port = services
+        .get("traefik")
+        .await?
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|ps| ps.into_iter().find(|p| p.name.as_deref() == Some("web")))
+        .and_then(|p| p.node_port)
+        .context("Service traefik has no nodePort for web")?;
+    eprintln!(
+        "Traefik available with its load balancer address: {:.1?}",
+        t.elapsed()
+    );
+
+    let id = test_id();
+    let ns = TestNamespace::create(client, "node-ingress", &managed_labels(&id)).await?;
+    let result = async {
+        let pods: Api<Pod> = ns.api();
+        let web = node::busybox_pod(
+            "web",
+            "mkdir -p /www && echo \"served by $(hostname) through traefik\" > /www/index.html && exec httpd -f -p 8080 -h /www",
+            "Always",
+            json!({}),
+        )?;
+        node::run(&pods, &web, &["Running"]).await?;
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        }))?;
+        ns.api::<Service>().create(&PostParams::default(), &svc).await?;
+        let ing: Ingress = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web"},
+            "spec": {"ingressClassName": "traefik", "rules": [{"host": "web.example.test", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+        }))?;
+        let ingresses: Api<Ingress> = ns.api();
+        let t = Instant::now();
+        ingresses.create(&PostParams::default(), &ing).await?;
+        wait_until(
+            "Ingress web admitted by Traefik (its status has the load balancer's address)",
+            Duration::from_secs(60),
+            || async {
+                let i = ingresses.get("web").await?;
+                let lb = i
+                    .status
+                    .and_then(|s| s.load_balancer)
+                    .and_then(|l| l.ingress)
+                    .unwrap_or_default();
+                Ok(lb.iter().any(|x| x.ip.as_deref() == Some(NODE_IP)))
+            },
+        )
+        .await?;
+        eprintln!("Ingress admitted by Traefik: {:.1?}", t.elapsed());
+        // From this machine: 127.0.0.1:<nodePort> (kube-proxy) -> Traefik -> the web Pod.
+        let port = node_port;
+        let last = std::sync::Mutex::new(String::new());
+        wait_until(
+            "web.example.test through Traefik at 127.0.0.1",
+            Duration::from_secs(60),
+            || {
+                let last = &last;
+                async move {
+                    let got =
+                        tokio::task::spawn_blocking(move || http_get(port, "web.example.test"))
+                            .await??;
+                    let ok = status(&got) == Some(200)
+                        && got.contains("served by web through traefik");
+                    if let Ok(mut l) = last.lock() {
+                        *l = got;
+                    }
+                    Ok(ok)
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("last answer: {:?}", last.lock().map(|l| l.clone())))?;
+        eprintln!("Ingress answered through Traefik: {:.1?}", t.elapsed());
+        let other = tokio::task::spawn_blocking(move || http_get(port, "other.example.test")).await??;
+        ensure!(
+            status(&other) == Some(404),
+            "a host no Ingress names: {other:?}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let cleanup = ns.cleanup().await;
+    result?;
+    cleanup
+}
+
+/// The status code of an HTTP answer.
+fn status(answer: &str) -> Option<u16> {
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn lb_ips(lb: Option<k8s_openapi::api::core::v1::LoadBalancerStatus>) -> Vec<String> {
+    lb.and_then(|l| l.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.ip)
+        .collect()
+}
+
+/// `GET /` with `Host: host` to 127.0.0.1:`port`; the whole answer (HTTP/1.0, so the server closes).
+fn http_get(port: i32, host: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let port = u16::try_from(port).context("node port")?;
+    let mut s = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(3),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 async fn webhook_mutates(client: &kube::Client) -> Result<()> {
