@@ -125,6 +125,10 @@ const CASES: &[Case] = &[
             "cli/tests/compose-corpus/dotenv-deviations",
         )
     },
+    // Published files taken as they are: Immich's release docker-compose.yml with its .env,
+    // and the Nextcloud image's MariaDB example.
+    corpus("immich", "cli/tests/compose-corpus/immich"),
+    corpus("nextcloud", "cli/tests/compose-corpus/nextcloud"),
     corpus("ports", "cli/tests/compose-corpus/ports"),
     corpus("commands", "cli/tests/compose-corpus/commands"),
     corpus("healthchecks", "cli/tests/compose-corpus/healthchecks"),
