@@ -58,6 +58,8 @@ pub struct Config {
     pub render_concurrency: usize,
     /// The install's key for the env hash, the rendered hash and redacted values.
     pub hash_key: HashKey,
+    /// Connection limits and timeouts ([`kompox_serve::ServeOptions`]).
+    pub serve: kompox_serve::ServeOptions,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             render_timeout: Duration::from_secs(5),
             render_concurrency: 4,
             hash_key,
+            serve: kompox_serve::ServeOptions::default(),
         }
     }
 }
@@ -104,7 +107,9 @@ impl Server {
         // The front-proxy CA comes from a ConfigMap after the socket is open: until then
         // kube-apiserver's certificate is refused rather than a connection without it pooled.
         tls.expect_client_ca()?;
-        let server = kompox_serve::Server::bind(config.listen, tls.clone()).await?;
+        let server = kompox_serve::Server::bind(config.listen, tls.clone())
+            .await?
+            .with_options(config.serve.clone());
         Ok(Self {
             config,
             server,

@@ -50,6 +50,8 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    #[command(flatten)]
+    serve: kompox_serve::ServeFlags,
 }
 
 #[tokio::main]
@@ -74,6 +76,7 @@ async fn main() -> Result<()> {
     );
     config.render_timeout = Duration::from_secs(args.render_timeout_seconds.max(1));
     config.render_concurrency = args.render_concurrency.max(1);
+    config.serve = args.serve.options();
     config.cert_reload_interval = Duration::from_secs(args.tls_reload_interval_seconds.max(1));
     config.authz_allow_ttl = Duration::from_secs(args.authorization_allow_ttl_seconds);
     config.authz_deny_ttl = Duration::from_secs(args.authorization_deny_ttl_seconds);

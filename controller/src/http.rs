@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use kompox_serve::{Health, Metrics, ServeOptions, Server, Transport, text};
+use kompox_serve::{Health, Metrics, RequestBody, ServeOptions, Server, Transport, text};
 use tokio::net::TcpListener;
 
 /// The response for one request (no I/O; tested without sockets).
@@ -47,14 +46,15 @@ fn route(path: &str) -> &'static str {
 /// `shutdown` completes; open connections get a second to finish.
 pub async fn serve(
     listener: TcpListener,
+    options: ServeOptions,
     health: Health,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
     Server::new(listener, Transport::Plain)
-        .with_options(ServeOptions::default().shutdown_grace(Duration::from_secs(1)))
+        .with_options(options.shutdown_grace(Duration::from_secs(1)))
         .serve(
-            move |req: Request<Incoming>, _conn| {
+            move |req: Request<RequestBody>, _conn| {
                 let start = Instant::now();
                 let path = req.uri().path();
                 let resp = respond(&health, &metrics, req.method(), path);
@@ -88,9 +88,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (health, metrics) = (Health::new(), Metrics::new("t"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, health.clone(), metrics, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(serve(
+            listener,
+            ServeOptions::default(),
+            health.clone(),
+            metrics,
+            async {
+                let _ = rx.await;
+            },
+        ));
         let limit = Duration::from_secs(10);
         let readyz = tokio::time::timeout(limit, get(addr, "/readyz"))
             .await

@@ -109,6 +109,8 @@ pub struct Config {
     pub hash_key: kompox_core::hash::HashKey,
     /// Longest one render may take; an app whose render takes longer is Degraded.
     pub render_timeout: std::time::Duration,
+    /// Connection limits and timeouts of the `/healthz` `/readyz` `/metrics` endpoint.
+    pub serve: kompox_serve::ServeOptions,
 }
 
 /// Builds the Kubernetes client from `config.kubeconfig` (or inference), with
@@ -158,6 +160,7 @@ pub async fn run(
     }
     let http = tokio::spawn(http::serve(
         listener,
+        config.serve.clone(),
         health.clone(),
         metrics.registry().clone(),
         stop.clone().wait(),

@@ -52,6 +52,8 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    #[command(flatten)]
+    serve: kompox_serve::ServeFlags,
 }
 
 fn instance_name() -> String {
@@ -88,6 +90,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
             .clone()
             .filter(|p| !p.as_os_str().is_empty()),
         metrics_listen: args.metrics_listen,
+        serve: args.serve.options(),
         namespaces,
         leader_election: args.leader_elect.then(|| LeaseConfig {
             name: args.lease_name.clone(),

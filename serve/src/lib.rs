@@ -51,7 +51,8 @@ pub use logging::init_logging;
 pub use metrics::Metrics;
 pub use respond::{BodyError, json, read_body_limited, text};
 pub use server::{
-    BoxError, ConnInfo, ServeOptions, Server, Transport, peer_common_name, peer_organizations,
+    BodyReadTimeout, BoxError, ConnInfo, RequestBody, ServeFlags, ServeOptions, Server, Transport,
+    peer_common_name, peer_organizations,
 };
 pub use stop::{Stop, shutdown_signal};
 pub use tls::{

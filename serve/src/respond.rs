@@ -19,17 +19,23 @@ pub enum BodyError {
         /// The limit that was exceeded.
         limit: usize,
     },
+    /// The client did not send the body within the server's body read timeout
+    /// (`408 Request Timeout`; see [`crate::ServeOptions::body_read_timeout`]).
+    #[error("{0}")]
+    TimedOut(#[source] BoxError),
     /// Reading the body failed, e.g. the client went away (`400 Bad Request`).
     #[error("reading request body: {0}")]
     Read(#[source] BoxError),
 }
 
 impl BodyError {
-    /// `413` for [`BodyError::TooLarge`], `400` for [`BodyError::Read`].
+    /// `413` for [`BodyError::TooLarge`], `408` for [`BodyError::TimedOut`], `400` for
+    /// [`BodyError::Read`].
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Read(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -58,6 +64,7 @@ where
     match Limited::new(body, max_bytes).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit: max_bytes }),
+        Err(e) if e.is::<crate::server::BodyReadTimeout>() => Err(BodyError::TimedOut(e)),
         Err(e) => Err(BodyError::Read(e)),
     }
 }

@@ -4,7 +4,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,11 +17,12 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Error, Result};
@@ -85,14 +87,38 @@ pub fn peer_organizations(conn: &ConnInfo) -> Vec<String> {
         .collect()
 }
 
-/// Timeouts of the serve loop. `Default` suits both Kompox servers.
+/// Timeouts and caps of the serve loop. `Default` suits every Kompox server; each binary
+/// takes them as flags ([`ServeFlags`]). Defaults (docs/security.md):
+///
+/// | option | default |
+/// |---|---|
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s |
+/// | [`body_read_timeout`](Self::body_read_timeout) | 10 s |
+/// | [`idle_timeout`](Self::idle_timeout) | 90 s |
+/// | [`max_connections`](Self::max_connections) | 1,024 |
+/// | [`max_http2_streams`](Self::max_http2_streams) | 100 |
+/// | [`shutdown_grace`](Self::shutdown_grace) | 20 s |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServeOptions {
     /// Longest a client may take to complete the TLS handshake. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Longest an HTTP/1.1 client may take to send a request's headers. Default 10 s.
+    /// Longest an HTTP/1.1 client may take to send a request's headers (also between
+    /// requests on a kept-alive connection). Default 10 s.
     pub header_read_timeout: Duration,
+    /// Longest a client may take to send a request's body, from the moment its headers
+    /// arrived: past it, reading the body fails ([`RequestBody`]; the handler answers
+    /// `408 Request Timeout`) and the connection is closed. Default 10 s.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/1.1 and before
+    /// the protocol is known: closed; HTTP/2: GOAWAY). Default 90 s, as kube-apiserver's.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog until one
+    /// closes. Default 1,024.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams a client may open on one connection. Default 100.
+    pub max_http2_streams: u32,
     /// After shutdown is signalled, how long in-flight requests may run before their
     /// connections are dropped. Default 20 s (under Kubernetes' 30 s termination grace).
     pub shutdown_grace: Duration,
@@ -103,6 +129,10 @@ impl Default for ServeOptions {
         Self {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 1024,
+            max_http2_streams: 100,
             shutdown_grace: Duration::from_secs(20),
         }
     }
@@ -123,11 +153,136 @@ impl ServeOptions {
         self
     }
 
+    /// Sets [`ServeOptions::body_read_timeout`].
+    #[must_use]
+    pub fn body_read_timeout(mut self, d: Duration) -> Self {
+        self.body_read_timeout = d;
+        self
+    }
+
+    /// Sets [`ServeOptions::idle_timeout`].
+    #[must_use]
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Sets [`ServeOptions::max_connections`] (at least 1).
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets [`ServeOptions::max_http2_streams`] (at least 1).
+    #[must_use]
+    pub fn max_http2_streams(mut self, n: u32) -> Self {
+        self.max_http2_streams = n.max(1);
+        self
+    }
+
     /// Sets [`ServeOptions::shutdown_grace`].
     #[must_use]
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.shutdown_grace = d;
         self
+    }
+}
+
+/// The serving limits as command-line flags, the same on every Kompox server (flatten into
+/// the binary's clap parser, then [`ServeFlags::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ServeFlags {
+    /// Seconds a client may take for the TLS handshake.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub handshake_timeout_seconds: u64,
+    /// Seconds an HTTP/1.1 client may take to send a request's headers.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a client may take to send a request's body once its headers arrived.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub body_read_timeout_seconds: u64,
+    /// Seconds a connection may stay without a request in flight before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90)]
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once (more wait in the listen backlog).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_http2_streams: u32,
+}
+
+impl Default for ServeFlags {
+    fn default() -> Self {
+        let o = ServeOptions::default();
+        Self {
+            handshake_timeout_seconds: o.handshake_timeout.as_secs(),
+            header_read_timeout_seconds: o.header_read_timeout.as_secs(),
+            body_read_timeout_seconds: o.body_read_timeout.as_secs(),
+            idle_timeout_seconds: o.idle_timeout.as_secs(),
+            max_connections: o.max_connections as u64,
+            max_http2_streams: o.max_http2_streams,
+        }
+    }
+}
+
+impl ServeFlags {
+    /// The [`ServeOptions`] these flags give (the shutdown grace stays the default).
+    #[must_use]
+    pub fn options(&self) -> ServeOptions {
+        ServeOptions::default()
+            .handshake_timeout(Duration::from_secs(self.handshake_timeout_seconds))
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout_seconds))
+            .body_read_timeout(Duration::from_secs(self.body_read_timeout_seconds))
+            .idle_timeout(Duration::from_secs(self.idle_timeout_seconds))
+            .max_connections(usize::try_from(self.max_connections).unwrap_or(usize::MAX))
+            .max_http2_streams(self.max_http2_streams)
+    }
+}
+
+/// A request body that fails once the client took longer than
+/// [`ServeOptions::body_read_timeout`] (from the moment the request's headers arrived) to
+/// send it; the error is [`BodyReadTimeout`] (which [`crate::read_body_limited`] reports as
+/// `408`). The connection is closed after the response.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    timed_out: Arc<AtomicBool>,
+}
+
+/// The error of a [`RequestBody`] whose client was too slow.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyReadTimeout(pub Duration);
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.timed_out.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(Box::new(BodyReadTimeout(self.timeout)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -225,7 +380,7 @@ impl Server {
     /// have finished or after [`ServeOptions::shutdown_grace`], dropping whatever is left.
     pub async fn serve<H, Fut, B>(self, handler: H, shutdown: impl Future<Output = ()>)
     where
-        H: Fn(Request<Incoming>, Arc<ConnInfo>) -> Fut + Send + Sync + 'static,
+        H: Fn(Request<RequestBody>, Arc<ConnInfo>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<B>> + Send + 'static,
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -247,14 +402,17 @@ impl Server {
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout);
-        http.http2().timer(TokioTimer::new());
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(options.max_http2_streams);
         let http = Arc::new(http);
 
         let local = listener.local_addr().ok();
         let scheme = transport.scheme();
         tracing::info!(addr = ?local, "serving {scheme}");
 
-        let graceful = GracefulShutdown::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
         let mut conns: JoinSet<()> = JoinSet::new();
         tokio::pin!(shutdown);
 
@@ -269,20 +427,21 @@ impl Server {
                         tracing::error!("connection task panicked");
                     }
                 }
-                accepted = listener.accept() => match accepted {
+                (permit, accepted) = accept_within(&listener, &permits) => match accepted {
                     Ok((stream, remote_addr)) => {
                         let conn = Conn {
                             remote_addr,
                             http: http.clone(),
                             handler: handler.clone(),
-                            watcher: graceful.watcher(),
+                            stop: stop_rx.clone(),
+                            options: options.clone(),
+                            _permit: permit,
                         };
                         match &transport {
                             // The config current at accept time is the one this connection uses.
                             Transport::Tls(tls) => conns.spawn(conn.serve_tls(
                                 stream,
                                 tls.acceptor(),
-                                options.handshake_timeout,
                             )),
                             Transport::Plain => conns.spawn(conn.serve_plain(stream)),
                         };
@@ -302,10 +461,8 @@ impl Server {
 
         drop(listener);
         tracing::info!(addr = ?local, open = conns.len(), "shutting down {scheme} server");
-        let drain = async {
-            graceful.shutdown().await;
-            while conns.join_next().await.is_some() {}
-        };
+        let _ = stop_tx.send(true);
+        let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(options.shutdown_grace, drain)
             .await
             .is_err()
@@ -321,11 +478,79 @@ impl Server {
     }
 }
 
+/// Accepts the next connection once fewer than [`ServeOptions::max_connections`] are open;
+/// the permit is held for the connection's life.
+async fn accept_within(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> (
+    Option<tokio::sync::OwnedSemaphorePermit>,
+    std::io::Result<(TcpStream, SocketAddr)>,
+) {
+    if permits.available_permits() == 0 {
+        tracing::warn!("at the connection limit: new connections wait");
+    }
+    let permit = permits.clone().acquire_owned().await.ok();
+    (permit, listener.accept().await)
+}
+
+/// Requests in flight on one connection and when the last one ended, for the idle timeout.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+    changed: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    /// Completes once no request has been in flight for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                let deadline = *self.last.lock().unwrap_or_else(PoisonError::into_inner) + timeout;
+                if Instant::now() >= deadline {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = self.changed.notified() => {}
+                }
+            } else {
+                self.changed.notified().await;
+            }
+        }
+    }
+}
+
+/// One request in flight; its end is the connection's last activity.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}
+
 type RespBody = UnsyncBoxBody<Bytes, BoxError>;
 
 type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Response<RespBody>> + Send + 'static>>;
 
-type DynHandler = Arc<dyn Fn(Request<Incoming>, Arc<ConnInfo>) -> BoxedResponse + Send + Sync>;
+type DynHandler = Arc<dyn Fn(Request<RequestBody>, Arc<ConnInfo>) -> BoxedResponse + Send + Sync>;
 
 fn internal_error() -> Response<RespBody> {
     let mut resp = Response::new(
@@ -337,12 +562,32 @@ fn internal_error() -> Response<RespBody> {
     resp
 }
 
+/// A HEAD response: the headers (with the `Content-Length` the body would have had), no body.
+/// HTTP/1.1 drops a HEAD response's body itself; over HTTP/2 body frames after a HEAD are a
+/// protocol error, so the body never reaches the connection.
+fn without_body(resp: Response<RespBody>) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    if let Some(len) = body.size_hint().exact()
+        && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    }
+    let empty = Full::new(Bytes::new())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
+    Response::from_parts(parts, empty)
+}
+
 /// One accepted connection, before its transport is set up.
 struct Conn {
     remote_addr: SocketAddr,
     http: Arc<auto::Builder<TokioExecutor>>,
     handler: DynHandler,
-    watcher: Watcher,
+    stop: watch::Receiver<bool>,
+    options: ServeOptions,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Conn {
@@ -351,16 +596,13 @@ impl Conn {
         self.serve_http(stream, None).await;
     }
 
-    async fn serve_tls(
-        self,
-        stream: TcpStream,
-        acceptor: TlsAcceptor,
-        handshake_timeout: Duration,
-    ) {
+    async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) {
         self.set_nodelay(&stream);
         let remote_addr = self.remote_addr;
         let tls_stream =
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            match tokio::time::timeout(self.options.handshake_timeout, acceptor.accept(stream))
+                .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
@@ -394,27 +636,72 @@ impl Conn {
             remote_addr,
             http,
             handler,
-            watcher,
+            mut stop,
+            options,
+            _permit,
         } = self;
         let info = Arc::new(ConnInfo {
             remote_addr,
             peer_certificates,
         });
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let handler = handler.clone();
-            let info = info.clone();
-            // The handler is called inside the caught future so a panic before its first
-            // `.await` is caught as well.
-            let fut = AssertUnwindSafe(async move { handler(req, info).await }).catch_unwind();
-            async move {
-                Ok::<_, Infallible>(fut.await.unwrap_or_else(|_| {
-                    tracing::error!(%remote_addr, "request handler panicked");
-                    internal_error()
-                }))
-            }
-        });
+        let activity = Arc::new(Activity::new());
+        let body_timeout = options.body_read_timeout;
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let in_flight = activity.start();
+                let handler = handler.clone();
+                let info = info.clone();
+                let timed_out = Arc::new(AtomicBool::new(false));
+                let http1 = req.version() < http::Version::HTTP_2;
+                let head = req.method() == http::Method::HEAD;
+                let req = req.map(|inner| RequestBody {
+                    inner,
+                    deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                    timeout: body_timeout,
+                    timed_out: timed_out.clone(),
+                });
+                // The handler is called inside the caught future so a panic before its first
+                // `.await` is caught as well.
+                let fut = AssertUnwindSafe(async move { handler(req, info).await }).catch_unwind();
+                async move {
+                    let mut resp = fut.await.unwrap_or_else(|_| {
+                        tracing::error!(%remote_addr, "request handler panicked");
+                        internal_error()
+                    });
+                    // A client too slow to send its body loses the connection.
+                    if http1 && timed_out.load(Ordering::Relaxed) {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    drop(in_flight);
+                    if head {
+                        resp = without_body(resp);
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
         let conn = http.serve_connection(TokioIo::new(io), service);
-        if let Err(e) = watcher.watch(conn).await {
+        tokio::pin!(conn);
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                () = activity.idle(options.idle_timeout), if !closing => {
+                    tracing::debug!(%remote_addr, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = stop.wait_for(|s| *s), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!(%remote_addr, error = %e, "connection ended with error");
         }
     }

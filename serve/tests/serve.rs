@@ -630,3 +630,164 @@ async fn bind_error_names_the_address() {
         .to_string();
     assert!(err.starts_with(&format!("listening on {addr}: ")), "{err}");
 }
+
+#[tokio::test]
+async fn slow_body_gets_408_and_the_connection_closes() {
+    let p = pki();
+    let server = TestServer::start_with(
+        tls_with_client_ca(&p),
+        ServeOptions::default().body_read_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let mut stream = connect(server.addr, &ClientOpts::new(p.ca.cert_pem()))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\na")
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    let mut buf = Vec::new();
+    // read_to_end returns only when the server closes the connection.
+    bounded(stream.read_to_end(&mut buf)).await.unwrap();
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("did not arrive within"), "{text}");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    // A body sent in time is read.
+    let mut stream = connect(server.addr, &ClientOpts::new(p.ca.cert_pem()))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    bounded(stream.read_to_end(&mut buf)).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 200 ") && text.ends_with("3 bytes"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let p = pki();
+    let server = TestServer::start_with(
+        tls_with_client_ca(&p),
+        ServeOptions::default()
+            .idle_timeout(Duration::from_millis(400))
+            .header_read_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    // HTTP/1.1: one request, then nothing; the server closes after the idle timeout.
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let mut h1 = H1::new(connect(server.addr, &opts).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(h1.get("/whoami").await.unwrap().0, StatusCode::OK);
+    let start = std::time::Instant::now();
+    bounded(&mut h1.conn).await.unwrap().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // HTTP/2: the server sends GOAWAY and the connection ends.
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.alpn = vec![b"h2".to_vec()];
+    let stream = connect(server.addr, &opts).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/whoami")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = bounded(sender.send_request(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    let start = std::time::Instant::now();
+    let _ = bounded(conn).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A connection that never sends a byte goes too.
+    let mut silent = connect(server.addr, &ClientOpts::new(p.ca.cert_pem()))
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = bounded(silent.read_to_end(&mut buf)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait() {
+    let p = pki();
+    let server = TestServer::start_with(
+        tls_with_client_ca(&p),
+        ServeOptions::default().max_connections(1),
+    )
+    .await;
+    let opts = ClientOpts::new(p.ca.cert_pem());
+    let mut first = H1::new(connect(server.addr, &opts).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(first.get("/whoami").await.unwrap().0, StatusCode::OK);
+    // The second TCP connection is not taken while the first is open: no TLS handshake.
+    let second =
+        tokio::time::timeout(Duration::from_millis(500), connect(server.addr, &opts)).await;
+    assert!(second.is_err(), "a second connection was served");
+    drop(first);
+    let (status, _) = get_once(server.addr, &opts, "/whoami").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn head_over_http2_gets_headers_only() {
+    let p = pki();
+    let server = TestServer::start(tls_with_client_ca(&p)).await;
+    let mut opts = ClientOpts::new(p.ca.cert_pem());
+    opts.alpn = vec![b"h2".to_vec()];
+    let stream = connect(server.addr, &opts).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::head("https://localhost/whoami")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = bounded(sender.send_request(req)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let len: usize = resp.headers()[http::header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(len > 0);
+    use http_body_util::BodyExt as _;
+    let body = bounded(resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(body.is_empty());
+    // The connection is still good.
+    let (status, _) = get_h2(server.addr, p.ca.cert_pem(), "/whoami").await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}

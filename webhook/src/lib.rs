@@ -154,6 +154,8 @@ pub struct Config {
     /// Client-certificate authentication of the callers; `None` answers anyone who reaches
     /// the port (then only keyed, namespace-bound digests can be learnt).
     pub client_auth: Option<ClientAuth>,
+    /// Connection limits and timeouts ([`kompox_serve::ServeOptions`]).
+    pub serve: kompox_serve::ServeOptions,
 }
 
 /// A bound, not yet serving webhook: [`Webhook::local_addr`] is known, so tests can register
@@ -212,7 +214,9 @@ impl Webhook {
                 )?
             }
         };
-        let server = Server::bind(config.listen, tls.clone()).await?;
+        let server = Server::bind(config.listen, tls.clone())
+            .await?
+            .with_options(config.serve.clone());
         Ok(Webhook {
             server,
             tls,
@@ -302,7 +306,7 @@ impl Webhook {
         let auth = config.client_auth.clone().map(Arc::new);
         server
             .serve(
-                move |req: http::Request<hyper::body::Incoming>, conn| {
+                move |req: http::Request<kompox_serve::RequestBody>, conn| {
                     let handler = handler.clone();
                     let auth = auth.clone();
                     async move {

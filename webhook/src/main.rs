@@ -75,6 +75,8 @@ struct Args {
     /// Exit when stdin reaches EOF (tests: a killed parent leaves no server behind).
     #[arg(long)]
     exit_on_stdin_close: bool,
+    #[command(flatten)]
+    serve: kompox_serve::ServeFlags,
 }
 
 fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
@@ -125,6 +127,7 @@ impl Args {
             tls,
             region: self.region.clone().filter(|r| !r.is_empty()),
             hash_key,
+            serve: self.serve.options(),
             client_auth: self
                 .client_ca_file
                 .clone()

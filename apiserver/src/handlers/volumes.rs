@@ -60,6 +60,7 @@ where
             StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::too_large(format!("body: larger than {MAX_BODY_BYTES} bytes"))
             }
+            StatusCode::REQUEST_TIMEOUT => ApiError::request_timeout(format!("body: {e}")),
             _ => ApiError::bad_request(format!("body: {e}")),
         })?;
     let target = service::parse_volume_target(content_type.as_deref(), &body)?;

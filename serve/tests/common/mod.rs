@@ -10,11 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kompox_serve::{
-    CertKeyPem, ConnInfo, ServeOptions, Server, Transport, cert_fingerprint_sha256,
-    peer_common_name, peer_organizations, text,
+    CertKeyPem, ConnInfo, RequestBody, ServeOptions, Server, Transport, cert_fingerprint_sha256,
+    peer_common_name, peer_organizations, read_body_limited, text,
 };
 use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject as _;
@@ -95,7 +94,7 @@ impl TestServer {
 }
 
 async fn handle(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     conn: Arc<ConnInfo>,
     probe: Arc<Probe>,
 ) -> Response<Full<Bytes>> {
@@ -119,6 +118,10 @@ async fn handle(
             text(StatusCode::OK, "slow done")
         }
         "/panic" => panic!("handler panic on purpose"),
+        "/echo" => match read_body_limited(req.into_body(), 1 << 20).await {
+            Ok(b) => text(StatusCode::OK, &format!("{} bytes", b.len())),
+            Err(e) => text(e.status(), &e.to_string()),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }

@@ -320,17 +320,13 @@ pub async fn direct(
     https_request(server, client_cert, method, path, headers, body).await
 }
 
-/// One HTTP/1.1 request over TLS to `server` = (address, CA to trust (PEM), TLS server
-/// name), with an optional client certificate. An `Err` means the TLS handshake or the
-/// connection failed.
-pub async fn https_request(
+/// A TLS connection to `server` = (address, CA to trust (PEM), TLS server name), offering
+/// ALPN protocol `alpn` (`http/1.1`, `h2`), with an optional client certificate.
+pub async fn tls_connect(
     server: (std::net::SocketAddr, &str, &str),
     client_cert: Option<(&str, &str)>,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<(StatusCode, Bytes)> {
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let (addr, ca_pem, server_name) = server;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -346,11 +342,25 @@ pub async fn https_request(
             builder.with_client_auth_cert(chain, key)?
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from(server_name.to_owned())?;
-    let tls = connector.connect(name, tcp).await?;
+    Ok(connector.connect(name, tcp).await?)
+}
+
+/// One HTTP/1.1 request over TLS to `server` = (address, CA to trust (PEM), TLS server
+/// name), with an optional client certificate. An `Err` means the TLS handshake or the
+/// connection failed.
+pub async fn https_request(
+    server: (std::net::SocketAddr, &str, &str),
+    client_cert: Option<(&str, &str)>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(StatusCode, Bytes)> {
+    let tls = tls_connect(server, client_cert, b"http/1.1").await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(async move {
         let _ = conn.await;

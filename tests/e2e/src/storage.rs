@@ -126,6 +126,7 @@ impl InProcessController {
             instance: format!("e2e-{:08x}", rand::random::<u32>()),
             hash_key: crate::hash_key(),
             render_timeout: std::time::Duration::from_secs(10),
+            serve: kompox_serve::ServeOptions::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(kompox_controller::run(config, async {

@@ -51,6 +51,7 @@ impl WebhookServer {
             region: None,
             hash_key: crate::hash_key(),
             client_auth: None,
+            serve: kompox_serve::ServeOptions::default(),
         };
         Self::start_with(client, config, ca).await
     }

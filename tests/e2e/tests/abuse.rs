@@ -15,6 +15,9 @@
 //!   (the ValidatingAdmissionPolicy of manifests/policy/podsecurity.yaml); a cluster admin can,
 //!   and the app then runs, its namespace labelled for PodSecurity admission accordingly.
 //!
+//! - Connections have deadlines: a body sent one byte per second to `/mutate` gets 408 and a
+//!   closed connection within the body read timeout; an idle HTTP/2 connection is closed.
+//!
 //! `rendered` holding no `sha256sum` of a Secret value is asserted by the apiserver suite
 //! (`assert_no_secret`).
 
@@ -30,7 +33,7 @@ use kompox_core::api::condition::reasons;
 use kompox_core::api::{KompoxApp, PodSecurityLevel};
 use kompox_core::hash::{HashInput, HashKey, SourceKind, env_hash as keyed_env_hash};
 use kompox_e2e::TestNamespace;
-use kompox_e2e::apiserver::{BASE, https_request, raw};
+use kompox_e2e::apiserver::{BASE, https_request, raw, tls_connect};
 use kompox_e2e::apps::{apply, put_compose, small_app, wait_degraded, wait_ready};
 use kompox_e2e::wait_until;
 use kompox_e2e::webhook::{
@@ -55,6 +58,15 @@ async fn webhook(
     client: &kube::Client,
     client_auth: Option<kompox_webhook::ClientAuth>,
 ) -> Result<WebhookServer> {
+    webhook_with(client, client_auth, kompox_serve::ServeOptions::default()).await
+}
+
+/// [`webhook`] with serving limits `serve`.
+async fn webhook_with(
+    client: &kube::Client,
+    client_auth: Option<kompox_webhook::ClientAuth>,
+    serve: kompox_serve::ServeOptions,
+) -> Result<WebhookServer> {
     let ca = generate_ca("kompox-e2e-abuse-ca")?;
     let leaf = issue_serving_cert(&ca, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], 1)?;
     let config = kompox_webhook::Config {
@@ -66,6 +78,7 @@ async fn webhook(
         region: None,
         hash_key: hash_key(),
         client_auth,
+        serve,
     };
     WebhookServer::start_with(client, config, ca).await
 }
@@ -426,4 +439,81 @@ async fn tenants_get_no_privileged_pods_through_the_controller() -> Result<()> {
     let teardown = kompox_e2e::controller::finish(ns, controller).await;
     body.with_context(|| format!("controller log: {}", log.display()))?;
     teardown
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_and_idle_connections_are_cut_off() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const DEADLINE: Duration = Duration::from_secs(2);
+    let client = admin_client().await?;
+    let server = webhook_with(
+        &client,
+        None,
+        kompox_serve::ServeOptions::default()
+            .body_read_timeout(DEADLINE)
+            .idle_timeout(DEADLINE),
+    )
+    .await?;
+    let target = (server.addr, server.ca.cert_pem(), "localhost");
+
+    // A review body trickled one byte per second: 408 and the connection closed at the
+    // deadline.
+    let tls = tls_connect(target, None, b"http/1.1").await?;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let start = Instant::now();
+    wr.write_all(
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{",
+    )
+    .await?;
+    let trickle = tokio::spawn(async move {
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if wr.write_all(b" ").await.is_err() || wr.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut answer))
+        .await
+        .context("the slow body was never cut off")??;
+    let took = start.elapsed();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    println!("a body trickled at 1 B/s was answered and closed after {took:?}");
+    ensure!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    ensure!(
+        took >= DEADLINE && took < DEADLINE + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+
+    // An HTTP/2 connection left idle after a request: GOAWAY and closed after the idle timeout.
+    let tls = tls_connect(target, None, b"h2").await?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await?;
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/readyz")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    ensure!(
+        resp.status() == StatusCode::OK,
+        "/readyz over h2: {}",
+        resp.status()
+    );
+    drop(resp);
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), conn)
+        .await
+        .context("the idle HTTP/2 connection was never closed")??
+        .ok();
+    let took = start.elapsed();
+    println!("an idle HTTP/2 connection was closed after {took:?}");
+    ensure!(
+        took < DEADLINE + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+    server.stop().await
 }

@@ -481,6 +481,7 @@ async fn serving_certificate_from_a_secret_rotates_without_restart() -> Result<(
         region: None,
         hash_key: kompox_e2e::hash_key(),
         client_auth: None,
+        serve: kompox_serve::ServeOptions::default(),
     };
     // The CA the test trusts is whatever the webhook puts in the Secret; read it back.
     let webhook = kompox_webhook::Webhook::bind(config, client.clone()).await?;
