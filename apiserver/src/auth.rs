@@ -99,11 +99,13 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+/// The values of header `name` that are UTF-8: kube-apiserver sends user names, groups and
+/// extras as they are, and they may be any UTF-8 (`HeaderValue::to_str` accepts ASCII only).
 fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(name)
         .into_iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
 }
 
 /// Percent-decodes an extra key (`X-Remote-Extra-Foo%2fbar`), as Kubernetes' request header
@@ -183,7 +185,7 @@ pub fn authenticate(
             let lp = prefix.to_ascii_lowercase();
             if let Some(key) = lname.strip_prefix(&lp)
                 && !key.is_empty()
-                && let Ok(v) = value.to_str()
+                && let Ok(v) = std::str::from_utf8(value.as_bytes())
             {
                 extra
                     .entry(unescape_extra_key(key))
@@ -241,15 +243,23 @@ impl Attributes {
     /// `verb group/resource/subresource ns/name`, for messages.
     #[must_use]
     pub fn describe(&self) -> String {
-        let sub = if self.subresource.is_empty() {
-            String::new()
-        } else {
-            format!("/{}", self.subresource)
-        };
         format!(
-            "{} {}{sub} in the API group {:?} in the namespace {:?}",
-            self.verb, self.resource, self.group, self.namespace
+            "{} {} in the API group {:?} in the namespace {:?}",
+            self.verb,
+            self.resource_path(),
+            self.group,
+            self.namespace
         )
+    }
+
+    /// `resource/subresource`, or `resource` without a subresource.
+    #[must_use]
+    pub fn resource_path(&self) -> String {
+        if self.subresource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.subresource)
+        }
     }
 }
 
@@ -287,9 +297,8 @@ pub fn require(decision: &Decision, user: &UserInfo, attrs: &Attributes) -> Resu
         format!(": {}", decision.reason)
     };
     Err(ApiError::forbidden(format!(
-        "{}/{} {:?} is forbidden: User {:?} cannot {}{reason}",
-        attrs.resource,
-        attrs.subresource,
+        "{} {:?} is forbidden: User {:?} cannot {}{reason}",
+        attrs.resource_path(),
         attrs.name,
         user.name,
         attrs.describe()
@@ -749,5 +758,36 @@ mod tests {
         assert!(e.message.ends_with(": no RBAC policy matched"), "{e}");
         let allow = decision(true, "");
         assert!(require(&allow, &user, &attrs).is_ok());
+        // Without a subresource, no dangling slash.
+        let mut whole = attrs.clone();
+        whole.subresource.clear();
+        let e = require(&deny, &user, &whole).unwrap_err();
+        assert!(
+            e.message.starts_with("kompoxapps \"a\" is forbidden"),
+            "{e}"
+        );
+        assert!(e.message.contains("cannot get kompoxapps in"), "{e}");
+    }
+
+    #[test]
+    fn utf8_user_names_groups_and_extras_are_accepted() {
+        let cfg = RequestHeaderConfig::from_data(&data(r#"["front-proxy-client"]"#)).unwrap();
+        let proxy = conn_with_cn(Some("front-proxy-client"));
+        let mut h = HeaderMap::new();
+        let utf8 = |s: &str| HeaderValue::from_bytes(s.as_bytes()).unwrap();
+        h.append("X-Remote-User", utf8("山田太郎"));
+        h.append("X-Remote-Group", utf8("開発"));
+        h.append("X-Remote-Extra-Team", utf8("café"));
+        let u = authenticate(Some(&cfg), &proxy, &h).unwrap();
+        assert_eq!(u.name, "山田太郎");
+        assert_eq!(u.groups, ["開発"]);
+        assert_eq!(u.extra.get("team").cloned(), Some(vec!["café".to_owned()]));
+        // Bytes that are not UTF-8 are not a user name.
+        let mut bad = HeaderMap::new();
+        bad.append(
+            "X-Remote-User",
+            HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap(),
+        );
+        assert!(authenticate(Some(&cfg), &proxy, &bad).is_err());
     }
 }
