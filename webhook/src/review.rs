@@ -14,6 +14,9 @@
 
 pub mod view;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::fmt;
 
 use base64::Engine as _;
