@@ -532,7 +532,10 @@ fn pod_security(
 
 /// Warns about every compose field other than an `environment` entry (kept in a Secret),
 /// a config's `content` (moved to a Secret) or a compose secret that used a secret-held
-/// variable: its value shows in plain text in the rendered objects.
+/// variable: its value shows in plain text in the rendered objects. An image reference and
+/// a volume entry (a bind source, a path) are left out: they hold no credential, and `apply`
+/// keeps every variable of `.env` in a Secret, so `image: app:${TAG}` or
+/// `${UPLOAD_LOCATION}:/data` (as published compose files write them) would warn for nothing.
 fn secret_use_warnings(
     cx: &mut Ctx,
     project: &crate::compose::Project,
@@ -549,7 +552,7 @@ fn secret_use_warnings(
             || config_contents.contains(path)
             || path.starts_with("secrets.")
             || path.starts_with("secrets[");
-        if in_secret {
+        if in_secret || no_credential(path) {
             continue;
         }
         let names: Vec<String> = origin.secret.iter().map(|n| format!("${{{n}}}")).collect();
@@ -561,6 +564,22 @@ fn secret_use_warnings(
             ),
         );
     }
+}
+
+/// Whether a service field holds no credential whatever its value: `image`, and a
+/// `volumes` entry (short syntax) or its `source`.
+fn no_credential(path: &str) -> bool {
+    if !path.starts_with("services") {
+        return false;
+    }
+    if path.ends_with(".image") {
+        return true;
+    }
+    let Some((_, rest)) = path.rsplit_once(".volumes[") else {
+        return false;
+    };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest == "]" || rest == "].source"
 }
 
 /// The render proper, once the compose file parsed: `None` when errors were recorded.

@@ -1987,6 +1987,26 @@ fn secret_held_environment_values_become_secret_key_refs() {
 }
 
 #[test]
+fn fields_that_hold_no_credential() {
+    for (name, path, want) in [
+        ("image", "services.web.image", true),
+        (
+            "image of a dotted service",
+            "services[\"Web.Front\"].image",
+            true,
+        ),
+        ("short volume entry", "services.db.volumes[0]", true),
+        ("long volume source", "services.db.volumes[12].source", true),
+        ("long volume target", "services.db.volumes[1].target", false),
+        ("command word", "services.web.command[1]", false),
+        ("label", "services.web.labels.pw", false),
+        ("top-level volume name", "volumes.data.name", false),
+    ] {
+        assert_eq!(super::no_credential(path), want, "{name}: {path}");
+    }
+}
+
+#[test]
 fn secret_held_variables_elsewhere_warn_without_the_value() {
     let compose = "services:
   web:
@@ -2015,12 +2035,16 @@ secrets:
         )
     };
     for want in [
-        secret_warning("services.web.image", "TAG"),
         secret_warning("services.web.command[1]", "PW"),
         secret_warning("services.web.labels.pw", "PW"),
     ] {
         assert!(w.contains(&want), "missing {want:?} in {w:#?}");
     }
+    // An image reference holds no credential: a tag from .env is not warned about.
+    assert!(
+        !w.iter().any(|w| w.starts_with("services.web.image")),
+        "{w:#?}"
+    );
     assert!(
         !w.iter()
             .any(|w| w.starts_with("configs") || w.starts_with("secrets")),
