@@ -21,6 +21,7 @@ pub mod api_error;
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+pub mod ratelimit;
 pub mod render;
 pub mod service;
 pub mod state;

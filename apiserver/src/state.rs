@@ -47,9 +47,16 @@ pub struct State {
     pub render: RenderLimits,
     /// Slots for renders on the blocking pool ([`RenderLimits::concurrency`]).
     pub render_slots: Arc<tokio::sync::Semaphore>,
+    /// How often one user may ask for `?validate=true`.
+    pub validate_limit: crate::ratelimit::PerUserLimit,
     facts: FactsCache,
     kinds: RwLock<HashMap<GroupVersionKind, (ApiResource, bool)>>,
 }
+
+/// `?validate=true` per user: a burst of this many …
+pub const VALIDATE_BURST: u32 = 5;
+/// … refilled at this many a second.
+pub const VALIDATE_PER_SECOND: f64 = 0.5;
 
 impl State {
     /// A state over `client` and `authorizer`.
@@ -72,6 +79,10 @@ impl State {
             request_timeout,
             render_slots: Arc::new(tokio::sync::Semaphore::new(render.concurrency.max(1))),
             render,
+            validate_limit: crate::ratelimit::PerUserLimit::new(
+                VALIDATE_BURST,
+                VALIDATE_PER_SECOND,
+            ),
             facts: FactsCache::new(FACTS_TTL),
             kinds: RwLock::new(HashMap::new()),
         }

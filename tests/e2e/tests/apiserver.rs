@@ -834,3 +834,67 @@ async fn rendered_gitea_sample_matches_the_golden_objects() -> Result<()> {
     assert!(same, "two rendered answers in a row always differed");
     ns.cleanup().await
 }
+
+/// `?validate=true` dry-runs as the caller: a user who may only read `rendered` (kompox-view)
+/// gets a forbidden verdict for every object, naming them, not the server's own verdict; and
+/// one user's validations are rate-limited.
+#[tokio::test]
+async fn validate_judges_with_the_callers_rights() -> Result<()> {
+    shared().await?;
+    let admin = admin_client().await?;
+    let dev = user_client().await?;
+    let ns = TestNamespace::create(&admin, "apisrv-validate-as", &[]).await?;
+    gitea_app(&ns, "gitea", COMPOSE).await?;
+    create(
+        &ns.api::<RoleBinding>(),
+        json!({"metadata": {"name": "dev-kompox-view"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kompox-view"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dev"}]}),
+    )
+    .await?;
+    let path = format!("{}?validate=true", rendered_path(&ns.name, "gitea"));
+    let body = until_ok("dev to be allowed to read rendered", || get(&dev, &path)).await?;
+    assert_no_secret("validate as dev", &body);
+    let list = json_body(&body)?;
+    let ann = &list["metadata"]["annotations"];
+    assert_eq!(ann["kompox.dev/valid"], "false", "{ann}");
+    let verdicts: Vec<Value> = serde_json::from_str(
+        ann["kompox.dev/validation"]
+            .as_str()
+            .context("validation annotation")?,
+    )?;
+    assert!(!verdicts.is_empty());
+    for v in &verdicts {
+        assert_eq!(v["allowed"], false, "{v}");
+        assert_eq!(v["code"], 403, "{v}");
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("User \"dev\""), "{v}");
+    }
+    // The same app validated by an admin passes (the apiserver suite's other test), so the
+    // verdict is the caller's. A burst of validations by one user is limited.
+    // Straight to the server with the front-proxy certificate: kube clients retry a 429 with
+    // back-off, which would hide it.
+    let agg = shared().await?;
+    let (cert, key) = front_proxy_client()?;
+    let as_dev = [
+        ("X-Remote-User", "dev"),
+        ("X-Remote-Group", "system:authenticated"),
+    ];
+    let burst = futures::future::join_all(
+        (0..10).map(|_| direct(agg, Some((&cert, &key)), Method::GET, &path, &as_dev, b"")),
+    )
+    .await;
+    let mut limited = None;
+    for r in burst {
+        let (code, body) = r?;
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(json_body(&body)?);
+        }
+    }
+    let st = limited.context("no 429 among 10 validations at once")?;
+    assert_eq!(st["reason"], "TooManyRequests", "{st}");
+    // rendered without validate is not limited.
+    let (code, body) = get(&dev, &rendered_path(&ns.name, "gitea")).await?;
+    expect_status("rendered without validate", (code, &body), StatusCode::OK)?;
+    ns.cleanup().await
+}
