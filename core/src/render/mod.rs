@@ -448,7 +448,8 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         match crate::compose::parse_with(input.compose, &|k| vars.get(k), &|k| vars.is_secret(k)) {
             Ok(p) => Some(p),
             Err(e) => {
-                for d in e.errors {
+                for mut d in e.errors {
+                    hide_var_values(&mut d.message, input.interpolation);
                     cx.error(ErrorReason::InvalidCompose, d.path, d.message);
                 }
                 None
@@ -467,9 +468,11 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
     // show a secret-held value.
     for (_, d) in &mut cx.errors {
         interpolations.explain(&d.path, &mut d.message);
+        hide_var_values(&mut d.message, input.interpolation);
     }
     for w in &mut cx.warnings {
         interpolations.redact(&w.path, &mut w.message);
+        hide_var_values(&mut w.message, input.interpolation);
     }
     match result {
         Some(mut r) if !cx.has_errors() => {
@@ -478,6 +481,36 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
         }
         _ => Err(fail(cx)),
     }
+}
+
+/// Shows `${NAME}` instead of the value of each `interpolation` variable (the CLI's `--var`,
+/// which may hold a secret too) inside the quoted parts of `message`, so no error or warning
+/// quotes such a value. Values shorter than 3 characters are left (they would match too much).
+fn hide_var_values(message: &mut String, vars: &BTreeMap<String, String>) {
+    if vars.is_empty() || !message.contains('"') {
+        return;
+    }
+    let mut by_len: Vec<(&String, &String)> = vars
+        .iter()
+        .filter(|(_, v)| v.chars().count() >= 3)
+        .collect();
+    by_len.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        if i % 2 == 1 {
+            let mut p = part.to_owned();
+            for (name, value) in &by_len {
+                p = p.replace(value.as_str(), &format!("${{{name}}}"));
+            }
+            out.push_str(&p);
+        } else {
+            out.push_str(part);
+        }
+    }
+    *message = out;
 }
 
 /// Records an error for each rule of `level` the rendered Pod breaks, naming the compose

@@ -2237,3 +2237,30 @@ volumes:
     assert!(pod(&r).get("securityContext").is_none());
     assert!(ctr(&r, "web").get("securityContext").is_none());
 }
+
+/// Values given as `interpolation` (`render --var`) may be secrets: errors and warnings name the
+/// variable and show the text as written, never the value.
+#[test]
+fn var_values_are_never_quoted_in_errors() {
+    let mut f = fx(
+        "services:\n  web:\n    image: nginx\n    ports: [\"${PORT}\"]\n",
+        "",
+        "",
+    );
+    f.vars.insert("PORT".into(), "s3cret:80".into());
+    let text = f.err().to_string();
+    assert!(text.contains("services.web.ports[0]"), "{text}");
+    assert!(text.contains("${PORT}"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+
+    let mut f = fx(
+        "services:\n  web:\n    image: nginx\n    user: \"${WHO}\"\n",
+        "",
+        "",
+    );
+    f.vars.insert("WHO".into(), "hunter2name".into());
+    let warnings: Vec<String> = f.ok().warnings.iter().map(ToString::to_string).collect();
+    let text = warnings.join("\n");
+    assert!(text.contains("services.web.user"), "{text}");
+    assert!(!text.contains("hunter2name"), "{text}");
+}
