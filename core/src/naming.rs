@@ -413,6 +413,7 @@ fn base36_fixed(mut n: u64, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
     use std::collections::BTreeSet;
 
     #[test]
@@ -551,70 +552,47 @@ mod tests {
         assert!(sanitize_label(&"x".repeat(100), 20).len() <= 20);
     }
 
-    #[test]
-    fn k8s_names_cases() {
-        let h = short_hash;
-        // (case, the set of compose names, name → expected Kubernetes name)
-        type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, String)>);
-        let cases: Vec<Case> = vec![
-            ("valid name kept", vec!["web"], vec![("web", "web".into())]),
-            (
-                "underscore",
-                vec!["db_data"],
-                vec![("db_data", "db-data".into())],
-            ),
-            (
-                "dot",
-                vec!["db.local"],
-                vec![("db.local", "db-local".into())],
-            ),
-            ("upper case", vec!["Web"], vec![("Web", "web".into())]),
-            (
-                "leading digit stays a label",
-                vec!["1db"],
-                vec![("1db", "1db".into())],
-            ),
-            (
-                "trailing underscore trimmed",
-                vec!["cache_"],
-                vec![("cache_", "cache".into())],
-            ),
-            (
-                "collision: the valid name keeps its name",
-                vec!["db_data", "db-data"],
-                vec![
-                    ("db-data", "db-data".into()),
-                    ("db_data", format!("db-data-{}", h("db_data"))),
-                ],
-            ),
-            (
-                "collision without a valid name: both hashed",
-                vec!["a_b", "a.b"],
-                vec![
-                    ("a_b", format!("a-b-{}", h("a_b"))),
-                    ("a.b", format!("a-b-{}", h("a.b"))),
-                ],
-            ),
-            (
-                "unrelated names do not affect each other",
-                vec!["db_data", "web_data"],
-                vec![
-                    ("db_data", "db-data".into()),
-                    ("web_data", "web-data".into()),
-                ],
-            ),
-        ];
-        for (case, set, want) in cases {
-            let got = k8s_names(set.iter().copied(), 63);
-            let rev = k8s_names(set.iter().rev().copied(), 63);
-            assert_eq!(got, rev, "{case}: depends on order");
-            for (n, w) in want {
-                assert_eq!(got.get(n), Some(&w), "{case}: {n}");
-                assert!(is_dns1123_label(&w), "{case}: {w}");
-            }
-            let distinct: BTreeSet<&String> = got.values().collect();
-            assert_eq!(distinct.len(), got.len(), "{case}: not distinct");
+    /// The Kubernetes names of a set of compose names: the same whatever their order, valid,
+    /// distinct, and as `want` says.
+    #[rstest]
+    #[case::valid_name_kept(vec!["web"], vec![("web", "web".into())])]
+    #[case::underscore(vec!["db_data"], vec![("db_data", "db-data".into())])]
+    #[case::dot(vec!["db.local"], vec![("db.local", "db-local".into())])]
+    #[case::upper_case(vec!["Web"], vec![("Web", "web".into())])]
+    #[case::leading_digit_stays_a_label(vec!["1db"], vec![("1db", "1db".into())])]
+    #[case::trailing_underscore_trimmed(vec!["cache_"], vec![("cache_", "cache".into())])]
+    #[case::collision_the_valid_name_keeps_its_name(
+        vec!["db_data", "db-data"],
+        vec![
+            ("db-data", "db-data".into()),
+            ("db_data", format!("db-data-{}", short_hash("db_data"))),
+        ]
+    )]
+    #[case::collision_without_a_valid_name_both_hashed(
+        vec!["a_b", "a.b"],
+        vec![
+            ("a_b", format!("a-b-{}", short_hash("a_b"))),
+            ("a.b", format!("a-b-{}", short_hash("a.b"))),
+        ]
+    )]
+    #[case::unrelated_names_do_not_affect_each_other(
+        vec!["db_data", "web_data"],
+        vec![("db_data", "db-data".into()), ("web_data", "web-data".into())]
+    )]
+    fn k8s_names_cases(#[case] set: Vec<&str>, #[case] want: Vec<(&str, String)>) {
+        let got = k8s_names(set.iter().copied(), 63);
+        let rev = k8s_names(set.iter().rev().copied(), 63);
+        assert_eq!(got, rev, "depends on order");
+        for (n, w) in want {
+            assert_eq!(got.get(n), Some(&w), "{n}");
+            assert!(is_dns1123_label(&w), "{w}");
         }
+        let distinct: BTreeSet<&String> = got.values().collect();
+        assert_eq!(distinct.len(), got.len(), "not distinct");
+    }
+
+    #[test]
+    fn k8s_name_of_a_long_name() {
         let long = format!("{}_x", "a".repeat(80));
         let k = k8s_name(&long, 40);
         assert!(k.len() <= 40 && is_dns1123_label(&k), "{k}");
