@@ -28,7 +28,8 @@ pub const FIELD_MANAGER: &str = "kubectl-kompox";
 /// kubectl's connection flags.
 #[derive(Debug, Clone, Args, Default)]
 pub struct KubeArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    /// Path to the kubeconfig file (default: the files of $KUBECONFIG merged as kubectl
+    /// merges them, else ~/.kube/config).
     #[arg(long, global = true, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
@@ -36,38 +37,58 @@ pub struct KubeArgs {
     pub context: Option<String>,
 }
 
-/// The kubeconfig that would be read: `--kubeconfig`, else the first `$KUBECONFIG` entry,
-/// else `~/.kube/config`.
-#[must_use]
-pub fn kubeconfig_path(args: &KubeArgs) -> Option<PathBuf> {
-    if let Some(p) = &args.kubeconfig {
-        return Some(p.clone());
-    }
-    if let Some(first) = std::env::var("KUBECONFIG")
-        .ok()
-        .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
-    {
-        return Some(first);
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"))
-}
-
-/// Reads the kubeconfig, pinned to `--context` when given.
+/// Reads the kubeconfig as kubectl does, pinned to `--context` when given: `--kubeconfig`,
+/// else every file of `$KUBECONFIG` merged (the first file to set a value wins), else
+/// `~/.kube/config`.
 ///
 /// # Errors
 ///
 /// [`CliError::Cluster`] naming the file or context that is wrong.
 pub fn kubeconfig(args: &KubeArgs) -> Result<Kubeconfig, CliError> {
-    let path = kubeconfig_path(args).ok_or_else(|| {
-        CliError::Cluster("no kubeconfig: give --kubeconfig or set KUBECONFIG".into())
-    })?;
-    let mut kc = Kubeconfig::read_from(&path)
-        .map_err(|e| CliError::Cluster(format!("kubeconfig {}: {e}", path.display())))?;
+    load_kubeconfig(
+        args,
+        std::env::var_os("KUBECONFIG").as_deref(),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+fn load_kubeconfig(
+    args: &KubeArgs,
+    env: Option<&std::ffi::OsStr>,
+    home: Option<PathBuf>,
+) -> Result<Kubeconfig, CliError> {
+    let read = |p: &std::path::Path| {
+        Kubeconfig::read_from(p)
+            .map_err(|e| CliError::Cluster(format!("kubeconfig {}: {e}", p.display())))
+    };
+    let listed: Vec<PathBuf> = env
+        .map(|v| {
+            std::env::split_paths(v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (mut kc, from) = if let Some(p) = &args.kubeconfig {
+        (read(p)?, p.display().to_string())
+    } else if !listed.is_empty() {
+        let mut merged = Kubeconfig::default();
+        for p in &listed {
+            merged = merged
+                .merge(read(p)?)
+                .map_err(|e| CliError::Cluster(format!("kubeconfig {}: {e}", p.display())))?;
+        }
+        let names: Vec<String> = listed.iter().map(|p| p.display().to_string()).collect();
+        (merged, format!("$KUBECONFIG ({})", names.join(", ")))
+    } else {
+        let p = home.map(|h| h.join(".kube/config")).ok_or_else(|| {
+            CliError::Cluster("no kubeconfig: give --kubeconfig or set KUBECONFIG".into())
+        })?;
+        (read(&p)?, p.display().to_string())
+    };
     if let Some(ctx) = &args.context {
         if !kc.contexts.iter().any(|c| &c.name == ctx) {
             return Err(CliError::Cluster(format!(
-                "--context {ctx:?}: no such context in {}",
-                path.display()
+                "--context {ctx:?}: no such context in {from}"
             )));
         }
         kc.current_context = Some(ctx.clone());
@@ -512,6 +533,63 @@ mod tests {
         let r = redact(&[s]);
         assert!(!r[0].to_string().contains("secret"));
         assert!(!r[0].to_string().contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn kubeconfig_files_of_the_environment_are_merged() {
+        let dir = std::env::temp_dir().join(format!("kompox-kubectx-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = |name: &str, ctx: &str, server: &str, current: Option<&str>| {
+            let p = dir.join(name);
+            let text = format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: {ctx}\n  cluster: {{server: {server}}}\nusers:\n- name: {ctx}\n  user: {{token: t}}\ncontexts:\n- name: {ctx}\n  context: {{cluster: {ctx}, user: {ctx}}}\n{}",
+                current
+                    .map(|c| format!("current-context: {c}\n"))
+                    .unwrap_or_default()
+            );
+            let _ = std::fs::write(&p, text);
+            p
+        };
+        let a = file("a", "one", "https://one.example:6443", Some("one"));
+        let b = file("b", "two", "https://two.example:6443", Some("two"));
+        let env = std::env::join_paths([&a, &b]).unwrap_or_default();
+        let none = KubeArgs::default();
+        let kc = load_kubeconfig(&none, Some(&env), None).unwrap_or_default();
+        let names: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["one", "two"], "both files' contexts");
+        assert_eq!(
+            kc.current_context.as_deref(),
+            Some("one"),
+            "the first file wins"
+        );
+        let two = KubeArgs {
+            context: Some("two".into()),
+            ..KubeArgs::default()
+        };
+        let kc = load_kubeconfig(&two, Some(&env), None).unwrap_or_default();
+        assert_eq!(kc.current_context.as_deref(), Some("two"));
+        let nope = KubeArgs {
+            context: Some("three".into()),
+            ..KubeArgs::default()
+        };
+        let err = load_kubeconfig(&nope, Some(&env), None).map(|_| ());
+        assert_eq!(
+            err.map_err(|e| e.to_string()),
+            Err(format!(
+                "--context \"three\": no such context in $KUBECONFIG ({}, {})",
+                a.display(),
+                b.display()
+            ))
+        );
+        // --kubeconfig wins over the environment; no file anywhere says so.
+        let only_b = KubeArgs {
+            kubeconfig: Some(b.clone()),
+            ..KubeArgs::default()
+        };
+        let kc = load_kubeconfig(&only_b, Some(&env), None).unwrap_or_default();
+        assert_eq!(kc.contexts.len(), 1);
+        assert!(load_kubeconfig(&none, None, None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub enum Command {
     Rendered(ops::RenderedArgs),
     /// Show an app's conditions, pods, zone, disks and ingress hosts.
     Status(ops::StatusArgs),
-    /// Diff the server's rendered objects against the live ones.
+    /// Diff the server's rendered objects against the live ones (exit 0: the same, 1: they
+    /// differ, 2: an error, as `kubectl diff`).
     Diff(ops::DiffArgs),
     /// Manage KompoxDisks.
     #[command(subcommand)]
@@ -77,6 +78,8 @@ pub enum CliError {
     Timeout(String),
     /// The named object does not exist.
     NotFound(String),
+    /// `diff` found differences (already printed): exit code 1, as `kubectl diff`.
+    Differs(usize),
 }
 
 impl fmt::Display for CliError {
@@ -87,11 +90,24 @@ impl fmt::Display for CliError {
             | CliError::Cluster(msg)
             | CliError::Timeout(msg)
             | CliError::NotFound(msg) => f.write_str(msg),
+            CliError::Differs(n) => write!(f, "{n} objects differ"),
         }
     }
 }
 
 impl std::error::Error for CliError {}
+
+/// The exit code of a failed command: 1, as kubectl; for `diff` (`is_diff`) 1 when the
+/// objects differ and 2 on an error, as `kubectl diff`. `error` is `None` for a failure that
+/// is no [`CliError`] (writing the output).
+#[must_use]
+pub fn exit_code(is_diff: bool, error: Option<&CliError>) -> u8 {
+    match (is_diff, error) {
+        (_, Some(CliError::Differs(_))) => 1,
+        (true, _) => 2,
+        (false, _) => 1,
+    }
+}
 
 /// Runs `cli`, writing results to `out` and warnings to `err`.
 ///
@@ -127,5 +143,29 @@ async fn run_cluster(
         Command::Diff(a) => ops::diff(&a, out).await,
         Command::Disk(c) => ops::disk(&c, out, err).await,
         Command::Snapshot(c) => ops::snapshot(&c, out).await,
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_as_kubectl() {
+        let cases = [
+            ("diff: differences", true, Some(CliError::Differs(2)), 1),
+            (
+                "diff: an error",
+                true,
+                Some(CliError::NotFound("x".into())),
+                2,
+            ),
+            ("diff: no CliError", true, None, 2),
+            ("other: an error", false, Some(CliError::Invalid(vec![])), 1),
+            ("other: no CliError", false, None, 1),
+        ];
+        for (name, diff, error, want) in cases {
+            assert_eq!(exit_code(diff, error.as_ref()), want, "{name}");
+        }
     }
 }

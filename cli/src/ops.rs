@@ -369,8 +369,10 @@ pub async fn diff(args: &DiffArgs, out: &mut dyn Write) -> Result<(), CliError> 
             out,
             "no differences: the live objects match the rendered ones"
         );
+        Ok(())
+    } else {
+        Err(CliError::Differs(changed))
     }
-    Ok(())
 }
 
 /// `disk` subcommands.

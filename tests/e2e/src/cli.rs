@@ -254,6 +254,10 @@ pub async fn with_local_install<F>(prefix: &str, body: F) -> Result<()>
 where
     F: for<'a> FnOnce(&'a LocalInstall) -> BoxFuture<'a, Result<()>>,
 {
+    // `install --local` registers cluster-wide objects (the APIService, the webhook
+    // configuration) and `uninstall --local` removes them: one at a time in a process.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let cache = temp_dir(&format!("{prefix}-cache"))?;
     let dir = temp_dir(prefix)?;
     let ws = format!("{prefix}{:06x}", rand::random::<u32>() & 0xff_ffff);
@@ -383,54 +387,57 @@ async fn live_pods(client: &Client, ns: &str) -> Result<Vec<k8s_openapi::api::co
     )
 }
 
-/// Checks, without waiting, that Deployment `dep` has rolled since `before`: a new generation,
-/// observed, with one replica updated, available and no old one left, and the one live Pod a
-/// new one that carries the template's env-hash and is Ready. Returns the new state (the
-/// caller checks whether the env-hash had to change).
+/// Checks, without waiting, that the app's Pod has rolled since `before`: a live Pod that
+/// was not there before, Ready, and carrying an env-hash. Returns it (its env-hash as
+/// `hash`, its image per container in `images`); the caller checks what had to change.
 ///
 /// # Errors
 ///
 /// Saying which of these does not hold.
-pub async fn rolled_since(client: &Client, ns: &str, dep: &str, before: &PodsAt) -> Result<PodsAt> {
-    let d = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
-        .get(dep)
-        .await?;
-    let now = pods_at(client, ns, dep).await?;
-    ensure!(
-        now.generation > before.generation,
-        "Deployment {dep}: generation {} unchanged",
-        now.generation
-    );
-    let st = d.status.clone().unwrap_or_default();
-    ensure!(
-        st.observed_generation == d.metadata.generation
-            && st.updated_replicas == Some(1)
-            && st.available_replicas == Some(1)
-            && st.replicas == Some(1),
-        "Deployment {dep} has not rolled out: generation {:?}, status {st:?}",
-        d.metadata.generation
-    );
+pub async fn rolled_since(client: &Client, ns: &str, before: &PodsAt) -> Result<NewPod> {
     let pods = live_pods(client, ns).await?;
-    let [pod] = pods.as_slice() else {
-        bail!("one live Pod expected in {ns}: {:?}", now.pods);
+    let names: Vec<String> = pods.iter().map(|p| p.name_any()).collect();
+    let ready = |p: &k8s_openapi::api::core::v1::Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     };
-    let name = pod.name_any();
-    ensure!(!before.pods.contains(&name), "Pod {name} is the old one");
-    let pod_hash = pod
+    let pod = pods
+        .iter()
+        .find(|p| !before.pods.contains(&p.name_any()) && ready(p))
+        .with_context(|| {
+            format!(
+                "no new Ready Pod in {ns}: live {names:?}, before {:?}",
+                before.pods
+            )
+        })?;
+    let hash = pod
         .annotations()
         .get(kompox_core::naming::ENV_HASH_ANNOTATION)
         .cloned()
         .unwrap_or_default();
-    ensure!(
-        pod_hash == now.hash,
-        "Pod {name} carries env-hash {pod_hash}, the template {}",
-        now.hash
-    );
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    ensure!(ready, "Pod {name} is not Ready: {:?}", pod.status);
-    Ok(now)
+    ensure!(!hash.is_empty(), "Pod {} has no env-hash", pod.name_any());
+    let images = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect();
+    Ok(NewPod {
+        name: pod.name_any(),
+        hash,
+        images,
+    })
+}
+
+/// The new Pod [`rolled_since`] found.
+#[derive(Debug, Clone)]
+pub struct NewPod {
+    /// Its name.
+    pub name: String,
+    /// Its `kompox.dev/env-hash`.
+    pub hash: String,
+    /// Container name → image.
+    pub images: std::collections::BTreeMap<String, String>,
 }

@@ -167,11 +167,11 @@ async fn checks(env: &LocalInstall, ns: &str, first: Run) -> Result<()> {
     let second = apply(env).await?.ok()?;
     env.step("apply after editing .env");
     ensure!(!second.stderr.contains(PASSWORD_2), "{second:?}");
-    let rolled = rolled_since(client, ns, DEPLOYMENT, &before)
+    let rolled = rolled_since(client, ns, &before)
         .await
         .with_context(|| format!("right after apply returned: {second:?}"))?;
     ensure!(rolled.hash != before.hash, "the env-hash did not change");
-    let before = rolled;
+    let before = pods_at(client, ns, DEPLOYMENT).await?;
     let derived = secrets.get("pgapp-environment").await?;
     ensure!(
         secret_value(&derived, "db.POSTGRES_PASSWORD").as_deref() == Some(PASSWORD_2),
@@ -190,7 +190,7 @@ async fn checks(env: &LocalInstall, ns: &str, first: Run) -> Result<()> {
         "the Pod rolled after pgapp-dotenv changed",
         Duration::from_secs(120),
         || async {
-            Ok(rolled_since(client, ns, DEPLOYMENT, &before)
+            Ok(rolled_since(client, ns, &before)
                 .await
                 .is_ok_and(|now| now.hash != before.hash))
         },

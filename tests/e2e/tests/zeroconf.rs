@@ -107,7 +107,8 @@ async fn flow(env: &LocalInstall) -> Result<()> {
     let ns = env
         .namespace_of(&app_name)
         .with_context(|| format!("{first:?}"))?;
-    checks(env, &ns, &app_name, first).await
+    checks(env, &ns, &app_name, first).await?;
+    diff_flow(env).await
 }
 
 #[allow(clippy::too_many_lines)]
@@ -167,6 +168,9 @@ async fn checks(env: &LocalInstall, ns: &str, app: &str, first: Run) -> Result<(
             .map(|d| (d.name_any(), d.uid().unwrap_or_default()))
             .collect()
     };
+    // `diff` exits as `kubectl diff`: 0 when the live objects are the rendered ones.
+    let d = env.kompox(&["diff", app, "-n", ns]).await?;
+    ensure!(d.code == 0 && d.stdout.contains("no differences"), "{d:?}");
     let before = uids(disks.list(&ListParams::default()).await?.items);
     ensure!(
         before.keys().map(String::as_str).collect::<Vec<_>>() == ["db-data", "wp-data"],
@@ -271,13 +275,14 @@ async fn checks(env: &LocalInstall, ns: &str, app: &str, first: Run) -> Result<(
     std::fs::write(dir.join("nginx.conf"), &edited)?;
     let second = apply(env).await?.ok()?;
     env.step("apply after editing nginx.conf");
-    let rolled = rolled_since(client, ns, &dep_name, &pods_before)
+    let rolled = rolled_since(client, ns, &pods_before)
         .await
         .with_context(|| format!("right after apply returned: {second:?}"))?;
     ensure!(
         rolled.hash != pods_before.hash,
         "the env-hash did not change"
     );
+    let pods_before = pods_at(client, ns, &dep_name).await?;
     ensure!(
         second.stdout.contains(&format!("namespace {ns} (reused)")),
         "{second:?}"
@@ -304,9 +309,14 @@ async fn checks(env: &LocalInstall, ns: &str, app: &str, first: Run) -> Result<(
     )?;
     let third = apply(env).await?.ok()?;
     env.step("apply after editing compose.yml");
-    rolled_since(client, ns, &dep_name, &rolled)
+    let rolled = rolled_since(client, ns, &pods_before)
         .await
         .with_context(|| format!("right after apply returned: {third:?}"))?;
+    ensure!(
+        rolled.images.get("nginx").map(String::as_str) == Some("nginx:1.27.3"),
+        "the new Pod runs {:?}",
+        rolled.images
+    );
     let dep = serde_json::to_value(deployments.get(&dep_name).await?)?;
     ensure!(
         dep["spec"]["template"]["spec"]["containers"]
@@ -344,6 +354,51 @@ async fn checks(env: &LocalInstall, ns: &str, app: &str, first: Run) -> Result<(
         "db-data recreated"
     );
     Ok(())
+}
+
+/// `diff` exits 1 when the live objects differ from the rendered ones (an app in a workspace
+/// no controller watches: nothing is applied), 2 on an error, as `kubectl diff`.
+async fn diff_flow(env: &LocalInstall) -> Result<()> {
+    let compose = env.dir.join("compose.yml");
+    std::fs::write(
+        &compose,
+        "name: plain\nservices:\n  web:\n    image: nginx:1.27\n",
+    )?;
+    // The controller watches env.ws only: in this workspace nothing renders the app.
+    let unwatched = format!("{}u", env.ws);
+    let applied = env
+        .kompox(&[
+            "apply",
+            "-f",
+            &compose.to_string_lossy(),
+            "--workspace",
+            &unwatched,
+            "--wait=false",
+        ])
+        .await?
+        .ok()?;
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        env.dir.join(".kompox/state.json"),
+    )?)?;
+    let ns = state["apps"][format!("{unwatched}/plain")]["namespace"]
+        .as_str()
+        .with_context(|| format!("{applied:?}"))?
+        .to_owned();
+    let result = async {
+        let d = env.kompox(&["diff", "plain", "-n", &ns]).await?;
+        ensure!(
+            d.code == 1 && d.stdout.contains("+++ rendered Deployment") && d.stderr.is_empty(),
+            "{d:?}"
+        );
+        let d = env.kompox(&["diff", "no-such-app", "-n", &ns]).await?;
+        ensure!(d.code == 2 && d.stderr.starts_with("error: "), "{d:?}");
+        Ok(())
+    }
+    .await;
+    Api::<Namespace>::all(env.client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await?;
+    result
 }
 
 /// A compose volume with `external: true` is created outside the project: `apply` refers to
