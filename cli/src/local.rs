@@ -237,6 +237,9 @@ pub async fn start(s: &Servers, timeout: Duration, out: &mut dyn Write) -> Resul
                     format!("--metrics-listen={}", listen(s.controller_port)),
                     format!("--kubeconfig={}", kc.display()),
                     "--lease-namespace=k4x-system".to_owned(),
+                    // --local is for the local test cluster, whose Traefik (a kwok Pod) never
+                    // reports Ingress status.
+                    "--ingress-admitted-by=existence".to_owned(),
                 ];
                 let scope = s.watch_namespaces.as_deref().unwrap_or_default();
                 if !scope.is_empty() {

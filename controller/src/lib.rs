@@ -79,6 +79,7 @@ use kompox_serve::Health;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
+pub use app::conditions::IngressAdmission;
 pub use context::{Context, object_key};
 pub use error::{Error, Result};
 pub use kompox_core::well_known::REPORTING_CONTROLLER;
@@ -109,6 +110,8 @@ pub struct Config {
     pub hash_key: kompox_core::hash::HashKey,
     /// Longest one render may take; an app whose render takes longer is Degraded.
     pub render_timeout: std::time::Duration,
+    /// When an app's Ingress counts as admitted.
+    pub ingress_admission: app::conditions::IngressAdmission,
     /// Connection limits and timeouts of the `/healthz` `/readyz` `/metrics` endpoint.
     pub serve: kompox_serve::ServeOptions,
 }

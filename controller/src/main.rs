@@ -46,6 +46,11 @@ struct Args {
     /// Longest one render may take, in seconds (the app is then Degraded).
     #[arg(long, default_value_t = 10)]
     render_timeout_seconds: u64,
+    /// When an app's Ingress counts as admitted: `controller` (its ingress controller wrote an
+    /// address into its status) or `existence` (a cluster whose ingress controller reports no
+    /// status).
+    #[arg(long, value_enum, default_value_t = kompox_controller::IngressAdmission::Controller)]
+    ingress_admitted_by: kompox_controller::IngressAdmission,
     /// Exit when standard input reaches end-of-file (a parent that dies takes us with it).
     #[arg(long)]
     exit_on_stdin_close: bool,
@@ -85,6 +90,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     Ok(Config {
         hash_key,
         render_timeout: std::time::Duration::from_secs(args.render_timeout_seconds.max(1)),
+        ingress_admission: args.ingress_admitted_by,
         kubeconfig: args
             .kubeconfig
             .clone()

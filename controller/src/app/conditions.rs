@@ -29,6 +29,41 @@ pub fn with_outcome(
     status
 }
 
+/// When an app's Ingress counts as admitted (`kompox-controller --ingress-admitted-by`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IngressAdmission {
+    /// Its ingress controller reported it: an address in `status.loadBalancer.ingress` (Traefik,
+    /// as `kubectl kompox install` runs it, copies its Service's load-balancer address there).
+    #[default]
+    Controller,
+    /// Once it exists: for a cluster whose ingress controller reports no status (`install
+    /// --local` on the local test cluster, whose Traefik is a kwok Pod that never runs).
+    Existence,
+}
+
+impl IngressAdmission {
+    /// Whether `ingress` (as cached, `None` when absent) counts as admitted.
+    #[must_use]
+    pub fn admitted(self, ingress: Option<&k8s_openapi::api::networking::v1::Ingress>) -> bool {
+        match (self, ingress) {
+            (_, None) => false,
+            (Self::Existence, Some(_)) => true,
+            (Self::Controller, Some(i)) => i
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.as_ref())
+                .is_some_and(|a| {
+                    a.iter().any(|x| {
+                        x.ip.as_deref()
+                            .or(x.hostname.as_deref())
+                            .is_some_and(|v| !v.is_empty())
+                    })
+                }),
+        }
+    }
+}
+
 /// Whether a Deployment has rolled out (shared with `kubectl kompox apply --wait`).
 pub use kompox_cluster::deployment_ready;
 
@@ -40,16 +75,15 @@ pub fn transition_events(old: &[Condition], outcome: &Outcome) -> Vec<Note> {
     outcome.transition(old, "Reconcile").into_iter().collect()
 }
 
-/// Ready when the Deployment is available and the Ingress (if any) is admitted. With no
-/// ingress controller reporting status (the local cluster has no Traefik), an Ingress counts
-/// as admitted once it exists. `applied`: the Deployment's generation as last applied; a
+/// Ready when the Deployment is available and the Ingress (if any) is admitted
+/// ([`IngressAdmission`]: `ingress_admitted` is `Some(admitted)` when the app has one). `applied`: the Deployment's generation as last applied; a
 /// (cached) Deployment older than that is not ready, whatever its status says.
 pub(super) fn readiness(
     deployment: Option<&Deployment>,
     applied: Option<i64>,
     dep_name: Option<&str>,
     ingress: Option<&str>,
-    ingress_exists: Option<bool>,
+    ingress_admitted: Option<bool>,
 ) -> Outcome {
     let (dep_ready, dep_msg) = match deployment {
         Some(d) if d.metadata.generation < applied => (
@@ -69,9 +103,11 @@ pub(super) fn readiness(
             ),
         ),
     };
-    let ing_msg = match (ingress, ingress_exists) {
+    let ing_msg = match (ingress, ingress_admitted) {
         (Some(i), Some(true)) => Some(Ok(format!("Ingress {i} admitted"))),
-        (Some(i), _) => Some(Err(format!("Ingress {i} not found"))),
+        (Some(i), _) => Some(Err(format!(
+            "Ingress {i} not admitted yet (its ingress controller has not reported an address)"
+        ))),
         _ => None,
     };
     match (dep_ready, ing_msg) {
@@ -164,6 +200,33 @@ mod tests {
         let d = deployment.map(dep_ready);
         let out = readiness(d.as_ref(), Some(1), Some("a-app"), ing, exists);
         assert_eq!(out.is_ready(), want, "{out:?}");
+    }
+
+    /// An Ingress whose status lists these load-balancer entries (`None`: no status at all).
+    fn ingress(lb: Option<serde_json::Value>) -> k8s_openapi::api::networking::v1::Ingress {
+        let mut i = serde_json::json!({"metadata": {"name": "a-app"}});
+        if let Some(lb) = lb {
+            i["status"] = serde_json::json!({"loadBalancer": {"ingress": lb}});
+        }
+        serde_json::from_value(i).unwrap_or_default()
+    }
+
+    #[rstest]
+    #[case::absent_controller(IngressAdmission::Controller, None, false)]
+    #[case::absent_existence(IngressAdmission::Existence, None, false)]
+    #[case::no_status_existence(IngressAdmission::Existence, Some(None), true)]
+    #[case::no_status_controller(IngressAdmission::Controller, Some(None), false)]
+    #[case::empty_list(IngressAdmission::Controller, Some(Some(serde_json::json!([]))), false)]
+    #[case::empty_ip(IngressAdmission::Controller, Some(Some(serde_json::json!([{"ip": ""}]))), false)]
+    #[case::ip(IngressAdmission::Controller, Some(Some(serde_json::json!([{"ip": "10.85.0.1"}]))), true)]
+    #[case::hostname(IngressAdmission::Controller, Some(Some(serde_json::json!([{"hostname": "lb.example"}]))), true)]
+    fn ingress_admission_cases(
+        #[case] mode: IngressAdmission,
+        #[case] cached: Option<Option<serde_json::Value>>,
+        #[case] want: bool,
+    ) {
+        let i = cached.map(ingress);
+        assert_eq!(mode.admitted(i.as_ref()), want);
     }
 
     #[test]

@@ -36,9 +36,10 @@
 //!    (Ready, a new Degraded reason, a new rendered hash, switch phases, claims, prunes).
 //!
 //! **Ready** = the Deployment rolled out its current generation and is available, and the
-//! Ingress (if any) is admitted. Kompox's ingress controller is Traefik; where no controller
-//! reports Ingress status (the local test cluster has no Traefik) an Ingress counts as admitted
-//! once it exists.
+//! Ingress (if any) is admitted: its ingress controller reported an address in its status
+//! (Traefik, as `kubectl kompox install` runs it, writes its Service's load-balancer address
+//! there). `--ingress-admitted-by=existence` counts an Ingress as admitted once it exists, for a
+//! cluster whose ingress controller reports nothing (`install --local` on the kwok test cluster).
 //!
 //! ## The cheap path
 //!

@@ -13,10 +13,11 @@ use kompox_core::api::condition::reasons;
 use kompox_core::render::{ClusterInfo, render};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::apply;
-use super::conditions::{Outcome, readiness};
+use super::conditions::{IngressAdmission, Outcome, readiness};
 use super::fingerprint::{
     cached_owned_fingerprint, combine, holds_stale_claims, inputs_fingerprint, owned_fingerprint,
 };
@@ -259,7 +260,20 @@ impl Run<'_> {
             generation,
             dep_name.as_deref(),
             ing_name.as_deref(),
-            ing_name.as_ref().map(|_| true),
+            // Just applied, so it exists; whether its controller reported it, the cache says
+            // (its status change re-triggers the app).
+            ing_name
+                .as_ref()
+                .map(|n| match self.actx.ctx.config.ingress_admission {
+                    IngressAdmission::Existence => true,
+                    a => a.admitted(
+                        self.actx
+                            .stores
+                            .ingresses
+                            .get(&ObjectRef::new(n).within(&self.ns))
+                            .as_deref(),
+                    ),
+                }),
         );
         Ok(Step {
             outcome,

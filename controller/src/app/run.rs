@@ -406,11 +406,16 @@ impl<'a> Run<'a> {
                         .get(&ObjectRef::new(d).within(&self.ns))
                 });
                 let ing = ingress.as_ref().map(|i| {
-                    self.actx
+                    let cached = self
+                        .actx
                         .stores
                         .ingresses
-                        .get(&ObjectRef::new(i).within(&self.ns))
-                        .is_some()
+                        .get(&ObjectRef::new(i).within(&self.ns));
+                    self.actx
+                        .ctx
+                        .config
+                        .ingress_admission
+                        .admitted(cached.as_deref())
                 });
                 readiness(
                     dep.as_deref(),

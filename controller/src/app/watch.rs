@@ -49,8 +49,8 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     /// Kompox Service metadata.
     pub services: Store<PartialObjectMeta<Service>>,
-    /// Kompox Ingress metadata.
-    pub ingresses: Store<PartialObjectMeta<Ingress>>,
+    /// Kompox Ingresses (spec dropped; readiness reads their status).
+    pub ingresses: Store<Ingress>,
     /// Kompox PVC metadata.
     pub pvcs: Store<PartialObjectMeta<PersistentVolumeClaim>>,
     synced: Arc<AtomicBool>,
@@ -365,15 +365,16 @@ pub fn controller(ctx: &Context) -> (Controller<KompoxApp>, Stores) {
     .reflect(svc_w)
     .touched_objects();
 
-    let (ingresses, ing_w) = reflector::store();
-    let ing_stream = watcher(
-        scope.api::<PartialObjectMeta<Ingress>>(client.clone()),
-        labelled(),
-    )
-    .default_backoff()
-    .modify(strip_meta)
-    .reflect(ing_w)
-    .touched_objects();
+    let (ingresses, ing_w) = reflector::store::<Ingress>();
+    let ing_stream = watcher(scope.api::<Ingress>(client.clone()), labelled())
+        .default_backoff()
+        .modify(|i: &mut Ingress| {
+            i.metadata.managed_fields = None;
+            i.metadata.annotations = None;
+            i.spec = None;
+        })
+        .reflect(ing_w)
+        .touched_objects();
 
     let (pvcs, pvc_w) = reflector::store();
     let pvc_stream = watcher(
@@ -421,7 +422,7 @@ pub fn controller(ctx: &Context) -> (Controller<KompoxApp>, Stores) {
         })
         .watches_stream(dep_stream, |d: Deployment| owner_app(&d))
         .watches_stream(svc_stream, |s: PartialObjectMeta<Service>| owner_app(&s))
-        .watches_stream(ing_stream, |i: PartialObjectMeta<Ingress>| owner_app(&i))
+        .watches_stream(ing_stream, |i: Ingress| owner_app(&i))
         .watches_stream(pvc_stream, |p: PartialObjectMeta<PersistentVolumeClaim>| {
             owner_app(&p)
         })

@@ -185,6 +185,8 @@ async fn spawn(opts: &Options, start: u32) -> Result<(Child, ChildStdin, u16, Pa
         .arg("--metrics-listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--exit-on-stdin-close")
+        // The kwok cluster's Traefik never runs, so nothing reports Ingress status.
+        .arg("--ingress-admitted-by=existence")
         .arg("--hash-key-file")
         .arg(crate::hash_key_file()?);
     match &opts.lease {

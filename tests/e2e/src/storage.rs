@@ -126,6 +126,8 @@ impl InProcessController {
             instance: format!("e2e-{:08x}", rand::random::<u32>()),
             hash_key: crate::hash_key(),
             render_timeout: std::time::Duration::from_secs(10),
+            // The kwok cluster's Traefik never runs, so nothing reports Ingress status.
+            ingress_admission: kompox_controller::IngressAdmission::Existence,
             serve: kompox_serve::ServeOptions::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();

@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use kompox_e2e::apps;
 use kompox_e2e::cli::{kompox, temp_dir};
 use kompox_e2e::node::{self, NODE};
 use kompox_e2e::webhook::{dry_run_pod, env_hash, managed_labels, pod, test_id};
@@ -213,7 +214,61 @@ async fn installed_and_serving(cache: &std::path::Path, client: &kube::Client) -
         t.elapsed()
     );
     webhook_mutates(client).await?;
-    traefik_serves_an_ingress(client).await
+    traefik_serves_an_ingress(client).await?;
+    an_app_is_ready_once_traefik_admits_its_ingress(client).await
+}
+
+/// The in-cluster controller counts an app's Ingress as admitted only once its ingress controller
+/// reported it (`--ingress-admitted-by=controller`, the default): the app's Ready condition says
+/// so, and the Ingress then has Traefik's address in its status. (The app's Pod is a kwok Pod: only
+/// the admission is checked here, the routing above.)
+async fn an_app_is_ready_once_traefik_admits_its_ingress(client: &kube::Client) -> Result<()> {
+    use kompox_core::api::KompoxApp;
+    let ns = TestNamespace::create(client, "node-app", &[]).await?;
+    let result = async {
+        let t = Instant::now();
+        apps::put_compose(client, &ns.name, "web-compose", &apps::small_compose("web")).await?;
+        let mut app = apps::small_app("web", "web-compose");
+        app["spec"]["ingress"] = json!({"className": "traefik", "rules": [
+            {"name": "main", "port": 8080, "hosts": ["app.example.test"]}]});
+        apps::apply(client, &ns.name, &app).await?;
+        let ready =
+            apps::wait_ready(&ns.api::<KompoxApp>(), "web", Duration::from_secs(120)).await?;
+        let message = ready
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter())
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        ensure!(message.contains("admitted"), "Ready message: {message:?}");
+        let ing = ns
+            .api::<Ingress>()
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .next()
+            .context("the app has no Ingress")?;
+        let lb = ing
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|l| l.ingress)
+            .unwrap_or_default();
+        ensure!(
+            lb.iter().any(|x| x.ip.as_deref() == Some(NODE_IP)),
+            "the Ready app's Ingress has no address from Traefik: {lb:?}"
+        );
+        eprintln!(
+            "app Ready with its Ingress admitted by Traefik: {:.1?}",
+            t.elapsed()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let cleanup = ns.cleanup().await;
+    result?;
+    cleanup
 }
 
 /// The node's IP (hack/lib/node.sh `NODE_IP`): hack/lib/servicelb.sh gives LoadBalancer Services
