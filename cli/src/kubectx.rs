@@ -96,6 +96,31 @@ fn load_kubeconfig(
     Ok(kc)
 }
 
+/// The namespace a command acts in, as kubectl picks it: `explicit` (`-n`), else the
+/// namespace of the kubeconfig's context (`--context`, else the current one), else
+/// `default`.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when no `-n` is given and the kubeconfig cannot be read.
+pub fn namespace(args: &KubeArgs, explicit: Option<&str>) -> Result<String, CliError> {
+    if let Some(ns) = explicit {
+        return Ok(ns.to_owned());
+    }
+    Ok(context_namespace(&kubeconfig(args)?).unwrap_or_else(|| "default".to_owned()))
+}
+
+/// The namespace of the kubeconfig's current context, if it names one.
+fn context_namespace(kc: &Kubeconfig) -> Option<String> {
+    let current = kc.current_context.as_deref()?;
+    kc.contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.namespace.clone())
+        .filter(|n| !n.is_empty())
+}
+
 /// A client for the chosen kubeconfig and context, and the server's URL.
 ///
 /// # Errors
@@ -581,6 +606,17 @@ mod tests {
                 b.display()
             ))
         );
+        // The context's namespace is the default namespace, as kubectl.
+        let mut kc = load_kubeconfig(&none, Some(&env), None).unwrap_or_default();
+        assert_eq!(context_namespace(&kc), None);
+        if let Some(c) = kc.contexts.iter_mut().find(|c| c.name == "one")
+            && let Some(ctx) = c.context.as_mut()
+        {
+            ctx.namespace = Some("k4x-ws-app-1".into());
+        }
+        assert_eq!(context_namespace(&kc).as_deref(), Some("k4x-ws-app-1"));
+        kc.current_context = Some("two".into());
+        assert_eq!(context_namespace(&kc), None);
         // --kubeconfig wins over the environment; no file anywhere says so.
         let only_b = KubeArgs {
             kubeconfig: Some(b.clone()),

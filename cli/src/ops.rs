@@ -429,9 +429,21 @@ pub struct Target {
     pub kube: KubeArgs,
     /// Its name.
     pub name: String,
-    /// Its namespace.
+    /// Its namespace (default: the kubeconfig context's namespace, else `default`, as
+    /// kubectl).
     #[arg(short = 'n', long)]
-    pub namespace: String,
+    pub namespace: Option<String>,
+}
+
+impl Target {
+    /// `-n`, else the kubeconfig context's namespace, else `default`.
+    ///
+    /// # Errors
+    ///
+    /// When the kubeconfig cannot be read.
+    pub fn ns(&self) -> Result<String, CliError> {
+        kubectx::namespace(&self.kube, self.namespace.as_deref())
+    }
 }
 
 /// Arguments of the list commands.
@@ -439,9 +451,10 @@ pub struct Target {
 pub struct ListArgs {
     #[command(flatten)]
     pub kube: KubeArgs,
-    /// The namespace.
+    /// The namespace (default: the kubeconfig context's namespace, else `default`, as
+    /// kubectl).
     #[arg(short = 'n', long)]
-    pub namespace: String,
+    pub namespace: Option<String>,
     /// Output format (default: a table).
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ListFormat>,
@@ -765,8 +778,9 @@ fn new_disk(
 pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
         DiskCmd::List(a) => {
-            let client = ns_client(&a.kube, &a.namespace).await?;
-            let ds: Vec<KompoxDisk> = list_in(&client, &a.namespace).await?;
+            let ns = kubectx::namespace(&a.kube, a.namespace.as_deref())?;
+            let client = ns_client(&a.kube, &ns).await?;
+            let ds: Vec<KompoxDisk> = list_in(&client, &ns).await?;
             let now = k8s_openapi::jiff::Timestamp::now();
             print_list(
                 out,
@@ -807,7 +821,7 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Re
             )
         }
         DiskCmd::Create(a) => {
-            let (ns, name) = (&a.target.namespace, &a.target.name);
+            let (ns, name) = (&a.target.ns()?, &a.target.name);
             let client = ns_client(&a.target.kube, ns).await?;
             let api: Api<KompoxDisk> = Api::namespaced(client, ns);
             let d = new_disk(
@@ -844,7 +858,7 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Re
             } else {
                 ("detach", "from")
             };
-            let (ns, name) = (&a.target.namespace, &a.target.name);
+            let (ns, name) = (&a.target.ns()?, &a.target.name);
             let client = ns_client(&a.target.kube, ns).await?;
             let body = serde_json::to_vec(&json!({"app": a.app, "volume": a.volume}))
                 .map_err(|e| CliError::Io(e.to_string()))?;
@@ -874,7 +888,7 @@ pub async fn disk(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Re
 /// `disk resize`: sets `spec.size`, then waits until the controller has seen that generation
 /// and reports Ready with a volume of at least that size, or Degraded `ResizeFailed`.
 async fn resize_disk(a: &DiskResizeArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let (ns, name) = (&a.target.namespace, &a.target.name);
+    let (ns, name) = (&a.target.ns()?, &a.target.name);
     let client = ns_client(&a.target.kube, ns).await?;
     let api: Api<KompoxDisk> = Api::namespaced(client, ns);
     let what = format!("kompoxdisk {ns}/{name}");
@@ -976,7 +990,7 @@ async fn delete_disk(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let (ns, name) = (&a.target.namespace, &a.target.name);
+    let (ns, name) = (&a.target.ns()?, &a.target.name);
     let client = ns_client(&a.target.kube, ns).await?;
     let api: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);
     let d: KompoxDisk = get_in(&client, ns, name).await?;
@@ -1109,8 +1123,9 @@ pub struct RestoreArgs {
 pub async fn snapshot(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
         SnapshotCmd::List(a) => {
-            let client = ns_client(&a.kube, &a.namespace).await?;
-            let ss: Vec<KompoxSnapshot> = list_in(&client, &a.namespace).await?;
+            let ns = kubectx::namespace(&a.kube, a.namespace.as_deref())?;
+            let client = ns_client(&a.kube, &ns).await?;
+            let ss: Vec<KompoxSnapshot> = list_in(&client, &ns).await?;
             let now = k8s_openapi::jiff::Timestamp::now();
             print_list(
                 out,
@@ -1138,7 +1153,7 @@ pub async fn snapshot(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliE
             )
         }
         SnapshotCmd::Create(a) => {
-            let (ns, name) = (&a.target.namespace, &a.target.name);
+            let (ns, name) = (&a.target.ns()?, &a.target.name);
             let client = ns_client(&a.target.kube, ns).await?;
             let api: Api<KompoxSnapshot> = Api::namespaced(client, ns);
             let mut s = KompoxSnapshot::new(
@@ -1174,7 +1189,7 @@ pub async fn snapshot(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliE
             line(out, &format!("{what} is ready to use"))
         }
         SnapshotCmd::Restore(a) => {
-            let (ns, from, to) = (&a.target.namespace, &a.target.name, &a.disk);
+            let (ns, from, to) = (&a.target.ns()?, &a.target.name, &a.disk);
             let client = ns_client(&a.target.kube, ns).await?;
             let snap: KompoxSnapshot = get_in(&client, ns, from).await?;
             let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);

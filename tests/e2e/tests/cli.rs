@@ -291,6 +291,34 @@ async fn with_app(env: &LocalInstall) -> Result<()> {
         .with_context(|| format!("{applied:?}"))?;
     let client = env.client.clone();
     kompoxops_applied(&client, &ns, applied).await?;
+    // Without -n, the namespace of the kubeconfig's context, as kubectl.
+    let kc = dir.join("kubeconfig");
+    std::fs::copy(&cluster().admin_kubeconfig, &kc)?;
+    let set = std::process::Command::new(cluster().bin_dir.join("kubectl"))
+        .args(["config", "set-context", "--current", "--namespace", &ns])
+        .arg("--kubeconfig")
+        .arg(&kc)
+        .output()?;
+    ensure!(set.status.success(), "{set:?}");
+    let names = |r: &Run| -> Vec<String> {
+        table(&r.stdout)
+            .into_iter()
+            .filter_map(|row| row.first().cloned())
+            .collect()
+    };
+    let with_n = kompox_async(cache, &["disk", "list", "-n", &ns])
+        .await?
+        .ok()?;
+    let from_context = kompox_async(
+        cache,
+        &["disk", "list", "--kubeconfig", &kc.to_string_lossy()],
+    )
+    .await?
+    .ok()?;
+    ensure!(
+        names(&with_n).len() > 1 && names(&with_n) == names(&from_context),
+        "{with_n:?}\n{from_context:?}"
+    );
     disk_flows(cache, &client, &ns).await?;
     snapshot_flows(cache, &client, &ns).await
 }
