@@ -19,7 +19,11 @@
 //! The env hash of the pod template goes to `spec.template.metadata.annotations`. The
 //! annotation is Kompox's: on UPDATE it is refreshed unless the request itself changed it
 //! (the controller bumping it, or a user pinning a value), so any `kubectl apply` of a
-//! workload carries the current hash and a changed Secret rolls the pods.
+//! workload carries the current hash and a changed Secret rolls the pods. A template the
+//! Kompox renderer made (it carries [`APP_LABEL`]) keeps the value it was sent: the
+//! controller computes that hash from quorum reads on every render and re-renders when a
+//! Secret changes, while this webhook's cache can lag a Secret change, and refreshing from it
+//! would roll the app a second time (to the stale hash and back).
 //!
 //! # Guarantees
 //!
@@ -42,6 +46,7 @@ use kompox_core::api::{KompoxDisk, ProviderType};
 use kompox_core::hash::{self, HashKey, ObjectDigests, SourceKind};
 use kompox_core::naming::{DISK_LABEL, DISK_NAMESPACE_LABEL, ENV_HASH_ANNOTATION};
 use kompox_core::provider::{self, ZONE_LABEL};
+use kompox_core::well_known::APP_LABEL;
 use serde_json::{Value, json};
 
 /// Read access to the cluster state the decision needs (reflector caches in the server,
@@ -191,9 +196,16 @@ pub fn mutate_template(
         (None, _) => false,
         // CREATE: whoever created the object chose the value.
         (Some(_), None) => true,
-        // UPDATE: the request changed the value on purpose (controller, user); otherwise the
-        // value is Kompox's to refresh.
-        (Some(c), Some(old)) => Some(c) != annotation(old.metadata.as_ref(), ENV_HASH_ANNOTATION),
+        // UPDATE: the request changed the value on purpose (controller, user), or the
+        // renderer made the template (its hash is authoritative); otherwise the value is
+        // Kompox's to refresh.
+        (Some(c), Some(old)) => {
+            Some(c) != annotation(old.metadata.as_ref(), ENV_HASH_ANNOTATION)
+                || template
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| label(m, APP_LABEL).is_some())
+        }
     };
     if !keep {
         stamp_env_hash(

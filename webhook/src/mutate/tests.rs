@@ -432,6 +432,31 @@ fn template_env_hash_create_and_update() {
 }
 
 #[test]
+fn a_rendered_template_keeps_the_hash_it_was_sent() {
+    // The controller's render computed this hash from quorum reads; the webhook's view of the
+    // Secret may be older or newer, and refreshing from it would roll the app a second time.
+    let v1 = Fake::new().secret(NS, "env", &[("K", "v1")]);
+    let v2 = Fake::new().secret(NS, "env", &[("K", "v2")]);
+    let h1 = decide_template(&deployment(None), None, &v1)
+        .env_hash
+        .unwrap_or_default();
+    let rendered = deployment(Some(json!({
+        "labels": {APP_LABEL: "web"},
+        "annotations": {ENV_HASH_ANNOTATION: h1},
+    })));
+    assert!(decide_template(&rendered, Some(&rendered), &v2).is_empty());
+    // The same template without the label is refreshed (see template_env_hash_create_and_update).
+    let plain = deployment(Some(json!({"annotations": {ENV_HASH_ANNOTATION: h1}})));
+    assert!(!decide_template(&plain, Some(&plain), &v2).is_empty());
+    // An empty label is no claim.
+    let empty = deployment(Some(json!({
+        "labels": {APP_LABEL: ""},
+        "annotations": {ENV_HASH_ANNOTATION: h1},
+    })));
+    assert!(!decide_template(&empty, Some(&empty), &v2).is_empty());
+}
+
+#[test]
 fn template_without_references_gets_nothing() {
     let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "image": "a"}]}}}});
