@@ -226,7 +226,8 @@ pub(crate) fn plan(
                 cx.warn(
                     format!("{}.ports", crate::compose::service_path(name)),
                     format!(
-                        "published port {published} is not exposed outside the cluster (no spec.ingress.rules entry has port {published}); in the cluster it is {name}:{}",
+                        "published port {published} is not exposed outside the cluster (no spec.ingress.rules entry has port {published}); in the cluster it is {}:{}",
+                        names.service(name),
                         p.target
                     ),
                 );

@@ -302,6 +302,21 @@ fn no_namespace_and_long_names() {
 }
 
 #[test]
+fn an_unpublished_port_is_named_by_its_service_name() {
+    // Other Pods reach the derived Service name; the compose name resolves only inside the Pod.
+    let r = ok("services:
+  my_api:
+    image: nginx
+    ports: ['9000:90']
+");
+    assert!(has(&r, "Service", "my-api"));
+    assert!(has_warning(
+        &r,
+        "services.my_api.ports: published port 9000 is not exposed outside the cluster (no spec.ingress.rules entry has port 9000); in the cluster it is my-api:90"
+    ));
+}
+
+#[test]
 fn headless_services() {
     let r = ok("services:
   web:
