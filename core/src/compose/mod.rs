@@ -44,6 +44,8 @@
 //! - `environment` entries without a value are looked up with `env`; unset ones are left
 //!   out, with a warning.
 
+mod env;
+mod extensions;
 mod image;
 pub(crate) mod interpolate;
 mod keys;

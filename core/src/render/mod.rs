@@ -106,6 +106,7 @@ mod bundle;
 mod ctx;
 mod files;
 mod network;
+mod paths;
 mod pod;
 pub mod podsecurity;
 mod storage;
@@ -128,11 +129,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use bundle::{Bundle, fresh_pv_name};
-pub use files::{
+pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
+pub use paths::{
     DiskBind, HOME_BIND_DIR, HOST_BIND_DIR, HostPath, HostPathKind, bind_on_disk, bind_path,
     host_paths, project_path,
 };
-pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
 
 use crate::api::{KompoxApp, KompoxDisk, PodSecurityLevel, ProviderType, condition::reasons};
 pub use crate::compose::{Diagnostic, Warning};

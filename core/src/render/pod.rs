@@ -17,11 +17,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::ctx::{Ctx, Names, bytes_quantity, generated_volume_name, literal, seconds};
-use super::files::{
-    DEFAULT_FILE_MODE, Derived, DiskBind, FileRef, FileTable, FileVolumes, bind_on_disk, bind_path,
-    mount_fields,
-};
+use super::files::{DEFAULT_FILE_MODE, Derived, FileRef, FileTable, FileVolumes};
 use super::network::service_ports;
+use super::paths::{DiskBind, bind_on_disk, bind_path, mount_fields};
 use super::storage::Storage;
 use super::{ErrorReason, SUBPATH_INIT_CONTAINER, SUBPATH_INIT_IMAGE};
 use crate::compose::{MountSource, Project, Service};
