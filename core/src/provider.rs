@@ -454,6 +454,8 @@ pub fn detect(facts: &ClusterFacts) -> Detection {
 
 #[cfg(test)]
 mod tests {
+    use rstest::rstest;
+
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -467,47 +469,35 @@ mod tests {
         s.iter().map(|s| s.to_string()).collect()
     }
 
+    /// The CSI driver a provider uses, given the drivers the cluster has.
+    #[rstest]
+    #[case::aks(ProviderType::Aks, &[], Ok("disk.csi.azure.com"))]
+    #[case::eks(ProviderType::Eks, &[], Ok("ebs.csi.aws.com"))]
+    #[case::gke(ProviderType::Gke, &[], Ok("pd.csi.storage.gke.io"))]
+    #[case::oke(ProviderType::Oke, &[], Ok("blockvolume.csi.oraclecloud.com"))]
+    #[case::csi_hostpath(ProviderType::Csi, &[], Ok(HOSTPATH_CSI_DRIVER))]
+    #[case::csi_ignores_cluster_drivers(ProviderType::Csi, &["other.csi.io"], Ok(HOSTPATH_CSI_DRIVER))]
+    #[case::k3s_first_non_cloud_driver_by_name(
+        ProviderType::K3s,
+        &["z.csi.io", "disk.csi.azure.com", "a.csi.io"],
+        Ok("a.csi.io")
+    )]
+    #[case::k3s_prefers_hostpath(ProviderType::K3s, &["a.csi.io", HOSTPATH_CSI_DRIVER], Ok(HOSTPATH_CSI_DRIVER))]
+    #[case::k3s_without_drivers(ProviderType::K3s, &[], Err(Error::NoCsiDriver(ProviderType::K3s)))]
+    #[case::auto_unresolved(ProviderType::Auto, &[], Err(Error::Unresolved))]
+    fn csi_driver_table(
+        #[case] p: ProviderType,
+        #[case] cluster: &[&str],
+        #[case] want: Result<&str, Error>,
+    ) {
+        assert_eq!(
+            csi_driver(p, &opts(&[]), &strings(cluster)),
+            want.map(String::from)
+        );
+    }
+
     #[test]
-    fn csi_driver_table() {
-        let none = opts(&[]);
-        for (p, cluster, want) in [
-            (ProviderType::Aks, &[][..], Ok("disk.csi.azure.com")),
-            (ProviderType::Eks, &[], Ok("ebs.csi.aws.com")),
-            (ProviderType::Gke, &[], Ok("pd.csi.storage.gke.io")),
-            (
-                ProviderType::Oke,
-                &[],
-                Ok("blockvolume.csi.oraclecloud.com"),
-            ),
-            (ProviderType::Csi, &[], Ok(HOSTPATH_CSI_DRIVER)),
-            (
-                ProviderType::Csi,
-                &["other.csi.io"],
-                Ok(HOSTPATH_CSI_DRIVER),
-            ),
-            (
-                ProviderType::K3s,
-                &["z.csi.io", "disk.csi.azure.com", "a.csi.io"],
-                Ok("a.csi.io"),
-            ),
-            (
-                ProviderType::K3s,
-                &["a.csi.io", HOSTPATH_CSI_DRIVER],
-                Ok(HOSTPATH_CSI_DRIVER),
-            ),
-            (
-                ProviderType::K3s,
-                &[],
-                Err(Error::NoCsiDriver(ProviderType::K3s)),
-            ),
-            (ProviderType::Auto, &[], Err(Error::Unresolved)),
-        ] {
-            assert_eq!(
-                csi_driver(p, &none, &strings(cluster)),
-                want.map(String::from),
-                "{p} {cluster:?}"
-            );
-        }
+    fn csi_driver_option_wins() {
         assert_eq!(
             csi_driver(
                 ProviderType::Aks,
@@ -518,58 +508,32 @@ mod tests {
         );
     }
 
+    /// StorageClass parameters from a provider and the disk's options.
+    #[rstest]
+    #[case::aks_default_sku(ProviderType::Aks, &[], &[("skuName", "Premium_LRS")])]
+    #[case::aks_sku_and_passthrough(
+        ProviderType::Aks,
+        &[("sku", "PremiumV2_LRS"), ("DiskIOPSReadWrite", "3000")],
+        &[("skuName", "PremiumV2_LRS"), ("DiskIOPSReadWrite", "3000")]
+    )]
+    #[case::aks_native_sku_name(ProviderType::Aks, &[("skuName", "StandardSSD_LRS")], &[("skuName", "StandardSSD_LRS")])]
+    #[case::eks_default_type(ProviderType::Eks, &[], &[("type", "gp3")])]
+    #[case::eks_sku_and_iops(ProviderType::Eks, &[("sku", "io2"), ("iops", "5000")], &[("type", "io2"), ("iops", "5000")])]
+    #[case::gke_default_type(ProviderType::Gke, &[], &[("type", "pd-balanced")])]
+    #[case::gke_sku(ProviderType::Gke, &[("sku", "pd-ssd")], &[("type", "pd-ssd")])]
+    #[case::oke_passthrough(ProviderType::Oke, &[("vpusPerGB", "20")], &[("vpusPerGB", "20")])]
+    #[case::csi_takes_none(ProviderType::Csi, &[("sku", "x"), (CSI_DRIVER_OPTION, "d")], &[])]
+    #[case::k3s_takes_none(ProviderType::K3s, &[], &[])]
+    fn storage_class_parameter_table(
+        #[case] p: ProviderType,
+        #[case] options: &[(&str, &str)],
+        #[case] want: &[(&str, &str)],
+    ) {
+        assert_eq!(storage_class_parameters(p, &opts(options)), Ok(opts(want)));
+    }
+
     #[test]
-    fn storage_class_parameter_table() {
-        for (p, options, want) in [
-            (
-                ProviderType::Aks,
-                opts(&[]),
-                opts(&[("skuName", "Premium_LRS")]),
-            ),
-            (
-                ProviderType::Aks,
-                opts(&[("sku", "PremiumV2_LRS"), ("DiskIOPSReadWrite", "3000")]),
-                opts(&[("skuName", "PremiumV2_LRS"), ("DiskIOPSReadWrite", "3000")]),
-            ),
-            (
-                ProviderType::Aks,
-                opts(&[("skuName", "StandardSSD_LRS")]),
-                opts(&[("skuName", "StandardSSD_LRS")]),
-            ),
-            (ProviderType::Eks, opts(&[]), opts(&[("type", "gp3")])),
-            (
-                ProviderType::Eks,
-                opts(&[("sku", "io2"), ("iops", "5000")]),
-                opts(&[("type", "io2"), ("iops", "5000")]),
-            ),
-            (
-                ProviderType::Gke,
-                opts(&[]),
-                opts(&[("type", "pd-balanced")]),
-            ),
-            (
-                ProviderType::Gke,
-                opts(&[("sku", "pd-ssd")]),
-                opts(&[("type", "pd-ssd")]),
-            ),
-            (
-                ProviderType::Oke,
-                opts(&[("vpusPerGB", "20")]),
-                opts(&[("vpusPerGB", "20")]),
-            ),
-            (
-                ProviderType::Csi,
-                opts(&[("sku", "x"), (CSI_DRIVER_OPTION, "d")]),
-                opts(&[]),
-            ),
-            (ProviderType::K3s, opts(&[]), opts(&[])),
-        ] {
-            assert_eq!(
-                storage_class_parameters(p, &options),
-                Ok(want),
-                "{p} {options:?}"
-            );
-        }
+    fn storage_class_parameter_errors() {
         assert!(matches!(
             storage_class_parameters(ProviderType::Aks, &opts(&[("sku", "A"), ("skuName", "B")])),
             Err(Error::ConflictingOptions {
@@ -583,35 +547,28 @@ mod tests {
         );
     }
 
+    /// The node zone label value for a provider, region and KompoxDisk zone.
+    #[rstest]
+    #[case::aks_number(ProviderType::Aks, Some("japaneast"), "1", "japaneast-1")]
+    #[case::aks_full_name(ProviderType::Aks, Some("japaneast"), "japaneast-2", "japaneast-2")]
+    #[case::csi_number(ProviderType::Csi, Some("japaneast"), "3", "japaneast-3")]
+    #[case::k3s_number(ProviderType::K3s, Some("local"), "1", "local-1")]
+    #[case::eks_number_to_letter(ProviderType::Eks, Some("us-east-1"), "1", "us-east-1a")]
+    #[case::eks_full_name_without_region(ProviderType::Eks, None, "us-east-1b", "us-east-1b")]
+    #[case::gke_number_to_letter(ProviderType::Gke, Some("us-central1"), "3", "us-central1-c")]
+    #[case::oke_availability_domain(ProviderType::Oke, None, "PHX-AD-1", "PHX-AD-1")]
+    #[case::auto_as_given(ProviderType::Auto, None, "zone-a", "zone-a")]
+    fn node_zone_table(
+        #[case] p: ProviderType,
+        #[case] region: Option<&str>,
+        #[case] zone: &str,
+        #[case] want: &str,
+    ) {
+        assert_eq!(node_zone(p, region, zone), Ok(want.to_owned()));
+    }
+
     #[test]
-    fn node_zone_table() {
-        for (p, region, zone, want) in [
-            (ProviderType::Aks, Some("japaneast"), "1", Ok("japaneast-1")),
-            (
-                ProviderType::Aks,
-                Some("japaneast"),
-                "japaneast-2",
-                Ok("japaneast-2"),
-            ),
-            (ProviderType::Csi, Some("japaneast"), "3", Ok("japaneast-3")),
-            (ProviderType::K3s, Some("local"), "1", Ok("local-1")),
-            (ProviderType::Eks, Some("us-east-1"), "1", Ok("us-east-1a")),
-            (ProviderType::Eks, None, "us-east-1b", Ok("us-east-1b")),
-            (
-                ProviderType::Gke,
-                Some("us-central1"),
-                "3",
-                Ok("us-central1-c"),
-            ),
-            (ProviderType::Oke, None, "PHX-AD-1", Ok("PHX-AD-1")),
-            (ProviderType::Auto, None, "zone-a", Ok("zone-a")),
-        ] {
-            assert_eq!(
-                node_zone(p, region, zone),
-                want.map(String::from),
-                "{p} {region:?} {zone}"
-            );
-        }
+    fn node_zone_errors() {
         assert_eq!(
             node_zone(ProviderType::Aks, None, "1"),
             Err(Error::MissingRegion {
