@@ -26,6 +26,9 @@ pub enum Phase {
     /// A user must change something (a spec field, a reference, a disk claimed by another
     /// app): reason and message naming the field.
     Degraded(&'static str, String),
+    /// Held idle on the user's request (a KompoxApp's `spec.suspend`): nothing runs and
+    /// nothing is waited for; not Ready, not Progressing, not Degraded.
+    Suspended(String),
 }
 
 impl Phase {
@@ -57,6 +60,11 @@ impl Phase {
                 c(types::PROGRESSING, Status::False, r, ""),
                 c(types::DEGRADED, Status::True, r, m),
             ],
+            Phase::Suspended(m) => [
+                c(types::READY, Status::False, reasons::SUSPENDED, m),
+                c(types::PROGRESSING, Status::False, reasons::SUSPENDED, ""),
+                c(types::DEGRADED, Status::False, reasons::RECONCILED, ""),
+            ],
         }
     }
 
@@ -79,6 +87,14 @@ impl Phase {
                 action,
                 note: m.clone(),
             }),
+            Phase::Suspended(m) if was(types::READY) != Some(("False", reasons::SUSPENDED)) => {
+                Some(Note {
+                    type_: EventType::Normal,
+                    reason: reasons::SUSPENDED.into(),
+                    action,
+                    note: m.clone(),
+                })
+            }
             _ => None,
         }
     }
@@ -260,5 +276,31 @@ mod tests {
         let waiting = Phase::Progressing(reasons::PROVISIONING, "w".into());
         assert_eq!(waiting.transition(&now_degraded, "Reconcile"), None);
         assert!(ready.is_ready() && !waiting.is_ready());
+    }
+
+    #[test]
+    fn suspended_is_neither_ready_progressing_nor_degraded_and_announced_once() {
+        let t = now();
+        let held = Phase::Suspended("no Pod runs".into());
+        let [ready, progressing, degraded] = held.conditions(Some(4), &t);
+        assert_eq!(
+            [&ready, &progressing, &degraded].map(|c| (c.status.as_str(), c.reason.as_str())),
+            [
+                ("False", reasons::SUSPENDED),
+                ("False", reasons::SUSPENDED),
+                ("False", reasons::RECONCILED)
+            ]
+        );
+        assert!(!held.is_ready());
+        let ready_before = Phase::Ready("ok".into()).conditions(Some(3), &t);
+        assert_eq!(
+            held.transition(&ready_before, "Reconcile")
+                .map(|n| (n.type_, n.reason)),
+            Some((EventType::Normal, "Suspended".into()))
+        );
+        assert_eq!(
+            held.transition(&held.conditions(Some(4), &t), "Reconcile"),
+            None
+        );
     }
 }

@@ -370,7 +370,8 @@ impl Run<'_> {
                     if skip_claim.is_some_and(|c| obj["metadata"]["name"] == c) => {}
                 "Deployment" => {
                     let mut d = deployment.clone();
-                    if replicas == Replicas::Zero {
+                    // A suspended app is held at zero whatever the pass would apply.
+                    if replicas == Replicas::Zero || self.app.spec.suspend {
                         d.spec.get_or_insert_with(Default::default).replicas = Some(0);
                     }
                     todo.push(Todo::Deployment(Box::new(d)));

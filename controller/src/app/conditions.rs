@@ -29,6 +29,66 @@ pub fn with_outcome(
     status
 }
 
+/// Where a suspended app (`spec.suspend: true`) stands, from the Pods of the app that still
+/// run (`running`, names): the outcome of the reconcile becomes [`Outcome::Suspended`] once
+/// none runs, `Progressing` `Suspending` before. A Degraded outcome stays: the user must still
+/// fix what it names (the Deployment is held at zero all the same).
+#[must_use]
+pub fn suspension_outcome(outcome: Outcome, running: &[String]) -> Outcome {
+    match outcome {
+        Outcome::Degraded(..) => outcome,
+        _ if running.is_empty() => Outcome::Suspended(
+            "suspended (spec.suspend): scaled to zero, no Pod of the app runs".to_owned(),
+        ),
+        _ => Outcome::Progressing(condition::reasons::SUSPENDING, still_running(running)),
+    }
+}
+
+fn still_running(running: &[String]) -> String {
+    format!(
+        "suspending (spec.suspend): scaling to zero, Pod {} still runs",
+        running.join(", ")
+    )
+}
+
+/// `status` with the `Suspended` condition set: `running` is `Some(pods still running)` when
+/// `spec.suspend` is true — True once that is empty, False `Suspending` before — and `None`
+/// when it is false: an app that was suspended gets False `Resumed`, one that never was keeps
+/// no such condition.
+#[must_use]
+pub fn with_suspension(
+    mut status: KompoxAppStatus,
+    running: Option<&[String]>,
+    generation: Option<i64>,
+    at: &Time,
+) -> KompoxAppStatus {
+    use condition::{Status, reasons, types};
+    let (s, reason, message) = match running {
+        Some([]) => (
+            Status::True,
+            reasons::SUSPENDED,
+            "scaled to zero: no Pod of the app runs".to_owned(),
+        ),
+        Some(pods) => (Status::False, reasons::SUSPENDING, still_running(pods)),
+        None if condition::find(&status.conditions, types::SUSPENDED).is_some() => (
+            Status::False,
+            reasons::RESUMED,
+            "spec.suspend is false: the app runs".to_owned(),
+        ),
+        None => return status,
+    };
+    let c = condition::new(
+        types::SUSPENDED,
+        s,
+        reason,
+        &message,
+        generation,
+        at.clone(),
+    );
+    status.conditions = condition::merge_all(&status.conditions, [c]);
+    status
+}
+
 /// When an app's Ingress counts as admitted (`kompox-controller --ingress-admitted-by`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum IngressAdmission {
@@ -227,6 +287,57 @@ mod tests {
     ) {
         let i = cached.map(ingress);
         assert_eq!(mode.admitted(i.as_ref()), want);
+    }
+
+    fn pods(names: &[&str]) -> Vec<String> {
+        names.iter().map(|&n| n.to_owned()).collect()
+    }
+
+    #[rstest]
+    #[case::ready_and_nothing_runs(Outcome::Ready("ok".into()), &[], "Suspended")]
+    #[case::rolling_and_nothing_runs(Outcome::Progressing(reasons::APPLYING, "x".into()), &[], "Suspended")]
+    #[case::a_pod_still_runs(Outcome::Ready("ok".into()), &["web-1"], "Suspending")]
+    #[case::degraded_stays_degraded(Outcome::Degraded(reasons::INVALID_COMPOSE, "x".into()), &[], "InvalidCompose")]
+    fn suspension_outcome_cases(
+        #[case] outcome: Outcome,
+        #[case] running: &[&str],
+        #[case] reason: &str,
+    ) {
+        let out = suspension_outcome(outcome, &pods(running));
+        let [ready, ..] = out.conditions(None, &t(1));
+        assert_eq!(ready.status, "False", "{out:?}");
+        assert_eq!(ready.reason, reason, "{out:?}");
+        if let [pod] = running {
+            assert!(ready.message.contains(pod), "{}", ready.message);
+        }
+    }
+
+    fn suspended_condition(s: &KompoxAppStatus) -> Option<(String, String)> {
+        condition::find(&s.conditions, types::SUSPENDED)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    }
+
+    #[test]
+    fn suspended_condition_follows_the_pods_and_the_spec() {
+        let pair = |s: &str, r: &str| Some((s.to_owned(), r.to_owned()));
+        let never = with_suspension(KompoxAppStatus::default(), None, Some(1), &t(1));
+        assert_eq!(
+            suspended_condition(&never),
+            None,
+            "never suspended: no condition"
+        );
+        let running = pods(&["web-1"]);
+        let suspending = with_suspension(never, Some(&running), Some(2), &t(2));
+        assert_eq!(
+            suspended_condition(&suspending),
+            pair("False", "Suspending")
+        );
+        let held = with_suspension(suspending, Some(&[]), Some(2), &t(3));
+        assert_eq!(suspended_condition(&held), pair("True", "Suspended"));
+        let again = with_suspension(held.clone(), Some(&[]), Some(2), &t(4));
+        assert_eq!(held, again, "a repeated observation changes nothing");
+        let resumed = with_suspension(again, None, Some(3), &t(5));
+        assert_eq!(suspended_condition(&resumed), pair("False", "Resumed"));
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub async fn apply(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
 impl Run<'_> {
     /// The full path.
     pub(super) async fn full(&mut self, cluster: &ClusterInfo) -> Result<Step> {
+        if self.app.spec.suspend {
+            self.hold_at_zero().await?;
+        }
         // 1. Inputs. A missing compose file is the user's to fix; an API failure is retried.
         let inputs = match gather_inputs(&self.client, self.app).await {
             Ok(i) => i,

@@ -9,10 +9,12 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kompox_core::api::{API_VERSION, KompoxApp, KompoxAppStatus};
-use kube::api::{Patch, PatchParams};
+use kompox_core::render::APP_LABEL;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
@@ -377,17 +379,91 @@ impl<'a> Run<'a> {
     /// Merges the outcome into the status, writes it, publishes transition Events, and says
     /// when to come back.
     pub(super) async fn finish(&mut self, outcome: Outcome, requeue: Duration) -> Result<Action> {
+        let running = if self.app.spec.suspend {
+            Some(self.running_pods().await?)
+        } else {
+            None
+        };
+        let (outcome, requeue) = match &running {
+            Some(pods) => {
+                let out = conditions::suspension_outcome(outcome, pods);
+                let again = if pods.is_empty() {
+                    requeue
+                } else {
+                    SWITCH_POLL
+                };
+                (out, again)
+            }
+            None => (outcome, requeue),
+        };
+        let (generation, at) = (self.app.metadata.generation, now());
         let status = std::mem::take(&mut self.status);
-        self.status =
-            conditions::with_outcome(status, &outcome, self.app.metadata.generation, &now());
+        let status = conditions::with_outcome(status, &outcome, generation, &at);
+        self.status = conditions::with_suspension(status, running.as_deref(), generation, &at);
         self.write().await?;
         for n in conditions::transition_events(&self.old.conditions, &outcome) {
             self.publish(n).await;
         }
         Ok(match outcome {
-            Outcome::Ready(_) => Action::requeue(RESYNC + jitter(&self.key)),
+            Outcome::Ready(_) | Outcome::Suspended(_) => {
+                Action::requeue(RESYNC + jitter(&self.key))
+            }
             _ => Action::requeue(requeue),
         })
+    }
+
+    /// Names of the app's Pods (label `kompox.dev/app`) that still run: not Succeeded or
+    /// Failed, terminating ones included (they run until they are gone). A LIST, not a cache:
+    /// `Suspended` must not turn True on a cache that lags.
+    pub(super) async fn running_pods(&self) -> Result<Vec<String>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let selector = format!("{APP_LABEL}={}", self.label);
+        let full = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::kube(format!("listing Pods of app {}", self.key), e))?;
+        Ok(full
+            .items
+            .into_iter()
+            .filter(|p| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .map(|p| p.name_any())
+            .collect())
+    }
+
+    /// Holds a suspended app at zero before anything else of the reconcile (which may stop
+    /// early: a render error, a disk not ready): each Deployment of the inventory whose cached
+    /// copy asks for replicas is scaled to zero through its scale subresource. The full apply
+    /// that follows, if it gets there, applies zero as well (`apply_all`).
+    pub(super) async fn hold_at_zero(&self) -> Result<()> {
+        let deps: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+        for e in self.old.inventory.iter().filter(|e| e.kind == "Deployment") {
+            let cached = self
+                .actx
+                .stores
+                .deployments
+                .get(&ObjectRef::new(&e.name).within(&self.ns));
+            if cached.is_some_and(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0)) {
+                continue;
+            }
+            let body = serde_json::json!({"spec": {"replicas": 0}});
+            match deps
+                .patch_scale(&e.name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if kompox_cluster::is_not_found(&err) => {}
+                Err(err) => {
+                    return Err(Error::kube(
+                        format!("scaling Deployment {}/{} to zero", self.ns, e.name),
+                        err,
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The cheap path: only the status, from the caches.

@@ -8,7 +8,7 @@
 //! | ConfigMaps, Secrets | **metadata only**, without annotations (kubectl's last-applied annotation of a Secret holds its data) | apps naming them (`spec.compose`, `spec.files.mounts`), and the owning app of derived ones |
 //! | Deployments labelled `kompox.dev/app` | without the pod template's spec | the owning app |
 //! | Services, Ingresses, PVCs labelled `kompox.dev/app` | metadata only | the owning app |
-//! | Pods labelled `kompox.dev/app` | nothing | the app, only while it switches a volume or is being deleted |
+//! | Pods labelled `kompox.dev/app` | nothing | the app, only while it switches a volume, is being deleted or is suspended |
 //! | Namespaces entering a `--namespace-selector` scope ([`crate::Scope`]) | name and uid, shared by every controller | every app in the namespace |
 //!
 //! No Secret value is ever cached: the renderer gets values from `kompox_cluster::gather_inputs`
@@ -214,7 +214,7 @@ pub fn source_apps<K: Resource>(
 }
 
 /// The app a Pod belongs to (by its `kompox.dev/app` label), only while that app switches a
-/// volume or is being deleted: the only times the reconcile waits on Pods.
+/// volume, is being deleted or is suspended: the only times the reconcile waits on Pods.
 #[must_use]
 pub fn pod_app(
     apps: &Store<KompoxApp>,
@@ -226,6 +226,7 @@ pub fn pod_app(
     apps_in(&state, ns)
         .filter(|a| {
             a.metadata.deletion_timestamp.is_some()
+                || a.spec.suspend
                 || a.status.as_ref().is_some_and(|s| s.volume_switch.is_some())
         })
         .find(|a| app_label_value(a.metadata.name.as_deref().unwrap_or_default()) == *label)

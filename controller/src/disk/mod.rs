@@ -272,7 +272,7 @@ async fn finish(
         return Ok(Action::await_change());
     }
     Ok(match phase {
-        Phase::Ready(_) => Action::requeue(RESYNC),
+        Phase::Ready(_) | Phase::Suspended(_) => Action::requeue(RESYNC),
         Phase::Progressing(..) => Action::requeue(WAIT),
         // A user must change something; a spec change triggers a reconcile anyway, cluster
         // changes (a new CSI driver, nodes) are picked up by this slow re-check.

@@ -197,7 +197,7 @@ async fn finish(
         return Ok(Action::await_change());
     }
     Ok(match phase {
-        Phase::Ready(_) => Action::await_change(),
+        Phase::Ready(_) | Phase::Suspended(_) => Action::await_change(),
         Phase::Progressing(..) => Action::requeue(WAIT),
         Phase::Degraded(..) => Action::requeue(Duration::from_secs(60)),
     })

@@ -54,6 +54,13 @@ kompox_resource! {
         /// tenant's operator role does not hold (docs/security.md).
         #[serde(default, skip_serializing_if = "PodSecurityLevel::is_baseline")]
         pub pod_security: PodSecurityLevel,
+        /// `true` scales the app to zero and holds it there: the controller applies its
+        /// Deployment with no replica whatever else changes, and the `Suspended` condition turns
+        /// True once no Pod of the app runs any more (its disks are then free to snapshot,
+        /// detach or move). `false` (the default) runs it again. The app's other objects
+        /// (Services, Ingress, PVCs, Secrets) stay.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub suspend: bool,
     }
 }
 

@@ -14,6 +14,9 @@ pub mod types {
     pub const PROGRESSING: &str = "Progressing";
     /// The desired state cannot be reached without a change by the user.
     pub const DEGRADED: &str = "Degraded";
+    /// A KompoxApp with `spec.suspend: true` runs no Pod (True), or still does (False,
+    /// `Suspending`); False with `Resumed` after `spec.suspend` went back to false.
+    pub const SUSPENDED: &str = "Suspended";
 }
 
 /// Reasons used across Kompox (CamelCase, as the API requires).
@@ -54,6 +57,12 @@ pub mod reasons {
     pub const RESIZING: &str = "Resizing";
     /// A disk's volume cannot be expanded to `spec.size`.
     pub const RESIZE_FAILED: &str = "ResizeFailed";
+    /// The app is held at zero replicas (`spec.suspend: true`) and no Pod of it runs.
+    pub const SUSPENDED: &str = "Suspended";
+    /// The app is being scaled to zero (`spec.suspend: true`) and some Pod still runs.
+    pub const SUSPENDING: &str = "Suspending";
+    /// `spec.suspend` went back to false: the app runs again.
+    pub const RESUMED: &str = "Resumed";
     /// The object is being deleted (finalizer running).
     pub const DELETING: &str = "Deleting";
 }

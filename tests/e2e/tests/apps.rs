@@ -722,3 +722,170 @@ async fn missing_body(env: &mut Env) -> Result<()> {
         bail!("no ingress expected: {:?}", a.status)
     }
 }
+
+#[tokio::test]
+async fn a_suspended_app_runs_no_pod_and_stays_at_zero_until_resumed() -> Result<()> {
+    run("appsuspend", |env| Box::pin(suspend_body(env))).await
+}
+
+/// The `Suspended` condition as (status, reason), when it describes the current generation.
+fn suspended(a: &KompoxApp) -> Option<(String, String)> {
+    let s = a.status.as_ref()?;
+    let c = condition::find(&s.conditions, types::SUSPENDED)?;
+    (s.observed_generation == a.metadata.generation).then(|| (c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until the app is Suspended (True) for its current generation, and checks what that
+/// promises: no Pod of the app exists, its Deployment asks for none, Ready is False.
+async fn wait_suspended(env: &Env, name: &str) -> Result<KompoxApp> {
+    let a = wait_app(&env.apps(), name, "Suspended", TIMEOUT, |a| {
+        suspended(a).is_some_and(|(s, _)| s == "True")
+            && a.status.as_ref().is_some_and(|s| {
+                condition::find(&s.conditions, types::READY)
+                    .is_some_and(|c| c.reason == reasons::SUSPENDED)
+            })
+    })
+    .await?;
+    let pods: Api<Pod> = env.ns.api();
+    let left = pods
+        .list(&ListParams::default().labels(&format!("kompox.dev/app={name}")))
+        .await?
+        .items;
+    ensure!(
+        left.is_empty(),
+        "Suspended while Pods exist: {:?}",
+        left.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
+    );
+    let dep = env.deployments().get(&format!("{name}-app")).await?;
+    assert_eq!(dep.spec.and_then(|s| s.replicas), Some(0));
+    let st = a.status.clone().context("no status")?;
+    assert!(!st.ready, "a suspended app is not ready");
+    let ready = condition::find(&st.conditions, types::READY).context("no Ready")?;
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reasons::SUSPENDED)
+    );
+    ensure!(!condition::is_true(&st.conditions, types::PROGRESSING));
+    Ok(a)
+}
+
+async fn scale(env: &Env, deployment: &str, replicas: i32) -> Result<()> {
+    env.deployments()
+        .patch_scale(
+            deployment,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn suspend_body(env: &mut Env) -> Result<()> {
+    let client = env.client.clone();
+    let ns = env.ns.name.clone();
+    let apps = env.apps();
+    let deps = env.deployments();
+    let name = "idle";
+    let dep_name = "idle-app";
+    put_compose(&client, &ns, "idle-compose", &small_compose("web")).await?;
+    apply(
+        &client,
+        &ns,
+        &json!({
+            "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+            "metadata": {"name": "idle-data"}, "spec": {"size": "1Gi", "zone": "1"},
+        }),
+    )
+    .await?;
+    let mut doc = small_app(name, "idle-compose");
+    doc["spec"]["volumes"] = json!([{"name": "data", "diskRef": {"name": "idle-data"}}]);
+    apply(&client, &ns, &doc).await?;
+    let running = wait_ready(&apps, name, TIMEOUT).await?;
+    ensure!(
+        suspended(&running).is_none(),
+        "an app never suspended has no Suspended condition"
+    );
+    let pods: Api<Pod> = env.ns.api();
+    wait_until("the app's Pod", TIMEOUT, || async {
+        Ok(!pods
+            .list(&ListParams::default().labels(&format!("kompox.dev/app={name}")))
+            .await?
+            .items
+            .is_empty())
+    })
+    .await?;
+
+    // --- suspend: true scales to zero; Suspended once no Pod runs. ---
+    let suspend = |on: bool| json!({"spec": {"suspend": on}});
+    apps.patch(name, &PatchParams::default(), &Patch::Merge(suspend(true)))
+        .await?;
+    wait_suspended(env, name).await?;
+
+    // --- Held there: someone scales the Deployment up; the controller takes it back. ---
+    scale(env, dep_name, 2).await?;
+    wait_until("the Deployment back at zero", TIMEOUT, || async {
+        Ok(deps.get(dep_name).await?.spec.and_then(|s| s.replicas) == Some(0))
+    })
+    .await?;
+    wait_suspended(env, name).await?;
+
+    // --- A compose edit while suspended is applied, still at zero. ---
+    put_compose(
+        &client,
+        &ns,
+        "idle-compose",
+        &small_compose("web").replace("nginx:1.27", "nginx:1.28"),
+    )
+    .await?;
+    wait_until("the new image applied at zero", TIMEOUT, || async {
+        let d = deps.get(dep_name).await?;
+        let spec = d.spec.context("no spec")?;
+        let image = spec
+            .template
+            .spec
+            .and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+        Ok(image.as_deref() == Some("nginx:1.28") && spec.replicas == Some(0))
+    })
+    .await?;
+    wait_suspended(env, name).await?;
+
+    // --- Held even when the app cannot render: the last good Deployment stays at zero. ---
+    put_compose(&client, &ns, "idle-compose", "services: [not, a, map]\n").await?;
+    wait_degraded(&apps, name, reasons::INVALID_COMPOSE, TIMEOUT).await?;
+    scale(env, dep_name, 1).await?;
+    wait_until(
+        "the Deployment of a Degraded suspended app back at zero",
+        TIMEOUT,
+        || async { Ok(deps.get(dep_name).await?.spec.and_then(|s| s.replicas) == Some(0)) },
+    )
+    .await?;
+    wait_app(&apps, name, "Suspended while Degraded", TIMEOUT, |a| {
+        suspended(a).is_some_and(|(s, _)| s == "True")
+    })
+    .await?;
+    put_compose(&client, &ns, "idle-compose", &small_compose("web")).await?;
+    wait_suspended(env, name).await?;
+
+    // --- suspend: false resumes: a Pod runs again, Ready, Suspended False Resumed. ---
+    apps.patch(name, &PatchParams::default(), &Patch::Merge(suspend(false)))
+        .await?;
+    let resumed = wait_ready(&apps, name, TIMEOUT).await?;
+    assert_eq!(
+        suspended(&resumed),
+        Some(("False".to_owned(), reasons::RESUMED.to_owned()))
+    );
+    wait_until("a Pod of the resumed app", TIMEOUT, || async {
+        Ok(pods
+            .list(&ListParams::default().labels(&format!("kompox.dev/app={name}")))
+            .await?
+            .items
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+    })
+    .await?;
+    assert_eq!(
+        deps.get(dep_name).await?.spec.and_then(|s| s.replicas),
+        Some(1)
+    );
+    Ok(())
+}
