@@ -27,7 +27,7 @@ use kompox_core::naming::{MAX_LABEL_LEN, k8s_name, k8s_names};
 use kompox_core::render::{DiskBind, bind_on_disk, bind_path, project_path};
 
 use crate::CliError;
-use crate::render::{DEFAULT_DISK_SIZE, DEFAULT_VOLUME, disk};
+use crate::project::{DEFAULT_DISK_SIZE, DEFAULT_VOLUME, disk};
 
 /// IngressClass of inferred ingress rules (the one `install` sets up).
 pub const INGRESS_CLASS: &str = "traefik";
@@ -37,7 +37,7 @@ pub const INGRESS_CLASS: &str = "traefik";
 pub struct InferArgs {
     /// Size of each disk made for a compose volume without `x-kompox: {size: …}` (and of the
     /// default disk for binds).
-    #[arg(long, value_name = "QUANTITY", value_parser = crate::ops::parse_size_text)]
+    #[arg(long, value_name = "QUANTITY", value_parser = crate::project::parse_size_text)]
     pub disk_size: Option<String>,
     /// Zone of the disks made and of the app's workloads (else the provisioner picks the
     /// disk's zone and the Pod follows it).
@@ -519,7 +519,7 @@ mod tests {
         yaml: &str,
         args: &InferArgs,
     ) -> Result<(KompoxApp, BTreeMap<String, KompoxDisk>, Inferred), String> {
-        let mut app = crate::render::default_app("app1");
+        let mut app = crate::project::default_app("app1");
         let mut disks = BTreeMap::new();
         complete(&mut app, &mut disks, &project(yaml), args)
             .map(|i| (app, disks, i))
@@ -849,7 +849,7 @@ volumes:
 
     #[test]
     fn app_file_wins() {
-        let mut app = crate::render::default_app("app1");
+        let mut app = crate::project::default_app("app1");
         app.spec.volumes.push(AppVolume {
             name: "db_data".into(),
             disk_ref: LocalRef {

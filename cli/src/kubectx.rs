@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::CliError;
+/// The object formats live in [`crate::output`]; kept here for the install commands.
+pub use crate::output::{Format, write_objects};
 
 /// Field manager of every server-side apply this plugin does.
 pub const FIELD_MANAGER: &str = "kubectl-kompox";
@@ -437,6 +439,18 @@ pub fn conditions_summary(
         .join("; ")
 }
 
+/// The wait's state while the controller has reported nothing.
+pub fn no_controller_yet(
+    conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> String {
+    if conds.is_empty() {
+        "no conditions reported yet (is kompox-controller running? `kubectl kompox install`)"
+            .to_owned()
+    } else {
+        conditions_summary(conds)
+    }
+}
+
 /// Parses a duration such as `300s`, `5m`, `90` (seconds).
 ///
 /// # Errors
@@ -460,40 +474,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     num.parse::<u64>()
         .map(|n| Duration::from_secs(n * mult))
         .map_err(|_| format!("{s:?}: expected e.g. 300s or 5m"))
-}
-
-/// Output formats of the cluster subcommands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// A multi-document YAML stream.
-    Yaml,
-    /// A JSON `v1 List`.
-    Json,
-}
-
-/// Writes `objects` as YAML documents or a JSON List.
-///
-/// # Errors
-///
-/// [`CliError::Io`].
-pub fn write_objects(
-    out: &mut dyn std::io::Write,
-    objects: &[Value],
-    format: Format,
-) -> Result<(), CliError> {
-    let text = match format {
-        Format::Yaml => kompox_core::render::yaml_stream(objects)
-            .map_err(|e| CliError::Io(format!("writing YAML: {e}")))?,
-        Format::Json => {
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects});
-            let mut s = serde_json::to_string_pretty(&list)
-                .map_err(|e| CliError::Io(format!("writing JSON: {e}")))?;
-            s.push('\n');
-            s
-        }
-    };
-    out.write_all(text.as_bytes())
-        .map_err(|e| CliError::Io(format!("writing output: {e}")))
 }
 
 /// Drops `status` and the metadata only the API server sets from an untyped object, plus the

@@ -6,10 +6,19 @@
 //!   with the CA and serving certificate of [`certs`];
 //! - [`apply`]: a compose app into its namespace, waiting until Ready;
 //! - [`render`]: render a compose app to Kubernetes objects, offline;
-//! - [`ops`]: `rendered`, `status`, `diff`, `disk …`, `snapshot …`.
+//! - [`rendered`], [`status`], [`diff`]: an app's server-rendered objects, its state, and
+//!   what differs from the live objects;
+//! - [`disk`], [`snapshot`]: KompoxDisks and KompoxSnapshots.
 //!
-//! Cluster subcommands take kubectl's `--kubeconfig` and `--context` ([`kubectx`]); errors go to
-//! stderr as `error: …` naming the failing field or object, with exit status 1.
+//! Shared below them: [`kubectx`] (kubectl's `--kubeconfig`/`--context`, the client, errors,
+//! server-side apply, waiting by watching), [`target`] (which app or object a command acts
+//! on), [`state`] (`.kompox/state.json`), [`output`] (tables and `-o` formats); for the
+//! offline side [`project`] (default app and disk, input files), [`files`] (project files into
+//! Secrets/ConfigMaps), [`vars`] (`${VAR}` interpolation) and [`infer`] (zero-config).
+//! Modules depend downward only: no command module imports another, except `snapshot
+//! restore` using [`disk`]'s wait.
+//!
+//! Errors go to stderr as `error: …` naming the failing field or object, with exit status 1.
 
 use std::fmt;
 use std::io::Write;
@@ -18,12 +27,21 @@ use clap::{Parser, Subcommand};
 
 pub mod apply;
 pub mod certs;
+pub mod diff;
+pub mod disk;
+pub mod files;
 pub mod infer;
 pub mod install;
 pub mod kubectx;
 pub mod local;
-pub mod ops;
+pub mod output;
+pub mod project;
 pub mod render;
+pub mod rendered;
+pub mod snapshot;
+pub mod state;
+pub mod status;
+pub mod target;
 pub mod vars;
 
 /// Command line of `kubectl-kompox`.
@@ -51,18 +69,18 @@ pub enum Command {
     /// Apply a compose app: namespace, compose ConfigMap, env files, disks, KompoxApp; wait for Ready.
     Apply(apply::ApplyArgs),
     /// Print the server's rendered objects of an app (Secrets redacted).
-    Rendered(ops::RenderedArgs),
+    Rendered(rendered::RenderedArgs),
     /// Show an app's conditions, pods, zone, disks and ingress hosts.
-    Status(ops::StatusArgs),
+    Status(status::StatusArgs),
     /// Diff the server's rendered objects against the live ones (exit 0: the same, 1: they
     /// differ, 2: an error, as `kubectl diff`).
-    Diff(ops::DiffArgs),
+    Diff(diff::DiffArgs),
     /// Manage KompoxDisks.
     #[command(subcommand)]
-    Disk(ops::DiskCmd),
+    Disk(disk::DiskCmd),
     /// Manage KompoxSnapshots.
     #[command(subcommand)]
-    Snapshot(ops::SnapshotCmd),
+    Snapshot(snapshot::SnapshotCmd),
 }
 
 /// Why a command failed. Each line is printed as `error: <line>`.
@@ -138,11 +156,11 @@ async fn run_cluster(
         Command::Install(a) => install::run_install(&a, out, err).await,
         Command::Uninstall(a) => install::run_uninstall(&a, out, err).await,
         Command::Apply(a) => apply::run(&a, out, err).await,
-        Command::Rendered(a) => ops::rendered(&a, out).await,
-        Command::Status(a) => ops::status(&a, out).await,
-        Command::Diff(a) => ops::diff(&a, out).await,
-        Command::Disk(c) => ops::disk(&c, out, err).await,
-        Command::Snapshot(c) => ops::snapshot(&c, out).await,
+        Command::Rendered(a) => rendered::run(&a, out).await,
+        Command::Status(a) => status::run(&a, out).await,
+        Command::Diff(a) => diff::run(&a, out).await,
+        Command::Disk(c) => disk::run(&c, out, err).await,
+        Command::Snapshot(c) => snapshot::run(&c, out).await,
     }
 }
 

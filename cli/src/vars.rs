@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::ByteString;
@@ -200,6 +201,41 @@ impl ProjectVars {
     }
 }
 
+/// `variables: A, B (from .env and the environment) in Secret <name>`: names only.
+pub(crate) fn write_vars_line(
+    err: &mut dyn Write,
+    vars: &ProjectVars,
+    sources: &Sources,
+    name: &str,
+) -> Result<(), CliError> {
+    writeln!(err, "variables: {}", vars_line(vars, sources, name))
+        .map_err(|e| CliError::Io(format!("writing notes: {e}")))
+}
+
+/// The names kept in the variables Secret and where they came from (never a value).
+pub(crate) fn vars_line(vars: &ProjectVars, sources: &Sources, name: &str) -> String {
+    let names: Vec<&str> = sources
+        .secrets
+        .get(name)
+        .and_then(|s| s.data.as_ref())
+        .map(|d| d.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let from: Vec<String> = vars.read.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "{} from {}the environment, in Secret {name} (spec.compose.envFrom)",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        },
+        if from.is_empty() {
+            String::new()
+        } else {
+            format!("{} and ", from.join(", "))
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +333,7 @@ mod tests {
         );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].message.contains("clé"), "{warnings:?}");
-        let mut app = crate::render::default_app("web");
+        let mut app = crate::project::default_app("web");
         let mut sources = Sources::default();
         let name = v.attach(&mut app, &mut sources, &mut warnings, false);
         assert_eq!(name.as_deref(), Some("web-dotenv"));
