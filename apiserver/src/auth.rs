@@ -6,19 +6,16 @@
 //! [`watch_request_header_config`], which also feeds the CA into the TLS layer so the
 //! handshake verifies the proxy's client certificate.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use futures::future::BoxFuture;
 use futures::{StreamExt as _, TryStreamExt as _};
 use http::HeaderMap;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes as SarAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::ConfigMap;
+pub use kompox_cluster::access::{Action, Attributes, Decision, Reviewer, UserInfo};
 use kompox_serve::{ConnInfo, Health, ReloadableTls, peer_common_name};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 
 use crate::api_error::ApiError;
@@ -84,19 +81,6 @@ impl RequestHeaderConfig {
         }
         Ok(cfg)
     }
-}
-
-/// The user a request is made for, as kube-apiserver authenticated it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct UserInfo {
-    /// User name.
-    pub name: String,
-    /// User UID, when the proxy passes it.
-    pub uid: Option<String>,
-    /// Groups.
-    pub groups: Vec<String>,
-    /// Extra attributes (keys lowercased, as Kubernetes does).
-    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// The values of header `name` that are UTF-8: kube-apiserver sends user names, groups and
@@ -202,84 +186,20 @@ pub fn authenticate(
     })
 }
 
-/// What a request does, in SubjectAccessReview terms.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Attributes {
-    /// Namespace.
-    pub namespace: String,
-    /// Verb (`get`, `create`, `patch`).
-    pub verb: String,
-    /// API group.
-    pub group: String,
-    /// Resource (`kompoxapps`).
-    pub resource: String,
-    /// Subresource (`rendered`), empty for none.
-    pub subresource: String,
-    /// Object name.
-    pub name: String,
-}
-
-impl Attributes {
-    /// Attributes from their parts (`subresource` empty for none).
-    #[must_use]
-    pub fn new(
-        namespace: &str,
-        verb: &str,
-        group: &str,
-        resource: &str,
-        subresource: &str,
-        name: &str,
-    ) -> Self {
-        Self {
-            namespace: namespace.to_owned(),
-            verb: verb.to_owned(),
-            group: group.to_owned(),
-            resource: resource.to_owned(),
-            subresource: subresource.to_owned(),
-            name: name.to_owned(),
-        }
-    }
-
-    /// `verb group/resource/subresource ns/name`, for messages.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        format!(
-            "{} {} in the API group {:?} in the namespace {:?}",
-            self.verb,
-            self.resource_path(),
-            self.group,
-            self.namespace
-        )
-    }
-
-    /// `resource/subresource`, or `resource` without a subresource.
-    #[must_use]
-    pub fn resource_path(&self) -> String {
-        if self.subresource.is_empty() {
-            self.resource.clone()
-        } else {
-            format!("{}/{}", self.resource, self.subresource)
-        }
-    }
-}
-
-/// An authorization verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request is allowed.
-    pub allowed: bool,
-    /// The authorizer's reason (may be empty).
-    pub reason: String,
-}
-
-/// Decides whether a user may do something.
+/// Decides who a bearer token is and whether a user may do something.
 pub trait Authorizer: Send + Sync {
-    /// The verdict for `user` doing `attrs`.
+    /// The verdict for `user` doing `action`.
     fn authorize<'a>(
         &'a self,
         user: &'a UserInfo,
-        attrs: &'a Attributes,
+        action: &'a Action,
     ) -> BoxFuture<'a, Result<Decision, ApiError>>;
+
+    /// The user `token` authenticates as, `None` when it does not.
+    fn authenticate_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, ApiError>>;
 }
 
 /// Turns a denial into the 403 kube-apiserver would give.
@@ -305,99 +225,25 @@ pub fn require(decision: &Decision, user: &UserInfo, attrs: &Attributes) -> Resu
     )))
 }
 
-type CacheKey = (UserInfo, Attributes);
-
-/// Authorizes with SubjectAccessReviews against kube-apiserver (the server's service account
-/// needs `system:auth-delegator`), caching allowed and denied verdicts for a short time each,
-/// like Kubernetes' delegating authorizer.
+/// Authorizes with SubjectAccessReviews against kube-apiserver through the shared
+/// [`Reviewer`] (the server's service account needs `system:auth-delegator`), which caches
+/// allowed and denied verdicts for a short time each, like Kubernetes' delegating authorizer.
 pub struct SarAuthorizer {
-    client: kube::Client,
-    allow_ttl: Duration,
-    deny_ttl: Duration,
-    cache: Mutex<HashMap<CacheKey, (Instant, Decision)>>,
+    reviewer: Arc<Reviewer>,
 }
 
-/// Entries kept before expired ones are swept (and, if still full, all are dropped).
-const CACHE_MAX: usize = 10_000;
-
 impl SarAuthorizer {
-    /// An authorizer asking through `client`.
+    /// An authorizer asking through `reviewer`.
     #[must_use]
-    pub fn new(client: kube::Client, allow_ttl: Duration, deny_ttl: Duration) -> Self {
-        Self {
-            client,
-            allow_ttl,
-            deny_ttl,
-            cache: Mutex::new(HashMap::new()),
-        }
+    pub fn new(reviewer: Arc<Reviewer>) -> Self {
+        Self { reviewer }
     }
+}
 
-    fn cached(&self, key: &CacheKey) -> Option<Decision> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, d) = cache.get(key)?;
-        let ttl = if d.allowed {
-            self.allow_ttl
-        } else {
-            self.deny_ttl
-        };
-        (at.elapsed() < ttl).then(|| d.clone())
-    }
-
-    fn store(&self, key: CacheKey, d: &Decision) {
-        let ttl = if d.allowed {
-            self.allow_ttl
-        } else {
-            self.deny_ttl
-        };
-        if ttl.is_zero() {
-            return;
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHE_MAX {
-            let max = self.allow_ttl.max(self.deny_ttl);
-            cache.retain(|_, (at, _)| at.elapsed() < max);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (Instant::now(), d.clone()));
-    }
-
-    async fn review(&self, user: &UserInfo, attrs: &Attributes) -> Result<Decision, ApiError> {
-        let sar = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.name.clone()),
-                uid: user.uid.clone(),
-                groups: Some(user.groups.clone()),
-                extra: Some(user.extra.clone()),
-                resource_attributes: Some(SarAttributes {
-                    namespace: Some(attrs.namespace.clone()),
-                    verb: Some(attrs.verb.clone()),
-                    group: Some(attrs.group.clone()),
-                    resource: Some(attrs.resource.clone()),
-                    subresource: (!attrs.subresource.is_empty()).then(|| attrs.subresource.clone()),
-                    name: Some(attrs.name.clone()),
-                    ..SarAttributes::default()
-                }),
-                ..SubjectAccessReviewSpec::default()
-            },
-            ..SubjectAccessReview::default()
-        };
-        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
-        let answer = api
-            .create(&PostParams::default(), &sar)
-            .await
-            .map_err(|e| ApiError::from_kube("creating a SubjectAccessReview", &e))?;
-        let status = answer.status.unwrap_or_default();
-        let reason = status.reason.unwrap_or_default();
-        let reason = match status.evaluation_error {
-            Some(err) if !err.is_empty() && reason.is_empty() => err,
-            _ => reason,
-        };
-        Ok(Decision {
-            allowed: status.allowed && !status.denied.unwrap_or(false),
-            reason,
-        })
+fn review_error(e: &kompox_cluster::Error) -> ApiError {
+    match e {
+        kompox_cluster::Error::Kube { what, source } => ApiError::from_kube(what, source),
+        other => ApiError::unavailable(other.to_string()),
     }
 }
 
@@ -405,16 +251,25 @@ impl Authorizer for SarAuthorizer {
     fn authorize<'a>(
         &'a self,
         user: &'a UserInfo,
-        attrs: &'a Attributes,
+        action: &'a Action,
     ) -> BoxFuture<'a, Result<Decision, ApiError>> {
         Box::pin(async move {
-            let key = (user.clone(), attrs.clone());
-            if let Some(d) = self.cached(&key) {
-                return Ok(d);
-            }
-            let d = self.review(user, attrs).await?;
-            self.store(key, &d);
-            Ok(d)
+            self.reviewer
+                .authorize(user, action)
+                .await
+                .map_err(|e| review_error(&e))
+        })
+    }
+
+    fn authenticate_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, ApiError>> {
+        Box::pin(async move {
+            self.reviewer
+                .authenticate_token(token)
+                .await
+                .map_err(|e| review_error(&e))
         })
     }
 }
@@ -703,41 +558,6 @@ mod tests {
             "bad input keeps the config"
         );
         assert!(health.is_ready());
-    }
-
-    #[tokio::test]
-    async fn verdicts_are_cached_per_user_and_attributes() {
-        // Nothing listens on port 9: a review that is not served from the cache fails.
-        let client =
-            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
-                .unwrap();
-        let authz = SarAuthorizer::new(client, Duration::from_secs(60), Duration::ZERO);
-        let user = UserInfo {
-            name: "dev".into(),
-            groups: vec!["g".into()],
-            ..UserInfo::default()
-        };
-        let attrs = get_rendered("a");
-        let allow = decision(true, "");
-        authz.store((user.clone(), attrs.clone()), &allow);
-        assert_eq!(authz.authorize(&user, &attrs).await.unwrap(), allow);
-
-        let other_name = Attributes {
-            name: "b".into(),
-            ..attrs.clone()
-        };
-        let e = authz.authorize(&user, &other_name).await.unwrap_err();
-        assert_eq!(e.code, http::StatusCode::SERVICE_UNAVAILABLE, "{e}");
-        let other_groups = UserInfo {
-            groups: vec![],
-            ..user.clone()
-        };
-        assert!(authz.authorize(&other_groups, &attrs).await.is_err());
-
-        // A zero TTL caches nothing.
-        let deny = decision(false, "no");
-        authz.store((user.clone(), other_name.clone()), &deny);
-        assert!(authz.authorize(&user, &other_name).await.is_err());
     }
 
     #[test]

@@ -21,9 +21,10 @@ use kompox_serve::{BoxError, ConnInfo};
 use kube::api::Api;
 
 use crate::api_error::ApiError;
-use crate::auth::{self, Attributes, UserInfo};
+use crate::auth::{self, Action, Attributes, UserInfo};
 use crate::discovery::{self, GROUP, GROUP_VERSION};
 use crate::state::State;
+use kompox_cluster::access::{Refusal, bearer_token};
 
 /// A parsed request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +166,7 @@ where
             .unwrap_or_else(|| ApiError::no_route(req.uri().path()).to_response())),
         Route::Metrics => {
             only(&method, &Method::GET, "/metrics")?;
+            metrics_access(state, &req).await?;
             Ok(state.metrics.response())
         }
         Route::GroupList => {
@@ -219,8 +221,33 @@ fn authenticate<B>(state: &State, conn: &ConnInfo, req: &Request<B>) -> Result<U
 }
 
 async fn authorize(state: &State, user: &UserInfo, attrs: Attributes) -> Result<(), ApiError> {
-    let decision = state.authorizer.authorize(user, &attrs).await?;
+    let decision = state
+        .authorizer
+        .authorize(user, &Action::Resource(attrs.clone()))
+        .await?;
     auth::require(&decision, user, &attrs)
+}
+
+/// `/metrics` answers a bearer token kube-apiserver authenticates (TokenReview) whose user may
+/// `get /metrics` (SubjectAccessReview; the install's ClusterRole `kompox-metrics-reader`).
+async fn metrics_access<B>(state: &State, req: &Request<B>) -> Result<(), ApiError> {
+    let token = bearer_token(req.headers()).ok_or_else(|| {
+        ApiError::unauthorized("/metrics needs a bearer token kube-apiserver authenticates")
+    })?;
+    let user = state
+        .authorizer
+        .authenticate_token(token)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the bearer token is not authenticated"))?;
+    let action = Action::metrics();
+    let decision = state.authorizer.authorize(&user, &action).await?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            Refusal::forbidden(&user, &action, &decision).to_string(),
+        ))
+    }
 }
 
 async fn get_app(state: &State, ns: &str, name: &str) -> Result<KompoxApp, ApiError> {

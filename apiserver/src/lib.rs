@@ -7,8 +7,9 @@
 //! | `kompoxdisks/NAME/attach` body `{"app","volume"}` | POST | the updated KompoxApp |
 //! | `kompoxdisks/NAME/detach` body `{"app","volume"}` | POST | the updated KompoxApp |
 //!
-//! Discovery (`/apis`, `/apis/<group>`, `/apis/<group>/<version>`), `/healthz`, `/livez`,
-//! `/readyz` and `/metrics` need no authentication; everything else needs kube-apiserver's
+//! Discovery (`/apis`, `/apis/<group>`, `/apis/<group>/<version>`), `/healthz`, `/livez` and
+//! `/readyz` need no authentication; `/metrics` needs a bearer token (TokenReview) whose user
+//! may `get /metrics` (SubjectAccessReview); everything else needs kube-apiserver's
 //! front-proxy client certificate ([`auth`]) and passes a SubjectAccessReview. Errors are
 //! `metav1.Status` objects ([`api_error`]).
 //!
@@ -35,6 +36,7 @@ use kompox_serve::{Health, Metrics, ReloadableTls, Stop};
 
 use crate::auth::SarAuthorizer;
 use crate::state::{RenderLimits, State};
+use kompox_cluster::access::{Reviewer, Ttls};
 use kompox_core::hash::HashKey;
 
 /// Server configuration, fully parsed before anything is bound.
@@ -139,11 +141,14 @@ impl Server {
         let health = Health::new();
         let metrics = Metrics::new("kompox_apiserver");
         let request_header = Arc::new(RwLock::new(None));
-        let authorizer = Arc::new(SarAuthorizer::new(
+        let authorizer = Arc::new(SarAuthorizer::new(Arc::new(Reviewer::new(
             client.clone(),
-            config.authz_allow_ttl,
-            config.authz_deny_ttl,
-        ));
+            Ttls {
+                allow: config.authz_allow_ttl,
+                deny: config.authz_deny_ttl,
+                token: config.authz_allow_ttl,
+            },
+        ))));
         let state = Arc::new(State::new(
             client.clone(),
             authorizer,

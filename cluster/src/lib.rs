@@ -10,6 +10,8 @@
 //!   [`ClusterInfo`] (provider and region), and [`resolve_cluster_info`] is the same decision
 //!   without I/O; [`FactsCache`] keeps the facts for a time (one per process: the
 //!   controller's disk and app controllers share one, the API server has one).
+//! - [`access`]: delegated authentication and authorization ([`access::Reviewer`]: TokenReview,
+//!   SubjectAccessReview, short caches; the `/metrics` gate of every server).
 //! - [`client`]: the one kubeconfig → [`kube::Client`] of the servers, benchmarks and tests
 //!   ([`client::config`] for the configuration alone).
 //! - [`retry_on_conflict`]: the one read-modify-write retry loop.
@@ -26,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod client;
 mod error;
 pub mod facts;

@@ -166,6 +166,10 @@ pub async fn run(
         config.serve.clone(),
         health.clone(),
         metrics.registry().clone(),
+        Arc::new(kompox_cluster::access::Reviewer::new(
+            client.clone(),
+            kompox_cluster::access::Ttls::default(),
+        )),
         stop.clone().wait(),
     ));
 

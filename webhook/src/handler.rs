@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `POST /mutate` | an AdmissionReview v1 (`200`), or `400` malformed review, `405` not POST, `413` body over [`MAX_BODY_BYTES`], `415` not `application/json`, `503` caches not synced yet |
 //! | `GET /healthz`, `/livez`, `/readyz` | [`Health`]: ready once the caches are synced |
-//! | `GET /metrics` | Prometheus text |
+//! | `GET /metrics` | Prometheus text (the server lets through only a bearer token whose user may `get /metrics`) |
 //!
 //! A review of a kind the webhook does not handle is allowed unchanged. A review whose
 //! object is refused gets `200` with `allowed: false` and a message; transport-level
@@ -165,7 +165,7 @@ impl Handler {
         let method = req.method().clone();
         let (route, resp) = match req.uri().path() {
             MUTATE_PATH => (MUTATE_PATH, self.mutate(req).await),
-            "/metrics" => ("/metrics", self.metrics.response()),
+            crate::METRICS_PATH => (crate::METRICS_PATH, self.metrics.response()),
             path => match self.health.respond_path(path) {
                 Some(r) => ("health", r),
                 None => ("other", text(StatusCode::NOT_FOUND, "not found\n")),

@@ -47,11 +47,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kompox_cluster::access::{Reviewer, Ttls};
 use kompox_serve::{FileReloader, Health, Metrics, ReloadableTls, Server, Stop, TlsFiles};
 use kube::Client;
 
 pub use handler::Handler;
 pub use state::ClusterState;
+
+/// Route of the metrics (guarded by a TokenReview and a SubjectAccessReview).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Prefix of the webhook's Prometheus metrics.
 pub const METRICS_PREFIX: &str = "kompox_webhook";
@@ -95,10 +99,11 @@ pub enum TlsSource {
     },
 }
 
-/// Who may call `/mutate` and `/metrics`: clients with a certificate from `ca_file` (and, when
+/// Who may call `/mutate`: clients with a certificate from `ca_file` (and, when
 /// `allowed_names` is not empty, one of those subject CNs). kube-apiserver presents one when its
 /// AdmissionConfiguration names a `kubeConfigFile` with a client certificate for this webhook
-/// (docs/security.md). Health endpoints stay open for probes.
+/// (docs/security.md). Health endpoints stay open for probes; `/metrics` always needs a bearer
+/// token whose user may `get /metrics` ([`Reviewer::metrics_access`]).
 #[derive(Debug, Clone)]
 pub struct ClientAuth {
     /// PEM bundle of the CA(s) the client certificate must chain to (polled with the serving
@@ -115,7 +120,7 @@ impl ClientAuth {
         path: &str,
         conn: &kompox_serve::ConnInfo,
     ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
-        if path != handler::MUTATE_PATH && path != "/metrics" {
+        if path != handler::MUTATE_PATH {
             return None;
         }
         if conn.peer_certificates.as_ref().is_none_or(Vec::is_empty) {
@@ -304,17 +309,24 @@ impl Webhook {
             metrics,
         );
         let auth = config.client_auth.clone().map(Arc::new);
+        let reviewer = Arc::new(Reviewer::new(client.clone(), Ttls::default()));
         server
             .serve(
                 move |req: http::Request<kompox_serve::RequestBody>, conn| {
                     let handler = handler.clone();
                     let auth = auth.clone();
+                    let reviewer = reviewer.clone();
                     async move {
                         if let Some(refusal) = auth
                             .as_ref()
                             .and_then(|a| a.refuse(req.uri().path(), &conn))
                         {
                             return refusal;
+                        }
+                        if req.uri().path() == METRICS_PATH
+                            && let Err(refusal) = reviewer.metrics_access(req.headers()).await
+                        {
+                            return kompox_serve::text(refusal.status(), &format!("{refusal}\n"));
                         }
                         handler.handle(req).await
                     }

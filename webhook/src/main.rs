@@ -56,7 +56,7 @@ struct Args {
     hash_key_file: PathBuf,
 
     /// CA bundle (PEM) of the client certificate kube-apiserver presents (its AdmissionConfiguration
-    /// `kubeConfigFile`): `/mutate` and `/metrics` then answer only such clients (401/403 otherwise).
+    /// `kubeConfigFile`): `/mutate` then answers only such clients (401/403 otherwise).
     #[arg(long, env = "KOMPOX_WEBHOOK_CLIENT_CA_FILE", value_name = "FILE")]
     client_ca_file: Option<PathBuf>,
 

@@ -28,7 +28,7 @@ impl Authorizer for Fake {
     fn authorize<'a>(
         &'a self,
         _user: &'a UserInfo,
-        _attrs: &'a Attributes,
+        _action: &'a Action,
     ) -> BoxFuture<'a, Result<Decision, ApiError>> {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let allowed = self.allow;
@@ -38,6 +38,18 @@ impl Authorizer for Fake {
                 reason: "fake says so".into(),
             })
         })
+    }
+
+    /// `reader` is the user `reader`; every other token is not authenticated.
+    fn authenticate_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, ApiError>> {
+        let user = (token == "reader").then(|| UserInfo {
+            name: "reader".into(),
+            ..UserInfo::default()
+        });
+        Box::pin(async move { Ok(user) })
     }
 }
 
@@ -410,6 +422,7 @@ async fn oversized_body_is_413_and_health_is_open() {
     let resp = handle(
         st,
         Request::get("/metrics")
+            .header("Authorization", "Bearer reader")
             .body(Full::new(Bytes::new()))
             .unwrap(),
         anon_conn(),
@@ -418,6 +431,42 @@ async fn oversized_body_is_413_and_health_is_open() {
     let text = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("route=\"kompoxdisks/attach\""), "{text}");
+}
+
+/// `/metrics` needs a token kube-apiserver authenticates whose user may `get /metrics`.
+#[rstest::rstest]
+#[case::anonymous(true, &[], StatusCode::UNAUTHORIZED)]
+#[case::not_a_bearer_token(true, &[("Authorization", "Basic eDp5")], StatusCode::UNAUTHORIZED)]
+#[case::unknown_token(true, &[("Authorization", "Bearer nobody")], StatusCode::UNAUTHORIZED)]
+#[case::front_proxy_headers_are_no_token(true, &[("X-Remote-User", "reader")], StatusCode::UNAUTHORIZED)]
+#[case::without_the_right(false, &[("Authorization", "Bearer reader")], StatusCode::FORBIDDEN)]
+#[case::with_the_right(true, &[("Authorization", "Bearer reader")], StatusCode::OK)]
+#[tokio::test]
+async fn metrics_need_an_authorized_token(
+    #[case] allow: bool,
+    #[case] headers: &[(&str, &str)],
+    #[case] want: StatusCode,
+) {
+    let mut b = Request::get("/metrics");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = handle(
+        state(allow),
+        b.body(Full::new(Bytes::new())).unwrap(),
+        proxy_conn(),
+    )
+    .await;
+    assert_eq!(resp.status(), want);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(body.ends_with("# EOF\n"), want == StatusCode::OK, "{body}");
+    if want == StatusCode::FORBIDDEN {
+        assert!(
+            body.contains(r#"User \"reader\" cannot get path \"/metrics\""#),
+            "{body}"
+        );
+    }
 }
 
 #[test]

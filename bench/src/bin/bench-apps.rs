@@ -202,15 +202,15 @@ async fn timeline(client: &Client, ns: &str, t0: k8s_openapi::jiff::Timestamp) -
 }
 
 /// The value of the metric line starting with `series` on the controller's `/metrics`.
-async fn metric(port: u16, series: &str) -> f64 {
+async fn metric(port: u16, token: &str, series: &str) -> f64 {
     use tokio::io::AsyncReadExt;
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return f64::NAN;
     };
-    if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .is_err()
-    {
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    if s.write_all(req.as_bytes()).await.is_err() {
         return f64::NAN;
     }
     let mut buf = Vec::new();
@@ -504,8 +504,10 @@ async fn run_controller(
         100.0 * idle_cpu / args.idle_secs as f64
     );
 
+    let token = kompox_bench::metrics_token(client).await?;
     let reconciles = metric(
         port,
+        &token,
         "kompox_controller_reconciles_total{controller=\"app\"}",
     )
     .await;

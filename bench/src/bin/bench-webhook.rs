@@ -199,7 +199,8 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
         }
     );
     let url = format!("https://127.0.0.1:{port}/mutate");
-    let server_before = server_mutate_time(&tls, addr).await?;
+    let token = kompox_bench::metrics_token(client).await?;
+    let server_before = server_mutate_time(&tls, addr, &token).await?;
     let apiserver_before = apiserver_webhook_time(client).await?;
     let mut without = Samples::default();
     let mut with = Samples::default();
@@ -255,7 +256,7 @@ async fn run(args: &Args, client: &Client, fx: &Fixture, id: &str) -> Result<()>
             delete_pods(client, &fx.ns).await?;
         }
     }
-    let server_after = server_mutate_time(&tls, addr).await?;
+    let server_after = server_mutate_time(&tls, addr, &token).await?;
     let apiserver_after = apiserver_webhook_time(client).await?;
     println!("\n| webhook | Pods | Pods/s | p50 | p99 | max |\n|---|---|---|---|---|---|");
     for (name, s) in [("not registered", &without), ("registered", &with)] {
@@ -545,12 +546,15 @@ async fn apiserver_webhook_time(client: &Client) -> Result<(f64, f64)> {
 async fn server_mutate_time(
     tls: &Arc<rustls::ClientConfig>,
     addr: SocketAddr,
+    token: &str,
 ) -> Result<(f64, f64)> {
     let mut c = Conn::open(tls, addr).await?;
     let req = http::Request::get("/metrics")
         .header(http::header::HOST, "localhost")
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Full::default())?;
-    let (_, body) = c.request(req).await?;
+    let (status, body) = c.request(req).await?;
+    ensure!(status == http::StatusCode::OK, "/metrics: {status}");
     Ok(histogram_totals(
         &String::from_utf8_lossy(&body),
         "kompox_webhook_http_request_duration_seconds",

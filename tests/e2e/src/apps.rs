@@ -186,7 +186,8 @@ pub async fn wait_degraded(
 /// Sum of the samples of metric `name` whose label set contains `labels` (e.g.
 /// `controller="app"`), from the controller's `/metrics`.
 pub async fn metric(proc: &ControllerProcess, name: &str, labels: &str) -> Result<f64> {
-    let (code, body) = proc.get("/metrics").await?;
+    let token = crate::metrics_tokens().await?.reader;
+    let (code, body) = proc.get_as("/metrics", Some(&token)).await?;
     if code != 200 {
         bail!("/metrics answered {code}");
     }

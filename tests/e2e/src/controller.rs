@@ -281,9 +281,17 @@ impl ControllerProcess {
 
     /// GETs `path` from the controller's HTTP endpoint: (status code, body).
     pub async fn get(&self, path: &str) -> Result<(u16, String)> {
+        self.get_as(path, None).await
+    }
+
+    /// [`Self::get`] with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await?;

@@ -193,6 +193,100 @@ pub async fn service_account_kubeconfig(
     namespace: &str,
     name: &str,
 ) -> Result<Kubeconfig> {
+    let token = service_account_token(admin, namespace, name).await?;
+    let kc = Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
+    let mut v = serde_json::to_value(&kc)?;
+    let users = v
+        .get_mut("users")
+        .and_then(serde_json::Value::as_array_mut)
+        .context("admin kubeconfig without users")?;
+    for u in users.iter_mut() {
+        u["user"] = serde_json::json!({"token": token});
+    }
+    Ok(serde_json::from_value(v)?)
+}
+
+/// Bearer tokens for `/metrics` checks: of a ServiceAccount bound to the install's ClusterRole
+/// `kompox-metrics-reader` (`manifests/apiserver/rbac.yaml`, applied from the file), and of
+/// one with no rights.
+#[derive(Debug, Clone)]
+pub struct MetricsTokens {
+    /// May `get /metrics`.
+    pub reader: String,
+    /// Authenticated, no rights.
+    pub nobody: String,
+}
+
+/// Namespace of the ServiceAccounts of [`metrics_tokens`].
+pub const METRICS_SA_NAMESPACE: &str = "kompox-e2e-metrics";
+
+/// [`MetricsTokens`], made once per process (ServiceAccounts `reader` and `nobody` in
+/// [`METRICS_SA_NAMESPACE`], tokens valid 3 h).
+///
+/// # Errors
+/// When the objects or tokens cannot be made.
+pub async fn metrics_tokens() -> Result<MetricsTokens> {
+    static TOKENS: tokio::sync::OnceCell<MetricsTokens> = tokio::sync::OnceCell::const_new();
+    TOKENS
+        .get_or_try_init(|| async {
+            let admin = admin_client().await?;
+            let text = std::fs::read_to_string(repo_root().join("manifests/apiserver/rbac.yaml"))?;
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)?;
+            let role = docs
+                .into_iter()
+                .find(|d| d["metadata"]["name"] == "kompox-metrics-reader")
+                .context(
+                    "manifests/apiserver/rbac.yaml has no ClusterRole kompox-metrics-reader",
+                )?;
+            let pp = kube::api::PatchParams::apply("kompox-e2e").force();
+            let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
+            roles
+                .patch(
+                    "kompox-metrics-reader",
+                    &pp,
+                    &kube::api::Patch::Apply(&role),
+                )
+                .await?;
+            let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": METRICS_SA_NAMESPACE}});
+            Api::<Namespace>::all(admin.clone())
+                .patch(METRICS_SA_NAMESPACE, &pp, &kube::api::Patch::Apply(&ns))
+                .await?;
+            let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), METRICS_SA_NAMESPACE);
+            for name in ["reader", "nobody"] {
+                let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": name, "namespace": METRICS_SA_NAMESPACE}});
+                sas.patch(name, &pp, &kube::api::Patch::Apply(&sa)).await?;
+            }
+            let binding = serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "kompox-e2e-metrics-reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "kompox-metrics-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader",
+                    "namespace": METRICS_SA_NAMESPACE}],
+            });
+            Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(admin.clone())
+                .patch(
+                    "kompox-e2e-metrics-reader",
+                    &pp,
+                    &kube::api::Patch::Apply(&binding),
+                )
+                .await?;
+            Ok(MetricsTokens {
+                reader: service_account_token(&admin, METRICS_SA_NAMESPACE, "reader").await?,
+                nobody: service_account_token(&admin, METRICS_SA_NAMESPACE, "nobody").await?,
+            })
+        })
+        .await
+        .cloned()
+}
+
+/// A fresh bound token (valid 3 h) of ServiceAccount `namespace/name`.
+///
+/// # Errors
+/// When the TokenRequest fails.
+pub async fn service_account_token(admin: &Client, namespace: &str, name: &str) -> Result<String> {
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
     let tr = sas
         .create_token_request(
@@ -209,20 +303,9 @@ pub async fn service_account_kubeconfig(
         )
         .await
         .with_context(|| format!("requesting a token for ServiceAccount {namespace}/{name}"))?;
-    let token = tr
-        .status
+    tr.status
         .map(|s| s.token)
-        .context("TokenRequest without a token")?;
-    let kc = Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
-    let mut v = serde_json::to_value(&kc)?;
-    let users = v
-        .get_mut("users")
-        .and_then(serde_json::Value::as_array_mut)
-        .context("admin kubeconfig without users")?;
-    for u in users.iter_mut() {
-        u["user"] = serde_json::json!({"token": token});
-    }
-    Ok(serde_json::from_value(v)?)
+        .context("TokenRequest without a token")
 }
 
 /// Runs the pinned kubectl against the cluster as admin; returns stdout, fails with stderr.

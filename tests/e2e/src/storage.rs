@@ -151,12 +151,19 @@ impl InProcessController {
 
     /// GETs `path` from the controller's HTTP endpoint: (status code, body).
     pub async fn get(&self, path: &str) -> Result<(u16, String)> {
+        self.get_as(path, None).await
+    }
+
+    /// [`Self::get`] with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
         let tcp = tokio::net::TcpStream::connect(self.addr).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(conn);
-        let req = http::Request::get(path)
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())?;
+        let mut req = http::Request::get(path).header("host", "localhost");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Empty::<Bytes>::new())?;
         let resp = sender.send_request(req).await?;
         let code = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
@@ -165,7 +172,8 @@ impl InProcessController {
 
     /// The value of the unlabelled metric `name` (e.g. `kompox_controller_scope_namespaces`).
     pub async fn metric(&self, name: &str) -> Result<f64> {
-        let (code, body) = self.get("/metrics").await?;
+        let token = crate::metrics_tokens().await?.reader;
+        let (code, body) = self.get_as("/metrics", Some(&token)).await?;
         if code != 200 {
             bail!("/metrics answered {code}");
         }

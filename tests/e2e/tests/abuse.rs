@@ -2,8 +2,10 @@
 //! gets nothing (docs/security.md).
 //!
 //! - The webhook answers only kube-apiserver (client certificate through kube-apiserver's
-//!   AdmissionConfiguration `kubeConfigFile`, wired by hack/cluster.sh): a direct review or
-//!   `/metrics` is refused, while Pods created through kube-apiserver are mutated.
+//!   AdmissionConfiguration `kubeConfigFile`, wired by hack/cluster.sh): a direct review is
+//!   refused, while Pods created through kube-apiserver are mutated. `/metrics` answers only a
+//!   bearer token whose user may `get /metrics` (401 anonymous or forged, 403 without the
+//!   right, 200 with the install's `kompox-metrics-reader`).
 //! - The env hash on those Pods is keyed: it is the HMAC under the install's key, differs under
 //!   any other key, and holds no plain sha256 of the value.
 //! - Metric labels stay bounded when a caller sends 3,000 reviews of distinct 1 KiB kinds.
@@ -40,7 +42,7 @@ use kompox_e2e::webhook::{
     Registration, WebhookServer, env_hash, managed_namespace, pod, put_secret, test_id,
     wait_mutating,
 };
-use kompox_e2e::{admin_client, cluster, hash_key};
+use kompox_e2e::{admin_client, cluster, hash_key, metrics_tokens};
 use kompox_serve::certs::{generate_ca, issue_serving_cert};
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -155,8 +157,37 @@ async fn webhook_answers_only_kube_apiserver_and_its_hash_is_keyed() -> Result<(
         "direct review: {code} {}",
         String::from_utf8_lossy(&text)
     );
-    let (code, _) = https_request(target, None, Method::GET, "/metrics", &[], b"").await?;
-    ensure!(code == StatusCode::UNAUTHORIZED, "direct /metrics: {code}");
+    // /metrics: a bearer token kube-apiserver authenticates, whose user may get /metrics.
+    let tokens = metrics_tokens().await?;
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (nobody, reader) = (bearer(&tokens.nobody), bearer(&tokens.reader));
+    for (case, headers, want) in [
+        ("anonymous", vec![], StatusCode::UNAUTHORIZED),
+        (
+            "unknown token",
+            vec![("authorization", "Bearer forged")],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "token without the right",
+            vec![("authorization", nobody.as_str())],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "metrics reader",
+            vec![("authorization", reader.as_str())],
+            StatusCode::OK,
+        ),
+    ] {
+        let (code, text) =
+            https_request(target, None, Method::GET, "/metrics", &headers, b"").await?;
+        let text = String::from_utf8_lossy(&text);
+        ensure!(code == want, "/metrics, {case}: {code} {text}");
+        ensure!(
+            text.contains("kompox_webhook_") == (want == StatusCode::OK),
+            "/metrics, {case}: {text}"
+        );
+    }
     // Probes stay open.
     let (code, _) = https_request(target, None, Method::GET, "/readyz", &[], b"").await?;
     ensure!(code == StatusCode::OK, "/readyz: {code}");
@@ -173,7 +204,10 @@ async fn metrics_stay_bounded_under_distinct_kinds() -> Result<()> {
     let server = webhook(&client, None).await?;
     let target = (server.addr, server.ca.cert_pem(), "localhost");
     let json = [("content-type", "application/json")];
-    let (_, before) = https_request(target, None, Method::GET, "/metrics", &[], b"").await?;
+    let reader = format!("Bearer {}", metrics_tokens().await?.reader);
+    let auth = [("authorization", reader.as_str())];
+    let (code, before) = https_request(target, None, Method::GET, "/metrics", &auth, b"").await?;
+    ensure!(code == StatusCode::OK, "/metrics: {code}");
     let start = Instant::now();
     for i in 0..3000 {
         let kind = format!("K{i}{}", "x".repeat(1024));
@@ -189,7 +223,8 @@ async fn metrics_stay_bounded_under_distinct_kinds() -> Result<()> {
         ensure!(code == StatusCode::OK, "review {i}: {code}");
     }
     let took = start.elapsed();
-    let (_, after) = https_request(target, None, Method::GET, "/metrics", &[], b"").await?;
+    let (code, after) = https_request(target, None, Method::GET, "/metrics", &auth, b"").await?;
+    ensure!(code == StatusCode::OK, "/metrics: {code}");
     println!(
         "3000 reviews with distinct 1 KiB kinds in {took:?}: /metrics {} -> {} bytes",
         before.len(),
@@ -212,7 +247,7 @@ async fn metrics_stay_bounded_under_distinct_kinds() -> Result<()> {
     )
     .await?;
     ensure!(code == StatusCode::METHOD_NOT_ALLOWED, "BREW: {code}");
-    let (_, text) = https_request(target, None, Method::GET, "/metrics", &[], b"").await?;
+    let (_, text) = https_request(target, None, Method::GET, "/metrics", &auth, b"").await?;
     let text = String::from_utf8_lossy(&text);
     ensure!(
         text.contains(r#"method="other""#) && !text.contains("BREW"),

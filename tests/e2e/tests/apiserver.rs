@@ -310,6 +310,74 @@ async fn direct_requests_need_the_front_proxy_certificate() -> Result<()> {
     Ok(())
 }
 
+/// `/metrics` answers a bearer token kube-apiserver authenticates whose user may `get
+/// /metrics`; the server asks with its own ServiceAccount (`system:auth-delegator` from
+/// manifests/apiserver/rbac.yaml). The front-proxy headers are no credential here.
+#[tokio::test]
+async fn metrics_need_a_token_with_the_right() -> Result<()> {
+    let agg = shared().await?;
+    let tokens = kompox_e2e::metrics_tokens().await?;
+    let (nobody, reader) = (
+        format!("Bearer {}", tokens.nobody),
+        format!("Bearer {}", tokens.reader),
+    );
+    let (cert, key) = front_proxy_client()?;
+    let masters = [
+        ("X-Remote-User", "system:admin"),
+        ("X-Remote-Group", "system:masters"),
+    ];
+    type Case<'a> = (
+        &'a str,
+        Option<(&'a str, &'a str)>,
+        Vec<(&'a str, &'a str)>,
+        StatusCode,
+    );
+    let cases: [Case; 5] = [
+        ("anonymous", None, vec![], StatusCode::UNAUTHORIZED),
+        (
+            "forged token",
+            None,
+            vec![("Authorization", "Bearer forged")],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "front-proxy certificate and headers",
+            Some((&cert, &key)),
+            masters.to_vec(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "token without the right",
+            None,
+            vec![("Authorization", nobody.as_str())],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "metrics reader",
+            None,
+            vec![("Authorization", reader.as_str())],
+            StatusCode::OK,
+        ),
+    ];
+    for (case, cert, headers, want) in cases {
+        let (code, body) = direct(agg, cert, Method::GET, "/metrics", &headers, b"").await?;
+        expect_status(case, (code, &body), want)?;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(
+            text.contains("kompox_apiserver_http_requests"),
+            want == StatusCode::OK,
+            "{case}: {text}"
+        );
+        if want == StatusCode::FORBIDDEN {
+            assert!(
+                text.contains(r#"User \"system:serviceaccount:kompox-e2e-metrics:nobody\" cannot get path \"/metrics\""#),
+                "{case}: {text}"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn rendered_as_admin_redacts_secrets() -> Result<()> {
     shared().await?;

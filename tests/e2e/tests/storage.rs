@@ -1036,7 +1036,30 @@ async fn metrics_and_health_are_served_body(env: &mut Env) -> Result<()> {
     env.create_disk("m", json!({"size": "1Gi", "deletionPolicy": "Delete"}))
         .await?;
     wait_disk_ready(&env.disks(), "m").await?;
+    // /metrics: anonymous 401, a token without the right 403, the metrics reader's 200
+    // (TokenReview + SubjectAccessReview by the controller's own ServiceAccount).
+    let tokens = kompox_e2e::metrics_tokens().await?;
     let (code, body) = env.controller.get("/metrics").await?;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = env
+        .controller
+        .get_as("/metrics", Some("not-a-token"))
+        .await?;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = env
+        .controller
+        .get_as("/metrics", Some(&tokens.nobody))
+        .await?;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("system:serviceaccount:kompox-e2e-metrics:nobody")
+            && body.contains(r#"cannot get path "/metrics""#),
+        "{body}"
+    );
+    let (code, body) = env
+        .controller
+        .get_as("/metrics", Some(&tokens.reader))
+        .await?;
     assert_eq!(code, 200);
     assert!(
         body.contains("kompox_controller_reconciles_total{controller=\"disk\"}"),
