@@ -868,7 +868,7 @@ pub async fn run_install(
         return kubectx::write_objects(out, &kubectx::redact(&applied), args.output);
     }
     if let Some(s) = servers {
-        local::start(&s, args.timeout, out).await?;
+        local::start(&client, &s, args.timeout, out).await?;
         wait_apiservice(&client, args.timeout, Some(&mut *out)).await?;
         let _ = writeln!(out, "APIService {APISERVICE} is Available");
         let _ = writeln!(

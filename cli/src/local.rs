@@ -3,10 +3,14 @@
 //! ExternalName Service → `localhost`; see hack/README.md).
 //!
 //! State lives in `${KOMPOX_CACHE:-~/.cache/kompox}/local/`: per server a pid file, a port
-//! file, a log and its own kubeconfig (a copy of the caller's, pinned to the chosen context —
-//! locally that is the admin identity, not the least-privilege ServiceAccounts the in-cluster
-//! Deployments use), plus the serving certificate. A server whose pid is alive and still runs
-//! its binary is reused; `uninstall --local` stops exactly the pids recorded here.
+//! file, a log and its own kubeconfig, plus the serving certificate. Each server acts as its
+//! own ServiceAccount, exactly as the in-cluster Deployments do (`k4x-system/kompox-apiserver`,
+//! `…/kompox-webhook`, `…/kompox-controller`, with the install's RBAC): its kubeconfig holds the
+//! chosen context's cluster and a `tokenFile` (`<server>.token`, mode 0600) that
+//! [`write_tokens`] fills with a TokenRequest token valid [`TOKEN_SECONDS`] — never the
+//! caller's credentials. Re-running `install --local` renews the tokens (running servers re-read
+//! the file). A server whose pid is alive and still runs its binary is reused;
+//! `uninstall --local` stops exactly the pids recorded here and removes the tokens.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -14,6 +18,11 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
+use kube::config::{AuthInfo, Kubeconfig, NamedAuthInfo, NamedContext};
 
 use crate::CliError;
 use crate::certs::Certs;
@@ -177,9 +186,10 @@ pub async fn prepare(
         }
     }
     let kc = kubectx::kubeconfig(kube)?;
-    let text = serde_saphyr::to_string(&kc)
-        .map_err(|e| CliError::Io(format!("writing the servers' kubeconfig: {e}")))?;
     for s in SERVERS {
+        let own = server_kubeconfig(&kc, s, &dir.join(format!("{s}.token")))?;
+        let text = serde_saphyr::to_string(&own)
+            .map_err(|e| CliError::Io(format!("writing {s}'s kubeconfig: {e}")))?;
         write_private(&dir.join(format!("{s}.kubeconfig")), text.as_bytes())?;
     }
     Ok(Servers {
@@ -194,6 +204,106 @@ pub async fn prepare(
     })
 }
 
+/// How long the local servers' ServiceAccount tokens are valid (7 days); `install --local`
+/// renews them.
+pub const TOKEN_SECONDS: i64 = 7 * 24 * 3600;
+
+/// `kc`'s current context's cluster, with one user: server `server` authenticating with the
+/// token in `token_file`. None of the caller's credentials are kept.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when the kubeconfig has no current context or its cluster is missing.
+pub fn server_kubeconfig(
+    kc: &Kubeconfig,
+    server: &str,
+    token_file: &Path,
+) -> Result<Kubeconfig, CliError> {
+    let current = kc.current_context.as_deref().ok_or_else(|| {
+        CliError::Cluster("kubeconfig: no current context (give --context)".into())
+    })?;
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or_else(|| CliError::Cluster(format!("kubeconfig: no context {current:?}")))?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .cloned()
+        .ok_or_else(|| {
+            CliError::Cluster(format!(
+                "kubeconfig: context {current:?} names cluster {cluster_name:?}, which is not there"
+            ))
+        })?;
+    Ok(Kubeconfig {
+        clusters: vec![cluster],
+        auth_infos: vec![NamedAuthInfo {
+            name: server.to_owned(),
+            auth_info: Some(AuthInfo {
+                token_file: Some(token_file.display().to_string()),
+                ..AuthInfo::default()
+            }),
+            ..NamedAuthInfo::default()
+        }],
+        contexts: vec![NamedContext {
+            name: server.to_owned(),
+            context: Some(kube::config::Context {
+                cluster: cluster_name,
+                user: Some(server.to_owned()),
+                ..kube::config::Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        current_context: Some(server.to_owned()),
+        ..Kubeconfig::default()
+    })
+}
+
+/// Writes `<server>.token` for every server: a token of its ServiceAccount in
+/// [`crate::install::SYSTEM_NS`] (which the install just applied), valid [`TOKEN_SECONDS`].
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] when a token cannot be requested, [`CliError::Io`] when it cannot be
+/// written.
+pub async fn write_tokens(client: &kube::Client, dir: &Path) -> Result<(), CliError> {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), crate::install::SYSTEM_NS);
+    for server in SERVERS {
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(TOKEN_SECONDS),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let answer = sas
+            .create_token_request(server, &PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                kubectx::kube_error(
+                    &format!(
+                        "requesting a token for ServiceAccount {}/{server}",
+                        crate::install::SYSTEM_NS
+                    ),
+                    &e,
+                )
+            })?;
+        let token = answer.status.map(|s| s.token).unwrap_or_default();
+        if token.is_empty() {
+            return Err(CliError::Cluster(format!(
+                "TokenRequest for ServiceAccount {}/{server}: no token in the answer",
+                crate::install::SYSTEM_NS
+            )));
+        }
+        write_private(&dir.join(format!("{server}.token")), token.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Starts the servers that do not run yet (detached, in their own process group, logs in the
 /// state dir) and waits for each one's `/readyz`.
 ///
@@ -201,8 +311,14 @@ pub async fn prepare(
 ///
 /// [`CliError::Io`] when a process cannot start; [`CliError::Timeout`] naming the server
 /// and its log when it does not become ready.
-pub async fn start(s: &Servers, timeout: Duration, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn start(
+    client: &kube::Client,
+    s: &Servers,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let dir = &s.dir;
+    write_tokens(client, dir).await?;
     let listen = |p: u16| format!("127.0.0.1:{p}");
     for (i, name) in SERVERS.iter().enumerate() {
         if s.running[i] {
@@ -353,6 +469,7 @@ pub async fn stop(out: &mut dyn Write) -> Result<(), CliError> {
     let dir = state_dir();
     for name in SERVERS {
         stop_one(&dir, name, out).await?;
+        let _ = std::fs::remove_file(dir.join(format!("{name}.token")));
     }
     Ok(())
 }
@@ -392,4 +509,71 @@ fn signal(pid: u32, sig: &str) -> Result<(), CliError> {
         .status()
         .map(|_| ())
         .map_err(|e| CliError::Io(format!("kill -{sig} {pid}: {e}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const CALLER: &str = r#"
+apiVersion: v1
+kind: Config
+current-context: admin@b
+clusters:
+- name: a
+  cluster: {server: "https://a.example:6443"}
+- name: b
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: Q0E=}
+users:
+- name: admin
+  user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ, token: caller-token}
+contexts:
+- name: admin@a
+  context: {cluster: a, user: admin}
+- name: admin@b
+  context: {cluster: b, user: admin, namespace: team}
+"#;
+
+    #[test]
+    fn a_server_kubeconfig_holds_the_cluster_and_its_own_token_file_only() {
+        let kc = Kubeconfig::from_yaml(CALLER).unwrap();
+        let own = server_kubeconfig(
+            &kc,
+            "kompox-webhook",
+            Path::new("/state/kompox-webhook.token"),
+        )
+        .unwrap();
+        let text = serde_saphyr::to_string(&own).unwrap();
+        for secret in ["Q0VSVA==", "S0VZ", "caller-token", "a.example"] {
+            assert!(!text.contains(secret), "{secret} kept:\n{text}");
+        }
+        assert_eq!(own.current_context.as_deref(), Some("kompox-webhook"));
+        assert_eq!(own.clusters.len(), 1);
+        assert_eq!(
+            own.clusters[0]
+                .cluster
+                .as_ref()
+                .and_then(|c| c.server.as_deref()),
+            Some("https://127.0.0.1:6443")
+        );
+        let user = own.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(
+            user.token_file.as_deref(),
+            Some("/state/kompox-webhook.token")
+        );
+        assert!(user.token.is_none() && user.client_certificate_data.is_none());
+    }
+
+    #[test]
+    fn a_kubeconfig_without_a_usable_context_is_refused() {
+        let mut kc = Kubeconfig::from_yaml(CALLER).unwrap();
+        kc.current_context = None;
+        let e = server_kubeconfig(&kc, "s", Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("no current context"), "{e}");
+        kc.current_context = Some("admin@a".into());
+        kc.clusters.retain(|c| c.name != "a");
+        let e = server_kubeconfig(&kc, "s", Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("names cluster \"a\""), "{e}");
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt as _};
 
 use crate::{admin_client, cluster, repo_root, wait_until};
@@ -281,7 +281,9 @@ where
                     start,
                 };
                 env.step("installed (--local)");
-                let r = if env
+                let r = if let Err(e) = local_servers_act_as_themselves(&cache).await {
+                    Err(e)
+                } else if env
                     .install
                     .stdout
                     .contains("APIService v1alpha1.subresources.k8s.kompox.dev is Available")
@@ -314,6 +316,73 @@ where
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
+/// The servers `install --local` started act as their own ServiceAccounts, as in the cluster:
+/// each kubeconfig in the state dir holds no credential of the installer, authenticates as
+/// `system:serviceaccount:k4x-system:<server>`, and grants only that account's rights (the
+/// webhook may not create a Deployment, the apiserver may not create a Pod).
+async fn local_servers_act_as_themselves(cache: &Path) -> Result<()> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let admin_kc = std::fs::read_to_string(&cluster().admin_kubeconfig)?;
+    let admin_key = admin_kc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-key-data:"))
+        .map(str::trim)
+        .unwrap_or_default();
+    for (server, may_not) in [
+        ("kompox-apiserver", ("", "pods", "create")),
+        ("kompox-webhook", ("apps", "deployments", "create")),
+        ("kompox-controller", ("", "pods", "create")),
+    ] {
+        let path = cache.join("local").join(format!("{server}.kubeconfig"));
+        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+        ensure!(
+            !text.contains("client-key-data")
+                && (admin_key.is_empty() || !text.contains(admin_key)),
+            "{} holds the installer's credentials",
+            path.display()
+        );
+        let client = crate::client_from(&path).await?;
+        let me = Api::<SelfSubjectReview>::all(client.clone())
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .with_context(|| format!("{server}: SelfSubjectReview"))?;
+        let name = me
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .unwrap_or_default();
+        ensure!(
+            name == format!("system:serviceaccount:k4x-system:{server}"),
+            "{server} acts as {name:?}"
+        );
+        let (group, resource, verb) = may_not;
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some("default".into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    verb: Some(verb.into()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let answer = Api::<SelfSubjectAccessReview>::all(client)
+            .create(&PostParams::default(), &review)
+            .await?;
+        ensure!(
+            !answer.status.is_some_and(|s| s.allowed),
+            "{server} may {verb} {resource}: not its own rights only"
+        );
+    }
     Ok(())
 }
 
