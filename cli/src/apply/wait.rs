@@ -101,6 +101,18 @@ fn disk_ready(d: &KompoxDisk) -> bool {
     })
 }
 
+/// `spec.suspend: true` and the controller has held this generation at zero: `Suspended` True
+/// with `observedGeneration` current. A suspended app is never Ready, so `apply` stops waiting here.
+fn app_suspended(a: &KompoxApp) -> bool {
+    a.spec.suspend
+        && a.status.as_ref().is_some_and(|s| {
+            s.observed_generation == a.meta().generation
+                && s.conditions.iter().any(|c| {
+                    c.type_ == kompox_core::api::condition::types::SUSPENDED && c.status == "True"
+                })
+        })
+}
+
 fn app_ready(a: &KompoxApp) -> bool {
     a.status
         .as_ref()
@@ -280,6 +292,13 @@ pub(super) async fn wait_ready(
         for (k, v) in condition_lines(app, Some(&a), &disks) {
             shown.show(out, k, v, true);
         }
+        if app_suspended(&a) {
+            let _ = writeln!(
+                out,
+                "KompoxApp {ns}/{app} is suspended (spec.suspend: true): applied and held at zero replicas, not waiting for Ready; set spec.suspend to false to run it"
+            );
+            return Ok(());
+        }
         if app_ready(&a) {
             let verdict = rollout
                 .check(client, &a, &state.deployments.0.state(), out)
@@ -449,7 +468,32 @@ impl Rollout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
     use serde_json::json;
+
+    /// `apply` stops waiting only when the controller holds the current generation at zero.
+    #[rstest]
+    #[case::held_at_zero(true, 2, "True", true)]
+    #[case::previous_generation_seen(true, 1, "True", false)]
+    #[case::still_scaling_down(true, 2, "False", false)]
+    #[case::resumed_with_a_stale_condition(false, 2, "True", false)]
+    fn suspended_means_held_at_zero_for_this_generation(
+        #[case] suspend: bool,
+        #[case] observed: i64,
+        #[case] condition: &str,
+        #[case] want: bool,
+    ) {
+        let a: Result<KompoxApp, _> = serde_json::from_value(json!({
+            "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxApp",
+            "metadata": {"name": "a", "generation": 2},
+            "spec": {"compose": {"configMapRef": {"name": "c", "key": "compose.yml"}}, "suspend": suspend},
+            "status": {"observedGeneration": observed, "ready": false, "conditions": [
+                {"type": "Suspended", "status": condition, "reason": "Suspended",
+                 "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }));
+        let a = a.expect("a valid KompoxApp");
+        assert_eq!(app_suspended(&a), want);
+    }
 
     fn deployment(name: &str, generation: i64, replicas: i32, available: i32) -> Arc<Deployment> {
         let d: Result<Deployment, _> = serde_json::from_value(json!({

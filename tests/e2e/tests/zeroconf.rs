@@ -20,7 +20,7 @@ use kompox_e2e::cli::{
     LocalInstall, Run, kompox_async, pods_at, rolled_since, temp_dir, with_local_install,
 };
 use kompox_e2e::{admin_client, ensure_crds};
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt as _};
 
 /// The compose file, as a user would copy it from a published example.
@@ -108,7 +108,27 @@ async fn flow(env: &LocalInstall) -> Result<()> {
         .namespace_of(&app_name)
         .with_context(|| format!("{first:?}"))?;
     checks(env, &ns, &app_name, first).await?;
+    suspended_apply(env, &ns, &app_name).await?;
+    env.step("apply of a suspended app");
     diff_flow(env).await
+}
+
+/// `apply` of a suspended app returns once the controller holds it at zero (a suspended app is
+/// never Ready: before, apply waited out its whole timeout), and leaves it suspended (apply's
+/// field manager does not own `spec.suspend`).
+async fn suspended_apply(env: &LocalInstall, ns: &str, app: &str) -> Result<()> {
+    let apps: Api<KompoxApp> = Api::namespaced(env.client.clone(), ns);
+    let suspend = serde_json::json!({"spec": {"suspend": true}});
+    apps.patch(app, &PatchParams::default(), &Patch::Merge(&suspend))
+        .await?;
+    let r = apply(env).await?.ok()?;
+    ensure!(
+        r.stdout.contains("is suspended (spec.suspend: true)"),
+        "{r:?}"
+    );
+    let a = apps.get(app).await?;
+    ensure!(a.spec.suspend, "apply took spec.suspend back: {:?}", a.spec);
+    Ok(())
 }
 
 #[allow(clippy::too_many_lines)]
