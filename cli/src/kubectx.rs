@@ -123,6 +123,10 @@ fn context_namespace(kc: &Kubeconfig) -> Option<String> {
         .filter(|n| !n.is_empty())
 }
 
+/// How long the client waits for the next bytes of a response: kube's own default, above the
+/// server-side timeout of a watch.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(295);
+
 /// A client for the chosen kubeconfig and context, and the server's URL.
 ///
 /// # Errors
@@ -138,7 +142,10 @@ pub async fn client(args: &KubeArgs) -> Result<(Client, String), CliError> {
         .await
         .map_err(|e| CliError::Cluster(format!("kubeconfig: {e}")))?;
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(60));
+    // Above the 290 s a watch asks the server for (kube's watcher default): an idle watch (a
+    // suspended app, a slow rollout) is ended by the server, not cut by a read timeout and
+    // reported as "watch interrupted" every minute. Commands that wait have their own deadline.
+    config.read_timeout = Some(WATCH_READ_TIMEOUT);
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config)
         .map_err(|e| CliError::Cluster(format!("building the Kubernetes client: {e}")))?;
