@@ -1,6 +1,6 @@
-//! A per-user token bucket: `?validate=true` fans out into one dry run per rendered object,
-//! charged to each caller's own API priority and fairness (the dry runs impersonate them), and
-//! this bounds how often one user may ask for it.
+//! A per-user token bucket: `?validate=true` fans out into SubjectAccessReviews and one dry run
+//! per rendered object, sent as the dry-run identity `kompox-validator` (so charged to its API
+//! priority and fairness, not the caller's), and this bounds how often one user may ask for it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{authorize, get_app};
 use crate::api_error::{ApiError, Cause};
-use crate::auth::{Attributes, UserInfo};
+use crate::auth::{self, Action, Attributes, UserInfo};
 use crate::discovery::GROUP;
 use crate::service::{self, RenderOutput, Verdict};
 use crate::state::State;
@@ -163,10 +163,14 @@ fn inputs_error(app: &str, e: kompox_cluster::Error) -> ApiError {
     }
 }
 
-/// Server-side dry run (`dryRun=All`, apply as [`FIELD_MANAGER`], forced) of every object as
-/// the caller (impersonated: [`impersonate`]), concurrently; one verdict per object in order.
-/// The verdicts reflect the caller's own rights, and the requests count against the caller's
-/// API priority and fairness. Messages are scrubbed of the Secret values the objects hold.
+/// Server-side dry run (`dryRun=All`, apply as [`FIELD_MANAGER`], forced) of every object,
+/// concurrently; one verdict per object in order. Each object is first authorized for the
+/// caller (a SubjectAccessReview each for `patch` and `create`, as an apply may create): an
+/// object the caller could not apply gets their 403 and no request is sent. The dry run itself
+/// is sent as [`VALIDATOR`] ([`as_validator`]), which may only dry-run (the install's
+/// ValidatingAdmissionPolicy `kompox-validator-dry-run-only`), so the server impersonates no
+/// caller and holds no create rights itself. Messages are scrubbed of the Secret values the
+/// objects hold.
 async fn dry_run_all(state: &State, ns: &str, out: &RenderOutput, user: &UserInfo) -> Vec<Verdict> {
     let secrets = service::secret_values(&out.objects);
     let runs = out
@@ -176,38 +180,35 @@ async fn dry_run_all(state: &State, ns: &str, out: &RenderOutput, user: &UserInf
     futures::future::join_all(runs).await
 }
 
-/// Adds kube-apiserver's `Impersonate-*` headers for `user`: name, uid, every group and extra
-/// (extra keys percent-encoded, as kube-apiserver decodes them).
-///
-/// # Errors
-///
-/// Naming the part of the identity that cannot be a header.
-pub(crate) fn impersonate(headers: &mut http::HeaderMap, user: &UserInfo) -> Result<(), String> {
-    let value = |what: &str, s: &str| {
-        HeaderValue::from_bytes(s.as_bytes())
-            .map_err(|_| format!("the caller's {what} cannot be sent as a header"))
-    };
-    headers.insert("impersonate-user", value("name", &user.name)?);
-    if let Some(uid) = user.uid.as_deref().filter(|u| !u.is_empty()) {
-        headers.insert("impersonate-uid", value("uid", uid)?);
-    }
-    for g in &user.groups {
-        headers.append("impersonate-group", value("group", g)?);
-    }
-    for (key, values) in &user.extra {
-        let mut name = String::from("impersonate-extra-");
-        for b in key.bytes() {
-            if b.is_ascii_alphanumeric() || b == b'-' {
-                name.push(char::from(b.to_ascii_lowercase()));
-            } else {
-                name.push_str(&format!("%{b:02X}"));
-            }
-        }
-        let name = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| "the caller's extra key cannot be sent as a header".to_owned())?;
-        for v in values {
-            headers.append(name.clone(), value("extra value", v)?);
-        }
+/// The identity of the dry runs: ServiceAccount `k4x-system/kompox-validator` of the install
+/// (`manifests/apiserver/rbac.yaml`), the only one the server may impersonate.
+pub const VALIDATOR: &str = "system:serviceaccount:k4x-system:kompox-validator";
+
+/// Sends a request as [`VALIDATOR`]: `Impersonate-User` only (kube-apiserver adds the
+/// ServiceAccount's groups itself), replacing any impersonation already set.
+pub(crate) fn as_validator(headers: &mut http::HeaderMap) {
+    headers.insert("impersonate-user", HeaderValue::from_static(VALIDATOR));
+    headers.remove("impersonate-group");
+    headers.remove("impersonate-uid");
+}
+
+/// Whether `user` may apply object `name` of `resource` (in `ns` when namespaced): `patch`,
+/// and `create` as an apply creates a missing object. The 403 names the user and the verb.
+async fn caller_may_apply(
+    state: &State,
+    user: &UserInfo,
+    ns: &str,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    for verb in ["patch", "create"] {
+        let attrs = Attributes::new(ns, verb, group, resource, "", name);
+        let decision = state
+            .authorizer
+            .authorize(user, &Action::Resource(attrs.clone()))
+            .await?;
+        auth::require(&decision, user, &attrs)?;
     }
     Ok(())
 }
@@ -245,6 +246,10 @@ async fn dry_run_one(
         Ok(r) => r,
         Err(e) => return reject(e.code.as_u16(), e.reason, e.message),
     };
+    let scope = if namespaced { ns } else { "" };
+    if let Err(e) = caller_may_apply(state, user, scope, &group, &ar.plural, &name).await {
+        return reject(e.code.as_u16(), e.reason, e.message);
+    }
     let url = <DynamicObject as kube::Resource>::url_path(&ar, namespaced.then_some(ns));
     let mut body = obj.clone();
     if namespaced && let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -256,9 +261,7 @@ async fn dry_run_one(
         Err(e) => return reject(422, "Invalid", e.to_string()),
     };
     req.extensions_mut().insert("patch");
-    if let Err(m) = impersonate(req.headers_mut(), user) {
-        return reject(422, "Invalid", m);
-    }
+    as_validator(req.headers_mut());
     match state.client.request::<DynamicObject>(req).await {
         Ok(_) => Verdict {
             api_version,
@@ -272,32 +275,23 @@ async fn dry_run_one(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod impersonation_tests {
     use super::*;
 
     #[test]
-    fn headers_carry_the_whole_identity() {
-        let user = UserInfo {
-            name: "山田".into(),
-            uid: Some("u-1".into()),
-            groups: vec!["team".into(), "system:authenticated".into()],
-            extra: [("scopes/a".to_owned(), vec!["x".to_owned(), "y".to_owned()])]
-                .into_iter()
-                .collect(),
-        };
+    fn dry_runs_impersonate_the_validator_alone() {
         let mut h = http::HeaderMap::new();
-        impersonate(&mut h, &user).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(h["impersonate-user"].as_bytes(), "山田".as_bytes());
-        assert_eq!(h["impersonate-uid"], "u-1");
-        let groups: Vec<&HeaderValue> = h.get_all("impersonate-group").iter().collect();
-        assert_eq!(groups, ["team", "system:authenticated"]);
-        let extra: Vec<&HeaderValue> = h.get_all("impersonate-extra-scopes%2Fa").iter().collect();
-        assert_eq!(extra, ["x", "y"]);
-        let bad = UserInfo {
-            name: "a\nb".into(),
-            ..UserInfo::default()
-        };
-        assert!(impersonate(&mut http::HeaderMap::new(), &bad).is_err());
+        h.append(
+            "impersonate-group",
+            HeaderValue::from_static("system:masters"),
+        );
+        h.insert("impersonate-uid", HeaderValue::from_static("u"));
+        as_validator(&mut h);
+        assert_eq!(h["impersonate-user"], VALIDATOR);
+        assert!(h.get("impersonate-group").is_none() && h.get("impersonate-uid").is_none());
+        assert!(
+            !h.keys()
+                .any(|k| k.as_str().starts_with("impersonate-extra-"))
+        );
     }
 }

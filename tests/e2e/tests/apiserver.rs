@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -906,6 +906,207 @@ async fn rendered_gitea_sample_matches_the_golden_objects() -> Result<()> {
 /// `?validate=true` dry-runs as the caller: a user who may only read `rendered` (kompox-view)
 /// gets a forbidden verdict for every object, naming them, not the server's own verdict; and
 /// one user's validations are rate-limited.
+/// The aggregated API server cannot reach beyond what it needs: it may impersonate only the
+/// dry-run identity kompox-validator (never a user or a group such as system:masters), holds
+/// no create right on the rendered kinds, and kompox-validator's requests are refused unless
+/// they are dry runs (ValidatingAdmissionPolicy kompox-validator-dry-run-only). A caller whose
+/// rights come from a group gets verdicts through the per-object SubjectAccessReview.
+#[tokio::test]
+async fn the_servers_identity_cannot_reach_beyond_its_rights() -> Result<()> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    shared().await?;
+    let admin = admin_client().await?;
+    let ns = TestNamespace::create(&admin, "apisrv-narrow", &[]).await?;
+    let apiserver = "system:serviceaccount:k4x-system:kompox-apiserver";
+    let can = |user: &'static str,
+               verb: &'static str,
+               group: &'static str,
+               resource: &'static str,
+               name: &'static str,
+               namespace: String| {
+        let admin = admin.clone();
+        async move {
+            let sar = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.into()),
+                    groups: Some(vec![
+                        "system:serviceaccounts".into(),
+                        "system:authenticated".into(),
+                    ]),
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some(verb.into()),
+                        group: Some(group.into()),
+                        resource: Some(resource.into()),
+                        name: (!name.is_empty()).then(|| name.into()),
+                        namespace: (!namespace.is_empty()).then_some(namespace),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SubjectAccessReviewSpec::default()
+                },
+                ..SubjectAccessReview::default()
+            };
+            let answer = Api::<SubjectAccessReview>::all(admin)
+                .create(&PostParams::default(), &sar)
+                .await?;
+            Ok::<bool, anyhow::Error>(answer.status.is_some_and(|s| s.allowed))
+        }
+    };
+    let sys = "k4x-system".to_owned();
+    for (case, verb, group, resource, name, namespace, want) in [
+        (
+            "impersonate system:masters",
+            "impersonate",
+            "",
+            "groups",
+            "system:masters",
+            String::new(),
+            false,
+        ),
+        (
+            "impersonate any group",
+            "impersonate",
+            "",
+            "groups",
+            "",
+            String::new(),
+            false,
+        ),
+        (
+            "impersonate a user",
+            "impersonate",
+            "",
+            "users",
+            "system:admin",
+            String::new(),
+            false,
+        ),
+        (
+            "impersonate another ServiceAccount",
+            "impersonate",
+            "",
+            "serviceaccounts",
+            "kompox-controller",
+            sys.clone(),
+            false,
+        ),
+        (
+            "impersonate kompox-validator",
+            "impersonate",
+            "",
+            "serviceaccounts",
+            "kompox-validator",
+            sys.clone(),
+            true,
+        ),
+        (
+            "create a Deployment",
+            "create",
+            "apps",
+            "deployments",
+            "",
+            ns.name.clone(),
+            false,
+        ),
+        (
+            "create a Secret",
+            "create",
+            "",
+            "secrets",
+            "",
+            ns.name.clone(),
+            false,
+        ),
+        (
+            "create a Pod",
+            "create",
+            "",
+            "pods",
+            "",
+            ns.name.clone(),
+            false,
+        ),
+    ] {
+        let got = can(apiserver, verb, group, resource, name, namespace).await?;
+        ensure!(
+            got == want,
+            "kompox-apiserver may {case}: {got}, want {want}"
+        );
+    }
+
+    // kompox-validator (impersonated here by the admin): dry runs pass, real writes are refused.
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "validator-probe", "namespace": ns.name}, "data": {"a": "b"}});
+    for (case, dry, want) in [
+        ("dry run", true, StatusCode::CREATED),
+        ("real write", false, StatusCode::FORBIDDEN),
+    ] {
+        let mut url = format!("/api/v1/namespaces/{}/configmaps", ns.name);
+        if dry {
+            url.push_str("?dryRun=All");
+        }
+        let req = http::Request::post(url)
+            .header("content-type", "application/json")
+            .header(
+                "impersonate-user",
+                "system:serviceaccount:k4x-system:kompox-validator",
+            )
+            .body(serde_json::to_vec(&cm)?)?;
+        let code = match admin.request_text(req).await {
+            Ok(_) => StatusCode::CREATED,
+            Err(kube::Error::Api(st)) => {
+                if !dry {
+                    ensure!(
+                        st.message
+                            .contains("kompox-validator may only send dry runs"),
+                        "{case}: {st:?}"
+                    );
+                }
+                StatusCode::from_u16(st.code)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ensure!(
+            code == want,
+            "kompox-validator, {case}: {code}, want {want}"
+        );
+    }
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = ns.api();
+    ensure!(
+        cms.get_opt("validator-probe").await?.is_none(),
+        "the validator stored a ConfigMap"
+    );
+
+    // A caller allowed through a group: every object passes the per-object review and its dry
+    // run (a user with only kompox-view gets 403 per object: the next test).
+    gitea_app(&ns, "gitea", COMPOSE).await?;
+    create(
+        &ns.api::<RoleBinding>(),
+        json!({"metadata": {"name": "team-edit"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kompox-e2e-team"}]}),
+    )
+    .await?;
+    let agg = shared().await?;
+    let (cert, key) = front_proxy_client()?;
+    let path = format!("{}?validate=true", rendered_path(&ns.name, "gitea"));
+    let headers = [
+        ("X-Remote-User", "carol"),
+        ("X-Remote-Group", "kompox-e2e-team"),
+        ("X-Remote-Group", "system:authenticated"),
+    ];
+    let body = until_ok("carol (edit through a group) to validate", || {
+        direct(agg, Some((&cert, &key)), Method::GET, &path, &headers, b"")
+    })
+    .await?;
+    assert_no_secret("validate as carol", &body);
+    let list = json_body(&body)?;
+    let ann = &list["metadata"]["annotations"];
+    ensure!(ann["kompox.dev/valid"] == "true", "{ann}");
+    ns.cleanup().await
+}
+
 #[tokio::test]
 async fn validate_judges_with_the_callers_rights() -> Result<()> {
     shared().await?;
