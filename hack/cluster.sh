@@ -13,27 +13,50 @@
 #
 # State (certificates, kubeconfigs, logs, pid files, etcd data) lives in $KOMPOX_CLUSTER_DIR,
 # default ${KOMPOX_CACHE:-~/.cache/kompox}/cluster. See hack/README.md.
+#
+# KOMPOX_CLUSTER=<name> (e.g. b) runs a second, independent control plane beside it: its own
+# etcd, API server, controllers, kwok nodes (same zones), CSI sidecars, ports and state dir
+# ($KOMPOX_CLUSTER_DIR-<name>), context kompox-local-<name>. Both clusters' CSI sidecars talk to
+# one mock CSI driver process, the storage backend, kept in the default cluster's state dir
+# ($KOMPOX_CLUSTER_DIR/csi): as two clusters of one cloud account and region see the same disks
+# and snapshots, a volume or snapshot either cluster created is found by its handle in the
+# other. Unset or empty: the default cluster, as before.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib/common.sh
 source "$here/lib/common.sh"
 
-STATE=${KOMPOX_CLUSTER_DIR:-$KOMPOX_CACHE/cluster}
+BASE=${KOMPOX_CLUSTER_DIR:-$KOMPOX_CACHE/cluster}
+NAME=${KOMPOX_CLUSTER:-}
+if [ -n "$NAME" ]; then
+  [[ $NAME =~ ^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$ ]] ||
+    { echo "KOMPOX_CLUSTER=$NAME: want a DNS label (e.g. b)" >&2; exit 2; }
+  STATE=$BASE-$NAME
+  CONTEXT=kompox-local-$NAME
+else
+  STATE=$BASE
+  CONTEXT=kompox-local
+fi
 REGION=${KOMPOX_REGION:-japaneast}
 PKI=$STATE/pki
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # The CSI tier runs on top of the core; `up` (re)starts it alone when the core is fine.
 CSI_COMPONENTS=(csi-mock-driver csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
 CSI_DRIVER=mock.csi.kompox.dev
-CSI_SOCK=$STATE/csi/csi.sock
-# The mock driver's data plane (-data-dir): a directory per volume and per snapshot.
-CSI_DATA=$STATE/csi/data
+# The storage backend every cluster of $BASE shares: the mock driver's process (its pid file and
+# log), socket and data plane (-data-dir: a directory per volume and per snapshot) live in the
+# default cluster's state dir.
+CSI_STATE=$BASE
+CSI_SOCK=$CSI_STATE/csi/csi.sock
+CSI_DATA=$CSI_STATE/csi/data
 SNAPSHOT_CRDS=$KOMPOX_BIN/../snapshot-crds.yaml
 # The real node (KOMPOX_REAL_NODE=1): hack/lib/node.sh.
 # shellcheck source=hack/lib/node.sh
 source "$here/lib/node.sh"
 
-pidfile() { echo "$STATE/pids/$1.pid"; }
+# state_of <component>: the state dir holding its pid file and log (the shared driver's is $CSI_STATE).
+state_of() { if [ "$1" = csi-mock-driver ]; then echo "$CSI_STATE"; else echo "$STATE"; fi; }
+pidfile() { echo "$(state_of "$1")/pids/$1.pid"; }
 
 # alive <pid>: the process exists and is not a zombie. Our processes outlive the shell that
 # started them, so a dead one stays a zombie until init reaps it (seconds, in some sandboxes),
@@ -105,25 +128,27 @@ gen_pki() {
 # kubeconfig <file> <cert name>: a kubeconfig with embedded client cert for the API server.
 kubeconfig() {
   local file=$1 who=$2
+  # Names unique per cluster, so that the kubeconfigs of two clusters merge ($KUBECONFIG=a:b).
+  local user=$who${NAME:+-$NAME}
   cat > "$file" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
-- name: kompox-local
+- name: $CONTEXT
   cluster:
     server: https://127.0.0.1:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 < "$PKI/ca.crt")
 users:
-- name: $who
+- name: $user
   user:
     client-certificate-data: $(base64 -w0 < "$PKI/$who.crt")
     client-key-data: $(base64 -w0 < "$PKI/$who.key")
 contexts:
-- name: kompox-local
+- name: $CONTEXT
   context:
-    cluster: kompox-local
-    user: $who
-current-context: kompox-local
+    cluster: $CONTEXT
+    user: $user
+current-context: $CONTEXT
 EOF
   chmod 600 "$file"
 }
@@ -164,7 +189,7 @@ start() {
   local name=$1 bin=$2; shift 2
   if running "$name"; then return 0; fi
   [[ $bin == /* ]] || bin=$KOMPOX_BIN/$bin
-  setsid "$bin" "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null 9>&- &
+  setsid "$bin" "$@" > "$(state_of "$name")/logs/$name.log" 2>&1 < /dev/null 8>&- 9>&- &
   echo $! > "$(pidfile "$name")"
 }
 
@@ -199,6 +224,9 @@ load_ports() {
 }
 
 up() {
+  if [ -n "$NAME" ] && real_node_enabled; then
+    die "KOMPOX_REAL_NODE=1 runs with the default cluster only (unset KOMPOX_CLUSTER)"
+  fi
   "$here/build-tools.sh" > /dev/null
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
   load_ports
@@ -334,6 +362,11 @@ EOF
 # an empty data dir (the data of volumes the dead process held would alias new volume IDs).
 csi_up() {
   local t=$SECONDS fresh=0
+  mkdir -p "$CSI_STATE/csi" "$CSI_STATE/logs" "$CSI_STATE/pids"
+  # One cluster at a time decides whether the shared driver must start (fd 8, closed for the
+  # processes `start` leaves running; released when this script ends).
+  exec 8> "$CSI_STATE/csi/.driver.lock"
+  flock 8
   running csi-mock-driver || fresh=1
   [ $fresh = 0 ] || stop_components "${CSI_COMPONENTS[@]}"
   mkdir -p "$STATE/csi"
@@ -360,6 +393,7 @@ csi_up() {
       -topology-key topology.kubernetes.io/zone -data-dir "$CSI_DATA" "${node_args[@]}" -v=3
   fi
   wait_log csi-mock-driver "mock CSI driver serving" 30
+  flock -u 8
   csi_objects
   local stale
   stale=$(kc get pv -o jsonpath="{.items[?(@.spec.csi.driver==\"$CSI_DRIVER\")].metadata.name}" | wc -w)
@@ -392,13 +426,14 @@ csi_up() {
 
 # wait_log <component> <text> <seconds>: until its log has the text; fails at once if it exits.
 wait_log() {
-  local c=$1 text=$2 deadline=$((SECONDS + $3))
-  until grep -qF "$text" "$STATE/logs/$c.log" 2>/dev/null; do
+  local c=$1 text=$2 deadline=$((SECONDS + $3)) log
+  log=$(state_of "$c")/logs/$c.log
+  until grep -qF "$text" "$log" 2>/dev/null; do
     if ! running "$c"; then
-      tail -n 20 "$STATE/logs/$c.log" >&2 || true
-      die "$c exited during start-up (log: $STATE/logs/$c.log)"
+      tail -n 20 "$log" >&2 || true
+      die "$c exited during start-up (log: $log)"
     fi
-    [ $SECONDS -lt "$deadline" ] || die "timed out waiting for $c: \"$text\" (log: $STATE/logs/$c.log)"
+    [ $SECONDS -lt "$deadline" ] || die "timed out waiting for $c: \"$text\" (log: $log)"
     sleep 0.2
   done
 }
@@ -459,9 +494,27 @@ nodes_ready() {
   [ "$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" = 3 ]
 }
 
+# driver_users: the other clusters of $BASE whose CSI sidecars run (they need the shared driver).
+driver_users() {
+  local d pid
+  for d in "$BASE" "$BASE"-*; do
+    [ "$d" != "$STATE" ] && [ -f "$d/pids/csi-provisioner.pid" ] || continue
+    pid=$(cat "$d/pids/csi-provisioner.pid" 2>/dev/null) || continue
+    if [ -n "$pid" ] && alive "$pid"; then echo "$d"; fi
+  done
+}
+
 stop_all() {
-  stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"
-  rm -f "$CSI_SOCK"
+  local users
+  users=$(driver_users)
+  if [ -n "$users" ]; then
+    # Another cluster still uses the shared storage backend: it keeps running.
+    stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]:1}"
+    log "kept the shared CSI driver: in use by" $users
+  else
+    stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"
+    rm -f "$CSI_SOCK"
+  fi
   # The stopped processes are zombies until init reaps them; wait (briefly, all at once) so
   # that nothing of ours is in the process table when down returns.
   local pid deadline=$((SECONDS + 10))
@@ -492,6 +545,9 @@ down() {
   node_down
   stop_all
   if [ "${1:-}" = "--wipe" ]; then
+    if [ "$STATE" = "$CSI_STATE" ] && [ -n "$(driver_users)" ]; then
+      die "not wiping $STATE: it holds the CSI backend that $(driver_users | tr '\n' ' ')uses; down that cluster first"
+    fi
     rm -rf "$STATE"
     log "stopped and wiped $STATE"
   else
@@ -521,6 +577,9 @@ env_() {
   echo "export KOMPOX_FRONT_PROXY_CA=$PKI/front-proxy-ca.crt"
   echo "export KOMPOX_WEBHOOK_CLIENT_CA_FILE=$PKI/webhook-client-ca.crt"
   echo "export KOMPOX_CSI_DATA_DIR=$CSI_DATA"
+  echo "export KOMPOX_CONTEXT=$CONTEXT"
+  # `kubectl kompox install --local` keeps its servers' state per cluster.
+  [ -z "$NAME" ] || echo "export KOMPOX_LOCAL_DIR=$STATE/local"
   echo "export PATH=$KOMPOX_BIN:\$PATH"
 }
 

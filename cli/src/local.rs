@@ -2,7 +2,8 @@
 //! wired to the cluster (the webhook by URL, the aggregated API server through an
 //! ExternalName Service → `localhost`; see hack/README.md).
 //!
-//! State lives in `${KOMPOX_CACHE:-~/.cache/kompox}/local/`: per server a pid file, a port
+//! State lives in `$KOMPOX_LOCAL_DIR`, else `${KOMPOX_CACHE:-~/.cache/kompox}/local/`: per
+//! server a pid file, a port
 //! file, a log and its own kubeconfig, plus the serving certificate. Each server acts as its
 //! own ServiceAccount, exactly as the in-cluster Deployments do (`k4x-system/kompox-apiserver`,
 //! `…/kompox-webhook`, `…/kompox-controller`, with the install's RBAC): its kubeconfig holds the
@@ -31,9 +32,13 @@ use crate::kubectx::{self, KubeArgs};
 /// The three servers.
 pub const SERVERS: [&str; 3] = ["kompox-apiserver", "kompox-webhook", "kompox-controller"];
 
-/// `${KOMPOX_CACHE:-~/.cache/kompox}/local`.
+/// `$KOMPOX_LOCAL_DIR` (one per cluster when several run: `hack/cluster.sh env` sets it for a
+/// named cluster), else `${KOMPOX_CACHE:-~/.cache/kompox}/local`.
 #[must_use]
 pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KOMPOX_LOCAL_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     let cache = std::env::var_os("KOMPOX_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kompox")))

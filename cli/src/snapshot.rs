@@ -95,6 +95,7 @@ pub async fn run(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliError>
                     disk_ref: LocalRef {
                         name: a.disk.clone(),
                     },
+                    ..KompoxSnapshotSpec::default()
                 },
             );
             s.metadata.namespace = Some(ns.clone());

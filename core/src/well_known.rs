@@ -22,6 +22,9 @@ pub const DISK_LABEL: &str = "kompox.dev/disk";
 /// Label on Kompox static PersistentVolumes (cluster-scoped) carrying the namespace of the
 /// KompoxDisk named by [`DISK_LABEL`].
 pub const DISK_NAMESPACE_LABEL: &str = "kompox.dev/disk-namespace";
+/// On the cluster-scoped VolumeSnapshotContent of an adopted KompoxSnapshot: its namespace
+/// (beside [`SNAPSHOT_LABEL`], its name).
+pub const SNAPSHOT_NAMESPACE_LABEL: &str = "kompox.dev/snapshot-namespace";
 /// Object label opting a Pod, Deployment or StatefulSet out of the admission webhook when set
 /// to [`crate::naming::WEBHOOK_DISABLED`] (the webhook registration's `objectSelector`).
 pub const WEBHOOK_LABEL: &str = "kompox.dev/webhook";

@@ -297,8 +297,18 @@ fn schema_details() {
         snap["properties"]["status"]["properties"]["restoreSize"]["type"],
         "string"
     );
+    // diskRef or handle (adoption), exactly one, checked by the API server; handle immutable.
+    let spec = &snap["properties"]["spec"];
+    assert_eq!(spec["required"], serde_json::Value::Null);
+    let messages: Vec<&str> = spec["x-kubernetes-validations"]
+        .as_array()
+        .map(|rules| rules.iter().filter_map(|r| r["message"].as_str()).collect())
+        .unwrap_or_default();
     assert_eq!(
-        snap["properties"]["spec"]["required"],
-        serde_json::json!(["diskRef"])
+        messages,
+        [
+            "exactly one of diskRef or handle must be set",
+            "handle is immutable"
+        ]
     );
 }

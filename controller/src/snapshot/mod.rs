@@ -13,6 +13,15 @@
 //!    `deletionPolicy` decides about the CSI snapshot) and the temporary PVC, and wait until
 //!    the VolumeSnapshot is gone.
 //!
+//! **Adoption** (`spec.handle`): an existing provider snapshot (one another cluster of the same
+//! cloud account took, say) is imported as CSI's static snapshot import does it: a
+//! pre-provisioned VolumeSnapshotContent [`adopted_content_name`] (cluster-scoped, so labelled
+//! rather than owned; `deletionPolicy: Retain`, `source.snapshotHandle`, the driver of
+//! `spec.provider`) and the VolumeSnapshot bound to it by `source.volumeSnapshotContentName`.
+//! csi-snapshotter checks the handle with the driver (`ListSnapshots`) and fills in
+//! `readyToUse` and `restoreSize`; from there on it is observed as any snapshot (step 3).
+//! Deletion removes the VolumeSnapshot and then the content; the provider's snapshot stays.
+//!
 //! A disk restored from a snapshot (`spec.fromSnapshot`) provisions with the VolumeSnapshot as
 //! the PVC `dataSource`: see [`crate::disk`].
 
@@ -35,7 +44,9 @@ use serde_json::json;
 use crate::disk::objects::{bind_claim_spec, managed_object, pv_capacity, pv_class};
 use crate::events::{self, Note};
 use crate::idempotent;
-use crate::labels::{ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER, SNAPSHOT_LABEL};
+use crate::labels::{
+    ROLE_LABEL, ROLE_SNAPSHOT_SOURCE, SNAPSHOT_FINALIZER, SNAPSHOT_LABEL, SNAPSHOT_NAMESPACE_LABEL,
+};
 use crate::status::{Phase, report};
 use crate::{Context, Error, ReadyToken, Result};
 use kompox_cluster::is_not_found;
@@ -50,6 +61,13 @@ const WAIT: Duration = Duration::from_secs(3);
 #[must_use]
 pub fn volume_snapshot_name(snapshot: &str) -> String {
     truncate_with_hash(&format!("k4x-snap-{snapshot}"), 63)
+}
+
+/// The pre-provisioned VolumeSnapshotContent of KompoxSnapshot `ns/snapshot` when it adopts a
+/// snapshot by handle (cluster-scoped: the namespace is part of the name).
+#[must_use]
+pub fn adopted_content_name(ns: &str, snapshot: &str) -> String {
+    truncate_with_hash(&format!("k4x-snapc-{ns}-{snapshot}"), 253)
 }
 
 /// The temporary PVC a detached disk is snapshotted through.
@@ -163,7 +181,8 @@ fn snapshots_of(
     store
         .state()
         .iter()
-        .filter(|s| s.namespace() == ns && s.spec.disk_ref.name == name)
+        .filter(|s| s.namespace() == ns && s.spec.adopted().is_none())
+        .filter(|s| s.spec.disk_ref.name == name)
         .filter(|s| !s.status.as_ref().is_some_and(|st| st.ready_to_use))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
@@ -265,6 +284,9 @@ async fn take(
             format!("VolumeSnapshot {vs_name} was deleted outside Kompox; the snapshot is lost"),
         ));
     }
+    if let Some(handle) = snap.spec.adopted() {
+        return adopt(snap, ctx, handle, &vs_api).await;
+    }
 
     // The disk and its PV.
     let disk_name = &snap.spec.disk_ref.name;
@@ -349,6 +371,113 @@ async fn take(
     Ok(Phase::Progressing(
         reasons::SNAPSHOT_PENDING,
         format!("waiting for VolumeSnapshot {vs_name} to be ready to use"),
+    ))
+}
+
+/// Imports the provider snapshot `handle`: the pre-provisioned VolumeSnapshotContent, then the
+/// VolumeSnapshot bound to it (see the module docs).
+async fn adopt(
+    snap: &KompoxSnapshot,
+    ctx: &Context,
+    handle: &str,
+    vs_api: &Api<DynamicObject>,
+) -> Result<Phase> {
+    let ns = snap.namespace().unwrap_or_default();
+    let name = snap.name_any();
+    let vs_name = volume_snapshot_name(&name);
+    let facts = ctx.facts.facts(&ctx.client).await?;
+    let provider = kompox_core::provider::resolve(snap.spec.provider.type_, &facts).provider;
+    let driver = match crate::provider::csi_driver(
+        provider,
+        &std::collections::BTreeMap::new(),
+        &facts.csi_drivers,
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(Phase::Degraded(
+                reasons::PROVIDER_UNSUPPORTED,
+                format!("spec.provider.type: {e}"),
+            ));
+        }
+    };
+    let Some(class) = class_for(ctx, &driver).await? else {
+        return Ok(Phase::Degraded(
+            reasons::SNAPSHOT_UNSUPPORTED,
+            format!(
+                "no VolumeSnapshotClass for CSI driver {driver}: this cluster cannot import snapshot {handle}; install the driver's snapshot support and a VolumeSnapshotClass"
+            ),
+        ));
+    };
+    let content_name = adopted_content_name(&ns, &name);
+    let contents: Api<DynamicObject> =
+        Api::all_with(ctx.client.clone(), &volume_snapshot_content_resource());
+    let existing = contents
+        .get_opt(&content_name)
+        .await
+        .map_err(|e| Error::kube(format!("reading VolumeSnapshotContent {content_name}"), e))?;
+    match existing {
+        Some(c) => {
+            let have = str_at(&c.data, &["spec", "source", "snapshotHandle"]).unwrap_or_default();
+            let for_us = str_at(&c.data, &["spec", "volumeSnapshotRef", "namespace"])
+                == Some(ns.as_str())
+                && str_at(&c.data, &["spec", "volumeSnapshotRef", "name"]) == Some(&vs_name);
+            if have != handle || !for_us {
+                return Ok(Phase::Degraded(
+                    reasons::INVALID_SPEC,
+                    format!(
+                        "spec.handle: VolumeSnapshotContent {content_name} already exists for snapshot {have:?}; delete it or this KompoxSnapshot"
+                    ),
+                ));
+            }
+        }
+        None => {
+            let mut content: DynamicObject = serde_json::from_value(managed_object(
+                "snapshot.storage.k8s.io/v1",
+                "VolumeSnapshotContent",
+                &content_name,
+                &[(SNAPSHOT_LABEL, &name), (SNAPSHOT_NAMESPACE_LABEL, &ns)],
+            ))
+            .map_err(|source| Error::Serde {
+                what: "VolumeSnapshotContent".into(),
+                source,
+            })?;
+            content.data["spec"] = json!({
+                "deletionPolicy": "Retain",
+                "driver": driver,
+                "source": {"snapshotHandle": handle},
+                "volumeSnapshotClassName": class,
+                "volumeSnapshotRef": {"name": vs_name, "namespace": ns},
+            });
+            idempotent::create(
+                &contents,
+                &content,
+                &format!("VolumeSnapshotContent {content_name}"),
+            )
+            .await?;
+        }
+    }
+    let vs: DynamicObject = owned(
+        snap,
+        "snapshot.storage.k8s.io/v1",
+        "VolumeSnapshot",
+        &vs_name,
+        &[(SNAPSHOT_LABEL, &name)],
+        json!({"volumeSnapshotClassName": class, "source": {"volumeSnapshotContentName": content_name}}),
+    )?;
+    if idempotent::create(vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
+        let note = format!(
+            "importing snapshot {handle} ({driver}) as VolumeSnapshotContent {content_name} and VolumeSnapshot {vs_name}"
+        );
+        events::publish(
+            &ctx.recorder,
+            snap,
+            Note::normal(reasons::SNAPSHOT_PENDING, "Snapshot", note),
+        )
+        .await;
+    }
+    Ok(Phase::Progressing(
+        reasons::SNAPSHOT_PENDING,
+        format!("waiting for VolumeSnapshot {vs_name} (snapshot {handle}) to be ready to use"),
     ))
 }
 
@@ -564,6 +693,19 @@ async fn cleanup(snap: &KompoxSnapshot, ctx: &Context) -> Result<Action> {
     delete_temp_claim(ctx, &ns, &name).await?;
     let (vs_api, vs) = volume_snapshot(ctx, &ns, &name).await?;
     let Some(vs) = vs else {
+        // An adopted snapshot's content goes once its VolumeSnapshot is gone (Retain: the
+        // provider's snapshot stays).
+        if snap.spec.adopted().is_some() {
+            let content = adopted_content_name(&ns, &name);
+            let contents: Api<DynamicObject> =
+                Api::all_with(ctx.client.clone(), &volume_snapshot_content_resource());
+            idempotent::delete(
+                &contents,
+                &content,
+                &format!("VolumeSnapshotContent {content}"),
+            )
+            .await?;
+        }
         return Ok(Action::await_change());
     };
     if vs.metadata.deletion_timestamp.is_none() {
@@ -609,6 +751,8 @@ mod tests {
         assert_eq!(volume_snapshot_name("s1"), "k4x-snap-s1");
         assert!(volume_snapshot_name(&"s".repeat(253)).len() <= 63);
         assert_eq!(source_pvc_name("s1"), "k4x-snapsrc-s1");
+        assert_eq!(adopted_content_name("ns", "s1"), "k4x-snapc-ns-s1");
+        assert!(adopted_content_name(&"n".repeat(63), &"s".repeat(253)).len() <= 253);
         assert_eq!(volume_snapshot_resource().plural, "volumesnapshots");
         assert_eq!(
             volume_snapshot_resource().api_version,

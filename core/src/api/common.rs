@@ -93,6 +93,14 @@ pub struct ProviderSpec {
     pub credentials_secret_ref: Option<LocalRef>,
 }
 
+impl ProviderSpec {
+    /// `auto` without credentials: what a resource that does not mention its provider gets.
+    #[must_use]
+    pub fn is_auto(&self) -> bool {
+        *self == ProviderSpec::default()
+    }
+}
+
 /// A reference to an object by name in the same namespace.
 #[derive(
     Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
@@ -101,6 +109,14 @@ pub struct ProviderSpec {
 pub struct LocalRef {
     /// Name of the object in the same namespace.
     pub name: String,
+}
+
+impl LocalRef {
+    /// Whether the reference names nothing (an optional reference left out).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.name.is_empty()
+    }
 }
 
 /// A reference to an object by name in the same namespace that may be marked optional.

@@ -667,6 +667,63 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     let larger = wait_disk_ready(&api, "restored-larger").await?;
     let larger_handle = check_restored(env, &larger, &snap_handle, &at_s1, 3 * GI).await?;
 
+    // Adoption: the provider snapshot by its handle alone (as another cluster of the same
+    // cloud account would name it) — a pre-provisioned VolumeSnapshotContent, Retain — restores
+    // the same bytes. Deleting the adopting object leaves the provider's snapshot.
+    let both: Result<KompoxSnapshot, _> = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxSnapshot",
+        "metadata": {"name": "both"},
+        "spec": {"diskRef": {"name": "src"}, "handle": snap_handle},
+    }));
+    let refused = snaps.create(&PostParams::default(), &both?).await;
+    ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("exactly one of diskRef or handle")),
+        "diskRef and handle together must be refused: {refused:?}"
+    );
+    let adopted: KompoxSnapshot = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxSnapshot",
+        "metadata": {"name": "adopted"}, "spec": {"handle": snap_handle},
+    }))?;
+    snaps.create(&PostParams::default(), &adopted).await?;
+    let adopted = wait_snapshot_ready(&snaps, "adopted").await?;
+    let ast = adopted.status.clone().unwrap_or_default();
+    assert_eq!(ast.snapshot_handle.as_deref(), Some(snap_handle.as_str()));
+    assert_eq!(
+        ast.restore_size.as_ref().map(|q| bytes(&q.0)).transpose()?,
+        Some(2 * GI),
+        "the imported snapshot's restoreSize comes from the driver"
+    );
+    let content_name = kompox_controller::snapshot::adopted_content_name(&env.ns.name, "adopted");
+    let contents = Api::<kube::api::DynamicObject>::all_with(
+        env.client.clone(),
+        &kompox_controller::snapshot::volume_snapshot_content_resource(),
+    );
+    let content = contents.get(&content_name).await?;
+    assert_eq!(content.data["spec"]["deletionPolicy"], "Retain");
+    assert_eq!(
+        content.data["spec"]["source"]["snapshotHandle"],
+        snap_handle.as_str()
+    );
+    env.create_disk(
+        "from-adopted",
+        json!({"size": "2Gi", "fromSnapshot": {"name": "adopted"}, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let from_adopted = wait_disk_ready(&api, "from-adopted").await?;
+    let adopted_handle = check_restored(env, &from_adopted, &snap_handle, &at_s1, 2 * GI).await?;
+    delete_and_wait(&snaps, "adopted").await?;
+    wait_until("the adopted content removed", TIMEOUT, || async {
+        Ok(contents.get_opt(&content_name).await?.is_none())
+    })
+    .await?;
+    ensure!(
+        driver_snapshots()?.contains(&snap_handle),
+        "deleting the adopting KompoxSnapshot deleted the provider's snapshot {snap_handle}"
+    );
+    delete_and_wait(&api, "from-adopted").await?;
+
     // Deleting the snapshots deletes the VolumeSnapshots and the CSI snapshots.
     delete_and_wait(&snaps, "s1").await?;
     delete_and_wait(&snaps, "s2").await?;
@@ -678,7 +735,12 @@ async fn snapshot_then_restore_from_it_body(env: &mut Env) -> Result<()> {
     delete_and_wait(&api, "restored").await?;
     delete_and_wait(&api, "restored-larger").await?;
     delete_and_wait(&api, "src").await?;
-    let handles = [&src_handle, &restored_handle, &larger_handle];
+    let handles = [
+        &src_handle,
+        &restored_handle,
+        &larger_handle,
+        &adopted_handle,
+    ];
     wait_until("volumes deleted", TIMEOUT, || async {
         let v = driver_volumes()?;
         Ok(handles.iter().all(|h| !v.contains(*h)))
