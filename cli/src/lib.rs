@@ -8,7 +8,8 @@
 //! - [`render`]: render a compose app to Kubernetes objects, offline;
 //! - [`rendered`], [`status`], [`diff`]: an app's server-rendered objects, its state, and
 //!   what differs from the live objects;
-//! - [`disk`], [`snapshot`]: KompoxDisks and KompoxSnapshots.
+//! - [`disk`], [`snapshot`]: KompoxDisks and KompoxSnapshots;
+//! - [`migrate`]: an app and its data to another cluster.
 //!
 //! Shared below them: [`kubectx`] (kubectl's `--kubeconfig`/`--context`, the client, errors,
 //! server-side apply, waiting by watching), [`target`] (which app or object a command acts
@@ -34,6 +35,7 @@ pub mod infer;
 pub mod install;
 pub mod kubectx;
 pub mod local;
+pub mod migrate;
 pub mod output;
 pub mod project;
 pub mod render;
@@ -81,6 +83,8 @@ pub enum Command {
     /// Manage KompoxSnapshots.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCmd),
+    /// Move an app and its disks' data to another cluster: verified, resumable, reversible.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Why a command failed. Each line is printed as `error: <line>`.
@@ -161,6 +165,7 @@ async fn run_cluster(
         Command::Diff(a) => diff::run(&a, out).await,
         Command::Disk(c) => disk::run(&c, out, err).await,
         Command::Snapshot(c) => snapshot::run(&c, out).await,
+        Command::Migrate(a) => migrate::run(&a, out).await,
     }
 }
 

@@ -43,6 +43,11 @@ pub struct Cluster {
     pub webhook_client_ca: PathBuf,
     /// Directory holding kubectl and the other upstream binaries.
     pub bin_dir: PathBuf,
+    /// The kubeconfig context naming this cluster (`kompox-local`, `kompox-local-b`).
+    pub context: String,
+    /// The mock CSI driver's data plane (`<dir>/volumes/<handle>`), shared by every local
+    /// cluster.
+    pub csi_data_dir: PathBuf,
 }
 
 /// The hash key of the servers the tests start (the webhook, the controller and the
@@ -128,19 +133,39 @@ fn cluster_script() -> PathBuf {
 /// the script's output is the useful outcome.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| match start_cluster() {
+    CLUSTER.get_or_init(|| match start_cluster(None) {
         Ok(c) => c,
         Err(e) => panic!("local control plane: {e:#}"),
     })
 }
 
-fn start_cluster() -> Result<Cluster> {
+/// A second local cluster, `KOMPOX_CLUSTER=b` (its own control plane; the CSI driver and its
+/// data plane shared with [`cluster`], as two clusters of one cloud account share its disks).
+/// Brought up once per process, after the first.
+///
+/// # Panics
+/// As [`cluster`].
+pub fn second_cluster() -> &'static Cluster {
+    static SECOND: OnceLock<Cluster> = OnceLock::new();
+    cluster();
+    SECOND.get_or_init(|| match start_cluster(Some("b")) {
+        Ok(c) => c,
+        Err(e) => panic!("second local control plane: {e:#}"),
+    })
+}
+
+fn start_cluster(name: Option<&str>) -> Result<Cluster> {
     let script = cluster_script();
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("up")
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
+    let run = |arg: &str| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).arg(arg);
+        match name {
+            Some(n) => cmd.env("KOMPOX_CLUSTER", n),
+            None => cmd.env_remove("KOMPOX_CLUSTER"),
+        };
+        cmd.output()
+    };
+    let out = run("up").with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
         bail!(
             "{} up failed:\n{}{}",
@@ -149,7 +174,7 @@ fn start_cluster() -> Result<Cluster> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let env = Command::new("bash").arg(&script).arg("env").output()?;
+    let env = run("env")?;
     let text = String::from_utf8_lossy(&env.stdout);
     let var = |name: &str| -> Result<String> {
         text.lines()
@@ -168,6 +193,8 @@ fn start_cluster() -> Result<Cluster> {
         front_proxy_ca: var("KOMPOX_FRONT_PROXY_CA")?.into(),
         webhook_client_ca: var("KOMPOX_WEBHOOK_CLIENT_CA_FILE")?.into(),
         bin_dir,
+        context: var("KOMPOX_CONTEXT")?,
+        csi_data_dir: var("KOMPOX_CSI_DATA_DIR")?.into(),
     })
 }
 

@@ -1,0 +1,489 @@
+//! `kubectl kompox migrate` end to end on two local clusters: the default one and
+//! `KOMPOX_CLUSTER=b` (its own control plane; the mock CSI driver and its data plane shared, as
+//! two clusters of one cloud account and region share its disks and snapshots), each with
+//! Kompox's servers from `install --local`.
+//!
+//! An app with a disk holding random bytes moves from a to b: the CLI is killed with SIGKILL
+//! at random moments and `--resume`d until it converges; a watch on both clusters proves that
+//! no Pod uses the app's disk on both sides at once; the target's volume holds the source's
+//! bytes; `--rollback` gives the source back; a name clash in the target stops the migration
+//! before anything changes; `--delete-source` after a second, verified migration removes the
+//! source app.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kompox_core::api::condition::{self, types};
+use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
+use kompox_e2e::cli::{LocalInstall, Run, binary, kompox_async, temp_dir, with_local_install};
+use kompox_e2e::controller::volume_files;
+use kompox_e2e::{client_from, cluster, second_cluster, wait_until};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, ResourceExt as _};
+use serde_json::json;
+
+const APP: &str = "shop";
+const SECRET_VALUE: &str = "hunter2-never-printed";
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// At most this many SIGKILLs during the migration.
+const KILLS: usize = 10;
+
+#[tokio::test]
+async fn an_app_moves_with_its_data_survives_kills_rolls_back_and_deletes_its_source() -> Result<()>
+{
+    with_local_install("mig", |a| Box::pin(body(a))).await
+}
+
+/// Cluster b's side of the test: its admin client and the `install --local` state.
+struct Target {
+    client: Client,
+    cache: PathBuf,
+    kubeconfig: PathBuf,
+    selector: String,
+}
+
+impl Target {
+    async fn install(ws: &str) -> Result<Target> {
+        let b = second_cluster();
+        let cache = temp_dir("mig-b-cache")?;
+        let selector = format!("kompox.dev/tenant={ws}");
+        let kc = b.admin_kubeconfig.to_string_lossy().into_owned();
+        let run = kompox_async(
+            &cache,
+            &[
+                "install",
+                "--local",
+                "--kubeconfig",
+                &kc,
+                "--watch-namespaces",
+                &selector,
+            ],
+        )
+        .await?
+        .ok()?;
+        ensure!(
+            run.stdout
+                .contains("APIService v1alpha1.subresources.k8s.kompox.dev is Available"),
+            "install --local on cluster b: {run:?}"
+        );
+        Ok(Target {
+            client: client_from(&b.admin_kubeconfig).await?,
+            cache,
+            kubeconfig: b.admin_kubeconfig.clone(),
+            selector,
+        })
+    }
+
+    /// Deletes the workspace's namespaces in b, then stops b's servers.
+    async fn teardown(self) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&self.selector);
+        for ns in api.list(&lp).await?.items {
+            api.delete(&ns.name_any(), &DeleteParams::default()).await?;
+        }
+        wait_until("cluster b's namespaces gone", TIMEOUT, || async {
+            Ok(api.list(&lp).await?.items.is_empty())
+        })
+        .await?;
+        let kc = self.kubeconfig.to_string_lossy().into_owned();
+        kompox_async(&self.cache, &["uninstall", "--local", "--kubeconfig", &kc])
+            .await?
+            .ok()?;
+        let _ = std::fs::remove_dir_all(&self.cache);
+        Ok(())
+    }
+}
+
+async fn body(a: &LocalInstall) -> Result<()> {
+    let b = Target::install(&a.ws).await?;
+    let r = moves(a, &b).await;
+    let t = b.teardown().await;
+    r.and(t)
+}
+
+/// `kubectl-kompox migrate APP -n ns --to-context kompox-local-b extra…` with both clusters'
+/// kubeconfigs merged, as a child process.
+fn migrate_cmd(a: &LocalInstall, ns: &str, extra: &[&str]) -> Result<tokio::process::Command> {
+    let kubeconfig = std::env::join_paths([
+        cluster().admin_kubeconfig.clone(),
+        second_cluster().admin_kubeconfig.clone(),
+    ])?;
+    let mut cmd = tokio::process::Command::new(binary()?);
+    cmd.args([
+        "migrate",
+        APP,
+        "-n",
+        ns,
+        "--to-context",
+        &second_cluster().context,
+    ])
+    .args(extra)
+    .env("KUBECONFIG", kubeconfig)
+    .env("KOMPOX_CACHE", &a.cache)
+    .env("KOMPOX_CSI_DATA_DIR", &cluster().csi_data_dir)
+    .kill_on_drop(true);
+    Ok(cmd)
+}
+
+async fn migrate(a: &LocalInstall, ns: &str, extra: &[&str]) -> Result<Run> {
+    let out = migrate_cmd(a, ns, extra)?.output().await?;
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    ensure!(
+        !run.stdout.contains(SECRET_VALUE) && !run.stderr.contains(SECRET_VALUE),
+        "migrate printed a Secret value"
+    );
+    Ok(run)
+}
+
+/// The migration record on the source app, if any.
+async fn record(apps: &Api<KompoxApp>) -> Result<Option<serde_json::Value>> {
+    let app = apps.get(APP).await?;
+    Ok(app
+        .annotations()
+        .get("kompox.dev/migration")
+        .map(|v| serde_json::from_str(v))
+        .transpose()?)
+}
+
+fn condition_true(app: &KompoxApp, type_: &str) -> bool {
+    app.status.as_ref().is_some_and(|s| {
+        s.observed_generation == app.metadata.generation && condition::is_true(&s.conditions, type_)
+    })
+}
+
+/// Where the app's disk is, in a namespace of one cluster: the volume handle.
+async fn disk_handle(client: &Client, ns: &str) -> Result<String> {
+    let disks: Api<KompoxDisk> = Api::namespaced(client.clone(), ns);
+    let d = disks.get("data").await?;
+    d.status
+        .and_then(|s| s.handle)
+        .context("disk data without a handle")
+}
+
+/// A watch of the Pods using the app's PVC on both clusters: the number of moments at which
+/// both sides had one.
+#[derive(Default)]
+struct Overlap {
+    live: [BTreeMap<String, bool>; 2],
+    both: Vec<String>,
+    error: Option<String>,
+}
+
+fn watch_pods(client: Client, ns: &str, side: usize, state: Arc<Mutex<Overlap>>) {
+    let api: Api<Pod> = Api::namespaced(client, ns);
+    tokio::spawn(async move {
+        let mut s = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(ev) = s.next().await {
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            match ev {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    let uses = p
+                        .spec
+                        .iter()
+                        .flat_map(|sp| sp.volumes.iter().flatten())
+                        .any(|v| v.persistent_volume_claim.is_some());
+                    let done = matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded" | "Failed")
+                    );
+                    st.live[side].insert(p.name_any(), uses && !done);
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    st.live[side].remove(&p.name_any());
+                }
+                Ok(_) => {}
+                Err(e) => st.error = Some(e.to_string()),
+            }
+            let busy = |m: &BTreeMap<String, bool>| m.values().any(|v| *v);
+            if busy(&st.live[0]) && busy(&st.live[1]) {
+                let moment = format!("{:?}", st.live);
+                st.both.push(moment);
+            }
+        }
+    });
+}
+
+async fn moves(a: &LocalInstall, b: &Target) -> Result<()> {
+    // --- The app on cluster a, with random bytes on its disk. ---
+    let project = a.dir.join(APP);
+    std::fs::create_dir_all(&project)?;
+    std::fs::write(
+        project.join("compose.yml"),
+        "services:\n  web:\n    image: nginx:1.27\n    ports: [\"8080:80\"]\n    environment:\n      TOKEN: ${TOKEN}\n    volumes:\n      - data:/usr/share/nginx/html\nvolumes:\n  data: {}\n",
+    )?;
+    std::fs::write(project.join(".env"), format!("TOKEN={SECRET_VALUE}\n"))?;
+    let compose = project.join("compose.yml").to_string_lossy().into_owned();
+    a.kompox(&["apply", "-f", &compose, "--workspace", &a.ws])
+        .await?
+        .ok()?;
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        project.join(".kompox/state.json"),
+    )?)?;
+    let ns = state["apps"][format!("{}/{APP}", a.ws)]["namespace"]
+        .as_str()
+        .context("no namespace recorded")?
+        .to_owned();
+    let src_apps: Api<KompoxApp> = Api::namespaced(a.client.clone(), &ns);
+    let dst_apps: Api<KompoxApp> = Api::namespaced(b.client.clone(), &ns);
+    let src_handle = disk_handle(&a.client, &ns).await?;
+    let dir = cluster().csi_data_dir.join("volumes").join(&src_handle);
+    let blob: Vec<u8> = (0..(1 << 20)).map(|_| rand::random::<u8>()).collect();
+    std::fs::write(dir.join("blob.bin"), &blob)?;
+    std::fs::create_dir_all(dir.join("nested/deeper"))?;
+    std::fs::write(
+        dir.join("nested/deeper/notes.txt"),
+        b"written before the move",
+    )?;
+    let before = volume_files(&src_handle)?;
+    a.step("app with data on cluster a");
+
+    // --- Preflight only: nothing changes. ---
+    let dry = migrate(a, &ns, &["--dry-run"]).await?;
+    ensure!(
+        dry.code == 0 && dry.stdout.contains("dry run: nothing changed"),
+        "{dry:?}"
+    );
+    ensure!(
+        record(&src_apps).await?.is_none(),
+        "--dry-run recorded a migration"
+    );
+    ensure!(
+        !condition_true(&src_apps.get(APP).await?, types::SUSPENDED),
+        "--dry-run suspended the source"
+    );
+
+    // --- A name clash in the target stops the migration before anything changes. ---
+    Api::<Namespace>::all(b.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": ns, "labels": {"kompox.dev/tenant": a.ws}}}),
+            )?,
+        )
+        .await?;
+    let clash: KompoxApp = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxApp",
+        "metadata": {"name": APP},
+        "spec": {"compose": {"configMapRef": {"name": "other", "key": "compose.yml"}}, "suspend": true},
+    }))?;
+    dst_apps.create(&PostParams::default(), &clash).await?;
+    let refused = migrate(a, &ns, &[]).await?;
+    ensure!(
+        refused.code == 1
+            && refused.stderr.contains(&format!(
+                "KompoxApp {ns}/{APP} already exists in the target"
+            )),
+        "a name clash must stop the migration: {refused:?}"
+    );
+    ensure!(
+        record(&src_apps).await?.is_none(),
+        "the refused migration recorded something"
+    );
+    kompox_e2e::delete_and_wait(&dst_apps, APP).await?;
+
+    // --- The migration, killed at random moments, resumed until done. ---
+    let overlap = Arc::new(Mutex::new(Overlap::default()));
+    watch_pods(a.client.clone(), &ns, 0, overlap.clone());
+    watch_pods(b.client.clone(), &ns, 1, overlap.clone());
+    let mut kills = 0;
+    let mut delays = Vec::new();
+    while kills < KILLS {
+        let rec = record(&src_apps).await?;
+        if rec.as_ref().is_some_and(|r| r["step"] == "Started") {
+            break;
+        }
+        let extra: &[&str] = if rec.is_some() { &["--resume"] } else { &[] };
+        let mut child = migrate_cmd(a, &ns, extra)?
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        // A whole run takes about 3 s here: kills land anywhere from preflight to the wait
+        // for the target app.
+        let delay = Duration::from_millis(150 + u64::from(rand::random::<u16>() % 2500));
+        delays.push(delay);
+        match tokio::time::timeout(delay, child.wait()).await {
+            Ok(status) => {
+                // It finished before the kill: done (or failed: the final run tells why).
+                let _ = status?;
+                break;
+            }
+            Err(_) => {
+                child.kill().await?;
+                kills += 1;
+            }
+        }
+        let step = record(&src_apps).await?.map(|r| r["step"].clone());
+        a.step(&format!(
+            "SIGKILL {kills} after {delay:?}: recorded step {step:?}"
+        ));
+    }
+    let resumed = if record(&src_apps).await?.is_some() {
+        migrate(a, &ns, &["--resume"]).await?
+    } else {
+        migrate(a, &ns, &[]).await?
+    };
+    ensure!(
+        resumed.code == 0 || resumed.stderr.contains("a migration to"),
+        "the last --resume must converge (kills {kills}, delays {delays:?}): {resumed:?}"
+    );
+    let rec = record(&src_apps)
+        .await?
+        .context("no record after the migration")?;
+    ensure!(rec["step"] == "Started", "not done after the resume: {rec}");
+    a.step(&format!("migrated after {kills} SIGKILLs"));
+
+    // --- What is where now. ---
+    let moved = dst_apps.get(APP).await?;
+    ensure!(
+        condition_true(&moved, types::READY),
+        "target app not Ready: {:?}",
+        moved.status
+    );
+    ensure!(!moved.spec.suspend);
+    let source = src_apps.get(APP).await?;
+    ensure!(
+        condition_true(&source, types::SUSPENDED),
+        "the source stays suspended: {:?}",
+        source.status
+    );
+    let dst_handle = disk_handle(&b.client, &ns).await?;
+    ensure!(dst_handle != src_handle, "snapshot mode copies the volume");
+    ensure!(
+        volume_files(&dst_handle)? == before,
+        "the target volume {dst_handle} does not hold the source's bytes"
+    );
+    {
+        let o = overlap.lock().unwrap_or_else(PoisonError::into_inner);
+        ensure!(o.error.is_none(), "Pod watch: {:?}", o.error);
+        ensure!(
+            o.both.is_empty(),
+            "Pods used the app's disks on both clusters at once: {:?}",
+            o.both
+        );
+        ensure!(
+            o.live[1].values().any(|v| *v),
+            "the watch never saw the target's Pod"
+        );
+    }
+    let dotenv = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(b.client.clone(), &ns)
+        .get(&format!("{APP}-dotenv"))
+        .await?;
+    ensure!(
+        dotenv.data.is_some_and(|d| !d.is_empty()),
+        "the .env Secret was not copied"
+    );
+
+    // --- Rollback: the target loses everything, the source runs again with its data. ---
+    let rolled = migrate(a, &ns, &["--rollback"]).await?.ok()?;
+    ensure!(rolled.stdout.contains("rolled back"), "{rolled:?}");
+    ensure!(
+        dst_apps.get_opt(APP).await?.is_none(),
+        "the target app survived the rollback"
+    );
+    // The namespace was there before (the clash above): it stays, emptied of the migration.
+    let left_disks = Api::<KompoxDisk>::namespaced(b.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    ensure!(
+        left_disks.is_empty(),
+        "the target kept disks: {left_disks:?}"
+    );
+    ensure!(
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(b.client.clone(), &ns)
+            .get_opt(&format!("{APP}-dotenv"))
+            .await?
+            .is_none(),
+        "the copied Secret survived the rollback"
+    );
+    let source = src_apps.get(APP).await?;
+    ensure!(condition_true(&source, types::READY) && !source.spec.suspend);
+    ensure!(
+        record(&src_apps).await?.is_none(),
+        "the record survived the rollback"
+    );
+    let snaps: Api<KompoxSnapshot> = Api::namespaced(a.client.clone(), &ns);
+    ensure!(
+        snaps.list(&ListParams::default()).await?.items.is_empty(),
+        "snapshots left"
+    );
+    ensure!(
+        volume_files(&src_handle)? == before,
+        "the source's data changed"
+    );
+
+    // --- Handoff: the volume itself changes hands (no copy), and comes back on rollback. ---
+    let run = migrate(a, &ns, &["--mode", "handoff"]).await?.ok()?;
+    ensure!(run.stdout.contains("adopted"), "{run:?}");
+    ensure!(
+        disk_handle(&b.client, &ns).await? == src_handle,
+        "handoff adopts the source's own volume"
+    );
+    ensure!(
+        Api::<KompoxDisk>::namespaced(a.client.clone(), &ns)
+            .get_opt("data")
+            .await?
+            .is_none(),
+        "the source still has a KompoxDisk for the handed-off volume"
+    );
+    ensure!(condition_true(&dst_apps.get(APP).await?, types::READY));
+    ensure!(
+        volume_files(&src_handle)? == before,
+        "handoff changed the data"
+    );
+    let rolled = migrate(a, &ns, &["--rollback"]).await?.ok()?;
+    ensure!(rolled.stdout.contains("adopted back"), "{rolled:?}");
+    ensure!(dst_apps.get_opt(APP).await?.is_none());
+    ensure!(
+        Api::<KompoxDisk>::namespaced(b.client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty(),
+        "the target kept the handed-off disk"
+    );
+    ensure!(disk_handle(&a.client, &ns).await? == src_handle);
+    ensure!(condition_true(&src_apps.get(APP).await?, types::READY));
+    ensure!(
+        volume_files(&src_handle)? == before,
+        "the volume lost data on the way back"
+    );
+    {
+        let o = overlap.lock().unwrap_or_else(PoisonError::into_inner);
+        ensure!(
+            o.both.is_empty(),
+            "Pods used the app's disks on both clusters at once: {:?}",
+            o.both
+        );
+    }
+
+    // --- Again, in one go, deleting the source after the verified move. ---
+    let run = migrate(a, &ns, &["--delete-source"]).await?.ok()?;
+    ensure!(
+        run.stdout.contains("identical on both sides") && run.stdout.contains("source deleted"),
+        "{run:?}"
+    );
+    ensure!(
+        src_apps.get_opt(APP).await?.is_none(),
+        "the source app survived --delete-source"
+    );
+    ensure!(condition_true(&dst_apps.get(APP).await?, types::READY));
+    let dst_handle = disk_handle(&b.client, &ns).await?;
+    ensure!(
+        volume_files(&dst_handle)? == before,
+        "the second move lost data"
+    );
+    Ok(())
+}
