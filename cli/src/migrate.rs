@@ -30,6 +30,7 @@ mod objects;
 mod preflight;
 pub mod record;
 mod steps;
+mod undo;
 pub mod verify;
 
 use std::io::Write;
@@ -207,6 +208,7 @@ pub async fn run(args: &MigrateArgs, out: &mut dyn Write) -> Result<(), CliError
             created_namespace: false,
             suspended_at: None,
             disks: Vec::new(),
+            unverified: false,
         },
     };
     let mut m = Migration {
@@ -294,7 +296,7 @@ impl Migration<'_> {
             Step::Snapshotted => self.snapshot(out).await,
             Step::Imported => self.import(out).await,
             Step::Restored => self.restore(out).await,
-            Step::Verified => self.verify(out),
+            Step::Verified => self.verify(out).await,
             Step::Released => self.release(out).await,
             Step::Adopted => self.adopt(out).await,
             Step::Started => self.start(out).await,

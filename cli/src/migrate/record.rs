@@ -176,6 +176,9 @@ pub struct Record {
     /// The app's disks.
     #[serde(default)]
     pub disks: Vec<DiskRecord>,
+    /// The copies were not verified (`--skip-verify`): `--delete-source` refuses then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 impl Record {
@@ -250,6 +253,7 @@ mod tests {
             created_namespace: false,
             suspended_at: None,
             disks: vec![],
+            unverified: false,
         }
     }
 

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::objects::{self, DiskSource, is_ours};
-use super::record::{self, Step, snapshot_name};
+use super::record::{self, snapshot_name};
 use super::{Migration, verify};
 use crate::CliError;
 use crate::kubectx::{self, Check};
@@ -63,7 +63,7 @@ fn is_suspended(app: &KompoxApp) -> bool {
     })
 }
 
-fn is_ready(app: &KompoxApp) -> bool {
+pub(super) fn is_ready(app: &KompoxApp) -> bool {
     app.status.as_ref().is_some_and(|s| {
         s.ready
             && s.observed_generation == app.metadata.generation
@@ -71,7 +71,7 @@ fn is_ready(app: &KompoxApp) -> bool {
     })
 }
 
-fn app_state(app: Option<&KompoxApp>, done: impl Fn(&KompoxApp) -> bool) -> Check<()> {
+pub(super) fn app_state(app: Option<&KompoxApp>, done: impl Fn(&KompoxApp) -> bool) -> Check<()> {
     match app {
         None => Err(CliError::NotFound("the KompoxApp is gone".into())),
         Some(a) if done(a) => Ok(Ok(())),
@@ -111,7 +111,7 @@ where
 }
 
 /// Deletes object `name` of `api` if migration `id` created it, and waits until it is gone.
-async fn delete_ours<K>(
+pub(super) async fn delete_ours<K>(
     api: Api<K>,
     name: &str,
     id: &str,
@@ -133,7 +133,7 @@ where
     Ok(true)
 }
 
-async fn delete_and_wait<K>(
+pub(super) async fn delete_and_wait<K>(
     api: Api<K>,
     name: &str,
     what: &str,
@@ -346,10 +346,11 @@ impl Migration<'_> {
         Ok(())
     }
 
-    pub(crate) fn verify(&self, out: &mut dyn Write) -> Result<(), CliError> {
+    pub(crate) async fn verify(&mut self, out: &mut dyn Write) -> Result<(), CliError> {
         if self.args.skip_verify {
             let _ = writeln!(out, "  not verified (--skip-verify)");
-            return Ok(());
+            self.record.unverified = true;
+            return self.save().await;
         }
         let dir = self
             .args
@@ -370,7 +371,7 @@ impl Migration<'_> {
             })?;
             let a = verify::read_tree(&verify::volume_dir(&dir, &d.source_handle)?)?;
             let b = verify::read_tree(&verify::volume_dir(&dir, target)?)?;
-            let diff = a.differences(&b);
+            let diff = a.differences(&b)?;
             if !diff.is_empty() {
                 let shown: Vec<&str> = diff.iter().take(10).map(String::as_str).collect();
                 return Err(CliError::Cluster(format!(
@@ -551,185 +552,6 @@ impl Migration<'_> {
         }
         Ok(())
     }
-
-    /// Handoff rollback: a released source disk is created again, adopting its volume by
-    /// handle with its old spec and deletionPolicy.
-    async fn readopt(&self, d: &record::DiskRecord, out: &mut dyn Write) -> Result<(), CliError> {
-        let api = self.src.api::<KompoxDisk>();
-        let what = format!("KompoxDisk {}/{} (source)", self.src.ns, d.name);
-        let live = api
-            .get_metadata_opt(&d.name)
-            .await
-            .map_err(|e| kubectx::kube_error(&format!("reading {what}"), &e))?;
-        let (Some(mut spec), None) = (d.source_spec.clone(), live) else {
-            return Ok(());
-        };
-        if let Some(o) = spec.as_object_mut() {
-            o.remove("fromSnapshot");
-        }
-        spec["handle"] = json!(d.source_handle);
-        let obj = json!({
-            "apiVersion": kompox_core::api::API_VERSION, "kind": "KompoxDisk",
-            "metadata": {"name": d.name, "namespace": self.src.ns}, "spec": spec,
-        });
-        kubectx::apply(&self.src.client, &obj, false).await?;
-        wait_disk(api, &d.name, &format!("{what} Ready"), self, out).await?;
-        let _ = writeln!(
-            out,
-            "  disk {}: volume {} adopted back",
-            d.name, d.source_handle
-        );
-        Ok(())
-    }
-
-    /// Undoes the recorded migration (see the module docs of [`super`]).
-    pub(crate) async fn rollback(&mut self, out: &mut dyn Write) -> Result<(), CliError> {
-        let id = self.record.id.clone();
-        let _ = writeln!(
-            out,
-            "rolling back migration {id} of {}/{} (last step {})",
-            self.src.ns, self.args.app, self.record.step
-        );
-        let (dns, sns) = (self.dst.ns.clone(), self.src.ns.clone());
-        let app = self.args.app.clone();
-        let what = format!("KompoxApp {dns}/{app} (target)");
-        delete_ours(self.dst.api::<KompoxApp>(), &app, &id, &what, self, out).await?;
-        let (secrets, cms) = referenced(&self.app);
-        for (n, _) in cms {
-            let what = format!("ConfigMap {dns}/{n} (target)");
-            delete_ours(self.dst.api::<ConfigMap>(), &n, &id, &what, self, out).await?;
-        }
-        for (n, _) in secrets {
-            let what = format!("Secret {dns}/{n} (target)");
-            delete_ours(self.dst.api::<Secret>(), &n, &id, &what, self, out).await?;
-        }
-        let disks = self.record.disks.clone();
-        for d in &disks {
-            let snap = snapshot_name(&id, &d.name);
-            let what = format!("KompoxSnapshot {dns}/{snap} (target)");
-            delete_ours(
-                self.dst.api::<KompoxSnapshot>(),
-                &snap,
-                &id,
-                &what,
-                self,
-                out,
-            )
-            .await?;
-            // A restored disk is a copy this migration made: its volume goes with it. An
-            // adopted one (handoff) is the source's volume: Orphan, it goes back.
-            let api = self.dst.api::<KompoxDisk>();
-            let live = api.get_metadata_opt(&d.name).await.map_err(|e| {
-                kubectx::kube_error(&format!("reading KompoxDisk {dns}/{}", d.name), &e)
-            })?;
-            if live.is_some_and(|l| is_ours(l.metadata.annotations.as_ref(), &id)) {
-                let policy = match self.record.mode {
-                    record::Mode::Snapshot => "Delete",
-                    record::Mode::Handoff => "Orphan",
-                };
-                let patch = json!({"spec": {"deletionPolicy": policy}});
-                api.patch(&d.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| {
-                        kubectx::kube_error(
-                            &format!("setting deletionPolicy {policy} on the target disk"),
-                            &e,
-                        )
-                    })?;
-                let what = format!("KompoxDisk {dns}/{} (target)", d.name);
-                delete_and_wait(api, &d.name, &what, self, out).await?;
-            }
-        }
-        if self.record.created_namespace {
-            let what = format!("Namespace {dns} (target)");
-            let api = Api::<Namespace>::all(self.dst.client.clone());
-            delete_ours(api, &dns, &id, &what, self, out).await?;
-        }
-        for d in &disks {
-            let snap = snapshot_name(&id, &d.name);
-            let what = format!("KompoxSnapshot {sns}/{snap} (source)");
-            delete_ours(
-                self.src.api::<KompoxSnapshot>(),
-                &snap,
-                &id,
-                &what,
-                self,
-                out,
-            )
-            .await?;
-            self.readopt(d, out).await?;
-        }
-        let api = self.src.api::<KompoxApp>();
-        if !self.record.was_suspended {
-            let patch = json!({"spec": {"suspend": false}});
-            api.patch(&app, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| kubectx::kube_error("resuming the source app", &e))?;
-        }
-        self.annotate(None).await?;
-        if !self.record.was_suspended {
-            let what = format!("KompoxApp {sns}/{app} (source) Ready");
-            kubectx::wait_for(api, &app, &what, self.args.timeout, Some(out), |a| {
-                app_state(a, is_ready)
-            })
-            .await?;
-        }
-        let _ = writeln!(
-            out,
-            "rolled back: the source app {sns}/{app} runs as before; the target holds nothing of the migration"
-        );
-        Ok(())
-    }
-
-    /// After a completed migration with `--delete-source`: the source app, its disks (each by
-    /// its deletionPolicy) and the migration's snapshots.
-    pub(crate) async fn delete_source(&mut self, out: &mut dyn Write) -> Result<(), CliError> {
-        let (sns, app) = (self.src.ns.clone(), self.args.app.clone());
-        if !self.args.delete_source {
-            let _ = writeln!(
-                out,
-                "KompoxApp {sns}/{app} was already migrated to {}; the source stays suspended (`--delete-source` deletes it, `--rollback` undoes the migration)",
-                self.record.target.context
-            );
-            return Ok(());
-        }
-        if !self.record.done()
-            || (self.record.mode.steps().contains(&Step::Verified)
-                && self.args.skip_verify
-                && self.record.step < Step::Verified)
-        {
-            return Err(CliError::Invalid(vec![format!(
-                "--delete-source: the migration of {sns}/{app} has not completed (last step {})",
-                self.record.step
-            )]));
-        }
-        let what = format!("KompoxApp {sns}/{app} (source)");
-        delete_and_wait(self.src.api::<KompoxApp>(), &app, &what, self, out).await?;
-        let id = self.record.id.clone();
-        for d in self.record.disks.clone() {
-            let snap = snapshot_name(&id, &d.name);
-            let what = format!("KompoxSnapshot {sns}/{snap} (source)");
-            delete_ours(
-                self.src.api::<KompoxSnapshot>(),
-                &snap,
-                &id,
-                &what,
-                self,
-                out,
-            )
-            .await?;
-            let what = format!(
-                "KompoxDisk {sns}/{} (source, deletionPolicy {})",
-                d.name, d.deletion_policy
-            );
-            delete_and_wait(self.src.api::<KompoxDisk>(), &d.name, &what, self, out).await?;
-        }
-        let _ = writeln!(
-            out,
-            "source deleted: {sns} keeps only what the app did not own (its ConfigMaps and Secrets)"
-        );
-        Ok(())
-    }
 }
 
 /// The source disk as the record kept it (handoff), with the zone its volume is in.
@@ -772,7 +594,7 @@ async fn wait_snapshot(
     .await
 }
 
-async fn wait_disk(
+pub(super) async fn wait_disk(
     api: Api<KompoxDisk>,
     name: &str,
     what: &str,
@@ -834,6 +656,5 @@ pub(crate) async fn print_dns(m: &Migration<'_>, out: &mut dyn Write) -> Result<
         addrs.join(", ")
     };
     let _ = writeln!(out, "DNS: point {} to {to}", hosts.join(", "));
-    let _ = record::ANNOTATION;
     Ok(())
 }

@@ -1,33 +1,33 @@
 //! Verification of a moved disk: the file tree of the source volume and of the target volume,
-//! compared entry by entry (path, kind, permission bits, content).
+//! compared entry by entry (path, kind, permission bits, size, then the bytes of every file
+//! and the target of every symlink).
 //!
 //! The trees are read from the CSI driver's data directory (`--verify-data-dir`, default
 //! `$KOMPOX_CSI_DATA_DIR`: `<dir>/volumes/<handle>`), which is how the local clusters' mock
-//! driver keeps its volumes and where no node runs processes. Only counts and paths are
-//! printed; contents and their digests never leave this process.
+//! driver keeps its volumes and where no node runs processes. Both sides are read here and
+//! compared as they stream (no digest is computed: the comparison runs at the speed of the
+//! reads). Only counts and paths are printed; contents never leave this process.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::CliError;
 
-/// One entry of a tree: kind, permission bits and a digest of the content (a file's bytes, a
-/// symlink's target).
+/// One entry of a tree: kind, permission bits, size (a file's) and a symlink's target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     kind: &'static str,
     mode: u32,
     size: u64,
-    content: [u8; 32],
+    link: Option<PathBuf>,
 }
 
 /// A volume's file tree, by path relative to its root.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tree {
+    root: PathBuf,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -48,27 +48,68 @@ impl Tree {
             .sum()
     }
 
-    /// The paths that differ between `self` and `other` (missing on one side, or another
-    /// kind, mode or content), sorted.
-    #[must_use]
-    pub fn differences(&self, other: &Tree) -> Vec<String> {
-        let mut out: Vec<String> = self
+    /// The paths that differ between `self` and `other` (missing on one side, another kind,
+    /// mode, size, symlink target, or other bytes), sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Io`] naming a file that could not be read.
+    pub fn differences(&self, other: &Tree) -> Result<Vec<String>, CliError> {
+        let mut out: Vec<String> = other
             .entries
-            .iter()
-            .filter(|(p, e)| other.entries.get(*p) != Some(*e))
-            .map(|(p, _)| p.clone())
-            .chain(
-                other
-                    .entries
-                    .keys()
-                    .filter(|p| !self.entries.contains_key(*p))
-                    .cloned(),
-            )
+            .keys()
+            .filter(|p| !self.entries.contains_key(*p))
+            .cloned()
             .collect();
+        for (p, e) in &self.entries {
+            let same = match other.entries.get(p) {
+                Some(o) if o == e && e.kind == "file" => {
+                    same_bytes(&self.root.join(p), &other.root.join(p))?
+                }
+                Some(o) => o == e,
+                None => false,
+            };
+            if !same {
+                out.push(p.clone());
+            }
+        }
         out.sort();
         out.dedup();
-        out
+        Ok(out)
     }
+}
+
+/// Whether files `a` and `b` hold the same bytes, read side by side in 1 MiB chunks.
+fn same_bytes(a: &Path, b: &Path) -> Result<bool, CliError> {
+    let open = |p: &Path| {
+        std::fs::File::open(p).map_err(|e| CliError::Io(format!("reading {}: {e}", p.display())))
+    };
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)
+            .map_err(|e| CliError::Io(format!("reading {}: {e}", a.display())))?;
+        let nb = read_full(&mut fb, &mut bb)
+            .map_err(|e| CliError::Io(format!("reading {}: {e}", b.display())))?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Fills `buf` as far as the file goes; the bytes read (fewer only at its end).
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// The directory of volume `handle` under the driver's data directory `data_dir`; an error
@@ -104,7 +145,10 @@ pub fn read_tree(root: &Path) -> Result<Tree, CliError> {
             root.display()
         )));
     }
-    let mut tree = Tree::default();
+    let mut tree = Tree {
+        root: root.to_path_buf(),
+        entries: BTreeMap::new(),
+    };
     let mut todo = vec![root.to_path_buf()];
     while let Some(dir) = todo.pop() {
         for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
@@ -116,18 +160,16 @@ pub fn read_tree(root: &Path) -> Result<Tree, CliError> {
                 .to_string_lossy()
                 .into_owned();
             let mode = meta.permissions().mode() & 0o7777;
-            let (kind, size, content) = if meta.is_dir() {
+            let (kind, size, link) = if meta.is_dir() {
                 todo.push(path.clone());
-                ("dir", 0, [0; 32])
+                ("dir", 0, None)
             } else if meta.is_symlink() {
                 let target = std::fs::read_link(&path).map_err(|e| io(&path, e))?;
-                let d: [u8; 32] = Sha256::digest(target.as_os_str().as_encoded_bytes()).into();
-                ("symlink", 0, d)
+                ("symlink", 0, Some(target))
             } else if meta.is_file() {
-                let (n, d) = file_digest(&path).map_err(|e| io(&path, e))?;
-                ("file", n, d)
+                ("file", meta.len(), None)
             } else {
-                ("other", 0, [0; 32])
+                ("other", 0, None)
             };
             tree.entries.insert(
                 rel,
@@ -135,28 +177,12 @@ pub fn read_tree(root: &Path) -> Result<Tree, CliError> {
                     kind,
                     mode,
                     size,
-                    content,
+                    link,
                 },
             );
         }
     }
     Ok(tree)
-}
-
-fn file_digest(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, h.finalize().into()))
 }
 
 #[cfg(test)]
@@ -179,7 +205,8 @@ mod tests {
         std::fs::write(root.join(rel), bytes).unwrap_or_default();
     }
 
-    /// Two trees made alike, then `change` applied to the second.
+    /// Two trees made alike, then `change` applied to the second: the first tree and the
+    /// differences.
     fn compare(change: impl Fn(&Path)) -> (Tree, Vec<String>) {
         let (a, b) = (temp("a"), temp("b"));
         for root in [&a, &b] {
@@ -187,16 +214,20 @@ mod tests {
             write(root, "nested/notes.txt", b"hello");
         }
         change(&b);
-        let (ta, tb) = (read_tree(&a), read_tree(&b));
+        let ta = read_tree(&a).unwrap_or_default();
+        let tb = read_tree(&b).unwrap_or_default();
+        let diff = ta
+            .differences(&tb)
+            .unwrap_or_else(|e| vec![format!("error: {e}")]);
         let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
-        let (ta, tb) = (ta.unwrap_or_default(), tb.unwrap_or_default());
-        let diff = ta.differences(&tb);
         (ta, diff)
     }
 
     #[rstest]
     #[case::identical(|_: &Path| {}, &[])]
-    #[case::one_byte_changed(|b: &Path| write(b, "data.bin", &[8u8; 5000]), &["data.bin"])]
+    #[case::one_byte_changed(|b: &Path| { let mut v = vec![7u8; 5000]; v[4321] = 8; write(b, "data.bin", &v) }, &["data.bin"])]
+    #[case::another_size(|b: &Path| write(b, "data.bin", &[7u8; 5001]), &["data.bin"])]
+    #[case::a_symlink_instead(|b: &Path| { let _ = std::fs::remove_file(b.join("nested/notes.txt")); let _ = std::os::unix::fs::symlink("x", b.join("nested/notes.txt")); }, &["nested/notes.txt"])]
     #[case::a_file_missing(|b: &Path| { let _ = std::fs::remove_file(b.join("nested/notes.txt")); }, &["nested/notes.txt"])]
     #[case::an_extra_file(|b: &Path| write(b, "extra", b""), &["extra"])]
     #[case::another_mode(|b: &Path| { let _ = std::fs::set_permissions(b.join("data.bin"), std::fs::Permissions::from_mode(0o600)); }, &["data.bin"])]

@@ -487,3 +487,115 @@ async fn moves(a: &LocalInstall, b: &Target) -> Result<()> {
     );
     Ok(())
 }
+
+/// The benchmark of docs/performance.md ("migrate"): for 10 MiB and 1 GiB on the app's disk,
+/// the downtime (the source suspended → the target Ready: every step after preflight) and
+/// the copy throughput (the bytes over the snapshot, import and restore steps) against `cp -r`
+/// of the same volume on the same filesystem. Run with
+/// `cargo test -p kompox-e2e --test migrate -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a benchmark: prints figures, takes minutes and 4 GiB of disk"]
+async fn bench_migrate_downtime_and_copy_throughput() -> Result<()> {
+    with_local_install("migb", |a| {
+        Box::pin(async move {
+            let b = Target::install(&a.ws).await?;
+            let r = bench(a).await;
+            let t = b.teardown().await;
+            r.and(t)
+        })
+    })
+    .await
+}
+
+/// The durations the CLI printed for each step (`  step X done in 1.23s`).
+fn step_seconds(stdout: &str) -> BTreeMap<String, f64> {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("step "))
+        .filter_map(|l| l.split_once(" done in "))
+        .filter_map(|(step, secs)| {
+            secs.trim_end_matches('s')
+                .parse::<f64>()
+                .ok()
+                .map(|s| (step.to_owned(), s))
+        })
+        .collect()
+}
+
+async fn bench(a: &LocalInstall) -> Result<()> {
+    const MIB: usize = 1 << 20;
+    println!(
+        "| data | downtime (s) | snapshot+import+restore (s) | verify (s) | copy MiB/s | cp MiB/s | copy/cp |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (label, size) in [("10 MiB", 10 * MIB), ("1 GiB", 1024 * MIB)] {
+        let project = a.dir.join(APP);
+        std::fs::create_dir_all(&project)?;
+        std::fs::write(
+            project.join("compose.yml"),
+            "services:\n  web:\n    image: nginx:1.27\n    volumes:\n      - data:/usr/share/nginx/html\nvolumes:\n  data: {}\n",
+        )?;
+        let compose = project.join("compose.yml").to_string_lossy().into_owned();
+        a.kompox(&["apply", "-f", &compose, "--workspace", &a.ws])
+            .await?
+            .ok()?;
+        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            project.join(".kompox/state.json"),
+        )?)?;
+        let ns = state["apps"][format!("{}/{APP}", a.ws)]["namespace"]
+            .as_str()
+            .context("no namespace recorded")?
+            .to_owned();
+        let handle = disk_handle(&a.client, &ns).await?;
+        let vol = cluster().csi_data_dir.join("volumes").join(&handle);
+        let block: Vec<u8> = (0..MIB).map(|_| rand::random::<u8>()).collect();
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(vol.join("data.bin"))?;
+            for _ in 0..size / MIB {
+                f.write_all(&block)?;
+            }
+            f.sync_all()?;
+        }
+        // cp of the same bytes on the same filesystem.
+        let cp_dst = cluster().csi_data_dir.join(format!("bench-cp-{}", a.ws));
+        let t = std::time::Instant::now();
+        let cp = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&vol)
+            .arg(&cp_dst)
+            .status()?;
+        let cp_secs = t.elapsed().as_secs_f64();
+        ensure!(cp.success(), "cp failed");
+        std::fs::remove_dir_all(&cp_dst)?;
+
+        let run = migrate(a, &ns, &[]).await?.ok()?;
+        let steps = step_seconds(&run.stdout);
+        let get = |s: &str| steps.get(s).copied().unwrap_or_default();
+        let downtime: f64 = steps.values().sum();
+        let copy = get("Snapshotted") + get("Imported") + get("Restored");
+        let mib = (size / MIB) as f64;
+        let (copy_rate, cp_rate) = (mib / copy, mib / cp_secs);
+        println!(
+            "| {label} | {downtime:.2} | {copy:.2} | {:.2} | {copy_rate:.0} | {cp_rate:.0} | {:.0} % |",
+            get("Verified"),
+            100.0 * copy_rate / cp_rate
+        );
+        // Clean up: the target's copy and snapshots go with the rollback, the source's volume
+        // with its disk (Delete).
+        migrate(a, &ns, &["--rollback"]).await?.ok()?;
+        let apps: Api<KompoxApp> = Api::namespaced(a.client.clone(), &ns);
+        kompox_e2e::delete_and_wait(&apps, APP).await?;
+        let disks: Api<KompoxDisk> = Api::namespaced(a.client.clone(), &ns);
+        disks
+            .patch(
+                "data",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}})),
+            )
+            .await?;
+        kompox_e2e::delete_and_wait(&disks, "data").await?;
+        std::fs::remove_dir_all(project.join(".kompox"))?;
+    }
+    Ok(())
+}
