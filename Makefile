@@ -24,7 +24,8 @@ up: tools images ## Start the local control plane (etcd, kube-apiserver, control
 	hack/cluster.sh up
 
 .PHONY: down
-down: ## Stop the local control plane.
+down: ## Stop the local control plane (and the second one, KOMPOX_CLUSTER=b, that the migrate tests start).
+	KOMPOX_CLUSTER=b hack/cluster.sh down
 	hack/cluster.sh down
 
 .PHONY: demo

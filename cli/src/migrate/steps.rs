@@ -238,7 +238,28 @@ impl Migration<'_> {
         {
             self.app = a;
         }
-        self.no_source_writer().await?;
+        // The condition is the controller's last word; a Pod that appeared since (a scale-up
+        // by hand, which the controller takes back) is waited out, by watching it go.
+        let deadline = std::time::Instant::now() + self.args.timeout;
+        loop {
+            let running = self.source_pods().await?;
+            let Some(pod) = running.first() else { break };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return self.no_source_writer().await;
+            }
+            let what = format!("source Pod {}/{pod} gone", self.src.ns);
+            kubectx::wait_deleted(self.src.api::<Pod>(), pod, &what, left, Some(out), |p| {
+                format!(
+                    "phase {}",
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.phase.clone())
+                        .unwrap_or_default()
+                )
+            })
+            .await?;
+        }
         let _ = writeln!(out, "  source suspended: no Pod uses its disks");
         Ok(())
     }

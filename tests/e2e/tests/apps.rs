@@ -738,7 +738,7 @@ fn suspended(a: &KompoxApp) -> Option<(String, String)> {
 /// Waits until the app is Suspended (True) for its current generation, and checks what that
 /// promises: no Pod of the app exists, its Deployment asks for none, Ready is False.
 async fn wait_suspended(env: &Env, name: &str) -> Result<KompoxApp> {
-    let a = wait_app(&env.apps(), name, "Suspended", TIMEOUT, |a| {
+    wait_app(&env.apps(), name, "Suspended", TIMEOUT, |a| {
         suspended(a).is_some_and(|(s, _)| s == "True")
             && a.status.as_ref().is_some_and(|s| {
                 condition::find(&s.conditions, types::READY)
@@ -746,16 +746,22 @@ async fn wait_suspended(env: &Env, name: &str) -> Result<KompoxApp> {
             })
     })
     .await?;
+    // The condition can lag a Pod that just appeared (a scale-up the controller is about to
+    // take back): the Pods must be gone soon after, and stay gone.
     let pods: Api<Pod> = env.ns.api();
-    let left = pods
-        .list(&ListParams::default().labels(&format!("kompox.dev/app={name}")))
-        .await?
-        .items;
-    ensure!(
-        left.is_empty(),
-        "Suspended while Pods exist: {:?}",
-        left.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
-    );
+    let selector = format!("kompox.dev/app={name}");
+    wait_until("no Pod of the suspended app", TIMEOUT, || async {
+        Ok(pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .is_empty())
+    })
+    .await?;
+    let a = wait_app(&env.apps(), name, "still Suspended", TIMEOUT, |a| {
+        suspended(a).is_some_and(|(s, _)| s == "True")
+    })
+    .await?;
     let dep = env.deployments().get(&format!("{name}-app")).await?;
     assert_eq!(dep.spec.and_then(|s| s.replicas), Some(0));
     let st = a.status.clone().context("no status")?;
