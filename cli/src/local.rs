@@ -3,8 +3,8 @@
 //! ExternalName Service → `localhost`; see hack/README.md).
 //!
 //! State lives in `$KOMPOX_LOCAL_DIR`, else `${KOMPOX_CACHE:-~/.cache/kompox}/local/`: per
-//! server a pid file, a port
-//! file, a log and its own kubeconfig, plus the serving certificate. Each server acts as its
+//! server a pid file, a port file, a log and its own kubeconfig, plus the serving
+//! certificate. Each server acts as its
 //! own ServiceAccount, exactly as the in-cluster Deployments do (`k4x-system/kompox-apiserver`,
 //! `…/kompox-webhook`, `…/kompox-controller`, with the install's RBAC): its kubeconfig holds the
 //! chosen context's cluster and a `tokenFile` (`<server>.token`, mode 0600) that
