@@ -189,22 +189,7 @@ pub fn objects(
         },
     }));
 
-    let role = object_name(name, "-operators");
-    out.push(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": meta(&role),
-        "rules": operator_rules(),
-    }));
-    if let Some(group) = &facts.operators_group {
-        out.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta(&role),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
-        }));
-    }
+    out.extend(operator_objects(app, namespace, app_label, facts));
 
     let annotations = app.metadata.annotations.clone().unwrap_or_default();
     if let Some(raw) = annotations.get(RESOURCE_QUOTA_ANNOTATION) {
@@ -242,6 +227,49 @@ pub fn objects(
     } else {
         Err(errors)
     }
+}
+
+/// The operator Role `kompox-<app>-operators` and, with an operators group, its RoleBinding
+/// (part of [`objects`]; also applied before the app's first render, so the operators can fix
+/// an app whose render fails). Empty outside a managed namespace.
+pub fn operator_objects(
+    app: &KompoxApp,
+    namespace: &str,
+    app_label: &str,
+    facts: &NamespaceFacts,
+) -> Vec<Value> {
+    if !facts.managed {
+        return Vec::new();
+    }
+    let name = app.metadata.name.as_deref().unwrap_or_default();
+    let role = object_name(name, "-operators");
+    let meta = json!({
+        "name": role,
+        "namespace": namespace,
+        "labels": {
+            NAME_LABEL: app_label,
+            INSTANCE_LABEL: app_label,
+            MANAGED_BY_LABEL: MANAGED_BY,
+            APP_LABEL: app_label,
+        },
+        "annotations": {"kompox.dev/source": "namespace hygiene"},
+    });
+    let mut out = vec![json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta,
+        "rules": operator_rules(),
+    })];
+    if let Some(group) = &facts.operators_group {
+        out.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        }));
+    }
+    out
 }
 
 fn annotation_error(key: &str, what: &str, e: &serde_json::Error) -> Diagnostic {

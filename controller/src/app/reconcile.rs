@@ -77,6 +77,37 @@ pub async fn apply(app: &KompoxApp, actx: &AppCtx) -> Result<Action> {
 }
 
 impl Run<'_> {
+    /// Applies the app's operator Role and RoleBinding ([`hygiene::operator_objects`]) before
+    /// its first render, so its operators can read and fix an app whose render fails from the
+    /// start; once an apply inventoried them they are applied with everything else. A refusal
+    /// is left for that apply to report.
+    async fn operator_access(&self, facts: &hygiene::NamespaceFacts) -> Result<()> {
+        let objects = hygiene::operator_objects(self.app, &self.ns, &self.label, facts);
+        let inventoried = |o: &Value| {
+            self.old
+                .inventory
+                .iter()
+                .any(|e| o["kind"] == e.kind.as_str() && o["metadata"]["name"] == e.name.as_str())
+        };
+        if objects.iter().all(inventoried) {
+            return Ok(());
+        }
+        let Some(owner) = apply::owner_reference(self.app) else {
+            return Ok(());
+        };
+        for o in objects {
+            let o = apply::owned(o, &self.ns, &owner);
+            match apply::apply(&self.client, &self.ns, crate::FIELD_MANAGER, &o).await {
+                Ok(_) => {}
+                Err(apply::ApplyError::Refused(m)) => {
+                    tracing::warn!(error = %m, "the operator Role could not be applied before rendering");
+                }
+                Err(apply::ApplyError::Failed(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// The full path.
     pub(super) async fn full(&mut self, cluster: &ClusterInfo) -> Result<Step> {
         if self.app.spec.suspend {
@@ -100,6 +131,7 @@ impl Run<'_> {
             self.actx
                 .label_namespace(&self.client, &self.ns, self.app, &facts)
                 .await?;
+            self.operator_access(&facts).await?;
         }
         // 2. Render. Invalid compose, zone mismatch, missing references: nothing is applied and
         //    the live objects stay as they are. Rendering is CPU work an input can make

@@ -51,7 +51,7 @@
 //! | bind of `/etc/localtime`, `/etc/timezone` | left out, warning (set `TZ`) |
 //! | directory bind with `spec.files.mounts` entries under its [`project_path`] | one projected volume, read-only, each entry at its relative path (what `apply` makes of a small `:ro` directory) |
 //! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub`; warning unless `nocopy` (Kubernetes does not copy the image's files into a new volume) |
-//! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` |
+//! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` (under `spec.podSecurity: restricted` as UID 65534 in the Pod's `fsGroup`) |
 //! | bind whose source is a `spec.files.mounts` path (see [`project_path`]) | the file, read-only, from that Secret/ConfigMap key |
 //! | anonymous volume / `tmpfs` / `shm_size` | emptyDir (warning) / emptyDir `Memory` with `sizeLimit` / emptyDir `Memory` at `/dev/shm` |
 //! | `env_file` | derived Secret `<app>-<service>-env` (dotenv parsed; later files win; keys set by `environment` left out) + `envFrom`; each file from the `spec.files.mounts` entry at its [`project_path`]; missing → error unless `required: false` |
@@ -514,6 +514,33 @@ fn hide_var_values(message: &mut String, vars: &BTreeMap<String, String>) {
     *message = out;
 }
 
+/// Under `restricted`, warns for each service that names no numeric user: the Pod runs as
+/// non-root, so an image whose user is root does not start (the kubelet refuses it), which
+/// no render can see.
+fn unknown_users(
+    cx: &mut Ctx,
+    pod: &k8s_openapi::api::core::v1::PodSpec,
+    project: &crate::compose::Project,
+    names: &Names,
+) {
+    let pod_user = pod.security_context.as_ref().and_then(|p| p.run_as_user);
+    for s in project.services.keys() {
+        let container = names.container(s);
+        let user = pod
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .and_then(|c| c.security_context.as_ref()?.run_as_user)
+            .or(pod_user);
+        if user.is_none() {
+            cx.warn(
+                format!("{}.user", crate::compose::service_path(s)),
+                "not set: under spec.podSecurity: restricted the container must not run as root, so an image whose user is root will not start; give a numeric user (user: \"1000:1000\")".to_owned(),
+            );
+        }
+    }
+}
+
 /// Records an error for each rule of `level` the rendered Pod breaks, naming the compose
 /// field it came from (`services.web.privileged`, `services.web.cap_add[0]`,
 /// `services.web.user`), or the Pod field for what Kompox itself set.
@@ -768,6 +795,7 @@ fn render_parsed(
     let level = app.spec.pod_security;
     if level == PodSecurityLevel::Restricted {
         podsecurity::harden(&mut pod);
+        unknown_users(cx, &pod, project, &names);
     }
     pod_security(cx, level, &pod, project, &names);
     if cx.has_errors() {

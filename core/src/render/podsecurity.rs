@@ -531,16 +531,35 @@ const KNOWN_VOLUME_KINDS: [&str; 30] = [
     "vsphereVolume",
 ];
 
+/// The user and group Kompox's own init container runs as under `restricted`, and the Pod's
+/// `fsGroup` when no service names a group: `nobody`.
+pub const UNPRIVILEGED_ID: i64 = 65534;
+
 /// Sets on `spec` what `restricted` requires and a compose file does not say: the Pod runs as
 /// non-root with the `RuntimeDefault` seccomp profile; every container drops all
 /// capabilities (keeping those it adds, which [`check`] then judges) and may not escalate
 /// privileges. What the compose file asked for (`user: root`, `cap_add`) is left for
 /// [`check`] to refuse, naming the field.
+///
+/// Volumes: the Pod gets an `fsGroup` (the first non-root group a service names, else
+/// [`UNPRIVILEGED_ID`]; `fsGroupChangePolicy: OnRootMismatch`), so the kubelet makes the
+/// volumes group-writable for it and every container holds it as a supplementary group; Kompox's
+/// init container (`init-volume-subpaths`) runs as [`UNPRIVILEGED_ID`] in that group, so it
+/// creates the sub-directories without root.
 pub fn harden(spec: &mut PodSpec) {
+    let fs_group = spec
+        .containers
+        .iter()
+        .filter_map(|c| c.security_context.as_ref()?.run_as_group)
+        .find(|g| *g > 0)
+        .unwrap_or(UNPRIVILEGED_ID);
     let psc = spec
         .security_context
         .get_or_insert_with(PodSecurityContext::default);
     psc.run_as_non_root.get_or_insert(true);
+    let fs_group = *psc.fs_group.get_or_insert(fs_group);
+    psc.fs_group_change_policy
+        .get_or_insert_with(|| "OnRootMismatch".to_owned());
     psc.seccomp_profile.get_or_insert_with(|| SeccompProfile {
         type_: "RuntimeDefault".to_owned(),
         localhost_profile: None,
@@ -557,6 +576,10 @@ pub fn harden(spec: &mut PodSpec) {
         sc.allow_privilege_escalation.get_or_insert(false);
         let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
         caps.drop = Some(vec!["ALL".to_owned()]);
+        if c.name == super::SUBPATH_INIT_CONTAINER {
+            sc.run_as_user.get_or_insert(UNPRIVILEGED_ID);
+            sc.run_as_group.get_or_insert(fs_group);
+        }
     }
 }
 

@@ -2229,15 +2229,34 @@ volumes:
     )
     .ok();
     let p = pod(&r);
+    // Volumes are the fsGroup's (no service names a group: nobody's).
     assert_eq!(
         p["securityContext"],
-        json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+        json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"},
+               "fsGroup": 65534, "fsGroupChangePolicy": "OnRootMismatch"})
     );
     for c in [SUBPATH_INIT_CONTAINER, "db", "web"] {
         let sc = &ctr(&r, c)["securityContext"];
         assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
         assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{c}");
     }
+    // Kompox's busybox creates the sub-directories without root, in the fsGroup.
+    let init = &ctr(&r, SUBPATH_INIT_CONTAINER)["securityContext"];
+    assert_eq!(
+        (&init["runAsUser"], &init["runAsGroup"]),
+        (&json!(65534), &json!(65534))
+    );
+    // db names no user: the image's applies, which the render cannot see — a warning names it.
+    assert_eq!(
+        warnings(&r)
+            .iter()
+            .filter(|w| w.contains("restricted"))
+            .map(|w| w.split(':').next().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["services.db.user"],
+        "{:?}",
+        warnings(&r)
+    );
     assert_eq!(
         ctr(&r, "web")["securityContext"]["capabilities"]["add"],
         json!(["NET_BIND_SERVICE"])
@@ -2251,6 +2270,28 @@ volumes:
     let r = ok("services:\n  web:\n    image: x\n");
     assert!(pod(&r).get("securityContext").is_none());
     assert!(ctr(&r, "web").get("securityContext").is_none());
+}
+
+/// Under `restricted` the Pod's fsGroup is the first non-root group a service names; `user:
+/// root` or UID 0 is refused naming the field.
+#[rstest::rstest]
+#[case::group_of_the_first_service("    user: '1000:2000'\n", Ok(2000))]
+#[case::root_group_is_not_taken("    user: '1000:0'\n", Ok(65534))]
+#[case::uid_only("    user: '1000'\n", Ok(65534))]
+#[case::root_by_name("    user: root\n", Err("services.web.user"))]
+#[case::root_by_id("    user: '0'\n", Err("services.web.user"))]
+fn restricted_fs_group_and_root(#[case] user: &str, #[case] want: Result<i64, &str>) {
+    let compose = format!(
+        "services:\n  web:\n    image: x\n{user}    volumes: [default/sub:/srv]\nvolumes:\n  default: {{}}\n"
+    );
+    let f = fx(&compose, "  podSecurity: restricted", "");
+    match want {
+        Ok(group) => assert_eq!(pod(&f.ok())["securityContext"]["fsGroup"], json!(group)),
+        Err(path) => {
+            let e = f.err();
+            assert!(e.errors.iter().any(|d| d.path == path), "{:?}", e.errors);
+        }
+    }
 }
 
 /// Values given as `interpolation` (`render --var`) may be secrets: errors and warnings name the

@@ -17,6 +17,9 @@
 //!   (the ValidatingAdmissionPolicy of manifests/policy/podsecurity.yaml); a cluster admin can,
 //!   and the app then runs, its namespace labelled for PodSecurity admission accordingly.
 //!
+//! - A new app whose first render fails still gets its operator Role: its operators read it
+//!   and fix the compose file.
+//!
 //! - Connections have deadlines: a body sent one byte per second to `/mutate` gets 408 and a
 //!   closed connection within the body read timeout; an idle HTTP/2 connection is closed.
 //!
@@ -467,6 +470,52 @@ async fn tenants_get_no_privileged_pods_through_the_controller() -> Result<()> {
             )
             .await
             .context("the tenant edits the opted-in app")?;
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let log = controller.log.clone();
+    let teardown = kompox_e2e::controller::finish(ns, controller).await;
+    body.with_context(|| format!("controller log: {}", log.display()))?;
+    teardown
+}
+
+/// A new app whose first render fails still gets its operator Role and RoleBinding, so its
+/// operators (alone in their namespace: no other app's Role to lean on) can read it and fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_fix_an_app_that_never_rendered() -> Result<()> {
+    const TIMEOUT: Duration = Duration::from_secs(90);
+    let (client, ns, controller) = kompox_e2e::controller::scoped(
+        "abuse-first",
+        &[
+            ("app.kubernetes.io/managed-by", "kompox"),
+            ("kompox.dev/tenant", "team-f"),
+        ],
+    )
+    .await?;
+    let body = async {
+        let apps: kube::Api<KompoxApp> = ns.api();
+        put_compose(&client, &ns.name, "first-compose", PRIVILEGED_COMPOSE).await?;
+        apply(&client, &ns.name, &small_app("first", "first-compose")).await?;
+        wait_degraded(&apps, "first", reasons::POD_SECURITY_VIOLATION, TIMEOUT).await?;
+        let tenant = impersonating("bob", &["kompox:tenant:team-f"]).await?;
+        let tenant_apps: kube::Api<KompoxApp> = kube::Api::namespaced(tenant.clone(), &ns.name);
+        let degraded = tenant_apps
+            .get("first")
+            .await
+            .context("the operators read the app that never rendered")?;
+        ensure!(
+            degraded.status.is_some_and(|s| !s.ready),
+            "the app is not shown Degraded to its operators"
+        );
+        put_compose(
+            &tenant,
+            &ns.name,
+            "first-compose",
+            "services: {web: {image: nginx:1.27}}\n",
+        )
+        .await
+        .context("the operators fix the compose file")?;
+        wait_ready(&apps, "first", TIMEOUT).await?;
         Ok::<(), anyhow::Error>(())
     }
     .await;
