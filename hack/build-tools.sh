@@ -8,12 +8,38 @@
 # Go source of ours in it other than tools.go) changes; our own Go code is tested then too.
 #
 # Usage: hack/build-tools.sh            # build what is missing, print the bin dir
+#        hack/build-tools.sh TOOL...    # only these (names of hack/tools/*), whatever KOMPOX_REAL_NODE says
+#        hack/build-tools.sh --missing [TOOL...]   # print the tools that a build would (re)build, build nothing
+#
+# Without names: the control plane's tools, and with KOMPOX_REAL_NODE=1 also the real node's
+# (kubelet … coredns). The binaries that only go into images (traefik, gitea) are built when
+# named: hack/images.sh names them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib/common.sh
 source "$here/lib/common.sh"
 
 mkdir -p "$KOMPOX_BIN"
+DRY=0
+if [ "${1:-}" = --missing ]; then DRY=1; shift; fi
+SELECT=("$@")
+for t in "${SELECT[@]}"; do
+  [ -d "$here/tools/$t" ] || die "no tool $t (one of: $(cd "$here/tools" && echo *))"
+done
+# selected <tool> <group>: whether this run builds it. group: core (always), node (KOMPOX_REAL_NODE=1),
+# image (only when named).
+selected() {
+  local t
+  if [ ${#SELECT[@]} -gt 0 ]; then
+    for t in "${SELECT[@]}"; do [ "$t" = "$1" ] && return 0; done
+    return 1
+  fi
+  case $2 in
+    core) return 0 ;;
+    node) [ "${KOMPOX_REAL_NODE:-0}" = 1 ] ;;
+    *) return 1 ;;
+  esac
+}
 
 # binname <package>: the file go build writes for a main package (etcd's is renamed).
 binname() {
@@ -26,6 +52,7 @@ binname() {
 # build <module dir> <ldflags> <package>...
 build() {
   local mod=$1 ldflags=$2; shift 2
+  selected "$(basename "$mod")" "${group:-core}" || return 0
   local stamp="$KOMPOX_BIN/.$(basename "$mod").stamp"
   local want
   # tools.go only pins imports; a module with a main package of ours (csi-mock) hashes its
@@ -39,6 +66,7 @@ build() {
   if [ "$missing" = 0 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
+  if [ $DRY = 1 ]; then basename "$mod"; return 0; fi
   # main.version as the upstream Makefiles set it (-X main.version=<tag>), from the pin.
   if [ -n "${ver_module:-}" ]; then
     ldflags="$ldflags -X main.version=$(cd "$mod" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$ver_module")"
@@ -73,7 +101,8 @@ build "$here/tools/kwok" "" sigs.k8s.io/kwok/cmd/kwok
 # kwok needs Stage objects describing node and pod lifecycles. Take kwok's own
 # "fast" stages from the pinned module (the same ones kwokctl uses by default).
 stages="$KOMPOX_BIN/kwok-stages.yaml"
-if [ ! -s "$stages" ] || [ "$stages" -ot "$KOMPOX_BIN/.kwok.stamp" ]; then
+if [ $DRY = 0 ] && [ -s "$KOMPOX_BIN/.kwok.stamp" ] &&
+  { [ ! -s "$stages" ] || [ "$stages" -ot "$KOMPOX_BIN/.kwok.stamp" ]; }; then
   kwokdir=$(cd "$here/tools/kwok" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
   {
     for f in "$kwokdir"/kustomize/stage/node/fast/node-initialize.yaml \
@@ -99,7 +128,8 @@ ver_module=github.com/kubernetes-csi/external-snapshotter/v8 \
 # The VolumeSnapshot CRDs, from the pinned external-snapshotter client module (group
 # snapshot CRDs are left out: the mock has no group controller service).
 crds="$KOMPOX_BIN/../snapshot-crds.yaml"
-if [ ! -s "$crds" ] || [ "$crds" -ot "$KOMPOX_BIN/.snapshotter.stamp" ]; then
+if [ $DRY = 0 ] && [ -s "$KOMPOX_BIN/.snapshotter.stamp" ] &&
+  { [ ! -s "$crds" ] || [ "$crds" -ot "$KOMPOX_BIN/.snapshotter.stamp" ]; }; then
   clientdir=$(cd "$here/tools/snapshotter" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' \
     github.com/kubernetes-csi/external-snapshotter/client/v8)
   {
@@ -116,34 +146,50 @@ build "$here/tools/compose-oracle" "" kompox.dev/hack/tools/compose-oracle/cmd/c
 # The real node (KOMPOX_REAL_NODE=1; hack/README.md, "The real node"): kubelet and kube-proxy,
 # containerd with its runc shim, runc (cgo, libseccomp), the CNI plugins, crictl, and the
 # pause image's binary (pause.c of the pinned Kubernetes module, compiled static).
-if [ "${KOMPOX_REAL_NODE:-0}" = 1 ]; then
-  build "$here/tools/kubelet" "$ld" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
-  cver() { (cd "$here/tools/$1" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$2"); }
-  build "$here/tools/containerd" \
-    "-X github.com/containerd/containerd/v2/version.Version=$(cver containerd github.com/containerd/containerd/v2)" \
-    github.com/containerd/containerd/v2/cmd/containerd \
-    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
+group=node
+build "$here/tools/kubelet" "$ld" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+cver() { (cd "$here/tools/$1" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$2"); }
+build "$here/tools/containerd" \
+  "-X github.com/containerd/containerd/v2/version.Version=$(cver containerd github.com/containerd/containerd/v2)" \
+  github.com/containerd/containerd/v2/cmd/containerd \
+  github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
+if selected runc node && [ $DRY = 0 ]; then
   pkg-config --exists libseccomp || die "runc needs libseccomp's headers: apt-get install libseccomp-dev pkg-config"
-  cgo=1 tags="seccomp urfave_cli_no_docs" build "$here/tools/runc" \
-    "-X main.version=$(cver runc github.com/opencontainers/runc)" github.com/opencontainers/runc
-  build "$here/tools/cni" "" github.com/containernetworking/plugins/plugins/main/bridge \
-    github.com/containernetworking/plugins/plugins/main/loopback \
-    github.com/containernetworking/plugins/plugins/ipam/host-local \
-    github.com/containernetworking/plugins/plugins/meta/portmap
-  build "$here/tools/crictl" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$(cver crictl sigs.k8s.io/cri-tools)" \
-    sigs.k8s.io/cri-tools/cmd/crictl
-  # The cluster DNS: a process of this machine, next to the kubelet.
-  build "$here/tools/coredns" "" kompox.dev/hack/tools/coredns/cmd/coredns
-  # The ingress controller `kubectl kompox install` runs (hack/images.sh packs it into the image
-  # install names).
+fi
+cgo=1 tags="seccomp urfave_cli_no_docs" build "$here/tools/runc" \
+  "-X main.version=$(cver runc github.com/opencontainers/runc)" github.com/opencontainers/runc
+build "$here/tools/cni" "" github.com/containernetworking/plugins/plugins/main/bridge \
+  github.com/containernetworking/plugins/plugins/main/loopback \
+  github.com/containernetworking/plugins/plugins/ipam/host-local \
+  github.com/containernetworking/plugins/plugins/meta/portmap
+build "$here/tools/crictl" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$(cver crictl sigs.k8s.io/cri-tools)" \
+  sigs.k8s.io/cri-tools/cmd/crictl
+# The cluster DNS: a process of this machine, next to the kubelet.
+build "$here/tools/coredns" "" kompox.dev/hack/tools/coredns/cmd/coredns
+# The ingress controller `kubectl kompox install` runs (hack/images.sh packs it into the image
+# install names).
+group=image
+if selected traefik image; then
   build "$here/tools/traefik" \
     "-X github.com/traefik/traefik/v3/pkg/version.Version=$(cver traefik github.com/traefik/traefik/v3)" \
     github.com/traefik/traefik/v3/cmd/traefik
-  if [ ! -x "$KOMPOX_BIN/pause" ] || [ "$KOMPOX_BIN/pause" -ot "$KOMPOX_BIN/.kubelet.stamp" ]; then
-    k8sdir=$(cd "$here/tools/kubelet" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
-    cc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION" -o "$KOMPOX_BIN/pause.tmp" "$k8sdir/build/pause/linux/pause.c"
-    strip "$KOMPOX_BIN/pause.tmp"
-    mv -f "$KOMPOX_BIN/pause.tmp" "$KOMPOX_BIN/pause"
-  fi
 fi
-echo "$KOMPOX_BIN"
+# Gitea at the version samples/gitea runs, and environment-to-ini, which its image's start-up
+# script runs (hack/images.sh packs both with git from Debian into the image the sample
+# names, as upstream's Dockerfile does with Alpine). No bindata tag: templates, options and
+# public/ are read from the image's /app/gitea, copied from the same module; no cgo (the
+# sample's database is postgres, so no sqlite tag).
+if selected gitea image; then
+  gver=$(cver gitea code.gitea.io/gitea)
+  build "$here/tools/gitea" "-X main.Version=${gver#v} -X main.Tags= -X main.MakeVersion=$(go env GOVERSION)" \
+    code.gitea.io/gitea code.gitea.io/gitea/contrib/environment-to-ini
+fi
+group=node
+if selected kubelet node && [ $DRY = 0 ] &&
+  { [ ! -x "$KOMPOX_BIN/pause" ] || [ "$KOMPOX_BIN/pause" -ot "$KOMPOX_BIN/.kubelet.stamp" ]; }; then
+  k8sdir=$(cd "$here/tools/kubelet" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  cc -Os -Wall -Werror -static -DVERSION="$K8S_VERSION" -o "$KOMPOX_BIN/pause.tmp" "$k8sdir/build/pause/linux/pause.c"
+  strip "$KOMPOX_BIN/pause.tmp"
+  mv -f "$KOMPOX_BIN/pause.tmp" "$KOMPOX_BIN/pause"
+fi
+[ $DRY = 1 ] || echo "$KOMPOX_BIN"

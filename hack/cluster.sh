@@ -231,10 +231,22 @@ up() {
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
   load_ports
   # The real node's Pods reach the API server at the node IP: it listens on all addresses then.
-  local bind=127.0.0.1
+  local bind=127.0.0.1 keep_node=0
   real_node_enabled && bind=0.0.0.0
-  if all_running etcd kube-apiserver && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready &&
-    [ "${APISERVER_BIND:-127.0.0.1}" = "$bind" ]; then
+  local core_up=0
+  all_running etcd kube-apiserver && [ -n "${APISERVER_PORT:-}" ] && apiserver_ready && core_up=1
+  if [ $core_up = 1 ] && ! real_node_enabled && [ "${APISERVER_BIND:-127.0.0.1}" = 0.0.0.0 ]; then
+    # Started with the real node, called without KOMPOX_REAL_NODE=1 (e.g. one kwok test binary
+    # run by hand): restarting would drop the node and etcd's state. Keep both, and say so.
+    log "warning: this cluster runs the real node (it was started with KOMPOX_REAL_NODE=1) but" \
+      "KOMPOX_REAL_NODE is not 1 here: the node is kept as it is (not checked, its images not" \
+      "imported); to drop it: hack/cluster.sh down, then up"
+    bind=0.0.0.0 keep_node=1
+  elif [ $core_up = 1 ] && [ "${APISERVER_BIND:-127.0.0.1}" != "$bind" ]; then
+    log "restarting the cluster (its state is dropped): the real node needs kube-apiserver on all" \
+      "addresses, and it was started without KOMPOX_REAL_NODE=1"
+  fi
+  if [ $core_up = 1 ] && [ "${APISERVER_BIND:-127.0.0.1}" = "$bind" ]; then
     # etcd and the API server hold the state: keep them, start only what is missing of the
     # stateless rest (e.g. one component stopped to run it with new flags or a new build).
     if ! all_running "${COMPONENTS[@]}"; then
@@ -244,6 +256,9 @@ up() {
       csi_up
     fi
     if real_node_enabled; then node_up; fi
+    if [ $keep_node = 1 ] && ! running kubelet; then
+      log "warning: the real node's kubelet is not running (KOMPOX_REAL_NODE=1 hack/cluster.sh up restarts it)"
+    fi
     log "already up: API server at https://127.0.0.1:$APISERVER_PORT"
     return 0
   fi
@@ -385,7 +400,7 @@ csi_up() {
     # With the real node, the same process is its node plugin: it registers with the
     # kubelet and bind-mounts volumes' data directories into Pods (hack/lib/node.sh).
     local node_args=()
-    if real_node_enabled; then
+    if real_node_enabled || [ "${keep_node:-0}" = 1 ]; then
       node_args=(-node-id "$NODE_NAME" -node-topology "$REGION-1"
         -kubelet-registration-dir "$NODE_DIR/kubelet/plugins_registry")
     fi

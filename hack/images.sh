@@ -3,8 +3,9 @@
 # archive (hack/oci-image.py) in ${KOMPOX_CACHE}/images, imported into the node's containerd
 # under the name a Pod spec uses. See hack/README.md, "Images".
 #
-#   hack/images.sh build          build the archives that are missing or out of date (Kompox's
-#                                 image takes a release build of the servers for musl)
+#   hack/images.sh build [IMAGE]...  build the archives (all, or those named: pause busybox kompox
+#                                 traefik postgres gitea) that are missing or out of date
+#                                 (Kompox's image takes a release build of the servers for musl)
 #   hack/images.sh import-node    build the node's own images (pause, busybox) if needed, then
 #                                 import every archive there is into the real node's containerd
 #   hack/images.sh list           name and archive of each image
@@ -27,27 +28,82 @@ install_const() {
 }
 # What each image is called in Pod specs.
 PAUSE=registry.k8s.io/pause:3.10.1
-BUSYBOX=docker.io/library/busybox:1.35
 KOMPOX=$(install_const DEFAULT_IMAGE)
 TRAEFIK=$(install_const TRAEFIK_IMAGE)
 [ -n "$KOMPOX" ] && [ -n "$TRAEFIK" ] || die "cannot read DEFAULT_IMAGE and TRAEFIK_IMAGE from cli/src/install.rs"
 MUSL=x86_64-unknown-linux-musl
-# The musl release build has a target dir of its own, kept between runs: sharing target/ with
-# the debug and host builds would not save anything (other profile, other target) and `cargo
-# clean` of one would take the other.
-MUSL_TARGET_DIR=${KOMPOX_MUSL_TARGET_DIR:-$ROOT/target/musl}
+# The musl release build has a target dir of its own, in the cache outside the checkout, so a
+# fresh clone on the same machine (CI's) reuses the compiled dependencies and rebuilds only
+# Kompox's own crates (cargo keys path crates by their place in the workspace, not by the
+# checkout's path). One dir per toolchain (`rustc -vV`): a new toolchain rebuilds everything
+# anyway, so the dirs of other toolchains are removed. Sharing target/ with the debug build
+# would not save anything (other profile, other target).
+musl_target_dir() {
+  if [ -n "${KOMPOX_MUSL_TARGET_DIR:-}" ]; then echo "$KOMPOX_MUSL_TARGET_DIR"; return; fi
+  local key d
+  key=$(rustc -vV | sha256sum | cut -c1-12)
+  for d in "$KOMPOX_CACHE"/rust/musl-*; do
+    [ -d "$d" ] && [ "$d" != "$KOMPOX_CACHE/rust/musl-$key" ] && rm -rf "$d"
+  done
+  echo "$KOMPOX_CACHE/rust/musl-$key"
+}
+# The samples/gitea images (hack/README.md "Images"): their names as the compose file writes
+# them; a tag must be what the image holds (checked where each is built).
+GITEA_COMPOSE=$ROOT/samples/gitea/compose.yml
+compose_image() { # compose_image <service>: the image: of that service in samples/gitea
+  awk -v svc="  $1:" '$0 == svc { on = 1; next } on && /^  [^ ]/ { on = 0 }
+    on && $1 == "image:" { print $2; exit }' "$GITEA_COMPOSE"
+}
+# normalize <name>: the full reference containerd's CRI resolves a short Docker name to.
+normalize() {
+  local n=$1
+  if [[ $n != */* ]]; then
+    n=docker.io/library/$n
+  else
+    case ${n%%/*} in *.*|*:*|localhost) ;; *) n=docker.io/$n ;; esac
+  fi
+  echo "$n"
+}
+# busybox: the renderer's init container image (core/src/render/mod.rs SUBPATH_INIT_IMAGE).
+BUSYBOX=$(normalize "$(sed -n 's/^pub const SUBPATH_INIT_IMAGE: &str = "\([^"]*\)";/\1/p' "$ROOT/core/src/render/mod.rs")")
+[ "$BUSYBOX" != docker.io/library/ ] || die "cannot read SUBPATH_INIT_IMAGE from core/src/render/mod.rs"
+GITEA=$(normalize "$(compose_image gitea)")
+POSTGRES=$(normalize "$(compose_image postgres)")
 
-# deb <package>: the path of the package's .deb (Debian's, via apt-get download), cached.
+# deb <package> [<version>]: the path of the package's .deb (Debian's, via apt-get download),
+# cached (any cached version unless one is asked for).
 deb() {
   mkdir -p "$DEBS"
-  local f
-  f=$(find "$DEBS" -maxdepth 1 -name "$1_*.deb" | head -n1)
+  local f want=$1 glob="$1_*.deb"
+  if [ -n "${2:-}" ]; then want="$1=$2"; glob="$1_${2//:/%3a}_*.deb"; fi
+  f=$(find "$DEBS" -maxdepth 1 -name "$glob" | head -n1)
   if [ -z "$f" ]; then
-    (cd "$DEBS" && { apt-get download "$1" > /dev/null 2>&1 || { apt-get update -qq && apt-get download "$1" > /dev/null; }; })
-    f=$(find "$DEBS" -maxdepth 1 -name "$1_*.deb" | head -n1)
+    (cd "$DEBS" && { apt-get download "$want" > /dev/null 2>&1 || { apt-get update -qq && apt-get download "$want" > /dev/null; }; })
+    f=$(find "$DEBS" -maxdepth 1 -name "$glob" | head -n1)
   fi
   [ -n "$f" ] || die "apt-get download $1 gave no .deb"
   echo "$f"
+}
+
+# debian_root <root> <package>...: the packages and what they depend on (Depends and
+# Pre-Depends, first alternatives, no Recommends: apt's own choice for an empty system), as
+# Debian builds them, unpacked into <root>; no maintainer script runs (the image's entrypoint
+# does what they would). Prints the packages' names and versions, the image's bill of materials.
+debian_root() {
+  local root=$1; shift
+  local status list p v f
+  status=$(mktemp)
+  list=$(apt-get install -s -qq --no-install-recommends -o Dir::State::status="$status" \
+    -o Debug::NoLocking=1 "$@" 2> /dev/null | awk '$1 == "Inst" { print $2, substr($3, 2) }')
+  rm -f "$status"
+  [ -n "$list" ] || die "apt-get cannot resolve $*: run apt-get update"
+  while read -r p v; do
+    f=$(deb "$p" "$v")
+    dpkg-deb -x "$f" "$root"
+  done <<< "$list"
+  # The dynamic linker's cache (ldconfig would run from libc-bin's trigger).
+  ldconfig -r "$root" 2> /dev/null || true
+  echo "$list"
 }
 
 # fresh <archive> <input>...: the archive exists and is newer than every input (and this script).
@@ -75,9 +131,13 @@ pause() {
 
 # busybox from Debian's busybox-static: one static binary and a link per applet.
 busybox() {
-  local out=$IMAGES/busybox.tar pkg
+  local out=$IMAGES/busybox.tar pkg ver
   pkg=$(deb busybox-static)
-  fresh "$out" "$pkg" && return 0
+  # The tag names the version: Debian's 1:1.35.0-4+deb12u1 is busybox:1.35.
+  ver=$(dpkg-deb -f "$pkg" Version | sed 's/^[0-9]*://; s/^\([0-9]*\.[0-9]*\).*/\1/')
+  [ "${BUSYBOX##*:}" = "$ver" ] ||
+    die "the renderer's init image is $BUSYBOX, but Debian's busybox-static is $ver: keep them equal"
+  fresh "$out" "$pkg" "$ROOT/core/src/render/mod.rs" && return 0
   local root x; root=$(mktemp -d); x=$(mktemp -d)
   dpkg-deb -x "$pkg" "$x"
   mkdir -p "$root"/{bin,etc,tmp,root,home,var/tmp}
@@ -122,7 +182,9 @@ kompox() {
     die "cannot read the binaries, COPY destination, USER and ENTRYPOINT from $ROOT/Containerfile"
   rustup target list --installed 2> /dev/null | grep -qx "$MUSL" || rustup target add "$MUSL" > /dev/null
   command -v musl-gcc > /dev/null || die "Kompox's static binaries need musl-gcc: apt-get install musl-tools"
-  local t=$SECONDS pkgs=() b
+  local t=$SECONDS pkgs=() b MUSL_TARGET_DIR
+  MUSL_TARGET_DIR=$(musl_target_dir)
+  mkdir -p "$MUSL_TARGET_DIR"
   # Only the binaries the image holds (-p alone would also build each package's benchmarks).
   for b in "${bins[@]}"; do pkgs+=(-p "$b" --bin "$b"); done
   (cd "$ROOT" && CARGO_TARGET_DIR=$MUSL_TARGET_DIR cargo build --release --locked --target "$MUSL" "${pkgs[@]}" >&2)
@@ -145,7 +207,8 @@ kompox() {
 # version, so the image is what its name says.
 traefik() {
   local out=$IMAGES/traefik.tar bin=$KOMPOX_BIN/traefik want
-  [ -x "$bin" ] || die "no traefik binary: run KOMPOX_REAL_NODE=1 hack/build-tools.sh"
+  "$here/build-tools.sh" traefik > /dev/null
+  [ -x "$bin" ] || die "no traefik binary after hack/build-tools.sh traefik"
   want=$(sed -n 's|^require github.com/traefik/traefik/v3 \(v[0-9.]*\)$|\1|p' "$here/tools/traefik/go.mod")
   [ "${TRAEFIK##*:}" = "$want" ] ||
     die "cli/src/install.rs TRAEFIK_IMAGE is $TRAEFIK but hack/tools/traefik pins $want: keep them equal"
@@ -157,6 +220,78 @@ traefik() {
   [ ! -s /etc/ssl/certs/ca-certificates.crt ] || cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
   image "$out" "$TRAEFIK" "$root" --entrypoint '["/usr/local/bin/traefik"]'
   rm -rf "$root"
+}
+
+# The version of the Debian package (apt's candidate) an image is built from.
+debian_version() {
+  apt-cache policy "$1" 2> /dev/null | awk '$1 == "Candidate:" { print $2 }'
+}
+
+# Postgres from Debian's packages, under the name samples/gitea gives it. The tag must be the
+# major Debian ships (bookworm: 15): the sample names the major it really runs. The entrypoint
+# (hack/images/postgres-entrypoint.sh) keeps the Docker library image's environment contract.
+postgres() {
+  local out=$IMAGES/postgres.tar major ver
+  ver=$(debian_version postgresql)
+  major=${ver%%+*}
+  [ -n "$major" ] || die "apt-cache knows no postgresql package: run apt-get update"
+  [ "${POSTGRES##*:}" = "$major" ] ||
+    die "samples/gitea names $POSTGRES, but Debian's postgresql is $major: name the major it runs (postgres:$major)"
+  fresh "$out" "$here/images/postgres-entrypoint.sh" "$GITEA_COMPOSE" && return 0
+  local root t=$SECONDS; root=$(mktemp -d)
+  debian_root "$root" "postgresql-$major" dash bash coreutils util-linux sed grep > "$IMAGES/postgres.packages"
+  install -D -m 0755 "$here/images/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+  mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$root/tmp"
+  chmod 1777 "$root/tmp"
+  printf 'root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\n' > "$root/etc/passwd"
+  printf 'root:x:0:\npostgres:x:999:\n' > "$root/etc/group"
+  image "$out" "$POSTGRES" "$root" --entrypoint '["/usr/local/bin/docker-entrypoint.sh"]' --cmd '["postgres"]' \
+    --env "PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    --env LANG=C.UTF-8 --env PGDATA=/var/lib/postgresql/data --expose 5432/tcp \
+    --owner /var/lib/postgresql=999:999 --owner /var/run/postgresql=999:999
+  rm -rf "$root"
+  log "image $POSTGRES from Debian's postgresql-$major ($(wc -l < "$IMAGES/postgres.packages") packages) in $((SECONDS - t))s"
+}
+
+# Gitea as upstream's image runs it (the module's Dockerfile and docker/root: its entrypoint,
+# start-up script and app.ini template, unchanged), with git and the tools those scripts use
+# from Debian instead of Alpine, and the gitea binary hack/build-tools.sh built from the pinned
+# module. The tag must be the pin's version. Not in it: upstream's OpenSSH service (s6 runs
+# it there; here only Gitea runs), so no SSH on port 22.
+gitea() {
+  local out=$IMAGES/gitea.tar bin=$KOMPOX_BIN/gitea want src
+  "$here/build-tools.sh" gitea > /dev/null
+  [ -x "$bin" ] && [ -x "$KOMPOX_BIN/environment-to-ini" ] ||
+    die "no gitea binary after hack/build-tools.sh gitea"
+  want=$(sed -n 's|^require code.gitea.io/gitea v\([0-9.]*\)$|\1|p' "$here/tools/gitea/go.mod")
+  [ "${GITEA##*:}" = "$want" ] ||
+    die "samples/gitea names $GITEA but hack/tools/gitea pins $want: keep them equal"
+  fresh "$out" "$bin" "$here/images/su-exec" "$GITEA_COMPOSE" && return 0
+  src=$(cd "$here/tools/gitea" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' code.gitea.io/gitea)
+  local root t=$SECONDS; root=$(mktemp -d)
+  debian_root "$root" git bash dash gettext-base coreutils util-linux sed grep mawk findutils \
+    > "$IMAGES/gitea.packages"
+  # Upstream's docker/root (entrypoint, s6 service scripts, app.ini template), as its Dockerfile copies it.
+  cp -r "$src/docker/root/." "$root/"
+  chmod -R u+w "$root"
+  chmod 0755 "$root/usr/bin/entrypoint" "$root/usr/local/bin/gitea" "$root"/etc/s6/*/*
+  install -m 0755 "$here/images/su-exec" "$root/usr/local/bin/su-exec"
+  install -m 0755 "$KOMPOX_BIN/environment-to-ini" "$root/usr/local/bin/environment-to-ini"
+  mkdir -p "$root/app/gitea" "$root/data" "$root/tmp"
+  chmod 1777 "$root/tmp"
+  install -m 0755 "$bin" "$root/app/gitea/gitea"
+  # No bindata: the templates, options (locales, licences, gitignores) and public/ files Gitea
+  # reads from its static root, from the same module.
+  cp -r "$src/templates" "$src/options" "$src/public" "$root/app/gitea/"
+  chmod -R u+w,go-w "$root/app/gitea"
+  printf 'root:x:0:0:root:/root:/bin/bash\ngit:x:1000:1000::/data/git:/bin/bash\n' > "$root/etc/passwd"
+  printf 'root:x:0:\ngit:x:1000:\n' > "$root/etc/group"
+  image "$out" "$GITEA" "$root" --entrypoint '["/usr/bin/entrypoint"]' --cmd '["/etc/s6/gitea/run"]' \
+    --workdir /etc/s6/gitea --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --env USER=git --env GITEA_CUSTOM=/data/gitea --env GITEA__server__STATIC_ROOT_PATH=/app/gitea \
+    --expose 3000/tcp --owner /app/gitea=1000:1000
+  rm -rf "$root"
+  log "image $GITEA (gitea $want, git from Debian: $(wc -l < "$IMAGES/gitea.packages") packages) in $((SECONDS - t))s"
 }
 
 build_node() {
@@ -179,11 +314,21 @@ import_node() {
 }
 
 case "${1:-}" in
-  build) build_node; kompox; traefik ;;
+  build)
+    shift
+    mkdir -p "$IMAGES"
+    [ $# -gt 0 ] || set -- pause busybox kompox traefik postgres gitea
+    for i in "$@"; do
+      case $i in
+        pause|busybox|kompox|traefik|postgres|gitea) "$i" ;;
+        *) die "build: no image $i (pause busybox kompox traefik postgres gitea)" ;;
+      esac
+    done ;;
   import-node) import_node ;;
   list)
     echo "$PAUSE $IMAGES/pause.tar"; echo "$BUSYBOX $IMAGES/busybox.tar"
-    echo "$TRAEFIK $IMAGES/traefik.tar"; echo "$KOMPOX $IMAGES/kompox.tar" ;;
+    echo "$TRAEFIK $IMAGES/traefik.tar"; echo "$KOMPOX $IMAGES/kompox.tar"
+    echo "$POSTGRES $IMAGES/postgres.tar"; echo "$GITEA $IMAGES/gitea.tar" ;;
   containerfile-spec) containerfile_spec ;;
   *) echo "usage: $0 build|import-node|list|containerfile-spec" >&2; exit 2 ;;
 esac

@@ -254,9 +254,15 @@ node_mounts() {
 node_claim() {
   local owner
   owner=$(cat "$NODE_OWNER" 2>/dev/null || true)
-  if [ -n "$owner" ] && [ "$owner" != "$STATE" ] && [ -d "$owner/node" ] &&
-    [ -s "$owner/pids/kubelet.pid" ] && alive "$(cat "$owner/pids/kubelet.pid")"; then
-    die "another local cluster ($owner) runs the real node of this machine; one per machine (iptables and the bridge are global)"
+  if [ -n "$owner" ] && [ "$owner" != "$STATE" ] && [ -d "$owner/node" ]; then
+    if [ -s "$owner/pids/kubelet.pid" ] && alive "$(cat "$owner/pids/kubelet.pid")"; then
+      die "another local cluster ($owner) runs the real node of this machine; one per machine (iptables and the bridge are global)"
+    fi
+    # Its processes are gone (ended without `down`: a killed CI run, a stopped session), but
+    # its mounts, iptables chains, bridge and kernel settings may be left: remove them first.
+    # Its processes are not signalled: their pid files may name unrelated processes by now.
+    log "warning: the real node of $owner was not stopped with down; removing what it left (mounts, iptables chains, bridge)"
+    (NODE_DIR=$owner/node STATE=$owner node_clean)
   fi
   mkdir -p /run
   echo "$STATE" > "$NODE_OWNER"
@@ -428,7 +434,12 @@ node_down() {
     if [ "$exe" = "$KOMPOX_BIN/containerd-shim-runc-v2" ]; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
   done
   stop_components kube-proxy coredns servicelb
-  if [ -x "$KOMPOX_BIN/kube-proxy" ]; then
+  node_clean
+}
+
+# node_clean: what the node leaves on the machine once its processes are gone (see node_down).
+node_clean() {
+  if [ -x "$KOMPOX_BIN/kube-proxy" ] && [ -s "$NODE_DIR/kube-proxy.yaml" ]; then
     "$KOMPOX_BIN/kube-proxy" --cleanup --config "$NODE_DIR/kube-proxy.yaml" > "$NODE_DIR/logs/kube-proxy-cleanup.log" 2>&1 || true
   fi
   # Mounts below the node's dir (overlay rootfs, shm, netns, volumes), deepest first.

@@ -51,7 +51,7 @@
 //! | bind of `/etc/localtime`, `/etc/timezone` | left out, warning (set `TZ`) |
 //! | directory bind with `spec.files.mounts` entries under its [`project_path`] | one projected volume, read-only, each entry at its relative path (what `apply` makes of a small `:ro` directory) |
 //! | `name[/sub]`, `volume.subpath` | the app volume `name` (must be in `spec.volumes`), `subPath: sub`; warning unless `nocopy` (Kubernetes does not copy the image's files into a new volume) |
-//! | sub-directories | init container `init-volume-subpaths` (`busybox:1.36`): `mkdir -p -m 1777 /work/<vol>/<sub>…` (under `spec.podSecurity: restricted` as UID 65534 in the Pod's `fsGroup`) |
+//! | sub-directories | init container `init-volume-subpaths` (`busybox:1.35`): `mkdir -p -m 1777 /work/<vol>/<sub>…` (under `spec.podSecurity: restricted` as UID 65534 in the Pod's `fsGroup`) |
 //! | bind whose source is a `spec.files.mounts` path (see [`project_path`]) | the file, read-only, from that Secret/ConfigMap key |
 //! | anonymous volume / `tmpfs` / `shm_size` | emptyDir (warning) / emptyDir `Memory` with `sizeLimit` / emptyDir `Memory` at `/dev/shm` |
 //! | `env_file` | derived Secret `<app>-<service>-env` (dotenv parsed; later files win; keys set by `environment` left out) + `envFrom`; each file from the `spec.files.mounts` entry at its [`project_path`]; missing → error unless `required: false` |
@@ -161,8 +161,9 @@ pub const PROJECT_DIR: &str = "/kompox/project";
 pub const HOME_DIR: &str = "/kompox/home";
 /// Name of the init container that creates sub-directories on app volumes.
 pub const SUBPATH_INIT_CONTAINER: &str = "init-volume-subpaths";
-/// Image of that init container (`mkdir` only; the same as kompoxops uses).
-pub const SUBPATH_INIT_IMAGE: &str = "busybox:1.36";
+/// Image of that init container (`mkdir` only). 1.35, not kompoxops' 1.36: the version the
+/// real-node tests run (hack/images.sh builds it from Debian's busybox-static under this name).
+pub const SUBPATH_INIT_IMAGE: &str = "busybox:1.35";
 
 /// Everything one render needs. The caller fetched it; nothing is read from anywhere else.
 #[derive(Clone, Copy)]

@@ -549,7 +549,7 @@ volumes:
         ctr(&r, SUBPATH_INIT_CONTAINER),
         &json!({
             "name": "init-volume-subpaths",
-            "image": "busybox:1.36",
+            "image": "busybox:1.35",
             "command": ["mkdir", "-p", "-m", "1777", "/work/db/other", "/work/db/sub/dir", "/work/default/data/web"],
             "volumeMounts": [
                 {"name": "db", "mountPath": "/work/db"},
