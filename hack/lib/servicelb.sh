@@ -9,6 +9,8 @@
 set -uo pipefail
 kubectl=$1 kubeconfig=$2 ip=$3
 # Stopping this process (by its pid) stops the kubectl watch it runs too: it leads its own group.
+# Everything runs in the background with `wait`, which a signal interrupts: bash runs a trap
+# only after the foreground command ends, and the watch never does (down waited 20 s for it).
 trap 'trap - TERM EXIT; kill -- -$$ 2> /dev/null' TERM EXIT
 k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 while :; do
@@ -20,7 +22,9 @@ while :; do
       k patch service -n "$ns" "$name" --subresource=status --type=merge \
         -p "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"$ip\",\"ipMode\":\"VIP\"}]}}}" > /dev/null ||
         echo "servicelb: could not set the status of Service $ns/$name" >&2
-    done
+    done &
+  wait $!
   # The watch ended (API server restarted, connection dropped): start over.
-  sleep 1
+  sleep 1 &
+  wait $!
 done
