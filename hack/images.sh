@@ -106,16 +106,30 @@ debian_root() {
   echo "$list"
 }
 
-# fresh <archive> <input>...: the archive exists and is newer than every input (and this script).
+# content_key <input>...: a digest of the inputs' contents (a file's bytes, else the word itself)
+# and of this script and oci-image.py. Keys, not mtimes: a clean clone (CI's) has new mtimes but
+# the same contents, and takes the cached archives as they are.
+content_key() {
+  local f
+  for f in "$@" "$here/images.sh" "$here/oci-image.py"; do
+    if [ -f "$f" ]; then sha256sum < "$f"; else printf '%s\n' "$f"; fi
+  done | sha256sum | cut -c1-64
+}
+
+# fresh <archive> <input>...: the archive exists and was built from these inputs
+# (<archive>.key, written by image()).
+FRESH_KEY=
 fresh() {
-  local out=$1 f; shift
-  [ -s "$out" ] || return 1
-  for f in "$@" "$here/images.sh" "$here/oci-image.py"; do [ "$out" -nt "$f" ] || return 1; done
+  local out=$1; shift
+  FRESH_KEY=$(content_key "$@")
+  [ -s "$out" ] && [ "$(cat "$out.key" 2> /dev/null)" = "$FRESH_KEY" ]
 }
 
 image() { # image <archive> <name> <rootfs> <oci-image.py args…>
   local out=$1 name=$2 root=$3; shift 3
+  rm -f "$out.key"
   python3 "$here/oci-image.py" --name "$name" --rootfs "$root" --out "$out" "$@" > /dev/null
+  [ -z "$FRESH_KEY" ] || echo "$FRESH_KEY" > "$out.key"
   log "image $name: $(du -h "$out" | cut -f1)"
 }
 
@@ -137,7 +151,7 @@ busybox() {
   ver=$(dpkg-deb -f "$pkg" Version | sed 's/^[0-9]*://; s/^\([0-9]*\.[0-9]*\).*/\1/')
   [ "${BUSYBOX##*:}" = "$ver" ] ||
     die "the renderer's init image is $BUSYBOX, but Debian's busybox-static is $ver: keep them equal"
-  fresh "$out" "$pkg" "$ROOT/core/src/render/mod.rs" && return 0
+  fresh "$out" "$pkg" "$BUSYBOX" && return 0
   local root x; root=$(mktemp -d); x=$(mktemp -d)
   dpkg-deb -x "$pkg" "$x"
   mkdir -p "$root"/{bin,etc,tmp,root,home,var/tmp}
@@ -180,6 +194,22 @@ kompox() {
   done <<< "$spec"
   [ ${#bins[@]} -gt 0 ] && [ -n "${dir:-}" ] && [ -n "${user:-}" ] && [ -n "${entrypoint:-}" ] ||
     die "cannot read the binaries, COPY destination, USER and ENTRYPOINT from $ROOT/Containerfile"
+  # The image is keyed by the content of what goes into it (the servers' crates, the lock file,
+  # the Containerfile, the toolchain, this script): a clean clone of the same sources (CI's)
+  # takes the image as it is, without a release build (cargo would rebuild the workspace's
+  # crates, as their files are new to it).
+  local key
+  key=$({
+    rustc -vV
+    cd "$ROOT" && git ls-files -z -- Cargo.toml Cargo.lock Containerfile core serve cluster \
+      apiserver webhook controller hack/images.sh hack/oci-image.py | LC_ALL=C sort -z |
+      xargs -0 sha256sum
+  } | sha256sum | cut -c1-64)
+  if [ -s "$out" ] && [ "$(cat "$out.key" 2> /dev/null)" = "$key" ]; then
+    log "image $KOMPOX: up to date with these sources"
+    return 0
+  fi
+  FRESH_KEY=$key
   rustup target list --installed 2> /dev/null | grep -qx "$MUSL" || rustup target add "$MUSL" > /dev/null
   command -v musl-gcc > /dev/null || die "Kompox's static binaries need musl-gcc: apt-get install musl-tools"
   local t=$SECONDS pkgs=() b MUSL_TARGET_DIR
@@ -189,7 +219,6 @@ kompox() {
   for b in "${bins[@]}"; do pkgs+=(-p "$b" --bin "$b"); done
   (cd "$ROOT" && CARGO_TARGET_DIR=$MUSL_TARGET_DIR cargo build --release --locked --target "$MUSL" "${pkgs[@]}" >&2)
   local rel=$MUSL_TARGET_DIR/$MUSL/release
-  fresh "$out" "${bins[@]/#/$rel/}" "$ROOT/Containerfile" && return 0
   log "built Kompox's musl binaries in $((SECONDS - t))s"
   local root; root=$(mktemp -d)
   mkdir -p "$root/$dir" "$root/etc/ssl/certs" "$root/tmp" "$root/home/nonroot"
@@ -212,7 +241,7 @@ traefik() {
   want=$(sed -n 's|^require github.com/traefik/traefik/v3 \(v[0-9.]*\)$|\1|p' "$here/tools/traefik/go.mod")
   [ "${TRAEFIK##*:}" = "$want" ] ||
     die "cli/src/install.rs TRAEFIK_IMAGE is $TRAEFIK but hack/tools/traefik pins $want: keep them equal"
-  fresh "$out" "$bin" "$ROOT/cli/src/install.rs" && return 0
+  fresh "$out" "$bin" "$TRAEFIK" && return 0
   local root; root=$(mktemp -d)
   mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"
   chmod 1777 "$root/tmp"
@@ -237,7 +266,7 @@ postgres() {
   [ -n "$major" ] || die "apt-cache knows no postgresql package: run apt-get update"
   [ "${POSTGRES##*:}" = "$major" ] ||
     die "samples/gitea names $POSTGRES, but Debian's postgresql is $major: name the major it runs (postgres:$major)"
-  fresh "$out" "$here/images/postgres-entrypoint.sh" "$GITEA_COMPOSE" && return 0
+  fresh "$out" "$here/images/postgres-entrypoint.sh" "$POSTGRES" "$ver" && return 0
   local root t=$SECONDS; root=$(mktemp -d)
   debian_root "$root" "postgresql-$major" dash bash coreutils util-linux sed grep > "$IMAGES/postgres.packages"
   install -D -m 0755 "$here/images/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
@@ -266,7 +295,7 @@ gitea() {
   want=$(sed -n 's|^require code.gitea.io/gitea v\([0-9.]*\)$|\1|p' "$here/tools/gitea/go.mod")
   [ "${GITEA##*:}" = "$want" ] ||
     die "samples/gitea names $GITEA but hack/tools/gitea pins $want: keep them equal"
-  fresh "$out" "$bin" "$here/images/su-exec" "$GITEA_COMPOSE" && return 0
+  fresh "$out" "$bin" "$KOMPOX_BIN/environment-to-ini" "$here/images/su-exec" "$GITEA" && return 0
   src=$(cd "$here/tools/gitea" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' code.gitea.io/gitea)
   local root t=$SECONDS; root=$(mktemp -d)
   debian_root "$root" git bash dash gettext-base coreutils util-linux sed grep mawk findutils \
@@ -275,6 +304,8 @@ gitea() {
   cp -r "$src/docker/root/." "$root/"
   chmod -R u+w "$root"
   chmod 0755 "$root/usr/bin/entrypoint" "$root/usr/local/bin/gitea" "$root"/etc/s6/*/*
+  # The alternative mawk's maintainer script would register.
+  ln -sf mawk "$root/usr/bin/awk"
   install -m 0755 "$here/images/su-exec" "$root/usr/local/bin/su-exec"
   install -m 0755 "$KOMPOX_BIN/environment-to-ini" "$root/usr/local/bin/environment-to-ini"
   mkdir -p "$root/app/gitea" "$root/data" "$root/tmp"
