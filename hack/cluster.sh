@@ -249,8 +249,13 @@ up() {
   if [ $core_up = 1 ] && [ "${APISERVER_BIND:-127.0.0.1}" = "$bind" ]; then
     # etcd and the API server hold the state: keep them, start only what is missing of the
     # stateless rest (e.g. one component stopped to run it with new flags or a new build).
+    if running kwok && ! kwok_current; then
+      log "restarting kwok: it serves the kubelet API (logs, exec, port-forward) now"
+      stop_components kwok
+    fi
     if ! all_running "${COMPONENTS[@]}"; then
       start_controllers
+      kubelet_endpoints
     fi
     if ! all_running "${CSI_COMPONENTS[@]}"; then
       csi_up
@@ -325,6 +330,58 @@ EOF
   log "up in $((SECONDS - start_t))s: API server at https://127.0.0.1:$APISERVER_PORT, nodes in $REGION-1..3"
 }
 
+# kwok_kubelet: kwok serves the kubelet API of its fake nodes (kube-apiserver's logs, exec and
+# port-forward of their Pods) over TLS on $KWOK_PORT, as its config below says: every container
+# logs $STATE/kwok/container.log (CRI log format; tests append to it), exec runs the command on
+# this machine in $STATE/kwok, a forwarded port is `cat` (an echo server).
+kwok_kubelet() {
+  cert kwok-kubelet "/CN=kwok-kubelet" ca \
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
+  mkdir -p "$STATE/kwok"
+  [ -e "$STATE/kwok/container.log" ] ||
+    printf '%s stdout F kwok: the fake container started\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" \
+      > "$STATE/kwok/container.log"
+  [ -e "$STATE/kwok/previous.log" ] ||
+    printf '%s stdout F kwok: the previous instance of the fake container\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" \
+      > "$STATE/kwok/previous.log"
+  cat > "$STATE/kwok/kubelet.yaml" <<EOF
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: kompox-local
+spec:
+  logs:
+  - logsFile: $STATE/kwok/container.log
+    previousLogsFile: $STATE/kwok/previous.log
+    follow: true
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterExec
+metadata:
+  name: kompox-local
+spec:
+  execs:
+  - local:
+      workDir: $STATE/kwok
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata:
+  name: kompox-local
+spec:
+  forwards:
+  - command: [cat]
+EOF
+}
+
+# kwok_current: the running kwok serves the kubelet API (a cluster started before it did gets
+# kwok restarted, and its nodes the kubelet port, by `up`).
+kwok_current() {
+  local pid
+  pid=$(cat "$(pidfile kwok)" 2>/dev/null) || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- '--node-port'
+}
+
 # start_controllers: kube-controller-manager, kube-scheduler and kwok (each unless running).
 start_controllers() {
   # --kube-api-qps/burst (default 20/30): at the default, 1,000 Kompox apps need 240 s to Ready, 42-80 s at 100/200.
@@ -342,10 +399,23 @@ start_controllers() {
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" \
     --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false -v=1
+  kwok_kubelet
   start kwok kwok --kubeconfig "$STATE/admin.kubeconfig" --config "$KOMPOX_BIN/kwok-stages.yaml" \
+    --config "$STATE/kwok/kubelet.yaml" \
     --manage-all-nodes=false --manage-nodes-with-label-selector type=kwok \
     --node-lease-duration-seconds 40 --cidr 10.244.0.0/16 --node-ip 127.0.0.1 \
-    --server-address "127.0.0.1:$KWOK_PORT"
+    --server-address "127.0.0.1:$KWOK_PORT" --node-port "$KWOK_PORT" \
+    --tls-cert-file "$PKI/kwok-kubelet.crt" --tls-private-key-file "$PKI/kwok-kubelet.key"
+}
+
+# kubelet_endpoints: the kwok nodes' status names kwok's port as their kubelet's (nodes
+# registered by a kwok that did not serve it keep none otherwise).
+kubelet_endpoints() {
+  local i
+  for i in 1 2 3; do
+    kc patch node "kwok-node-$i" --subresource=status --type=merge \
+      -p "{\"status\":{\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":$KWOK_PORT}}}}" > /dev/null
+  done
 }
 
 register_nodes() {

@@ -82,7 +82,7 @@ pub fn unified(a: &str, b: &str) -> Vec<(char, String)> {
 pub async fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let (client, ns) = connect(&args.app).await?;
     let list = fetch_rendered(&client, &ns, &args.app.app).await?;
-    let color = std::io::stdout().is_terminal();
+    let color = crate::output::use_color(std::io::stdout().is_terminal());
     let mut changed = 0;
     for want in list["items"].as_array().cloned().unwrap_or_default() {
         let want = comparable(&want);

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::CliError;
 use crate::kubectx::{self, no_controller_yet};
-use crate::output::{age, line, or_dash, print_list, ready_of};
+use crate::output::{age, confirm, line, or_dash, print_list, ready_of};
 use crate::project::{Size, parse_size};
 use crate::target::{ListArgs, SUBRESOURCES, Target, WaitArgs, create, get_in, list_in, ns_client};
 
@@ -183,14 +183,13 @@ pub(crate) fn new_disk(
 pub async fn run(cmd: &DiskCmd, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
         DiskCmd::List(a) => {
-            let ns = kubectx::namespace(&a.kube, a.namespace.as_deref())?;
-            let client = ns_client(&a.kube, &ns).await?;
-            let ds: Vec<KompoxDisk> = list_in(&client, &ns).await?;
+            let ds: Vec<KompoxDisk> = a.items().await?;
             let now = k8s_openapi::jiff::Timestamp::now();
             print_list(
                 out,
                 &ds,
-                a.output,
+                a.output.as_ref(),
+                a.all_namespaces,
                 (
                     &[
                         "NAME",
@@ -373,20 +372,6 @@ fn disk_users(d: &KompoxDisk, apps: &[KompoxApp]) -> Vec<(String, String)> {
     users
 }
 
-/// Asks on the terminal for the disk's name; `false` unless it is typed back.
-async fn confirm(err: &mut dyn Write, question: &str, answer: &str) -> Result<bool, CliError> {
-    let _ = write!(err, "{question}\nType the disk's name to confirm: ");
-    let _ = err.flush();
-    let typed = tokio::task::spawn_blocking(|| {
-        let mut s = String::new();
-        std::io::stdin().read_line(&mut s).map(|_| s)
-    })
-    .await
-    .map_err(|e| CliError::Io(format!("reading the confirmation: {e}")))?
-    .map_err(|e| CliError::Io(format!("reading the confirmation: {e}")))?;
-    Ok(typed.trim() == answer)
-}
-
 /// `disk delete`: refuses a disk in use, asks before destroying a volume, deletes with a
 /// resourceVersion precondition (so nothing attached it since the check) and waits until the
 /// controller's finalizer let it go.
@@ -420,7 +405,8 @@ async fn delete_disk(
         let question = format!(
             "KompoxDisk {ns}/{name} has deletionPolicy Delete: deleting it destroys volume {handle} and its data."
         );
-        let confirmed = std::io::stdin().is_terminal() && confirm(err, &question, name).await?;
+        let confirmed = std::io::stdin().is_terminal()
+            && confirm(err, &question, "the disk's name", name).await?;
         if !confirmed {
             return Err(CliError::Invalid(vec![format!(
                 "{question} Not deleted: give --yes to confirm"

@@ -37,6 +37,17 @@ pub struct KubeArgs {
     /// The kubeconfig context to use.
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// Act as this user (impersonation, as kubectl's --as).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Act as a member of this group (repeatable; with --as, as kubectl's --as-group).
+    #[arg(
+        long = "as-group",
+        global = true,
+        value_name = "GROUP",
+        requires = "as_user"
+    )]
+    pub as_groups: Vec<String>,
 }
 
 /// Reads the kubeconfig as kubectl does, pinned to `--context` when given: `--kubeconfig`,
@@ -141,6 +152,11 @@ pub async fn client(args: &KubeArgs) -> Result<(Client, String), CliError> {
     let mut config = Config::from_custom_kubeconfig(kc, &opts)
         .await
         .map_err(|e| CliError::Cluster(format!("kubeconfig: {e}")))?;
+    if let Some(user) = &args.as_user {
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups =
+            (!args.as_groups.is_empty()).then(|| args.as_groups.clone());
+    }
     config.connect_timeout = Some(Duration::from_secs(5));
     // Above the 290 s a watch asks the server for (kube's watcher default): an idle watch (a
     // suspended app, a slow rollout) is ended by the server, not cut by a read timeout and
@@ -236,21 +252,90 @@ pub async fn api_for(client: &Client, obj: &Value) -> Result<Api<DynamicObject>,
 }
 
 /// Server-side applies one untyped object (field manager [`FIELD_MANAGER`], forced), or
-/// dry-runs it on the server; returns what the server answered.
+/// dry-runs it on the server; returns what the server answered. For what the plugin owns
+/// outright (its install, the objects it renders in the controller's place).
 ///
 /// # Errors
 ///
 /// [`CliError::Cluster`] naming the object and the API server's reason.
 pub async fn apply(client: &Client, obj: &Value, dry_run: bool) -> Result<Value, CliError> {
+    let opts = ApplyOpts {
+        field_manager: FIELD_MANAGER,
+        force: true,
+        dry_run,
+    };
+    apply_with(client, obj, &opts).await
+}
+
+/// How [`apply_with`] applies: kubectl's `--field-manager`, `--force-conflicts` and
+/// `--dry-run=server`.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOpts<'a> {
+    /// The field manager named in `managedFields`.
+    pub field_manager: &'a str,
+    /// Take over fields other managers own instead of failing.
+    pub force: bool,
+    /// Only ask the server (`dryRun=All`): nothing is stored.
+    pub dry_run: bool,
+}
+
+/// Server-side applies one untyped object as `opts` says; returns what the server answered.
+///
+/// # Errors
+///
+/// [`CliError::Cluster`] naming the object and the API server's reason; for a conflict, every
+/// field and the manager that owns it ([`conflicts`]).
+pub async fn apply_with(
+    client: &Client,
+    obj: &Value,
+    opts: &ApplyOpts<'_>,
+) -> Result<Value, CliError> {
     let api = api_for(client, obj).await?;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    let mut pp = PatchParams::apply(FIELD_MANAGER).force();
-    pp.dry_run = dry_run;
+    let mut pp = PatchParams::apply(opts.field_manager);
+    pp.force = opts.force;
+    pp.dry_run = opts.dry_run;
     let got = api
         .patch(name, &pp, &Patch::Apply(obj))
         .await
-        .map_err(|e| kube_error(&format!("applying {}", describe(obj)), &e))?;
+        .map_err(|e| match conflicts(&e) {
+            Some(fields) => CliError::Cluster(format!(
+                "applying {}: {} (as field manager {:?})",
+                describe(obj),
+                fields.join("; "),
+                opts.field_manager
+            )),
+            None => kube_error(&format!("applying {}", describe(obj)), &e),
+        })?;
     serde_json::to_value(got).map_err(|e| CliError::Io(format!("encoding {}: {e}", describe(obj))))
+}
+
+/// The fields of a server-side apply conflict (HTTP 409 with `FieldManagerConflict` causes),
+/// each as `.data.x: managed by "argocd-controller" (v1)`; `None` for any other error.
+#[must_use]
+pub fn conflicts(e: &kube::Error) -> Option<Vec<String>> {
+    let kube::Error::Api(s) = e else {
+        return None;
+    };
+    if s.code != 409 {
+        return None;
+    }
+    let causes: Vec<String> = s
+        .details
+        .iter()
+        .flat_map(|d| &d.causes)
+        .filter(|c| c.reason == "FieldManagerConflict")
+        .map(|c| {
+            // The server says `conflict with "manager" using apps/v1` (or `with "manager"`
+            // alone, for a manager that applied with another operation).
+            let manager = c
+                .message
+                .strip_prefix("conflict with ")
+                .unwrap_or(&c.message);
+            format!("{} is managed by {manager}", c.field)
+        })
+        .collect();
+    (!causes.is_empty()).then_some(causes)
 }
 
 /// Deletes one untyped object; absent is fine. Returns whether it existed.

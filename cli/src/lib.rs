@@ -5,11 +5,13 @@
 //! - [`install`]: `install` / `uninstall` (in the cluster, or `--local` processes: [`local`]),
 //!   with the CA and serving certificate of [`certs`];
 //! - [`apply`]: a compose app into its namespace, waiting until Ready;
-//! - [`render`]: render a compose app to Kubernetes objects, offline;
-//! - [`rendered`], [`status`], [`diff`]: an app's server-rendered objects, its state, and
-//!   what differs from the live objects;
+//! - [`render`]: render a compose app to Kubernetes objects, offline; [`validate`]: its
+//!   findings;
+//! - [`rendered`], [`status`], [`diff`], [`delete`]: an app's server-rendered objects, its
+//!   state, what differs from the live objects; deleting it;
 //! - [`disk`], [`snapshot`]: KompoxDisks and KompoxSnapshots;
-//! - [`migrate`]: an app and its data to another cluster.
+//! - [`migrate`]: an app and its data to another cluster;
+//! - [`version`]: `version` and `completion`.
 //!
 //! Shared below them: [`kubectx`] (kubectl's `--kubeconfig`/`--context`, the client, errors,
 //! server-side apply, waiting by watching), [`target`] (which app or object a command acts
@@ -28,23 +30,32 @@ use clap::{Parser, Subcommand};
 
 pub mod apply;
 pub mod certs;
+pub mod delete;
 pub mod diff;
 pub mod disk;
+pub mod exec;
 pub mod files;
 pub mod infer;
 pub mod install;
+pub mod jsonpath;
 pub mod kubectx;
 pub mod local;
 pub mod migrate;
+pub mod logs;
 pub mod output;
+pub mod pods;
+pub mod port_forward;
 pub mod project;
 pub mod render;
 pub mod rendered;
 pub mod snapshot;
 pub mod state;
 pub mod status;
+pub mod suspend;
 pub mod target;
+pub mod validate;
 pub mod vars;
+pub mod version;
 
 /// Command line of `kubectl-kompox`.
 #[derive(Debug, Parser)]
@@ -64,6 +75,8 @@ pub enum Command {
     /// Render a compose app to Kubernetes objects, offline (no cluster needed).
     #[command(after_long_help = render::LONG_HELP)]
     Render(render::RenderArgs),
+    /// Check a compose app offline: INFO, WARN and ERROR findings; exit 1 on an error.
+    Validate(validate::ValidateArgs),
     /// Install Kompox into the cluster (or, with --local, run its servers on this machine).
     Install(install::InstallArgs),
     /// Remove what `install` created (the CRDs only with --crds).
@@ -77,6 +90,20 @@ pub enum Command {
     /// Diff the server's rendered objects against the live ones (exit 0: the same, 1: they
     /// differ, 2: an error, as `kubectl diff`).
     Diff(diff::DiffArgs),
+    /// Delete an app and what it owns (its disks by their deletionPolicy; asks before
+    /// destroying data unless --yes).
+    Delete(delete::DeleteArgs),
+    /// Print the logs of an app's services (-S one; -f to follow).
+    Logs(logs::LogsArgs),
+    /// Run a command in an app service's container (-i stdin, -t terminal; -- CMD…).
+    Exec(exec::ExecArgs),
+    /// Forward local ports to an app service's container ([LOCAL]:REMOTE; :REMOTE picks a
+    /// free local port).
+    PortForward(port_forward::PortForwardArgs),
+    /// Scale an app to zero and hold it there (spec.suspend); waits until no Pod runs.
+    Suspend(suspend::SuspendArgs),
+    /// Run a suspended app again; waits until it is Ready.
+    Resume(suspend::SuspendArgs),
     /// Manage KompoxDisks.
     #[command(subcommand)]
     Disk(disk::DiskCmd),
@@ -85,6 +112,11 @@ pub enum Command {
     Snapshot(snapshot::SnapshotCmd),
     /// Move an app and its disks' data to another cluster: verified, resumable, reversible.
     Migrate(migrate::MigrateArgs),
+    /// Print the client's version, and the cluster's when it can be reached.
+    Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(after_long_help = version::COMPLETION_HELP)]
+    Completion(version::CompletionArgs),
 }
 
 /// Why a command failed. Each line is printed as `error: <line>`.
@@ -102,6 +134,10 @@ pub enum CliError {
     NotFound(String),
     /// `diff` found differences (already printed): exit code 1, as `kubectl diff`.
     Differs(usize),
+    /// `validate` found errors (already printed): exit code 1.
+    Found(usize),
+    /// `exec`'s command exited with this status (passed on as ours).
+    Exited(u8),
 }
 
 impl fmt::Display for CliError {
@@ -113,6 +149,8 @@ impl fmt::Display for CliError {
             | CliError::Timeout(msg)
             | CliError::NotFound(msg) => f.write_str(msg),
             CliError::Differs(n) => write!(f, "{n} objects differ"),
+            CliError::Found(n) => write!(f, "{n} errors found"),
+            CliError::Exited(n) => write!(f, "the command exited with status {n}"),
         }
     }
 }
@@ -126,6 +164,7 @@ impl std::error::Error for CliError {}
 pub fn exit_code(is_diff: bool, error: Option<&CliError>) -> u8 {
     match (is_diff, error) {
         (_, Some(CliError::Differs(_))) => 1,
+        (_, Some(CliError::Exited(code))) => *code,
         (true, _) => 2,
         (false, _) => 1,
     }
@@ -139,6 +178,8 @@ pub fn exit_code(is_diff: bool, error: Option<&CliError>) -> u8 {
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Render(args) => render::run(&args, out, err),
+        Command::Validate(args) => validate::run(&args, out),
+        Command::Completion(args) => version::completion(&args, out),
         cmd => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -157,17 +198,29 @@ async fn run_cluster(
 ) -> Result<(), CliError> {
     match cmd {
         Command::Render(args) => render::run(&args, out, err),
+        Command::Validate(args) => validate::run(&args, out),
+        Command::Completion(args) => version::completion(&args, out),
+        Command::Version(a) => version::run(&a, out).await,
         Command::Install(a) => install::run_install(&a, out, err).await,
         Command::Uninstall(a) => install::run_uninstall(&a, out, err).await,
         Command::Apply(a) => apply::run(&a, out, err).await,
         Command::Rendered(a) => rendered::run(&a, out).await,
         Command::Status(a) => status::run(&a, out).await,
         Command::Diff(a) => diff::run(&a, out).await,
+        Command::Delete(a) => delete::run(&a, out, err).await,
+        Command::Logs(a) => logs::run(&a, out).await,
+        Command::Suspend(a) => suspend::run(&a, true, out).await,
+        Command::Resume(a) => suspend::run(&a, false, out).await,
+        Command::Exec(a) => exec::run(&a, out, err).await,
+        Command::PortForward(a) => port_forward::run(&a, out).await,
         Command::Disk(c) => disk::run(&c, out, err).await,
         Command::Snapshot(c) => snapshot::run(&c, out).await,
         Command::Migrate(a) => migrate::run(&a, out).await,
     }
 }
+
+#[cfg(test)]
+mod command_tree_tests;
 
 #[cfg(test)]
 mod exit_tests {

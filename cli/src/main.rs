@@ -19,7 +19,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let cli_error = e.downcast_ref();
-            if !matches!(cli_error, Some(kubectl_kompox::CliError::Differs(_))) {
+            if !matches!(
+                cli_error,
+                Some(
+                    kubectl_kompox::CliError::Differs(_)
+                        | kubectl_kompox::CliError::Found(_)
+                        | kubectl_kompox::CliError::Exited(_)
+                )
+            ) {
                 let mut err = stderr.lock();
                 for line in e.to_string().lines() {
                     let _ = writeln!(err, "error: {line}");

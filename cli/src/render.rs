@@ -49,7 +49,7 @@ use crate::infer::{InferArgs, default_name};
 use crate::project::{
     DEFAULT_DISK_SIZE, default_app, disk, read_app_file, read_text, run_key, split_pair,
 };
-use crate::vars::{ProjectVars, process_env, write_vars_line};
+use crate::vars::{ProjectVars, process_env, vars_line};
 
 /// Shown by `render --help`.
 pub const LONG_HELP: &str = "\
@@ -145,7 +145,7 @@ impl RenderArgs {
     }
 }
 
-fn parse_provider(s: &str) -> Result<ProviderType, String> {
+pub(crate) fn parse_provider(s: &str) -> Result<ProviderType, String> {
     match ProviderType::parse(s) {
         Some(ProviderType::Auto) | None => Err(format!(
             "unknown provider {s:?} (expected aks, eks, gke, oke, k3s or csi)"
@@ -160,6 +160,69 @@ fn parse_provider(s: &str) -> Result<ProviderType, String> {
 ///
 /// [`CliError::Invalid`] listing every problem (`path: message`), or [`CliError::Io`].
 pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    let built = build(args)?;
+    if let Some(line) = &built.vars {
+        writeln!(err, "variables: {line}")
+            .map_err(|e| CliError::Io(format!("writing notes: {e}")))?;
+    }
+    let rendered = match built.rendered {
+        Ok(r) => r,
+        Err(errors) => {
+            write_warnings(err, &built.warnings)?;
+            return Err(CliError::Invalid(errors));
+        }
+    };
+    write_notes(err, &built.notes)?;
+    write_warnings(err, &built.warnings)?;
+    let objects = if args.show_secrets {
+        rendered
+    } else {
+        redact_objects(&built.key, &rendered)
+    };
+    let text = match args.output {
+        Output::Yaml => kompox_core::render::yaml_stream(&objects)
+            .map_err(|e| CliError::Io(format!("writing YAML: {e}")))?,
+        Output::Json => {
+            let list = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "metadata": {},
+                "items": objects,
+            });
+            let mut s = serde_json::to_string_pretty(&list)
+                .map_err(|e| CliError::Io(format!("writing JSON: {e}")))?;
+            s.push('\n');
+            s
+        }
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::Io(format!("writing output: {e}")))
+}
+
+/// What rendering a compose app offline gave: the objects or the render errors, and
+/// everything said on the way (never a value).
+#[derive(Debug)]
+pub struct Built {
+    /// The rendered objects (Secrets not redacted), or one `path: message` per error.
+    pub rendered: Result<Vec<serde_json::Value>, Vec<String>>,
+    /// What was inferred without `--app`.
+    pub notes: Vec<String>,
+    /// The variables Secret's line (names and where they came from).
+    pub vars: Option<String>,
+    /// Warnings of the input files and the renderer.
+    pub warnings: Vec<Warning>,
+    /// The key of the digests.
+    pub key: HashKey,
+}
+
+/// Renders the app `args` describe, offline.
+///
+/// # Errors
+///
+/// [`CliError::Invalid`] for input that stops before the renderer (an `--app` file that does
+/// not parse, a missing project file, a bad flag), [`CliError::Io`] for a file that cannot be
+/// read.
+pub fn build(args: &RenderArgs) -> Result<Built, CliError> {
     let compose = read_text(&args.file)?;
     let dir = args
         .file
@@ -227,9 +290,9 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
             }
         }
     }
-    if let Some(name) = vars.attach(&mut app, &mut sources, &mut warnings, false) {
-        write_vars_line(err, &vars, &sources, &name)?;
-    }
+    let vars_line = vars
+        .attach(&mut app, &mut sources, &mut warnings, false)
+        .map(|name| vars_line(&vars, &sources, &name));
     let mut fresh = Bundle {
         disks,
         ..Bundle::default()
@@ -262,40 +325,19 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> Resul
         key: &key,
     });
     let rendered = match rendered {
-        Ok(r) => r,
-        Err(e) => {
-            write_warnings(err, &warnings)?;
-            return Err(CliError::Invalid(
-                e.errors.iter().map(ToString::to_string).collect(),
-            ));
+        Ok(r) => {
+            warnings.extend(r.warnings);
+            Ok(r.objects)
         }
+        Err(e) => Err(e.errors.iter().map(ToString::to_string).collect()),
     };
-    warnings.extend(rendered.warnings);
-    write_notes(err, &notes)?;
-    write_warnings(err, &warnings)?;
-    let objects = if args.show_secrets {
-        rendered.objects
-    } else {
-        redact_objects(&key, &rendered.objects)
-    };
-    let text = match args.output {
-        Output::Yaml => kompox_core::render::yaml_stream(&objects)
-            .map_err(|e| CliError::Io(format!("writing YAML: {e}")))?,
-        Output::Json => {
-            let list = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "List",
-                "metadata": {},
-                "items": objects,
-            });
-            let mut s = serde_json::to_string_pretty(&list)
-                .map_err(|e| CliError::Io(format!("writing JSON: {e}")))?;
-            s.push('\n');
-            s
-        }
-    };
-    out.write_all(text.as_bytes())
-        .map_err(|e| CliError::Io(format!("writing output: {e}")))
+    Ok(Built {
+        rendered,
+        notes,
+        vars: vars_line,
+        warnings,
+        key,
+    })
 }
 
 /// What was inferred without `--app`, one `inferred: …` line each.

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::Args;
 
 use crate::CliError;
-use crate::output::{Format, write_objects};
+use crate::output::{Output, write_as};
 use crate::target::{AppRef, connect, fetch_rendered};
 
 /// Arguments of `rendered`.
@@ -13,9 +13,9 @@ use crate::target::{AppRef, connect, fetch_rendered};
 pub struct RenderedArgs {
     #[command(flatten)]
     pub app: AppRef,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Yaml)]
-    pub output: Format,
+    /// Output format: yaml (default), json, name or jsonpath=TEMPLATE.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = Output::parse, default_value = "yaml")]
+    pub output: Output,
 }
 
 /// Runs `rendered`.
@@ -27,5 +27,5 @@ pub async fn run(args: &RenderedArgs, out: &mut dyn Write) -> Result<(), CliErro
     let (client, ns) = connect(&args.app).await?;
     let list = fetch_rendered(&client, &ns, &args.app.app).await?;
     let items = list["items"].as_array().cloned().unwrap_or_default();
-    write_objects(out, &items, args.output)
+    write_as(out, &items, &args.output, true)
 }

@@ -11,7 +11,7 @@ use crate::CliError;
 use crate::disk::{new_disk, wait_disk_ready};
 use crate::kubectx::{self, no_controller_yet};
 use crate::output::{age, line, or_dash, print_list};
-use crate::target::{ListArgs, Target, WaitArgs, create, get_in, list_in, ns_client};
+use crate::target::{ListArgs, Target, WaitArgs, create, get_in, ns_client};
 
 /// `snapshot` subcommands.
 #[derive(Debug, Subcommand)]
@@ -56,14 +56,13 @@ pub struct RestoreArgs {
 pub async fn run(cmd: &SnapshotCmd, out: &mut dyn Write) -> Result<(), CliError> {
     match cmd {
         SnapshotCmd::List(a) => {
-            let ns = kubectx::namespace(&a.kube, a.namespace.as_deref())?;
-            let client = ns_client(&a.kube, &ns).await?;
-            let ss: Vec<KompoxSnapshot> = list_in(&client, &ns).await?;
+            let ss: Vec<KompoxSnapshot> = a.items().await?;
             let now = k8s_openapi::jiff::Timestamp::now();
             print_list(
                 out,
                 &ss,
-                a.output,
+                a.output.as_ref(),
+                a.all_namespaces,
                 (
                     &["NAME", "DISK", "READY", "AGE"],
                     &["RESTORE-SIZE", "HANDLE"],

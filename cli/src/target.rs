@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::CliError;
 use crate::kubectx::{self, KubeArgs};
-use crate::output::{ListFormat, line};
+use crate::output::{Output, line};
 use crate::state::{read_state, state_path};
 
 /// The aggregated API's base path.
@@ -135,9 +135,48 @@ pub struct ListArgs {
     /// kubectl).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Output format (default: a table).
-    #[arg(short = 'o', long, value_enum)]
-    pub output: Option<ListFormat>,
+    /// List across all namespaces (a NAMESPACE column first).
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Output format (default: a table): name, json, yaml, wide or jsonpath=TEMPLATE.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = Output::parse)]
+    pub output: Option<Output>,
+}
+
+impl ListArgs {
+    /// The objects of kind `K` the list shows: in the namespace (checked to exist), or in
+    /// all of them with `-A`.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError`] when the cluster cannot be reached, the namespace does not exist or the
+    /// list is refused.
+    pub async fn items<K>(&self) -> Result<Vec<K>, CliError>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        if self.all_namespaces {
+            let (client, url) = kubectx::client(&self.kube).await?;
+            kubectx::ping(&client, &url).await?;
+            return Api::<K>::all(client)
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .map_err(|e| {
+                    kubectx::kube_error(
+                        &format!(
+                            "listing {}s in all namespaces",
+                            K::kind(&K::DynamicType::default())
+                        ),
+                        &e,
+                    )
+                });
+        }
+        let ns = kubectx::namespace(&self.kube, self.namespace.as_deref())?;
+        let client = ns_client(&self.kube, &ns).await?;
+        list_in(&client, &ns).await
+    }
 }
 
 /// `--wait` and `--timeout` of the commands that wait for the controller.

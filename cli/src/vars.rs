@@ -12,7 +12,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::ByteString;
@@ -199,17 +198,6 @@ impl ProjectVars {
         });
         Some(name)
     }
-}
-
-/// `variables: A, B (from .env and the environment) in Secret <name>`: names only.
-pub(crate) fn write_vars_line(
-    err: &mut dyn Write,
-    vars: &ProjectVars,
-    sources: &Sources,
-    name: &str,
-) -> Result<(), CliError> {
-    writeln!(err, "variables: {}", vars_line(vars, sources, name))
-        .map_err(|e| CliError::Io(format!("writing notes: {e}")))
 }
 
 /// The names kept in the variables Secret and where they came from (never a value).

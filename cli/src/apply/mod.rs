@@ -39,11 +39,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use k8s_openapi::api::core::v1::Namespace;
 use kompox_core::api::KompoxDisk;
 use kompox_core::naming;
 use kube::ResourceExt as _;
 use kube::api::Api;
-use serde_json::json;
+use serde_json::{Value, json};
 
 pub use self::plan::{Plan, objects, plan};
 pub use self::reconcile::client_reconcile;
@@ -101,6 +102,31 @@ pub struct ApplyArgs {
     /// With --reconcile=auto: how long to give the controller to observe the app.
     #[arg(long, default_value = "15s", value_parser = kubectx::parse_duration)]
     pub controller_grace: Duration,
+    /// As kubectl: `client` prints what would be applied without contacting the cluster;
+    /// `server` also has the API server check every object (nothing is stored). Neither
+    /// records a namespace in .kompox/state.json.
+    #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true, value_name = "none|client|server")]
+    pub dry_run: DryRun,
+    /// The field manager of the server-side applies (e.g. the one your GitOps tool uses for
+    /// the same objects).
+    #[arg(long, default_value = kubectx::FIELD_MANAGER, value_name = "NAME")]
+    pub field_manager: String,
+    /// Take over fields another field manager owns; without it such conflicts are listed
+    /// (field and manager) and nothing is applied.
+    #[arg(long)]
+    pub force_conflicts: bool,
+}
+
+/// `--dry-run`, as kubectl's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    /// Apply.
+    None,
+    /// Check the input and print what would be applied; no cluster is contacted.
+    Client,
+    /// Also ask the API server (`dryRun=All`: validation, admission, field ownership);
+    /// nothing is stored.
+    Server,
 }
 
 /// Runs `apply`.
@@ -129,9 +155,6 @@ pub async fn run(
         let _ = writeln!(err, "warning: {w}");
     }
     let name = plan.app.name_any();
-    let (client, url) = kubectx::client(&args.kube).await?;
-    kubectx::ping(&client, &url).await?;
-
     // The namespace: recorded, else new.
     let spath = state_path(&args.file);
     let mut state = read_state(&spath)?;
@@ -156,12 +179,54 @@ pub async fn run(
     };
     let ns = entry.namespace.clone();
     let reused = state.apps.contains_key(&k);
+    let ns_obj = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {
+            naming::MANAGED_BY_LABEL: naming::MANAGED_BY,
+            naming::TENANT_LABEL: args.workspace,
+            naming::APP_ID_LABEL: entry.app_id,
+        }},
+    });
+    if args.dry_run == DryRun::Client {
+        let _ = writeln!(
+            out,
+            "namespace {ns} {} (dry run)",
+            if reused {
+                "(recorded in .kompox/state.json)"
+            } else {
+                "would be created (its name is drawn anew at apply)"
+            }
+        );
+        for o in objects(&plan, &ns)? {
+            let _ = writeln!(
+                out,
+                "{} applied{} (dry run)",
+                kubectx::describe(&o),
+                keys(&o)
+            );
+        }
+        return Ok(());
+    }
+    let (client, url) = kubectx::client(&args.kube).await?;
+    kubectx::ping(&client, &url).await?;
+    let opts = kubectx::ApplyOpts {
+        field_manager: &args.field_manager,
+        force: args.force_conflicts,
+        dry_run: false,
+    };
+    // A recorded namespace may have been deleted since.
+    let ns_exists = reused
+        && Api::<Namespace>::all(client.clone())
+            .get_opt(&ns)
+            .await
+            .map_err(|e| kubectx::kube_error(&format!("reading namespace {ns}"), &e))?
+            .is_some();
     // External volumes' disks, checked before anything is applied.
     let disk_api: Api<KompoxDisk> = Api::namespaced(client.clone(), &ns);
     let mut existing: BTreeMap<String, KompoxDisk> = BTreeMap::new();
     let mut missing = Vec::new();
     for (d, volume) in &plan.external {
-        let found = if reused {
+        let found = if ns_exists {
             disk_api
                 .get_opt(d)
                 .await
@@ -184,33 +249,95 @@ pub async fn run(
     if !missing.is_empty() {
         return Err(CliError::Invalid(missing));
     }
-    let ns_obj = json!({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": ns, "labels": {
-            naming::MANAGED_BY_LABEL: naming::MANAGED_BY,
-            naming::TENANT_LABEL: args.workspace,
-            naming::APP_ID_LABEL: entry.app_id,
-        }},
-    });
-    kubectx::apply(&client, &ns_obj, false).await?;
+    if ns_exists {
+        for d in plan.disks.keys() {
+            if let Some(x) = disk_api
+                .get_opt(d)
+                .await
+                .map_err(|e| kubectx::kube_error(&format!("reading KompoxDisk {ns}/{d}"), &e))?
+            {
+                existing.insert(d.clone(), x);
+            }
+        }
+    }
+    // An inferred disk is created once and then left alone: re-applying never changes
+    // (shrinks, moves) or recreates it; `disk resize` grows it.
+    let kept = |o: &Value| {
+        o["kind"] == "KompoxDisk"
+            && o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|d| plan.inferred_disks.contains(d) && existing.contains_key(d))
+    };
+    let mut objs: Vec<Value> = Vec::new();
+    for o in objects(&plan, &ns)? {
+        if kept(&o) {
+            let _ = writeln!(out, "{} exists (kept as it is)", kubectx::describe(&o));
+        } else {
+            objs.push(o);
+        }
+    }
+
+    // Every object is first sent as a server-side dry run, so a conflict with another field
+    // manager, or any other refusal, is reported for all objects at once and nothing is
+    // applied. A new namespace has no objects to conflict with; it is created first (and
+    // recorded) so its objects can be checked.
+    if !ns_exists && args.dry_run == DryRun::None {
+        kubectx::apply_with(&client, &ns_obj, &opts).await?;
+        state.apps.insert(k.clone(), entry.clone());
+        write_state(&spath, &state)?;
+    }
+    let check = kubectx::ApplyOpts {
+        dry_run: true,
+        ..opts
+    };
+    let checked = if ns_exists || args.dry_run == DryRun::None {
+        let mut refused = Vec::new();
+        for o in std::iter::once(&ns_obj).chain(&objs) {
+            if let Err(e) = kubectx::apply_with(&client, o, &check).await {
+                refused.push(e.to_string());
+            }
+        }
+        if !refused.is_empty() {
+            if refused.iter().any(|r| r.contains(" is managed by ")) && !args.force_conflicts {
+                refused.push(format!(
+                    "nothing was applied: give --force-conflicts to take the fields over as {:?}, or change them where their manager keeps them",
+                    args.field_manager
+                ));
+            } else {
+                refused.push("nothing was applied".to_owned());
+            }
+            return Err(CliError::Cluster(refused.join("\n")));
+        }
+        true
+    } else {
+        kubectx::apply_with(&client, &ns_obj, &check).await?;
+        false
+    };
+    if args.dry_run == DryRun::Server {
+        let _ = writeln!(
+            out,
+            "namespace {ns} {} (server dry run)",
+            if ns_exists { "(reused)" } else { "created" }
+        );
+        for o in &objs {
+            let how = if checked {
+                "(server dry run)"
+            } else {
+                "(not checked: the namespace does not exist yet)"
+            };
+            let _ = writeln!(out, "{} applied{} {how}", kubectx::describe(o), keys(o));
+        }
+        return Ok(());
+    }
+    kubectx::apply_with(&client, &ns_obj, &opts).await?;
     let _ = writeln!(
         out,
         "namespace {ns} {}",
-        if reused { "(reused)" } else { "created" }
+        if ns_exists { "(reused)" } else { "created" }
     );
     state.apps.insert(k, entry);
     write_state(&spath, &state)?;
 
-    for d in plan.disks.keys() {
-        if let Some(x) = disk_api
-            .get_opt(d)
-            .await
-            .map_err(|e| kubectx::kube_error(&format!("reading KompoxDisk {ns}/{d}"), &e))?
-        {
-            existing.insert(d.clone(), x);
-        }
-    }
-    let mut objs = objects(&plan, &ns)?;
     let mut applied_first = None;
     // One Pod uses all the app's disks, so they must share a zone. Inferred disks without one
     // go where an existing disk of the app is, else where the provisioner puts the first.
@@ -244,7 +371,7 @@ pub async fn run(
                 .iter()
                 .find(|o| o["kind"] == "KompoxDisk" && o["metadata"]["name"] == first.as_str())
         {
-            kubectx::apply(&client, o, false).await?;
+            kubectx::apply_with(&client, o, &opts).await?;
             let _ = writeln!(out, "{} applied", kubectx::describe(o));
             zone = disk_zone(&disk_api, &ns, first, args.timeout).await?;
             if let Some(z) = &zone {
@@ -268,28 +395,11 @@ pub async fn run(
         }
     }
     for o in objs {
-        // An inferred disk is created once and then left alone: re-applying never changes
-        // (shrinks, moves) or recreates it; `disk resize` grows it.
-        if o["kind"] == "KompoxDisk"
-            && let Some(dname) = o["metadata"]["name"].as_str()
-        {
-            if applied_first.as_deref() == Some(dname) {
-                continue;
-            }
-            if plan.inferred_disks.contains(dname) && existing.contains_key(dname) {
-                let _ = writeln!(out, "KompoxDisk {ns}/{dname} exists (kept as it is)");
-                continue;
-            }
+        if o["kind"] == "KompoxDisk" && applied_first.as_deref() == o["metadata"]["name"].as_str() {
+            continue;
         }
-        kubectx::apply(&client, &o, false).await?;
-        let extra = if o["kind"] == "Secret" {
-            let n = o["data"].as_object().map_or(0, serde_json::Map::len)
-                + o["stringData"].as_object().map_or(0, serde_json::Map::len);
-            format!(" ({n} keys, values not shown)")
-        } else {
-            String::new()
-        };
-        let _ = writeln!(out, "{} applied{extra}", kubectx::describe(&o));
+        kubectx::apply_with(&client, &o, &opts).await?;
+        let _ = writeln!(out, "{} applied{}", kubectx::describe(&o), keys(&o));
     }
     if !args.wait {
         let _ = writeln!(
@@ -299,6 +409,17 @@ pub async fn run(
         return Ok(());
     }
     wait_ready(&client, &ns, &name, args, out).await
+}
+
+/// ` (3 keys, values not shown)` for a Secret, else nothing.
+fn keys(o: &Value) -> String {
+    if o["kind"] == "Secret" {
+        let n = o["data"].as_object().map_or(0, serde_json::Map::len)
+            + o["stringData"].as_object().map_or(0, serde_json::Map::len);
+        format!(" ({n} keys, values not shown)")
+    } else {
+        String::new()
+    }
 }
 
 /// The error for the disk of external compose volume `volume` that does not exist: in
