@@ -154,6 +154,9 @@ pub async fn run(args: &MigrateArgs, out: &mut dyn Write) -> Result<(), CliError
             .clone()
             .or_else(|| args.kube.kubeconfig.clone()),
         context: Some(args.to_context.clone()),
+        // --as/--as-group act on both clusters.
+        as_user: args.kube.as_user.clone(),
+        as_groups: args.kube.as_groups.clone(),
     };
     let dst = Side::connect(&to, ns.clone()).await?;
     if src.url == dst.url {
