@@ -365,19 +365,33 @@ fn workloads_ready(
     if applied.is_empty() {
         return Err("no Deployment applied".into());
     }
+    deployments_rolled_out(
+        deployments,
+        applied.iter().map(|(name, g)| (name.as_str(), Some(*g))),
+    )
+}
+
+/// `Ok` when each named Deployment is seen (at `generation` or later, when given) and rolled
+/// out ([`kompox_cluster::deployment_ready`]), else what each one still waits for.
+fn deployments_rolled_out<'a>(
+    deployments: &[Arc<Deployment>],
+    wanted: impl Iterator<Item = (&'a str, Option<i64>)>,
+) -> Result<(), String> {
     let mut waiting = Vec::new();
-    for (name, generation) in applied {
-        match deployments.iter().find(|d| d.name_any() == *name) {
+    for (name, generation) in wanted {
+        match deployments.iter().find(|d| d.name_any() == name) {
             None => waiting.push(format!("Deployment {name}: not seen yet")),
-            Some(d) if d.metadata.generation.unwrap_or(0) < *generation => waiting.push(format!(
-                "Deployment {name}: generation {generation} not seen yet"
-            )),
-            Some(d) => {
-                let (ready, why) = kompox_cluster::deployment_ready(d);
-                if !ready {
-                    waiting.push(why);
+            Some(d) => match generation {
+                Some(g) if d.metadata.generation.unwrap_or(0) < g => {
+                    waiting.push(format!("Deployment {name}: generation {g} not seen yet"));
                 }
-            }
+                _ => {
+                    let (ready, why) = kompox_cluster::deployment_ready(d);
+                    if !ready {
+                        waiting.push(why);
+                    }
+                }
+            },
         }
     }
     if waiting.is_empty() {
@@ -445,23 +459,14 @@ impl Rollout {
                 ));
             }
         }
-        let mut waiting = Vec::new();
-        for e in status.inventory.iter().filter(|e| e.kind == "Deployment") {
-            match deployments.iter().find(|d| d.name_any() == e.name) {
-                None => waiting.push(format!("Deployment {}: not seen yet", e.name)),
-                Some(d) => {
-                    let (ready, why) = kompox_cluster::deployment_ready(d);
-                    if !ready {
-                        waiting.push(why);
-                    }
-                }
-            }
-        }
-        if waiting.is_empty() {
-            Ok(())
-        } else {
-            Err(waiting.join(", "))
-        }
+        deployments_rolled_out(
+            deployments,
+            status
+                .inventory
+                .iter()
+                .filter(|e| e.kind == "Deployment")
+                .map(|e| (e.name.as_str(), None)),
+        )
     }
 }
 
