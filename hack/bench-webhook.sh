@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the Kompox admission webhook (bench/src/bin/bench-webhook.rs): direct
+# Benchmark of the Kompox admission webhook (bench/src/bin/bench-webhook/): direct
 # AdmissionReviews/s and latency over TLS keep-alive, then Pod creation through kube-apiserver
 # with and without the webhook registered. Prints markdown tables; figures go to
 # docs/performance.md. Extra arguments go to bench-webhook (see --help).

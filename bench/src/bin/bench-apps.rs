@@ -28,9 +28,8 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kompox_core::api::KompoxApp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -118,32 +117,12 @@ async fn client(path: &std::path::Path) -> Result<Client> {
     Ok(kompox_cluster::client(Some(path)).await?)
 }
 
-async fn ensure_crds(client: &Client) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in kompox_core::api::crds() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("bench-apps").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("applying CRD {name}"))?;
-    }
-    Ok(())
-}
-
 /// One service (nginx, a port, a variable). The service is named after the app: apps share the
 /// namespace, and a compose service becomes a Service of that name.
 fn small_compose(app: &str) -> String {
     format!(
         "services:\n  web-{app}:\n    image: nginx:1.27\n    ports: [\"8080:80\"]\n    environment:\n      MODE: bench\n"
     )
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }
 
 async fn wait_ready(port: u16, timeout: Duration) -> Result<()> {
@@ -232,7 +211,7 @@ fn mib(kib: u64) -> f64 {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let client = client(&args.kubeconfig).await?;
-    ensure_crds(&client).await?;
+    kompox_bench::apply_crds(&client, "bench-apps").await?;
     let controller = match &args.controller {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -319,7 +298,7 @@ async fn run_controller(
     apps: &Api<KompoxApp>,
     names: &[String],
 ) -> Result<()> {
-    let port = free_port()?;
+    let port = kompox_bench::free_port()?;
     let log = match &args.controller_log {
         Some(p) => Some(std::fs::File::create(p)?),
         None => None,
