@@ -15,9 +15,6 @@ use crate::api_error::ApiError;
 use crate::auth::{Authorizer, SharedRequestHeaderConfig};
 use kompox_cluster::{ClusterInfo, FactsCache};
 
-/// How long cluster facts (nodes, CSIDrivers, StorageClasses) are reused before re-reading.
-const FACTS_TTL: Duration = Duration::from_secs(30);
-
 /// The install's hash key and how much rendering may cost.
 #[derive(Debug, Clone)]
 pub struct RenderLimits {
@@ -83,13 +80,13 @@ impl State {
                 VALIDATE_BURST,
                 VALIDATE_PER_SECOND,
             ),
-            facts: FactsCache::new(FACTS_TTL),
+            facts: FactsCache::default(),
             kinds: RwLock::new(HashMap::new()),
         }
     }
 
     /// The cluster's provider (`explicit`, or detected) and region, from facts read at most
-    /// [`FACTS_TTL`] ago.
+    /// [`kompox_cluster::facts::FACTS_TTL`] ago.
     ///
     /// # Errors
     ///

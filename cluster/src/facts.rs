@@ -126,6 +126,17 @@ pub struct FactsCache {
     cached: tokio::sync::Mutex<Option<(Instant, ClusterFacts)>>,
 }
 
+/// How long cluster facts are reused by every server: a new CSI driver, StorageClass or node
+/// zone is seen within this time.
+pub const FACTS_TTL: Duration = Duration::from_secs(30);
+
+impl Default for FactsCache {
+    /// A cache keeping facts for [`FACTS_TTL`].
+    fn default() -> Self {
+        Self::new(FACTS_TTL)
+    }
+}
+
 impl FactsCache {
     /// A cache keeping facts for `ttl`.
     #[must_use]

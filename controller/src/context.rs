@@ -30,7 +30,7 @@ pub struct Context {
     /// Per-object retry backoff for `error_policy`.
     pub backoff: Backoff,
     /// The cluster facts (provider detection, region, zones), read at most every
-    /// [`crate::FACTS_TTL`] for every controller.
+    /// [`kompox_cluster::facts::FACTS_TTL`] for every controller.
     pub facts: FactsCache,
 }
 

@@ -89,8 +89,6 @@ pub use runtime::{Backoff, NamespaceScope, Readiness, ReadyToken, Scope, Shutdow
 
 /// Field manager of every server-side apply the controller makes.
 pub const FIELD_MANAGER: &str = "kompox-controller";
-/// How long cluster facts are reused: a new CSI driver or node zone is seen within this time.
-pub const FACTS_TTL: Duration = Duration::from_secs(30);
 
 /// Everything [`run`] needs, parsed before any port is bound.
 #[derive(Debug, Clone)]
@@ -202,7 +200,7 @@ pub async fn run(
         scope,
         shutdown: stop.clone(),
         backoff: Backoff::default(),
-        facts: FactsCache::new(FACTS_TTL),
+        facts: FactsCache::default(),
     });
 
     // Register every part before any can report, so /readyz waits for all caches.

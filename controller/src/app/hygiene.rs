@@ -46,6 +46,7 @@ use k8s_openapi::api::core::v1::{LimitRangeSpec, ResourceQuotaSpec};
 use kompox_core::api::{KompoxApp, PodSecurityLevel};
 use kompox_core::naming::{MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL, truncate_with_hash};
 use kompox_core::render::{APP_LABEL, Diagnostic, INSTANCE_LABEL, NAME_LABEL};
+use kompox_core::well_known::SOURCE_ANNOTATION;
 use serde_json::{Value, json};
 
 pub use kompox_core::well_known::{
@@ -169,7 +170,7 @@ pub fn objects(
             "name": n,
             "namespace": namespace,
             "labels": labels,
-            "annotations": {"kompox.dev/source": "namespace hygiene"},
+            "annotations": {SOURCE_ANNOTATION: "namespace hygiene"},
         })
     };
     let mut out = Vec::new();
@@ -252,7 +253,7 @@ pub fn operator_objects(
             MANAGED_BY_LABEL: MANAGED_BY,
             APP_LABEL: app_label,
         },
-        "annotations": {"kompox.dev/source": "namespace hygiene"},
+        "annotations": {SOURCE_ANNOTATION: "namespace hygiene"},
     });
     let mut out = vec![json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
