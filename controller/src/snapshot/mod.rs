@@ -348,19 +348,43 @@ async fn take(
         Err(phase) => return Ok(phase),
     };
 
-    // The VolumeSnapshot.
+    let note = format!(
+        "taking VolumeSnapshot {vs_name} of PVC {source} (disk {disk_name}, class {class})"
+    );
+    create_volume_snapshot(
+        ctx,
+        snap,
+        &vs_api,
+        json!({"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": source}}),
+        note,
+    )
+    .await?;
+    Ok(Phase::Progressing(
+        reasons::SNAPSHOT_PENDING,
+        format!("waiting for VolumeSnapshot {vs_name} to be ready to use"),
+    ))
+}
+
+/// Creates the snapshot's VolumeSnapshot with `spec` unless it exists; the first time, an Event
+/// `note` says what it is taken from.
+async fn create_volume_snapshot(
+    ctx: &Context,
+    snap: &KompoxSnapshot,
+    vs_api: &Api<DynamicObject>,
+    spec: serde_json::Value,
+    note: String,
+) -> Result<()> {
+    let (ns, name) = (snap.namespace().unwrap_or_default(), snap.name_any());
+    let vs_name = volume_snapshot_name(&name);
     let vs: DynamicObject = owned(
         snap,
         "snapshot.storage.k8s.io/v1",
         "VolumeSnapshot",
         &vs_name,
         &[(SNAPSHOT_LABEL, &name)],
-        json!({"volumeSnapshotClassName": class, "source": {"persistentVolumeClaimName": source}}),
+        spec,
     )?;
-    if idempotent::create(&vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
-        let note = format!(
-            "taking VolumeSnapshot {vs_name} of PVC {source} (disk {disk_name}, class {class})"
-        );
+    if idempotent::create(vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
         events::publish(
             &ctx.recorder,
             snap,
@@ -368,10 +392,7 @@ async fn take(
         )
         .await;
     }
-    Ok(Phase::Progressing(
-        reasons::SNAPSHOT_PENDING,
-        format!("waiting for VolumeSnapshot {vs_name} to be ready to use"),
-    ))
+    Ok(())
 }
 
 /// Imports the provider snapshot `handle`: the pre-provisioned VolumeSnapshotContent, then the
@@ -456,25 +477,17 @@ async fn adopt(
             .await?;
         }
     }
-    let vs: DynamicObject = owned(
+    let note = format!(
+        "importing snapshot {handle} ({driver}) as VolumeSnapshotContent {content_name} and VolumeSnapshot {vs_name}"
+    );
+    create_volume_snapshot(
+        ctx,
         snap,
-        "snapshot.storage.k8s.io/v1",
-        "VolumeSnapshot",
-        &vs_name,
-        &[(SNAPSHOT_LABEL, &name)],
+        vs_api,
         json!({"volumeSnapshotClassName": class, "source": {"volumeSnapshotContentName": content_name}}),
-    )?;
-    if idempotent::create(vs_api, &vs, &format!("VolumeSnapshot {ns}/{vs_name}")).await? {
-        let note = format!(
-            "importing snapshot {handle} ({driver}) as VolumeSnapshotContent {content_name} and VolumeSnapshot {vs_name}"
-        );
-        events::publish(
-            &ctx.recorder,
-            snap,
-            Note::normal(reasons::SNAPSHOT_PENDING, "Snapshot", note),
-        )
-        .await;
-    }
+        note,
+    )
+    .await?;
     Ok(Phase::Progressing(
         reasons::SNAPSHOT_PENDING,
         format!("waiting for VolumeSnapshot {vs_name} (snapshot {handle}) to be ready to use"),
