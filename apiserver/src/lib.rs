@@ -140,6 +140,7 @@ impl Server {
         } = self;
         let health = Health::new();
         let metrics = Metrics::new("kompox_apiserver");
+        metrics.watch_certificates(&tls);
         let request_header = Arc::new(RwLock::new(None));
         let authorizer = Arc::new(SarAuthorizer::new(Arc::new(Reviewer::new(
             client.clone(),

@@ -185,6 +185,8 @@ pub async fn run(
         }
     }
 
+    // The controllers run from here on: this replica leads (or elects no leader).
+    metrics.leader(true);
     let scope = Scope::watch(&client, &config.namespaces, &metrics).await?;
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
@@ -230,6 +232,7 @@ pub async fn run(
     };
     trigger.trigger();
     readiness.force(false);
+    ctx.metrics.leader(false);
     if let Some(l) = leadership {
         l.release(Duration::from_secs(5)).await;
     }

@@ -5,6 +5,8 @@
 //! - `kompox_controller_reconcile_errors_total{controller,reason}`
 //! - `kompox_controller_reconcile_duration_seconds{controller}` (histogram)
 //! - `kompox_controller_scope_namespaces` (gauge): namespaces matching `--namespace-selector`
+//! - `kompox_controller_leader` (gauge): 1 while this replica runs the controllers (holds the
+//!   Lease, or runs without leader election), else 0 (a standby)
 
 use std::time::Instant;
 
@@ -41,6 +43,7 @@ pub struct ControllerMetrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
     scope_namespaces: Gauge,
+    leader: Gauge,
 }
 
 impl std::fmt::Debug for ControllerMetrics {
@@ -87,12 +90,19 @@ impl ControllerMetrics {
             "Namespaces matching --namespace-selector (the controllers' scope)",
             scope_namespaces.clone(),
         );
+        let leader = Gauge::default();
+        http.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the Lease), 0 while it stands by",
+            leader.clone(),
+        );
         Self {
             http,
             reconciles,
             errors,
             duration,
             scope_namespaces,
+            leader,
         }
     }
 
@@ -132,6 +142,11 @@ impl ControllerMetrics {
         self.scope_namespaces
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
+
+    /// Records whether this replica runs the controllers.
+    pub fn leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
 }
 
 /// Records a reconcile's duration when dropped.
@@ -161,6 +176,17 @@ mod tests {
         m.error("disk", "Conflict");
         m.scope_namespaces(3);
         let out = m.registry().encode().unwrap();
+        assert!(
+            out.contains("kompox_controller_leader 0"),
+            "a standby at first: {out}"
+        );
+        assert!(
+            out.contains(r#"kompox_build_info{component="controller",version="#),
+            "{out}"
+        );
+        m.leader(true);
+        let leading = m.registry().encode().unwrap();
+        assert!(leading.contains("kompox_controller_leader 1"), "{leading}");
         assert!(
             out.contains(r#"kompox_controller_reconciles_total{controller="disk"} 2"#),
             "{out}"

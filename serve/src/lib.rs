@@ -56,5 +56,6 @@ pub use server::{
 };
 pub use stop::{Stop, shutdown_signal};
 pub use tls::{
-    FileReloader, ReloadableTls, TlsFiles, TlsSource, cert_fingerprint_sha256, server_config,
+    CertificateExpiry, FileReloader, ReloadableTls, TlsFiles, TlsSource, cert_fingerprint_sha256,
+    server_config,
 };

@@ -1,5 +1,6 @@
-//! Prometheus metrics shared by the servers: request count and latency, plus whatever each
-//! server registers in the same registry, served at `/metrics`.
+//! Prometheus metrics shared by the servers: the build, request count and latency, the
+//! expiry of the certificates served with, plus whatever each server registers in the same
+//! registry, served at `/metrics`.
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -8,10 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::TypedMetric as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::error::Result;
@@ -28,6 +34,17 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    component: String,
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabel {
+    certificate: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
     method: String,
@@ -38,15 +55,19 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// A Prometheus registry with the two HTTP metrics every server records:
+/// A Prometheus registry with what every server records:
 ///
+/// - `kompox_build_info{component,version}` (1; `component` is the prefix without `kompox_`)
 /// - `<prefix>_http_requests_total{route,method,code}` (counter)
 /// - `<prefix>_http_request_duration_seconds{route,method}` (histogram)
+/// - `<prefix>_certificate_expiry_timestamp_seconds{certificate}` (gauge, once
+///   [`Metrics::watch_certificates`] is called): `serving` and `client_ca`
 ///
 /// Cheap to clone; clones share the registry. Servers add their own metrics with
 /// [`Metrics::register`].
 #[derive(Clone)]
 pub struct Metrics {
+    prefix: Arc<str>,
     registry: Arc<RwLock<Registry>>,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -62,22 +83,32 @@ impl Metrics {
     /// A registry whose metric names all start with `prefix` (e.g. `kompox_webhook`).
     #[must_use]
     pub fn new(prefix: &str) -> Self {
-        let mut registry = Registry::with_prefix(prefix);
+        // No registry-wide prefix: `kompox_build_info` is the same name in every server.
+        let mut registry = Registry::default();
+        registry.register(
+            "kompox_build",
+            "The running build: component and version",
+            Info::new(BuildLabels {
+                component: prefix.strip_prefix("kompox_").unwrap_or(prefix).to_owned(),
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
         );
         registry.register(
-            "http_requests",
+            format!("{prefix}_http_requests"),
             "HTTP requests handled, by route, method and status code",
             requests.clone(),
         );
         registry.register(
-            "http_request_duration_seconds",
+            format!("{prefix}_http_request_duration_seconds"),
             "HTTP request handling latency in seconds, by route and method",
             duration.clone(),
         );
         Self {
+            prefix: prefix.into(),
             registry: Arc::new(RwLock::new(registry)),
             requests,
             duration,
@@ -90,7 +121,21 @@ impl Metrics {
         self.registry
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .register(name, help, metric);
+            .register(format!("{}_{name}", self.prefix), help, metric);
+    }
+
+    /// Exports `<prefix>_certificate_expiry_timestamp_seconds{certificate}`, read from `tls`
+    /// at every scrape (so a renewed or rotated certificate shows at once): `serving` (the
+    /// leaf) and `client_ca` (the earliest in the bundle), each only while it is loaded.
+    /// Alert on `… - time() < 7 * 86400`.
+    pub fn watch_certificates(&self, tls: &crate::ReloadableTls) {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register_collector(Box::new(CertificateExpiryCollector {
+                name: format!("{}_certificate_expiry_timestamp_seconds", self.prefix),
+                tls: tls.clone(),
+            }));
     }
 
     /// Records one handled request. `route` must be a fixed route name or template
@@ -140,6 +185,36 @@ impl Metrics {
                 )
             }
         }
+    }
+}
+
+/// `<prefix>_certificate_expiry_timestamp_seconds`, read at scrape time.
+#[derive(Debug)]
+struct CertificateExpiryCollector {
+    name: String,
+    tls: crate::ReloadableTls,
+}
+
+impl Collector for CertificateExpiryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::result::Result<(), fmt::Error> {
+        let expiry = self.tls.expiry();
+        let series = [("serving", expiry.serving), ("client_ca", expiry.client_ca)];
+        if series.iter().all(|(_, t)| t.is_none()) {
+            return Ok(());
+        }
+        let mut metric = encoder.encode_descriptor(
+            &self.name,
+            "When a certificate this server uses expires (notAfter), in seconds since the Unix epoch",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        for (certificate, at) in series {
+            if let Some(at) = at {
+                ConstGauge::new(at)
+                    .encode(metric.encode_family(&CertificateLabel { certificate })?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -230,6 +305,14 @@ mod tests {
             out.contains("kompox_webhook_certificate_reloads 3"),
             "{out}"
         );
+        assert!(
+            out.contains(&format!(
+                r#"kompox_build_info{{component="webhook",version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{out}"
+        );
+        assert!(!out.contains("certificate_expiry"), "not watched: {out}");
         assert!(out.ends_with("# EOF\n"), "{out}");
 
         let resp = m.response();
@@ -238,5 +321,49 @@ mod tests {
             resp.headers()[http::header::CONTENT_TYPE],
             METRICS_CONTENT_TYPE
         );
+    }
+
+    #[test]
+    fn certificate_expiry_follows_the_served_certificates() {
+        let ca = crate::generate_ca("ca").unwrap();
+        let leaf = crate::issue_serving_cert(&ca, &["localhost"], &[], 2).unwrap();
+        let tls =
+            crate::ReloadableTls::new(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes(), None)
+                .unwrap();
+        let m = Metrics::new("kompox_apiserver");
+        m.watch_certificates(&tls);
+        let value = |out: &str, label: &str| -> Option<i64> {
+            let key = format!(
+                r#"kompox_apiserver_certificate_expiry_timestamp_seconds{{certificate="{label}"}} "#
+            );
+            out.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .and_then(|v| v.parse().ok())
+        };
+        let out = m.encode().unwrap();
+        assert!(
+            out.contains("# TYPE kompox_apiserver_certificate_expiry_timestamp_seconds gauge"),
+            "{out}"
+        );
+        assert_eq!(value(&out, "serving"), tls.expiry().serving, "{out}");
+        assert_eq!(value(&out, "client_ca"), None, "no bundle yet: {out}");
+
+        // A renewal shows at the next scrape, and the client CA once it is loaded.
+        let renewed = crate::issue_serving_cert(&ca, &["localhost"], &[], 30).unwrap();
+        tls.update(
+            renewed.cert_pem.as_bytes(),
+            renewed.key_pem.as_bytes(),
+            Some(ca.cert_pem().as_bytes()),
+        )
+        .unwrap();
+        let before = value(&out, "serving").unwrap();
+        let out = m.encode().unwrap();
+        let after = value(&out, "serving").unwrap();
+        assert!(
+            (after - before - 28 * 86_400).abs() < 60,
+            "{before} → {after}"
+        );
+        assert_eq!(value(&out, "client_ca"), tls.expiry().client_ca, "{out}");
+        assert!(value(&out, "client_ca").is_some(), "{out}");
     }
 }

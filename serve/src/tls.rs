@@ -462,6 +462,31 @@ impl ReloadableTls {
         .map(|_| ())
     }
 
+    /// When the certificates in use expire (Unix seconds): the serving leaf, and the earliest
+    /// of the client-CA bundle. Read at scrape time for
+    /// `<prefix>_certificate_expiry_timestamp_seconds` ([`crate::Metrics::watch_certificates`]).
+    #[must_use]
+    pub fn expiry(&self) -> CertificateExpiry {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let not_after = |pem: &[u8]| -> Vec<i64> {
+            CertificateDer::pem_slice_iter(pem)
+                .filter_map(std::result::Result::ok)
+                .filter_map(|der| {
+                    x509_parser::parse_x509_certificate(&der)
+                        .ok()
+                        .map(|(_, x509)| x509.validity().not_after.timestamp())
+                })
+                .collect()
+        };
+        CertificateExpiry {
+            serving: not_after(&state.inputs.cert).first().copied(),
+            client_ca: match &state.inputs.client_ca {
+                ClientCa::Bundle(pem) => not_after(pem).into_iter().min(),
+                ClientCa::None | ClientCa::Pending => None,
+            },
+        }
+    }
+
     /// Applies `change` to a copy of the current inputs and swaps in the rebuilt config.
     /// Returns whether anything changed.
     fn modify(&self, labels: &Labels, change: impl FnOnce(&mut Inputs)) -> Result<bool> {
@@ -492,6 +517,16 @@ impl ReloadableTls {
         state.inputs = inputs;
         Ok(true)
     }
+}
+
+/// Expiry times of the certificates a [`ReloadableTls`] serves with, in seconds since the
+/// Unix epoch; `None` where there is no such certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    /// `notAfter` of the serving (leaf) certificate.
+    pub serving: Option<i64>,
+    /// The earliest `notAfter` in the client-CA bundle (none while it is not loaded).
+    pub client_ca: Option<i64>,
 }
 
 fn log_loaded(built: &Built, client_ca: &ClientCa, msg: &'static str) {
@@ -713,6 +748,37 @@ mod tests {
         );
         assert!(e.starts_with("private key:"), "{e}");
         assert!(!e.contains("AAAA"), "{e}");
+    }
+
+    #[test]
+    fn expiry_names_the_leaf_and_the_earliest_client_ca() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let near =
+            |t: Option<i64>, want: i64| t.is_some_and(|t| (want - 60..=want + 60).contains(&t));
+        let ca = generate_ca("ca").unwrap();
+        let leaf = issue_serving_cert(&ca, &["localhost"], &[], 3).unwrap();
+        let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem());
+        let tls = ReloadableTls::new(chain.as_bytes(), leaf.key_pem.as_bytes(), None).unwrap();
+        let e = tls.expiry();
+        assert!(
+            near(e.serving, now + 3 * 86_400),
+            "{e:?}: the leaf, not the CA"
+        );
+        assert_eq!(e.client_ca, None);
+
+        tls.expect_client_ca().unwrap();
+        assert_eq!(tls.expiry().client_ca, None, "pending: no bundle yet");
+        let older = generate_ca("older").unwrap();
+        let short = issue_serving_cert(&older, &["x"], &[], 1).unwrap();
+        // A bundle of a CA (10 years) and a certificate valid a day: the earliest counts.
+        let bundle = format!("{}{}", ca.cert_pem(), short.cert_pem);
+        tls.update_client_ca(Some(bundle.as_bytes())).unwrap();
+        let e = tls.expiry();
+        assert!(near(e.client_ca, now + 86_400), "{e:?}");
+        tls.update_client_ca(Some(ca.cert_pem().as_bytes()))
+            .unwrap();
+        let ca_days = i64::from(crate::certs::CA_VALIDITY_DAYS);
+        assert!(near(tls.expiry().client_ca, now + ca_days * 86_400));
     }
 
     #[test]

@@ -219,6 +219,8 @@ impl Webhook {
                 )?
             }
         };
+        let metrics = Metrics::new(METRICS_PREFIX);
+        metrics.watch_certificates(&tls);
         let server = Server::bind(config.listen, tls.clone())
             .await?
             .with_options(config.serve.clone());
@@ -228,7 +230,7 @@ impl Webhook {
             config,
             client,
             health: Health::new(),
-            metrics: Metrics::new(METRICS_PREFIX),
+            metrics,
         })
     }
 

@@ -211,6 +211,29 @@ async fn metrics_stay_bounded_under_distinct_kinds() -> Result<()> {
     let auth = [("authorization", reader.as_str())];
     let (code, before) = https_request(target, None, Method::GET, "/metrics", &auth, b"").await?;
     ensure!(code == StatusCode::OK, "/metrics: {code}");
+    // The build, and the serving certificate's expiry (no client CA: no client_ca series).
+    let text = String::from_utf8_lossy(&before);
+    ensure!(
+        text.contains(r#"kompox_build_info{component="webhook",version=""#),
+        "{text}"
+    );
+    let serving: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"kompox_webhook_certificate_expiry_timestamp_seconds{certificate="serving"} "#,
+            )
+        })
+        .context("no serving certificate expiry")?
+        .parse()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    ensure!(
+        serving > now,
+        "serving certificate expires at {serving}, now {now}"
+    );
+    ensure!(!text.contains(r#"certificate="client_ca""#), "{text}");
     let start = Instant::now();
     for i in 0..3000 {
         let kind = format!("K{i}{}", "x".repeat(1024));

@@ -368,6 +368,27 @@ async fn metrics_need_a_token_with_the_right() -> Result<()> {
             want == StatusCode::OK,
             "{case}: {text}"
         );
+        if want == StatusCode::OK {
+            assert!(
+                text.contains(r#"kompox_build_info{component="apiserver",version=""#),
+                "{text}"
+            );
+            // The serving leaf and the front-proxy CA it loaded, as Unix seconds in the future.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs_f64();
+            for certificate in ["serving", "client_ca"] {
+                let key = format!(
+                    r#"kompox_apiserver_certificate_expiry_timestamp_seconds{{certificate="{certificate}"}} "#
+                );
+                let at: f64 = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key.as_str()))
+                    .with_context(|| format!("{key}in {text}"))?
+                    .parse()?;
+                assert!(at > now, "{certificate} expires at {at}, before now {now}");
+            }
+        }
         if want == StatusCode::FORBIDDEN {
             assert!(
                 text.contains(r#"User \"system:serviceaccount:kompox-e2e-metrics:nobody\" cannot get path \"/metrics\""#),

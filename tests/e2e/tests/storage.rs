@@ -20,6 +20,7 @@ use k8s_openapi::api::events::v1::Event;
 use kompox_controller::claim::{Claim, claim, claim_decision};
 use kompox_core::api::condition::{self, reasons, types};
 use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot, quantity};
+use kompox_e2e::apps::metric;
 use kompox_e2e::controller::{
     ControllerProcess, Options, TestEnv, driver_calls, driver_snapshots, driver_volume_capacity,
     driver_volumes, finish, read_volume_file, run, scoped, volume_dir, volume_dir_exists,
@@ -1131,6 +1132,11 @@ async fn metrics_and_health_are_served_body(env: &mut Env) -> Result<()> {
         body.contains("kompox_controller_reconcile_duration_seconds_bucket"),
         "{body}"
     );
+    assert!(
+        body.contains(r#"kompox_build_info{component="controller",version=""#),
+        "{body}"
+    );
+    assert!(body.contains("kompox_controller_leader 1"), "{body}");
     assert_eq!(env.controller.get("/healthz").await?.0, 200);
     assert_eq!(env.controller.get("/readyz").await?.0, 200);
     delete_and_wait(&env.disks(), "m").await?;
@@ -1181,12 +1187,28 @@ async fn leader_election_fails_over() -> Result<()> {
         };
         disks.create(&PostParams::default(), &mk("l1")?).await?;
         wait_disk_ready(&disks, "l1").await?;
+        // The leader gauge: 1 on the holder, 0 on the standby.
+        const LEADER: &str = "kompox_controller_leader";
+        ensure!(
+            metric(&a, LEADER, "").await? == 1.0,
+            "the holder's kompox_controller_leader"
+        );
+        let standby = b.as_ref().context("no standby")?;
+        ensure!(
+            metric(standby, LEADER, "").await? == 0.0,
+            "the standby's kompox_controller_leader"
+        );
         a.kill9().await?;
         let t = Instant::now();
         disks.create(&PostParams::default(), &mk("l2")?).await?;
         wait_disk_ready(&disks, "l2").await?;
         let second = holder().await?.context("no holder")?;
         println!("failover: {first} -> {second} in {:?}", t.elapsed());
+        let standby = b.as_ref().context("no standby")?;
+        ensure!(
+            metric(standby, LEADER, "").await? == 1.0,
+            "the new holder's kompox_controller_leader"
+        );
         if first == second {
             bail!("holder did not change after kill -9 of the first replica (was {first})");
         }
