@@ -16,11 +16,12 @@
 #
 # KOMPOX_CLUSTER=<name> (e.g. b) runs a second, independent control plane beside it: its own
 # etcd, API server, controllers, kwok nodes (same zones), CSI sidecars, ports and state dir
-# ($KOMPOX_CLUSTER_DIR-<name>), context kompox-local-<name>. Both clusters' CSI sidecars talk to
-# one mock CSI driver process, the storage backend, kept in the default cluster's state dir
-# ($KOMPOX_CLUSTER_DIR/csi): as two clusters of one cloud account and region see the same disks
-# and snapshots, a volume or snapshot either cluster created is found by its handle in the
-# other. Unset or empty: the default cluster, as before.
+# ($KOMPOX_CLUSTER_DIR-<name>), context kompox-local-<name>. Each cluster runs its own mock CSI
+# driver; all of them keep their volumes and snapshots in one store on disk, the storage
+# backend, in the default cluster's state dir ($KOMPOX_CLUSTER_DIR/csi/data): as two clusters of
+# one cloud account and region see the same disks and snapshots, a volume or snapshot either
+# cluster created is found by its handle in the other, and a restarted driver loses nothing.
+# Unset or empty: the default cluster, as before.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib/common.sh
@@ -43,20 +44,17 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # The CSI tier runs on top of the core; `up` (re)starts it alone when the core is fine.
 CSI_COMPONENTS=(csi-mock-driver csi-provisioner csi-resizer csi-snapshotter snapshot-controller)
 CSI_DRIVER=mock.csi.kompox.dev
-# The storage backend every cluster of $BASE shares: the mock driver's process (its pid file and
-# log), socket and data plane (-data-dir: a directory per volume and per snapshot) live in the
-# default cluster's state dir.
-CSI_STATE=$BASE
-CSI_SOCK=$CSI_STATE/csi/csi.sock
-CSI_DATA=$CSI_STATE/csi/data
+# The driver's socket is the cluster's; the storage backend every cluster of $BASE shares (the
+# store behind -data-dir: a record and a directory of files per volume and per snapshot) lives
+# in the default cluster's state dir.
+CSI_SOCK=$STATE/csi/csi.sock
+CSI_DATA=$BASE/csi/data
 SNAPSHOT_CRDS=$KOMPOX_BIN/../snapshot-crds.yaml
 # The real node (KOMPOX_REAL_NODE=1): hack/lib/node.sh.
 # shellcheck source=hack/lib/node.sh
 source "$here/lib/node.sh"
 
-# state_of <component>: the state dir holding its pid file and log (the shared driver's is $CSI_STATE).
-state_of() { if [ "$1" = csi-mock-driver ]; then echo "$CSI_STATE"; else echo "$STATE"; fi; }
-pidfile() { echo "$(state_of "$1")/pids/$1.pid"; }
+pidfile() { echo "$STATE/pids/$1.pid"; }
 
 # alive <pid>: the process exists and is not a zombie. Our processes outlive the shell that
 # started them, so a dead one stays a zombie until init reaps it (seconds, in some sandboxes),
@@ -189,7 +187,7 @@ start() {
   local name=$1 bin=$2; shift 2
   if running "$name"; then return 0; fi
   [[ $bin == /* ]] || bin=$KOMPOX_BIN/$bin
-  setsid "$bin" "$@" > "$(state_of "$name")/logs/$name.log" 2>&1 < /dev/null 8>&- 9>&- &
+  setsid "$bin" "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null 8>&- 9>&- &
   echo $! > "$(pidfile "$name")"
 }
 
@@ -270,6 +268,7 @@ up() {
   # Anything half-running from an earlier start goes, then everything starts fresh on free ports.
   node_down
   stop_all
+  forget_store
   rm -rf "$STATE/etcd"
   gen_pki
   ETCD_PORT=$(free_port); ETCD_PEER_PORT=$(free_port); APISERVER_PORT=$(free_port)
@@ -442,31 +441,38 @@ EOF
   done
 }
 
-# csi_up: the CSI tier on a running core. A running mock driver is kept (it holds the volumes,
-# in memory) and only missing sidecars start; without it, the whole tier starts afresh, with
-# an empty data dir (the data of volumes the dead process held would alias new volume IDs).
+# csi_up: the CSI tier on a running core: whatever of it is missing starts. A driver older than
+# its binary (rebuilt since) is restarted first: the volumes are in the store, not in it.
 csi_up() {
-  local t=$SECONDS fresh=0
-  mkdir -p "$CSI_STATE/csi" "$CSI_STATE/logs" "$CSI_STATE/pids"
-  # One cluster at a time decides whether the shared driver must start (fd 8, closed for the
-  # processes `start` leaves running; released when this script ends).
-  exec 8> "$CSI_STATE/csi/.driver.lock"
+  local t=$SECONDS
+  mkdir -p "$STATE/csi" "$CSI_DATA"
+  if running csi-mock-driver && ! driver_current; then
+    log "restarting the mock CSI driver: its binary was rebuilt (volumes and snapshots are kept)"
+    stop_components csi-mock-driver
+  fi
+  # A store of the earlier layout (volumes without records, kept by a driver in memory) is
+  # no one's now: emptied once, under the backend's lock (fd 8, closed for the processes
+  # `start` leaves running).
+  exec 8> "$BASE/csi/.data.lock"
   flock 8
-  running csi-mock-driver || fresh=1
-  [ $fresh = 0 ] || stop_components "${CSI_COMPONENTS[@]}"
-  mkdir -p "$STATE/csi"
+  if [ -d "$CSI_DATA/volumes" ] && [ ! -d "$CSI_DATA/catalog" ]; then
+    log "emptying $CSI_DATA: it holds volumes of an earlier, in-memory driver (gone with it)"
+    rm -rf "$CSI_DATA" && mkdir -p "$CSI_DATA"
+  fi
+  flock -u 8
   [ ${#CSI_SOCK} -lt 100 ] || die "unix socket path too long (${#CSI_SOCK} chars): $CSI_SOCK"
   [ -s "$SNAPSHOT_CRDS" ] || die "$SNAPSHOT_CRDS missing: run hack/build-tools.sh"
   kc apply -f "$SNAPSHOT_CRDS" > /dev/null
   kc wait --for=condition=Established --timeout=60s crd/volumesnapshotclasses.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshots.snapshot.storage.k8s.io > /dev/null
 
-  # The upstream mock CSI driver (volumes in memory, their files in $CSI_DATA), with zonal
-  # topology; -v=3 logs every CSI call.
-  if [ $fresh = 1 ]; then
+  # The upstream mock CSI driver over the shared store (volumes and snapshots in $CSI_DATA),
+  # with zonal topology; -v=3 logs every CSI call.
+  if ! running csi-mock-driver; then
+    # The sidecars exit when they lose the driver's socket (as in a Pod, where the kubelet
+    # restarts them): they start again below, with the driver.
+    stop_components "${CSI_COMPONENTS[@]}"
     rm -f "$CSI_SOCK"
-    rm -rf "$CSI_DATA"
-    mkdir -p "$CSI_DATA"
     # With the real node, the same process is its node plugin: it registers with the
     # kubelet and bind-mounts volumes' data directories into Pods (hack/lib/node.sh).
     local node_args=()
@@ -478,15 +484,7 @@ csi_up() {
       -topology-key topology.kubernetes.io/zone -data-dir "$CSI_DATA" "${node_args[@]}" -v=3
   fi
   wait_log csi-mock-driver "mock CSI driver serving" 30
-  flock -u 8
   csi_objects
-  local stale
-  stale=$(kc get pv -o jsonpath="{.items[?(@.spec.csi.driver==\"$CSI_DRIVER\")].metadata.name}" | wc -w)
-  if [ $fresh = 1 ] && [ "$stale" -gt 0 ]; then
-    log "warning: $stale PVs of $CSI_DRIVER predate this mock driver process: their volumes are gone" \
-      "(it keeps them in memory, and their data dir was emptied) and new volume IDs will repeat theirs;" \
-      "delete them (or down/up)"
-  fi
 
   # Controller-side sidecars only: no kubelet, so no node plugin, registrar or attacher.
   # They use the admin kubeconfig (a local test cluster; no RBAC for them is set up).
@@ -512,7 +510,7 @@ csi_up() {
 # wait_log <component> <text> <seconds>: until its log has the text; fails at once if it exits.
 wait_log() {
   local c=$1 text=$2 deadline=$((SECONDS + $3)) log
-  log=$(state_of "$c")/logs/$c.log
+  log=$STATE/logs/$c.log
   until grep -qF "$text" "$log" 2>/dev/null; do
     if ! running "$c"; then
       tail -n 20 "$log" >&2 || true
@@ -579,27 +577,39 @@ nodes_ready() {
   [ "$(kc get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" = 3 ]
 }
 
-# driver_users: the other clusters of $BASE whose CSI sidecars run (they need the shared driver).
-driver_users() {
+# driver_current: the running driver's binary is the one in $KOMPOX_BIN (not replaced since).
+driver_current() {
+  local pid exe
+  pid=$(cat "$(pidfile csi-mock-driver)" 2>/dev/null) || return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
+  [[ $exe != *" (deleted)" ]]
+}
+
+# backend_users: the other clusters of $BASE whose CSI driver runs (they use the shared store).
+backend_users() {
   local d pid
   for d in "$BASE" "$BASE"-*; do
-    [ "$d" != "$STATE" ] && [ -f "$d/pids/csi-provisioner.pid" ] || continue
-    pid=$(cat "$d/pids/csi-provisioner.pid" 2>/dev/null) || continue
+    [ "$d" != "$STATE" ] && [ -f "$d/pids/csi-mock-driver.pid" ] || continue
+    pid=$(cat "$d/pids/csi-mock-driver.pid" 2>/dev/null) || continue
     if [ -n "$pid" ] && alive "$pid"; then echo "$d"; fi
   done
 }
 
+# forget_store: when no cluster of $BASE runs a driver any more, the store's volumes and
+# snapshots belong to no cluster (their PVs went with etcd, which `down` drops): emptied.
+# While another cluster runs, it stays as it is (as a cloud keeps disks a deleted cluster left).
+forget_store() {
+  [ -z "$(backend_users)" ] || return 0
+  [ -d "$BASE/csi" ] || return 0
+  exec 8> "$BASE/csi/.data.lock"
+  flock 8
+  [ -n "$(backend_users)" ] || rm -rf "$CSI_DATA"
+  flock -u 8
+}
+
 stop_all() {
-  local users
-  users=$(driver_users)
-  if [ -n "$users" ]; then
-    # Another cluster still uses the shared storage backend: it keeps running.
-    stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]:1}"
-    log "kept the shared CSI driver: in use by" $users
-  else
-    stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"
-    rm -f "$CSI_SOCK"
-  fi
+  stop_components "${COMPONENTS[@]}" "${CSI_COMPONENTS[@]}"
+  rm -f "$CSI_SOCK"
   # The stopped processes are zombies until init reaps them; wait (briefly, all at once) so
   # that nothing of ours is in the process table when down returns.
   local pid deadline=$((SECONDS + 10))
@@ -629,9 +639,10 @@ stop_components() {
 down() {
   node_down
   stop_all
+  forget_store
   if [ "${1:-}" = "--wipe" ]; then
-    if [ "$STATE" = "$CSI_STATE" ] && [ -n "$(driver_users)" ]; then
-      die "not wiping $STATE: it holds the CSI backend that $(driver_users | tr '\n' ' ')uses; down that cluster first"
+    if [ "$STATE" = "$BASE" ] && [ -n "$(backend_users)" ]; then
+      die "not wiping $STATE: it holds the CSI store that $(backend_users | tr '\n' ' ')uses; down that cluster first"
     fi
     rm -rf "$STATE"
     log "stopped and wiped $STATE"

@@ -2,7 +2,8 @@
 # The CSI stack that hack/cluster.sh runs next to the local API server (hack/README.md, "CSI").
 #
 #   hack/csi.sh check       end to end: PVC -> Bound, VolumeSnapshot -> readyToUse, PVC from the
-#                           snapshot -> Bound with the snapshot-time bytes, PVC expansion,
+#                           snapshot -> Bound with the snapshot-time bytes (after a restart
+#                           of the driver: it keeps nothing in memory), PVC expansion,
 #                           deletion reaches the driver and its data dir; prints the timings
 #   hack/csi.sh volumes     what the mock driver holds now (CSI ListVolumes: "<id> <bytes> <name>")
 #   hack/csi.sh snapshots   same for snapshots (CSI ListSnapshots: "<id> <source volume id>")
@@ -36,8 +37,10 @@ until_true() {
   done
 }
 
-has_volume() { driver_list volumes | grep -q "^$1 "; }
-has_snapshot() { driver_list snapshots | grep -q "^$1 "; }
+# (grep without -q reads the whole list: -q exits at the first match, and the lister, still
+# writing, would die of SIGPIPE and fail the pipeline.)
+has_volume() { driver_list volumes | grep "^$1 " > /dev/null; }
+has_snapshot() { driver_list snapshots | grep "^$1 " > /dev/null; }
 gone() { ! "$@"; }
 has_dir() { [ -e "$DATA/$1" ]; }
 # same_content <expected file> <file>: fails naming both when they differ.
@@ -147,11 +150,23 @@ EOF
   content=$(kc -n "$ns" get volumesnapshot snap -o jsonpath='{.status.boundVolumeSnapshotContentName}')
   snaphandle=$(kc get volumesnapshotcontent "$content" -o jsonpath='{.status.snapshotHandle}')
   [ -n "$snaphandle" ] || fail "VolumeSnapshotContent $content has no status.snapshotHandle"
-  driver_list snapshots | grep -qx "$snaphandle $handle" || fail "snapshot $snaphandle of volume $handle is not in the driver"
+  driver_list snapshots | grep -x "$snaphandle $handle" > /dev/null || fail "snapshot $snaphandle of volume $handle is not in the driver"
   log "VolumeSnapshot snap readyToUse in ${t_ready}s: content $content, snapshotHandle $snaphandle"
   # Written after the snapshot: must not show up in the restore.
   echo "after the snapshot" > "$vdir/sub/data.bin"
   echo "after the snapshot" > "$vdir/later.txt"
+
+  # The driver restarts: its volumes and snapshots are in the store (csi/data/catalog), not
+  # in its memory, so the restore below still finds the snapshot and the volume its data.
+  local old
+  old=$(cat "$STATE/pids/csi-mock-driver.pid")
+  kill "$old"
+  until_true "the driver (pid $old) stopped" gone kill -0 "$old"
+  t=$(now)
+  "$here/cluster.sh" up > /dev/null 2>&1 || fail "hack/cluster.sh up did not restart the driver"
+  has_snapshot "$snaphandle" || fail "snapshot $snaphandle lost in a driver restart"
+  has_volume "$handle" || fail "volume $handle lost in a driver restart"
+  log "driver restarted in $(since "$t")s (pid $old -> $(cat "$STATE/pids/csi-mock-driver.pid")): volume and snapshot kept"
 
   # 3. Restore.
   local rpv rhandle
@@ -171,7 +186,7 @@ EOF
   kc -n "$ns" wait --for=jsonpath='{.status.capacity.storage}'=2Gi pvc/src --timeout="${TIMEOUT}s" > /dev/null ||
     fail "PVC src not expanded: $(kc -n "$ns" get pvc src -o jsonpath='{.status}')"
   local t_expand; t_expand=$(since "$t")
-  driver_list volumes | grep -q "^$handle 2147483648 " || fail "volume $handle is not 2Gi in the driver"
+  driver_list volumes | grep "^$handle 2147483648 " > /dev/null || fail "volume $handle is not 2Gi in the driver"
   log "PVC src expanded to 2Gi in ${t_expand}s (PV $(kc get pv "$pv" -o jsonpath='{.spec.capacity.storage}'))"
 
   # 5. Deletion reaches the driver. The class says Retain, so switch the PVs to Delete first.

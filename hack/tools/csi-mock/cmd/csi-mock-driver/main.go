@@ -5,14 +5,15 @@
 //
 // Upstream has no standalone binary for it any more: csi-test v5 dropped its mock driver
 // (v5's driver package is a gomock double for csi-sanity) and Kubernetes runs the mock
-// inside e2e.test. This command is only the process around it: flags, socket; with
-// -topology-key, zonal topology (the upstream mock only knows a fixed per-node key);
-// snapshot sizes (snapsize.go: the source volume's capacity, where the mock says 0); its
-// creation size limit applied to expansion too (maxsize.go); and,
-// with -data-dir, data (data.go): the mock keeps its volumes and snapshots in memory with
-// nothing behind them, so each gets a directory there, as with the CSI hostpath driver —
-// a snapshot copies its volume's files, a restore or clone copies its source's. All are
-// wrappers around the upstream ControllerServer; upstream code is used as it is.
+// inside e2e.test. This command is the process around it: flags, socket, and the store of
+// volumes and snapshots (store.go): the mock keeps them in one process's memory with nothing
+// behind them; the store keeps them on disk under -data-dir (a record and a directory of
+// files each, as with the CSI hostpath driver — a snapshot copies its volume's files, a
+// restore or clone copies its source's), so a restarted driver loses nothing and several
+// driver processes (one per local cluster) share one backend, as two clusters of one cloud
+// account share its disks. With -topology-key, a volume is zonal (the upstream mock only
+// knows a fixed per-node key). The upstream mock answers identity, capabilities and the
+// node service; its code is used as it is.
 package main
 
 import (
@@ -36,31 +37,6 @@ import (
 	mockservice "k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service"
 )
 
-// zonal answers CreateVolume with one segment of the requested accessibility (the first
-// preferred, else the first requisite), restricted to key, instead of the upstream mock's
-// fixed "io.kubernetes.storage.mock/node" segment. Everything else is the upstream mock.
-type zonal struct {
-	mockservice.Service
-	key string
-}
-
-func (z zonal) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
-	resp, err := z.Service.CreateVolume(ctx, req)
-	if err != nil || resp.GetVolume() == nil {
-		return resp, err
-	}
-	vol := *resp.Volume // the mock hands out a copy of its stored volume; do not touch that
-	vol.AccessibleTopology = nil
-	ar := req.GetAccessibilityRequirements()
-	for _, t := range append(ar.GetPreferred(), ar.GetRequisite()...) {
-		if v, ok := t.GetSegments()[z.key]; ok {
-			vol.AccessibleTopology = []*csi.Topology{{Segments: map[string]string{z.key: v}}}
-			break
-		}
-	}
-	return &csi.CreateVolumeResponse{Volume: &vol}, nil
-}
-
 func socketPath(endpoint string) string {
 	return strings.TrimPrefix(endpoint, "unix://")
 }
@@ -69,8 +45,8 @@ func main() {
 	endpoint := flag.String("endpoint", "", "unix socket to serve CSI on: /path or unix:///path")
 	name := flag.String("name", "mock.csi.kompox.dev", "CSI driver name (GetPluginInfo); the mock also answers NodeGetInfo with it as node id")
 	topologyKey := flag.String("topology-key", "", "if set (e.g. topology.kubernetes.io/zone): advertise VOLUME_ACCESSIBILITY_CONSTRAINTS and give each new volume the first requested segment of this key")
-	dataDir := flag.String("data-dir", "", "if set: keep each volume's files in DIR/volumes/<id> and copy them for snapshots (DIR/snapshots/<id>), restores and clones; DIR must hold no volumes or snapshots of an earlier process")
-	nodeID := flag.String("node-id", "", "if set (with -data-dir): serve the node side for this node: NodeStage/NodePublish bind-mount the volume's data directory, NodeGetInfo answers this id and -node-topology")
+	dataDir := flag.String("data-dir", "", "required: the store of volumes and snapshots (DIR/catalog: their records; DIR/volumes/<id>, DIR/snapshots/<id>: their files), kept across restarts and shareable by several driver processes; DIR/faults/<Method> injects a failure (store.go)")
+	nodeID := flag.String("node-id", "", "if set: serve the node side for this node: NodeStage/NodePublish bind-mount the volume's data directory, NodeGetInfo answers this id and -node-topology")
 	nodeTopology := flag.String("node-topology", "", "the node's segment of -topology-key (e.g. japaneast-1), for NodeGetInfo")
 	registrationDir := flag.String("kubelet-registration-dir", "", "with -node-id: register with the kubelet's plugin watcher through a socket in this directory (<kubelet root>/plugins_registry)")
 	list := flag.String("list", "", "client mode: print the driver's volumes|snapshots (ListVolumes/ListSnapshots over -endpoint) and exit")
@@ -95,28 +71,15 @@ func main() {
 		// The provisioner only sends accessibility requirements when the plugin advertises them.
 		EnableTopology: *topologyKey != "",
 	})
-	var controller csi.ControllerServer = svc
-	if *topologyKey != "" {
-		controller = zonal{Service: svc, key: *topologyKey}
+	if *dataDir == "" {
+		klog.Fatal("-data-dir is required (the store of volumes and snapshots)")
 	}
-	controller = newMaxSize(controller)
-	sizes, err := newSnapshotSizes(context.Background(), controller)
+	controller, err := newStore(svc, *dataDir, *topologyKey)
 	if err != nil {
-		klog.Fatalf("snapshot sizes: %v", err)
-	}
-	controller = sizes
-	if *dataDir != "" {
-		dp, err := newDataPlane(context.Background(), controller, *dataDir)
-		if err != nil {
-			klog.Fatalf("-data-dir: %v", err)
-		}
-		controller = dp
+		klog.Fatalf("-data-dir: %v", err)
 	}
 	var node csi.NodeServer = svc
 	if *nodeID != "" {
-		if *dataDir == "" {
-			klog.Fatal("-node-id needs -data-dir (the node side mounts the volumes' data directories)")
-		}
 		node = newNodeData(svc, *dataDir, *nodeID, *topologyKey, *nodeTopology)
 	}
 	drv := mockdriver.NewCSIDriver(&mockdriver.CSIDriverServers{Controller: controller, Identity: svc, Node: node})

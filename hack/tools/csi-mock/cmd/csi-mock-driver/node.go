@@ -1,17 +1,18 @@
 package main
 
-// The node side on the real node (-node-id): the upstream mock's node service only records
-// staging and publishing in memory. nodeData wraps it, as the CSI hostpath driver does it:
+// The node side on the real node (-node-id), as the CSI hostpath driver does it:
 //
 //	NodeStageVolume      bind-mounts DIR/volumes/<id> at the staging path
 //	NodePublishVolume    bind-mounts the staging path at the target path (read-only if asked)
-//	NodeUnpublishVolume  unmounts the target path, then lets the mock remove it
+//	NodeUnpublishVolume  unmounts the target path and removes it
 //	NodeUnstageVolume    unmounts the staging path
 //
 // so a Pod reads and writes the volume's own files. NodeGetInfo answers with the node's
 // name and zone (the mock's answer is its driver name and a fixed segment). Every call is
 // idempotent: a path that is already a mount point is not mounted again, one that is not is
-// not unmounted. The mock keeps deciding errors and its bookkeeping.
+// not unmounted. Which volumes exist is the store's (store.go) business: a volume is known
+// here by its data directory; the mount points are the only state. The upstream mock's node
+// service answers the rest (capabilities).
 
 import (
 	"bufio"
@@ -31,7 +32,7 @@ import (
 )
 
 type nodeData struct {
-	csi.NodeServer // the upstream mock
+	csi.NodeServer // the upstream mock: NodeGetCapabilities, NodeExpandVolume
 	dataDir        string
 	nodeID         string
 	topology       map[string]string
@@ -69,11 +70,13 @@ func (n *nodeData) volumeDir(id string) (string, error) {
 }
 
 func (n *nodeData) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	src, err := n.volumeDir(req.GetVolumeId())
-	if err != nil {
-		return nil, err
+	if req.GetStagingTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "Staging Target Path cannot be empty")
 	}
-	resp, err := n.NodeServer.NodeStageVolume(ctx, req)
+	if req.GetVolumeCapability() == nil {
+		return nil, status.Error(codes.InvalidArgument, "Volume Capability cannot be empty")
+	}
+	src, err := n.volumeDir(req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +85,19 @@ func (n *nodeData) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolume
 	if err := bindMount(src, req.GetStagingTargetPath(), false); err != nil {
 		return nil, status.Errorf(codes.Internal, "staging volume %s: %v", req.GetVolumeId(), err)
 	}
-	return resp, nil
+	return &csi.NodeStageVolumeResponse{}, nil
 }
 
 func (n *nodeData) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if req.GetTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "Target Path cannot be empty")
+	}
+	if req.GetVolumeCapability() == nil {
+		return nil, status.Error(codes.InvalidArgument, "Volume Capability cannot be empty")
+	}
+	if _, err := n.volumeDir(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
 	staging := req.GetStagingTargetPath()
 	if staging == "" {
 		return nil, status.Error(codes.FailedPrecondition, "no staging target path: the driver stages every volume (STAGE_UNSTAGE_VOLUME)")
@@ -99,37 +111,40 @@ func (n *nodeData) NodePublishVolume(ctx context.Context, req *csi.NodePublishVo
 	if !staged {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s", req.GetVolumeId(), staging)
 	}
-	resp, err := n.NodeServer.NodePublishVolume(ctx, req)
-	if err != nil {
-		return nil, err
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := bindMount(staging, req.GetTargetPath(), req.GetReadonly()); err != nil {
 		return nil, status.Errorf(codes.Internal, "publishing volume %s: %v", req.GetVolumeId(), err)
 	}
-	return resp, nil
+	return &csi.NodePublishVolumeResponse{}, nil
 }
 
 func (n *nodeData) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" || req.GetTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "Volume ID and Target Path cannot be empty")
+	}
 	n.mu.Lock()
-	err := unmount(req.GetTargetPath())
-	n.mu.Unlock()
-	if err != nil {
+	defer n.mu.Unlock()
+	if err := unmount(req.GetTargetPath()); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublishing volume %s: %v", req.GetVolumeId(), err)
 	}
-	// Only now may the mock remove the target directory: it is empty, not the volume.
-	return n.NodeServer.NodeUnpublishVolume(ctx, req)
+	// Only now may the target directory go: it is empty, not the volume.
+	if err := os.Remove(req.GetTargetPath()); err != nil && !os.IsNotExist(err) {
+		return nil, status.Errorf(codes.Internal, "removing the target path of volume %s: %v", req.GetVolumeId(), err)
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
 func (n *nodeData) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	if req.GetVolumeId() == "" || req.GetStagingTargetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "Volume ID and Staging Target Path cannot be empty")
+	}
 	n.mu.Lock()
-	err := unmount(req.GetStagingTargetPath())
-	n.mu.Unlock()
-	if err != nil {
+	defer n.mu.Unlock()
+	if err := unmount(req.GetStagingTargetPath()); err != nil {
 		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", req.GetVolumeId(), err)
 	}
-	return n.NodeServer.NodeUnstageVolume(ctx, req)
+	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
 // bindMount mounts src at target (creating target), unless target is a mount point already.

@@ -36,10 +36,7 @@ func TestNodeStagePublishBindMountsTheVolume(t *testing.T) {
 	}
 	dir := t.TempDir()
 	svc := mockservice.New(mockservice.Config{DriverName: "test.csi", DisableAttach: true})
-	d, err := newDataPlane(ctx, svc, filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := openStore(t, filepath.Join(dir, "data"))
 	n := newNodeData(svc, filepath.Join(dir, "data"), "node-a", "topology.kubernetes.io/zone", "zone-1")
 	id := createVolume(t, d, volumeReq("v", nil))
 	write(t, filepath.Join(dir, "data", volumesDir, id, "hello"), "from the volume")
