@@ -314,6 +314,13 @@ impl Migration<'_> {
             step.describe()
         )];
         let done = self.record.step;
+        let snapshots = self
+            .record
+            .disks
+            .iter()
+            .map(|d| record::snapshot_name(&self.record.id, &d.name))
+            .collect::<Vec<_>>()
+            .join(", ");
         lines.push(format!(
             "left: the source app {app} {} (last completed step: {done}); {}",
             if done >= Step::Suspended {
@@ -321,27 +328,28 @@ impl Migration<'_> {
             } else {
                 "runs as before"
             },
-            if done >= Step::Snapshotted {
-                format!(
-                    "snapshots {} in the source",
-                    self.record
-                        .disks
-                        .iter()
-                        .map(|d| record::snapshot_name(&self.record.id, &d.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            } else {
-                "no snapshot yet".to_owned()
+            match (done >= Step::Snapshotted, step == Step::Snapshotted) {
+                (true, _) => format!("snapshots {snapshots} in the source"),
+                (false, true) => format!("KompoxSnapshots {snapshots} in the source, not ready"),
+                (false, false) => "no snapshot yet".to_owned(),
             }
         ));
-        lines.push(format!(
-            "the target ({}, namespace {}) holds only objects annotated {}={} (none is Ready yet)",
-            self.record.target.context,
-            self.record.target.namespace,
-            record::CREATED_BY,
-            self.record.id
-        ));
+        // The target gets its first object (the namespace, the imported snapshots, the
+        // adopted disks) in the step after the source's last one.
+        if step <= Step::Snapshotted || step == Step::Released {
+            lines.push(format!(
+                "the target ({}) is untouched",
+                self.record.target.context
+            ));
+        } else {
+            lines.push(format!(
+                "the target ({}, namespace {}) holds only objects annotated {}={} (none is Ready yet)",
+                self.record.target.context,
+                self.record.target.namespace,
+                record::CREATED_BY,
+                self.record.id
+            ));
+        }
         lines.push(format!(
             "`kubectl kompox migrate {} -n {} --to-context {} --resume` continues, `--rollback` undoes",
             self.args.app, self.src.ns, self.args.to_context

@@ -1,7 +1,7 @@
 //! `kubectl kompox migrate` end to end on two local clusters: the default one and
-//! `KOMPOX_CLUSTER=b` (its own control plane; the mock CSI driver and its data plane shared, as
-//! two clusters of one cloud account and region share its disks and snapshots), each with
-//! Kompox's servers from `install --local`.
+//! `KOMPOX_CLUSTER=b` (its own control plane and mock CSI driver; the drivers' store of volumes
+//! and snapshots shared, as two clusters of one cloud account and region share its disks and
+//! snapshots), each with Kompox's servers from `install --local`.
 //!
 //! An app with a disk holding random bytes moves from a to b: the CLI is killed with SIGKILL
 //! at random moments and `--resume`d until it converges; a watch on both clusters proves that
@@ -9,21 +9,27 @@
 //! bytes; `--rollback` gives the source back; a name clash in the target stops the migration
 //! before anything changes; `--delete-source` after a second, verified migration removes the
 //! source app.
+//!
+//! The errors: no Kompox in the target, a zone the target lacks (its nodes relabelled for the
+//! case), a snapshot the provider fails (a fault injected into the CSI store) — each error names
+//! the step or check and what is where, the target gets nothing, `--rollback` gives the source
+//! back.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kompox_core::api::condition::{self, types};
 use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
 use kompox_e2e::cli::{LocalInstall, Run, binary, kompox_async, temp_dir, with_local_install};
 use kompox_e2e::controller::volume_files;
 use kompox_e2e::{client_from, cluster, second_cluster, wait_until};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
@@ -215,8 +221,9 @@ fn watch_pods(client: Client, ns: &str, side: usize, state: Arc<Mutex<Overlap>>)
     });
 }
 
-async fn moves(a: &LocalInstall, b: &Target) -> Result<()> {
-    // --- The app on cluster a, with random bytes on its disk. ---
+/// The sample app applied on cluster a, with random bytes and a nested file on its disk: its
+/// namespace and its disk's volume handle.
+async fn app_with_data(a: &LocalInstall) -> Result<(String, String)> {
     let project = a.dir.join(APP);
     std::fs::create_dir_all(&project)?;
     std::fs::write(
@@ -235,8 +242,6 @@ async fn moves(a: &LocalInstall, b: &Target) -> Result<()> {
         .as_str()
         .context("no namespace recorded")?
         .to_owned();
-    let src_apps: Api<KompoxApp> = Api::namespaced(a.client.clone(), &ns);
-    let dst_apps: Api<KompoxApp> = Api::namespaced(b.client.clone(), &ns);
     let src_handle = disk_handle(&a.client, &ns).await?;
     let dir = cluster().csi_data_dir.join("volumes").join(&src_handle);
     let blob: Vec<u8> = (0..(1 << 20)).map(|_| rand::random::<u8>()).collect();
@@ -246,6 +251,14 @@ async fn moves(a: &LocalInstall, b: &Target) -> Result<()> {
         dir.join("nested/deeper/notes.txt"),
         b"written before the move",
     )?;
+    Ok((ns, src_handle))
+}
+
+async fn moves(a: &LocalInstall, b: &Target) -> Result<()> {
+    // --- The app on cluster a, with random bytes on its disk. ---
+    let (ns, src_handle) = app_with_data(a).await?;
+    let src_apps: Api<KompoxApp> = Api::namespaced(a.client.clone(), &ns);
+    let dst_apps: Api<KompoxApp> = Api::namespaced(b.client.clone(), &ns);
     let before = volume_files(&src_handle)?;
     a.step("app with data on cluster a");
 
@@ -597,5 +610,203 @@ async fn bench(a: &LocalInstall) -> Result<()> {
         kompox_e2e::delete_and_wait(&disks, "data").await?;
         std::fs::remove_dir_all(project.join(".kompox"))?;
     }
+    Ok(())
+}
+
+/// The refusals and failures of a migration: no Kompox in the target, a zone the target lacks,
+/// a snapshot the provider fails. Each error names the step (or the preflight check) and what
+/// is where; the target gets nothing (not even the namespace); the source is given back.
+#[tokio::test]
+async fn errors_name_the_step_and_leave_nothing_half_applied_in_the_target() -> Result<()> {
+    with_local_install("mige", |a| Box::pin(errors(a))).await
+}
+
+/// The target holds nothing of the migration: not even the app's namespace.
+async fn target_untouched(b: &Client, ns: &str, case: &str) -> Result<()> {
+    let live = Api::<Namespace>::all(b.clone()).get_opt(ns).await?;
+    ensure!(
+        live.is_none(),
+        "{case}: the target got namespace {ns}: {live:?}"
+    );
+    Ok(())
+}
+
+/// Runs `body`, then puts the labels `key` of the target's nodes back as they were (also after
+/// a failure).
+async fn with_zone_relabelled<F>(b: &Client, zone: &str, body: F) -> Result<Run>
+where
+    F: Future<Output = Result<Run>>,
+{
+    const KEY: &str = "topology.kubernetes.io/zone";
+    let nodes: Api<Node> = Api::all(b.clone());
+    let inz = nodes
+        .list(&ListParams::default().labels(&format!("{KEY}={zone}")))
+        .await?;
+    ensure!(
+        !inz.items.is_empty(),
+        "cluster b has no node in zone {zone}"
+    );
+    let label = |v: &str| json!({"metadata": {"labels": {KEY: v}}});
+    let moved = format!("{zone}-elsewhere");
+    for n in &inz.items {
+        nodes
+            .patch(
+                &n.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&label(&moved)),
+            )
+            .await?;
+    }
+    let r = body.await;
+    for n in &inz.items {
+        nodes
+            .patch(
+                &n.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&label(zone)),
+            )
+            .await?;
+    }
+    r
+}
+
+/// A fault file in the shared CSI store (`csi/data/faults/<method>`), removed when dropped.
+struct Fault(PathBuf);
+
+impl Fault {
+    fn inject(method: &str, text: &str) -> Result<Fault> {
+        let dir = cluster().csi_data_dir.join("faults");
+        std::fs::create_dir_all(&dir)?;
+        let p = dir.join(method);
+        std::fs::write(&p, text)?;
+        Ok(Fault(p))
+    }
+}
+
+impl Drop for Fault {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn errors(a: &LocalInstall) -> Result<()> {
+    let (ns, _) = app_with_data(a).await?;
+    let src_apps: Api<KompoxApp> = Api::namespaced(a.client.clone(), &ns);
+    let b_client = client_from(&second_cluster().admin_kubeconfig).await?;
+    let refused_cleanly = |run: &Run, case: &str| -> Result<()> {
+        ensure!(run.code == 1, "{case}: want exit 1, got {run:?}");
+        ensure!(!run.stderr.contains("panicked"), "{case}: a panic: {run:?}");
+        Ok(())
+    };
+
+    // --- No Kompox in the target (its servers are not installed): preflight refuses. ---
+    let run = migrate(a, &ns, &[]).await?;
+    refused_cleanly(&run, "no Kompox in the target")?;
+    ensure!(
+        run.stderr.contains("preflight: target (")
+            && (run.stderr.contains("Kompox is not installed")
+                || run.stderr.contains("Kompox's API server")),
+        "no Kompox in the target: the error must name the target and Kompox: {run:?}"
+    );
+    ensure!(
+        record(&src_apps).await?.is_none(),
+        "no Kompox: something was recorded"
+    );
+    target_untouched(&b_client, &ns, "no Kompox").await?;
+    a.step("no Kompox in the target: refused by preflight");
+
+    let b = Target::install(&a.ws).await?;
+    let r = errors_with_target(a, &b, &ns, &src_apps).await;
+    let t = b.teardown().await;
+    r.and(t)
+}
+
+async fn errors_with_target(
+    a: &LocalInstall,
+    b: &Target,
+    ns: &str,
+    src_apps: &Api<KompoxApp>,
+) -> Result<()> {
+    // --- A zone the target lacks: preflight names the disk and the zone. ---
+    let zone = Api::<KompoxDisk>::namespaced(a.client.clone(), ns)
+        .get("data")
+        .await?
+        .status
+        .and_then(|s| s.zone)
+        .context("the source disk has no zone")?;
+    let run = with_zone_relabelled(&b.client, &zone, migrate(a, ns, &[])).await?;
+    ensure!(
+        run.code == 1,
+        "a zone the target lacks: want exit 1: {run:?}"
+    );
+    ensure!(
+        run.stderr.contains(&format!(
+            "preflight: disk data: zone {zone} is not a zone of the target's nodes"
+        )),
+        "a zone the target lacks: the error must name the disk and the zone: {run:?}"
+    );
+    ensure!(
+        record(src_apps).await?.is_none(),
+        "a zone the target lacks: something was recorded"
+    );
+    target_untouched(&b.client, ns, "a zone the target lacks").await?;
+    a.step(&format!(
+        "zone {zone} missing in the target: refused by preflight"
+    ));
+
+    // --- The provider fails the snapshot: the step is named, the source is suspended with
+    // its not-ready snapshot, the target untouched; --rollback gives the source back. ---
+    let run = {
+        let _fault = Fault::inject(
+            "CreateSnapshot",
+            "ResourceExhausted: snapshot quota exhausted",
+        )?;
+        migrate(a, ns, &["--timeout", "20s"]).await?
+    };
+    ensure!(run.code == 1, "a failed snapshot: want exit 1: {run:?}");
+    let app = format!("{ns}/{APP}");
+    for want in [
+        format!("migrate {app}: step Snapshotted (snapshot every disk of the source app) failed"),
+        "snapshot quota exhausted".to_owned(),
+        format!("left: the source app {app} is suspended (last completed step: Suspended)"),
+        "in the source, not ready".to_owned(),
+        format!("the target ({}) is untouched", second_cluster().context),
+        "--rollback` undoes".to_owned(),
+    ] {
+        ensure!(
+            run.stderr.contains(&want),
+            "a failed snapshot: the error must say {want:?}: {run:?}"
+        );
+    }
+    let rec = record(src_apps)
+        .await?
+        .context("a failed snapshot: no record")?;
+    ensure!(
+        rec["step"] == "Suspended",
+        "record after the failed snapshot: {rec}"
+    );
+    target_untouched(&b.client, ns, "a failed snapshot").await?;
+    a.step("snapshot failed by the provider: step named, target untouched");
+
+    let run = migrate(a, ns, &["--rollback"]).await?;
+    ensure!(run.code == 0, "rollback after a failed snapshot: {run:?}");
+    ensure!(
+        record(src_apps).await?.is_none(),
+        "rollback left the record"
+    );
+    let snaps: Api<KompoxSnapshot> = Api::namespaced(a.client.clone(), ns);
+    wait_until(
+        "the failed snapshot gone from the source",
+        TIMEOUT,
+        || async { Ok(snaps.list(&ListParams::default()).await?.items.is_empty()) },
+    )
+    .await?;
+    wait_until("the source app Ready again", TIMEOUT, || async {
+        let app = src_apps.get(APP).await?;
+        Ok(!app.spec.suspend && condition_true(&app, types::READY))
+    })
+    .await?;
+    target_untouched(&b.client, ns, "rollback after a failed snapshot").await?;
+    a.step("rolled back after the failed snapshot: the source runs again");
     Ok(())
 }
