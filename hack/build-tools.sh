@@ -2,7 +2,8 @@
 # Builds the pinned upstream binaries the local control plane runs (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, etcd, kwok; the CSI stack: the mock CSI
 # driver, csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller), and the compose
-# reference loader the differential test compares Kompox with (compose-oracle), from the Go
+# reference loader the differential test compares Kompox with (compose-oracle), an OTLP
+# receiver for the tracing test (otelcol), from the Go
 # module proxy into a cache OUTSIDE the checkout, so fresh clones on the same machine reuse it.
 # A tool is rebuilt only when its pinned module (hack/tools/<tool>/go.{mod,sum}, plus any
 # Go source of ours in it other than tools.go) changes; our own Go code is tested then too.
@@ -143,6 +144,9 @@ fi
 # compose-spec's reference loader behind a small main of ours (hack/tools/compose-oracle): the
 # oracle of the differential test cli/tests/compose_oracle.rs.
 build "$here/tools/compose-oracle" "" kompox.dev/hack/tools/compose-oracle/cmd/compose-oracle
+# An OpenTelemetry Collector (OTLP receiver + file exporter) behind a small main of ours: the
+# receiver the tracing e2e test (tests/e2e/tests/tracing.rs) points the servers' OTLP exporter at.
+build "$here/tools/otelcol" "" kompox.dev/hack/tools/otelcol/cmd/otelcol
 # The real node (KOMPOX_REAL_NODE=1; hack/README.md, "The real node"): kubelet and kube-proxy,
 # containerd with its runc shim, runc (cgo, libseccomp), the CNI plugins, crictl, and the
 # pause image's binary (pause.c of the pinned Kubernetes module, compiled static).

@@ -57,7 +57,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    kompox_serve::init_logging("info", args.log_json);
+    let telemetry = kompox_serve::init_logging("kompox-apiserver", "info", args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let path = &args.hash_key_file;
@@ -90,5 +90,6 @@ async fn main() -> Result<()> {
             kompox_serve::shutdown_signal(args.exit_on_stdin_close),
         )
         .await;
+    telemetry.shutdown().await;
     Ok(())
 }

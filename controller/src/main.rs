@@ -113,12 +113,17 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = config(&args)?;
-    kompox_serve::init_logging("info,kube_lease_manager=warn", args.log_json);
+    let telemetry = kompox_serve::init_logging(
+        "kompox-controller",
+        "info,kube_lease_manager=warn",
+        args.log_json,
+    );
     tracing::info!(scope = ?config.namespaces, leader_elect = config.leader_election.is_some(), instance = %config.instance, "starting kompox-controller");
-    kompox_controller::run(
+    let result = kompox_controller::run(
         config,
         kompox_serve::shutdown_signal(args.exit_on_stdin_close),
     )
-    .await?;
-    Ok(())
+    .await;
+    telemetry.shutdown().await;
+    Ok(result?)
 }

@@ -16,6 +16,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::{Error, Result};
 
@@ -432,7 +433,23 @@ pub async fn drive<K, Ctx, Fut, E>(
         + 'static,
     E: std::error::Error + Send + 'static,
 {
-    let stream = controller.run(reconcile, error_policy, ctx).for_each(|r| {
+    let mut reconcile = reconcile;
+    let traced = move |obj: Arc<K>, ctx: Arc<Ctx>| {
+        let span = reconcile_span(name, obj.as_ref());
+        // Created inside the span: a reconcile that instruments itself nests under it.
+        let fut = span.in_scope(|| reconcile(obj, ctx));
+        let record = span.clone();
+        async move {
+            let result = fut.await;
+            if let Err(e) = &result {
+                record.record("otel.status_code", "ERROR");
+                record.record("error.message", tracing::field::display(e));
+            }
+            result
+        }
+        .instrument(span)
+    };
+    let stream = controller.run(traced, error_policy, ctx).for_each(|r| {
         log_controller_result(name, r);
         futures::future::ready(())
     });
@@ -443,6 +460,22 @@ pub async fn drive<K, Ctx, Fut, E>(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!(controller = name, "controller did not stop within the shutdown grace period"),
     }
+}
+
+/// The span of one reconcile (`reconcile <controller>`, the object's namespace and name; an
+/// error marks it failed): the root of what a trace shows of it, kube's client requests
+/// (`HTTP`, with their status) nested under it.
+fn reconcile_span<K: Resource>(controller: &'static str, obj: &K) -> tracing::Span {
+    // Debug: in traces, not in the info-level log lines' context.
+    tracing::debug_span!(
+        "reconcile",
+        otel.name = format!("reconcile {controller}"),
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+        controller,
+        k8s.namespace.name = obj.meta().namespace.as_deref().unwrap_or_default(),
+        k8s.object.name = obj.meta().name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Logs what a `Controller::run` stream yields: reconcile errors are already counted and

@@ -10,7 +10,8 @@
 //! - [`respond`]: [`read_body_limited`], [`json`], [`text`].
 //! - [`health`] and [`metrics`]: `/healthz` `/livez` `/readyz`, `/metrics`.
 //! - [`certs`]: CA and leaf certificate generation (rcgen).
-//! - [`init_logging`]: the tracing setup of every binary (`RUST_LOG`, text or JSON lines).
+//! - [`init_logging`]: the tracing setup of every binary (`RUST_LOG`, text or JSON lines) and
+//!   [`otlp`]: OpenTelemetry traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`Telemetry`]).
 //!
 //! A minimal server:
 //!
@@ -39,6 +40,7 @@ mod error;
 pub mod health;
 mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod respond;
 pub mod server;
 mod stop;
@@ -47,7 +49,7 @@ pub mod tls;
 pub use certs::{CertKeyPem, CertifiedCa, generate_ca, issue_client_cert, issue_serving_cert};
 pub use error::{Error, Result};
 pub use health::Health;
-pub use logging::init_logging;
+pub use logging::{Telemetry, init_logging, init_logging_to};
 pub use metrics::Metrics;
 pub use respond::{BodyError, json, read_body_limited, text};
 pub use server::{

@@ -140,9 +140,12 @@ impl Metrics {
 
     /// Records one handled request. `route` must be a fixed route name or template
     /// (`"/apis/{group}/{version}"`, `"mutate"`), never the raw path, to bound cardinality;
-    /// the method is recorded as [`method_label`] (a closed set).
+    /// the method is recorded as [`method_label`] (a closed set). Called inside a request's
+    /// span, it also records the route there (`http.route`).
     pub fn observe(&self, route: &str, method: &Method, code: StatusCode, elapsed: Duration) {
         let method = method_label(method);
+        // The request's span (crate::server) gets the route as `http.route`.
+        tracing::Span::current().record("http.route", route);
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),

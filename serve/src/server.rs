@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument as _;
 
 use crate::error::{Error, Result};
 use crate::tls::ReloadableTls;
@@ -655,6 +656,7 @@ impl Conn {
                 let timed_out = Arc::new(AtomicBool::new(false));
                 let http1 = req.version() < http::Version::HTTP_2;
                 let head = req.method() == http::Method::HEAD;
+                let span = request_span(&req);
                 let req = req.map(|inner| RequestBody {
                     inner,
                     deadline: Box::pin(tokio::time::sleep(body_timeout)),
@@ -664,11 +666,13 @@ impl Conn {
                 // The handler is called inside the caught future so a panic before its first
                 // `.await` is caught as well.
                 let fut = AssertUnwindSafe(async move { handler(req, info).await }).catch_unwind();
+                let traced = span.clone();
                 async move {
                     let mut resp = fut.await.unwrap_or_else(|_| {
                         tracing::error!(%remote_addr, "request handler panicked");
                         internal_error()
                     });
+                    record_response(&traced, resp.status());
                     // A client too slow to send its body loses the connection.
                     if http1 && timed_out.load(Ordering::Relaxed) {
                         resp.headers_mut().insert(
@@ -682,6 +686,7 @@ impl Conn {
                     }
                     Ok::<_, Infallible>(resp)
                 }
+                .instrument(span)
             })
         };
         let conn = http.serve_connection(TokioIo::new(io), service);
@@ -704,5 +709,44 @@ impl Conn {
         if let Err(e) = result {
             tracing::debug!(%remote_addr, error = %e, "connection ended with error");
         }
+    }
+}
+
+/// Paths answered for probes and scrapes: not traced (a trace every few seconds per prober).
+const UNTRACED_PATHS: [&str; 4] = ["/healthz", "/livez", "/readyz", "/metrics"];
+
+/// The span of one request (`otel.kind = server`, named by its method as OpenTelemetry's HTTP
+/// conventions say when the route is not known at the start), continuing the caller's W3C
+/// trace context; disabled for probe and scrape paths. The handler's
+/// [`crate::Metrics::observe`] records the route (`http.route`).
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let path = req.uri().path();
+    if UNTRACED_PATHS.contains(&path) {
+        return tracing::Span::none();
+    }
+    let method = crate::metrics::method_label(req.method());
+    // Debug: in traces, not in the info-level log lines' context.
+    let span = tracing::debug_span!(
+        "request",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        url.path = path,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = crate::otlp::parent_context(req.headers()) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// Records the answer's status on the request span (a 5xx marks the span as failed).
+fn record_response(span: &tracing::Span, status: StatusCode) {
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
     }
 }

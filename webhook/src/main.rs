@@ -147,11 +147,12 @@ async fn main() -> anyhow::Result<()> {
     let config = args
         .config(read_hash_key(&args.hash_key_file)?)
         .unwrap_or_else(|e| e.exit());
-    kompox_serve::init_logging("info", false);
+    let telemetry = kompox_serve::init_logging("kompox-webhook", "info", false);
     let client = kompox_cluster::client(args.kubeconfig.as_deref()).await?;
     let shutdown = kompox_serve::shutdown_signal(args.exit_on_stdin_close);
-    kompox_webhook::run(config, client, shutdown).await?;
-    Ok(())
+    let result = kompox_webhook::run(config, client, shutdown).await;
+    telemetry.shutdown().await;
+    Ok(result?)
 }
 
 #[cfg(test)]

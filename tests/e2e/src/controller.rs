@@ -44,7 +44,7 @@ pub const SYSTEM_NAMESPACE: &str = "k4x-system";
 /// The controller's ServiceAccount.
 pub const SERVICE_ACCOUNT: &str = "kompox-controller";
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
@@ -139,6 +139,8 @@ pub struct Options {
     pub namespace: String,
     /// `--lease-name` with leader election on; `None` runs with `--leader-elect=false`.
     pub lease: Option<String>,
+    /// Extra environment (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -147,6 +149,7 @@ impl Options {
         Self {
             namespace: namespace.to_string(),
             lease: None,
+            env: Vec::new(),
         }
     }
 }
@@ -201,6 +204,7 @@ async fn spawn(opts: &Options, start: u32) -> Result<(Child, ChildStdin, u16, Pa
         ]),
         None => cmd.arg("--leader-elect=false"),
     };
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
     cmd.env("RUST_LOG", "info,kompox_controller=debug")
         .stdin(Stdio::piped())
         .stdout(out)

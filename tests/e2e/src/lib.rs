@@ -18,6 +18,7 @@ pub mod apps;
 pub mod cli;
 pub mod controller;
 pub mod node;
+pub mod otel;
 pub mod storage;
 
 use anyhow::{Context, Result, bail};

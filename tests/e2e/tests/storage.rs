@@ -1155,6 +1155,7 @@ async fn leader_election_fails_over() -> Result<()> {
     let opts = Options {
         namespace: ns.name.clone(),
         lease: Some(lease.clone()),
+        env: Vec::new(),
     };
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), kompox_e2e::controller::SYSTEM_NAMESPACE);
