@@ -35,8 +35,13 @@ pub async fn config(kubeconfig: Option<&Path>) -> Result<Config> {
 ///
 /// As [`config`]; [`Error::Kubeconfig`] when the client cannot be built from it.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client> {
-    Client::try_from(config(kubeconfig).await?)
-        .map_err(|e| Error::Kubeconfig(format!("building the Kubernetes client: {e}")))
+    // Requests made inside a traced span carry its trace context to kube-apiserver.
+    Ok(
+        kube::client::ClientBuilder::try_from(config(kubeconfig).await?)
+            .map_err(|e| Error::Kubeconfig(format!("building the Kubernetes client: {e}")))?
+            .with_layer(&kompox_serve::otlp::PropagateLayer)
+            .build(),
+    )
 }
 
 #[cfg(test)]

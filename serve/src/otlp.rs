@@ -11,7 +11,7 @@
 //!
 //! Incoming requests continue the caller's trace: [`parent_context`] reads the W3C
 //! `traceparent` header (kube-apiserver sends it to webhooks and aggregated API servers when
-//! its own tracing is on).
+//! its own tracing is on); requests to kube-apiserver carry ours ([`PropagateLayer`]).
 
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_http::{HeaderExtractor, HttpClient, HttpError};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector, HttpClient, HttpError};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -132,6 +132,58 @@ pub fn parent_context(headers: &HeaderMap) -> Option<opentelemetry::Context> {
     cx.span().span_context().is_valid().then_some(cx)
 }
 
+/// Adds the current span's W3C trace context (`traceparent`, `tracestate`) to a request, when
+/// the span is traced: kube-apiserver, with its own tracing on, then records its work in the
+/// same trace.
+pub fn inject_context(headers: &mut HeaderMap) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    }
+}
+
+/// A tower layer applying [`inject_context`] to every request (kube's
+/// `ClientBuilder::with_layer`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PropagateLayer;
+
+impl<S> tower::Layer<S> for PropagateLayer {
+    type Service = Propagate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Propagate { inner }
+    }
+}
+
+/// The service of [`PropagateLayer`].
+#[derive(Debug, Clone)]
+pub struct Propagate<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request<B>> for Propagate<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        inject_context(req.headers_mut());
+        self.inner.call(req)
+    }
+}
+
 /// The exporter's HTTP client: hyper's pooled client over plain TCP, or rustls for `https`.
 /// The SDK calls it from its batch thread (no tokio there); each request is spawned onto the
 /// server's runtime and awaited through its join handle.
@@ -224,6 +276,7 @@ impl HttpClient for HyperClient {
 mod tests {
     use super::*;
     use opentelemetry::trace::TraceContextExt as _;
+    use tower::Layer as _;
 
     #[test]
     fn a_valid_traceparent_is_continued_and_anything_else_ignored() {
@@ -248,6 +301,34 @@ mod tests {
             headers.insert("traceparent", bad.parse().unwrap());
             assert!(parent_context(&headers).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn requests_carry_the_current_trace_only_inside_a_traced_span() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry().with(layer(&provider));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut outside = HeaderMap::new();
+            inject_context(&mut outside);
+            assert!(outside.is_empty(), "{outside:?}");
+
+            let span = tracing::info_span!("kompox_test");
+            let _entered = span.enter();
+            let mut svc = PropagateLayer.layer(tower::service_fn(|req: Request<()>| async move {
+                Ok::<_, std::convert::Infallible>(req.headers().clone())
+            }));
+            let headers =
+                futures::executor::block_on(tower::Service::call(&mut svc, Request::new(())))
+                    .unwrap();
+            let sent = parent_context(&headers).unwrap();
+            use opentelemetry::trace::TraceContextExt as _;
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            assert_eq!(
+                sent.span().span_context().trace_id(),
+                span.context().span().span_context().trace_id()
+            );
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
