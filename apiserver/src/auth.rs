@@ -243,6 +243,7 @@ impl SarAuthorizer {
 fn review_error(e: &kompox_cluster::Error) -> ApiError {
     match e {
         kompox_cluster::Error::Kube { what, source } => ApiError::from_kube(what, source),
+        kompox_cluster::Error::Busy(why) => ApiError::too_many_requests(*why),
         other => ApiError::unavailable(other.to_string()),
     }
 }

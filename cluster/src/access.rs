@@ -3,6 +3,13 @@
 //! SubjectAccessReview (resource attributes, or a non-resource path such as `get /metrics`).
 //! Verdicts are cached for a short time each ([`Ttls`]); a token is kept only as its sha256.
 //!
+//! A bearer token comes from a caller nobody has authenticated yet, so what one can cost is
+//! bounded: a token longer than [`MAX_TOKEN_BYTES`] is refused unread, at most
+//! [`TOKEN_REVIEWS_IN_FLIGHT`] TokenReviews run at once (a caller waits up to
+//! [`TOKEN_REVIEW_QUEUE_WAIT`] for a turn, then gets 429), and every answer, unauthenticated
+//! included, is cached. A flood of distinct junk tokens thus costs kube-apiserver at most a few
+//! reviews at a time, and a scraper whose token is cached is never queued behind it.
+//!
 //! [`Reviewer`] is the one place the servers ask: the aggregated API server for its
 //! subresources and per object before a dry run, and all three servers for `/metrics`
 //! ([`Reviewer::metrics_access`], as kube-rbac-proxy and controller-runtime's metrics filter
@@ -170,6 +177,16 @@ impl Default for Ttls {
     }
 }
 
+/// The longest bearer token sent for review (kube-apiserver's own tokens are 1–2 KiB, OIDC
+/// ID tokens a few KiB); a longer one is not authenticated.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// TokenReviews one server makes at once.
+pub const TOKEN_REVIEWS_IN_FLIGHT: usize = 4;
+
+/// How long a request waits for a TokenReview turn before it is refused with 429.
+pub const TOKEN_REVIEW_QUEUE_WAIT: Duration = Duration::from_secs(1);
+
 /// Entries a cache keeps before expired ones are swept (and, if still full, all are dropped).
 const CACHE_MAX: usize = 10_000;
 
@@ -225,6 +242,9 @@ pub enum Refusal {
     /// The TokenReview or SubjectAccessReview could not be made (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too many TokenReviews in flight (429): retry later.
+    #[error("{0}")]
+    Busy(&'static str),
 }
 
 impl Refusal {
@@ -235,6 +255,7 @@ impl Refusal {
             Refusal::Unauthenticated => http::StatusCode::UNAUTHORIZED,
             Refusal::Forbidden { .. } => http::StatusCode::FORBIDDEN,
             Refusal::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Busy(_) => http::StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -276,6 +297,8 @@ pub struct Reviewer {
     verdicts: TtlCache<(UserInfo, Action), Decision>,
     /// sha256 of the token → the user, `None` when not authenticated.
     tokens: TtlCache<[u8; 32], Option<UserInfo>>,
+    /// Turns for TokenReviews ([`TOKEN_REVIEWS_IN_FLIGHT`]).
+    token_reviews: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Reviewer {
@@ -295,6 +318,7 @@ impl Reviewer {
             ttls,
             verdicts: TtlCache::new(),
             tokens: TtlCache::new(),
+            token_reviews: tokio::sync::Semaphore::new(TOKEN_REVIEWS_IN_FLIGHT),
         }
     }
 
@@ -319,13 +343,27 @@ impl Reviewer {
     }
 
     /// The user `token` authenticates as (`None`: not authenticated), from the cache or a
-    /// TokenReview (with the API server's own audiences).
+    /// TokenReview (with the API server's own audiences). A token longer than
+    /// [`MAX_TOKEN_BYTES`] is not authenticated and not sent.
     ///
     /// # Errors
     ///
-    /// [`Error::Kube`] when the review cannot be created.
+    /// [`Error::Kube`] when the review cannot be created; [`Error::Busy`] when
+    /// [`TOKEN_REVIEWS_IN_FLIGHT`] reviews stayed in flight for [`TOKEN_REVIEW_QUEUE_WAIT`].
     pub async fn authenticate_token(&self, token: &str) -> Result<Option<UserInfo>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Ok(None);
+        }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(u) = self.tokens.get(&key) {
+            return Ok(u);
+        }
+        let busy = || Error::Busy("too many token reviews in flight; retry later");
+        let _turn = tokio::time::timeout(TOKEN_REVIEW_QUEUE_WAIT, self.token_reviews.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        // Another request may have reviewed the same token while this one waited.
         if let Some(u) = self.tokens.get(&key) {
             return Ok(u);
         }
@@ -380,7 +418,10 @@ impl Reviewer {
         let user = self
             .authenticate_token(token)
             .await
-            .map_err(|e| Refusal::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                Error::Busy(why) => Refusal::Busy(why),
+                e => Refusal::Unavailable(e.to_string()),
+            })?
             .ok_or(Refusal::Unauthenticated)?;
         let decision = self
             .authorize(&user, action)
@@ -568,6 +609,70 @@ mod tests {
         assert!(!got.to_string().contains("Bearer"), "{got}");
     }
 
+    /// A reviewer whose reviews never get an answer: the listener accepts and stays silent.
+    async fn silent() -> (Reviewer, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        (Reviewer::new(client, Ttls::default()), listener)
+    }
+
+    #[tokio::test]
+    async fn token_reviews_in_flight_are_capped_and_cached_tokens_skip_the_queue() {
+        let (r, listener) = silent().await;
+        let r = std::sync::Arc::new(r);
+        let held: Vec<_> = (0..TOKEN_REVIEWS_IN_FLIGHT)
+            .map(|i| {
+                let r = r.clone();
+                tokio::spawn(async move { r.authenticate_token(&format!("junk-{i}")).await })
+            })
+            .collect();
+        // Every turn taken (the reviews hang on the silent listener).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.token_reviews.available_permits() > 0 {
+            assert!(Instant::now() < deadline, "the reviews never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let start = Instant::now();
+        let err = r.authenticate_token("one-more").await.unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err}");
+        assert!(
+            start.elapsed() >= TOKEN_REVIEW_QUEUE_WAIT,
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            start.elapsed() < TOKEN_REVIEW_QUEUE_WAIT * 5,
+            "{:?}",
+            start.elapsed()
+        );
+        let refusal = r
+            .metrics_access(&with_auth(&["Bearer one-more"]))
+            .await
+            .unwrap_err();
+        assert_eq!(refusal.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        // A cached answer and an oversized token need no turn.
+        let key: [u8; 32] = Sha256::digest(b"known").into();
+        let user = UserInfo {
+            name: "prometheus".into(),
+            ..UserInfo::default()
+        };
+        r.tokens.put(key, Some(user.clone()), r.ttls.token);
+        let start = Instant::now();
+        assert_eq!(r.authenticate_token("known").await.unwrap(), Some(user));
+        let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(r.authenticate_token(&huge).await.unwrap(), None);
+        assert!(
+            start.elapsed() < TOKEN_REVIEW_QUEUE_WAIT,
+            "{:?}",
+            start.elapsed()
+        );
+        for h in held {
+            h.abort();
+        }
+        drop(listener);
+    }
+
     #[test]
     fn refusals_have_kube_apiserver_statuses_and_words() {
         let forbidden = Refusal::forbidden(
@@ -593,6 +698,10 @@ mod tests {
         assert_eq!(
             Refusal::Unavailable("x".into()).status(),
             http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            Refusal::Busy("x").status(),
+            http::StatusCode::TOO_MANY_REQUESTS
         );
     }
 }

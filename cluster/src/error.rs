@@ -32,6 +32,10 @@ pub enum Error {
     /// neither an in-cluster configuration nor a kubeconfig.
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+    /// Too many reviews of unauthenticated callers are in flight; the caller should retry
+    /// (429).
+    #[error("{0}")]
+    Busy(&'static str),
     /// A request to the Kubernetes API failed.
     #[error("{what}: {source}")]
     Kube {
