@@ -516,8 +516,8 @@ fn hide_var_values(message: &mut String, vars: &BTreeMap<String, String>) {
 }
 
 /// Under `restricted`, warns for each service that names no numeric user: the Pod runs as
-/// non-root, so an image whose user is root does not start (the kubelet refuses it), which
-/// no render can see.
+/// non-root, so an image whose user is root or a name does not start (the kubelet cannot
+/// verify a name is not root and refuses it), which no render can see.
 fn unknown_users(
     cx: &mut Ctx,
     pod: &k8s_openapi::api::core::v1::PodSpec,
@@ -527,16 +527,19 @@ fn unknown_users(
     let pod_user = pod.security_context.as_ref().and_then(|p| p.run_as_user);
     for s in project.services.keys() {
         let container = names.container(s);
+        // A service others wait for runs as a native sidecar (an init container).
         let user = pod
-            .containers
+            .init_containers
             .iter()
+            .flatten()
+            .chain(&pod.containers)
             .find(|c| c.name == container)
             .and_then(|c| c.security_context.as_ref()?.run_as_user)
             .or(pod_user);
         if user.is_none() {
             cx.warn(
                 format!("{}.user", crate::compose::service_path(s)),
-                "not set: under spec.podSecurity: restricted the container must not run as root, so an image whose user is root will not start; give a numeric user (user: \"1000:1000\")".to_owned(),
+                "not set: under spec.podSecurity: restricted the kubelet starts the container only if its image's USER is a non-zero number (root or a user name such as git is refused); give a numeric user (user: \"1000:1000\")".to_owned(),
             );
         }
     }

@@ -547,9 +547,13 @@ pub const UNPRIVILEGED_ID: i64 = 65534;
 /// init container (`init-volume-subpaths`) runs as [`UNPRIVILEGED_ID`] in that group, so it
 /// creates the sub-directories without root.
 pub fn harden(spec: &mut PodSpec) {
+    // The services' containers, native sidecars (init containers) included.
     let fs_group = spec
-        .containers
+        .init_containers
         .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .filter(|c| c.name != super::SUBPATH_INIT_CONTAINER)
         .filter_map(|c| c.security_context.as_ref()?.run_as_group)
         .find(|g| *g > 0)
         .unwrap_or(UNPRIVILEGED_ID);

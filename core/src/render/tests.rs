@@ -2294,6 +2294,43 @@ fn restricted_fs_group_and_root(#[case] user: &str, #[case] want: Result<i64, &s
     }
 }
 
+/// A service others depend on runs as a native sidecar (an init container); under
+/// `restricted` its `user` counts like any service's: no "not set" warning for it, and its
+/// group is the fsGroup when it is the first non-root one (the nextcloud sample's redis).
+#[test]
+fn restricted_sidecar_users_count() {
+    let r = fx(
+        "services:
+  web:
+    image: x
+    user: '1000'
+    volumes: [default/sub:/srv]
+    depends_on: [cache]
+  cache:
+    image: redis
+    user: '999:999'
+volumes:
+  default: {}
+",
+        "  podSecurity: restricted",
+        "",
+    )
+    .ok();
+    let p = pod(&r);
+    assert!(
+        p["initContainers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|c| c["name"] == "cache")),
+        "cache is no sidecar here: {p}"
+    );
+    assert_eq!(p["securityContext"]["fsGroup"], json!(999));
+    let restricted: Vec<_> = warnings(&r)
+        .into_iter()
+        .filter(|w| w.contains("restricted"))
+        .collect();
+    assert!(restricted.is_empty(), "{restricted:?}");
+}
+
 /// Values given as `interpolation` (`render --var`) may be secrets: errors and warnings name the
 /// variable and show the text as written, never the value.
 #[test]
