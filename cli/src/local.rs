@@ -356,6 +356,10 @@ pub async fn start(
             _ => {
                 let mut a = vec![
                     format!("--metrics-listen={}", listen(s.controller_port)),
+                    // The local servers' one serving certificate (localhost), so the scraper's
+                    // token to /metrics travels over TLS here too.
+                    format!("--tls-cert-file={}", dir.join("tls.crt").display()),
+                    format!("--tls-private-key-file={}", dir.join("tls.key").display()),
                     format!("--kubeconfig={}", kc.display()),
                     "--lease-namespace=k4x-system".to_owned(),
                     // --local is for the local test cluster, whose Traefik (a kwok Pod) never
@@ -406,8 +410,7 @@ pub async fn start(
         std::fs::read(dir.join("ca.crt")).map_err(|e| io("reading", &dir.join("ca.crt"), &e))?;
     for (i, name) in SERVERS.iter().enumerate() {
         let port = [s.apiserver_port, s.webhook_port, s.controller_port][i];
-        let https = i < 2;
-        wait_ready(name, port, https, &ca, timeout, dir).await?;
+        wait_ready(name, port, &ca, timeout, dir).await?;
         let _ = writeln!(out, "{name} is ready (/readyz)");
     }
     Ok(())
@@ -416,25 +419,21 @@ pub async fn start(
 async fn wait_ready(
     name: &str,
     port: u16,
-    https: bool,
     ca_pem: &[u8],
     timeout: Duration,
     dir: &Path,
 ) -> Result<(), CliError> {
     use rustls_pki_types::pem::PemObject as _;
-    let scheme = if https { "https" } else { "http" };
-    let host = if https { "localhost" } else { "127.0.0.1" };
-    let url: http::Uri = format!("{scheme}://{host}:{port}")
+    // All three serve HTTPS with the local serving certificate (localhost).
+    let url: http::Uri = format!("https://localhost:{port}")
         .parse()
         .map_err(|e| CliError::Io(format!("{name}: bad URL: {e}")))?;
     let mut config = kube::Config::new(url);
-    if https {
-        let ders: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem)
-            .filter_map(Result::ok)
-            .map(|c| c.to_vec())
-            .collect();
-        config.root_cert = Some(ders);
-    }
+    let ders: Vec<Vec<u8>> = rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem)
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    config.root_cert = Some(ders);
     config.connect_timeout = Some(Duration::from_secs(2));
     config.read_timeout = Some(Duration::from_secs(5));
     let client = kube::Client::try_from(config)

@@ -1,9 +1,12 @@
-//! Plain-HTTP `/healthz`, `/livez`, `/readyz` and `/metrics`, answered by the shared
+//! `/healthz`, `/livez`, `/readyz` and `/metrics` over HTTPS, answered by the shared
 //! [`kompox_serve::Health`] and [`kompox_serve::Metrics`] helpers and served by the shared
-//! accept loop ([`kompox_serve::Server`] with [`Transport::Plain`]). The controller has no
-//! client-facing API, so the endpoint is plain HTTP on a loopback (or pod) address. The
-//! probes are open; `/metrics` needs a bearer token whose user may `get /metrics`
-//! ([`Reviewer::metrics_access`]: TokenReview + SubjectAccessReview).
+//! accept loop ([`kompox_serve::Server`] with [`Transport::Tls`]). The probes are open;
+//! `/metrics` needs a bearer token whose user may `get /metrics`
+//! ([`Reviewer::metrics_access`]: TokenReview + SubjectAccessReview), and that token must not
+//! cross the Pod network in clear text, so the endpoint speaks TLS only: with the certificate
+//! files given (`--tls-cert-file`, re-read when they change), else with a certificate made
+//! at start ([`self_signed`]), as controller-runtime's metrics server does (kubelet probes
+//! and a scraper with `insecure_skip_verify` accept it; pin one with the files).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +16,37 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use kompox_cluster::access::Reviewer;
-use kompox_serve::{Health, Metrics, RequestBody, ServeOptions, Server, Transport, text};
+use kompox_serve::{
+    Health, Metrics, ReloadableTls, RequestBody, ServeOptions, Server, TlsSource, Transport, text,
+};
 use tokio::net::TcpListener;
+
+/// How often certificate files are checked for a change.
+pub const TLS_FILE_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The DNS names of the certificate [`self_signed`] makes: the install's metrics Service
+/// and `localhost` (and the IP 127.0.0.1).
+pub const SELF_SIGNED_NAMES: [&str; 2] = ["kompox-controller-metrics.k4x-system.svc", "localhost"];
+
+/// A serving certificate for the endpoint signed by a CA made for it and then forgotten
+/// (valid a year; a new one at every start), for when no certificate files are given.
+///
+/// # Errors
+///
+/// When key generation or signing fails.
+pub fn self_signed() -> kompox_serve::Result<TlsSource> {
+    let ca = kompox_serve::generate_ca("kompox-controller-metrics-ca")?;
+    let leaf = kompox_serve::issue_serving_cert(
+        &ca,
+        &SELF_SIGNED_NAMES,
+        &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+        365,
+    )?;
+    Ok(TlsSource::Pem {
+        cert: format!("{}{}", leaf.cert_pem, ca.cert_pem()),
+        key: leaf.key_pem,
+    })
+}
 
 /// The response for one request: the probes from `health`, `/metrics` from `metrics` once
 /// `reviewer` allows the request's bearer token.
@@ -51,17 +83,18 @@ fn route(path: &str) -> &'static str {
     }
 }
 
-/// Serves the endpoints on `listener` with [`kompox_serve::Server`] over plain HTTP until
+/// Serves the endpoints on `listener` with [`kompox_serve::Server`] over TLS with `tls` until
 /// `shutdown` completes; open connections get a second to finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: ReloadableTls,
     options: ServeOptions,
     health: Health,
     metrics: Metrics,
     reviewer: Arc<Reviewer>,
     shutdown: impl Future<Output = ()>,
 ) {
-    Server::new(listener, Transport::Plain)
+    Server::new(listener, Transport::Tls(tls))
         .with_options(options.shutdown_grace(Duration::from_secs(1)))
         .serve(
             move |req: Request<RequestBody>, _conn| {
@@ -94,14 +127,40 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    /// One HTTP/1.1 GET over a fresh connection; the raw response.
-    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    /// One HTTP/1.1 GET over a fresh TLS connection to `name`, trusting only `ca_pem`; the
+    /// raw response.
+    async fn get(addr: std::net::SocketAddr, ca_pem: &str, name: &str, path: &str) -> String {
+        use rustls_pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config =
+            rustls::ClientConfig::builder_with_provider(kompox_serve::tls::crypto_provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let server_name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut s = connector.connect(server_name, tcp).await.unwrap();
         let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+        let mut out = Vec::new();
+        // A server closing without close_notify is an error to rustls; the bytes are there.
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The CA of a [`self_signed`] source: the chain's last certificate.
+    fn ca_of(source: &TlsSource) -> String {
+        let TlsSource::Pem { cert, .. } = source else {
+            panic!("not PEM")
+        };
+        let end = "-----END CERTIFICATE-----\n";
+        let first = cert.find(end).unwrap() + end.len();
+        cert[first..].to_owned()
     }
 
     /// A reviewer whose reviews all fail (nothing listens on port 9).
@@ -116,13 +175,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_probes_and_metrics_over_plain_http_until_shutdown() {
+    async fn serves_probes_and_metrics_over_tls_until_shutdown() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (health, metrics) = (Health::new(), Metrics::new("t"));
+        let source = self_signed().unwrap();
+        let ca = ca_of(&source);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(
             listener,
+            source.load().unwrap(),
             ServeOptions::default(),
             health.clone(),
             metrics.clone(),
@@ -132,19 +194,33 @@ mod tests {
             },
         ));
         let limit = Duration::from_secs(10);
-        let readyz = tokio::time::timeout(limit, get(addr, "/readyz"))
+        let readyz = tokio::time::timeout(limit, get(addr, &ca, "localhost", "/readyz"))
             .await
             .unwrap();
         assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
         health.set_ready(true);
-        let readyz = tokio::time::timeout(limit, get(addr, "/readyz"))
+        let readyz = tokio::time::timeout(limit, get(addr, &ca, SELF_SIGNED_NAMES[0], "/readyz"))
             .await
             .unwrap();
         assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
-        let m = tokio::time::timeout(limit, get(addr, "/metrics"))
+        let m = tokio::time::timeout(limit, get(addr, &ca, "127.0.0.1", "/metrics"))
             .await
             .unwrap();
         assert!(m.starts_with("HTTP/1.1 401"), "{m}");
+        // Plain HTTP gets no answer: the token of a scraper never travels in clear text.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(limit, plain.read_to_end(&mut out))
+            .await
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out).contains("HTTP/1.1"),
+            "{out:?}"
+        );
         let m = metrics.encode().unwrap();
         assert!(
             m.contains(r#"t_http_requests_total{route="/readyz",method="GET",code="503"} 1"#),

@@ -95,8 +95,11 @@ pub const FIELD_MANAGER: &str = "kompox-controller";
 pub struct Config {
     /// Kubeconfig file; `None` infers (in-cluster, then `$KUBECONFIG`/`~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
-    /// Address of the plain-HTTP `/healthz` `/readyz` `/metrics` endpoint.
+    /// Address of the HTTPS `/healthz` `/readyz` `/metrics` endpoint.
     pub metrics_listen: SocketAddr,
+    /// The endpoint's serving certificate: files (re-read when they change), or PEM in
+    /// memory ([`http::self_signed`] when no files are given).
+    pub metrics_tls: kompox_serve::TlsSource,
     /// Which namespaces to watch.
     pub namespaces: NamespaceScope,
     /// Leader election; `None` runs the controllers at once (tests, single replica).
@@ -143,6 +146,10 @@ pub async fn run(
     let client = client(&config).await?;
     let metrics = ControllerMetrics::new();
     let health = Health::new();
+    let tls = config
+        .metrics_tls
+        .load()
+        .map_err(|e| Error::Config(format!("the metrics endpoint's certificate: {e}")))?;
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .map_err(|source| Error::Io {
@@ -159,8 +166,12 @@ pub async fn run(
             trigger.trigger();
         });
     }
+    if let Some(reloader) = config.metrics_tls.reloader(&tls) {
+        tokio::spawn(reloader.run(http::TLS_FILE_POLL_INTERVAL, stop.clone().wait()));
+    }
     let http = tokio::spawn(http::serve(
         listener,
+        tls,
         config.serve.clone(),
         health.clone(),
         metrics.registry().clone(),

@@ -14,9 +14,18 @@ struct Args {
     /// Kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Address of the plain-HTTP /healthz /readyz /metrics endpoint.
+    /// Address of the HTTPS /healthz /readyz /metrics endpoint.
     #[arg(long, default_value = "127.0.0.1:8080")]
     metrics_listen: SocketAddr,
+    /// Serving certificate of the endpoint (PEM, leaf first); re-read when it changes. Without
+    /// it the controller makes a certificate at start for
+    /// kompox-controller-metrics.k4x-system.svc, localhost and 127.0.0.1, signed by a CA it
+    /// does not keep.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Private key of --tls-cert-file (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
     /// Watch only this namespace.
     #[arg(long, conflicts_with = "namespace_selector")]
     namespace: Option<String>,
@@ -81,6 +90,15 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     if args.lease_grace_secs == 0 || args.lease_grace_secs >= args.lease_duration_secs {
         bail!("--lease-grace-secs must be > 0 and < --lease-duration-secs");
     }
+    let metrics_tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => kompox_serve::TlsSource::Files(kompox_serve::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        }),
+        _ => kompox_controller::http::self_signed()
+            .context("making the metrics endpoint's certificate")?,
+    };
     let instance = instance_name();
     let path = &args.hash_key_file;
     let material = std::fs::read(path)
@@ -96,6 +114,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
             .clone()
             .filter(|p| !p.as_os_str().is_empty()),
         metrics_listen: args.metrics_listen,
+        metrics_tls,
         serve: args.serve.options(),
         namespaces,
         leader_election: args.leader_elect.then(|| LeaseConfig {

@@ -31,7 +31,7 @@ use anyhow::{Context, Result, bail, ensure};
 use kompox_core::api::KompoxDisk;
 use kube::Client;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::{
@@ -48,6 +48,86 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The serving certificate every controller of this test process gets for its HTTPS
+/// endpoint, issued by a CA made for the process: (CA PEM, certificate file, key file).
+pub struct MetricsTls {
+    /// The CA to trust.
+    pub ca_pem: String,
+    /// Certificate chain (leaf for `localhost` and 127.0.0.1), PEM.
+    pub cert_pem: String,
+    /// Its key, PEM.
+    pub key_pem: String,
+    /// `cert_pem` in a file.
+    pub cert_file: PathBuf,
+    /// `key_pem` in a file.
+    pub key_file: PathBuf,
+}
+
+/// [`MetricsTls`], made once per process (files named by the process id, so parallel test
+/// binaries do not overwrite each other's).
+pub fn metrics_tls() -> Result<&'static MetricsTls> {
+    static TLS: OnceLock<std::result::Result<MetricsTls, String>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let make = || -> Result<MetricsTls> {
+            let ca = kompox_serve::generate_ca("e2e-controller-metrics-ca")?;
+            let leaf = kompox_serve::issue_serving_cert(
+                &ca,
+                &["localhost"],
+                &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
+                1,
+            )?;
+            let dir = target_dir().join("e2e-logs");
+            std::fs::create_dir_all(&dir)?;
+            let pid = std::process::id();
+            let cert_file = dir.join(format!("controller-{pid}.crt"));
+            let key_file = dir.join(format!("controller-{pid}.key"));
+            std::fs::write(&cert_file, &leaf.cert_pem)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&key_file)?;
+            std::io::Write::write_all(&mut f, leaf.key_pem.as_bytes())?;
+            Ok(MetricsTls {
+                ca_pem: ca.cert_pem().to_owned(),
+                cert_pem: leaf.cert_pem,
+                key_pem: leaf.key_pem,
+                cert_file,
+                key_file,
+            })
+        };
+        make().map_err(|e| format!("{e:#}"))
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("making the controller's certificate: {e}"))
+}
+
+/// GETs `path` over HTTPS from a controller at `addr` (trusting [`metrics_tls`]'s CA), with
+/// an optional bearer token: (status code, body).
+pub async fn https_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, String)> {
+    let tls = metrics_tls()?;
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    let (code, body) = crate::apiserver::https_request(
+        (addr, tls.ca_pem.as_str(), "localhost"),
+        None,
+        http::Method::GET,
+        path,
+        &headers,
+        b"",
+    )
+    .await?;
+    Ok((code.as_u16(), String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Builds `kompox-controller` (once per process) and returns the binary's path.
@@ -187,6 +267,10 @@ async fn spawn(opts: &Options, start: u32) -> Result<(Child, ChildStdin, u16, Pa
         .arg(&opts.namespace)
         .arg("--metrics-listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--tls-cert-file")
+        .arg(&metrics_tls()?.cert_file)
+        .arg("--tls-private-key-file")
+        .arg(&metrics_tls()?.key_file)
         .arg("--exit-on-stdin-close")
         // The kwok cluster's Traefik never runs, so nothing reports Ingress status.
         .arg("--ingress-admitted-by=existence")
@@ -290,28 +374,12 @@ impl ControllerProcess {
 
     /// [`Self::get`] with `Authorization: Bearer <token>`.
     pub async fn get_as(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
-                .as_bytes(),
+        https_get(
+            (std::net::Ipv4Addr::LOCALHOST, self.port).into(),
+            path,
+            token,
         )
-        .await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .context("malformed HTTP response")?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((code, body))
+        .await
     }
 
     /// Waits until `/readyz` answers 200.

@@ -6,9 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kompox_controller::{Config, NamespaceScope};
 use kompox_core::api::condition::{self, types};
@@ -121,6 +118,13 @@ impl InProcessController {
         let config = Config {
             kubeconfig: Some(kubeconfig),
             metrics_listen: addr,
+            metrics_tls: {
+                let tls = crate::controller::metrics_tls()?;
+                kompox_serve::TlsSource::Pem {
+                    cert: tls.cert_pem.clone(),
+                    key: tls.key_pem.clone(),
+                }
+            },
             namespaces: scope,
             leader_election: None,
             instance: format!("e2e-{:08x}", rand::random::<u32>()),
@@ -156,18 +160,7 @@ impl InProcessController {
 
     /// [`Self::get`] with `Authorization: Bearer <token>`.
     pub async fn get_as(&self, path: &str, token: Option<&str>) -> Result<(u16, String)> {
-        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        tokio::spawn(conn);
-        let mut req = http::Request::get(path).header("host", "localhost");
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = req.body(Empty::<Bytes>::new())?;
-        let resp = sender.send_request(req).await?;
-        let code = resp.status().as_u16();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok((code, String::from_utf8_lossy(&body).into_owned()))
+        crate::controller::https_get(self.addr, path, token).await
     }
 
     /// The value of the unlabelled metric `name` (e.g. `kompox_controller_scope_namespaces`).
