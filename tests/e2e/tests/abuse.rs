@@ -23,8 +23,17 @@
 //! - Connections have deadlines: a body sent one byte per second to `/mutate` gets 408 and a
 //!   closed connection within the body read timeout; an idle HTTP/2 connection is closed.
 //!
-//! `rendered` holding no `sha256sum` of a Secret value is asserted by the apiserver suite
-//! (`assert_no_secret`).
+//! - `/metrics` under a flood of 200 distinct junk tokens: 401 or 429 only, a 17 KiB token
+//!   refused unread, the scraper served from the cache meanwhile; the controller's endpoint
+//!   answers only TLS.
+//! - HEAD over HTTP/2 is answered; a UTF-8 user name (a client certificate with CN
+//!   `ユーザー`) is served by the aggregated API server through kube-apiserver.
+//!
+//! Elsewhere: `rendered` holding no `sha256sum` of a Secret value and `?validate=true` sent
+//! only for objects the caller may write are asserted by the apiserver suite
+//! (`assert_no_secret`, `the_servers_identity_cannot_reach_beyond_its_rights`); `render --var`
+//! errors quoting no value by the core unit tests (`var_values_are_never_quoted_in_errors`);
+//! the local servers running as their own ServiceAccounts by every `with_local_install` e2e.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -623,4 +632,205 @@ async fn slow_bodies_and_idle_connections_are_cut_off() -> Result<()> {
         "closed after {took:?}"
     );
     server.stop().await
+}
+
+/// `/metrics` is reachable by anyone who reaches the port, so what a stranger's tokens cost is
+/// bounded: a flood of distinct junk tokens gets 401 (reviewed, not authenticated) or 429 (no
+/// turn for a TokenReview within a second), a token over 16 KiB is refused unread, and the
+/// scraper, whose token's answer is cached, is served throughout. The controller's endpoint
+/// speaks only TLS: a plain-HTTP request carrying a token gets no HTTP answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_token_floods_are_bounded_and_metrics_travel_over_tls_only() -> Result<()> {
+    let client = admin_client().await?;
+    let server = webhook(&client, None).await?;
+    let ca = server.ca.cert_pem().to_owned();
+    let target = (server.addr, ca.as_str(), "localhost");
+    let reader = format!("Bearer {}", metrics_tokens().await?.reader);
+    let scrape = [("authorization", reader.as_str())];
+    let (code, _) = https_request(target, None, Method::GET, "/metrics", &scrape, b"").await?;
+    ensure!(code == StatusCode::OK, "/metrics before the flood: {code}");
+
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let ca = ca.clone();
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let junk = format!("Bearer junk-{i}-{}", rand::random::<u64>());
+                let auth = [("authorization", junk.as_str())];
+                https_request(
+                    (addr, ca.as_str(), "localhost"),
+                    None,
+                    Method::GET,
+                    "/metrics",
+                    &auth,
+                    b"",
+                )
+                .await
+                .map(|(code, _)| code)
+            })
+        })
+        .collect();
+    // The scraper, while the flood is in flight: answered from the cache, at once.
+    let start = Instant::now();
+    let (code, _) = https_request(target, None, Method::GET, "/metrics", &scrape, b"").await?;
+    let took = start.elapsed();
+    ensure!(code == StatusCode::OK, "/metrics during the flood: {code}");
+    ensure!(took < Duration::from_secs(2), "the scraper waited {took:?}");
+    let mut counts = std::collections::BTreeMap::<u16, usize>::new();
+    for f in flood {
+        *counts.entry(f.await??.as_u16()).or_default() += 1;
+    }
+    println!("200 distinct junk tokens: {counts:?}; the scraper answered in {took:?}");
+    ensure!(
+        counts.keys().all(|c| [401, 429].contains(c)),
+        "junk tokens got {counts:?}"
+    );
+    let huge = format!("Bearer {}", "x".repeat(17 * 1024));
+    let (code, _) = https_request(
+        target,
+        None,
+        Method::GET,
+        "/metrics",
+        &[("authorization", huge.as_str())],
+        b"",
+    )
+    .await?;
+    ensure!(code == StatusCode::UNAUTHORIZED, "a 17 KiB token: {code}");
+    server.stop().await?;
+
+    // The controller: HTTPS only.
+    let ns = TestNamespace::create(&client, "abuse-ctl-tls", &[]).await?;
+    let ctl = kompox_e2e::storage::InProcessController::start(
+        kompox_controller::NamespaceScope::One(ns.name.clone()),
+    )
+    .await?;
+    let (code, _) = ctl.get("/readyz").await?;
+    ensure!(code == 200, "controller /readyz over TLS: {code}");
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut plain = tokio::net::TcpStream::connect(ctl.addr).await?;
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n")
+        .await?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut out)).await;
+    ensure!(
+        !String::from_utf8_lossy(&out).contains("HTTP/1.1"),
+        "plain HTTP got an answer: {}",
+        String::from_utf8_lossy(&out)
+    );
+    ctl.stop().await?;
+    ns.cleanup().await
+}
+
+/// HEAD over HTTP/2 is answered like GET without a body (it used to be a PROTOCOL_ERROR), and a
+/// user whose name is not ASCII (kube-apiserver allows UTF-8 names and forwards them in
+/// `X-Remote-User`) is served by the aggregated API server like anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_over_http2_and_utf8_user_names_are_served() -> Result<()> {
+    let client = admin_client().await?;
+    let server = webhook(&client, None).await?;
+    let tls = tls_connect(
+        (server.addr, server.ca.cert_pem(), "localhost"),
+        None,
+        b"h2",
+    )
+    .await?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await?;
+    tokio::spawn(conn);
+    for path in ["/healthz", "/readyz"] {
+        let req = http::Request::builder()
+            .method(Method::HEAD)
+            .uri(format!("https://localhost{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        ensure!(
+            resp.status() == StatusCode::OK && resp.version() == http::Version::HTTP_2,
+            "HEAD {path} over h2: {:?} {}",
+            resp.version(),
+            resp.status()
+        );
+    }
+    server.stop().await?;
+
+    // A user "ユーザー" (client certificate of the cluster's CA) allowed to read `rendered`.
+    kompox_e2e::apiserver::shared().await?;
+    let ns = TestNamespace::create(&client, "abuse-utf8", &[]).await?;
+    put_compose(
+        &client,
+        &ns.name,
+        "u-compose",
+        "services: {web: {image: nginx}}\n",
+    )
+    .await?;
+    apply(&client, &ns.name, &small_app("u", "u-compose")).await?;
+    let user = "ユーザー";
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "utf8-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "utf8-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))?;
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "metadata": {"name": "utf8-reader"},
+        "rules": [{"apiGroups": ["subresources.k8s.kompox.dev"], "resources": ["kompoxapps/rendered"], "verbs": ["get"]}],
+    }))?;
+    let pp = kube::api::PostParams::default();
+    kube::Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), &ns.name)
+        .create(&pp, &role)
+        .await?;
+    kube::Api::<RoleBinding>::namespaced(client.clone(), &ns.name)
+        .create(&pp, &binding)
+        .await?;
+    let as_user = client_with_cert_cn(user).await?;
+    let path = format!("{BASE}/namespaces/{}/kompoxapps/u/rendered", ns.name);
+    wait_until(
+        "rendered as the UTF-8 user",
+        Duration::from_secs(30),
+        || async {
+            let (code, _) = raw(&as_user, Method::GET, &path, &[], vec![]).await?;
+            Ok(code == StatusCode::OK)
+        },
+    )
+    .await?;
+    let (code, body) = raw(&as_user, Method::GET, &path, &[], vec![]).await?;
+    ensure!(
+        code == StatusCode::OK && String::from_utf8_lossy(&body).contains("Deployment"),
+        "{code} {}",
+        String::from_utf8_lossy(&body)
+    );
+    ns.cleanup().await
+}
+
+/// A client of the local cluster authenticated by a client certificate with CN `cn`, issued by
+/// the cluster's CA (kube-apiserver's `--client-ca-file`).
+async fn client_with_cert_cn(cn: &str) -> Result<kube::Client> {
+    use base64::Engine as _;
+    let pki = cluster()
+        .admin_kubeconfig
+        .parent()
+        .context("admin kubeconfig without a directory")?
+        .join("pki");
+    let ca = kompox_serve::CertifiedCa::from_pem(
+        &std::fs::read_to_string(pki.join("ca.crt"))?,
+        &std::fs::read_to_string(pki.join("ca.key"))?,
+    )?;
+    let leaf = kompox_serve::issue_client_cert(&ca, cn, &[] as &[&str], 1)?;
+    let mut kc = kube::config::Kubeconfig::read_from(&cluster().admin_kubeconfig)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for named in &mut kc.auth_infos {
+        if let Some(info) = named.auth_info.as_mut() {
+            *info = kube::config::AuthInfo {
+                client_certificate_data: Some(b64.encode(&leaf.cert_pem)),
+                client_key_data: Some(b64.encode(&leaf.key_pem).into()),
+                ..kube::config::AuthInfo::default()
+            };
+        }
+    }
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
 }
