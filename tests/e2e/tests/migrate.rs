@@ -538,9 +538,9 @@ fn step_seconds(stdout: &str) -> BTreeMap<String, f64> {
 async fn bench(a: &LocalInstall) -> Result<()> {
     const MIB: usize = 1 << 20;
     println!(
-        "| data | downtime (s) | snapshot+import+restore (s) | verify (s) | copy MiB/s | cp MiB/s | copy/cp |"
+        "| data | downtime (s) | snapshot+import+restore (s) | of which snapshot / import / restore (s) | verify (s) | copy MiB/s | cp MiB/s | copy/cp |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (label, size) in [("10 MiB", 10 * MIB), ("1 GiB", 1024 * MIB)] {
         let project = a.dir.join(APP);
         std::fs::create_dir_all(&project)?;
@@ -590,7 +590,10 @@ async fn bench(a: &LocalInstall) -> Result<()> {
         let mib = (size / MIB) as f64;
         let (copy_rate, cp_rate) = (mib / copy, mib / cp_secs);
         println!(
-            "| {label} | {downtime:.2} | {copy:.2} | {:.2} | {copy_rate:.0} | {cp_rate:.0} | {:.0} % |",
+            "| {label} | {downtime:.2} | {copy:.2} | {:.2} / {:.2} / {:.2} | {:.2} | {copy_rate:.0} | {cp_rate:.0} | {:.0} % |",
+            get("Snapshotted"),
+            get("Imported"),
+            get("Restored"),
             get("Verified"),
             100.0 * copy_rate / cp_rate
         );
@@ -764,6 +767,7 @@ async fn errors_with_target(
         migrate(a, ns, &["--timeout", "20s"]).await?
     };
     ensure!(run.code == 1, "a failed snapshot: want exit 1: {run:?}");
+    a.step(&format!("a failed snapshot; the CLI said:\n{}", run.stderr));
     let app = format!("{ns}/{APP}");
     for want in [
         format!("migrate {app}: step Snapshotted (snapshot every disk of the source app) failed"),
