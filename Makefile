@@ -41,6 +41,12 @@ fmt-check:
 lint: fmt-check ## cargo fmt --check and clippy -D warnings.
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: soak
+soak: ## Never-panic soak, outside CI: 100,000 cases each (KOMPOX_SOAK_CASES) of .env texts, AdmissionReviews and compose projects (docs/performance.md).
+	$(CARGO) test -p kompox-core --lib dotenv_soak -- --ignored --nocapture
+	$(CARGO) test -p kompox-webhook --lib -- --ignored --nocapture corrupted_reviews_soak review_decode_soak
+	$(CARGO) test -p kompox-core --release --lib generated_projects_soak -- --ignored --nocapture
+
 .PHONY: test
 # KOMPOX_REQUIRE_ORACLE: `up` built the compose oracle (hack/build-tools.sh), so the differential
 # test cli/tests/compose_oracle.rs must find it rather than skip.

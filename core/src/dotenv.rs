@@ -111,7 +111,19 @@ pub fn parse_dotenv_into(
             }
             continue;
         }
-        let value = p.value(line, &key, vars, lookup)?;
+        // A statement that does not start its line follows a closing quote (`A='x'B=…`):
+        // its "key" may be the rest of a value whose quotes went wrong, so errors do not
+        // quote it.
+        let starts_line = src.get(..stmt).is_none_or(|before| {
+            before.trim_end_matches(is_space).ends_with('\n')
+                || before.trim_end_matches(is_space).is_empty()
+        });
+        let named = if starts_line {
+            key.as_str()
+        } else {
+            "the text after a closing quote"
+        };
+        let value = p.value(line, named, vars, lookup)?;
         if !key.is_empty() {
             vars.insert(key, value);
         }
@@ -570,6 +582,17 @@ mod tests {
                 "required",
                 "PW=${NOPE:?secret hint}",
                 interp(1, "PW", "required variable NOPE is missing a value"),
+            ),
+            // Quotes gone wrong: after the closing quote, the rest of the value reads as a
+            // statement whose "key" is value text (found by the soak run).
+            (
+                "after a closing quote",
+                "V1='secret-a\nV1='secret:${'",
+                interp(
+                    2,
+                    "the text after a closing quote",
+                    &crate::compose::interpolate::InterpolationError::Invalid.to_string(),
+                ),
             ),
         ];
         for (name, input, want) in cases {

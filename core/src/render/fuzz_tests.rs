@@ -883,10 +883,11 @@ fn generated_projects_never_panic_and_render_well_formed() {
     );
 }
 
-#[test]
-fn dotenv_contents_parse_without_panic_nor_quoting_values() {
+/// `.env` texts: well-formed lines, or fragments of them mixed with any characters, line
+/// ends, quotes, NUL, `#` and `=`.
+fn dotenv_texts() -> impl proptest::strategy::Strategy<Value = String> {
     use proptest::prelude::*;
-    let text = prop_oneof![
+    prop_oneof![
         3 => proptest::collection::vec(props::dotenv_line(), 0..12).prop_map(|l| l.join("\n")),
         1 => proptest::collection::vec(
             prop_oneof![
@@ -898,12 +899,16 @@ fn dotenv_contents_parse_without_panic_nor_quoting_values() {
             0..24,
         )
         .prop_map(|parts| parts.concat()),
-    ];
-    let mut runner = props::runner(1_000, true);
-    let result = runner.run(&text, |text| {
+    ]
+}
+
+/// Parses `cases` texts of [`dotenv_texts`]: no panic, and no error quotes a value.
+fn dotenv_never_panics_nor_quotes(cases: u32, deterministic: bool) {
+    let mut runner = props::runner(cases, deterministic);
+    let result = runner.run(&dotenv_texts(), |text| {
         if let Err(e) = props::dotenv(&text) {
             let m = e.to_string();
-            prop_assert!(
+            proptest::prop_assert!(
                 !m.contains(props::MARK),
                 "a dotenv error quotes a value: {m}"
             );
@@ -913,6 +918,25 @@ fn dotenv_contents_parse_without_panic_nor_quoting_values() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+#[test]
+fn dotenv_contents_parse_without_panic_nor_quoting_values() {
+    dotenv_never_panics_nor_quotes(1_000, true);
+}
+
+/// The dotenv soak run: `KOMPOX_SOAK_CASES` (default 100,000) texts from a random seed.
+/// `cargo test -p kompox-core --lib dotenv_soak -- --ignored --nocapture`
+#[test]
+#[ignore = "soak: run by hand or with `make soak` (docs/performance.md)"]
+fn dotenv_soak() {
+    let cases = std::env::var("KOMPOX_SOAK_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let start = std::time::Instant::now();
+    dotenv_never_panics_nor_quotes(cases, false);
+    eprintln!("{cases} generated .env texts in {:.1?}", start.elapsed());
 }
 
 #[test]
