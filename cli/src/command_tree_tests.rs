@@ -94,6 +94,9 @@ fn every_cluster_command_takes_the_connection_flags() {
 #[case::snapshot_create(&["snapshot", "create"], &["namespace", "wait"])]
 #[case::apply(&["apply"], &["file", "dry-run", "field-manager", "force-conflicts", "wait"])]
 #[case::version(&["version"], &["client", "output"])]
+#[case::secret_env_set(&["secret", "env", "set"], &["namespace", "service", "env-file", "from-literal", "replace"])]
+#[case::secret_env_unset(&["secret", "env", "unset"], &["namespace", "service"])]
+#[case::secret_pull_set(&["secret", "pull", "set"], &["namespace", "docker-config"])]
 fn takes(#[case] path: &[&str], #[case] longs: &[&str]) {
     let root = Cli::command();
     let cmd = find(&root, path).unwrap_or_else(|| panic!("no command {path:?}"));
@@ -118,6 +121,10 @@ fn takes(#[case] path: &[&str], #[case] longs: &[&str]) {
 #[case::dry_run_bare(&["apply", "-f", "c.yml", "--dry-run"], None)]
 #[case::dry_run_server(&["apply", "-f", "c.yml", "--dry-run=server"], None)]
 #[case::dry_run_unknown(&["apply", "-f", "c.yml", "--dry-run=maybe"], Some("--dry-run"))]
+#[case::secret_env_file(&["secret", "env", "set", "web", "-S", "db", "-f", "db.env"], None)]
+#[case::secret_env_literals(&["secret", "env", "set", "web", "--from-literal", "A=1", "--from-literal", "B=2"], None)]
+#[case::secret_env_unset_keys(&["secret", "env", "unset", "web", "-S", "db", "A", "B"], None)]
+#[case::secret_pull_needs_config(&["secret", "pull", "set", "web"], Some("--docker-config"))]
 #[case::completion_shell(&["completion", "zsh"], None)]
 #[case::completion_unknown(&["completion", "tcsh"], Some("tcsh"))]
 fn command_lines(#[case] args: &[&str], #[case] refused: Option<&str>) {

@@ -53,27 +53,15 @@ pub struct Plan {
     pub secrets: BTreeSet<String>,
 }
 
-/// The ConfigMaps and Secrets `app` reads: the compose ConfigMap, `spec.compose.envFrom`,
-/// `spec.files.mounts`.
+/// The ConfigMaps and Secrets `app` reads: the compose ConfigMap, the render's sources
+/// (`spec.compose.envFrom`, `spec.envOverrides`, `spec.files.mounts`) and
+/// `spec.imagePullSecrets`.
 fn inputs(app: &KompoxApp) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut cms = BTreeSet::from([app.spec.compose.config_map_ref.name.clone()]);
-    let mut secrets = BTreeSet::new();
-    for e in &app.spec.compose.env_from {
-        if let Some(r) = &e.config_map_ref {
-            cms.insert(r.name.clone());
-        }
-        if let Some(r) = &e.secret_ref {
-            secrets.insert(r.name.clone());
-        }
-    }
-    for m in app.spec.files.iter().flat_map(|f| &f.mounts) {
-        if let Some(r) = &m.config_map_ref {
-            cms.insert(r.name.clone());
-        }
-        if let Some(r) = &m.secret_ref {
-            secrets.insert(r.name.clone());
-        }
-    }
+    let refs = kompox_core::render::referenced_sources(app);
+    let mut cms = refs.config_maps;
+    cms.insert(app.spec.compose.config_map_ref.name.clone());
+    let mut secrets = refs.secrets;
+    secrets.extend(app.spec.image_pull_secrets.iter().map(|r| r.name.clone()));
     (cms, secrets)
 }
 

@@ -123,6 +123,13 @@ pub fn namespace(args: &KubeArgs, explicit: Option<&str>) -> Result<String, CliE
     Ok(context_namespace(&kubeconfig(args)?).unwrap_or_else(|| "default".to_owned()))
 }
 
+/// The namespace the kubeconfig's context (`--context`, else the current one) names, if any
+/// (an unreadable kubeconfig names none: connecting reports it).
+#[must_use]
+pub fn context_namespace_of(args: &KubeArgs) -> Option<String> {
+    kubeconfig(args).ok().as_ref().and_then(context_namespace)
+}
+
 /// The namespace of the kubeconfig's current context, if it names one.
 fn context_namespace(kc: &Kubeconfig) -> Option<String> {
     let current = kc.current_context.as_deref()?;

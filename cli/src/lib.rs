@@ -9,6 +9,7 @@
 //!   findings;
 //! - [`rendered`], [`status`], [`diff`], [`delete`]: an app's server-rendered objects, its
 //!   state, what differs from the live objects; deleting it;
+//! - [`secret`]: per-service environment overrides and image pull credentials;
 //! - [`disk`], [`snapshot`]: KompoxDisks and KompoxSnapshots;
 //! - [`migrate`]: an app and its data to another cluster;
 //! - [`version`]: `version` and `completion`.
@@ -48,6 +49,7 @@ pub mod port_forward;
 pub mod project;
 pub mod render;
 pub mod rendered;
+pub mod secret;
 pub mod snapshot;
 pub mod state;
 pub mod status;
@@ -104,6 +106,10 @@ pub enum Command {
     Suspend(suspend::SuspendArgs),
     /// Run a suspended app again; waits until it is Ready.
     Resume(suspend::SuspendArgs),
+    /// An app's secrets outside the compose file: per-service environment overrides
+    /// (`secret env`) and image pull credentials (`secret pull`); values are never printed.
+    #[command(subcommand)]
+    Secret(secret::SecretCmd),
     /// Manage KompoxDisks.
     #[command(subcommand)]
     Disk(disk::DiskCmd),
@@ -213,6 +219,7 @@ async fn run_cluster(
         Command::Resume(a) => suspend::run(&a, false, out).await,
         Command::Exec(a) => exec::run(&a, out, err).await,
         Command::PortForward(a) => port_forward::run(&a, out).await,
+        Command::Secret(c) => secret::run(&c, out).await,
         Command::Disk(c) => disk::run(&c, out, err).await,
         Command::Snapshot(c) => snapshot::run(&c, out).await,
         Command::Migrate(a) => migrate::run(&a, out).await,

@@ -24,7 +24,8 @@ pub struct LogsArgs {
     pub kube: crate::kubectx::KubeArgs,
     /// The KompoxApp's name.
     pub app: String,
-    /// Its namespace (default: from .kompox/state.json next to --file, else searched).
+    /// Its namespace (default: from .kompox/state.json next to --file or in this directory,
+    /// else the context's namespace when the app is there, else searched).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// The compose file whose .kompox/state.json records the namespace (no -f here: that is

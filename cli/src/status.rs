@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::CliError;
 use crate::kubectx;
-use crate::output::{Output, name_of, ready_of, write_as};
+use crate::output::{Output, name_of, or_dash, ready_of, table, write_as};
 use crate::target::{AppRef, connect, get_in, list_in};
 
 /// Arguments of `status`.
@@ -163,58 +163,146 @@ fn summary(
             hosts.join(", ")
         }
     ));
-    w("Conditions:".into());
-    if st.conditions.is_empty() {
-        w("  (none reported: no KompoxApp controller has observed the app yet)".into());
-    }
-    for c in &st.conditions {
-        w(format!(
-            "  {:<12} {}  {}  {}",
-            c.type_, c.status, c.reason, c.message
-        ));
-    }
-    w("Disks:".into());
-    for d in disks {
-        let s = d.status.clone().unwrap_or_default();
-        let ready = ready_of(&s.conditions);
-        let att = s
-            .attached_to
-            .map(|a| format!("{}/{}", a.app, a.volume))
-            .unwrap_or_else(|| "-".into());
-        w(format!(
-            "  {:<16} size={} zone={} ready={ready} pv={} attachedTo={att}",
-            d.name_any(),
-            d.spec.size.0,
-            s.zone.or(d.spec.zone.clone()).unwrap_or_else(|| "-".into()),
-            s.pv_name.unwrap_or_else(|| "-".into())
-        ));
-    }
-    w("Workloads:".into());
-    for d in deps {
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let avail = d
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0);
-        w(format!(
-            "  Deployment {:<30} {avail}/{want} available",
-            d.name_any()
-        ));
-    }
-    w("Pods:".into());
-    for p in pods {
-        let phase = p
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
-        let node = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_else(|| "-".into());
-        w(format!("  {:<40} {phase:<9} node={node}", p.name_any()));
-    }
+    // Each section a table (columns padded to their widest cell), indented under its title.
+    let mut section = |title: &str, header: &[&str], rows: Vec<Vec<String>>, none: &str| {
+        w(format!("{title}:"));
+        if rows.is_empty() {
+            if !none.is_empty() {
+                w(format!("  {none}"));
+            }
+            return;
+        }
+        let mut all = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
+        all.extend(rows);
+        for l in table(&all).lines() {
+            w(format!("  {}", l.trim_end()));
+        }
+    };
+    section(
+        "Conditions",
+        &["TYPE", "STATUS", "REASON", "MESSAGE"],
+        st.conditions
+            .iter()
+            .map(|c| {
+                vec![
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                ]
+            })
+            .collect(),
+        "(none reported: no KompoxApp controller has observed the app yet)",
+    );
+    section(
+        "Disks",
+        &["NAME", "SIZE", "ZONE", "READY", "PV", "ATTACHED-TO"],
+        disks
+            .iter()
+            .map(|d| {
+                let s = d.status.clone().unwrap_or_default();
+                vec![
+                    d.name_any(),
+                    d.spec.size.0.clone(),
+                    or_dash(s.zone.or(d.spec.zone.clone())),
+                    ready_of(&s.conditions),
+                    or_dash(s.pv_name),
+                    or_dash(s.attached_to.map(|a| format!("{}/{}", a.app, a.volume))),
+                ]
+            })
+            .collect(),
+        "",
+    );
+    section(
+        "Workloads",
+        &["DEPLOYMENT", "AVAILABLE"],
+        deps.iter()
+            .map(|d| {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let avail = d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0);
+                vec![d.name_any(), format!("{avail}/{want}")]
+            })
+            .collect(),
+        "",
+    );
+    section(
+        "Pods",
+        &["NAME", "PHASE", "NODE"],
+        pods.iter()
+            .map(|p| {
+                vec![
+                    p.name_any(),
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.phase.clone())
+                        .unwrap_or_default(),
+                    or_dash(p.spec.as_ref().and_then(|s| s.node_name.clone())),
+                ]
+            })
+            .collect(),
+        "",
+    );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        }
+    }
+
+    /// Every row of the condition table starts its columns where the header's do, whatever
+    /// the widths of the type, status and reason.
+    #[test]
+    fn conditions_are_aligned_columns() {
+        let mut app = KompoxApp::new("web", kompox_core::api::KompoxAppSpec::default());
+        app.status = Some(kompox_core::api::KompoxAppStatus {
+            conditions: vec![
+                cond("Ready", "False", "Progressing", "waiting for 1 Pod"),
+                cond("DisksReady", "True", "AllBound", "1 disk"),
+                cond("Suspended", "Unknown", "X", "-"),
+            ],
+            ..Default::default()
+        });
+        let text = summary("ns", &app, &[], &[], &[]);
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "Conditions:")
+            .skip(1)
+            .take(4)
+            .collect();
+        assert!(lines[0].starts_with("  TYPE "), "{text}");
+        let starts = |l: &str, word: &str| l.find(word);
+        let col = |w: &str| starts(lines[0], w);
+        for (l, status, reason) in [
+            (lines[1], "False", "Progressing"),
+            (lines[2], "True", "AllBound"),
+            (lines[3], "Unknown", "X"),
+        ] {
+            assert_eq!(starts(l, status), col("STATUS"), "{text}");
+            assert_eq!(starts(l, reason), col("REASON"), "{text}");
+        }
+        let none = summary(
+            "ns",
+            &KompoxApp::new("web", Default::default()),
+            &[],
+            &[],
+            &[],
+        );
+        assert!(none.contains("Conditions:\n  (none reported"), "{none}");
+    }
 }

@@ -30,7 +30,8 @@ pub struct AppRef {
     pub kube: KubeArgs,
     /// The KompoxApp's name.
     pub app: String,
-    /// Its namespace (default: from .kompox/state.json next to -f, else searched).
+    /// Its namespace (default: from .kompox/state.json next to -f or in this directory, else
+    /// the context's namespace when the app is there, else searched).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
     /// The compose file whose .kompox/state.json records the namespace.
@@ -41,7 +42,15 @@ pub struct AppRef {
 pub async fn connect(r: &AppRef) -> Result<(Client, String), CliError> {
     let (client, url) = kubectx::client(&r.kube).await?;
     kubectx::ping(&client, &url).await?;
-    let ns = locate(&client, &r.app, r.namespace.as_deref(), r.file.as_deref()).await?;
+    let context_ns = kubectx::context_namespace_of(&r.kube);
+    let ns = locate(
+        &client,
+        &r.app,
+        r.namespace.as_deref(),
+        r.file.as_deref(),
+        context_ns.as_deref(),
+    )
+    .await?;
     Ok((client, ns))
 }
 
@@ -216,8 +225,9 @@ where
     }
 }
 
-/// Finds the namespace of `app`: `-n`, else `.kompox/state.json` next to `compose`, else a
-/// cluster-wide search among Kompox namespaces.
+/// Finds the namespace of `app`: `-n`, else the namespace `.kompox/state.json` records for it
+/// (next to `compose`, else in the current directory: run from the compose project), else the
+/// kubeconfig context's namespace when the app is there, else a cluster-wide search.
 ///
 /// # Errors
 ///
@@ -227,14 +237,31 @@ pub async fn locate(
     app: &str,
     namespace: Option<&str>,
     compose: Option<&Path>,
+    context_ns: Option<&str>,
 ) -> Result<String, CliError> {
     if let Some(ns) = namespace {
         return Ok(ns.to_owned());
     }
-    if let Some(c) = compose {
-        let st = read_state(&state_path(c))?;
-        if let Some(e) = st.apps.values().find(|e| e.name == app) {
-            return Ok(e.namespace.clone());
+    // The project's state file: next to --file, else this directory's.
+    let here = Path::new("compose.yml");
+    let st = read_state(&state_path(compose.unwrap_or(here)))?;
+    let recorded: Vec<&String> = st
+        .apps
+        .values()
+        .filter(|e| e.name == app)
+        .map(|e| &e.namespace)
+        .collect();
+    if let [one] = recorded.as_slice() {
+        return Ok((*one).clone());
+    }
+    if let Some(ns) = context_ns {
+        let api: Api<KompoxApp> = Api::namespaced(client.clone(), ns);
+        let found = api
+            .get_opt(app)
+            .await
+            .map_err(|e| kubectx::kube_error(&format!("reading KompoxApp {ns}/{app}"), &e))?;
+        if found.is_some() {
+            return Ok(ns.to_owned());
         }
     }
     let api: Api<KompoxApp> = Api::all(client.clone());

@@ -64,13 +64,20 @@ fn validate(name: &str, compose: &str, env: Option<&str>, args: &[&str]) -> (i32
     0,
     &["INFO  variables: DB_PASSWORD"]
 )]
+#[case::a_literal_password_is_a_warning_by_path(
+    "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: hunter2-literal\n",
+    None,
+    0,
+    &["WARN  services.db.environment.POSTGRES_PASSWORD: a literal credential", ": 0 errors, 1 warnings"]
+)]
 fn findings(
     #[case] compose: &str,
     #[case] env: Option<&str>,
     #[case] code: i32,
     #[case] lines: &[&str],
 ) {
-    let name = format!("{code}-{}", lines.len());
+    // One directory per case (cases run in parallel).
+    let name = format!("{code}-{}-{}", lines.len(), compose.len());
     let (got, out, err) = validate(&name, compose, env, &[]);
     assert_eq!(got, code, "stdout:\n{out}\nstderr:\n{err}");
     for l in lines {

@@ -294,6 +294,13 @@ pub fn sanitize_label(s: &str, max: usize) -> String {
     }
 }
 
+/// Whether `s` can name an environment variable in a container: what Kubernetes accepts
+/// (printable ASCII other than `=`, not empty).
+#[must_use]
+pub fn is_env_var_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'=')
+}
+
 /// Whether `s` is a compose resource name (volumes, configs, secrets):
 /// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 #[must_use]

@@ -40,6 +40,13 @@ pub(crate) fn referenced(app: &KompoxApp) -> (Refs, Refs) {
             add(&mut cms, &r.name, r.optional == Some(true));
         }
     }
+    // `secret env set` / `secret pull set`: the overrides and the image pull Secret.
+    for o in &app.spec.env_overrides {
+        add(&mut secrets, &o.secret_ref.name, false);
+    }
+    for r in &app.spec.image_pull_secrets {
+        add(&mut secrets, &r.name, false);
+    }
     for m in app.spec.files.iter().flat_map(|f| f.mounts.iter()) {
         if let Some(r) = &m.secret_ref {
             add(&mut secrets, &r.name, false);

@@ -169,7 +169,7 @@ pub fn disk_apps(apps: &Store<KompoxApp>, disk: &KompoxDisk) -> Vec<ObjectRef<Ko
 }
 
 /// Apps a ConfigMap (`secret == false`) or Secret change concerns: those naming it as their
-/// compose file, in `spec.compose.envFrom` or in `spec.files.mounts`, and the app owning it
+/// compose file, in `spec.compose.envFrom`, `spec.envOverrides` or in `spec.files.mounts`, and the app owning it
 /// (derived objects).
 #[must_use]
 pub fn source_apps<K: Resource>(
@@ -193,8 +193,14 @@ pub fn source_apps<K: Resource>(
                 };
                 r.as_ref().is_some_and(|r| r.name == name)
             });
+            let overrides = secret
+                && a.spec
+                    .env_overrides
+                    .iter()
+                    .any(|o| o.secret_ref.name == name);
             compose
                 || env_from
+                || overrides
                 || a.spec.files.iter().flat_map(|f| &f.mounts).any(|m| {
                     if secret {
                         m.secret_ref.as_ref().is_some_and(|r| r.name == name)
@@ -649,6 +655,12 @@ mod tests {
                 ..kompox_core::api::ComposeEnvFrom::default()
             },
         ];
+        vars.spec.env_overrides = vec![kompox_core::api::EnvOverride {
+            service: "web".into(),
+            secret_ref: kompox_core::api::LocalRef {
+                name: "v-web-override".into(),
+            },
+        }];
         let s = store(vec![
             app("a", "ns", "shared", Some("d1"), Some("env")),
             app("b", "ns", "shared", None, None),
@@ -670,6 +682,9 @@ mod tests {
         sec.metadata.namespace = Some("ns".into());
         assert_eq!(names(&source_apps(&s, &sec, true)), ["a"]);
         sec.metadata.name = Some("dotenv".into());
+        assert_eq!(names(&source_apps(&s, &sec, true)), ["v"]);
+        // The Secret of an env override (`secret env set`) re-renders its app.
+        sec.metadata.name = Some("v-web-override".into());
         assert_eq!(names(&source_apps(&s, &sec, true)), ["v"]);
 
         let mut derived = PartialObjectMeta::<Secret>::default();

@@ -61,7 +61,31 @@ kompox_resource! {
         /// (Services, Ingress, PVCs, Secrets) stay.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pub suspend: bool,
+        /// Per-service environment overrides kept in Secrets (what `kubectl kompox secret env
+        /// set` writes): every key of the entry's Secret is set in the service's container
+        /// over the compose file's `environment` and `env_file` for that key. The Secret's
+        /// values count in the pod template's env hash, so changing one rolls the app.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = 64))]
+        #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["service"]))]
+        pub env_overrides: Vec<EnvOverride>,
+        /// Secrets of type `kubernetes.io/dockerconfigjson` the app's Pod pulls its images with
+        /// (the Pod's `imagePullSecrets`; `kubectl kompox secret pull set` writes one).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = 16))]
+        pub image_pull_secrets: Vec<LocalRef>,
     }
+}
+
+/// `spec.envOverrides[]`: one compose service's environment overrides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvOverride {
+    /// The compose service, as the compose file names it.
+    #[schemars(length(min = 1, max = 253))]
+    pub service: String,
+    /// A Secret in the app's namespace whose keys are the variables.
+    pub secret_ref: LocalRef,
 }
 
 /// `spec.podSecurity`: a level of the Kubernetes Pod Security Standards.
@@ -410,6 +434,35 @@ impl KompoxAppSpec {
             check_subdomain(&mut errs, &format!("{f}.diskRef.name"), &v.disk_ref.name);
         }
 
+        let mut overridden = BTreeSet::new();
+        for (i, o) in self.env_overrides.iter().enumerate() {
+            let f = format!("spec.envOverrides[{i}]");
+            if !crate::naming::is_compose_name(&o.service) {
+                errs.push(
+                    format!("{f}.service"),
+                    format!("{:?} is not a compose service name", o.service),
+                );
+            }
+            if !overridden.insert(o.service.as_str()) {
+                errs.push(
+                    format!("{f}.service"),
+                    format!("duplicate service {:?}", o.service),
+                );
+            }
+            check_subdomain(
+                &mut errs,
+                &format!("{f}.secretRef.name"),
+                &o.secret_ref.name,
+            );
+        }
+        for (i, r) in self.image_pull_secrets.iter().enumerate() {
+            check_subdomain(
+                &mut errs,
+                &format!("spec.imagePullSecrets[{i}].name"),
+                &r.name,
+            );
+        }
+
         if let Some(files) = &self.files {
             let mut paths = BTreeSet::new();
             for (i, m) in files.mounts.iter().enumerate() {
@@ -556,6 +609,14 @@ volumes:
             i.rules[0].port = 0;
             i.rules[0].hosts.push("Bad_Host".into());
         }
+        let ov = |service: &str, secret: &str| EnvOverride {
+            service: service.into(),
+            secret_ref: LocalRef {
+                name: secret.into(),
+            },
+        };
+        s.env_overrides = vec![ov("web", "web-env"), ov("web", "Bad_Name"), ov("-x", "ok")];
+        s.image_pull_secrets = vec![LocalRef { name: "a b".into() }];
         let msg = s
             .validate()
             .err()
@@ -568,6 +629,10 @@ volumes:
             "spec.files.mounts[0].mode",
             "spec.ingress.rules[0].port: port 0 is not in 1..65535",
             "spec.ingress.rules[0].hosts[1]",
+            "spec.envOverrides[1].service: duplicate service \"web\"",
+            "spec.envOverrides[1].secretRef.name",
+            "spec.envOverrides[2].service: \"-x\" is not a compose service name",
+            "spec.imagePullSecrets[0].name",
         ] {
             assert!(msg.contains(want), "missing {want:?} in {msg}");
         }

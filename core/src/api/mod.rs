@@ -56,9 +56,9 @@ use std::fmt;
 use thiserror::Error;
 
 pub use app::{
-    AppVolume, ComposeEnvFrom, ComposeSource, DeploymentSpec, FileMount, FilesSpec, IngressRule,
-    IngressSpec, InventoryEntry, KompoxApp, KompoxAppSpec, KompoxAppStatus, PodSecurityLevel,
-    VolumeSwitch, VolumeSwitchPhase,
+    AppVolume, ComposeEnvFrom, ComposeSource, DeploymentSpec, EnvOverride, FileMount, FilesSpec,
+    IngressRule, IngressSpec, InventoryEntry, KompoxApp, KompoxAppSpec, KompoxAppStatus,
+    PodSecurityLevel, VolumeSwitch, VolumeSwitchPhase,
 };
 pub use common::{
     LocalKeyRef, LocalRef, OptionalRef, ProviderSpec, ProviderType, QUANTITY_PATTERN,

@@ -237,7 +237,7 @@ pub struct SourceRefs {
 }
 
 /// The Secrets and ConfigMaps the caller must fetch and pass as [`Sources`]: those named by
-/// `spec.compose.envFrom` and `spec.files.mounts`.
+/// `spec.compose.envFrom`, `spec.envOverrides` and `spec.files.mounts`.
 #[must_use]
 pub fn referenced_sources(app: &KompoxApp) -> SourceRefs {
     let mut refs = SourceRefs::default();
@@ -248,6 +248,9 @@ pub fn referenced_sources(app: &KompoxApp) -> SourceRefs {
         if let Some(c) = &e.config_map_ref {
             refs.config_maps.insert(c.name.clone());
         }
+    }
+    for o in &app.spec.env_overrides {
+        refs.secrets.insert(o.secret_ref.name.clone());
     }
     for m in app.spec.files.iter().flat_map(|f| &f.mounts) {
         if let Some(s) = &m.secret_ref {
@@ -631,6 +634,57 @@ fn secret_use_warnings(
     }
 }
 
+/// `spec.envOverrides`: per compose service, the Secret and its keys (the variables it sets
+/// over `environment`). A service the compose file lacks or a Secret that does not exist is an
+/// error naming the entry; a key that is no environment variable name is refused, naming the
+/// key (never a value).
+fn env_overrides(
+    cx: &mut Ctx,
+    app: &KompoxApp,
+    project: &crate::compose::Project,
+    sources: &Sources,
+) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut out = BTreeMap::new();
+    for (i, o) in app.spec.env_overrides.iter().enumerate() {
+        let field = format!("spec.envOverrides[{i}]");
+        if !project.services.contains_key(&o.service) {
+            cx.error(
+                ErrorReason::InvalidSpec,
+                format!("{field}.service"),
+                format!("no service {:?} in the compose file", o.service),
+            );
+            continue;
+        }
+        let name = &o.secret_ref.name;
+        let Some(secret) = sources.secrets.get(name) else {
+            cx.error(
+                ErrorReason::MissingReference,
+                format!("{field}.secretRef.name"),
+                format!("Secret {name:?} not found"),
+            );
+            continue;
+        };
+        let keys: BTreeSet<String> = secret
+            .data
+            .iter()
+            .flat_map(|d| d.keys())
+            .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+            .cloned()
+            .collect();
+        for k in &keys {
+            if !crate::naming::is_env_var_name(k) {
+                cx.error(
+                    ErrorReason::InvalidSpec,
+                    format!("{field}.secretRef.name"),
+                    format!("Secret {name:?} key {k:?} is not an environment variable name"),
+                );
+            }
+        }
+        out.insert(o.service.clone(), (name.clone(), keys));
+    }
+    out
+}
+
 /// Whether a service field holds no credential whatever its value: `image`, and a
 /// `volumes` entry (short syntax) or its `source`.
 fn no_credential(path: &str) -> bool {
@@ -739,6 +793,8 @@ fn render_parsed(
         }
     }
 
+    let env_overrides = env_overrides(cx, app, project, input.sources);
+
     let network = network::plan(cx, meta, &names, app, project);
     let hosts = pod::hosts(cx, project, &names, &meta.object_name("hosts"), &meta.name);
     if let (Some(file), Some(text)) = (&hosts.file, &hosts.file_content) {
@@ -757,6 +813,8 @@ fn render_parsed(
             spec_volumes: app.spec.volumes.iter().map(|v| v.name.as_str()).collect(),
             env_secrets: &env_secrets,
             env_refs: &env_refs,
+            env_overrides: &env_overrides,
+            image_pull_secrets: &app.spec.image_pull_secrets,
             derived: &derived,
             names: &names,
             hosts: &hosts,

@@ -11,8 +11,9 @@ pub(crate) use hosts::{HOSTS_KEY, Hosts, hosts};
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EmptyDirVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodSpec, Volume, VolumeMount,
+    Affinity, Container, EmptyDirVolumeSource, LocalObjectReference, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -51,6 +52,11 @@ pub(crate) struct PodInputs<'a> {
     pub env_secrets: &'a BTreeMap<String, String>,
     /// (service, environment key) → (Secret, key) for values kept in a Secret.
     pub env_refs: &'a BTreeMap<(String, String), (String, String)>,
+    /// Compose service → its `spec.envOverrides` Secret and that Secret's keys (which win
+    /// over `environment` and `env_file`).
+    pub env_overrides: &'a BTreeMap<String, (String, BTreeSet<String>)>,
+    /// `spec.imagePullSecrets`.
+    pub image_pull_secrets: &'a [crate::api::LocalRef],
     pub derived: &'a Derived,
     pub names: &'a Names,
     /// How compose service names resolve inside the Pod ([`hosts`]).
@@ -233,6 +239,14 @@ pub(crate) fn build(cx: &mut Ctx, inp: &PodInputs, files: &mut FileTable) -> Opt
         volumes: (!volumes.is_empty()).then_some(volumes),
         affinity,
         host_aliases: inp.hosts.aliases.clone(),
+        image_pull_secrets: (!inp.image_pull_secrets.is_empty()).then(|| {
+            inp.image_pull_secrets
+                .iter()
+                .map(|r| LocalObjectReference {
+                    name: r.name.clone(),
+                })
+                .collect()
+        }),
         hostname: inp.hosts.hostname.clone(),
         termination_grace_period_seconds: project
             .services

@@ -2357,3 +2357,109 @@ fn var_values_are_never_quoted_in_errors() {
     assert!(text.contains("services.web.user"), "{text}");
     assert!(!text.contains("hunter2name"), "{text}");
 }
+
+const OVERRIDE_DOCS: &str = "---
+apiVersion: v1
+kind: Secret
+metadata: {name: ov}
+stringData: {DB_PASSWORD: from-secret, EXTRA: x}
+";
+
+#[test]
+fn env_overrides_win_over_environment_and_roll_the_pod() {
+    let compose = "services:
+  web:
+    image: nginx
+    environment: {DB_PASSWORD: literal, KEEP: k}
+  db:
+    image: postgres
+    environment: {DB_PASSWORD: literal}
+";
+    let mut f = fx(
+        compose,
+        "  envOverrides: [{service: web, secretRef: {name: ov}}]\n  imagePullSecrets: [{name: pull}]",
+        OVERRIDE_DOCS,
+    );
+    let r = f.ok();
+    // The overridden key leaves `env` (which would win over envFrom); the Secret comes last.
+    assert_eq!(
+        ctr(&r, "web")["env"],
+        json!([{"name": "KEEP", "value": "k"}])
+    );
+    assert_eq!(
+        ctr(&r, "web")["envFrom"],
+        json!([{"secretRef": {"name": "ov"}}])
+    );
+    // Another service is untouched.
+    assert_eq!(
+        ctr(&r, "db")["env"],
+        json!([{"name": "DB_PASSWORD", "value": "literal"}])
+    );
+    assert!(ctr(&r, "db").get("envFrom").is_none());
+    assert_eq!(pod(&r)["imagePullSecrets"], json!([{"name": "pull"}]));
+    // A changed override value changes the env hash (the app rolls).
+    let before = r.env_hash;
+    if let Some(s) = f.bundle.sources.secrets.get_mut("ov") {
+        s.string_data = Some(BTreeMap::from([
+            ("DB_PASSWORD".to_owned(), "rotated".to_owned()),
+            ("EXTRA".to_owned(), "x".to_owned()),
+        ]));
+    }
+    assert_ne!(before, f.ok().env_hash);
+    let refs = referenced_sources(&f.bundle.apps[0]);
+    assert!(refs.secrets.contains("ov"), "{refs:?}");
+}
+
+#[test]
+fn env_overrides_behind_an_env_file() {
+    let mut f = fx(
+        "services:\n  web:\n    image: nginx\n    env_file: app.env\n",
+        "  envOverrides: [{service: web, secretRef: {name: ov}}]
+  files: {mounts: [{path: /kompox/project/app.env, secretRef: {name: files, key: app.env}}]}",
+        &format!(
+            "{OVERRIDE_DOCS}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: files}}\nstringData: {{app.env: \"DB_PASSWORD=file\\n\"}}\n"
+        ),
+    );
+    let r = f.ok();
+    let from = &ctr(&r, "web")["envFrom"];
+    assert_eq!(from.as_array().map(Vec::len), Some(2), "{from}");
+    assert_eq!(from[1], json!({"secretRef": {"name": "ov"}}), "{from}");
+    f.app().spec.env_overrides.clear();
+    assert_eq!(
+        ctr(&f.ok(), "web")["envFrom"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn env_override_errors_name_the_entry() {
+    let cases = [
+        (
+            "a service the compose file lacks",
+            "  envOverrides: [{service: nope, secretRef: {name: ov}}]",
+            OVERRIDE_DOCS,
+            ErrorReason::InvalidSpec,
+            "spec.envOverrides[0].service: no service \"nope\" in the compose file",
+        ),
+        (
+            "a Secret that does not exist",
+            "  envOverrides: [{service: web, secretRef: {name: gone}}]",
+            "",
+            ErrorReason::MissingReference,
+            "spec.envOverrides[0].secretRef.name: Secret \"gone\" not found",
+        ),
+        (
+            "a key that is no variable name",
+            "  envOverrides: [{service: web, secretRef: {name: ov}}]",
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {name: ov}\nstringData: {\"A=B\": x}\n",
+            ErrorReason::InvalidSpec,
+            "spec.envOverrides[0].secretRef.name: Secret \"ov\" key \"A=B\" is not an environment variable name",
+        ),
+    ];
+    for (name, spec, docs, reason, want) in cases {
+        let e = fx(WEB, spec, docs).err();
+        assert_error(&e, reason, want);
+        let text = format!("{e}");
+        assert!(!text.contains("from-secret"), "case {name}: {text}");
+    }
+}

@@ -44,15 +44,22 @@ impl ServiceContainer<'_> {
         let compose_mounts = std::mem::take(&mut self.compose_mounts);
         let volume_mounts = self.volume_mounts(cx, inp, vols, &field, compose_mounts);
         let env = self.env(inp);
-        let env_from = inp.env_secrets.get(self.name).map(|s| {
-            vec![EnvFromSource {
+        // envFrom: the env_file Secret, then the override Secret (a later envFrom entry wins
+        // over an earlier one; `env` wins over both, so overridden keys leave `env`).
+        let env_from: Vec<EnvFromSource> = inp
+            .env_secrets
+            .get(self.name)
+            .into_iter()
+            .chain(inp.env_overrides.get(self.name).map(|(s, _)| s))
+            .map(|s| EnvFromSource {
                 secret_ref: Some(SecretEnvSource {
                     name: s.clone(),
                     optional: None,
                 }),
                 ..EnvFromSource::default()
-            }]
-        });
+            })
+            .collect();
+        let env_from = (!env_from.is_empty()).then_some(env_from);
         let ports: Vec<ContainerPort> = service_ports(self.svc)
             .into_iter()
             .map(|(port, proto, _)| ContainerPort {
@@ -183,9 +190,11 @@ impl ServiceContainer<'_> {
     /// `environment`: a value kept in a Secret becomes a `secretKeyRef` (not expanded by
     /// Kubernetes, so no `$` doubling); any other is a literal.
     fn env(&self, inp: &PodInputs) -> Vec<EnvVar> {
+        let overridden = inp.env_overrides.get(self.name).map(|(_, keys)| keys);
         self.svc
             .environment
             .iter()
+            .filter(|(k, _)| !overridden.is_some_and(|o| o.contains(*k)))
             .map(
                 |(k, v)| match inp.env_refs.get(&(self.name.to_owned(), k.clone())) {
                     Some((secret, key)) => EnvVar {
