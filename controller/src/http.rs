@@ -94,6 +94,7 @@ pub async fn serve(
     reviewer: Arc<Reviewer>,
     shutdown: impl Future<Output = ()>,
 ) {
+    metrics.watch_certificates(&tls);
     Server::new(listener, Transport::Tls(tls))
         .with_options(options.shutdown_grace(Duration::from_secs(1)))
         .serve(

@@ -1137,6 +1137,13 @@ async fn metrics_and_health_are_served_body(env: &mut Env) -> Result<()> {
         "{body}"
     );
     assert!(body.contains("kompox_controller_leader 1"), "{body}");
+    // Served over TLS: when its certificate expires.
+    assert!(
+        body.contains(
+            r#"kompox_controller_certificate_expiry_timestamp_seconds{certificate="serving"} "#
+        ),
+        "{body}"
+    );
     assert_eq!(env.controller.get("/healthz").await?.0, 200);
     assert_eq!(env.controller.get("/readyz").await?.0, 200);
     delete_and_wait(&env.disks(), "m").await?;
