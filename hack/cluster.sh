@@ -289,6 +289,10 @@ EOF
   admission_config
 
   local start_t=$SECONDS
+  local plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy
+  # With the real node, a namespace can send its Pods there (hack/README.md, "The real node"):
+  # annotations scheduler.alpha.kubernetes.io/node-selector and .../defaultTolerations.
+  real_node_enabled && plugins=$plugins,PodNodeSelector,PodTolerationRestriction
   start etcd etcd --name kompox --data-dir "$STATE/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -308,7 +312,7 @@ EOF
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
     --authorization-mode RBAC \
-    --enable-admission-plugins NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --enable-admission-plugins "$plugins" \
     --admission-control-config-file "$STATE/admission.yaml" \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
     --kubelet-preferred-address-types InternalIP,Hostname \

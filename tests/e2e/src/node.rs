@@ -164,3 +164,82 @@ pub async fn run_to_completion(pods: &Api<Pod>, name: &str, script: &str) -> Res
     run(pods, &pod, &["Succeeded"]).await?;
     logs(pods, name).await
 }
+
+/// The namespace annotations that send every Pod of a namespace to the real node: kube-apiserver
+/// runs the PodNodeSelector and PodTolerationRestriction admission plugins while the real node
+/// is on (hack/cluster.sh), which merge them into each Pod created there. Zone 1 has a kwok node
+/// too, so an app's zone alone does not pick the real node.
+pub fn namespace_annotations() -> Value {
+    json!({
+        "scheduler.alpha.kubernetes.io/node-selector": format!("{}={}", LABEL.0, LABEL.1),
+        "scheduler.alpha.kubernetes.io/defaultTolerations":
+            json!([{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}]).to_string(),
+    })
+}
+
+/// Annotates the (still empty) namespace so that its Pods run on the real node.
+pub async fn send_pods_to_real_node(client: &kube::Client, ns: &str) -> Result<()> {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    api.patch(
+        ns,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"annotations": namespace_annotations()}})),
+    )
+    .await
+    .with_context(|| format!("annotating namespace {ns} for the real node"))?;
+    Ok(())
+}
+
+/// Imports the images hack/images.sh built into the node's containerd and checks each of
+/// `images` is there.
+pub async fn import_images(images: &[&str]) -> Result<()> {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new("bash")
+            .arg(crate::repo_root().join("hack/images.sh"))
+            .arg("import-node")
+            .output()
+    })
+    .await??;
+    if !out.status.success() {
+        bail!(
+            "hack/images.sh import-node: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for image in images {
+        if !has_image(image)? {
+            bail!(
+                "{image} is not on the real node: build it with `make images` (hack/images.sh build)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `curl` through Traefik's `websecure` NodePort on 127.0.0.1 for `host` (the name resolved
+/// there, no certificate check: Traefik serves its default certificate without ACME), with
+/// extra curl arguments. Returns the HTTP status and the body.
+pub fn https_via_traefik(
+    port: i32,
+    host: &str,
+    path: &str,
+    extra: &[&str],
+) -> Result<(u16, String)> {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(extra)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .context("running curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    let code: u16 = code.trim().parse().with_context(|| {
+        format!(
+            "curl {host}{path}: no status ({})",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((code, body.to_owned()))
+}

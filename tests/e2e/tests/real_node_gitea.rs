@@ -1,0 +1,427 @@
+//! samples/gitea on the real node (`KOMPOX_REAL_NODE=1`), with Kompox installed as a user on a
+//! real cluster installs it (`kubectl kompox install`, no `--local`: the servers and Traefik are
+//! Pods of the images hack/images.sh built): Gitea (built from its Go module) and Postgres (from
+//! Debian's packages) run under the sample's image names, Gitea answers through Traefik on
+//! 127.0.0.1, a user and a repository created through Gitea's API survive deleting the Pod (their
+//! data is on the KompoxDisk), a rotated Secret rolls the Pod and the new Pod sees the new value.
+//! Postgres is a native sidecar whose startupProbe must pass before Gitea starts
+//! (`depends_on: service_healthy`), and the Pod runs in the disk's zone. Cluster-wide
+//! registrations: this binary runs alone, as tests/real_node_install.rs.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kompox_core::api::{KompoxApp, KompoxDisk};
+use kompox_e2e::cli::{kompox, temp_dir};
+use kompox_e2e::node::{self, NODE};
+use kompox_e2e::{TestNamespace, admin_client, kubectl, wait_until};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const HOST: &str = "gitea.example.com";
+const USER: &str = "e2e-admin";
+const PASSWORD: &str = "e2e-Passw0rd-for-gitea";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_sample_runs_through_traefik_and_keeps_its_data() -> Result<()> {
+    if node::skip("gitea_sample_runs_through_traefik_and_keeps_its_data") {
+        return Ok(());
+    }
+    let sample = kompox_e2e::repo_root().join("samples/gitea");
+    let compose = std::fs::read_to_string(sample.join("compose.yml"))?;
+    let images: Vec<String> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .map(full_image_name)
+        .collect();
+    ensure!(
+        images.len() == 2,
+        "samples/gitea names two images: {images:?}"
+    );
+    let mut wanted: Vec<&str> = images.iter().map(String::as_str).collect();
+    wanted.push(node::KOMPOX_IMAGE);
+    node::import_images(&wanted).await?;
+
+    let client = admin_client().await?;
+    let cache = temp_dir("node-gitea")?;
+    let selector = format!("--node-selector={}={}", node::LABEL.0, node::LABEL.1);
+    let toleration = format!("--toleration={}:NoSchedule", node::TAINT);
+    let cache2 = cache.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        kompox(
+            &cache2,
+            &[
+                "install",
+                "--image",
+                node::KOMPOX_IMAGE,
+                &selector,
+                &toleration,
+                "--timeout=180s",
+            ],
+        )
+    })
+    .await
+    .context("joining")??
+    .ok();
+    let result = match installed {
+        Ok(_) => gitea(&client, &compose).await,
+        Err(e) => Err(e),
+    };
+    let uninstall = tokio::task::spawn_blocking(move || kompox(&cache, &["uninstall"]))
+        .await
+        .context("joining")??
+        .ok();
+    result?;
+    uninstall.map(|_| ())
+}
+
+/// `postgres:15` → `docker.io/library/postgres:15`, as containerd's CRI resolves it.
+fn full_image_name(name: &str) -> String {
+    match name.split_once('/') {
+        None => format!("docker.io/library/{name}"),
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            name.to_owned()
+        }
+        Some(_) => format!("docker.io/{name}"),
+    }
+}
+
+async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
+    let started = Instant::now();
+    let ns = TestNamespace::create(client, "rn-gitea", &[]).await?;
+    node::send_pods_to_real_node(client, &ns.name).await?;
+    apply_sample(&ns, compose).await?;
+
+    let apps = ns.api::<KompoxApp>();
+    wait_until(
+        "KompoxApp gitea Ready",
+        Duration::from_secs(420),
+        || async { Ok(apps.get("gitea").await?.status.is_some_and(|s| s.ready)) },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "app status: {:?}",
+            kubectl(&["get", "kompoxapp", "-n", &ns.name, "gitea", "-o", "yaml"])
+        )
+    })?;
+    eprintln!("KompoxApp gitea Ready: {:.1?}", started.elapsed());
+
+    let pods = ns.api::<Pod>();
+    let pod = app_pod(&pods).await?;
+    placement_and_order(&pod)?;
+
+    let port = traefik_port(client).await?;
+    let first = wait_for_page(port).await?;
+    eprintln!(
+        "first 200 from Gitea through Traefik: {:.1?}",
+        started.elapsed()
+    );
+    ensure!(
+        first.contains("Gitea"),
+        "Gitea's page: {}",
+        first.chars().take(300).collect::<String>()
+    );
+
+    // A user (Gitea's own admin command, as upstream's image runs it: as user git) and a
+    // repository with a first commit, through the API.
+    let pod_name = pod.metadata.name.clone().context("pod name")?;
+    kubectl(&[
+        "exec",
+        "-n",
+        &ns.name,
+        &pod_name,
+        "-c",
+        "gitea",
+        "--",
+        "su-exec",
+        "git",
+        "gitea",
+        "admin",
+        "user",
+        "create",
+        "--username",
+        USER,
+        "--password",
+        PASSWORD,
+        "--email",
+        "e2e@example.com",
+        "--admin",
+        "--must-change-password=false",
+    ])?;
+    let auth = format!("{USER}:{PASSWORD}");
+    let (code, body) = node::https_via_traefik(
+        port,
+        HOST,
+        "/api/v1/user/repos",
+        &[
+            "-u",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"name": "kept", "auto_init": true}"#,
+        ],
+    )?;
+    ensure!(code == 201, "creating a repository: {code} {body}");
+    readme(port, &auth).await?;
+
+    // The Pod goes; its replacement finds the user, the repository and its commit on the disk.
+    let old_uid = pod.metadata.uid.clone().context("pod uid")?;
+    pods.delete(&pod_name, &DeleteParams::default()).await?;
+    let t = Instant::now();
+    let pod = replaced_pod(&pods, &old_uid).await?;
+    wait_for_page(port).await?;
+    readme(port, &auth).await?;
+    eprintln!(
+        "Pod deleted → Gitea answering again with the repository: {:.1?}",
+        t.elapsed()
+    );
+
+    // A Secret rotation: a changed env file rolls the Pod, and the new Pod has the new value.
+    let old_uid = pod.metadata.uid.clone().context("pod uid")?;
+    let secrets = ns.api::<Secret>();
+    let env = secrets.get("gitea-env-files").await?;
+    let gitea_env = env
+        .data
+        .as_ref()
+        .and_then(|d| d.get("gitea.env"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .context("Secret gitea-env-files has gitea.env")?;
+    let rotated = format!("{gitea_env}\nE2E_ROTATED=value-two\n");
+    secrets
+        .patch(
+            "gitea-env-files",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"gitea.env": rotated}})),
+        )
+        .await?;
+    let t = Instant::now();
+    let pod = replaced_pod(&pods, &old_uid).await?;
+    let pod_name = pod.metadata.name.clone().context("pod name")?;
+    let seen = kubectl(&[
+        "exec",
+        "-n",
+        &ns.name,
+        &pod_name,
+        "-c",
+        "gitea",
+        "--",
+        "printenv",
+        "E2E_ROTATED",
+    ])?;
+    ensure!(seen.trim() == "value-two", "the rolled Pod sees {seen:?}");
+    wait_for_page(port).await?;
+    readme(port, &auth).await?;
+    eprintln!(
+        "Secret rotated → new Pod with the new value, Gitea answering: {:.1?}",
+        t.elapsed()
+    );
+
+    ns.cleanup().await
+}
+
+/// The sample's objects as a user writes them (app.yml: the KompoxApp, its disk, the env
+/// files Secret) and the compose ConfigMap.
+async fn apply_sample(ns: &TestNamespace, compose: &str) -> Result<()> {
+    let text = std::fs::read_to_string(kompox_e2e::repo_root().join("samples/gitea/app.yml"))?;
+    for doc in text.split("\n---") {
+        let o: Value = match serde_saphyr::from_str(doc) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => continue,
+        };
+        match o["kind"].as_str() {
+            Some("KompoxApp") => {
+                let r = &o["spec"]["compose"]["configMapRef"];
+                let cm: ConfigMap = serde_json::from_value(json!({
+                    "metadata": {"name": r["name"]},
+                    "data": {r["key"].as_str().unwrap_or("compose.yml"): compose},
+                }))?;
+                ns.api::<ConfigMap>()
+                    .create(&PostParams::default(), &cm)
+                    .await?;
+                let app: KompoxApp = serde_json::from_value(o)?;
+                ns.api::<KompoxApp>()
+                    .create(&PostParams::default(), &app)
+                    .await?;
+            }
+            Some("KompoxDisk") => {
+                let d: KompoxDisk = serde_json::from_value(o)?;
+                ns.api::<KompoxDisk>()
+                    .create(&PostParams::default(), &d)
+                    .await?;
+            }
+            Some("Secret") => {
+                let s: Secret = serde_json::from_value(o)?;
+                ns.api::<Secret>()
+                    .create(&PostParams::default(), &s)
+                    .await?;
+            }
+            other => bail!("samples/gitea/app.yml: unexpected kind {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// The app's one Running Pod with every container ready.
+async fn app_pod(pods: &Api<Pod>) -> Result<Pod> {
+    let lp = ListParams::default().labels("kompox.dev/app=gitea");
+    let found = Mutex::new(None);
+    wait_until(
+        "the gitea Pod Running and ready",
+        node::START_TIMEOUT * 3,
+        || async {
+            for p in pods.list(&lp).await?.items {
+                let s = p.status.as_ref();
+                let running = s.and_then(|s| s.phase.as_deref()) == Some("Running");
+                let ready = s
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                if running && ready && p.metadata.deletion_timestamp.is_none() {
+                    *found.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(p);
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        },
+    )
+    .await?;
+    found
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .context("no Pod")
+}
+
+/// A Ready Pod of the app other than `old_uid`'s.
+async fn replaced_pod(pods: &Api<Pod>, old_uid: &str) -> Result<Pod> {
+    let lp = ListParams::default().labels("kompox.dev/app=gitea");
+    wait_until("the old Pod gone", node::START_TIMEOUT * 2, || async {
+        Ok(pods
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .all(|p| p.metadata.uid.as_deref() != Some(old_uid)))
+    })
+    .await?;
+    app_pod(pods).await
+}
+
+/// The Pod is on the real node, in the disk's zone (zone 1, which the webhook requires), and
+/// Postgres — a native sidecar with a startupProbe — started before Gitea.
+fn placement_and_order(pod: &Pod) -> Result<()> {
+    let spec = pod.spec.as_ref().context("pod spec")?;
+    ensure!(
+        spec.node_name.as_deref() == Some(NODE),
+        "on {:?}",
+        spec.node_name
+    );
+    let zones: Vec<String> = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| {
+            r.node_selector_terms
+                .iter()
+                .flat_map(|t| t.match_expressions.iter().flatten())
+                .filter(|e| e.key == "topology.kubernetes.io/zone")
+                .flat_map(|e| e.values.iter().flatten().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ensure!(zones == vec![node::zone(1)?], "zone affinity {zones:?}");
+
+    let pg = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == "postgres")
+        .context("postgres is an init container")?;
+    ensure!(
+        pg.restart_policy.as_deref() == Some("Always"),
+        "postgres is a native sidecar"
+    );
+    ensure!(pg.startup_probe.is_some(), "postgres has a startupProbe");
+    let status = pod.status.as_ref().context("pod status")?;
+    let started = |list: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>, name: &str| {
+        list.into_iter()
+            .flatten()
+            .find(|c| c.name == name)
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.running.as_ref())
+            .and_then(|r| r.started_at.clone())
+            .with_context(|| format!("{name} is running"))
+    };
+    let pg_started = started(status.init_container_statuses.as_ref(), "postgres")?;
+    let gitea_started = started(status.container_statuses.as_ref(), "gitea")?;
+    ensure!(
+        pg_started.0 <= gitea_started.0,
+        "postgres started {:?}, gitea {:?}",
+        pg_started.0,
+        gitea_started.0
+    );
+    Ok(())
+}
+
+/// The nodePort of Traefik's `websecure` port (the sample's Ingress is on websecure, with TLS).
+async fn traefik_port(client: &kube::Client) -> Result<i32> {
+    let services: Api<Service> = Api::namespaced(client.clone(), "k4x-traefik");
+    services
+        .get("traefik")
+        .await?
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|ps| {
+            ps.into_iter()
+                .find(|p| p.name.as_deref() == Some("websecure"))
+        })
+        .and_then(|p| p.node_port)
+        .context("Service k4x-traefik/traefik has no nodePort for websecure")
+}
+
+/// Polls Gitea's front page through Traefik until it answers 200; returns the page.
+async fn wait_for_page(port: i32) -> Result<String> {
+    let page = Mutex::new((0, String::new()));
+    let poisoned = || anyhow::anyhow!("poisoned");
+    wait_until(
+        "Gitea's page through Traefik",
+        Duration::from_secs(240),
+        || async {
+            let (code, body) =
+                tokio::task::spawn_blocking(move || node::https_via_traefik(port, HOST, "/", &[]))
+                    .await??;
+            *page.lock().map_err(|_| poisoned())? = (code, body);
+            Ok(code == 200)
+        },
+    )
+    .await
+    .with_context(|| {
+        let last = page
+            .lock()
+            .map(|p| (p.0, p.1.chars().take(200).collect::<String>()));
+        format!("last answer: {last:?}")
+    })?;
+    Ok(page.into_inner().map_err(|_| poisoned())?.1)
+}
+
+/// The repository's README (its first commit) through the API.
+async fn readme(port: i32, auth: &str) -> Result<()> {
+    let auth = auth.to_owned();
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        node::https_via_traefik(
+            port,
+            HOST,
+            &format!("/api/v1/repos/{USER}/kept/contents/README.md"),
+            &["-u", &auth],
+        )
+    })
+    .await??;
+    ensure!(code == 200, "README of {USER}/kept: {code} {body}");
+    Ok(())
+}
