@@ -29,7 +29,7 @@ down: ## Stop the local control plane (and the second one, KOMPOX_CLUSTER=b, tha
 	hack/cluster.sh down
 
 .PHONY: demo
-demo: up ## Build, bring the local control plane up and show Kompox at work.
+demo: up ## Build, bring the local control plane up and show Kompox at work (KOMPOX_REAL_NODE=1: as Pods on the real node, Gitea through Traefik).
 	$(CARGO) build -p kubectl-kompox -p kompox-apiserver -p kompox-webhook -p kompox-controller
 	hack/demo.sh
 
