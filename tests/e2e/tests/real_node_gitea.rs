@@ -5,7 +5,8 @@
 //! 127.0.0.1, a user and a repository created through Gitea's API survive deleting the Pod (their
 //! data is on the KompoxDisk), a rotated Secret rolls the Pod and the new Pod sees the new value.
 //! Postgres is a native sidecar whose startupProbe must pass before Gitea starts
-//! (`depends_on: service_healthy`), and the Pod runs in the disk's zone. Cluster-wide
+//! (`depends_on: service_healthy`), and the Pod runs in the disk's zone. A snapshot of the disk
+//! restored into a second app's disk holds the repository. Cluster-wide
 //! registrations: this binary runs alone, as tests/real_node_install.rs.
 
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use kompox_core::api::{KompoxApp, KompoxDisk};
+use kompox_core::api::{KompoxApp, KompoxDisk, KompoxSnapshot};
 use kompox_e2e::cli::{kompox, temp_dir};
 use kompox_e2e::node::{self, NODE};
 use kompox_e2e::{TestNamespace, admin_client, kubectl, wait_until};
@@ -21,6 +22,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const HOST: &str = "gitea.example.com";
+/// The second app's host (the restore).
+const HOST2: &str = "gitea2.example.com";
 const USER: &str = "e2e-admin";
 const PASSWORD: &str = "e2e-Passw0rd-for-gitea";
 
@@ -217,6 +220,89 @@ async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
     readme(port, &auth).await?;
     eprintln!(
         "Secret rotated → new Pod with the new value, Gitea answering: {:.1?}",
+        t.elapsed()
+    );
+
+    // Snapshot → restore into a second app: a KompoxSnapshot of the disk, a KompoxDisk from
+    // it, the same compose as app `gitea2` on that disk with its own host; the repository is
+    // there. (Gitea is idle: the copy of Postgres's files is what a crash would leave, which it
+    // recovers from.)
+    let t = Instant::now();
+    let snapshot: KompoxSnapshot = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxSnapshot",
+        "metadata": {"name": "gitea-snap"}, "spec": {"diskRef": {"name": "default"}},
+    }))?;
+    let snapshots = ns.api::<KompoxSnapshot>();
+    snapshots.create(&PostParams::default(), &snapshot).await?;
+    wait_until(
+        "KompoxSnapshot gitea-snap ready to use",
+        Duration::from_secs(180),
+        || async {
+            Ok(snapshots
+                .get("gitea-snap")
+                .await?
+                .status
+                .is_some_and(|s| s.ready_to_use))
+        },
+    )
+    .await?;
+    let disk: KompoxDisk = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
+        "metadata": {"name": "restored"},
+        "spec": {"size": "10Gi", "zone": "1", "fromSnapshot": {"name": "gitea-snap"}},
+    }))?;
+    ns.api::<KompoxDisk>()
+        .create(&PostParams::default(), &disk)
+        .await?;
+    let mut second = apps.get("gitea").await?;
+    second.metadata = kube::api::ObjectMeta {
+        name: Some("gitea2".into()),
+        ..Default::default()
+    };
+    second.status = None;
+    second
+        .spec
+        .volumes
+        .first_mut()
+        .context("the sample has a volume")?
+        .disk_ref
+        .name = "restored".into();
+    let rules = &mut second
+        .spec
+        .ingress
+        .as_mut()
+        .context("the sample has an ingress")?
+        .rules;
+    rules.first_mut().context("the sample has a rule")?.hosts = vec![HOST2.into()];
+    apps.create(&PostParams::default(), &second).await?;
+    wait_until(
+        "KompoxApp gitea2 Ready",
+        Duration::from_secs(420),
+        || async { Ok(apps.get("gitea2").await?.status.is_some_and(|s| s.ready)) },
+    )
+    .await?;
+    wait_until(
+        "the restored repository through gitea2",
+        Duration::from_secs(240),
+        || {
+            let auth = auth.clone();
+            async move {
+                let (code, _) = tokio::task::spawn_blocking(move || {
+                    node::https_via_traefik(
+                        port,
+                        HOST2,
+                        &format!("/api/v1/repos/{USER}/kept/contents/README.md"),
+                        &["-u", &auth],
+                    )
+                })
+                .await??;
+                Ok(code == 200)
+            }
+        },
+    )
+    .await?;
+    eprintln!(
+        "snapshot → restored disk → second app with the repository: {:.1?}",
         t.elapsed()
     );
 
