@@ -13,7 +13,7 @@ use kube::api::{Api, AttachParams};
 
 use crate::CliError;
 use crate::kubectx;
-use crate::pods::{choose, pods, services};
+use crate::pods::{choose, pods, service_containers, services};
 use crate::target::{AppRef, connect, get_in};
 
 /// Arguments of `exec`.
@@ -53,12 +53,7 @@ pub async fn target(
     let pods: Vec<Pod> = pods(client, ns, name).await?;
     let pod = pods
         .iter()
-        .find(|p| {
-            p.spec
-                .iter()
-                .flat_map(|s| &s.containers)
-                .any(|c| c.name == container)
-        })
+        .find(|p| service_containers(p).any(|c| c == container))
         .ok_or_else(|| {
             CliError::NotFound(format!(
                 "KompoxApp {ns}/{name}: no Pod runs service {svc} (container {container})"

@@ -14,7 +14,7 @@ use kube::api::{Api, LogParams};
 
 use crate::CliError;
 use crate::kubectx;
-use crate::pods::{choose, pods, services};
+use crate::pods::{choose, pods, service_containers, services};
 use crate::target::{AppRef, connect, get_in};
 
 /// Arguments of `logs`.
@@ -80,14 +80,9 @@ pub async fn run(args: &LogsArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let many_pods = pods.len() > 1;
     let mut streams = Vec::new();
     for p in &pods {
-        let containers: Vec<String> = p
-            .spec
-            .iter()
-            .flat_map(|s| &s.containers)
-            .map(|c| c.name.clone())
-            .collect();
+        let containers: Vec<&str> = service_containers(p).collect();
         for (svc, container) in &chosen {
-            if !containers.contains(container) {
+            if !containers.contains(&container.as_str()) {
                 continue;
             }
             let prefix = match (many_pods, chosen.len() > 1) {

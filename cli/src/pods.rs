@@ -102,6 +102,22 @@ pub fn choose(
     }
 }
 
+/// The names of the containers a Pod runs a compose service in: its containers and its native
+/// sidecars (init containers with `restartPolicy: Always`, as the renderer makes a service other
+/// services wait for with `depends_on: service_healthy`). Plain init containers run no service.
+pub fn service_containers(pod: &Pod) -> impl Iterator<Item = &str> {
+    let spec = pod.spec.as_ref();
+    let sidecars = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    spec.into_iter()
+        .flat_map(|s| &s.containers)
+        .chain(sidecars)
+        .map(|c| c.name.as_str())
+}
+
 /// The app's Pods (label `kompox.dev/app`), running ones first, newest first.
 ///
 /// # Errors
@@ -141,6 +157,24 @@ mod tests {
             .iter()
             .map(|n| ((*n).to_owned(), n.to_lowercase()))
             .collect()
+    }
+
+    #[test]
+    fn a_native_sidecar_runs_a_service_a_plain_init_container_does_not() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "spec": {
+                "initContainers": [
+                    {"name": "init-volume-subpaths"},
+                    {"name": "postgres", "restartPolicy": "Always"},
+                ],
+                "containers": [{"name": "gitea"}],
+            },
+        }))
+        .unwrap_or_default();
+        assert_eq!(
+            service_containers(&pod).collect::<Vec<_>>(),
+            ["gitea", "postgres"]
+        );
     }
 
     #[rstest]
