@@ -235,8 +235,8 @@ func all[T any](s *store, kind string) ([]T, error) {
 	return out, nil // ReadDir sorts by name, the ID
 }
 
-// populate creates DIR/kind/id as a copy of src ("": empty), through DIR/tmp, so a failed
-// copy leaves no half directory.
+// populate creates DIR/kind/id as a copy of src ("": empty) that keeps owners, modes and
+// times (copyTree), through DIR/tmp, so a failed copy leaves no half directory.
 func (s *store) populate(kind, id, src string) error {
 	if src != "" {
 		if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
@@ -248,12 +248,11 @@ func (s *store) populate(kind, id, src string) error {
 		return err
 	}
 	if src != "" {
-		err = os.CopyFS(tmp, os.DirFS(src))
+		err = copyTree(tmp, src)
 		if err != nil {
 			err = fmt.Errorf("copying %s: %w", src, err)
 		}
-	}
-	if err == nil {
+	} else {
 		err = os.Chmod(tmp, 0o755)
 	}
 	if err == nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -274,7 +275,7 @@ func TestFailedCopyLeavesNoHalfDirectoryAndNoObject(t *testing.T) {
 	vol := filepath.Join(dir, volumesDir)
 	v := createVolume(t, d, volumeReq("src", nil))
 	write(t, filepath.Join(vol, v, "a.txt"), "data")
-	// os.CopyFS copies regular files, directories and symlinks; a FIFO fails it midway.
+	// copyTree copies regular files, directories and symlinks; a FIFO fails it midway.
 	if err := syscall.Mkfifo(filepath.Join(vol, v, "z.fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -306,6 +307,72 @@ func TestFailedCopyLeavesNoHalfDirectoryAndNoObject(t *testing.T) {
 	list, lerr := d.ListVolumes(ctx, &csi.ListVolumesRequest{})
 	if lerr != nil || len(list.GetEntries()) != 1 {
 		t.Fatalf("volumes after a failed restore: %v %v, want only src", list.GetEntries(), lerr)
+	}
+	wantEmptyTmp(t, dir)
+}
+
+// A snapshot and a volume restored from it keep what a disk snapshot keeps: owners, permission
+// bits (setgid and sticky too), modification times and symlinks, so a database's files (Postgres:
+// its data directory 0700 and its files its own) work in the restored volume.
+func TestSnapshotAndRestoreKeepOwnersModesTimesAndSymlinks(t *testing.T) {
+	d, dir := newTestStore(t)
+	vol := filepath.Join(dir, volumesDir)
+	v := createVolume(t, d, volumeReq("src", nil))
+	root := filepath.Join(vol, v)
+	pg := filepath.Join(root, "pgdata")
+	write(t, filepath.Join(pg, "global", "pg_control"), "control")
+	if err := os.Symlink("global/pg_control", filepath.Join(pg, "link")); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(root, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	modes := map[string]os.FileMode{
+		"pgdata":                   0o700,
+		"pgdata/global":            0o700,
+		"pgdata/global/pg_control": 0o600,
+		"shared":                   0o775 | os.ModeSetgid | os.ModeSticky,
+	}
+	owned := os.Geteuid() == 0
+	for rel, m := range modes {
+		p := filepath.Join(root, rel)
+		if owned {
+			if err := os.Lchown(p, 999, 998); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(p, m); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := createSnapshot(t, d, "s", v)
+	r := createVolume(t, d, volumeReq("restored", fromSnapshot(s)))
+	for _, copied := range []string{filepath.Join(dir, snapshotsDir, s), filepath.Join(vol, r)} {
+		for rel, m := range modes {
+			fi, err := os.Lstat(filepath.Join(copied, rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := m & (os.ModePerm | os.ModeSetgid | os.ModeSticky)
+			if got := fi.Mode() & (os.ModePerm | os.ModeSetgid | os.ModeSticky); got != want {
+				t.Errorf("%s %s: mode %v, want %v", copied, rel, got, want)
+			}
+			if !fi.ModTime().Equal(when) {
+				t.Errorf("%s %s: time %v, want %v", copied, rel, fi.ModTime(), when)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); owned && (st.Uid != 999 || st.Gid != 998) {
+				t.Errorf("%s %s: owner %d:%d, want 999:998", copied, rel, st.Uid, st.Gid)
+			}
+		}
+		if target, err := os.Readlink(filepath.Join(copied, "pgdata", "link")); err != nil || target != "global/pg_control" {
+			t.Errorf("%s: symlink %q %v", copied, target, err)
+		}
+		wantFile(t, filepath.Join(copied, "pgdata", "global", "pg_control"), "control")
 	}
 	wantEmptyTmp(t, dir)
 }
