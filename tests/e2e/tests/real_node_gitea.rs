@@ -91,11 +91,43 @@ fn full_image_name(name: &str) -> String {
     }
 }
 
+/// The test in its namespace, which goes afterwards whatever happened, while the controller
+/// still runs to serve the KompoxApps' and disks' finalizers (uninstall follows).
 async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
-    let started = Instant::now();
     let ns = TestNamespace::create(client, "rn-gitea", &[]).await?;
+    let ns2 = TestNamespace::create(client, "rn-gitea-restored", &[]).await?;
+    let result = gitea_in(client, &ns, &ns2, compose).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut gone = Ok(());
+    for ns in [ns, ns2] {
+        let name = ns.name.clone();
+        let deleted = match ns.cleanup().await {
+            Ok(()) => {
+                wait_until(
+                    &format!("namespace {name} deleted"),
+                    Duration::from_secs(240),
+                    || async { Ok(namespaces.get_opt(&name).await?.is_none()) },
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        gone = gone.and(deleted);
+    }
+    result?;
+    gone
+}
+
+async fn gitea_in(
+    client: &kube::Client,
+    ns: &TestNamespace,
+    ns2: &TestNamespace,
+    compose: &str,
+) -> Result<()> {
+    let started = Instant::now();
     node::send_pods_to_real_node(client, &ns.name).await?;
-    apply_sample(&ns, compose).await?;
+    node::send_pods_to_real_node(client, &ns2.name).await?;
+    apply_sample(ns, compose).await?;
 
     let apps = ns.api::<KompoxApp>();
     wait_until(
@@ -104,12 +136,7 @@ async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
         || async { Ok(apps.get("gitea").await?.status.is_some_and(|s| s.ready)) },
     )
     .await
-    .with_context(|| {
-        format!(
-            "app status: {:?}",
-            kubectl(&["get", "kompoxapp", "-n", &ns.name, "gitea", "-o", "yaml"])
-        )
-    })?;
+    .with_context(|| diagnose(&ns.name, "gitea"))?;
     eprintln!("KompoxApp gitea Ready: {:.1?}", started.elapsed());
 
     let pods = ns.api::<Pod>();
@@ -170,6 +197,7 @@ async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
     )?;
     ensure!(code == 201, "creating a repository: {code} {body}");
     readme(port, &auth).await?;
+    pod_commands(&ns.name).await?;
 
     // The Pod goes; its replacement finds the user, the repository and its commit on the disk.
     let old_uid = pod.metadata.uid.clone().context("pod uid")?;
@@ -223,36 +251,46 @@ async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
         t.elapsed()
     );
 
-    // Snapshot → restore into a second app: a KompoxSnapshot of the disk, a KompoxDisk from
-    // it, the same compose as app `gitea2` on that disk with its own host; the repository is
-    // there. (Gitea is idle: the copy of Postgres's files is what a crash would leave, which it
-    // recovers from.)
+    // Snapshot → restore into a second app in another namespace (two apps of one compose file
+    // in one namespace would both own Services `gitea` and `postgres`: the controller refuses
+    // that): a KompoxSnapshot of the disk; in the second namespace a KompoxSnapshot adopting it
+    // by its provider handle, a KompoxDisk from that, the compose and env files, and the app
+    // as `gitea2` on that disk with its own host; the repository is there. (Gitea is idle: the
+    // copy of Postgres's files is what a crash would leave, which it recovers from.)
     let t = Instant::now();
     let snapshot: KompoxSnapshot = serde_json::from_value(json!({
         "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxSnapshot",
         "metadata": {"name": "gitea-snap"}, "spec": {"diskRef": {"name": "default"}},
     }))?;
-    let snapshots = ns.api::<KompoxSnapshot>();
-    snapshots.create(&PostParams::default(), &snapshot).await?;
-    wait_until(
-        "KompoxSnapshot gitea-snap ready to use",
-        Duration::from_secs(180),
-        || async {
-            Ok(snapshots
-                .get("gitea-snap")
-                .await?
-                .status
-                .is_some_and(|s| s.ready_to_use))
-        },
-    )
-    .await?;
+    let handle = snapshot_ready(ns, snapshot).await?;
+    let imported: KompoxSnapshot = serde_json::from_value(json!({
+        "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxSnapshot",
+        "metadata": {"name": "imported"}, "spec": {"handle": handle},
+    }))?;
+    snapshot_ready(ns2, imported).await?;
     let disk: KompoxDisk = serde_json::from_value(json!({
         "apiVersion": "k8s.kompox.dev/v1alpha1", "kind": "KompoxDisk",
         "metadata": {"name": "restored"},
-        "spec": {"size": "10Gi", "zone": "1", "fromSnapshot": {"name": "gitea-snap"}},
+        "spec": {"size": "10Gi", "zone": "1", "fromSnapshot": {"name": "imported"}},
     }))?;
-    ns.api::<KompoxDisk>()
+    ns2.api::<KompoxDisk>()
         .create(&PostParams::default(), &disk)
+        .await?;
+    let mut cm = ns.api::<ConfigMap>().get("gitea-compose").await?;
+    cm.metadata = kube::api::ObjectMeta {
+        name: cm.metadata.name,
+        ..Default::default()
+    };
+    ns2.api::<ConfigMap>()
+        .create(&PostParams::default(), &cm)
+        .await?;
+    let mut env = secrets.get("gitea-env-files").await?;
+    env.metadata = kube::api::ObjectMeta {
+        name: env.metadata.name,
+        ..Default::default()
+    };
+    ns2.api::<Secret>()
+        .create(&PostParams::default(), &env)
         .await?;
     let mut second = apps.get("gitea").await?;
     second.metadata = kube::api::ObjectMeta {
@@ -274,13 +312,15 @@ async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
         .context("the sample has an ingress")?
         .rules;
     rules.first_mut().context("the sample has a rule")?.hosts = vec![HOST2.into()];
-    apps.create(&PostParams::default(), &second).await?;
+    let apps2 = ns2.api::<KompoxApp>();
+    apps2.create(&PostParams::default(), &second).await?;
     wait_until(
         "KompoxApp gitea2 Ready",
         Duration::from_secs(420),
-        || async { Ok(apps.get("gitea2").await?.status.is_some_and(|s| s.ready)) },
+        || async { Ok(apps2.get("gitea2").await?.status.is_some_and(|s| s.ready)) },
     )
-    .await?;
+    .await
+    .with_context(|| diagnose(&ns2.name, "gitea2"))?;
     wait_until(
         "the restored repository through gitea2",
         Duration::from_secs(240),
@@ -305,8 +345,160 @@ async fn gitea(client: &kube::Client, compose: &str) -> Result<()> {
         "snapshot → restored disk → second app with the repository: {:.1?}",
         t.elapsed()
     );
+    Ok(())
+}
 
-    ns.cleanup().await
+/// Creates `snapshot` in `ns` and waits until it is ready to use; returns its provider handle.
+async fn snapshot_ready(ns: &TestNamespace, snapshot: KompoxSnapshot) -> Result<String> {
+    let name = snapshot.metadata.name.clone().context("snapshot name")?;
+    let snapshots = ns.api::<KompoxSnapshot>();
+    snapshots.create(&PostParams::default(), &snapshot).await?;
+    let handle = Mutex::new(None);
+    wait_until(
+        &format!("KompoxSnapshot {}/{name} ready to use", ns.name),
+        Duration::from_secs(180),
+        || async {
+            let status = snapshots.get(&name).await?.status.unwrap_or_default();
+            if status.ready_to_use {
+                *handle.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = status.snapshot_handle;
+            }
+            Ok(status.ready_to_use)
+        },
+    )
+    .await?;
+    handle
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .with_context(|| {
+            format!(
+                "KompoxSnapshot {}/{name} is ready without a handle",
+                ns.name
+            )
+        })
+}
+
+/// `kubectl kompox logs`, `exec` and `port-forward` against the app's real processes, through
+/// kube-apiserver and the node's kubelet: Postgres's log says it accepts connections, a
+/// command's output and exit status come back as the container's shell gave them, and Gitea's
+/// API answers through a forwarded port.
+async fn pod_commands(ns: &str) -> Result<()> {
+    let dir = temp_dir("node-gitea-pods")?;
+    let ns = ns.to_owned();
+    tokio::task::spawn_blocking(move || pod_commands_blocking(&dir, &ns))
+        .await
+        .context("joining")?
+}
+
+fn pod_commands_blocking(dir: &std::path::Path, ns: &str) -> Result<()> {
+    use std::io::BufRead as _;
+
+    let r = kompox(dir, &["logs", "gitea", "-n", ns, "-S", "postgres"])?.ok()?;
+    ensure!(
+        r.stdout
+            .contains("database system is ready to accept connections"),
+        "Postgres's log: {}",
+        r.stdout
+    );
+    let r = kompox(dir, &["logs", "gitea", "-n", ns])?.ok()?;
+    ensure!(
+        r.stdout.lines().any(|l| l.starts_with("[gitea] "))
+            && r.stdout.lines().any(|l| l.starts_with("[postgres] ")),
+        "every service's log, prefixed: {}",
+        r.stdout.chars().take(600).collect::<String>()
+    );
+
+    // The command's exit status is the kubelet's ExitCode cause (kwok cannot give one).
+    let r = kompox(
+        dir,
+        &[
+            "exec",
+            "gitea",
+            "-n",
+            ns,
+            "-S",
+            "gitea",
+            "--",
+            "sh",
+            "-c",
+            "echo $((6 * 7)) $(id -un); exit 3",
+        ],
+    )?;
+    ensure!(r.code == 3 && r.stdout == "42 root\n", "exec: {r:?}");
+    let r = kompox(
+        dir,
+        &[
+            "exec",
+            "gitea",
+            "-n",
+            ns,
+            "-S",
+            "gitea",
+            "--",
+            "git",
+            "--version",
+        ],
+    )?
+    .ok()?;
+    ensure!(r.stdout.starts_with("git version "), "exec: {r:?}");
+
+    // port-forward: Gitea's own port (3000), not Traefik's, answers its API.
+    let bin = kompox_e2e::cli::binary()?;
+    let mut pf = std::process::Command::new(&bin)
+        .args(["port-forward", "gitea", "-n", ns, "-S", "gitea", ":3000"])
+        .env("KUBECONFIG", &kompox_e2e::cluster().admin_kubeconfig)
+        .env("KOMPOX_CACHE", dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        let mut first = String::new();
+        let mut reader = std::io::BufReader::new(pf.stdout.take().context("no stdout")?);
+        reader.read_line(&mut first)?;
+        let addr = first
+            .strip_prefix("Forwarding from ")
+            .and_then(|s| s.split_whitespace().next())
+            .with_context(|| format!("no address in {first:?}"))?
+            .to_owned();
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "20", "-w", "\n%{http_code}"])
+            .arg(format!("http://{addr}/api/v1/version"))
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            text.ends_with("\n200") && text.contains("\"version\""),
+            "Gitea's API through port-forward {addr}: {text}"
+        );
+        Ok(())
+    })();
+    let _ = pf.kill();
+    let _ = pf.wait();
+    result
+}
+
+/// What a failed wait for an app shows: its status, its Pods and the namespace's events.
+fn diagnose(ns: &str, app: &str) -> String {
+    let show = |args: &[&str]| kubectl(args).unwrap_or_else(|e| format!("{e:#}"));
+    format!(
+        "KompoxApp {app}:\n{}\nPods:\n{}\nEvents:\n{}",
+        show(&[
+            "get",
+            "kompoxapp",
+            "-n",
+            ns,
+            app,
+            "-o",
+            "jsonpath={.status}"
+        ]),
+        show(&[
+            "describe",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            &format!("kompox.dev/app={app}")
+        ]),
+        show(&["get", "events", "-n", ns, "--sort-by=.lastTimestamp"]),
+    )
 }
 
 /// The sample's objects as a user writes them (app.yml: the KompoxApp, its disk, the env

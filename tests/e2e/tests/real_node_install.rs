@@ -214,6 +214,53 @@ async fn installed_and_serving(cache: &std::path::Path, client: &kube::Client) -
         t.elapsed()
     );
     webhook_mutates(client).await?;
+
+    // A deleted webhook Pod (failurePolicy Fail: a webhook that does not answer fails every
+    // Pod create it covers): its Service keeps serving from the other replica, and within
+    // seconds from the replacement too, while the old Pod terminates.
+    let webhook_pods = ListParams::default().labels("app.kubernetes.io/name=kompox-webhook");
+    let victim = pods
+        .list(&webhook_pods)
+        .await?
+        .items
+        .into_iter()
+        .find_map(|p| p.metadata.name)
+        .context("no webhook Pod")?;
+    let t = Instant::now();
+    pods.delete(&victim, &DeleteParams::default()).await?;
+    webhook_mutates(client)
+        .await
+        .context("the webhook right after one of its Pods was deleted")?;
+    eprintln!(
+        "webhook Pod deleted -> the webhook mutates a Pod: {:.1?}",
+        t.elapsed()
+    );
+    wait_until(
+        "two ready webhook Pods again",
+        Duration::from_secs(60),
+        || async {
+            let ready = pods
+                .list(&webhook_pods)
+                .await?
+                .items
+                .iter()
+                .filter(|p| p.metadata.name.as_deref() != Some(victim.as_str()))
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .is_some_and(|cs| cs.iter().all(|c| c.ready))
+                })
+                .count();
+            Ok(ready >= 2)
+        },
+    )
+    .await?;
+    eprintln!(
+        "webhook Pod deleted -> two ready Pods again: {:.1?}",
+        t.elapsed()
+    );
+    webhook_mutates(client).await?;
     traefik_serves_an_ingress(client).await?;
     an_app_is_ready_once_traefik_admits_its_ingress(client).await
 }
