@@ -36,6 +36,15 @@ pub fn with_outcome(
 #[must_use]
 pub fn suspension_outcome(outcome: Outcome, running: &[String]) -> Outcome {
     match outcome {
+        // Nothing runs that a missing disk or Secret could break (a migration's handoff
+        // releases the source's disks this way): held, and resuming is what needs it.
+        Outcome::Degraded(reason, message)
+            if running.is_empty() && reason == condition::reasons::REFERENCE_NOT_FOUND =>
+        {
+            Outcome::Suspended(format!(
+                "suspended (spec.suspend): scaled to zero, no Pod of the app runs; resuming needs: {message}"
+            ))
+        }
         Outcome::Degraded(..) => outcome,
         _ if running.is_empty() => Outcome::Suspended(
             "suspended (spec.suspend): scaled to zero, no Pod of the app runs".to_owned(),
@@ -298,6 +307,7 @@ mod tests {
     #[case::rolling_and_nothing_runs(Outcome::Progressing(reasons::APPLYING, "x".into()), &[], "Suspended")]
     #[case::a_pod_still_runs(Outcome::Ready("ok".into()), &["web-1"], "Suspending")]
     #[case::degraded_stays_degraded(Outcome::Degraded(reasons::INVALID_COMPOSE, "x".into()), &[], "InvalidCompose")]
+    #[case::missing_reference_is_held(Outcome::Degraded(reasons::REFERENCE_NOT_FOUND, "KompoxDisk d not found".into()), &[], "Suspended")]
     fn suspension_outcome_cases(
         #[case] outcome: Outcome,
         #[case] running: &[&str],
@@ -310,6 +320,23 @@ mod tests {
         if let [pod] = running {
             assert!(ready.message.contains(pod), "{}", ready.message);
         }
+    }
+
+    #[test]
+    fn a_missing_reference_is_held_only_once_nothing_runs() {
+        let missing = || Outcome::Degraded(reasons::REFERENCE_NOT_FOUND, "KompoxDisk d".into());
+        let held = suspension_outcome(missing(), &[]);
+        let [ready, ..] = held.conditions(None, &t(1));
+        assert!(
+            ready.message.contains("resuming needs: KompoxDisk d"),
+            "{}",
+            ready.message
+        );
+        let running = suspension_outcome(missing(), &pods(&["web-1"]));
+        assert!(
+            matches!(running, Outcome::Degraded(r, _) if r == reasons::REFERENCE_NOT_FOUND),
+            "{running:?}"
+        );
     }
 
     fn suspended_condition(s: &KompoxAppStatus) -> Option<(String, String)> {
