@@ -1,156 +1,337 @@
-//! `kubectl kompox diff APP`: the server's rendered objects against the live ones, exiting as
-//! `kubectl diff` does.
+//! `kubectl kompox diff`: what would change, exiting as `kubectl diff` does (0 the same, 1
+//! differences, 2 an error).
+//!
+//! - `diff APP`: the server's rendered objects of the app, each sent as a server-side apply
+//!   dry run (`dryRun=All`, as the controller's field manager), against the live object: the
+//!   server merges, defaults and admits exactly as it would, so only real changes show.
+//! - `diff -f compose.yml [--app app.yml]`: what `apply -f` would write (the compose
+//!   ConfigMap, the project's Secrets and ConfigMaps, the disks, the KompoxApp), rendered on
+//!   this machine and dry-run applied the same way, against the live objects.
+//!
+//! Each differing object is printed as a unified diff with hunk headers (`similar`), live
+//! first. Secret values are never shown: a changed value shows as `<redacted: changed>`.
 
 use std::io::{IsTerminal as _, Write};
+use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, FromArgMatches as _};
+use kube::Client;
+use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
 use crate::CliError;
-use crate::kubectx;
+use crate::kubectx::{self, KubeArgs};
 use crate::target::{AppRef, connect, fetch_rendered};
+
+/// The controller's field manager for app objects (what its server-side applies name).
+const CONTROLLER_MANAGER: &str = "kompox";
 
 /// Arguments of `diff`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "Examples:
+  kubectl kompox diff gitea                 # the server's rendering against the live objects
+  kubectl kompox diff -f compose.yml        # what `apply -f compose.yml` would change
+  kubectl kompox diff -f compose.yml --app app.yml")]
 pub struct DiffArgs {
     #[command(flatten)]
-    pub app: AppRef,
+    pub kube: KubeArgs,
+    /// The KompoxApp whose server-rendered objects to compare (not needed with -f alone).
+    #[arg(required_unless_present = "file")]
+    pub app: Option<String>,
+    /// Its namespace (default: from .kompox/state.json, else the context's namespace when the
+    /// app is there, else searched).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// A compose file: without APP, compare what `apply -f` would write; with APP, only where
+    /// its .kompox/state.json records the namespace.
+    #[arg(short = 'f', long = "file", value_name = "COMPOSE")]
+    pub file: Option<PathBuf>,
+    /// With -f: the KompoxApp manifest, as `apply --app`.
+    #[arg(long = "app", value_name = "APP_YAML", requires = "file")]
+    pub app_file: Option<PathBuf>,
+    /// With -f: the workspace, as `apply --workspace`.
+    #[arg(long, requires = "file", default_value = kompox_core::naming::DEFAULT_WORKSPACE)]
+    pub workspace: String,
 }
 
-/// Drops what only the server sets, for comparing.
-fn comparable(v: &Value) -> Value {
-    let mut v = v.clone();
-    kubectx::strip_server_fields(&mut v, &["ownerReferences"]);
-    v
-}
-
-/// Keeps in `live` only the fields `want` has (recursively), so defaults the server added do
-/// not show as differences.
-fn project(want: &Value, live: &Value) -> Value {
-    match (want, live) {
-        (Value::Object(w), Value::Object(l)) => Value::Object(
-            w.iter()
-                .filter_map(|(k, wv)| l.get(k).map(|lv| (k.clone(), project(wv, lv))))
-                .collect(),
-        ),
-        (Value::Array(w), Value::Array(l)) if w.len() == l.len() => {
-            Value::Array(w.iter().zip(l).map(|(a, b)| project(a, b)).collect())
-        }
-        _ => live.clone(),
-    }
-}
-
-/// A line diff (longest common subsequence), `-` live, `+` rendered.
-#[must_use]
-pub fn unified(a: &str, b: &str) -> Vec<(char, String)> {
-    let a: Vec<&str> = a.lines().collect();
-    let b: Vec<&str> = b.lines().collect();
-    let (n, m) = (a.len(), b.len());
-    let mut t = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            t[i][j] = if a[i] == b[j] {
-                t[i + 1][j + 1] + 1
-            } else {
-                t[i + 1][j].max(t[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            out.push((' ', a[i].to_owned()));
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || t[i][j + 1] >= t[i + 1][j]) {
-            out.push(('+', b[j].to_owned()));
-            j += 1;
-        } else {
-            out.push(('-', a[i].to_owned()));
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Runs `diff`: the server's rendered objects against the live ones (Secret values are
-/// redacted on both sides). Exit status 0 either way; differences are printed.
+/// Runs `diff`.
 ///
 /// # Errors
 ///
-/// [`CliError`] when the objects cannot be read.
-pub async fn run(args: &DiffArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let (client, ns) = connect(&args.app).await?;
-    let list = fetch_rendered(&client, &ns, &args.app.app).await?;
+/// [`CliError::Differs`] when objects differ (already printed); any other [`CliError`] when
+/// the objects cannot be read, rendered or dry-run applied.
+pub async fn run(
+    args: &DiffArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
     let color = crate::output::use_color(std::io::stdout().is_terminal());
+    let changed = match (&args.app, &args.file) {
+        (Some(app), _) => {
+            let target = AppRef {
+                kube: args.kube.clone(),
+                app: app.clone(),
+                namespace: args.namespace.clone(),
+                file: args.file.clone(),
+            };
+            let (client, ns) = connect(&target).await?;
+            let list = fetch_rendered(&client, &ns, app).await?;
+            let objects = list["items"].as_array().cloned().unwrap_or_default();
+            diff_all(&client, &objects, CONTROLLER_MANAGER, color, out).await?
+        }
+        (None, Some(file)) => diff_compose(args, file, color, out, err).await?,
+        (None, None) => {
+            return Err(CliError::Invalid(vec![
+                "give APP (its rendered objects) or -f COMPOSE (what apply would change)".into(),
+            ]));
+        }
+    };
+    if changed == 0 {
+        let _ = writeln!(out, "no differences: the live objects are as they would be");
+        Ok(())
+    } else {
+        Err(CliError::Differs(changed))
+    }
+}
+
+/// `diff -f`: apply's plan, dry-run applied in the namespace recorded for the project.
+async fn diff_compose(
+    args: &DiffArgs,
+    file: &std::path::Path,
+    color: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<usize, CliError> {
+    let mut argv: Vec<std::ffi::OsString> = vec!["diff".into(), "-f".into(), file.into()];
+    if let Some(a) = &args.app_file {
+        argv.extend(["--app".into(), a.into()]);
+    }
+    argv.extend(["--workspace".into(), args.workspace.clone().into()]);
+    let matches = <crate::apply::ApplyArgs as Args>::augment_args(clap::Command::new("diff"))
+        .try_get_matches_from(argv)
+        .map_err(|e| CliError::Invalid(vec![e.to_string()]))?;
+    let mut apply_args = crate::apply::ApplyArgs::from_arg_matches(&matches)
+        .map_err(|e| CliError::Invalid(vec![e.to_string()]))?;
+    apply_args.kube = args.kube.clone();
+    if !file.is_file() {
+        return Err(CliError::Io(format!(
+            "{}: compose file not found",
+            file.display()
+        )));
+    }
+    let plan = crate::apply::plan(&apply_args)?;
+    for w in &plan.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    let name = kube::ResourceExt::name_any(&plan.app);
+    let recorded = crate::state::recorded(file, &args.workspace, &name)?;
+    let ns = match (&args.namespace, recorded) {
+        (Some(ns), _) => ns.clone(),
+        (None, Some(st)) => st.namespace,
+        (None, None) => {
+            // Never applied from here: everything would be new.
+            let objects = crate::apply::objects(&plan, "<new namespace>")?;
+            for o in &objects {
+                write_diff(out, o, "", &yaml(&redacted(o)), color);
+            }
+            return Ok(objects.len());
+        }
+    };
+    let (client, url) = kubectx::client(&args.kube).await?;
+    kubectx::ping(&client, &url).await?;
+    let mut objects = Vec::new();
+    for o in crate::apply::objects(&plan, &ns)? {
+        // apply leaves an inferred disk that exists as it is.
+        let kept = o["kind"] == "KompoxDisk"
+            && o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|d| plan.inferred_disks.contains(d))
+            && live(&client, &o).await?.is_some();
+        if !kept {
+            objects.push(o);
+        }
+    }
+    diff_all(&client, &objects, &apply_args.field_manager, color, out).await
+}
+
+/// The live object, if any.
+async fn live(client: &Client, obj: &Value) -> Result<Option<Value>, CliError> {
+    let api = kubectx::api_for(client, obj).await?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    match api.get_opt(name).await {
+        Ok(Some(l)) => serde_json::to_value(l)
+            .map(Some)
+            .map_err(|e| CliError::Io(e.to_string())),
+        Ok(None) => Ok(None),
+        Err(e) => Err(kubectx::kube_error(
+            &format!("reading {}", kubectx::describe(obj)),
+            &e,
+        )),
+    }
+}
+
+/// Diffs each object against the live one; returns how many differ.
+async fn diff_all(
+    client: &Client,
+    objects: &[Value],
+    manager: &str,
+    color: bool,
+    out: &mut dyn Write,
+) -> Result<usize, CliError> {
     let mut changed = 0;
-    for want in list["items"].as_array().cloned().unwrap_or_default() {
-        let want = comparable(&want);
-        let api = kubectx::api_for(&client, &want).await?;
-        let name = want["metadata"]["name"].as_str().unwrap_or_default();
-        let live = match api.get_opt(name).await {
-            Ok(Some(l)) => {
-                let l = serde_json::to_value(l).map_err(|e| CliError::Io(e.to_string()))?;
-                let l = kubectx::redact(&[comparable(&l)])
-                    .pop()
-                    .unwrap_or(Value::Null);
-                project(&want, &l)
+    for want in objects {
+        let mut want = want.clone();
+        kubectx::strip_server_fields(&mut want, &[]);
+        let before = live(client, &want).await?;
+        // The server's rendered Secrets come redacted: they cannot be sent, only their keys
+        // compared.
+        let redacted_input = want["kind"] == "Secret"
+            && want["metadata"]["annotations"][kompox_core::redact::REDACTED_ANNOTATION] == "true";
+        let after = if redacted_input {
+            let mut w = want.clone();
+            if let Some(a) = w["metadata"]["annotations"].as_object_mut() {
+                a.remove(kompox_core::redact::REDACTED_ANNOTATION);
             }
-            Ok(None) => Value::Null,
-            Err(e) => {
-                return Err(kubectx::kube_error(
-                    &format!("reading {}", kubectx::describe(&want)),
-                    &e,
-                ));
-            }
-        };
-        let mut want = kubectx::redact(&[want]).pop().unwrap_or(Value::Null);
-        let mut no_annotations = false;
-        if let Some(a) = want["metadata"]["annotations"].as_object_mut() {
-            a.remove(kompox_core::redact::REDACTED_ANNOTATION);
-            no_annotations = a.is_empty();
-        }
-        if let (true, Some(m)) = (no_annotations, want["metadata"].as_object_mut()) {
-            m.remove("annotations");
-        }
-        let a = if live.is_null() {
-            String::new()
+            before.as_ref().map_or(w.clone(), |b| merge_keys(b, &w))
         } else {
-            kompox_core::render::yaml_stream(&[live]).unwrap_or_default()
+            // The controller sends its owner reference with every object (`rendered` leaves
+            // it out): keep the live one, or the dry run would show it removed.
+            if let Some(refs) = before.as_ref().map(|b| &b["metadata"]["ownerReferences"])
+                && !refs.is_null()
+                && want["metadata"]["ownerReferences"].is_null()
+            {
+                want["metadata"]["ownerReferences"] = refs.clone();
+            }
+            dry_run(client, &want, manager).await?
         };
-        let b = kompox_core::render::yaml_stream(std::slice::from_ref(&want)).unwrap_or_default();
+        let (a, b) = shown_pair(before.as_ref(), &after);
         if a == b {
             continue;
         }
         changed += 1;
-        let what = kubectx::describe(&want);
-        let _ = writeln!(out, "--- live {what}\n+++ rendered {what}");
-        let lines = unified(&a, &b);
-        let near = |i: usize| {
-            lines[i.saturating_sub(3)..(i + 4).min(lines.len())]
-                .iter()
-                .any(|(c, _)| *c != ' ')
-        };
-        for (i, (c, l)) in lines.iter().enumerate() {
-            if !near(i) {
-                continue;
+        write_diff(out, &want, &a, &b, color);
+    }
+    Ok(changed)
+}
+
+/// The object as the server would store it: a server-side apply dry run (forcing, as the
+/// applier would after `--force-conflicts`, so a conflict does not hide the change).
+async fn dry_run(client: &Client, want: &Value, manager: &str) -> Result<Value, CliError> {
+    let api = kubectx::api_for(client, want).await?;
+    let name = want["metadata"]["name"].as_str().unwrap_or_default();
+    let mut pp = PatchParams::apply(manager).force();
+    pp.dry_run = true;
+    match api.patch(name, &pp, &Patch::Apply(want)).await {
+        Ok(o) => serde_json::to_value(o).map_err(|e| CliError::Io(e.to_string())),
+        // The namespace does not exist yet: the object would be created as it is.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(want.clone()),
+        Err(e) => Err(kubectx::kube_error(
+            &format!("dry-run applying {}", kubectx::describe(want)),
+            &e,
+        )),
+    }
+}
+
+/// A redacted rendered Secret against the live one: the live object with the wanted keys
+/// (values kept where the key exists, so only added or removed keys show).
+fn merge_keys(live: &Value, want: &Value) -> Value {
+    let mut out = live.clone();
+    let keys: Vec<String> = want["data"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let old = live["data"].as_object().cloned().unwrap_or_default();
+    let data: serde_json::Map<String, Value> = keys
+        .into_iter()
+        .map(|k| {
+            let v = old.get(&k).cloned().unwrap_or(Value::String(String::new()));
+            (k, v)
+        })
+        .collect();
+    out["data"] = Value::Object(data);
+    out
+}
+
+/// Both sides as YAML, server fields dropped, Secret values redacted (a value that differs
+/// shows as `<redacted: changed>` on the new side). An absent side is empty.
+fn shown_pair(before: Option<&Value>, after: &Value) -> (String, String) {
+    let mut after = after.clone();
+    kubectx::strip_server_fields(&mut after, &[]);
+    let Some(before) = before else {
+        return (String::new(), yaml(&redacted(&after)));
+    };
+    let mut before = before.clone();
+    kubectx::strip_server_fields(&mut before, &[]);
+    if after["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            let old = before[field].as_object().cloned().unwrap_or_default();
+            if let Some(m) = after[field].as_object_mut() {
+                for (k, v) in m.iter_mut() {
+                    *v = match old.get(k) {
+                        Some(o) if o == v => Value::String("<redacted>".into()),
+                        Some(_) => Value::String("<redacted: changed>".into()),
+                        None => Value::String("<redacted: new>".into()),
+                    };
+                }
             }
-            let line = format!("{c}{l}");
-            let _ = match (color, *c) {
-                (true, '+') => writeln!(out, "\x1b[32m{line}\x1b[0m"),
-                (true, '-') => writeln!(out, "\x1b[31m{line}\x1b[0m"),
-                _ => writeln!(out, "{line}"),
-            };
         }
     }
-    if changed == 0 {
-        let _ = writeln!(
-            out,
-            "no differences: the live objects match the rendered ones"
-        );
-        Ok(())
-    } else {
-        Err(CliError::Differs(changed))
+    (yaml(&redacted(&before)), yaml(&redacted(&after)))
+}
+
+/// Drops `null` members at every level (the API treats `field: null` as the field absent).
+fn without_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(without_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(without_nulls),
+        _ => {}
+    }
+}
+
+/// Secret values replaced (values already marked are kept); `null` members dropped.
+fn redacted(v: &Value) -> Value {
+    let mut v = v.clone();
+    without_nulls(&mut v);
+    if v["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            if let Some(m) = v.get_mut(field).and_then(Value::as_object_mut) {
+                for x in m.values_mut() {
+                    if !x.as_str().is_some_and(|s| s.starts_with("<redacted")) {
+                        *x = Value::String("<redacted>".into());
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+fn yaml(v: &Value) -> String {
+    kompox_core::render::yaml_stream(std::slice::from_ref(v)).unwrap_or_default()
+}
+
+/// A unified diff of `a` (live) and `b` (would be) with hunk headers, three lines of context.
+#[must_use]
+pub fn unified(what: &str, a: &str, b: &str) -> String {
+    similar::TextDiff::from_lines(a, b)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("live {what}"), &format!("rendered {what}"))
+        .to_string()
+}
+
+fn write_diff(out: &mut dyn Write, obj: &Value, a: &str, b: &str, color: bool) {
+    let text = unified(&kubectx::describe(obj), a, b);
+    for line in text.lines() {
+        let _ = match (color, line.chars().next()) {
+            (true, Some('+')) if !line.starts_with("+++") => writeln!(out, "\x1b[32m{line}\x1b[0m"),
+            (true, Some('-')) if !line.starts_with("---") => writeln!(out, "\x1b[31m{line}\x1b[0m"),
+            (true, Some('@')) => writeln!(out, "\x1b[36m{line}\x1b[0m"),
+            _ => writeln!(out, "{line}"),
+        };
     }
 }
 
@@ -160,24 +341,49 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn unified_marks_changed_lines_only() {
-        let d = unified("a\nb\nc\n", "a\nB\nc\n");
+    fn unified_has_headers_and_hunks() {
+        let a = "a\nb\nc\nd\ne\nf\ng\nh\ni\n";
+        let b = "a\nb\nc\nd\nE\nf\ng\nh\ni\n";
+        let d = unified("ConfigMap ns/x", a, b);
         assert_eq!(
             d,
-            vec![
-                (' ', "a".to_owned()),
-                ('+', "B".to_owned()),
-                ('-', "b".to_owned()),
-                (' ', "c".to_owned()),
-            ]
+            "--- live ConfigMap ns/x\n+++ rendered ConfigMap ns/x\n@@ -2,7 +2,7 @@\n b\n c\n d\n-e\n+E\n f\n g\n h\n"
         );
-        assert!(unified("x\n", "x\n").iter().all(|(c, _)| *c == ' '));
+        assert_eq!(unified("x", "same\n", "same\n"), "");
     }
 
     #[test]
-    fn project_ignores_server_defaults() {
-        let want = json!({"spec": {"replicas": 1}});
-        let live = json!({"spec": {"replicas": 1, "revisionHistoryLimit": 10}, "status": {}});
-        assert_eq!(project(&want, &live), want);
+    fn secret_values_never_shown_changes_marked() {
+        let before = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "resourceVersion": "1"},
+            "data": {"same": "c2FtZQ==", "changed": "b2xk", "gone": "eA=="}});
+        let after = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "resourceVersion": "2"},
+            "data": {"same": "c2FtZQ==", "changed": "bmV3", "added": "eQ=="}});
+        let (a, b) = shown_pair(Some(&before), &after);
+        for t in [&a, &b] {
+            for v in ["c2FtZQ==", "b2xk", "bmV3", "eA==", "eQ=="] {
+                assert!(!t.contains(v), "a value shows: {t}");
+            }
+            assert!(!t.contains("resourceVersion"), "{t}");
+        }
+        assert!(b.contains("changed: \"<redacted: changed>\""), "{b}");
+        assert!(b.contains("<redacted: new>") && !b.contains("gone"), "{b}");
+        assert!(a.contains("gone"), "{a}");
+        let (_, only) = shown_pair(None, &after);
+        assert!(!only.contains("bmV3"), "{only}");
+        // null is absent.
+        let empty = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+        let nulls = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": null, "stringData": null});
+        let (a, b) = shown_pair(Some(&empty), &nulls);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rendered_secret_keys_only() {
+        let live = json!({"kind": "Secret", "data": {"a": "MQ==", "b": "Mg=="}});
+        let want = json!({"kind": "Secret", "data": {"a": "hmac-sha256:x", "c": "hmac-sha256:y"}});
+        assert_eq!(
+            merge_keys(&live, &want)["data"],
+            json!({"a": "MQ==", "c": ""})
+        );
     }
 }

@@ -87,10 +87,14 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Print the server's rendered objects of an app (Secrets redacted).
     Rendered(rendered::RenderedArgs),
+    /// List the KompoxApps of a namespace (-A: of every namespace).
+    #[command(visible_alias = "ls")]
+    List(target::ListArgs),
     /// Show an app's conditions, pods, zone, disks and ingress hosts.
     Status(status::StatusArgs),
-    /// Diff the server's rendered objects against the live ones (exit 0: the same, 1: they
-    /// differ, 2: an error, as `kubectl diff`).
+    /// What would change: APP's server-rendered objects, or with -f what `apply -f` would
+    /// write, dry-run applied against the live ones (exit 0: the same, 1: they differ, 2: an
+    /// error, as `kubectl diff`).
     Diff(diff::DiffArgs),
     /// Delete an app and what it owns (its disks by their deletionPolicy; asks before
     /// destroying data unless --yes).
@@ -211,8 +215,9 @@ async fn run_cluster(
         Command::Uninstall(a) => install::run_uninstall(&a, out, err).await,
         Command::Apply(a) => apply::run(&a, out, err).await,
         Command::Rendered(a) => rendered::run(&a, out).await,
+        Command::List(a) => status::list(&a, out).await,
         Command::Status(a) => status::run(&a, out).await,
-        Command::Diff(a) => diff::run(&a, out).await,
+        Command::Diff(a) => diff::run(&a, out, err).await,
         Command::Delete(a) => delete::run(&a, out, err).await,
         Command::Logs(a) => logs::run(&a, out).await,
         Command::Suspend(a) => suspend::run(&a, true, out).await,

@@ -11,7 +11,9 @@
 //!
 //! Every input is read and checked before the cluster is touched; the Secret is written
 //! before the app names it, and the app stops naming it before it is deleted, so the
-//! controller never renders a reference to a missing Secret. The Secrets carry an owner
+//! controller never renders a reference to a missing Secret. The app's lists are changed by
+//! a merge patch guarded by the resourceVersion read (re-read on a conflict), so `apply`'s
+//! field manager never owns them and a concurrent change is not lost. The Secrets carry an owner
 //! reference to the KompoxApp: deleting the app deletes them.
 
 use std::collections::BTreeMap;
@@ -257,28 +259,45 @@ fn secret_object(
     })
 }
 
-/// Writes `spec` fields of the app with a merge patch guarded by the resourceVersion read
-/// (a concurrent change fails with a conflict instead of being overwritten).
-async fn patch_spec(api: &Api<KompoxApp>, app: &KompoxApp, spec: Value) -> Result<(), CliError> {
-    let name = app.name_any();
-    let ns = app.namespace().unwrap_or_default();
+/// How often [`update_spec`] re-reads the app after a conflict (the controller's status
+/// writes change its resourceVersion too).
+const UPDATE_TRIES: usize = 5;
+
+/// Writes the `spec` fields `change` computes from the app as read (`None`: nothing to
+/// change), with a merge patch guarded by that read's resourceVersion: a concurrent write
+/// makes it read again and recompute, so nobody's change is overwritten.
+async fn update_spec(
+    api: &Api<KompoxApp>,
+    name: &str,
+    change: impl Fn(&KompoxApp) -> Option<Value>,
+) -> Result<(), CliError> {
     let pp = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
     };
-    let body = json!({
-        "metadata": {"resourceVersion": app.resource_version()},
-        "spec": spec,
-    });
-    api.patch(&name, &pp, &Patch::Merge(body))
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            kube::Error::Api(ref s) if s.code == 409 => CliError::Cluster(format!(
-                "KompoxApp {ns}/{name} changed while this command ran: run it again"
-            )),
-            e => kubectx::kube_error(&format!("updating KompoxApp {ns}/{name}"), &e),
-        })
+    let what = || format!("KompoxApp {}/{name}", api.namespace().unwrap_or_default());
+    for _ in 0..UPDATE_TRIES {
+        let app = api
+            .get(name)
+            .await
+            .map_err(|e| kubectx::kube_error(&format!("reading {}", what()), &e))?;
+        let Some(spec) = change(&app) else {
+            return Ok(());
+        };
+        let body = json!({
+            "metadata": {"resourceVersion": app.resource_version()},
+            "spec": spec,
+        });
+        match api.patch(name, &pp, &Patch::Merge(body)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(kubectx::kube_error(&format!("updating {}", what()), &e)),
+        }
+    }
+    Err(CliError::Cluster(format!(
+        "{} kept changing while this command ran ({UPDATE_TRIES} tries): run it again",
+        what()
+    )))
 }
 
 /// The app, its API and its namespace.
@@ -329,19 +348,20 @@ async fn env_set(a: &EnvSetArgs, out: &mut dyn Write) -> Result<(), CliError> {
         data.insert(k.clone(), v.clone().into_bytes());
     }
     kubectx::apply(&client, &secret_object(&app, &name, "Opaque", &data), false).await?;
-    let mut overrides = app.spec.env_overrides.clone();
     let entry = EnvOverride {
         service: service.clone(),
         secret_ref: LocalRef { name: name.clone() },
     };
-    match overrides.iter_mut().find(|o| o.service == service) {
-        Some(o) if *o == entry => {}
-        Some(o) => *o = entry,
-        None => overrides.push(entry),
-    }
-    if overrides != app.spec.env_overrides {
-        patch_spec(&api, &app, json!({"envOverrides": overrides})).await?;
-    }
+    update_spec(&api, &a.target.app, |app| {
+        let mut overrides = app.spec.env_overrides.clone();
+        match overrides.iter_mut().find(|o| o.service == service) {
+            Some(o) if *o == entry => return None,
+            Some(o) => *o = entry.clone(),
+            None => overrides.push(entry.clone()),
+        }
+        Some(json!({"envOverrides": overrides}))
+    })
+    .await?;
     let keys: Vec<&str> = vars.keys().map(String::as_str).collect();
     line(
         out,
@@ -387,14 +407,17 @@ async fn env_unset(a: &EnvUnsetArgs, out: &mut dyn Write) -> Result<(), CliError
     }
     if a.keys.is_empty() || data.is_empty() {
         // The app stops naming the Secret first, so no render references a missing one.
-        let rest: Vec<EnvOverride> = app
-            .spec
-            .env_overrides
-            .iter()
-            .filter(|o| o.service != service)
-            .cloned()
-            .collect();
-        patch_spec(&api, &app, json!({"envOverrides": rest})).await?;
+        update_spec(&api, &a.target.app, |app| {
+            let rest: Vec<EnvOverride> = app
+                .spec
+                .env_overrides
+                .iter()
+                .filter(|o| o.service != service)
+                .cloned()
+                .collect();
+            (rest != app.spec.env_overrides).then(|| json!({"envOverrides": rest}))
+        })
+        .await?;
         delete_secret(&client, &ns, &name).await?;
         return line(
             out,
@@ -505,11 +528,15 @@ async fn pull_set(a: &PullSetArgs, out: &mut dyn Write) -> Result<(), CliError> 
         false,
     )
     .await?;
-    if !app.spec.image_pull_secrets.iter().any(|r| r.name == name) {
+    update_spec(&api, &a.target.app, |app| {
+        if app.spec.image_pull_secrets.iter().any(|r| r.name == name) {
+            return None;
+        }
         let mut refs = app.spec.image_pull_secrets.clone();
         refs.push(LocalRef { name: name.clone() });
-        patch_spec(&api, &app, json!({"imagePullSecrets": refs})).await?;
-    }
+        Some(json!({"imagePullSecrets": refs}))
+    })
+    .await?;
     line(
         out,
         &format!(
@@ -529,14 +556,17 @@ async fn pull_unset(a: &SecretApp, out: &mut dyn Write) -> Result<(), CliError> 
             a.app
         )));
     }
-    let rest: Vec<LocalRef> = app
-        .spec
-        .image_pull_secrets
-        .iter()
-        .filter(|r| r.name != name)
-        .cloned()
-        .collect();
-    patch_spec(&api, &app, json!({"imagePullSecrets": rest})).await?;
+    update_spec(&api, &a.app, |app| {
+        let rest: Vec<LocalRef> = app
+            .spec
+            .image_pull_secrets
+            .iter()
+            .filter(|r| r.name != name)
+            .cloned()
+            .collect();
+        (rest != app.spec.image_pull_secrets).then(|| json!({"imagePullSecrets": rest}))
+    })
+    .await?;
     delete_secret(&client, &ns, &name).await?;
     line(
         out,

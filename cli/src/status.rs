@@ -14,8 +14,8 @@ use serde_json::json;
 
 use crate::CliError;
 use crate::kubectx;
-use crate::output::{Output, name_of, or_dash, ready_of, table, write_as};
-use crate::target::{AppRef, connect, get_in, list_in};
+use crate::output::{Output, age, name_of, or_dash, print_list, ready_of, table, write_as};
+use crate::target::{AppRef, ListArgs, connect, get_in, list_in};
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -95,6 +95,60 @@ pub async fn run(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError>
             },
         }
     }
+}
+
+/// Runs `list`: the KompoxApps of a namespace (`-A`: of all), as kubectl lists.
+///
+/// # Errors
+///
+/// [`CliError`] when the cluster cannot be reached, the namespace does not exist or the list
+/// is refused.
+pub async fn list(args: &ListArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let apps: Vec<KompoxApp> = args.items().await?;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    print_list(
+        out,
+        &apps,
+        args.output.as_ref(),
+        args.all_namespaces,
+        (
+            &["NAME", "READY", "SUSPENDED", "HOSTS", "AGE"],
+            &["ZONE", "DISKS", "GENERATION", "OBSERVED"],
+        ),
+        |a| {
+            let st = a.status.clone().unwrap_or_default();
+            let hosts = if st.ingress_hosts.is_empty() {
+                "-".to_owned()
+            } else {
+                st.ingress_hosts.join(",")
+            };
+            let disks: Vec<&str> = a
+                .spec
+                .volumes
+                .iter()
+                .map(|v| v.disk_ref.name.as_str())
+                .collect();
+            (
+                vec![
+                    a.name_any(),
+                    st.ready.to_string(),
+                    a.spec.suspend.to_string(),
+                    hosts,
+                    age(a.metadata.creation_timestamp.as_ref(), now),
+                ],
+                vec![
+                    or_dash(a.spec.deployment.as_ref().and_then(|d| d.zone.clone())),
+                    if disks.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        disks.join(",")
+                    },
+                    or_dash(a.metadata.generation.map(|g| g.to_string())),
+                    or_dash(st.observed_generation.map(|g| g.to_string())),
+                ],
+            )
+        },
+    )
 }
 
 fn write_text(out: &mut dyn Write, text: &str) -> Result<(), CliError> {

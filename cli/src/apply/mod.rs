@@ -115,6 +115,11 @@ pub struct ApplyArgs {
     /// (field and manager) and nothing is applied.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Print the applied objects as the API server answered them (with --dry-run: the objects
+    /// that would be applied), Secret values redacted: name, json, yaml or jsonpath=TEMPLATE.
+    /// Progress then goes to stderr.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = crate::output::Output::parse)]
+    pub output: Option<crate::output::Output>,
 }
 
 /// `--dry-run`, as kubectl's.
@@ -138,6 +143,33 @@ pub async fn run(
     args: &ApplyArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let Some(format) = &args.output else {
+        return apply(args, out, err, &mut Vec::new()).await;
+    };
+    if *format == crate::output::Output::Wide {
+        return Err(CliError::Invalid(vec![
+            "-o wide: apply prints no table; use -o yaml, json, name or jsonpath=…".into(),
+        ]));
+    }
+    // -o: the objects on stdout, the progress lines on stderr.
+    let mut applied = Vec::new();
+    apply(args, &mut std::io::stderr(), err, &mut applied).await?;
+    for o in &mut applied {
+        if let Some(m) = o["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    }
+    crate::output::write_as(out, &kubectx::redact(&applied), format, true)
+}
+
+/// `apply` proper; every object applied (as the server answered, or as it would be sent with
+/// `--dry-run=client`) is added to `applied`.
+async fn apply(
+    args: &ApplyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    applied: &mut Vec<Value>,
 ) -> Result<(), CliError> {
     if !args.file.is_file() {
         return Err(CliError::Io(format!(
@@ -197,6 +229,7 @@ pub async fn run(
                 "would be created (its name is drawn anew at apply)"
             }
         );
+        applied.push(ns_obj.clone());
         for o in objects(&plan, &ns)? {
             let _ = writeln!(
                 out,
@@ -204,6 +237,7 @@ pub async fn run(
                 kubectx::describe(&o),
                 keys(&o)
             );
+            applied.push(o);
         }
         return Ok(());
     }
@@ -292,9 +326,11 @@ pub async fn run(
     };
     let checked = if ns_exists || args.dry_run == DryRun::None {
         let mut refused = Vec::new();
+        let mut answers = Vec::new();
         for o in std::iter::once(&ns_obj).chain(&objs) {
-            if let Err(e) = kubectx::apply_with(&client, o, &check).await {
-                refused.push(e.to_string());
+            match kubectx::apply_with(&client, o, &check).await {
+                Ok(a) => answers.push(a),
+                Err(e) => refused.push(e.to_string()),
             }
         }
         if !refused.is_empty() {
@@ -308,9 +344,17 @@ pub async fn run(
             }
             return Err(CliError::Cluster(refused.join("\n")));
         }
+        if args.dry_run == DryRun::Server {
+            applied.extend(answers);
+        }
         true
     } else {
-        kubectx::apply_with(&client, &ns_obj, &check).await?;
+        let a = kubectx::apply_with(&client, &ns_obj, &check).await?;
+        if args.dry_run == DryRun::Server {
+            applied.push(a);
+            // The namespace does not exist yet: its objects as they would be sent.
+            applied.extend(objs.iter().cloned());
+        }
         false
     };
     if args.dry_run == DryRun::Server {
@@ -329,7 +373,7 @@ pub async fn run(
         }
         return Ok(());
     }
-    kubectx::apply_with(&client, &ns_obj, &opts).await?;
+    applied.push(kubectx::apply_with(&client, &ns_obj, &opts).await?);
     let _ = writeln!(
         out,
         "namespace {ns} {}",
@@ -371,7 +415,7 @@ pub async fn run(
                 .iter()
                 .find(|o| o["kind"] == "KompoxDisk" && o["metadata"]["name"] == first.as_str())
         {
-            kubectx::apply_with(&client, o, &opts).await?;
+            applied.push(kubectx::apply_with(&client, o, &opts).await?);
             let _ = writeln!(out, "{} applied", kubectx::describe(o));
             zone = disk_zone(&disk_api, &ns, first, args.timeout).await?;
             if let Some(z) = &zone {
@@ -398,7 +442,7 @@ pub async fn run(
         if o["kind"] == "KompoxDisk" && applied_first.as_deref() == o["metadata"]["name"].as_str() {
             continue;
         }
-        kubectx::apply_with(&client, &o, &opts).await?;
+        applied.push(kubectx::apply_with(&client, &o, &opts).await?);
         let _ = writeln!(out, "{} applied{}", kubectx::describe(&o), keys(&o));
     }
     if !args.wait {

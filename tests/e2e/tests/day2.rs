@@ -72,12 +72,103 @@ async fn flow(env: &LocalInstall) -> Result<()> {
     let ns = env
         .namespace_of("sec")
         .with_context(|| format!("{first:?}"))?;
+    diffs(env, &ns).await?;
+    env.step("diff");
     secret_env(env, &ns).await?;
     env.step("secret env");
     secret_pull(env, &ns).await?;
     env.step("secret pull");
     suspend_resume_and_watch(env, &ns).await?;
     env.step("suspend, resume, status --watch");
+    Ok(())
+}
+
+/// `diff APP` and `diff -f`: the same right after apply (exit 0); an edited compose file shows
+/// as a hunk of the compose ConfigMap (exit 1) and nothing is changed.
+async fn diffs(env: &LocalInstall, ns: &str) -> Result<()> {
+    let d = env.kompox(&["diff", "sec", "-n", ns]).await?;
+    ensure!(d.code == 0 && d.stdout.contains("no differences"), "{d:?}");
+    let compose = env.dir.join("compose.yml");
+    let f = compose.to_string_lossy().into_owned();
+    let d = env
+        .kompox(&["diff", "-f", &f, "--workspace", &env.ws])
+        .await?;
+    ensure!(d.code == 0 && d.stdout.contains("no differences"), "{d:?}");
+    std::fs::write(&compose, COMPOSE.replace("nginx:1.27", "nginx:1.28"))?;
+    let d = env
+        .kompox(&["diff", "-f", &f, "--workspace", &env.ws])
+        .await?;
+    std::fs::write(&compose, COMPOSE)?;
+    ensure!(
+        d.code == 1
+            && d.stdout
+                .contains(&format!("--- live ConfigMap {ns}/sec-compose"))
+            && d.stdout.contains("@@ -")
+            && d.stdout
+                .lines()
+                .any(|l| l.starts_with('-') && l.contains("image: nginx:1.27"))
+            && d.stdout
+                .lines()
+                .any(|l| l.starts_with('+') && l.contains("image: nginx:1.28")),
+        "{d:?}"
+    );
+    ensure!(
+        !d.stdout.contains("KompoxApp"),
+        "the app did not change: {d:?}"
+    );
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), ns)
+        .get("sec-compose")
+        .await?;
+    ensure!(
+        cm.data
+            .and_then(|d| d.get("compose.yml").cloned())
+            .is_some_and(|c| c.contains("nginx:1.27")),
+        "diff changed the ConfigMap"
+    );
+    // list: a table row per app; -A -o name.
+    let l = env.kompox(&["list", "-n", ns]).await?.ok()?;
+    let t = kompox_e2e::cli::table(&l.stdout);
+    let row = kompox_e2e::cli::row(&t, "sec")?;
+    ensure!(
+        row.get("READY").map(String::as_str) == Some("true"),
+        "{l:?}"
+    );
+    ensure!(
+        row.get("SUSPENDED").map(String::as_str) == Some("false"),
+        "{l:?}"
+    );
+    let l = env.kompox(&["ls", "-A", "-o", "name"]).await?.ok()?;
+    ensure!(
+        l.stdout
+            .lines()
+            .any(|x| x == "kompoxapp.k8s.kompox.dev/sec"),
+        "{l:?}"
+    );
+    // apply -o name: the applied objects on stdout, the progress on stderr.
+    let a = env
+        .kompox(&[
+            "apply",
+            "-f",
+            &f,
+            "--workspace",
+            &env.ws,
+            "--wait=false",
+            "-o",
+            "name",
+        ])
+        .await?
+        .ok()?;
+    ensure!(
+        a.stdout.lines().any(|x| x == "configmap/sec-compose")
+            && a.stdout
+                .lines()
+                .any(|x| x == "kompoxapp.k8s.kompox.dev/sec")
+            && a.stderr.contains("applied"),
+        "{a:?}"
+    );
+    // An unknown app: exit 2, as kubectl diff's errors.
+    let d = env.kompox(&["diff", "nope", "-n", ns]).await?;
+    ensure!(d.code == 2 && d.stderr.starts_with("error: "), "{d:?}");
     Ok(())
 }
 
