@@ -147,6 +147,11 @@ build "$here/tools/compose-oracle" "" kompox.dev/hack/tools/compose-oracle/cmd/c
 # An OpenTelemetry Collector (OTLP receiver + file exporter) behind a small main of ours: the
 # receiver the tracing e2e test (tests/e2e/tests/tracing.rs) points the servers' OTLP exporter at.
 build "$here/tools/otelcol" "" kompox.dev/hack/tools/otelcol/cmd/otelcol
+# Helm, for the packaging tests (tests/e2e/tests/packaging.rs): `helm template` of charts/kompox
+# must equal what `kubectl kompox install` applies, and `helm install` must bring Kompox up.
+build "$here/tools/helm" \
+  "-X helm.sh/helm/v4/internal/version.version=$(cd "$here/tools/helm" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' helm.sh/helm/v4)" \
+  helm.sh/helm/v4/cmd/helm
 # The real node (KOMPOX_REAL_NODE=1; hack/README.md, "The real node"): kubelet and kube-proxy,
 # containerd with its runc shim, runc (cgo, libseccomp), the CNI plugins, crictl, and the
 # pause image's binary (pause.c of the pinned Kubernetes module, compiled static).

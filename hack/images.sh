@@ -21,16 +21,16 @@ DEBS=$KOMPOX_CACHE/debs
 SOCK=$STATE/node/run/containerd.sock
 
 ROOT=$(cd "$here/.." && pwd)
-# install_const <NAME>: the string constant NAME of cli/src/install.rs (one home for the image
+# install_const <NAME>: the string constant NAME of cli/src/install/objects.rs (one home for the image
 # names `kubectl kompox install` puts in its Deployments).
 install_const() {
-  sed -n "s/^pub const $1: &str = \"\([^\"]*\)\";/\1/p" "$ROOT/cli/src/install.rs"
+  sed -n "s/^pub const $1: &str = \"\([^\"]*\)\";/\1/p" "$ROOT/cli/src/install/objects.rs"
 }
 # What each image is called in Pod specs.
 PAUSE=registry.k8s.io/pause:3.10.1
 KOMPOX=$(install_const DEFAULT_IMAGE)
 TRAEFIK=$(install_const TRAEFIK_IMAGE)
-[ -n "$KOMPOX" ] && [ -n "$TRAEFIK" ] || die "cannot read DEFAULT_IMAGE and TRAEFIK_IMAGE from cli/src/install.rs"
+[ -n "$KOMPOX" ] && [ -n "$TRAEFIK" ] || die "cannot read DEFAULT_IMAGE and TRAEFIK_IMAGE from cli/src/install/objects.rs"
 MUSL=x86_64-unknown-linux-musl
 # The musl release build has a target dir of its own, in the cache outside the checkout, so a
 # fresh clone on the same machine (CI's) reuses the compiled dependencies and rebuilds only
@@ -240,7 +240,7 @@ traefik() {
   [ -x "$bin" ] || die "no traefik binary after hack/build-tools.sh traefik"
   want=$(sed -n 's|^require github.com/traefik/traefik/v3 \(v[0-9.]*\)$|\1|p' "$here/tools/traefik/go.mod")
   [ "${TRAEFIK##*:}" = "$want" ] ||
-    die "cli/src/install.rs TRAEFIK_IMAGE is $TRAEFIK but hack/tools/traefik pins $want: keep them equal"
+    die "cli/src/install/objects.rs TRAEFIK_IMAGE is $TRAEFIK but hack/tools/traefik pins $want: keep them equal"
   fresh "$out" "$bin" "$TRAEFIK" && return 0
   local root; root=$(mktemp -d)
   mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"

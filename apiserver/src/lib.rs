@@ -120,6 +120,12 @@ impl Server {
         })
     }
 
+    /// The serving TLS config (a [`kompox_cluster::tls_secret::run`] swaps pairs into it).
+    #[must_use]
+    pub fn tls(&self) -> ReloadableTls {
+        self.tls.clone()
+    }
+
     /// The bound address.
     ///
     /// # Errors

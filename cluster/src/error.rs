@@ -45,6 +45,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The install's hash key Secret exists but holds no usable key.
+    #[error("{secret}: {reason}")]
+    HashKey {
+        /// `Secret namespace/name`.
+        secret: String,
+        /// What is wrong with it (never the value).
+        reason: String,
+    },
 }
 
 impl Error {

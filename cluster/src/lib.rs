@@ -17,6 +17,10 @@
 //! - [`retry_on_conflict`]: the one read-modify-write retry loop.
 //! - [`deployment_ready`]: whether a Deployment has rolled out (the controller's Ready and
 //!   `apply --wait`).
+//! - [`tls_secret`]: a serving certificate kept in a Secret and, when managed, issued,
+//!   renewed and rotated there, its CA copied into the `caBundle` kube-apiserver trusts
+//!   (the webhook's configuration, the aggregated API server's APIService).
+//! - [`hash_key`]: the install's hash key, read from its Secret, created there once if absent.
 //! - [`is_not_found`], [`is_conflict`], [`api_code`]: what an API error response says, for
 //!   every crate that talks to the API server.
 //!
@@ -32,9 +36,11 @@ pub mod access;
 pub mod client;
 mod error;
 pub mod facts;
+pub mod hash_key;
 pub mod inputs;
 mod retry;
 pub mod rollout;
+pub mod tls_secret;
 
 pub use client::client;
 pub use error::{Error, Result, api_code, is_conflict, is_not_found};

@@ -51,7 +51,11 @@ struct Args {
     /// The install's hash key (the file of the kompox-hash-key Secret): env hashes and rendered
     /// hashes are keyed with it, the same key as the webhook's and the aggregated API server's.
     #[arg(long, env = "KOMPOX_HASH_KEY_FILE", value_name = "FILE")]
-    hash_key_file: PathBuf,
+    hash_key_file: Option<PathBuf>,
+    /// The install's hash key as a Secret (NAMESPACE/NAME, key `key`), read through the API and
+    /// created with fresh material when it does not exist yet (instead of --hash-key-file).
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "hash_key_file")]
+    hash_key_secret: Option<String>,
     /// Longest one render may take, in seconds (the app is then Degraded).
     #[arg(long, default_value_t = 10)]
     render_timeout_seconds: u64,
@@ -77,7 +81,7 @@ fn instance_name() -> String {
     format!("{base}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
-fn config(args: &Args) -> anyhow::Result<Config> {
+fn config(args: &Args, hash_key: kompox_core::hash::HashKey) -> anyhow::Result<Config> {
     let namespaces = match (&args.namespace, &args.namespace_selector) {
         (Some(ns), _) => {
             kompox_core::naming::validate_dns1123_label(ns).context("--namespace")?;
@@ -100,11 +104,6 @@ fn config(args: &Args) -> anyhow::Result<Config> {
             .context("making the metrics endpoint's certificate")?,
     };
     let instance = instance_name();
-    let path = &args.hash_key_file;
-    let material = std::fs::read(path)
-        .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
-    let hash_key = kompox_core::hash::HashKey::from_file_contents(&material)
-        .with_context(|| format!("--hash-key-file {}", path.display()))?;
     Ok(Config {
         hash_key,
         render_timeout: std::time::Duration::from_secs(args.render_timeout_seconds.max(1)),
@@ -131,12 +130,24 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = config(&args)?;
+    let key_source = kompox_cluster::hash_key::Source::from_flags(
+        args.hash_key_file.as_deref(),
+        args.hash_key_secret.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let telemetry = kompox_serve::init_logging(
         "kompox-controller",
         "info,kube_lease_manager=warn",
         args.log_json,
     );
+    let kubeconfig = args
+        .kubeconfig
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty());
+    let hash_key = key_source
+        .load(&kompox_cluster::client(kubeconfig).await?)
+        .await?;
+    let config = config(&args, hash_key)?;
     tracing::info!(scope = ?config.namespaces, leader_elect = config.leader_election.is_some(), instance = %config.instance, "starting kompox-controller");
     let result = kompox_controller::run(
         config,

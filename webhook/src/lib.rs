@@ -37,7 +37,7 @@ pub mod handler;
 pub mod mutate;
 pub mod review;
 pub mod state;
-pub mod tls_secret;
+pub use kompox_cluster::tls_secret;
 
 #[cfg(test)]
 mod testing;

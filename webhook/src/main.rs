@@ -3,10 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Parser;
-use kompox_core::hash::HashKey;
-use kompox_webhook::tls_secret::{Managed, SecretTls};
+use kompox_cluster::hash_key::Source as HashKeySource;
+use kompox_webhook::tls_secret::{CaBundleTarget, Managed, SecretTls};
 use kompox_webhook::{Config, TlsSource};
 
 /// Kompox's mutating admission webhook: Pods follow their disks' zone; an env-hash annotation
@@ -28,7 +27,7 @@ struct Args {
 
     /// Secret holding tls.crt/tls.key (and ca.crt/ca.key when managed), as NAMESPACE/NAME;
     /// watched for changes.
-    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_secret_ref)]
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = kompox_cluster::hash_key::parse_namespaced_name)]
     tls_secret: Option<(String, String)>,
 
     /// Create, renew and rotate the certificates in --tls-secret.
@@ -53,7 +52,16 @@ struct Args {
     /// The install's hash key (the file of the kompox-hash-key Secret): env hashes are keyed
     /// with it, the same key as the controller's and the aggregated API server's.
     #[arg(long, env = "KOMPOX_HASH_KEY_FILE", value_name = "FILE")]
-    hash_key_file: PathBuf,
+    hash_key_file: Option<PathBuf>,
+
+    /// The install's hash key as a Secret (NAMESPACE/NAME, key `key`), read through the API and
+    /// created with fresh material when it does not exist yet (instead of --hash-key-file).
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "hash_key_file")]
+    hash_key_secret: Option<String>,
+
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
 
     /// CA bundle (PEM) of the client certificate kube-apiserver presents (its AdmissionConfiguration
     /// `kubeConfigFile`): `/mutate` then answers only such clients (401/403 otherwise).
@@ -79,25 +87,8 @@ struct Args {
     serve: kompox_serve::ServeFlags,
 }
 
-fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
-    match s.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_owned(), name.to_owned()))
-        }
-        _ => Err(format!("{s:?}: want NAMESPACE/NAME")),
-    }
-}
-
-/// Reads the hash key file (a trailing newline is fine).
-fn read_hash_key(path: &std::path::Path) -> anyhow::Result<HashKey> {
-    let material = std::fs::read(path)
-        .with_context(|| format!("reading --hash-key-file {}", path.display()))?;
-    HashKey::from_file_contents(&material)
-        .with_context(|| format!("--hash-key-file {}", path.display()))
-}
-
 impl Args {
-    fn config(&self, hash_key: HashKey) -> Result<Config, clap::Error> {
+    fn config(&self, hash_key: kompox_core::hash::HashKey) -> Result<Config, clap::Error> {
         let tls = match (
             &self.tls_cert_file,
             &self.tls_private_key_file,
@@ -112,7 +103,10 @@ impl Args {
                 name: name.clone(),
                 manage: self.tls_manage.then(|| Managed {
                     dns_names: self.tls_dns_names.clone(),
-                    webhook_configuration: self.webhook_configuration.clone(),
+                    ca_bundle_target: self
+                        .webhook_configuration
+                        .clone()
+                        .map(CaBundleTarget::MutatingWebhookConfiguration),
                 }),
             }),
             _ => {
@@ -144,11 +138,18 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Parse everything before binding anything; a bad combination is a usage error.
-    let config = args
-        .config(read_hash_key(&args.hash_key_file)?)
-        .unwrap_or_else(|e| e.exit());
-    let telemetry = kompox_serve::init_logging("kompox-webhook", "info", false);
+    let key_source = HashKeySource::from_flags(
+        args.hash_key_file.as_deref(),
+        args.hash_key_secret.as_deref(),
+    )
+    .unwrap_or_else(|e| {
+        clap::Error::raw(clap::error::ErrorKind::MissingRequiredArgument, e + "\n").exit()
+    });
+    let telemetry = kompox_serve::init_logging("kompox-webhook", "info", args.log_json);
     let client = kompox_cluster::client(args.kubeconfig.as_deref()).await?;
+    let config = args
+        .config(key_source.load(&client).await?)
+        .unwrap_or_else(|e| e.exit());
     let shutdown = kompox_serve::shutdown_signal(args.exit_on_stdin_close);
     let result = kompox_webhook::run(config, client, shutdown).await;
     telemetry.shutdown().await;
@@ -167,7 +168,7 @@ mod tests {
                 .chain(args.iter().copied()),
         )
         .map_err(|e| e.to_string())?;
-        let key = HashKey::new(&[1; 32]).map_err(|e| e.to_string())?;
+        let key = kompox_core::hash::HashKey::new(&[1; 32]).map_err(|e| e.to_string())?;
         args.config(key).map_err(|e| e.to_string())
     }
 
@@ -204,7 +205,12 @@ mod tests {
         );
         let m = s.manage.unwrap();
         assert_eq!(m.dns_names[0], "kompox-webhook.k4x-system.svc");
-        assert_eq!(m.webhook_configuration.as_deref(), Some("kompox-webhook"));
+        assert_eq!(
+            m.ca_bundle_target,
+            Some(CaBundleTarget::MutatingWebhookConfiguration(
+                "kompox-webhook".into()
+            ))
+        );
         let unmanaged = config(&["--tls-secret=ns/name"]).unwrap();
         assert!(matches!(
             unmanaged.tls,

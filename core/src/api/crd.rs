@@ -8,10 +8,23 @@ use super::{Error, KompoxApp, KompoxDisk, KompoxSnapshot};
 /// The command that regenerates `manifests/crds/kompox.yaml`.
 pub const REGENERATE_COMMAND: &str = "KOMPOX_UPDATE_GOLDEN=1 cargo test -p kompox-core --test crds";
 
-/// The three CRDs, in the order KompoxApp, KompoxDisk, KompoxSnapshot.
+/// The three CRDs, in the order KompoxApp, KompoxDisk, KompoxSnapshot, labelled as every
+/// object of the install (`app.kubernetes.io/part-of: kompox`).
 #[must_use]
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![KompoxApp::crd(), disk_crd(), KompoxSnapshot::crd()]
+    let mut crds = vec![KompoxApp::crd(), disk_crd(), KompoxSnapshot::crd()];
+    for crd in &mut crds {
+        crd.metadata.labels = Some(
+            [
+                ("app.kubernetes.io/part-of", "kompox"),
+                ("app.kubernetes.io/component", "crds"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        );
+    }
+    crds
 }
 
 /// KompoxDisk's CRD with its object-level rules (they read `status`, which a rule on the spec

@@ -138,7 +138,7 @@ async fn start() -> Result<Aggregated> {
     ensure_crds().await?;
     let admin = crate::admin_client().await?;
     let dir = repo_root().join("manifests/apiserver");
-    let ns = dir.join("namespace.yaml");
+    let ns = repo_root().join("manifests/system/namespace.yaml");
     let rbac = dir.join("rbac.yaml");
     let (ns, rbac) = (
         ns.to_string_lossy().into_owned(),

@@ -161,12 +161,16 @@ pub fn binary() -> Result<PathBuf> {
     .map_err(anyhow::Error::msg)
 }
 
-/// Applies `manifests/controller/{namespace,rbac}.yaml` once per process.
+/// Applies `manifests/system/namespace.yaml` and `manifests/controller/rbac.yaml` once per
+/// process.
 pub async fn ensure_rbac() -> Result<()> {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_try_init(|| async {
         let dir = repo_root().join("manifests/controller");
-        let ns = dir.join("namespace.yaml").to_string_lossy().into_owned();
+        let ns = repo_root()
+            .join("manifests/system/namespace.yaml")
+            .to_string_lossy()
+            .into_owned();
         let rbac = dir.join("rbac.yaml").to_string_lossy().into_owned();
         tokio::task::spawn_blocking(move || {
             kubectl(&[

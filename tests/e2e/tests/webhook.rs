@@ -475,7 +475,11 @@ async fn serving_certificate_from_a_secret_rotates_without_restart() -> Result<(
             name: secret_name.into(),
             manage: Some(kompox_webhook::tls_secret::Managed {
                 dns_names: vec!["localhost".into()],
-                webhook_configuration: Some(config_name.clone()),
+                ca_bundle_target: Some(
+                    kompox_webhook::tls_secret::CaBundleTarget::MutatingWebhookConfiguration(
+                        config_name.clone(),
+                    ),
+                ),
             }),
         }),
         region: None,

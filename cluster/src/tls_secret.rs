@@ -1,14 +1,15 @@
-//! The serving certificate kept in a Secret (`--tls-secret <namespace>/<name>`).
+//! The serving certificate kept in a Secret (`--tls-secret <namespace>/<name>`), for the two
+//! servers kube-apiserver calls: the webhook and the aggregated API server.
 //!
 //! The Secret holds `tls.crt` and `tls.key` (the serving pair), and, when the webhook manages
 //! it, `ca.crt` (the CA bundle kube-apiserver must trust: the current CA first, older ones
 //! after it during a rotation) and `ca.key` (the current CA's key). The webhook watches the
 //! Secret and swaps the rustls config when the pair changes — rotation never needs a
-//! restart, whoever writes the Secret (`kubectl kompox install` or the webhook itself).
+//! restart, whoever writes the Secret (cert-manager, an installer, or the server itself).
 //!
 //! # Managed mode
 //!
-//! With [`Managed`] (`--tls-manage`), the webhook also keeps the material valid, one step at
+//! With [`Managed`] (`--tls-manage`), the server also keeps the material valid, one step at
 //! a time, each step a write of the Secret (optimistic concurrency, so replicas do not race)
 //! decided by the pure [`plan`]:
 //!
@@ -17,23 +18,29 @@
 //!    the old one stays (the serving certificate, still signed by the old CA, stays valid).
 //! 3. The serving certificate is missing, expires within [`LEAF_RENEW_BEFORE_DAYS`], does not
 //!    cover the DNS names, or was not issued by the current CA: a new one from the current
-//!    CA, but only once the MutatingWebhookConfiguration's `caBundle` has trusted that CA for
-//!    [`TRUST_SETTLE`] (kube-apiserver reloads webhook configurations asynchronously).
+//!    CA, but only once the [`CaBundleTarget`]'s `caBundle` has trusted that CA for
+//!    [`TRUST_SETTLE`] (kube-apiserver reloads webhook configurations and APIServices
+//!    asynchronously).
 //! 4. Expired CAs are dropped from the bundle.
 //!
-//! The webhook copies `ca.crt` into every `clientConfig.caBundle` of the named
-//! MutatingWebhookConfiguration, and again whenever the configuration is re-applied
-//! without it. During a CA rotation the bundle holds old and new CA: that is the overlap.
+//! The server copies `ca.crt` into the target's `caBundle` (every `clientConfig.caBundle` of a
+//! MutatingWebhookConfiguration, or `spec.caBundle` of an APIService), and again whenever the
+//! target is re-applied without it (a Helm upgrade, `kubectl apply -k`). During a CA rotation
+//! the bundle holds old and new CA: that is the overlap.
+//!
+//! The CA key lives only in this Secret, read through the API by the one server that signs
+//! with it — it is never mounted into a Pod.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::is_conflict;
 use futures::{StreamExt as _, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
-use kompox_cluster::is_conflict;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kompox_serve::certs::certificate_pem;
 use kompox_serve::{CertKeyPem, CertifiedCa, generate_ca, issue_serving_cert};
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -76,11 +83,11 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// Reading or updating the MutatingWebhookConfiguration failed.
-    #[error("MutatingWebhookConfiguration {name}: {source}")]
-    WebhookConfiguration {
-        /// Its name.
-        name: String,
+    /// Reading or updating the object holding the `caBundle` failed.
+    #[error("{target}: {source}")]
+    CaBundleTarget {
+        /// The target (`MutatingWebhookConfiguration NAME`, `APIService NAME`).
+        target: String,
         /// The API error.
         #[source]
         source: kube::Error,
@@ -107,13 +114,32 @@ pub struct SecretTls {
     pub manage: Option<Managed>,
 }
 
-/// What the webhook needs to manage its certificate.
+/// What a server needs to manage its certificate.
 #[derive(Debug, Clone)]
 pub struct Managed {
     /// DNS names of the serving certificate (the Service's names).
     pub dns_names: Vec<String>,
-    /// The MutatingWebhookConfiguration whose `caBundle`s are kept equal to `ca.crt`.
-    pub webhook_configuration: Option<String>,
+    /// The registration whose `caBundle` is kept equal to `ca.crt`.
+    pub ca_bundle_target: Option<CaBundleTarget>,
+}
+
+/// The cluster-scoped registration through which kube-apiserver calls the server, and which
+/// therefore must trust its CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaBundleTarget {
+    /// Every webhook's `clientConfig.caBundle` of this MutatingWebhookConfiguration.
+    MutatingWebhookConfiguration(String),
+    /// `spec.caBundle` of this APIService.
+    ApiService(String),
+}
+
+impl std::fmt::Display for CaBundleTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MutatingWebhookConfiguration(n) => write!(f, "MutatingWebhookConfiguration {n}"),
+            Self::ApiService(n) => write!(f, "APIService {n}"),
+        }
+    }
 }
 
 impl SecretTls {
@@ -446,8 +472,7 @@ pub async fn initial(client: &Client, s: &SecretTls) -> Result<CertKeyPem, Error
 }
 
 /// Follows the Secret until `shutdown`: swaps the serving pair into `tls` on change and, in
-/// managed mode, keeps the material valid and the webhook configuration's `caBundle` in
-/// sync. Errors are logged and retried on the next event or check.
+/// managed mode, keeps the material valid and the [`CaBundleTarget`]'s `caBundle` in sync. Errors are logged and retried on the next event or check.
 pub async fn run(
     client: Client,
     s: SecretTls,
@@ -461,22 +486,27 @@ pub async fn run(
         Error(String),
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &s.namespace);
-    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let secret_events = watcher::watch_object(secrets.clone(), &s.name).map(|e| match e {
         Ok(o) => Trigger::Secret(o.map(Box::new)),
         Err(e) => Trigger::Error(e.to_string()),
     });
-    let config_name = s
-        .manage
-        .as_ref()
-        .and_then(|m| m.webhook_configuration.clone());
-    let config_events = match &config_name {
-        Some(name) => watcher::watch_object(configs.clone(), name)
-            .map(|e| match e {
-                Ok(_) => Trigger::Config,
-                Err(e) => Trigger::Error(e.to_string()),
-            })
-            .boxed(),
+    let to_trigger = |e: Result<_, watcher::Error>| match e {
+        Ok(_) => Trigger::Config,
+        Err(e) => Trigger::Error(e.to_string()),
+    };
+    let config_events = match s.manage.as_ref().and_then(|m| m.ca_bundle_target.as_ref()) {
+        Some(CaBundleTarget::MutatingWebhookConfiguration(name)) => {
+            let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+            watcher::watch_object(api, name)
+                .map(|e| to_trigger(e.map(|_| ())))
+                .boxed()
+        }
+        Some(CaBundleTarget::ApiService(name)) => {
+            let api: Api<APIService> = Api::all(client.clone());
+            watcher::watch_object(api, name)
+                .map(|e| to_trigger(e.map(|_| ())))
+                .boxed()
+        }
         None => stream::pending().boxed(),
     };
     let ticks = stream::unfold(tokio::time::interval(RECHECK), |mut i| async move {
@@ -524,8 +554,8 @@ pub async fn run(
         match reconcile(
             &s,
             managed,
+            &client,
             &secrets,
-            &configs,
             latest.as_ref(),
             material.as_ref(),
             &mut trusted_since,
@@ -546,17 +576,17 @@ pub async fn run(
 async fn reconcile(
     s: &SecretTls,
     managed: &Managed,
+    client: &Client,
     secrets: &Api<Secret>,
-    configs: &Api<MutatingWebhookConfiguration>,
     latest: Option<&Secret>,
     material: Option<&Material>,
     trusted_since: &mut HashMap<Vec<u8>, Instant>,
 ) -> Result<Plan, Error> {
     let mut trusted: Option<(String, Duration)> = None;
-    if let (Some(name), Some(m)) = (&managed.webhook_configuration, material)
+    if let (Some(target), Some(m)) = (&managed.ca_bundle_target, material)
         && !m.ca_bundle.is_empty()
     {
-        let bundle = sync_ca_bundle(configs, name, &m.ca_bundle).await?;
+        let bundle = sync_ca_bundle(client, target, &m.ca_bundle).await?;
         if let Some(bundle) = bundle {
             // Remember since when each CA has been trusted.
             let now = Instant::now();
@@ -603,40 +633,65 @@ async fn reconcile(
     Ok(decided)
 }
 
-/// Sets every webhook's `caBundle` in the configuration to `bundle`; returns the bundle the
-/// configuration trusts afterwards (`None` if the configuration does not exist). A bundle
-/// trusted means every webhook of the configuration holds it.
+/// Sets the target's `caBundle` (every webhook's, or the APIService's) to `bundle`; returns
+/// the bundle the target trusts afterwards (`None` if it does not exist). A bundle trusted
+/// means every `caBundle` of the target holds it.
 async fn sync_ca_bundle(
-    configs: &Api<MutatingWebhookConfiguration>,
-    name: &str,
+    client: &Client,
+    target: &CaBundleTarget,
     bundle: &str,
 ) -> Result<Option<String>, Error> {
-    let err = |source| Error::WebhookConfiguration {
-        name: name.to_owned(),
+    let err = |source| Error::CaBundleTarget {
+        target: target.to_string(),
         source,
     };
-    let Some(mut cfg) = configs.get_opt(name).await.map_err(err)? else {
-        return Ok(None);
-    };
     let want = ByteString(bundle.as_bytes().to_vec());
-    let mut changed = false;
-    for w in cfg.webhooks.iter_mut().flatten() {
-        if w.client_config.ca_bundle.as_ref() != Some(&want) {
-            w.client_config.ca_bundle = Some(want.clone());
-            changed = true;
-        }
-    }
-    if changed {
-        match configs.replace(name, &PostParams::default(), &cfg).await {
-            Ok(_) => tracing::info!(configuration = name, "caBundle updated"),
-            Err(e) if is_conflict(&e) => {
-                // Changed meanwhile; the watch brings it back here.
-                return Ok(Some(String::new()));
+    let written = match target {
+        CaBundleTarget::MutatingWebhookConfiguration(name) => {
+            let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+            let Some(mut cfg) = api.get_opt(name).await.map_err(err)? else {
+                return Ok(None);
+            };
+            let mut changed = false;
+            for w in cfg.webhooks.iter_mut().flatten() {
+                if w.client_config.ca_bundle.as_ref() != Some(&want) {
+                    w.client_config.ca_bundle = Some(want.clone());
+                    changed = true;
+                }
             }
-            Err(source) => return Err(err(source)),
+            if !changed {
+                return Ok(Some(bundle.to_owned()));
+            }
+            api.replace(name, &PostParams::default(), &cfg)
+                .await
+                .map(|_| ())
         }
+        CaBundleTarget::ApiService(name) => {
+            let api: Api<APIService> = Api::all(client.clone());
+            let Some(mut svc) = api.get_opt(name).await.map_err(err)? else {
+                return Ok(None);
+            };
+            let Some(spec) = svc.spec.as_mut() else {
+                return Ok(None);
+            };
+            if spec.ca_bundle.as_ref() == Some(&want) {
+                return Ok(Some(bundle.to_owned()));
+            }
+            spec.ca_bundle = Some(want);
+            api.replace(name, &PostParams::default(), &svc)
+                .await
+                .map(|_| ())
+        }
+    };
+    match written {
+        Ok(()) => {
+            tracing::info!(%target, "caBundle updated");
+            Ok(Some(bundle.to_owned()))
+        }
+        // Changed meanwhile; the watch brings it back here.
+        Err(e) if is_conflict(&e) => Ok(Some(String::new())),
+        Err(source) => Err(err(source)),
     }
-    Ok(Some(bundle.to_owned()))
 }
 
 #[cfg(test)]
