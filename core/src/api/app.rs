@@ -188,10 +188,33 @@ pub struct IngressSpec {
     /// Traefik certificate resolver (e.g. staging, production).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_resolver: Option<String>,
+    /// TLS for every host of the rules in the Ingress's `spec.tls`, for any ingress controller
+    /// (ingress-nginx, a cloud's): the certificate in a Secret of the app's namespace, written
+    /// by you or by cert-manager from an issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
     /// One rule per exposed port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub rules: Vec<IngressRule>,
+}
+
+/// `spec.ingress.tls`: where the Ingress's certificate comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressTls {
+    /// Secret (`kubernetes.io/tls`) holding the certificate; default `<app>-app-tls` when an
+    /// issuer is named (cert-manager writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// cert-manager ClusterIssuer that issues the certificate (annotation
+    /// `cert-manager.io/cluster-issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_issuer: Option<String>,
+    /// cert-manager Issuer of the app's namespace that issues the certificate (annotation
+    /// `cert-manager.io/issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// `spec.ingress.rules[]`.
@@ -383,6 +406,34 @@ impl KompoxAppSpec {
             );
             if let Some(c) = &ing.class_name {
                 check_subdomain(&mut errs, "spec.ingress.className", c);
+            }
+            if let Some(tls) = &ing.tls {
+                for (field, v) in [
+                    ("secretName", &tls.secret_name),
+                    ("clusterIssuer", &tls.cluster_issuer),
+                    ("issuer", &tls.issuer),
+                ] {
+                    if let Some(v) = v {
+                        check_subdomain(&mut errs, &format!("spec.ingress.tls.{field}"), v);
+                    }
+                }
+                match (&tls.secret_name, &tls.cluster_issuer, &tls.issuer) {
+                    (_, Some(_), Some(_)) => errs.push(
+                        "spec.ingress.tls.issuer",
+                        "give clusterIssuer or issuer, not both",
+                    ),
+                    (None, None, None) => errs.push(
+                        "spec.ingress.tls",
+                        "give secretName, clusterIssuer or issuer",
+                    ),
+                    _ => {}
+                }
+                if ing.cert_resolver.is_some() {
+                    errs.push(
+                        "spec.ingress.tls",
+                        "give certResolver (Traefik's ACME) or tls (spec.tls, cert-manager), not both",
+                    );
+                }
             }
             let mut names = BTreeSet::new();
             let mut hosts = BTreeSet::new();
@@ -635,6 +686,57 @@ volumes:
             "spec.imagePullSecrets[0].name",
         ] {
             assert!(msg.contains(want), "missing {want:?} in {msg}");
+        }
+    }
+
+    fn tls(secret: Option<&str>, cluster_issuer: Option<&str>, issuer: Option<&str>) -> IngressTls {
+        IngressTls {
+            secret_name: secret.map(str::to_owned),
+            cluster_issuer: cluster_issuer.map(str::to_owned),
+            issuer: issuer.map(str::to_owned),
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::secret_only(tls(Some("web-cert"), None, None), None, None)]
+    #[case::cluster_issuer_only(tls(None, Some("letsencrypt"), None), None, None)]
+    #[case::empty(
+        tls(None, None, None),
+        None,
+        Some("spec.ingress.tls: give secretName, clusterIssuer or issuer")
+    )]
+    #[case::two_issuers(
+        tls(None, Some("a"), Some("b")),
+        None,
+        Some("spec.ingress.tls.issuer: give clusterIssuer or issuer, not both")
+    )]
+    #[case::bad_secret_name(
+        tls(Some("Bad_Name"), None, None),
+        None,
+        Some("spec.ingress.tls.secretName")
+    )]
+    #[case::with_a_traefik_resolver(
+        tls(Some("s"), None, None),
+        Some("staging"),
+        Some(
+            "spec.ingress.tls: give certResolver (Traefik's ACME) or tls (spec.tls, cert-manager), not both"
+        )
+    )]
+    fn ingress_tls_is_validated(
+        #[case] t: IngressTls,
+        #[case] resolver: Option<&str>,
+        #[case] want: Option<&str>,
+    ) {
+        let mut s = valid();
+        if let Some(i) = s.ingress.as_mut() {
+            i.tls = Some(t);
+            i.cert_resolver = resolver.map(str::to_owned);
+        }
+        let got = s.validate().err().map(|e| e.to_string());
+        match (want, got) {
+            (None, None) => {}
+            (Some(w), Some(msg)) => assert!(msg.contains(w), "{msg} lacks {w}"),
+            (want, got) => panic!("want {want:?}, got {got:?}"),
         }
     }
 

@@ -43,6 +43,7 @@
 //! | a service name no Service name serves | resolves to the Pod (127.0.0.1) inside it: a `hostAliases` entry when it is a DNS name once lowercased (`db.local`, `1db`, `Web`); with `_` (`my_db`), which neither DNS nor `hostAliases` accepts, Kompox writes the Pod's /etc/hosts (ConfigMap `<app>-hosts`, mounted read-only into every container; with the localhost entries, `extra_hosts`, and the Pod `hostname` = the app name) |
 //! | `spec.ingress.rules[i]` | port of Service `<app>-app` (name = rule name if a valid port name, else `p<port>`), target = the container port published as `rules[i].port`; Ingress `<app>-app` with one rule per host, path `/` Prefix |
 //! | `spec.ingress.className` / `annotations` / `certResolver` | `ingressClassName` / annotations (the user's win) / `router.tls: "true"`, `router.tls.certresolver`, `router.entrypoints: websecure` |
+//! | `spec.ingress.tls` (`secretName`, `clusterIssuer` / `issuer`) | `spec.tls` for every host (Secret default `<ingress>-tls`) / `cert-manager.io/cluster-issuer` or `cert-manager.io/issuer` |
 //! | published port no rule uses, `host_ip` | warning (reachable in the cluster only) |
 //! | `spec.volumes[i]` | PVC `<app>-<name>` (the derived name of the compose volume name): `volumeName` = the disk's `status.pvName`, `storageClassName` = the disk's `status.storageClassName` (`""` without one), RWO, size = disk `spec.size`, label `kompox.dev/disk` |
 //! | `./rel` bind | `subPath: rel` on `spec.volumes[0]`; `.` mounts the whole volume |
@@ -129,7 +130,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use bundle::{Bundle, fresh_pv_name};
-pub use network::{TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS, TRAEFIK_TLS};
+pub use network::{
+    CERT_MANAGER_CLUSTER_ISSUER, CERT_MANAGER_ISSUER, TRAEFIK_CERT_RESOLVER, TRAEFIK_ENTRYPOINTS,
+    TRAEFIK_TLS,
+};
 pub use paths::{
     DiskBind, HOME_BIND_DIR, HOST_BIND_DIR, HostPath, HostPathKind, bind_on_disk, bind_path,
     host_paths, project_path,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -23,6 +23,10 @@ pub const TRAEFIK_ENTRYPOINTS: &str = "traefik.ingress.kubernetes.io/router.entr
 pub const TRAEFIK_TLS: &str = "traefik.ingress.kubernetes.io/router.tls";
 /// Traefik annotation: the ACME certificate resolver.
 pub const TRAEFIK_CERT_RESOLVER: &str = "traefik.ingress.kubernetes.io/router.tls.certresolver";
+/// cert-manager's annotation naming the ClusterIssuer of an Ingress's certificates.
+pub const CERT_MANAGER_CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
+/// cert-manager's annotation naming the Issuer (same namespace) of an Ingress's certificates.
+pub const CERT_MANAGER_ISSUER: &str = "cert-manager.io/issuer";
 
 pub(crate) fn protocol_name(p: Protocol) -> &'static str {
     match p {
@@ -254,16 +258,41 @@ pub(crate) fn plan(
             annotations.insert(TRAEFIK_TLS.to_owned(), "true".to_owned());
             annotations.insert(TRAEFIK_CERT_RESOLVER.to_owned(), resolver.to_owned());
         }
+        let ingress_name = meta.object_name(COMPONENT);
+        let mut tls = None;
+        if let Some(t) = &spec.tls {
+            for (key, issuer) in [
+                (CERT_MANAGER_CLUSTER_ISSUER, &t.cluster_issuer),
+                (CERT_MANAGER_ISSUER, &t.issuer),
+            ] {
+                if let Some(issuer) = issuer {
+                    annotations.insert(key.to_owned(), issuer.clone());
+                }
+            }
+            let hosts: Vec<String> = ingress_rules
+                .iter()
+                .filter_map(|r| r.host.clone())
+                .collect();
+            tls = Some(vec![IngressTLS {
+                hosts: (!hosts.is_empty()).then_some(hosts),
+                secret_name: Some(
+                    t.secret_name
+                        .clone()
+                        .unwrap_or_else(|| format!("{ingress_name}-tls")),
+                ),
+            }]);
+        }
         // User annotations win over the generated ones.
         annotations.extend(spec.annotations.clone());
         annotations.insert(SOURCE_ANNOTATION.to_owned(), "spec.ingress".to_owned());
-        let mut m = meta.meta(&meta.object_name(COMPONENT), "spec.ingress");
+        let mut m = meta.meta(&ingress_name, "spec.ingress");
         m.annotations = Some(annotations);
         ingress = Some(Ingress {
             metadata: m,
             spec: Some(IngressSpec {
                 ingress_class_name: spec.class_name.filter(|c| !c.is_empty()),
                 rules: Some(ingress_rules),
+                tls,
                 ..IngressSpec::default()
             }),
             status: None,

@@ -434,6 +434,51 @@ fn ingress_service_and_traefik_annotations() {
     assert!(!has(&r, "Ingress", "app1-app") && !has(&r, "Service", "app1-app"));
 }
 
+#[rstest::rstest]
+#[case::own_secret("{secretName: web-cert}", None, "web-cert")]
+#[case::cluster_issuer("{clusterIssuer: letsencrypt}", Some((CERT_MANAGER_CLUSTER_ISSUER, "letsencrypt")), "app1-app-tls")]
+#[case::issuer_into_a_named_secret("{issuer: team-ca, secretName: s}", Some((CERT_MANAGER_ISSUER, "team-ca")), "s")]
+fn ingress_tls_for_any_controller(
+    #[case] tls: &str,
+    #[case] annotation: Option<(&str, &str)>,
+    #[case] secret: &str,
+) {
+    let compose = "services:
+  web:
+    image: nginx
+    ports: ['8080:80', '9090:9000']
+";
+    let r = fx(
+        compose,
+        &format!(
+            "  ingress:
+    className: nginx
+    tls: {tls}
+    rules:
+      - {{name: http, port: 8080, hosts: [a.example.com]}}
+      - {{name: admin, port: 9090, hosts: [admin.example.com]}}"
+        ),
+        "",
+    )
+    .ok();
+    let i = obj(&r, "Ingress", "app1-app");
+    assert_eq!(
+        i["spec"]["tls"],
+        json!([{"hosts": ["a.example.com", "admin.example.com"], "secretName": secret}])
+    );
+    let a = &i["metadata"]["annotations"];
+    for key in [CERT_MANAGER_CLUSTER_ISSUER, CERT_MANAGER_ISSUER] {
+        match annotation {
+            Some((k, v)) if k == key => assert_eq!(a[key], v),
+            _ => assert!(a.get(key).is_none(), "{key}: {a}"),
+        }
+    }
+    assert!(
+        a.get(TRAEFIK_TLS).is_none(),
+        "no Traefik annotation without certResolver"
+    );
+}
+
 #[test]
 fn ingress_errors() {
     let compose = "services:
