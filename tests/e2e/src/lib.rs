@@ -362,7 +362,7 @@ pub fn kubectl(args: &[&str]) -> Result<String> {
 pub async fn ensure_crds() -> Result<()> {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_try_init(|| async {
-        let dir = repo_root().join("manifests/crds");
+        let dir = repo_root().join("manifests/crds/kompox.yaml");
         let dir = dir.to_string_lossy().into_owned();
         tokio::task::spawn_blocking(move || {
             kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &dir])?;
