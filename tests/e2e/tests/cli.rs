@@ -158,8 +158,13 @@ fn install_dry_run_client_prints_everything_without_secret_values() -> Result<()
         assert!(r.stdout.contains(kind), "missing {kind}");
     }
     assert!(!r.stdout.contains("PRIVATE KEY"), "a key was printed");
+    // In the cluster the servers make their certificates and the hash key: no Secret at all.
+    assert!(!r.stdout.contains("kind: Secret"), "a Secret was printed");
+    // --local's processes get install's own, shown redacted.
+    let local = kompox(&dir, &["install", "--local", "--dry-run=client"])?.ok()?;
+    assert!(!local.stdout.contains("PRIVATE KEY"), "a key was printed");
     assert!(
-        r.stdout.contains("ca.key: <redacted>"),
+        local.stdout.contains("ca.key: <redacted>"),
         "the CA key is not redacted"
     );
     Ok(())
