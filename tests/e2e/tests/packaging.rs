@@ -507,7 +507,10 @@ async fn helm_install_comes_up_and_uninstalls_cleanly() -> Result<()> {
         c
     };
     let result = async {
-        run(helm_cmd(&["install", "kompox"]).arg(repo_root().join("charts/kompox")))?;
+        // The CRDs may be there already (the plugin or an earlier test applied them): the
+        // chart takes them over, as the README says.
+        run(helm_cmd(&["install", "kompox", "--force-conflicts"])
+            .arg(repo_root().join("charts/kompox")))?;
         still_foreign(&classes).await?;
         let servers = run_servers_locally(&client, &work).await?;
         let up = kompox_is_up(&client, &work).await;
@@ -516,12 +519,17 @@ async fn helm_install_comes_up_and_uninstalls_cleanly() -> Result<()> {
     }
     .await;
     let un = run(&mut helm_cmd(&["uninstall", "kompox", "--wait"]));
-    result?;
-    un?;
     // Helm keeps CRDs (crds/), as `uninstall` without --crds does.
-    nothing_left(true).await?;
-    still_foreign(&classes).await?;
-    classes.delete("traefik", &DeleteParams::default()).await?;
+    let checked = match (result, un) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(_)) => match nothing_left(true).await {
+            Ok(()) => still_foreign(&classes).await,
+            Err(e) => Err(e),
+        },
+    };
+    // Whatever happened, the foreign class goes, so the next test starts clean.
+    let _ = classes.delete("traefik", &DeleteParams::default()).await;
+    checked?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -565,6 +573,8 @@ async fn install_keeps_a_foreign_ingress_class() -> Result<()> {
     let install = kompox_async(&cache, &["install", "--local"]).await;
     let kept = still_foreign(&classes).await;
     let un = kompox_async(&cache, &["uninstall", "--local"]).await;
+    let after = still_foreign(&classes).await;
+    let _ = classes.delete("traefik", &DeleteParams::default()).await;
     let install = install?.ok()?;
     ensure!(
         install
@@ -575,8 +585,7 @@ async fn install_keeps_a_foreign_ingress_class() -> Result<()> {
     kept?;
     let un = un?.ok()?;
     ensure!(un.stdout.contains("IngressClass traefik kept"), "{un:?}");
-    still_foreign(&classes).await?;
-    classes.delete("traefik", &DeleteParams::default()).await?;
+    after?;
     let _ = std::fs::remove_dir_all(&cache);
     Ok(())
 }
