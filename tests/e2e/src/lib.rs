@@ -68,6 +68,10 @@ pub fn hash_key() -> kompox_core::hash::HashKey {
 
 /// A file holding [`HASH_KEY`], for servers run as processes (`--hash-key-file`).
 ///
+/// Written to a file of this process and renamed over the shared one: a server another test
+/// (or test process) is starting at that moment never reads it truncated (`fs::write` empties
+/// the file before writing, and a controller once started on an empty key file and exited).
+///
 /// # Errors
 /// When the file cannot be written.
 pub fn hash_key_file() -> Result<PathBuf> {
@@ -77,7 +81,16 @@ pub fn hash_key_file() -> Result<PathBuf> {
         .join("e2e-logs");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("hash.key");
-    std::fs::write(&path, HASH_KEY).with_context(|| format!("writing {}", path.display()))?;
+    if std::fs::read(&path).is_ok_and(|b| b == HASH_KEY.as_bytes()) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(
+        "hash.key.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::write(&tmp, HASH_KEY).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(path)
 }
 
