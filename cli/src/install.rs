@@ -65,6 +65,11 @@ pub struct InstallArgs {
     /// The ingress controller to install: `traefik`, or `none` when the cluster has one.
     #[arg(long, value_enum, default_value_t = IngressFlag::Traefik)]
     pub ingress: IngressFlag,
+    /// Let cert-manager (installed in the cluster) issue the servers' serving certificates
+    /// and inject their CA into the APIService and the webhook configuration, instead of the
+    /// servers managing their own. Not with --local.
+    #[arg(long)]
+    pub cert_manager: bool,
     /// E-mail for Let's Encrypt; enables Traefik's ACME resolvers `staging` and `production`.
     #[arg(long, value_name = "EMAIL")]
     pub acme_email: Option<String>,
@@ -183,6 +188,7 @@ fn in_cluster(
         watch_namespaces: args.watch_namespaces.clone(),
         scheduling: Scheduling::parse(&args.node_selector, &args.tolerations)?,
         webhook_client_ca,
+        cert_manager: args.cert_manager,
     })
 }
 
@@ -224,6 +230,11 @@ fn check_flags(args: &InstallArgs) -> Result<(), CliError> {
         return Err(CliError::Invalid(vec![
             "--watch-namespaces: empty label selector (leave the flag out to watch all namespaces)"
                 .into(),
+        ]));
+    }
+    if args.local && args.cert_manager {
+        return Err(CliError::Invalid(vec![
+            "--cert-manager: issues the in-cluster servers' certificates; --local runs them on this machine with install's own".into(),
         ]));
     }
     if args.local && !(args.node_selector.is_empty() && args.tolerations.is_empty()) {
@@ -396,6 +407,7 @@ pub fn uninstall_order(crds: bool) -> Result<Vec<Value>, CliError> {
             watch_namespaces: None,
             scheduling: Scheduling::default(),
             webhook_client_ca: None,
+            cert_manager: false,
         },
         &Ingress::Traefik { acme_email: None },
     )?;

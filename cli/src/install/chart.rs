@@ -11,6 +11,8 @@
 //! | `acmeEmail` | `--acme-email` | Traefik's resolver arguments inside `with` |
 //! | `watchNamespaces` | `--watch-namespaces` | the controller's `--namespace-selector` |
 //! | `nodeSelector`, `tolerations` | `--node-selector`, `--toleration` | every Deployment |
+//! | `certManager` | `--cert-manager` | the objects it adds or changes, in `if`/`else` branches |
+//! | `webhookClientCA` | `--webhook-client-ca` | the same; the PEM in the ConfigMap |
 //!
 //! The CRDs go to `crds/` (Helm installs them first and, like `uninstall` without `--crds`,
 //! never deletes them). The IngressClass `traefik` is rendered only when none exists or the
@@ -20,7 +22,7 @@
 
 use serde_json::Value;
 
-use super::objects::{self, Ingress, MANIFESTS, Placement, Scheduling};
+use super::objects::{self, Ingress, MANIFESTS, Part, Placement, Scheduling};
 use crate::CliError;
 
 /// Where the chart lives, relative to the repository root.
@@ -31,17 +33,24 @@ const WATCH: &str = "__KOMPOX_WATCH_NAMESPACES__";
 const ACME: &str = "__KOMPOX_ACME_EMAIL__";
 const NODE_SELECTOR: &str = "__KOMPOX_NODE_SELECTOR__";
 const TOLERATION: &str = "__KOMPOX_TOLERATION__";
+const CLIENT_CA: &str = "__KOMPOX_WEBHOOK_CLIENT_CA__";
 
 const HEADER: &str = "# Generated from manifests/ by kubectl-kompox (cli/src/install/chart.rs) — do not edit.\n# Regenerate: KOMPOX_UPDATE_GOLDEN=1 cargo test -p kubectl-kompox chart\n";
 
-const CHART_YAML: &str = r#"apiVersion: v2
+/// `Chart.yaml`: the chart's version and appVersion are the plugin's (and so the servers').
+fn chart_yaml() -> String {
+    let v = env!("CARGO_PKG_VERSION");
+    format!(
+        r#"apiVersion: v2
 name: kompox
 description: Kompox — Docker Compose apps on Kubernetes (CRDs, aggregated API server, webhook, controller, optional Traefik)
 type: application
-version: 0.1.0
-appVersion: "0.1.0"
+version: {v}
+appVersion: "{v}"
 kubeVersion: ">=1.30.0-0"
-"#;
+"#
+    )
+}
 
 const VALUES_YAML: &str = r#"# The image holding kompox-apiserver, kompox-webhook and kompox-controller (one image, three
 # commands): `kubectl kompox install --image`.
@@ -55,15 +64,23 @@ watchNamespaces: ""
 # Where the servers and Traefik run (`--node-selector`, `--toleration`).
 nodeSelector: {}
 tolerations: []
+# cert-manager (installed in the cluster) issues the servers' serving certificates and injects
+# their CA into the APIService and the webhook configuration (`--cert-manager`); else the
+# servers make and renew their own.
+certManager: false
+# PEM of the CA of the client certificate kube-apiserver presents to admission webhooks: the
+# webhook then answers only kube-apiserver (`--webhook-client-ca`; `--set-file
+# webhookClientCA=ca.crt`).
+webhookClientCA: ""
 "#;
 
-/// The chart's files: (path under [`CHART_DIR`], content).
-///
-/// # Errors
-///
-/// [`CliError::Invalid`] if a manifest does not parse or an object does not serialize.
-pub fn chart_files() -> Result<Vec<(String, String)>, CliError> {
-    let placement = Placement::InCluster {
+/// The chart values that switch objects, or parts of them, on and off; every object is
+/// rendered for each combination and the differing renderings become `if`/`else if` branches.
+const TOGGLES: [&str; 2] = [".Values.certManager", ".Values.webhookClientCA"];
+
+/// The placement of one combination of [`TOGGLES`] (bit `i` of `mask`: toggle `i` on).
+fn placement(mask: usize) -> Placement {
+    Placement::InCluster {
         image: IMAGE.into(),
         watch_namespaces: Some(WATCH.into()),
         scheduling: Scheduling {
@@ -72,51 +89,138 @@ pub fn chart_files() -> Result<Vec<(String, String)>, CliError> {
                 .collect(),
             tolerations: vec![serde_json::json!({"key": TOLERATION, "operator": "Exists"})],
         },
-        webhook_client_ca: None,
-    };
+        cert_manager: mask & 1 != 0,
+        webhook_client_ca: (mask & 2 != 0).then(|| CLIENT_CA.to_owned()),
+    }
+}
+
+/// The template condition that holds exactly for the combinations in `set` (`None`: all).
+fn condition(set: &[bool]) -> Option<String> {
+    let n = TOGGLES.len();
+    if set.iter().all(|b| *b) {
+        return None;
+    }
+    // A toggle matters when flipping it leaves the set for some combination in it.
+    let relevant: Vec<usize> = (0..n)
+        .filter(|i| (0..set.len()).any(|m| set[m] && !set[m ^ (1 << i)]))
+        .collect();
+    let mut terms: Vec<String> = Vec::new();
+    for m in (0..set.len()).filter(|m| set[*m]) {
+        let literals: Vec<String> = relevant
+            .iter()
+            .map(|i| {
+                if m & (1 << i) != 0 {
+                    TOGGLES[*i].to_owned()
+                } else {
+                    format!("(not {})", TOGGLES[*i])
+                }
+            })
+            .collect();
+        let term = match literals.as_slice() {
+            [one] => one.trim_start_matches('(').trim_end_matches(')').to_owned(),
+            _ => format!("and {}", literals.join(" ")),
+        };
+        if !terms.contains(&term) {
+            terms.push(term);
+        }
+    }
+    Some(match terms.as_slice() {
+        [one] => one.clone(),
+        _ => format!(
+            "or {}",
+            terms
+                .iter()
+                .map(|t| format!("({t})"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    })
+}
+
+/// The chart's files: (path under [`CHART_DIR`], content).
+///
+/// # Errors
+///
+/// [`CliError::Invalid`] if a manifest does not parse or an object does not serialize.
+pub fn chart_files() -> Result<Vec<(String, String)>, CliError> {
     let ingress = Ingress::Traefik { acme_email: None };
+    let variants = (0..1usize << TOGGLES.len())
+        .map(|mask| objects::objects_by_file(&placement(mask), &ingress))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut files = vec![
-        ("Chart.yaml".to_owned(), CHART_YAML.to_owned()),
+        ("Chart.yaml".to_owned(), chart_yaml()),
         ("values.yaml".to_owned(), VALUES_YAML.to_owned()),
     ];
     for m in MANIFESTS {
         let mut text = String::from(HEADER);
-        if m.traefik {
+        if m.part == Part::Traefik {
             text.push_str("{{- if eq .Values.ingress \"traefik\" }}\n");
         }
-        for doc in objects::docs(&m)? {
-            let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
-            let name = doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            // The same object as install makes of it, with the sentinels.
-            let one = objects::objects(&placement, &ingress)?
-                .into_iter()
-                .find(|o| {
-                    o["kind"] == kind
-                        && o["metadata"]["name"] == name
-                        && o["metadata"]["namespace"] == doc["metadata"]["namespace"]
-                })
-                .ok_or_else(|| {
-                    CliError::Invalid(vec![format!(
-                        "manifests/{}: {kind} {name} not installed",
-                        m.path
-                    )])
-                })?;
-            let mut one = one;
-            // Traefik's ACME arguments: one sentinel line, replaced by all of them.
-            if let Some(args) = one
-                .pointer_mut("/spec/template/spec/containers/0/args")
-                .and_then(Value::as_array_mut)
-                .filter(|_| m.traefik && kind == "Deployment")
-            {
-                args.push(Value::String(ACME.into()));
+        // The objects of this file in any combination, in install's order (the combination
+        // with every toggle on has them all).
+        let key = |o: &Value| {
+            (
+                o["kind"].as_str().unwrap_or_default().to_owned(),
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        };
+        let mut keys = Vec::new();
+        for v in variants.iter().rev() {
+            for (_, o) in v.iter().filter(|(p, _)| *p == m.path) {
+                if !keys.contains(&key(o)) {
+                    keys.push(key(o));
+                }
             }
-            let yaml = serde_saphyr::to_string(&one).map_err(|e| {
-                CliError::Invalid(vec![format!("manifests/{}: {kind} {name}: {e}", m.path)])
-            })?;
-            let body = templated(&yaml);
+        }
+        for k in keys {
+            let (kind, _, name) = &k;
+            // Its rendering in each combination (`None`: not installed there).
+            let mut bodies: Vec<Option<String>> = Vec::new();
+            for v in &variants {
+                let Some((_, one)) = v.iter().find(|(p, o)| *p == m.path && key(o) == k) else {
+                    bodies.push(None);
+                    continue;
+                };
+                let mut one = one.clone();
+                // Traefik's ACME arguments: one sentinel line, replaced by all of them.
+                if let Some(args) = one
+                    .pointer_mut("/spec/template/spec/containers/0/args")
+                    .and_then(Value::as_array_mut)
+                    .filter(|_| m.part == Part::Traefik && kind == "Deployment")
+                {
+                    args.push(Value::String(ACME.into()));
+                }
+                let yaml = serde_saphyr::to_string(&one).map_err(|e| {
+                    CliError::Invalid(vec![format!("manifests/{}: {kind} {name}: {e}", m.path)])
+                })?;
+                bodies.push(Some(templated(&yaml)));
+            }
+            let mut body = String::new();
+            let mut seen: Vec<&String> = Vec::new();
+            for b in bodies.iter().flatten() {
+                if seen.contains(&b) {
+                    continue;
+                }
+                seen.push(b);
+                let set: Vec<bool> = bodies.iter().map(|x| x.as_ref() == Some(b)).collect();
+                match condition(&set) {
+                    None => body.push_str(b),
+                    Some(c) => {
+                        let word = if seen.len() == 1 { "if" } else { "else if" };
+                        body.push_str(&format!("{{{{- {word} {c} }}}}\n{b}"));
+                    }
+                }
+            }
+            if bodies.iter().any(|b| bodies[0] != *b) {
+                body.push_str("{{- end }}\n");
+            }
             text.push_str("---\n");
             if kind == "IngressClass" {
                 text.push_str(&format!(
@@ -126,7 +230,7 @@ pub fn chart_files() -> Result<Vec<(String, String)>, CliError> {
                 text.push_str(&body);
             }
         }
-        if m.traefik {
+        if m.part == Part::Traefik {
             text.push_str("{{- end }}\n");
         }
         let path = if m.path.starts_with("crds/") {
@@ -178,7 +282,12 @@ fn templated(yaml: &str) -> String {
             i = j;
             continue;
         }
-        if line.contains(IMAGE) {
+        if line.contains(CLIENT_CA) {
+            out.push(
+                line.replace(&format!("{CLIENT_CA:?}"), CLIENT_CA)
+                    .replace(CLIENT_CA, "{{ .Values.webhookClientCA | quote }}"),
+            );
+        } else if line.contains(IMAGE) {
             out.push(line.replace(IMAGE, "{{ .Values.image | quote }}"));
         } else if line.contains(WATCH) {
             let item = line.trim_start().trim_start_matches("- ");

@@ -44,38 +44,63 @@ pub struct Manifest {
     pub path: &'static str,
     /// Its text.
     pub text: &'static str,
-    /// Part of Traefik (left out with `--ingress none`).
-    pub traefik: bool,
+    /// What it belongs to.
+    pub part: Part,
+}
+
+/// The parts of the install a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Always installed.
+    Core,
+    /// Traefik (left out with `--ingress none`).
+    Traefik,
+    /// cert-manager's Issuers and Certificates (only with `--cert-manager`; not in the
+    /// kustomize base).
+    CertManager,
 }
 
 macro_rules! manifest {
-    ($path:literal, $traefik:expr) => {
+    ($path:literal, $part:ident) => {
         Manifest {
             path: $path,
             text: include_str!(concat!("../../../manifests/", $path)),
-            traefik: $traefik,
+            part: Part::$part,
         }
     };
 }
 
 /// Every file of `manifests/`, in the order `install` applies them (CRDs and namespaces first,
 /// the registrations after the servers). The kustomizations list the same files (tested).
-pub const MANIFESTS: [Manifest; 15] = [
-    manifest!("crds/kompox.yaml", false),
-    manifest!("system/namespace.yaml", false),
-    manifest!("traefik/namespace.yaml", true),
-    manifest!("system/hash-key.yaml", false),
-    manifest!("apiserver/rbac.yaml", false),
-    manifest!("webhook/rbac.yaml", false),
-    manifest!("controller/rbac.yaml", false),
-    manifest!("policy/podsecurity.yaml", false),
-    manifest!("system/networkpolicies.yaml", false),
-    manifest!("apiserver/deployment.yaml", false),
-    manifest!("webhook/deployment.yaml", false),
-    manifest!("controller/deployment.yaml", false),
-    manifest!("apiserver/apiservice.yaml", false),
-    manifest!("webhook/mutatingwebhookconfiguration.yaml", false),
-    manifest!("traefik/traefik.yaml", true),
+pub const MANIFESTS: [Manifest; 16] = [
+    manifest!("crds/kompox.yaml", Core),
+    manifest!("system/namespace.yaml", Core),
+    manifest!("traefik/namespace.yaml", Traefik),
+    manifest!("system/hash-key.yaml", Core),
+    manifest!("apiserver/rbac.yaml", Core),
+    manifest!("webhook/rbac.yaml", Core),
+    manifest!("controller/rbac.yaml", Core),
+    manifest!("policy/podsecurity.yaml", Core),
+    manifest!("system/networkpolicies.yaml", Core),
+    manifest!("cert-manager/certificates.yaml", CertManager),
+    manifest!("apiserver/deployment.yaml", Core),
+    manifest!("webhook/deployment.yaml", Core),
+    manifest!("controller/deployment.yaml", Core),
+    manifest!("apiserver/apiservice.yaml", Core),
+    manifest!("webhook/mutatingwebhookconfiguration.yaml", Core),
+    manifest!("traefik/traefik.yaml", Traefik),
+];
+
+/// cert-manager's annotation that copies a Certificate's CA into a `caBundle`.
+pub const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
+
+/// The server arguments that make a server manage its own certificate; left out when
+/// cert-manager issues it.
+const SELF_MANAGED_TLS_ARGS: [&str; 4] = [
+    "--tls-manage",
+    "--tls-dns-name=",
+    "--apiservice=",
+    "--webhook-configuration=",
 ];
 
 /// Parses one compiled-in YAML stream.
@@ -109,6 +134,8 @@ pub enum Placement {
         scheduling: Scheduling,
         /// PEM of the CA of kube-apiserver's webhook client certificate, if it has one.
         webhook_client_ca: Option<String>,
+        /// cert-manager issues the serving certificates (else the servers do).
+        cert_manager: bool,
     },
     /// Local processes: the aggregated API server on `apiserver_port`, the webhook on
     /// `webhook_port` (both on 127.0.0.1), serving `certs`; `hash_key` is the material
@@ -231,9 +258,34 @@ fn server_of(d: &Value) -> Option<&str> {
 ///
 /// [`CliError::Invalid`] if a compiled-in manifest does not parse.
 pub fn objects(placement: &Placement, ingress: &Ingress) -> Result<Vec<Value>, CliError> {
+    Ok(objects_by_file(placement, ingress)?
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect())
+}
+
+/// [`objects`], each with the path under `manifests/` of the file it comes from (an object the
+/// options add, such as the webhook's client CA ConfigMap, goes with the file it serves).
+///
+/// # Errors
+///
+/// As [`objects`].
+pub fn objects_by_file(
+    placement: &Placement,
+    ingress: &Ingress,
+) -> Result<Vec<(&'static str, Value)>, CliError> {
     let mut out = Vec::new();
+    let cert_manager = matches!(
+        placement,
+        Placement::InCluster {
+            cert_manager: true,
+            ..
+        }
+    );
     for m in MANIFESTS {
-        if m.traefik && *ingress == Ingress::None {
+        if (m.part == Part::Traefik && *ingress == Ingress::None)
+            || (m.part == Part::CertManager && !cert_manager)
+        {
             continue;
         }
         for mut o in docs(&m)? {
@@ -273,14 +325,14 @@ pub fn objects(placement: &Placement, ingress: &Ingress) -> Result<Vec<Value>, C
             } = placement
                 && server_of(&o) == Some("kompox-webhook")
             {
-                out.push(json!({
+                out.push((m.path, json!({
                     "apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": WEBHOOK_CLIENT_CA_CONFIG_MAP, "namespace": SYSTEM_NS, "labels": labels()},
                     "data": {"ca.crt": ca},
-                }));
+                })));
                 require_client_certs(&mut o);
             }
-            out.push(o);
+            out.push((m.path, o));
         }
         if let (
             Placement::Local {
@@ -289,15 +341,16 @@ pub fn objects(placement: &Placement, ingress: &Ingress) -> Result<Vec<Value>, C
             "system/hash-key.yaml",
         ) = (placement, m.path)
         {
-            out.push(certs_secret(certs, CERTS_SECRET));
-            out.push(
+            out.push((m.path, certs_secret(certs, CERTS_SECRET)));
+            out.push((
+                m.path,
                 serde_json::to_value(kompox_cluster::hash_key::secret(
                     SYSTEM_NS,
                     HASH_KEY_SECRET,
                     hash_key,
                 ))
                 .map_err(|e| CliError::Io(format!("encoding the hash key Secret: {e}")))?,
-            );
+            ));
         }
     }
     Ok(out)
@@ -309,11 +362,31 @@ fn in_cluster(o: &mut Value, placement: &Placement) {
         image,
         watch_namespaces,
         scheduling,
+        cert_manager,
         ..
     } = placement
     else {
         return;
     };
+    if *cert_manager {
+        let secret = match o["kind"].as_str() {
+            Some("APIService") => Some("kompox-apiserver-tls"),
+            Some("MutatingWebhookConfiguration") => Some("kompox-webhook-tls"),
+            _ => None,
+        };
+        if let Some(secret) = secret {
+            o["metadata"]["annotations"][INJECT_CA_FROM] = json!(format!("{SYSTEM_NS}/{secret}"));
+        }
+        if let Some(args) = o
+            .pointer_mut("/spec/template/spec/containers/0/args")
+            .and_then(Value::as_array_mut)
+        {
+            args.retain(|a| {
+                !a.as_str()
+                    .is_some_and(|a| SELF_MANAGED_TLS_ARGS.iter().any(|p| a.starts_with(p)))
+            });
+        }
+    }
     if o["kind"] != "Deployment" {
         return;
     }

@@ -36,6 +36,8 @@ use serde_json::{Value, json};
 
 const SYSTEM_NS: &str = "k4x-system";
 const APISERVICE: &str = "v1alpha1.subresources.k8s.kompox.dev";
+/// In a drift case's flags: the path of the cluster's webhook client CA.
+const CLIENT_CA: &str = "CLIENT_CA";
 
 /// The install paths share k4x-system and the cluster-wide registrations: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -136,14 +138,31 @@ fn same(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>, what: &str) ->
       "--set", "acmeEmail=ops@example.com"],
     None,
 )]
+#[case::cert_manager(&["--cert-manager"], &["--set", "certManager=true"], None)]
+#[case::webhook_client_ca(
+    &["--webhook-client-ca", CLIENT_CA],
+    &["--set-file", "webhookClientCA=CLIENT_CA"],
+    None,
+)]
+#[case::cert_manager_and_client_ca_without_traefik(
+    &["--cert-manager", "--webhook-client-ca", CLIENT_CA, "--ingress", "none"],
+    &["--set", "certManager=true", "--set-file", "webhookClientCA=CLIENT_CA", "--set", "ingress=none"],
+    None,
+)]
 fn install_paths_render_the_same_objects(
     #[case] install_flags: &[&str],
     #[case] helm_flags: &[&str],
     #[case] kustomization: Option<&str>,
 ) -> Result<()> {
     let dir = temp_dir("packaging-drift")?;
+    // CLIENT_CA in a flag: the cluster's webhook client CA file.
+    let ca = cluster().webhook_client_ca.to_string_lossy().into_owned();
+    let with_ca = |flags: &[&str]| -> Vec<String> {
+        flags.iter().map(|f| f.replace(CLIENT_CA, &ca)).collect()
+    };
+    let (install_flags, helm_flags) = (with_ca(install_flags), with_ca(helm_flags));
     let mut args = vec!["install", "--dry-run=client", "-o", "yaml"];
-    args.extend(install_flags);
+    args.extend(install_flags.iter().map(String::as_str));
     let install = kompox(&dir, &args)?.ok()?;
     let install = by_name(&install.stdout, "install --dry-run=client")?;
     let chart = repo_root().join("charts/kompox");
@@ -389,6 +408,16 @@ async fn kompox_is_up(client: &kube::Client, work: &Path) -> Result<()> {
         "the webhook did not mutate the Pod: {annotations:?}"
     );
     ns.cleanup().await?;
+    // `version` names the servers this install path put in: their Deployments' version and
+    // image (how many are ready depends on the nodes; the processes here are not Pods).
+    let v = kompox_async(work, &["version"]).await?.ok()?;
+    for s in ["kompox-apiserver", "kompox-webhook", "kompox-controller"] {
+        let want = format!(
+            "\n  {s} {} (ghcr.io/kompox/kompox:dev, ",
+            env!("CARGO_PKG_VERSION")
+        );
+        ensure!(v.stdout.contains(&want), "no {want:?} in {}", v.stdout);
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ fn default_in_cluster() -> Placement {
         watch_namespaces: None,
         scheduling: Scheduling::default(),
         webhook_client_ca: None,
+        cert_manager: false,
     }
 }
 
@@ -75,8 +76,8 @@ fn in_cluster_objects_are_the_manifests_with_nothing_generated() -> Result<(), C
         .unwrap_or_default();
     assert!(apiservice["spec"].get("caBundle").is_none());
     let mut parsed = Vec::new();
-    for m in MANIFESTS {
-        parsed.extend(docs(&m)?);
+    for m in MANIFESTS.iter().filter(|m| m.part != Part::CertManager) {
+        parsed.extend(docs(m)?);
     }
     assert_eq!(objs, parsed, "defaults change nothing of manifests/");
     for o in &objs {
@@ -97,6 +98,7 @@ fn one_image_for_the_three_servers() -> Result<(), CliError> {
             watch_namespaces: None,
             scheduling: Scheduling::default(),
             webhook_client_ca: None,
+            cert_manager: false,
         },
         &traefik(),
     )?;
@@ -152,6 +154,7 @@ fn watch_namespaces_scopes_only_the_controller() -> Result<(), CliError> {
             watch_namespaces: Some("kompox.dev/tenant=a".into()),
             scheduling: Scheduling::default(),
             webhook_client_ca: Some("-----BEGIN CERTIFICATE-----".into()),
+            cert_manager: false,
         },
         &traefik(),
     )?;
@@ -199,6 +202,7 @@ fn scheduling_flags_place_the_servers_and_traefik() -> Result<(), CliError> {
             watch_namespaces: None,
             scheduling,
             webhook_client_ca: None,
+            cert_manager: false,
         },
         &traefik(),
     )?;
@@ -290,7 +294,11 @@ fn kustomizations_list_the_manifests() -> Result<(), Box<dyn std::error::Error>>
             files.push(format!("{dir}/{f}"));
         }
     }
-    let mut want: Vec<String> = MANIFESTS.iter().map(|m| m.path.to_owned()).collect();
+    let mut want: Vec<String> = MANIFESTS
+        .iter()
+        .filter(|m| m.part != Part::CertManager)
+        .map(|m| m.path.to_owned())
+        .collect();
     files.sort();
     want.sort();
     assert_eq!(files, want);
@@ -330,4 +338,76 @@ fn bad_scheduling_flags_are_named(
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// `--cert-manager`: Certificates for both servers from a CA of cert-manager's, the servers
+/// only follow their Secrets, cert-manager injects the CA into both registrations.
+#[test]
+fn cert_manager_issues_the_serving_certificates() -> Result<(), CliError> {
+    let objs = objects(
+        &Placement::InCluster {
+            image: DEFAULT_IMAGE.into(),
+            watch_namespaces: None,
+            scheduling: Scheduling::default(),
+            webhook_client_ca: None,
+            cert_manager: true,
+        },
+        &traefik(),
+    )?;
+    for name in ["kompox-apiserver-tls", "kompox-webhook-tls", "kompox-ca"] {
+        let c = find(&objs, "Certificate", name)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(c["spec"]["secretName"], name);
+    }
+    for (kind, name, secret) in [
+        ("APIService", APISERVICE, "kompox-apiserver-tls"),
+        (
+            "MutatingWebhookConfiguration",
+            WEBHOOK_CONFIG,
+            "kompox-webhook-tls",
+        ),
+    ] {
+        let o = find(&objs, kind, name).cloned().unwrap_or_default();
+        assert_eq!(
+            o["metadata"]["annotations"][INJECT_CA_FROM],
+            format!("k4x-system/{secret}")
+        );
+    }
+    for name in ["kompox-apiserver", "kompox-webhook"] {
+        let d = find(&objs, "Deployment", name).cloned().unwrap_or_default();
+        let args = d["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains("--tls-secret=k4x-system/"), "{name}: {args}");
+        for gone in SELF_MANAGED_TLS_ARGS {
+            assert!(!args.contains(gone), "{name}: {gone} in {args}");
+        }
+    }
+    assert!(!objs.iter().any(|o| o["kind"] == "Secret"));
+    Ok(())
+}
+
+/// Each server's Deployment says which version it runs (`kubectl kompox version` reads it):
+/// the plugin's own, on the Deployment and its Pods.
+#[test]
+fn server_deployments_carry_the_version() -> Result<(), CliError> {
+    let objs = objects(&default_in_cluster(), &traefik())?;
+    let servers: Vec<&Value> = objs
+        .iter()
+        .filter(|o| o["kind"] == "Deployment" && server_of(o).is_some())
+        .collect();
+    assert_eq!(servers.len(), 3);
+    for d in servers {
+        for labels in [
+            &d["metadata"]["labels"],
+            &d["spec"]["template"]["metadata"]["labels"],
+        ] {
+            assert_eq!(
+                labels["app.kubernetes.io/version"],
+                env!("CARGO_PKG_VERSION"),
+                "{}",
+                d["metadata"]["name"]
+            );
+        }
+    }
+    Ok(())
 }
