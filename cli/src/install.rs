@@ -6,7 +6,7 @@
 //! the Helm chart ([`chart`]) are made of; `install --dry-run=client -o yaml` prints it.
 
 mod chart;
-mod objects;
+pub(crate) mod objects;
 
 use std::io::Write;
 use std::time::Duration;

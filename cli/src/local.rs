@@ -269,14 +269,15 @@ pub fn server_kubeconfig(
 }
 
 /// Writes `<server>.token` for every server: a token of its ServiceAccount in
-/// [`crate::install::SYSTEM_NS`] (which the install just applied), valid [`TOKEN_SECONDS`].
+/// [`crate::install::objects::SYSTEM_NS`] (which the install just applied), valid [`TOKEN_SECONDS`].
 ///
 /// # Errors
 ///
 /// [`CliError::Cluster`] when a token cannot be requested, [`CliError::Io`] when it cannot be
 /// written.
 pub async fn write_tokens(client: &kube::Client, dir: &Path) -> Result<(), CliError> {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), crate::install::SYSTEM_NS);
+    let sas: Api<ServiceAccount> =
+        Api::namespaced(client.clone(), crate::install::objects::SYSTEM_NS);
     for server in SERVERS {
         let request = TokenRequest {
             spec: TokenRequestSpec {
@@ -292,7 +293,7 @@ pub async fn write_tokens(client: &kube::Client, dir: &Path) -> Result<(), CliEr
                 kubectx::kube_error(
                     &format!(
                         "requesting a token for ServiceAccount {}/{server}",
-                        crate::install::SYSTEM_NS
+                        crate::install::objects::SYSTEM_NS
                     ),
                     &e,
                 )
@@ -301,7 +302,7 @@ pub async fn write_tokens(client: &kube::Client, dir: &Path) -> Result<(), CliEr
         if token.is_empty() {
             return Err(CliError::Cluster(format!(
                 "TokenRequest for ServiceAccount {}/{server}: no token in the answer",
-                crate::install::SYSTEM_NS
+                crate::install::objects::SYSTEM_NS
             )));
         }
         write_private(&dir.join(format!("{server}.token")), token.as_bytes())?;

@@ -51,10 +51,10 @@ pub use error::{Error, Result};
 pub use health::Health;
 pub use logging::{Telemetry, init_logging, init_logging_to};
 pub use metrics::Metrics;
-pub use respond::{BodyError, json, read_body_limited, text};
+pub use respond::{BodyError, BodyReadTimeout, BoxError, json, read_body_limited, text};
 pub use server::{
-    BodyReadTimeout, BoxError, ConnInfo, RequestBody, ServeFlags, ServeOptions, Server, Transport,
-    peer_common_name, peer_organizations,
+    ConnInfo, RequestBody, ServeFlags, ServeOptions, Server, Transport, peer_common_name,
+    peer_organizations,
 };
 pub use stop::{Stop, shutdown_signal};
 pub use tls::{

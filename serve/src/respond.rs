@@ -7,7 +7,15 @@ use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use serde::Serialize;
 
-use crate::server::BoxError;
+use std::time::Duration;
+
+/// Boxed error type for request and response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The error of a [`crate::RequestBody`] whose client was too slow.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyReadTimeout(pub Duration);
 
 /// Why a request body could not be read. Maps to a status with [`BodyError::status`].
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +72,7 @@ where
     match Limited::new(body, max_bytes).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit: max_bytes }),
-        Err(e) if e.is::<crate::server::BodyReadTimeout>() => Err(BodyError::TimedOut(e)),
+        Err(e) if e.is::<BodyReadTimeout>() => Err(BodyError::TimedOut(e)),
         Err(e) => Err(BodyError::Read(e)),
     }
 }

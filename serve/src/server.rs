@@ -27,10 +27,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
 use crate::error::{Error, Result};
+use crate::respond::{BodyReadTimeout, BoxError};
 use crate::tls::ReloadableTls;
-
-/// Boxed error type for response bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the handler knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -253,11 +251,6 @@ pub struct RequestBody {
     timeout: Duration,
     timed_out: Arc<AtomicBool>,
 }
-
-/// The error of a [`RequestBody`] whose client was too slow.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0:?}")]
-pub struct BodyReadTimeout(pub Duration);
 
 impl Body for RequestBody {
     type Data = Bytes;
