@@ -104,6 +104,8 @@ pub fn kompox(cache: &Path, args: &[&str]) -> Result<Run> {
         .args(args)
         .env("KUBECONFIG", &cluster().admin_kubeconfig)
         .env("KOMPOX_CACHE", cache)
+        // `--local` state follows `cache`: a KOMPOX_LOCAL_DIR of the caller's shell would win.
+        .env_remove("KOMPOX_LOCAL_DIR")
         .output()
         .with_context(|| format!("running {}", bin.display()))?;
     Ok(Run {
