@@ -224,7 +224,7 @@ async fn dry_run(client: &Client, want: &Value, manager: &str) -> Result<Value, 
     match api.patch(name, &pp, &Patch::Apply(want)).await {
         Ok(o) => serde_json::to_value(o).map_err(|e| CliError::Io(e.to_string())),
         // The namespace does not exist yet: the object would be created as it is.
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(want.clone()),
+        Err(e) if kompox_cluster::is_not_found(&e) => Ok(want.clone()),
         Err(e) => Err(kubectx::kube_error(
             &format!("dry-run applying {}", kubectx::describe(want)),
             &e,

@@ -276,28 +276,31 @@ async fn update_spec(
         ..PatchParams::default()
     };
     let what = || format!("KompoxApp {}/{name}", api.namespace().unwrap_or_default());
-    for _ in 0..UPDATE_TRIES {
+    let done = kompox_cluster::retry_on_conflict(UPDATE_TRIES, || async {
         let app = api
             .get(name)
             .await
             .map_err(|e| kubectx::kube_error(&format!("reading {}", what()), &e))?;
         let Some(spec) = change(&app) else {
-            return Ok(());
+            return Ok(Ok(()));
         };
         let body = json!({
             "metadata": {"resourceVersion": app.resource_version()},
             "spec": spec,
         });
         match api.patch(name, &pp, &Patch::Merge(body)).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(kubectx::kube_error(&format!("updating {}", what()), &e)),
+            Ok(_) => Ok(Ok(())),
+            Err(e) if kompox_cluster::is_conflict(&e) => Ok(Err(())),
+            Err(e) => Err(kubectx::kube_error(&format!("updating {}", what()), &e)),
         }
-    }
-    Err(CliError::Cluster(format!(
-        "{} kept changing while this command ran ({UPDATE_TRIES} tries): run it again",
-        what()
-    )))
+    })
+    .await?;
+    done.map_err(|()| {
+        CliError::Cluster(format!(
+            "{} kept changing while this command ran ({UPDATE_TRIES} tries): run it again",
+            what()
+        ))
+    })
 }
 
 /// The app, its API and its namespace.

@@ -69,7 +69,7 @@ pub async fn run(args: &SuspendArgs, suspend: bool, out: &mut dyn Write) -> Resu
         )
         .await
         .map_err(|e| match e {
-            kube::Error::Api(ref s) if s.code == 404 => {
+            e if kompox_cluster::is_not_found(&e) => {
                 CliError::NotFound(format!("KompoxApp {ns}/{name}: not found"))
             }
             e => kubectx::kube_error(&format!("{verb} KompoxApp {ns}/{name}"), &e),

@@ -79,6 +79,14 @@ pub const DISK_UID_ANNOTATION: &str = "kompox.dev/disk-uid";
 /// leak listings without parsing the spec).
 pub const HANDLE_ANNOTATION: &str = "kompox.dev/volume-handle";
 
+// Migration (`kubectl kompox migrate`).
+
+/// On the source KompoxApp: the migration's record (JSON; no Secret value, no digest of data).
+pub const MIGRATION_ANNOTATION: &str = "kompox.dev/migration";
+/// On every object a migration created: the migration's id (what a resume may reuse and a
+/// rollback removes).
+pub const MIGRATION_ID_ANNOTATION: &str = "kompox.dev/migration-id";
+
 // The app controller.
 
 /// Finalizer on KompoxApps: releases disk claims once the app's Pods are gone.

@@ -4,12 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The annotation on the source KompoxApp holding the [`Record`] (JSON). No Secret value, no
-/// digest of data is ever in it.
-pub const ANNOTATION: &str = "kompox.dev/migration";
-/// The annotation on every object a migration created, holding its [`Record::id`]: what a
-/// resume may reuse and a rollback removes.
-pub const CREATED_BY: &str = "kompox.dev/migration-id";
+/// The annotation on the source KompoxApp holding the [`Record`] (JSON), and the one on every
+/// object a migration created holding its [`Record::id`].
+pub use kompox_core::well_known::{
+    MIGRATION_ANNOTATION as ANNOTATION, MIGRATION_ID_ANNOTATION as CREATED_BY,
+};
 
 /// How the data moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
