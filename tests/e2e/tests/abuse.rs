@@ -86,6 +86,8 @@ async fn webhook_with(
     client_auth: Option<kompox_webhook::ClientAuth>,
     serve: kompox_serve::ServeOptions,
 ) -> Result<WebhookServer> {
+    // The webhook's caches include KompoxDisks: on a fresh cluster their CRD must exist first.
+    kompox_e2e::ensure_crds().await?;
     let ca = generate_ca("kompox-e2e-abuse-ca")?;
     let leaf = issue_serving_cert(&ca, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], 1)?;
     let config = kompox_webhook::Config {
